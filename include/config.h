@@ -1,0 +1,94 @@
+/*
+ * config.h - vsmtpd configuration: the INI file, its defaults and overrides.
+ *
+ * The file is read with inih. Every section and key is known in advance; an
+ * unknown one, or a value that does not parse, makes config_load() fail with
+ * a message naming the file, the line and the key. Overrides given on the
+ * command line ("-o section.key=value") are applied after the file, with the
+ * same checks, and reported as line 0 of "command line".
+ */
+#ifndef VSMTPD_CONFIG_H
+#define VSMTPD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/vsmtpd/vsmtpd.conf"
+#define CONFIG_MAX_LISTENERS 16
+#define CONFIG_MAX_ADDRESSES 16
+
+enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
+
+/* What to do with a message whose DATA holds a bare CR or bare LF. */
+enum bare_eol_policy {
+	BARE_EOL_REJECT,    /* refuse the message with 550 5.6.0 (default) */
+	BARE_EOL_NORMALIZE, /* store it with every bare CR / LF turned into CRLF */
+};
+
+struct listener_config {
+	char *name;                                /* "smtp" in [listener:smtp] */
+	char *kind;                                /* "smtp" */
+	char *addresses[CONFIG_MAX_ADDRESSES];     /* "127.0.0.1:25", "[::1]:25" */
+	size_t naddresses;
+};
+
+struct config {
+	char *path; /* the file this was read from */
+
+	/* [server] */
+	char *hostname;    /* default: gethostname() */
+	char *banner;      /* text after "220 hostname " */
+	char *user;        /* account to run as when started as root */
+	char *group;       /* its group; default: the user's primary group */
+	char *spool_dir;
+	enum log_target log_target;
+	int log_level;       /* a syslog priority: LOG_DEBUG .. LOG_ERR */
+	int syslog_facility; /* LOG_MAIL by default */
+
+	/* [listener:NAME] sections, in file order */
+	struct listener_config listeners[CONFIG_MAX_LISTENERS];
+	size_t nlisteners;
+
+	/* [limits] */
+	unsigned max_sessions;
+	unsigned max_sessions_per_ip;
+	uint64_t max_message_size;  /* bytes; SIZE= above it gets 552 at MAIL */
+	unsigned max_recipients;    /* past it RCPT gets 452 4.5.3 */
+	size_t max_command_line;    /* bytes, CRLF included */
+	size_t max_text_line;       /* bytes, CRLF included (DATA / BDAT lines) */
+	unsigned soft_error_limit;  /* past it every reply is delayed */
+	unsigned hard_error_limit;  /* at it: 421 and close */
+	unsigned error_delay_ms;    /* the delay past the soft limit */
+	uint64_t min_free_space;    /* bytes the spool file system keeps free */
+
+	/* [timeouts], seconds */
+	unsigned timeout_command;   /* waiting for a command */
+	unsigned timeout_data;      /* waiting for more DATA / BDAT bytes */
+	unsigned shutdown_grace;    /* SIGTERM: how long running sessions get */
+
+	/* [smtp] */
+	enum bare_eol_policy bare_eol;
+};
+
+/*
+ * config_load - read the file at path, then apply the overrides.
+ *
+ * overrides are "section.key=value" strings (noverrides of them, may be 0).
+ * Returns a new config, or NULL with a one-line message in err (which names
+ * the file, the line and the key) when anything is wrong.
+ */
+struct config *config_load(const char *path, char *const *overrides, size_t noverrides,
+			   char *err, size_t errlen);
+
+/* config_free - release a config from config_load (NULL is fine). */
+void config_free(struct config *cfg);
+
+/*
+ * config_parse_size - "10240000", "512k", "25M", "1G" (powers of 1024) to bytes.
+ * config_parse_duration - "300", "300s", "5m", "1h", "250ms" to milliseconds.
+ * Both return 0 on success, -1 when the text is not such a value.
+ */
+int config_parse_size(const char *text, uint64_t *bytes);
+int config_parse_duration(const char *text, uint64_t *ms);
+
+#endif

@@ -1,0 +1,61 @@
+/*
+ * envelope.h - the envelope of a queued message: who sent it, to whom, how.
+ *
+ * The session builds it during the SMTP transaction; the spool stores it as
+ * JSON after the message content (see docs/spool.md); the queue and, later,
+ * the delivery worker read it back. Strings are owned by the envelope.
+ */
+#ifndef VSMTPD_ENVELOPE_H
+#define VSMTPD_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ENVELOPE_ID_MAX 32
+
+struct envelope_rcpt {
+	char *address;    /* "local@domain" (or "postmaster") */
+	unsigned notify;  /* SMTP_NOTIFY_* bits, 0 when not given */
+	char *orcpt_type; /* DSN ORCPT= address type, NULL when not given */
+	char *orcpt;      /* DSN ORCPT= address, decoded */
+};
+
+struct envelope {
+	char id[ENVELOPE_ID_MAX + 1];
+	int64_t received_at;   /* Unix time of the final reply */
+	char *listener;        /* the listener name */
+	char *client_ip;
+	unsigned client_port;
+	char *helo;
+	char *protocol;        /* "SMTP", "ESMTP", "UTF8SMTP" as in Received: */
+	char *mail_from;       /* "" for the null reverse path */
+	int body;              /* enum smtp_body */
+	int smtputf8;
+	int ret;               /* enum smtp_ret */
+	char *envid;           /* DSN ENVID=, NULL when not given */
+	char *auth;            /* MAIL AUTH=, NULL when not given */
+	size_t nrcpts;
+	struct envelope_rcpt *rcpts;
+};
+
+/* envelope_add_rcpt - append a recipient (copies the strings); 0 or -1. */
+int envelope_add_rcpt(struct envelope *env, const char *address, unsigned notify,
+		      const char *orcpt_type, const char *orcpt);
+
+/* envelope_set - replace *field with a copy of value (NULL clears); 0 or -1. */
+int envelope_set(char **field, const char *value);
+
+/* envelope_to_json - serialize; returns a malloc'ed string or NULL. */
+char *envelope_to_json(const struct envelope *env);
+
+/*
+ * envelope_from_json - parse what envelope_to_json wrote into a zeroed env.
+ * Returns 0, or -1 when the text is not a valid envelope (then env holds
+ * nothing that needs freeing beyond envelope_free).
+ */
+int envelope_from_json(struct envelope *env, const char *text, size_t len);
+
+/* envelope_clear - free every string and recipient; env becomes zeroed. */
+void envelope_clear(struct envelope *env);
+
+#endif

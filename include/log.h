@@ -1,0 +1,33 @@
+/*
+ * log.h - logging to stderr or syslog, one line per event.
+ *
+ * Every line carries the process role ("master", "queue", "smtp") so that a
+ * grep over the journal follows one message through the processes.
+ */
+#ifndef VSMTPD_LOG_H
+#define VSMTPD_LOG_H
+
+#include <stdarg.h>
+#include <syslog.h>
+
+#include "config.h"
+
+/* log_open - start logging; before it, everything goes to stderr. */
+void log_open(enum log_target target, int level, int facility);
+
+/* log_set_role - name the process in every following line (after a fork). */
+void log_set_role(const char *role);
+
+/* log_msg - log at a syslog priority, printf style. */
+void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* fatal - log at LOG_CRIT and exit(1): for broken invariants only. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
+
+#endif

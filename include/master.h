@@ -1,0 +1,18 @@
+/*
+ * master.h - the master process: listeners, limits, supervision, signals.
+ */
+#ifndef VSMTPD_MASTER_H
+#define VSMTPD_MASTER_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/*
+ * master_main - run the daemon in the foreground with cfg (read from path,
+ * with overrides, which SIGHUP re-reads the same way). Returns the process
+ * exit status.
+ */
+int master_main(struct config *cfg, const char *path, char *const *overrides, size_t noverrides);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * sandbox.h - privilege separation: dropping root, confining sessions.
+ */
+#ifndef VSMTPD_SANDBOX_H
+#define VSMTPD_SANDBOX_H
+
+#include <sys/types.h>
+
+/*
+ * privileges_lookup - the uid and gid of user (and group, when not NULL).
+ * Returns 0, or -1 with a message in err.
+ */
+int privileges_lookup(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
+		      size_t errlen);
+
+/* privileges_drop - become uid/gid for good (root only). 0 or -1 with errno. */
+int privileges_drop(uid_t uid, gid_t gid);
+
+/* sandbox_available - 1 when the kernel can confine sessions (Landlock). */
+int sandbox_available(void);
+
+/*
+ * sandbox_enter - confine the calling process: no new privileges ever, and
+ * (with Landlock) no file system access at all, so it can neither read nor
+ * write the spool nor anything else by path. Descriptors already open keep
+ * working. Returns 1 when confined, 0 when the kernel lacks Landlock (only
+ * no_new_privs applies), -1 on error.
+ */
+int sandbox_enter(void);
+
+#endif

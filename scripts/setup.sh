@@ -1,0 +1,38 @@
+#!/bin/sh
+# setup.sh - install the Debian packages vsmtpd needs to build, test and benchmark.
+#
+# Idempotent: packages already installed are skipped, and apt is not touched
+# at all when everything is present. Runs apt-get through sudo when not root.
+set -eu
+
+PACKAGES="
+build-essential cmake pkg-config
+libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc-ares-dev
+libcmocka-dev clang libclang-rt-14-dev
+python3 python3-pytest swaks
+postfix
+"
+
+missing=""
+for p in $PACKAGES; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+
+if [ -z "$missing" ]; then
+	echo "setup: all packages present"
+	exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+echo "setup: installing$missing"
+# Postfix is only used as a benchmark peer (smtp-source, smtp-sink and a
+# throw-away instance with its own config): keep the package from setting up
+# a system-wide mail service.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,1215 @@
+/*
+ * config.c - load vsmtpd.conf: defaults, the INI file, the command-line
+ * overrides and the checks that tie keys together.
+ *
+ * inih parses the file, reading it through line_reader(). The reader counts
+ * lines (the Debian inih is built without INI_HANDLER_LINENO, so the handler
+ * gets no line number), drops indentation so that inih never takes a line
+ * for the continuation of the one before, refuses lines longer than inih's
+ * buffer instead of letting it split them, and handles the "[section]"
+ * headers itself, since inih tells a handler nothing about a section without
+ * keys. Each key is looked up in keys[], which gives its section, its parser
+ * and where its value lives.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "config.h"
+
+#define LISTENER_NAME_MAX 32
+#define MAX_MESSAGE_SIZE_LIMIT (UINT64_C(1) << 40) /* 1T */
+#define LINE_LIMIT_MAX ((size_t)1 << 20)           /* 1M, for the two line lengths */
+
+/* Where a setting came from, besides a line number (> 0) of the file. */
+#define LINE_NONE 0
+#define LINE_CMDLINE (-1)
+
+enum section {
+	SEC_NONE,
+	SEC_SERVER,
+	SEC_LISTENER,
+	SEC_LIMITS,
+	SEC_TIMEOUTS,
+	SEC_SMTP,
+	SEC_COUNT,
+};
+
+static const char *const section_names[SEC_COUNT] = {
+    [SEC_SERVER] = "server",     [SEC_LISTENER] = "listener", [SEC_LIMITS] = "limits",
+    [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",
+};
+
+struct choice {
+	const char *name;
+	int value;
+};
+
+struct loader;
+struct key_def;
+
+typedef int (*key_parser)(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value);
+
+/* One key: where it is, how its text is read and where the result goes. */
+struct key_def {
+	enum section section;
+	const char *key;
+	key_parser parse;
+	size_t offset; /* in struct config, or struct listener_config for [listener:NAME] */
+	uint64_t min;  /* bounds of a number, size or duration */
+	uint64_t max;
+	const struct choice *choices; /* the words parse_choice() accepts */
+	bool list;                    /* repeatable: each line adds values */
+};
+
+static int parse_hostname(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value);
+static int parse_banner(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value);
+static int parse_account(struct loader *ld, const struct key_def *def, void *field,
+                         const char *value);
+static int parse_dir(struct loader *ld, const struct key_def *def, void *field, const char *value);
+static int parse_choice(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value);
+static int parse_count(struct loader *ld, const struct key_def *def, void *field,
+                       const char *value);
+static int parse_size64(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value);
+static int parse_size(struct loader *ld, const struct key_def *def, void *field, const char *value);
+static int parse_ms(struct loader *ld, const struct key_def *def, void *field, const char *value);
+static int parse_seconds(struct loader *ld, const struct key_def *def, void *field,
+                         const char *value);
+static int parse_kind(struct loader *ld, const struct key_def *def, void *field, const char *value);
+static int parse_addresses(struct loader *ld, const struct key_def *def, void *field,
+                           const char *value);
+
+static const struct choice log_targets[] = {
+    {"stderr", LOG_TARGET_STDERR},
+    {"syslog", LOG_TARGET_SYSLOG},
+    {NULL, 0},
+};
+
+static const struct choice log_levels[] = {
+    {"debug", LOG_DEBUG},     {"info", LOG_INFO}, {"notice", LOG_NOTICE},
+    {"warning", LOG_WARNING}, {"err", LOG_ERR},   {NULL, 0},
+};
+
+static const struct choice facilities[] = {
+    {"mail", LOG_MAIL},
+    {"daemon", LOG_DAEMON},
+    {"local0", LOG_LOCAL0},
+    {"local1", LOG_LOCAL1},
+    {"local2", LOG_LOCAL2},
+    {"local3", LOG_LOCAL3},
+    {"local4", LOG_LOCAL4},
+    {"local5", LOG_LOCAL5},
+    {"local6", LOG_LOCAL6},
+    {"local7", LOG_LOCAL7},
+    {NULL, 0},
+};
+
+static const struct choice bare_eols[] = {
+    {"reject", BARE_EOL_REJECT},
+    {"normalize", BARE_EOL_NORMALIZE},
+    {NULL, 0},
+};
+
+/* parse_choice() stores an int into these. */
+_Static_assert(sizeof(enum log_target) == sizeof(int), "enum log_target is not int-sized");
+_Static_assert(sizeof(enum bare_eol_policy) == sizeof(int),
+               "enum bare_eol_policy is not int-sized");
+
+#define CFG(f) offsetof(struct config, f)
+#define LST(f) offsetof(struct listener_config, f)
+
+/*
+ * Every key: its section, name, parser and field, then on the second line the
+ * bounds of a number, the words of a choice and whether each line adds to a list.
+ */
+/* clang-format off */
+static const struct key_def keys[] = {
+	{SEC_SERVER,   "hostname",            parse_hostname,  CFG(hostname),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVER,   "banner",              parse_banner,    CFG(banner),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVER,   "user",                parse_account,   CFG(user),
+	                                      1,   0,                      NULL,        false},
+	{SEC_SERVER,   "group",               parse_account,   CFG(group),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVER,   "spool_dir",           parse_dir,       CFG(spool_dir),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVER,   "log",                 parse_choice,    CFG(log_target),
+	                                      0,   0,                      log_targets, false},
+	{SEC_SERVER,   "log_level",           parse_choice,    CFG(log_level),
+	                                      0,   0,                      log_levels,  false},
+	{SEC_SERVER,   "syslog_facility",     parse_choice,    CFG(syslog_facility),
+	                                      0,   0,                      facilities,  false},
+	{SEC_LISTENER, "address",             parse_addresses, LST(addresses),
+	                                      0,   0,                      NULL,        true},
+	{SEC_LISTENER, "kind",                parse_kind,      LST(kind),
+	                                      0,   0,                      NULL,        false},
+	{SEC_LIMITS,   "max_sessions",        parse_count,     CFG(max_sessions),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_LIMITS,   "max_sessions_per_ip", parse_count,     CFG(max_sessions_per_ip),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_LIMITS,   "max_message_size",    parse_size64,    CFG(max_message_size),
+	                                      1,   MAX_MESSAGE_SIZE_LIMIT, NULL,        false},
+	{SEC_LIMITS,   "max_recipients",      parse_count,     CFG(max_recipients),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_LIMITS,   "max_command_line",    parse_size,      CFG(max_command_line),
+	                                      512, LINE_LIMIT_MAX,         NULL,        false},
+	{SEC_LIMITS,   "max_text_line",       parse_size,      CFG(max_text_line),
+	                                      80,  LINE_LIMIT_MAX,         NULL,        false},
+	{SEC_LIMITS,   "soft_error_limit",    parse_count,     CFG(soft_error_limit),
+	                                      0,   UINT_MAX,               NULL,        false},
+	{SEC_LIMITS,   "hard_error_limit",    parse_count,     CFG(hard_error_limit),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_LIMITS,   "error_delay",         parse_ms,        CFG(error_delay_ms),
+	                                      0,   UINT_MAX,               NULL,        false},
+	{SEC_LIMITS,   "min_free_space",      parse_size64,    CFG(min_free_space),
+	                                      0,   UINT64_MAX,             NULL,        false},
+	{SEC_TIMEOUTS, "command",             parse_seconds,   CFG(timeout_command),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_TIMEOUTS, "data",                parse_seconds,   CFG(timeout_data),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_TIMEOUTS, "shutdown_grace",      parse_seconds,   CFG(shutdown_grace),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_SMTP,     "bare_line_endings",   parse_choice,    CFG(bare_eol),
+	                                      0,   0,                      bare_eols,   false},
+};
+/* clang-format on */
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* The state of one config_load() call. */
+struct loader {
+	struct config *cfg;
+	const char *file; /* the path as given, for messages */
+	FILE *fp;
+	char *buf; /* getline() buffer */
+	size_t bufsize;
+	int lineno;   /* of the line being read; 0 on the command line */
+	bool cmdline; /* applying an override */
+	bool failed;
+	int fail_line; /* line of the first error, to order it against inih's */
+	enum section section;
+	size_t listener;                    /* the current [listener:NAME], an index */
+	char label[LISTENER_NAME_MAX + 16]; /* "[server]", "[listener:smtp]" */
+	int section_line[SEC_COUNT];
+	int listener_line[CONFIG_MAX_LISTENERS];
+	bool addresses_overridden[CONFIG_MAX_LISTENERS];
+	int key_lines[NKEYS];                                /* where each key of keys[] was set */
+	int listener_key_lines[CONFIG_MAX_LISTENERS][NKEYS]; /* the same, per listener */
+	char msg[1024];
+};
+
+/* where - the "file:line" or "command line" that a message starts with. */
+static void where(const struct loader *ld, int line, char *out, size_t outlen)
+{
+	if (line == LINE_CMDLINE)
+		snprintf(out, outlen, "command line");
+	else if (line == LINE_NONE)
+		snprintf(out, outlen, "%s", ld->file);
+	else
+		snprintf(out, outlen, "%s:%d", ld->file, line);
+}
+
+/* vfail_at - record the first error, located at line, and return -1. */
+__attribute__((format(printf, 3, 0))) static int vfail_at(struct loader *ld, int line,
+                                                          const char *fmt, va_list ap)
+{
+	size_t len;
+
+	if (ld->failed)
+		return -1;
+	where(ld, line, ld->msg, sizeof(ld->msg) - 2);
+	len = strlen(ld->msg);
+	memcpy(ld->msg + len, ": ", 3);
+	len += 2;
+	vsnprintf(ld->msg + len, sizeof(ld->msg) - len, fmt, ap);
+	ld->failed = true;
+	ld->fail_line = line > 0 ? line : INT_MAX;
+	return -1;
+}
+
+/* fail_at - record an error located at line (or LINE_NONE, LINE_CMDLINE). */
+__attribute__((format(printf, 3, 4))) static int fail_at(struct loader *ld, int line,
+                                                         const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail_at(ld, line, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* fail - record an error located at the line being read. */
+__attribute__((format(printf, 2, 3))) static int fail(struct loader *ld, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfail_at(ld, ld->cmdline ? LINE_CMDLINE : ld->lineno, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* fail_raw - record an error message as it is, without a location. */
+__attribute__((format(printf, 2, 3))) static int fail_raw(struct loader *ld, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ld->failed)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(ld->msg, sizeof(ld->msg), fmt, ap);
+	va_end(ap);
+	ld->failed = true;
+	ld->fail_line = INT_MAX;
+	return -1;
+}
+
+/* shown - text fit for a message: non-printing bytes as '?', cut at 64. */
+static const char *shown(const char *text, char out[static 72])
+{
+	size_t i;
+
+	for (i = 0; text[i] != '\0' && i < 64; i++)
+		out[i] = (text[i] >= 0x20 && text[i] < 0x7f) ? text[i] : '?';
+	if (text[i] != '\0') {
+		memcpy(out + i, "...", 3);
+		i += 3;
+	}
+	out[i] = '\0';
+	return out;
+}
+
+/* bad_value - record "[section] key: "value" reason" at the current line. */
+__attribute__((format(printf, 4, 5))) static int
+bad_value(struct loader *ld, const struct key_def *def, const char *value, const char *fmt, ...)
+{
+	char reason[256];
+	char val[72];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	return fail(ld, "%s %s: \"%s\" %s", ld->label, def->key, shown(value, val), reason);
+}
+
+/* no_memory - record an allocation failure. */
+static int no_memory(struct loader *ld)
+{
+	return fail_raw(ld, "out of memory");
+}
+
+/* read_number - an unsigned decimal prefix of s, overflow checked. */
+static int read_number(const char *s, const char **end, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*end = s;
+	*out = v;
+	return 0;
+}
+
+/* parse_plain_number - the whole of s as an unsigned decimal number. */
+static int parse_plain_number(const char *s, uint64_t *out)
+{
+	const char *end;
+
+	if (read_number(s, &end, out) < 0 || *end != '\0')
+		return -1;
+	return 0;
+}
+
+/* config_parse_size - a byte count with an optional k, M, G or T suffix. */
+int config_parse_size(const char *text, uint64_t *bytes)
+{
+	const char *end;
+	uint64_t v;
+	unsigned shift;
+
+	if (read_number(text, &end, &v) < 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+		shift = 0;
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return -1;
+	}
+	if (shift != 0 && end[1] != '\0')
+		return -1;
+	if (v > (UINT64_MAX >> shift))
+		return -1;
+	*bytes = v << shift;
+	return 0;
+}
+
+/* config_parse_duration - a time with an optional ms, s, m or h unit. */
+int config_parse_duration(const char *text, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = {
+	    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+	};
+	const char *end;
+	uint64_t v;
+	size_t i;
+
+	if (read_number(text, &end, &v) < 0)
+		return -1;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(end, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return -1;
+		*ms = v * units[i].ms;
+		return 0;
+	}
+	return -1;
+}
+
+/* valid_domain - whether name is a domain: dot-separated LDH labels. */
+static bool valid_domain(const char *name)
+{
+	size_t len = strlen(name), label = 0, i;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (i = 0; i <= len; i++) {
+		char c = name[i];
+
+		if (c == '.' || c == '\0') {
+			if (label == 0 || label > 63 || name[i - 1] == '-')
+				return false;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		           (c >= '0' && c <= '9') || c == '-') {
+			if (label == 0 && c == '-')
+				return false;
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* absolute_path - path made absolute against the working directory, tidied. */
+static char *absolute_path(const char *path)
+{
+	char *cwd = NULL, *joined, *out, *tok, *save = NULL;
+	size_t len = 1;
+
+	if (path[0] != '/') {
+		cwd = getcwd(NULL, 0);
+		if (cwd == NULL)
+			return NULL;
+	}
+	if (asprintf(&joined, "%s/%s", cwd ? cwd : "", path) < 0) {
+		free(cwd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	free(cwd);
+	out = malloc(strlen(joined) + 2);
+	if (out == NULL) {
+		free(joined);
+		return NULL;
+	}
+	out[0] = '/';
+	out[1] = '\0';
+	for (tok = strtok_r(joined, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		size_t n = strlen(tok);
+
+		if (strcmp(tok, ".") == 0)
+			continue;
+		if (len > 1)
+			out[len++] = '/';
+		memcpy(out + len, tok, n + 1);
+		len += n;
+	}
+	free(joined);
+	return out;
+}
+
+/* replace_string - store a copy of value (NULL for none) in *slot. */
+static int replace_string(struct loader *ld, char **slot, const char *value)
+{
+	char *copy = NULL;
+
+	if (value != NULL) {
+		copy = strdup(value);
+		if (copy == NULL)
+			return no_memory(ld);
+	}
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+/* parse_hostname - [server] hostname: a domain name. */
+static int parse_hostname(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value)
+{
+	if (!valid_domain(value))
+		return bad_value(ld, def, value, "is not a valid domain name");
+	return replace_string(ld, field, value);
+}
+
+/* parse_banner - [server] banner: printable ASCII text. */
+static int parse_banner(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value)
+{
+	const char *p;
+
+	for (p = value; *p; p++)
+		if (*p < 0x20 || *p >= 0x7f)
+			return bad_value(ld, def, value,
+			                 "holds a character other than printable ASCII");
+	return replace_string(ld, field, value);
+}
+
+/* parse_account - user or group name; empty means none when def->min is 0. */
+static int parse_account(struct loader *ld, const struct key_def *def, void *field,
+                         const char *value)
+{
+	const char *p;
+
+	if (*value == '\0') {
+		if (def->min > 0)
+			return bad_value(ld, def, value, "is empty");
+		return replace_string(ld, field, NULL);
+	}
+	for (p = value; *p; p++)
+		if (*p <= 0x20 || *p >= 0x7f || *p == ':' || *p == '/')
+			return bad_value(ld, def, value, "is not a valid account name");
+	return replace_string(ld, field, value);
+}
+
+/* parse_dir - a directory; a relative one is taken from the working directory. */
+static int parse_dir(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	char **slot = field;
+	char *path;
+
+	if (*value == '\0')
+		return bad_value(ld, def, value, "is empty");
+	path = absolute_path(value);
+	if (path == NULL)
+		return bad_value(ld, def, value, "cannot be made absolute: %s", strerror(errno));
+	free(*slot);
+	*slot = path;
+	return 0;
+}
+
+/* parse_choice - one of the words in def->choices, stored as its int. */
+static int parse_choice(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value)
+{
+	char list[256] = "";
+	size_t used = 0;
+	const struct choice *c;
+
+	for (c = def->choices; c->name; c++) {
+		if (strcasecmp(value, c->name) == 0) {
+			*(int *)field = c->value;
+			return 0;
+		}
+	}
+	for (c = def->choices; c->name && used < sizeof(list); c++) {
+		int n = snprintf(list + used, sizeof(list) - used, "%s%s",
+		                 c == def->choices ? "" : ", ", c->name);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	return bad_value(ld, def, value, "is not one of %s", list);
+}
+
+/* check_bounds - whether v lies within def's bounds; records why not. */
+static int check_bounds(struct loader *ld, const struct key_def *def, const char *value, uint64_t v,
+                        const char *unit)
+{
+	if (v < def->min)
+		return bad_value(ld, def, value, "is less than the minimum, %llu%s",
+		                 (unsigned long long)def->min, unit);
+	if (v > def->max)
+		return bad_value(ld, def, value, "is more than the maximum, %llu%s",
+		                 (unsigned long long)def->max, unit);
+	return 0;
+}
+
+/* parse_count - a plain number, stored as unsigned. */
+static int parse_count(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	uint64_t v;
+
+	if (parse_plain_number(value, &v) < 0)
+		return bad_value(ld, def, value, "is not a number");
+	if (check_bounds(ld, def, value, v, "") < 0)
+		return -1;
+	*(unsigned *)field = (unsigned)v;
+	return 0;
+}
+
+/* parse_size64 - a size in bytes, stored as uint64_t. */
+static int parse_size64(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value)
+{
+	uint64_t v;
+
+	if (config_parse_size(value, &v) < 0)
+		return bad_value(ld, def, value, "is not a size (such as 10240000, 512k, 25M, 1G)");
+	if (check_bounds(ld, def, value, v, " bytes") < 0)
+		return -1;
+	*(uint64_t *)field = v;
+	return 0;
+}
+
+/* parse_size - a size in bytes, stored as size_t. */
+static int parse_size(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	uint64_t v;
+
+	if (config_parse_size(value, &v) < 0)
+		return bad_value(ld, def, value, "is not a size (such as 2048, 4k, 1M)");
+	if (check_bounds(ld, def, value, v, " bytes") < 0)
+		return -1;
+	*(size_t *)field = (size_t)v;
+	return 0;
+}
+
+/* parse_ms - a duration, stored as unsigned milliseconds. */
+static int parse_ms(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	uint64_t ms;
+
+	if (config_parse_duration(value, &ms) < 0)
+		return bad_value(ld, def, value, "is not a duration (such as 250ms, 1s, 5m, 1h)");
+	if (check_bounds(ld, def, value, ms, "ms") < 0)
+		return -1;
+	*(unsigned *)field = (unsigned)ms;
+	return 0;
+}
+
+/* parse_seconds - a duration, stored as unsigned seconds rounded up. */
+static int parse_seconds(struct loader *ld, const struct key_def *def, void *field,
+                         const char *value)
+{
+	uint64_t ms, s;
+
+	if (config_parse_duration(value, &ms) < 0)
+		return bad_value(ld, def, value, "is not a duration (such as 30s, 5m, 1h)");
+	s = ms / 1000 + (ms % 1000 != 0);
+	if (check_bounds(ld, def, value, s, "s") < 0)
+		return -1;
+	*(unsigned *)field = (unsigned)s;
+	return 0;
+}
+
+/* parse_kind - [listener:NAME] kind: what the listener speaks. */
+static int parse_kind(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	if (strcmp(value, "smtp") == 0)
+		return replace_string(ld, field, value);
+	if (strcmp(value, "submission") == 0 || strcmp(value, "submissions") == 0)
+		return bad_value(ld, def, value,
+		                 "is not supported: it needs TLS and AUTH, which vsmtpd does not "
+		                 "have yet; the only kind is \"smtp\"");
+	return bad_value(ld, def, value, "is not a listener kind: the only kind is \"smtp\"");
+}
+
+/* A listener address in binary form, to compare two of them. */
+struct address_key {
+	int family;
+	unsigned char addr[16];
+	unsigned port;
+};
+
+/* check_address - validate "1.2.3.4:25" or "[::1]:25"; NULL or why not. */
+static const char *check_address(const char *text, struct address_key *key)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *port, *close;
+	size_t hostlen;
+	uint64_t v;
+
+	memset(key, 0, sizeof(*key));
+	if (text[0] == '[') {
+		close = strchr(text, ']');
+		if (close == NULL)
+			return "has no closing ']'";
+		if (close[1] != ':')
+			return "is not [IPv6 address]:port";
+		hostlen = (size_t)(close - text - 1);
+		if (hostlen >= sizeof(host))
+			return "is not [IPv6 address]:port";
+		memcpy(host, text + 1, hostlen);
+		host[hostlen] = '\0';
+		key->family = AF_INET6;
+		port = close + 2;
+	} else {
+		port = strrchr(text, ':');
+		if (port == NULL)
+			return "is not host:port (such as 127.0.0.1:25 or [::1]:25)";
+		hostlen = (size_t)(port - text);
+		if (memchr(text, ':', hostlen) != NULL)
+			return "is not host:port: an IPv6 address goes in brackets, as in [::1]:25";
+		if (hostlen >= sizeof(host))
+			return "is not IPv4-address:port";
+		memcpy(host, text, hostlen);
+		host[hostlen] = '\0';
+		key->family = AF_INET;
+		port++;
+	}
+	if (inet_pton(key->family, host, key->addr) != 1)
+		return key->family == AF_INET6 ? "does not hold an IPv6 address"
+		                               : "does not start with an IPv4 address (a host name "
+		                                 "is not accepted)";
+	if (parse_plain_number(port, &v) < 0 || v < 1 || v > 65535)
+		return "does not end in a port from 1 to 65535";
+	key->port = (unsigned)v;
+	return NULL;
+}
+
+/* parse_addresses - [listener:NAME] address: add each host:port of the list. */
+static int parse_addresses(struct loader *ld, const struct key_def *def, void *field,
+                           const char *value)
+{
+	struct listener_config *l = &ld->cfg->listeners[ld->listener];
+	struct address_key key;
+	char *copy, *tok, *save = NULL;
+	const char *why;
+	int ret = 0;
+
+	(void)field;
+	copy = strdup(value);
+	if (copy == NULL)
+		return no_memory(ld);
+	tok = strtok_r(copy, " \t,", &save);
+	if (tok == NULL)
+		ret = bad_value(ld, def, value, "holds no address");
+	for (; tok && ret == 0; tok = strtok_r(NULL, " \t,", &save)) {
+		why = check_address(tok, &key);
+		if (why != NULL) {
+			ret = bad_value(ld, def, tok, "%s", why);
+		} else if (l->naddresses == CONFIG_MAX_ADDRESSES) {
+			ret = bad_value(ld, def, tok, "is one address too many (at most %d)",
+			                CONFIG_MAX_ADDRESSES);
+		} else {
+			l->addresses[l->naddresses] = strdup(tok);
+			if (l->addresses[l->naddresses] == NULL)
+				ret = no_memory(ld);
+			else
+				l->naddresses++;
+		}
+	}
+	free(copy);
+	return ret;
+}
+
+/* find_key - the entry of keys[] for key in section, or NULL. */
+static const struct key_def *find_key(enum section section, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (keys[i].section == section && strcmp(keys[i].key, key) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* key_line - where the key def of the current section was set. */
+static int *key_line(struct loader *ld, const struct key_def *def)
+{
+	size_t k = (size_t)(def - keys);
+
+	if (def->section == SEC_LISTENER)
+		return &ld->listener_key_lines[ld->listener][k];
+	return &ld->key_lines[k];
+}
+
+/* valid_listener_name - whether name is 1 to 32 of [a-z0-9_-]. */
+static bool valid_listener_name(const char *name)
+{
+	size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-");
+
+	return n > 0 && n <= LISTENER_NAME_MAX && name[n] == '\0';
+}
+
+/* find_listener - the index of the listener called name, or -1. */
+static int find_listener(const struct config *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nlisteners; i++)
+		if (strcmp(cfg->listeners[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* add_listener - a new listener called name, of kind smtp with no address. */
+static int add_listener(struct loader *ld, const char *name, int line)
+{
+	struct config *cfg = ld->cfg;
+	struct listener_config *l;
+
+	if (cfg->nlisteners == CONFIG_MAX_LISTENERS)
+		return fail(ld, "[listener:%s] is one listener too many (at most %d)", name,
+		            CONFIG_MAX_LISTENERS);
+	l = &cfg->listeners[cfg->nlisteners];
+	l->name = strdup(name);
+	l->kind = strdup("smtp");
+	if (l->name == NULL || l->kind == NULL) {
+		free(l->name);
+		free(l->kind);
+		l->name = l->kind = NULL;
+		return no_memory(ld);
+	}
+	ld->listener_line[cfg->nlisteners] = line;
+	return (int)cfg->nlisteners++;
+}
+
+/* enter_section - make name ("server", "listener:smtp") the current section. */
+static int enter_section(struct loader *ld, const char *name)
+{
+	char shown_name[72];
+	enum section s;
+	int line = ld->cmdline ? LINE_CMDLINE : ld->lineno;
+	int i;
+
+	if (strncmp(name, "listener:", 9) == 0) {
+		const char *lname = name + 9;
+
+		if (!valid_listener_name(lname))
+			return fail(
+			    ld, "[%s]: a listener name is 1 to %d characters of a-z, 0-9, _ and -",
+			    shown(name, shown_name), LISTENER_NAME_MAX);
+		i = find_listener(ld->cfg, lname);
+		if (i >= 0 && !ld->cmdline)
+			return fail(ld, "duplicate listener [%s], first on line %d", name,
+			            ld->listener_line[i]);
+		if (i < 0) {
+			i = add_listener(ld, lname, line);
+			if (i < 0)
+				return -1;
+		}
+		ld->section = SEC_LISTENER;
+		ld->listener = (size_t)i;
+		snprintf(ld->label, sizeof(ld->label), "[%s]", name);
+		return 0;
+	}
+	for (s = SEC_SERVER; s < SEC_COUNT; s++)
+		if (s != SEC_LISTENER && strcmp(name, section_names[s]) == 0)
+			break;
+	if (s == SEC_COUNT) {
+		if (strcmp(name, "listener") == 0)
+			return fail(ld, "section [listener] needs a name, as in [listener:smtp]");
+		return fail(ld, "unknown section [%s]", shown(name, shown_name));
+	}
+	if (!ld->cmdline) {
+		if (ld->section_line[s] != 0)
+			return fail(ld, "duplicate section [%s], first on line %d", name,
+			            ld->section_line[s]);
+		ld->section_line[s] = line;
+	}
+	ld->section = s;
+	snprintf(ld->label, sizeof(ld->label), "[%s]", name);
+	return 0;
+}
+
+/* set_key - parse value into key of the current section. */
+static int set_key(struct loader *ld, const char *key, const char *value)
+{
+	const struct key_def *def;
+	char shown_key[72];
+	char *base;
+	int *line;
+
+	def = find_key(ld->section, key);
+	if (def == NULL)
+		return fail(ld, "%s unknown key \"%s\"", ld->label, shown(key, shown_key));
+	line = key_line(ld, def);
+	if (!def->list && !ld->cmdline && *line > 0)
+		return fail(ld, "%s %s: already set on line %d", ld->label, key, *line);
+	if (def->section == SEC_LISTENER) {
+		struct listener_config *l = &ld->cfg->listeners[ld->listener];
+
+		base = (char *)l;
+		if (def->list && ld->cmdline && !ld->addresses_overridden[ld->listener]) {
+			/* The first override of a list replaces the file's values. */
+			while (l->naddresses > 0) {
+				l->naddresses--;
+				free(l->addresses[l->naddresses]);
+				l->addresses[l->naddresses] = NULL;
+			}
+			ld->addresses_overridden[ld->listener] = true;
+		}
+	} else {
+		base = (char *)ld->cfg;
+	}
+	if (def->parse(ld, def, base + def->offset, value) < 0)
+		return -1;
+	*line = ld->cmdline ? LINE_CMDLINE : ld->lineno;
+	return 0;
+}
+
+/* on_key - inih's handler: one "key = value" line of the file. */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct loader *ld = user;
+	char shown_key[72];
+
+	(void)section; /* the same as the header line_reader() saw */
+	if (ld->failed)
+		return 1;
+	if (ld->section == SEC_NONE) {
+		fail(ld, "\"%s\" comes before any [section]", shown(name, shown_key));
+		return 0;
+	}
+	return set_key(ld, name, value) == 0;
+}
+
+/* section_header - handle a "[name]" line, already stripped of blanks. */
+static int section_header(struct loader *ld, char *line)
+{
+	char *close = strchr(line, ']');
+	char *rest;
+
+	if (close == NULL)
+		return fail(ld, "section header without a closing ']'");
+	for (rest = close + 1; *rest == ' ' || *rest == '\t'; rest++)
+		;
+	if (*rest != '\0' && *rest != ';' && *rest != '#')
+		return fail(ld, "text after the section header");
+	*close = '\0';
+	if (enter_section(ld, line + 1) < 0)
+		return -1;
+	*close = ']';
+	return 0;
+}
+
+/* line_reader - inih's reader: the next line, counted, unindented, checked. */
+static char *line_reader(char *str, int num, void *stream)
+{
+	struct loader *ld = stream;
+	char *line, *end;
+	ssize_t n;
+	size_t len;
+
+	if (ld->failed)
+		return NULL;
+	errno = 0;
+	n = getline(&ld->buf, &ld->bufsize, ld->fp);
+	if (n < 0) {
+		if (ferror(ld->fp)) {
+			fail_raw(ld, "cannot read %s: %s", ld->file, strerror(errno ? errno : EIO));
+		}
+		return NULL;
+	}
+	ld->lineno++;
+	line = ld->buf;
+	if (strlen(line) != (size_t)n) {
+		fail(ld, "the line holds a NUL byte");
+		return NULL;
+	}
+	if (ld->lineno == 1 && strncmp(line, "\xEF\xBB\xBF", 3) == 0)
+		line += 3; /* a UTF-8 byte order mark */
+	line += strspn(line, " \t\r\n\v\f");
+	end = line + strlen(line);
+	while (end > line && strchr(" \t\r\n\v\f", end[-1]) != NULL)
+		end--;
+	*end = '\0';
+	len = (size_t)(end - line);
+	if (num < 1 || len >= (size_t)num) {
+		fail(ld, "the line is longer than %d characters", num - 1);
+		return NULL;
+	}
+	if (line[0] == '[' && section_header(ld, line) < 0)
+		return NULL;
+	memcpy(str, line, len + 1);
+	return str;
+}
+
+/* apply_override - one "section.key=value" from the command line. */
+static int apply_override(struct loader *ld, const char *text)
+{
+	char shown_text[72];
+	char *copy, *eq, *dot, *section, *key, *value;
+	int ret;
+
+	copy = strdup(text);
+	if (copy == NULL)
+		return no_memory(ld);
+	eq = strchr(copy, '=');
+	dot = eq ? memchr(copy, '.', (size_t)(eq - copy)) : NULL;
+	if (dot == NULL) {
+		free(copy);
+		return fail(ld, "-o \"%s\": expected section.key=value, as in server.log=stderr",
+		            shown(text, shown_text));
+	}
+	*eq = '\0';
+	*dot = '\0';
+	section = copy + strspn(copy, " \t");
+	key = dot + 1 + strspn(dot + 1, " \t");
+	value = eq + 1 + strspn(eq + 1, " \t");
+	for (char *s = eq; s > key && (s[-1] == ' ' || s[-1] == '\t'); s--)
+		s[-1] = '\0';
+	for (char *s = value + strlen(value); s > value && (s[-1] == ' ' || s[-1] == '\t'); s--)
+		s[-1] = '\0';
+	ret = enter_section(ld, section);
+	if (ret == 0)
+		ret = set_key(ld, key, value);
+	free(copy);
+	return ret;
+}
+
+/* check_addresses_unique - no host:port may be listed twice. */
+static int check_addresses_unique(struct loader *ld)
+{
+	const struct config *cfg = ld->cfg;
+	struct address_key a, b;
+	size_t i, j, k, m;
+
+	for (i = 0; i < cfg->nlisteners; i++) {
+		for (j = 0; j < cfg->listeners[i].naddresses; j++) {
+			check_address(cfg->listeners[i].addresses[j], &a);
+			for (k = 0; k <= i; k++) {
+				size_t upto = k == i ? j : cfg->listeners[k].naddresses;
+
+				for (m = 0; m < upto; m++) {
+					check_address(cfg->listeners[k].addresses[m], &b);
+					if (a.family == b.family && a.port == b.port &&
+					    memcmp(a.addr, b.addr, sizeof(a.addr)) == 0)
+						return fail_at(
+						    ld,
+						    ld->addresses_overridden[i]
+						        ? LINE_CMDLINE
+						        : ld->listener_line[i],
+						    "[listener:%s] address %s is also listed in "
+						    "[listener:%s]",
+						    cfg->listeners[i].name,
+						    cfg->listeners[i].addresses[j],
+						    cfg->listeners[k].name);
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+/* finish - the checks that span keys, and the computed defaults. */
+static int finish(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct key_def *soft = find_key(SEC_LIMITS, "soft_error_limit");
+	const struct key_def *hard = find_key(SEC_LIMITS, "hard_error_limit");
+	size_t i;
+
+	if (cfg->nlisteners == 0)
+		return fail_at(ld, LINE_NONE,
+		               "no [listener:NAME] section: vsmtpd would listen nowhere");
+	for (i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].naddresses == 0)
+			return fail_at(ld, ld->listener_line[i], "[listener:%s] has no address",
+			               cfg->listeners[i].name);
+	if (check_addresses_unique(ld) < 0)
+		return -1;
+	if (cfg->hard_error_limit <= cfg->soft_error_limit) {
+		int line = ld->key_lines[hard - keys];
+
+		if (line == LINE_NONE)
+			line = ld->key_lines[soft - keys];
+		return fail_at(ld, line,
+		               "[limits] hard_error_limit (%u) must be greater than "
+		               "soft_error_limit (%u)",
+		               cfg->hard_error_limit, cfg->soft_error_limit);
+	}
+	if (cfg->min_free_space == 0)
+		cfg->min_free_space = cfg->max_message_size + cfg->max_message_size / 2;
+	if (cfg->hostname == NULL) {
+		char name[HOST_NAME_MAX + 1];
+		char shown_name[72];
+
+		if (gethostname(name, sizeof(name)) < 0)
+			return fail_at(ld, LINE_NONE,
+			               "[server] hostname is not set and gethostname() failed: %s",
+			               strerror(errno));
+		name[sizeof(name) - 1] = '\0';
+		if (!valid_domain(name))
+			return fail_at(ld, LINE_NONE,
+			               "[server] hostname is not set and the system's host name "
+			               "\"%s\" is not a valid domain name",
+			               shown(name, shown_name));
+		cfg->hostname = strdup(name);
+		if (cfg->hostname == NULL)
+			return no_memory(ld);
+	}
+	return 0;
+}
+
+/* config_new - a config holding every default that does not need the system. */
+static struct config *config_new(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	if (cfg == NULL)
+		return NULL;
+	cfg->banner = strdup("ESMTP vsmtpd");
+	cfg->user = strdup("vsmtpd");
+	cfg->spool_dir = strdup("/var/spool/vsmtpd");
+	cfg->log_target = LOG_TARGET_SYSLOG;
+	cfg->log_level = LOG_INFO;
+	cfg->syslog_facility = LOG_MAIL;
+	cfg->max_sessions = 100;
+	cfg->max_sessions_per_ip = 10;
+	cfg->max_message_size = 25 << 20;
+	cfg->max_recipients = 100;
+	cfg->max_command_line = 2048;
+	cfg->max_text_line = 1000;
+	cfg->soft_error_limit = 10;
+	cfg->hard_error_limit = 20;
+	cfg->error_delay_ms = 1000;
+	cfg->min_free_space = 0;
+	cfg->timeout_command = 300;
+	cfg->timeout_data = 300;
+	cfg->shutdown_grace = 30;
+	cfg->bare_eol = BARE_EOL_REJECT;
+	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/* read_file - parse the open file into ld->cfg. */
+static int read_file(struct loader *ld)
+{
+	int ret = ini_parse_stream(line_reader, ld, on_key, ld);
+
+	/* inih reports the first line it could not parse; keep the earlier error. */
+	if (ret > 0 && (!ld->failed || ret < ld->fail_line)) {
+		ld->failed = false;
+		return fail_at(ld, ret,
+		               "syntax error: expected \"key = value\", \"[section]\" or a "
+		               "comment");
+	}
+	if (ret < 0 && !ld->failed)
+		return no_memory(ld);
+	return ld->failed ? -1 : 0;
+}
+
+/* config_load - read the file at path, then apply the overrides. */
+struct config *config_load(const char *path, char *const *overrides, size_t noverrides, char *err,
+                           size_t errlen)
+{
+	struct loader ld;
+	size_t i;
+	int ret = -1;
+
+	if (path == NULL)
+		path = CONFIG_DEFAULT_PATH;
+	memset(&ld, 0, sizeof(ld));
+	ld.file = path;
+	ld.cfg = config_new();
+	if (ld.cfg == NULL) {
+		no_memory(&ld);
+		goto out;
+	}
+	ld.cfg->path = absolute_path(path);
+	if (ld.cfg->path == NULL) {
+		fail_raw(&ld, "cannot resolve %s: %s", path, strerror(errno));
+		goto out;
+	}
+	ld.fp = fopen(path, "re");
+	if (ld.fp == NULL) {
+		fail_raw(&ld, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (read_file(&ld) < 0)
+		goto out;
+	ld.cmdline = true;
+	ld.lineno = 0;
+	for (i = 0; i < noverrides; i++)
+		if (apply_override(&ld, overrides[i]) < 0)
+			goto out;
+	ret = finish(&ld);
+out:
+	if (ld.fp != NULL)
+		fclose(ld.fp);
+	free(ld.buf);
+	if (ret < 0) {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "%s", ld.msg);
+		config_free(ld.cfg);
+		return NULL;
+	}
+	if (err != NULL && errlen > 0)
+		err[0] = '\0';
+	return ld.cfg;
+}
+
+/* config_free - release a config from config_load (NULL is fine). */
+void config_free(struct config *cfg)
+{
+	size_t i, j;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->nlisteners; i++) {
+		free(cfg->listeners[i].name);
+		free(cfg->listeners[i].kind);
+		for (j = 0; j < cfg->listeners[i].naddresses; j++)
+			free(cfg->listeners[i].addresses[j]);
+	}
+	free(cfg->path);
+	free(cfg->hostname);
+	free(cfg->banner);
+	free(cfg->user);
+	free(cfg->group);
+	free(cfg->spool_dir);
+	free(cfg);
+}

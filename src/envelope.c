@@ -1,0 +1,228 @@
+/*
+ * envelope.c - building, serializing and parsing message envelopes.
+ *
+ * JSON through cJSON: readable with standard tools when an administrator
+ * inspects the spool, and extensible without a format version bump (readers
+ * ignore keys they do not know).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "envelope.h"
+
+/* envelope_set - replace a string field with a copy of value. */
+int envelope_set(char **field, const char *value)
+{
+	char *copy = NULL;
+
+	if (value != NULL && (copy = strdup(value)) == NULL)
+		return -1;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+/* envelope_add_rcpt - append a recipient. */
+int envelope_add_rcpt(struct envelope *env, const char *address, unsigned notify,
+		      const char *orcpt_type, const char *orcpt)
+{
+	struct envelope_rcpt *rcpts, *r;
+
+	rcpts = realloc(env->rcpts, (env->nrcpts + 1) * sizeof(*rcpts));
+	if (rcpts == NULL)
+		return -1;
+	env->rcpts = rcpts;
+	r = &rcpts[env->nrcpts];
+	memset(r, 0, sizeof(*r));
+	r->notify = notify;
+	if (envelope_set(&r->address, address) < 0 || envelope_set(&r->orcpt_type, orcpt_type) < 0 ||
+	    envelope_set(&r->orcpt, orcpt) < 0) {
+		free(r->address);
+		free(r->orcpt_type);
+		free(r->orcpt);
+		return -1;
+	}
+	env->nrcpts++;
+	return 0;
+}
+
+/* json_add_string - add key: value when value is set. */
+static int json_add_string(cJSON *obj, const char *key, const char *value)
+{
+	if (value == NULL)
+		return 0;
+	return cJSON_AddStringToObject(obj, key, value) ? 0 : -1;
+}
+
+/* json_add_number - add key: value. */
+static int json_add_number(cJSON *obj, const char *key, double value)
+{
+	return cJSON_AddNumberToObject(obj, key, value) ? 0 : -1;
+}
+
+/* envelope_rcpt_to_json - one recipient as an object. */
+static cJSON *envelope_rcpt_to_json(const struct envelope_rcpt *r)
+{
+	cJSON *obj = cJSON_CreateObject();
+
+	if (obj == NULL || json_add_string(obj, "address", r->address) < 0 ||
+	    json_add_number(obj, "notify", r->notify) < 0 ||
+	    json_add_string(obj, "orcpt_type", r->orcpt_type) < 0 ||
+	    json_add_string(obj, "orcpt", r->orcpt) < 0) {
+		cJSON_Delete(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+/* envelope_to_json - serialize env. */
+char *envelope_to_json(const struct envelope *env)
+{
+	cJSON *obj = cJSON_CreateObject(), *rcpts, *r;
+	char *text = NULL;
+	size_t i;
+
+	if (obj == NULL)
+		return NULL;
+	if (json_add_string(obj, "id", env->id) < 0 ||
+	    json_add_number(obj, "received_at", (double)env->received_at) < 0 ||
+	    json_add_string(obj, "listener", env->listener) < 0 ||
+	    json_add_string(obj, "client_ip", env->client_ip) < 0 ||
+	    json_add_number(obj, "client_port", env->client_port) < 0 ||
+	    json_add_string(obj, "helo", env->helo) < 0 ||
+	    json_add_string(obj, "protocol", env->protocol) < 0 ||
+	    json_add_string(obj, "mail_from", env->mail_from ? env->mail_from : "") < 0 ||
+	    json_add_number(obj, "body", env->body) < 0 ||
+	    json_add_number(obj, "smtputf8", env->smtputf8) < 0 ||
+	    json_add_number(obj, "ret", env->ret) < 0 ||
+	    json_add_string(obj, "envid", env->envid) < 0 ||
+	    json_add_string(obj, "auth", env->auth) < 0 ||
+	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
+		goto out;
+	for (i = 0; i < env->nrcpts; i++) {
+		if ((r = envelope_rcpt_to_json(&env->rcpts[i])) == NULL)
+			goto out;
+		cJSON_AddItemToArray(rcpts, r);
+	}
+	text = cJSON_PrintUnformatted(obj);
+out:
+	cJSON_Delete(obj);
+	return text;
+}
+
+/* json_get_string - copy the string at key into *field; a missing key is fine
+ * unless required. */
+static int json_get_string(const cJSON *obj, const char *key, char **field, int required)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (item == NULL)
+		return required ? -1 : 0;
+	if (!cJSON_IsString(item))
+		return -1;
+	return envelope_set(field, item->valuestring);
+}
+
+/* json_get_number - the number at key, or def when absent; -1 when not a number. */
+static int json_get_number(const cJSON *obj, const char *key, double def, double *out)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (item == NULL) {
+		*out = def;
+		return 0;
+	}
+	if (!cJSON_IsNumber(item))
+		return -1;
+	*out = item->valuedouble;
+	return 0;
+}
+
+/* envelope_rcpt_from_json - parse one recipient object and append it. */
+static int envelope_rcpt_from_json(struct envelope *env, const cJSON *obj)
+{
+	struct envelope_rcpt r = {0};
+	double notify;
+	int rc = -1;
+
+	if (!cJSON_IsObject(obj) || json_get_string(obj, "address", &r.address, 1) < 0 ||
+	    json_get_string(obj, "orcpt_type", &r.orcpt_type, 0) < 0 ||
+	    json_get_string(obj, "orcpt", &r.orcpt, 0) < 0 ||
+	    json_get_number(obj, "notify", 0, &notify) < 0)
+		goto out;
+	rc = envelope_add_rcpt(env, r.address, (unsigned)notify, r.orcpt_type, r.orcpt);
+out:
+	free(r.address);
+	free(r.orcpt_type);
+	free(r.orcpt);
+	return rc;
+}
+
+/* envelope_from_json - parse an envelope. */
+int envelope_from_json(struct envelope *env, const char *text, size_t len)
+{
+	cJSON *obj = cJSON_ParseWithLength(text, len);
+	const cJSON *rcpts, *r, *id;
+	double received, port, body, utf8, ret;
+	int rc = -1;
+
+	if (obj == NULL || !cJSON_IsObject(obj))
+		goto out;
+	id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+	if (!cJSON_IsString(id) || strlen(id->valuestring) > ENVELOPE_ID_MAX)
+		goto out;
+	strcpy(env->id, id->valuestring);
+	if (json_get_number(obj, "received_at", 0, &received) < 0 ||
+	    json_get_number(obj, "client_port", 0, &port) < 0 ||
+	    json_get_number(obj, "body", 0, &body) < 0 ||
+	    json_get_number(obj, "smtputf8", 0, &utf8) < 0 ||
+	    json_get_number(obj, "ret", 0, &ret) < 0 ||
+	    json_get_string(obj, "listener", &env->listener, 0) < 0 ||
+	    json_get_string(obj, "client_ip", &env->client_ip, 0) < 0 ||
+	    json_get_string(obj, "helo", &env->helo, 0) < 0 ||
+	    json_get_string(obj, "protocol", &env->protocol, 0) < 0 ||
+	    json_get_string(obj, "mail_from", &env->mail_from, 1) < 0 ||
+	    json_get_string(obj, "envid", &env->envid, 0) < 0 ||
+	    json_get_string(obj, "auth", &env->auth, 0) < 0)
+		goto out;
+	env->received_at = (int64_t)received;
+	env->client_port = (unsigned)port;
+	env->body = (int)body;
+	env->smtputf8 = (int)utf8;
+	env->ret = (int)ret;
+	rcpts = cJSON_GetObjectItemCaseSensitive(obj, "rcpts");
+	if (!cJSON_IsArray(rcpts) || cJSON_GetArraySize(rcpts) == 0)
+		goto out;
+	cJSON_ArrayForEach(r, rcpts)
+	{
+		if (envelope_rcpt_from_json(env, r) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	cJSON_Delete(obj);
+	return rc;
+}
+
+/* envelope_clear - free everything env holds. */
+void envelope_clear(struct envelope *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpts; i++) {
+		free(env->rcpts[i].address);
+		free(env->rcpts[i].orcpt_type);
+		free(env->rcpts[i].orcpt);
+	}
+	free(env->rcpts);
+	free(env->listener);
+	free(env->client_ip);
+	free(env->helo);
+	free(env->protocol);
+	free(env->mail_from);
+	free(env->envid);
+	free(env->auth);
+	memset(env, 0, sizeof(*env));
+}

@@ -1,0 +1,81 @@
+/*
+ * log.c - logging to stderr or syslog.
+ *
+ * On stderr a line is "role[pid]: level: text", the form journald and a
+ * terminal both read well; syslog gets the same text under the "vsmtpd"
+ * ident with the configured facility.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_level = LOG_INFO;
+static const char *log_role = "master";
+
+/* log_open - start logging to target at level and above. */
+void log_open(enum log_target target, int level, int facility)
+{
+	log_target = target;
+	log_level = level;
+	/* An administrator starting the daemon by hand sees what it logs. */
+	if (target == LOG_TARGET_SYSLOG)
+		openlog("vsmtpd", LOG_PID | LOG_NDELAY | (isatty(STDERR_FILENO) ? LOG_PERROR : 0),
+			facility);
+}
+
+/* log_set_role - name the process in the lines that follow. */
+void log_set_role(const char *role)
+{
+	log_role = role;
+}
+
+/* log_level_name - the word shown for a priority on stderr. */
+static const char *log_level_name(int prio)
+{
+	static const char *const names[] = {"emerg", "alert", "crit",  "error",
+					    "warning", "notice", "info", "debug"};
+	return names[prio & 7];
+}
+
+/* log_vmsg - format and emit one line. */
+static void log_vmsg(int prio, const char *fmt, va_list ap)
+{
+	char line[2048];
+	int saved = errno;
+
+	if (prio > log_level)
+		return;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (log_target == LOG_TARGET_SYSLOG)
+		syslog(prio, "%s: %s", log_role, line);
+	else
+		dprintf(STDERR_FILENO, "vsmtpd %s[%d]: %s: %s\n", log_role, (int)getpid(),
+			log_level_name(prio), line);
+	errno = saved;
+}
+
+/* log_msg - log at a syslog priority. */
+void log_msg(int prio, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(prio, fmt, ap);
+	va_end(ap);
+}
+
+/* fatal - log a broken invariant and exit. */
+void fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_CRIT, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

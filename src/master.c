@@ -1,0 +1,657 @@
+/*
+ * master.c - the master process.
+ *
+ * Binds every listener, drops root, starts and supervises the queue process
+ * and forks one session process per accepted connection. It enforces the
+ * global and per-client-address session limits itself, before forking, so a
+ * flood of connections costs a write and a close each. Signals: SIGTERM and
+ * SIGINT stop gracefully, SIGHUP re-reads the configuration for new
+ * sessions, SIGCHLD reaps.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "master.h"
+#include "queue.h"
+#include "sandbox.h"
+#include "smtp_session.h"
+#include "spool.h"
+
+#define MASTER_ACCEPT_BATCH 64
+#define MASTER_LISTEN_BACKLOG 1024
+#define QUEUE_BACKOFF_MAX 60   /* seconds between queue restarts, at most */
+#define QUEUE_STABLE_AFTER 60  /* a queue up this long resets the backoff */
+#define QUEUE_STOP_TIMEOUT 30  /* seconds the queue gets to finish flushing */
+
+struct master;
+
+struct master_listener {
+	struct master *m;
+	int fd;
+	struct event *ev;
+	const struct listener_config *conf; /* in the start-up config, kept for good */
+	char address[64];
+};
+
+struct master_session {
+	pid_t pid;
+	char ip[INET6_ADDRSTRLEN];
+};
+
+struct master {
+	struct config *boot_cfg; /* the configuration at start: listeners, spool */
+	struct config *cfg;      /* the current one, for new sessions */
+	const char *path;
+	char *const *overrides;
+	size_t noverrides;
+	struct event_base *base;
+
+	struct master_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRESSES];
+	size_t nlisteners;
+
+	pid_t queue_pid;
+	int queue_ctl;
+	time_t queue_started;
+	unsigned queue_backoff;
+	struct event *queue_restart_ev, *queue_kill_ev;
+
+	struct master_session *sessions;
+	size_t nsessions, sessions_cap;
+
+	int stopping;
+	struct event *grace_ev;
+	struct event *signal_ev[4];
+};
+
+static void master_queue_start(struct master *m);
+
+/* master_split_address - "host:port" or "[v6]:port" into its parts. */
+static int master_split_address(const char *address, char *host, size_t hostlen, char *port,
+				size_t portlen)
+{
+	const char *colon;
+	size_t n;
+
+	if (address[0] == '[') {
+		const char *end = strchr(address, ']');
+
+		if (end == NULL || end[1] != ':')
+			return -1;
+		n = (size_t)(end - address - 1);
+		colon = end + 1;
+		address++;
+	} else {
+		if ((colon = strrchr(address, ':')) == NULL)
+			return -1;
+		n = (size_t)(colon - address);
+	}
+	if (n >= hostlen || strlen(colon + 1) >= portlen)
+		return -1;
+	memcpy(host, address, n);
+	host[n] = '\0';
+	strcpy(port, colon + 1);
+	return 0;
+}
+
+/* master_listen - bind and listen on one address; the fd or -1 (logged). */
+static int master_listen(const char *address, const char *name)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	char host[INET6_ADDRSTRLEN], port[8];
+	int fd = -1, one = 1, rc;
+
+	if (master_split_address(address, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    (rc = getaddrinfo(host, port, &hints, &ai)) != 0) {
+		log_err("[listener:%s] %s: not an address:port", name, address);
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, MASTER_LISTEN_BACKLOG) < 0) {
+		log_err("[listener:%s] cannot listen on %s: %s", name, address, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* master_refuse - answer a connection we will not serve, and close it. */
+static void master_refuse(int fd, const char *reply)
+{
+	if (send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("cannot send refusal: %s", strerror(errno));
+	close(fd);
+}
+
+/* master_sessions_from - how many sessions the client address has. */
+static unsigned master_sessions_from(const struct master *m, const char *ip)
+{
+	unsigned n = 0;
+	size_t i;
+
+	for (i = 0; i < m->nsessions; i++)
+		if (strcmp(m->sessions[i].ip, ip) == 0)
+			n++;
+	return n;
+}
+
+/* master_session_add - record a running session. 0 or -1. */
+static int master_session_add(struct master *m, pid_t pid, const char *ip)
+{
+	struct master_session *s;
+
+	if (m->nsessions == m->sessions_cap) {
+		size_t cap = m->sessions_cap ? m->sessions_cap * 2 : 64;
+
+		if ((s = realloc(m->sessions, cap * sizeof(*s))) == NULL)
+			return -1;
+		m->sessions = s;
+		m->sessions_cap = cap;
+	}
+	s = &m->sessions[m->nsessions++];
+	s->pid = pid;
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	return 0;
+}
+
+/* master_session_remove - forget a session that has exited. 1 if it was one. */
+static int master_session_remove(struct master *m, pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < m->nsessions; i++)
+		if (m->sessions[i].pid == pid) {
+			m->sessions[i] = m->sessions[--m->nsessions];
+			return 1;
+		}
+	return 0;
+}
+
+/* master_child_init - in a new child: forget the master's signals and sockets. */
+static void master_child_init(struct master *m, const sigset_t *mask)
+{
+	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+	size_t i;
+
+	/* The master's handlers write into its own event loop: a signal meant
+	 * for the child must never reach it. */
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		signal(sigs[i], SIG_DFL);
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	for (i = 0; i < m->nlisteners; i++)
+		close(m->listeners[i].fd);
+	if (m->queue_ctl >= 0)
+		close(m->queue_ctl);
+}
+
+/* master_fork - fork with signals blocked; in the child, set it up. */
+static pid_t master_fork(struct master *m)
+{
+	sigset_t all, old;
+	pid_t pid;
+
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		master_child_init(m, &old);
+	else
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	return pid;
+}
+
+/* master_client_ip - the text form of a peer address. */
+static void master_client_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, buf, len);
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, buf, len);
+	else
+		snprintf(buf, len, "unknown");
+}
+
+/* master_session_start - check the limits and fork a session for fd. */
+static void master_session_start(struct master *m, struct master_listener *l, int fd,
+				 const char *ip)
+{
+	const struct config *cfg = m->cfg;
+	struct ipc_msg msg = {.type = IPC_SESSION_CHANNEL};
+	char reply[512];
+	int sp[2];
+	pid_t pid;
+
+	if (m->nsessions >= cfg->max_sessions) {
+		log_warn("refusing %s: %zu sessions, the limit", ip, m->nsessions);
+		snprintf(reply, sizeof(reply),
+			 "421 4.7.0 %s Error: too many connections, try again later\r\n",
+			 cfg->hostname);
+		master_refuse(fd, reply);
+		return;
+	}
+	if (master_sessions_from(m, ip) >= cfg->max_sessions_per_ip) {
+		log_warn("refusing %s: %u sessions from that address, the limit", ip,
+			 cfg->max_sessions_per_ip);
+		snprintf(reply, sizeof(reply),
+			 "421 4.7.0 %s Error: too many connections from %s\r\n", cfg->hostname, ip);
+		master_refuse(fd, reply);
+		return;
+	}
+	if (m->queue_ctl < 0 || ipc_socketpair(sp) < 0) {
+		snprintf(reply, sizeof(reply),
+			 "421 4.3.0 %s Error: service temporarily unavailable\r\n", cfg->hostname);
+		master_refuse(fd, reply);
+		return;
+	}
+	if (ipc_send(m->queue_ctl, &msg, sp[1]) < 0) {
+		log_err("cannot reach the queue process: %s", strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		snprintf(reply, sizeof(reply),
+			 "421 4.3.0 %s Error: service temporarily unavailable\r\n", cfg->hostname);
+		master_refuse(fd, reply);
+		return;
+	}
+	close(sp[1]);
+	pid = master_fork(m);
+	if (pid == 0) {
+		log_set_role("smtp");
+		if (sandbox_enter() < 0)
+			fatal("cannot confine the session: %s", strerror(errno));
+		smtp_session_main(cfg, l->conf, fd, sp[0]);
+	}
+	close(sp[0]);
+	close(fd);
+	if (pid < 0) {
+		log_err("cannot fork a session: %s", strerror(errno));
+		return;
+	}
+	if (master_session_add(m, pid, ip) < 0)
+		log_err("out of memory tracking session %d", (int)pid);
+}
+
+/* master_accept_cb - new connections on a listener. */
+static void master_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct master_listener *l = arg;
+	struct sockaddr_storage ss;
+	char ip[INET6_ADDRSTRLEN];
+	socklen_t len;
+	int i, fd;
+
+	for (i = 0; i < MASTER_ACCEPT_BATCH && !l->m->stopping; i++) {
+		len = sizeof(ss);
+		fd = accept4((int)lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_err("accept on %s: %s", l->address, strerror(errno));
+			return;
+		}
+		master_client_ip(&ss, ip, sizeof(ip));
+		master_session_start(l->m, l, fd, ip);
+	}
+}
+
+/* master_queue_settings - tell the queue the settings it takes from the config. */
+static void master_queue_settings(struct master *m)
+{
+	struct ipc_msg msg = {.type = IPC_QUEUE_SETTINGS,
+			      .a = m->cfg->min_free_space,
+			      .b = m->cfg->max_message_size};
+
+	if (m->queue_ctl >= 0 && ipc_send(m->queue_ctl, &msg, -1) < 0)
+		log_err("cannot update the queue settings: %s", strerror(errno));
+}
+
+/* master_queue_restart_cb - the backoff is over: start the queue again. */
+static void master_queue_restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	master_queue_start(arg);
+}
+
+/* master_queue_start - fork the queue process. */
+static void master_queue_start(struct master *m)
+{
+	struct timeval tv = {0};
+	int sp[2];
+	pid_t pid;
+
+	if (ipc_socketpair(sp) < 0 || (pid = master_fork(m)) < 0) {
+		log_err("cannot start the queue process: %s", strerror(errno));
+		tv.tv_sec = m->queue_backoff;
+		evtimer_add(m->queue_restart_ev, &tv);
+		return;
+	}
+	if (pid == 0) {
+		log_set_role("queue");
+		close(sp[0]);
+		queue_main(m->cfg, sp[1]);
+	}
+	close(sp[1]);
+	evutil_make_socket_nonblocking(sp[0]);
+	m->queue_ctl = sp[0];
+	m->queue_pid = pid;
+	m->queue_started = time(NULL);
+	master_queue_settings(m);
+}
+
+/* master_queue_exited - the queue process died: restart it with backoff. */
+static void master_queue_exited(struct master *m, int status)
+{
+	struct timeval tv = {0};
+
+	close(m->queue_ctl);
+	m->queue_ctl = -1;
+	m->queue_pid = -1;
+	if (m->stopping)
+		return;
+	if (WIFSIGNALED(status))
+		log_err("queue process killed by signal %d", WTERMSIG(status));
+	else
+		log_err("queue process exited with status %d", WEXITSTATUS(status));
+	if (time(NULL) - m->queue_started >= QUEUE_STABLE_AFTER)
+		m->queue_backoff = 1;
+	log_notice("restarting the queue process in %u s", m->queue_backoff);
+	tv.tv_sec = m->queue_backoff;
+	evtimer_add(m->queue_restart_ev, &tv);
+	m->queue_backoff = m->queue_backoff * 2 > QUEUE_BACKOFF_MAX ? QUEUE_BACKOFF_MAX
+								    : m->queue_backoff * 2;
+}
+
+/* master_queue_kill_cb - the queue did not stop in time. */
+static void master_queue_kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	if (m->queue_pid > 0) {
+		log_err("queue process did not stop in %d s: killing it", QUEUE_STOP_TIMEOUT);
+		kill(m->queue_pid, SIGKILL);
+	}
+}
+
+/* master_stop_progress - while stopping: stop the queue once sessions are gone. */
+static void master_stop_progress(struct master *m)
+{
+	struct timeval tv = {.tv_sec = QUEUE_STOP_TIMEOUT};
+
+	if (!m->stopping || m->nsessions > 0)
+		return;
+	if (m->queue_pid > 0) {
+		if (!evtimer_pending(m->queue_kill_ev, NULL)) {
+			kill(m->queue_pid, SIGTERM);
+			evtimer_add(m->queue_kill_ev, &tv);
+		}
+		return;
+	}
+	event_base_loopexit(m->base, NULL);
+}
+
+/* master_reap - collect exited children. */
+static void master_reap(struct master *m)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == m->queue_pid) {
+			master_queue_exited(m, status);
+			continue;
+		}
+		if (master_session_remove(m, pid) && WIFSIGNALED(status) &&
+		    WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM)
+			log_err("session process %d killed by signal %d", (int)pid,
+				WTERMSIG(status));
+	}
+	master_stop_progress(m);
+}
+
+/* master_grace_cb - the grace period is over: end the sessions still running. */
+static void master_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+	size_t i;
+
+	if (m->nsessions > 0)
+		log_notice("grace period over: ending %zu sessions", m->nsessions);
+	for (i = 0; i < m->nsessions; i++)
+		kill(m->sessions[i].pid, SIGKILL);
+}
+
+/* master_stop - SIGTERM / SIGINT: close the listeners, let sessions finish. */
+static void master_stop(struct master *m)
+{
+	struct timeval tv = {.tv_sec = m->cfg->shutdown_grace};
+	size_t i;
+
+	if (m->stopping)
+		return;
+	m->stopping = 1;
+	log_info("stopping: %zu sessions get up to %u s to finish", m->nsessions,
+		 m->cfg->shutdown_grace);
+	for (i = 0; i < m->nlisteners; i++) {
+		event_del(m->listeners[i].ev);
+		close(m->listeners[i].fd);
+	}
+	for (i = 0; i < m->nsessions; i++)
+		kill(m->sessions[i].pid, SIGTERM);
+	evtimer_del(m->queue_restart_ev);
+	evtimer_add(m->grace_ev, &tv);
+	master_stop_progress(m);
+}
+
+/* master_listeners_equal - whether two configs have the same listeners. */
+static int master_listeners_equal(const struct config *a, const struct config *b)
+{
+	size_t i, j;
+
+	if (a->nlisteners != b->nlisteners)
+		return 0;
+	for (i = 0; i < a->nlisteners; i++) {
+		const struct listener_config *x = &a->listeners[i], *y = &b->listeners[i];
+
+		if (strcmp(x->name, y->name) != 0 || strcmp(x->kind, y->kind) != 0 ||
+		    x->naddresses != y->naddresses)
+			return 0;
+		for (j = 0; j < x->naddresses; j++)
+			if (strcmp(x->addresses[j], y->addresses[j]) != 0)
+				return 0;
+	}
+	return 1;
+}
+
+/* master_reload - SIGHUP: read the configuration again for new sessions. */
+static void master_reload(struct master *m)
+{
+	struct config *cfg;
+	char err[1024];
+
+	cfg = config_load(m->path, m->overrides, m->noverrides, err, sizeof(err));
+	if (cfg == NULL) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		return;
+	}
+	if (!master_listeners_equal(cfg, m->boot_cfg))
+		log_warn("reload: listener changes take effect only after a restart");
+	if (strcmp(cfg->spool_dir, m->boot_cfg->spool_dir) != 0 ||
+	    strcmp(cfg->user, m->boot_cfg->user) != 0)
+		log_warn("reload: spool_dir and user changes take effect only after a restart");
+	/* The queue keeps the spool it was started with, restarts included. */
+	free(cfg->spool_dir);
+	if ((cfg->spool_dir = strdup(m->boot_cfg->spool_dir)) == NULL) {
+		log_err("reload failed: out of memory");
+		config_free(cfg);
+		return;
+	}
+	if (m->cfg != m->boot_cfg)
+		config_free(m->cfg);
+	m->cfg = cfg;
+	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
+	master_queue_settings(m);
+	log_info("configuration reloaded from %s", m->path);
+}
+
+/* master_signal_cb - signals, delivered through the event loop. */
+static void master_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct master *m = arg;
+
+	switch (sig) {
+	case SIGCHLD:
+		master_reap(m);
+		break;
+	case SIGHUP:
+		master_reload(m);
+		break;
+	default:
+		master_stop(m);
+		break;
+	}
+}
+
+/* master_open_listeners - bind everything the configuration lists. */
+static int master_open_listeners(struct master *m)
+{
+	const struct config *cfg = m->boot_cfg;
+	size_t i, j;
+	int fd;
+
+	for (i = 0; i < cfg->nlisteners; i++) {
+		const struct listener_config *lc = &cfg->listeners[i];
+
+		for (j = 0; j < lc->naddresses; j++) {
+			struct master_listener *l = &m->listeners[m->nlisteners];
+
+			if ((fd = master_listen(lc->addresses[j], lc->name)) < 0)
+				return -1;
+			l->m = m;
+			l->fd = fd;
+			l->conf = lc;
+			snprintf(l->address, sizeof(l->address), "%s", lc->addresses[j]);
+			m->nlisteners++;
+			log_info("listening on %s (%s)", lc->addresses[j], lc->name);
+		}
+	}
+	return 0;
+}
+
+/* master_privileges - as root: prepare the spool for the user, then become it. */
+static int master_privileges(struct master *m)
+{
+	const struct config *cfg = m->boot_cfg;
+	char err[256];
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() != 0) {
+		if (spool_prepare(cfg->spool_dir, -1, -1) < 0) {
+			log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
+			return -1;
+		}
+		return 0;
+	}
+	if (privileges_lookup(cfg->user, cfg->group, &uid, &gid, err, sizeof(err)) < 0) {
+		log_err("[server] user/group: %s", err);
+		return -1;
+	}
+	if (spool_prepare(cfg->spool_dir, (int)uid, (int)gid) < 0) {
+		log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
+		return -1;
+	}
+	if (privileges_drop(uid, gid) < 0) {
+		log_err("cannot switch to user %s: %s", cfg->user, strerror(errno));
+		return -1;
+	}
+	log_info("running as user %s (uid %d, gid %d)", cfg->user, (int)uid, (int)gid);
+	return 0;
+}
+
+/* master_raise_nofile - allow as many descriptors as the hard limit does. */
+static void master_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* master_events - register listeners, signals and timers. 0 or -1. */
+static int master_events(struct master *m)
+{
+	static const int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT};
+	size_t i;
+
+	if ((m->base = event_base_new()) == NULL)
+		return -1;
+	for (i = 0; i < m->nlisteners; i++) {
+		struct master_listener *l = &m->listeners[i];
+
+		l->ev = event_new(m->base, l->fd, EV_READ | EV_PERSIST, master_accept_cb, l);
+		if (l->ev == NULL || event_add(l->ev, NULL) < 0)
+			return -1;
+	}
+	for (i = 0; i < 4; i++) {
+		m->signal_ev[i] = evsignal_new(m->base, sigs[i], master_signal_cb, m);
+		if (m->signal_ev[i] == NULL || event_add(m->signal_ev[i], NULL) < 0)
+			return -1;
+	}
+	m->queue_restart_ev = evtimer_new(m->base, master_queue_restart_cb, m);
+	m->queue_kill_ev = evtimer_new(m->base, master_queue_kill_cb, m);
+	m->grace_ev = evtimer_new(m->base, master_grace_cb, m);
+	return m->queue_restart_ev && m->queue_kill_ev && m->grace_ev ? 0 : -1;
+}
+
+/* master_main - run the daemon. */
+int master_main(struct config *cfg, const char *path, char *const *overrides, size_t noverrides)
+{
+	struct master m = {.boot_cfg = cfg,
+			   .cfg = cfg,
+			   .path = path,
+			   .overrides = overrides,
+			   .noverrides = noverrides,
+			   .queue_pid = -1,
+			   .queue_ctl = -1,
+			   .queue_backoff = 1};
+
+	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
+	signal(SIGPIPE, SIG_IGN);
+	/* Sessions cannot read /etc/localtime once confined. */
+	tzset();
+	master_raise_nofile();
+	if (master_open_listeners(&m) < 0 || master_privileges(&m) < 0)
+		return 1;
+	if (!sandbox_available())
+		log_warn("this kernel has no Landlock: sessions run without file system "
+			 "confinement");
+	if (master_events(&m) < 0) {
+		log_err("cannot set up the event loop");
+		return 1;
+	}
+	master_queue_start(&m);
+	log_info("vsmtpd %s started", VSMTPD_VERSION);
+	event_base_dispatch(m.base);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,593 @@
+/*
+ * queue.c - the queue process: creates, commits and recovers message files.
+ *
+ * Sessions never see the spool: they ask for a message file and get an open
+ * descriptor for incoming/<id>, write the content and the envelope into it,
+ * and ask for the commit. The queue checks what they wrote, appends the
+ * trailer and passes the file to the flusher thread.
+ *
+ * Group commit: the flusher takes every commit request pending when it
+ * starts, fdatasyncs each file, renames them into queue/ and fsyncs queue/
+ * once; requests that arrive meanwhile wait for the next pass. Only then does
+ * the main thread tell each session, which sends its 250. The event loop never
+ * blocks on the disk, so file creation goes on while a flush runs.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "sigevent.h"
+#include "queue.h"
+#include "spool.h"
+
+struct queue_client;
+
+/* Room for the headers a session adds in front of the client's content. */
+#define QUEUE_HEADER_SLACK (64u * 1024)
+
+/* A message file between IPC_MSG_CREATE and the end of its commit. */
+struct queue_msg {
+	char id[SPOOL_ID_LEN + 1];
+	int fd;
+	int status;                  /* commit result, set by the flusher */
+	int committing;              /* handed to the flush pipeline */
+	struct queue_client *client; /* NULL once the session has gone */
+	struct queue_msg *next;      /* in the client's list or a batch */
+};
+
+/* One session's channel. */
+struct queue_client {
+	struct queue *q;
+	int fd;
+	struct event *ev;
+	struct queue_msg *open; /* created, not yet committing */
+	struct queue_client *prev, *next;
+};
+
+/* The process state; one instance, in queue_main's frame. */
+struct queue {
+	const struct config *cfg;
+	struct event_base *base;
+	int ctl;
+	int spool_fd, incoming_fd, queue_fd;
+	uint64_t last_id;
+	uint64_t min_free_space;
+	uint64_t max_message_size;
+	struct queue_client *clients;
+	int stopping;
+
+	/* group commit: pending is the main thread's; batch and done are
+	 * exchanged with the flusher under lock */
+	struct queue_msg *pending, **pending_tail;
+	int flushing;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct queue_msg *batch, *done;
+	int done_fd; /* eventfd: the flusher finished a batch */
+	unsigned long flushes, committed;
+};
+
+/* queue_reply - answer a session; a session that has gone is not an error. */
+static void queue_reply(struct queue_client *c, uint32_t type, int status, const char *id,
+			int passfd)
+{
+	struct ipc_msg m = {.type = type, .status = status};
+
+	if (c == NULL)
+		return;
+	memcpy(m.id, id, sizeof(m.id));
+	if (ipc_send(c->fd, &m, passfd) < 0 && errno != EPIPE && errno != ECONNRESET)
+		log_warn("%s: cannot answer session: %s", id, strerror(errno));
+}
+
+/* queue_msg_discard - close and unlink a file that will not be committed. */
+static void queue_msg_discard(struct queue *q, struct queue_msg *m)
+{
+	if (unlinkat(q->incoming_fd, m->id, 0) < 0 && errno != ENOENT)
+		log_warn("%s: cannot remove incoming file: %s", m->id, strerror(errno));
+	close(m->fd);
+	free(m);
+}
+
+/* queue_space_ok - whether the spool keeps min_free_space free after need bytes. */
+static int queue_space_ok(struct queue *q, uint64_t need)
+{
+	struct statvfs sv;
+
+	if (fstatvfs(q->spool_fd, &sv) < 0)
+		return 1; /* the write will tell */
+	return (uint64_t)sv.f_bavail * sv.f_frsize >= q->min_free_space + need;
+}
+
+/* queue_msg_create - IPC_MSG_CREATE: a new incoming file for a session. */
+static void queue_msg_create(struct queue *q, struct queue_client *c, uint64_t size_hint)
+{
+	struct queue_msg *m;
+	char id[SPOOL_ID_LEN + 1];
+
+	memset(id, 0, sizeof(id));
+	if (q->stopping) {
+		queue_reply(c, IPC_MSG_CREATED, EAGAIN, id, -1);
+		return;
+	}
+	if (!queue_space_ok(q, size_hint)) {
+		log_warn("spool file system below its free space reserve: refusing new mail");
+		queue_reply(c, IPC_MSG_CREATED, ENOSPC, id, -1);
+		return;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		queue_reply(c, IPC_MSG_CREATED, ENOMEM, id, -1);
+		return;
+	}
+	spool_id_next(&q->last_id, m->id);
+	m->fd = openat(q->incoming_fd, m->id, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (m->fd < 0) {
+		int err = errno;
+
+		log_err("cannot create %s/%s: %s", SPOOL_INCOMING, m->id, strerror(err));
+		free(m);
+		queue_reply(c, IPC_MSG_CREATED, err, id, -1);
+		return;
+	}
+	m->client = c;
+	m->next = c->open;
+	c->open = m;
+	queue_reply(c, IPC_MSG_CREATED, 0, m->id, m->fd);
+}
+
+/* queue_client_take - unlink the open message id from the client's list. */
+static struct queue_msg *queue_client_take(struct queue_client *c, const char *id)
+{
+	struct queue_msg **p, *m;
+
+	for (p = &c->open; (m = *p) != NULL; p = &m->next)
+		if (strcmp(m->id, id) == 0) {
+			*p = m->next;
+			m->next = NULL;
+			return m;
+		}
+	return NULL;
+}
+
+/*
+ * queue_msg_check - validate what the session wrote and append the trailer.
+ * Returns 0 or an errno value for the session.
+ */
+static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, uint64_t elen)
+{
+	struct envelope env = {0};
+	char trailer[SPOOL_TRAILER_LEN];
+	struct stat st;
+	char *text;
+	int ok;
+
+	if (fstat(m->fd, &st) < 0)
+		return errno;
+	/* The session is not trusted with the format: sizes must add up and the
+	 * envelope must parse and name this file. */
+	if (elen == 0 || elen > SPOOL_ENVELOPE_MAX || clen + elen != (uint64_t)st.st_size)
+		return EINVAL;
+	if (clen > q->max_message_size + QUEUE_HEADER_SLACK)
+		return EFBIG;
+	if ((text = malloc(elen)) == NULL)
+		return ENOMEM;
+	ok = pread(m->fd, text, elen, (off_t)clen) == (ssize_t)elen &&
+	     envelope_from_json(&env, text, elen) == 0 && strcmp(env.id, m->id) == 0 &&
+	     env.nrcpts > 0;
+	free(text);
+	envelope_clear(&env);
+	if (!ok)
+		return EINVAL;
+	spool_trailer_format(trailer, clen, (uint32_t)elen);
+	if (pwrite(m->fd, trailer, sizeof(trailer), (off_t)(clen + elen)) != sizeof(trailer))
+		return errno ? errno : EIO;
+	return 0;
+}
+
+/* queue_flush_start - hand every pending commit to the flusher if it is idle. */
+static void queue_flush_start(struct queue *q)
+{
+	if (q->flushing || q->pending == NULL)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->batch = q->pending;
+	pthread_cond_signal(&q->wake);
+	pthread_mutex_unlock(&q->lock);
+	q->pending = NULL;
+	q->pending_tail = &q->pending;
+	q->flushing = 1;
+}
+
+/* queue_msg_commit - IPC_MSG_COMMIT: check the file and queue it for a flush. */
+static void queue_msg_commit(struct queue *q, struct queue_client *c, const struct ipc_msg *req)
+{
+	struct queue_msg *m = queue_client_take(c, req->id);
+	int err;
+
+	if (m == NULL) {
+		log_warn("commit for unknown message %s", req->id);
+		queue_reply(c, IPC_MSG_COMMITTED, EINVAL, req->id, -1);
+		return;
+	}
+	if ((err = queue_msg_check(q, m, req->a, req->b)) != 0) {
+		log_err("%s: refusing commit: %s", m->id, strerror(err));
+		queue_reply(c, IPC_MSG_COMMITTED, err, m->id, -1);
+		queue_msg_discard(q, m);
+		return;
+	}
+	m->committing = 1;
+	*q->pending_tail = m;
+	q->pending_tail = &m->next;
+	queue_flush_start(q);
+}
+
+/* queue_msg_abort - IPC_MSG_ABORT: the session dropped its transaction. */
+static void queue_msg_abort(struct queue *q, struct queue_client *c, const char *id)
+{
+	struct queue_msg *m = queue_client_take(c, id);
+
+	if (m != NULL)
+		queue_msg_discard(q, m);
+}
+
+/* queue_client_close - a session has gone: drop its uncommitted files. */
+static void queue_client_close(struct queue *q, struct queue_client *c)
+{
+	struct queue_msg *m, *next;
+
+	for (m = c->open; m != NULL; m = next) {
+		next = m->next;
+		queue_msg_discard(q, m);
+	}
+	/* Messages in the flush pipeline are complete: they stay committed,
+	 * they just have nobody to tell. */
+	for (m = q->pending; m != NULL; m = m->next)
+		if (m->client == c)
+			m->client = NULL;
+	pthread_mutex_lock(&q->lock);
+	for (m = q->batch; m != NULL; m = m->next)
+		if (m->client == c)
+			m->client = NULL;
+	for (m = q->done; m != NULL; m = m->next)
+		if (m->client == c)
+			m->client = NULL;
+	pthread_mutex_unlock(&q->lock);
+	event_free(c->ev);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		q->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c);
+}
+
+/* queue_client_cb - requests from a session. */
+static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue_client *c = arg;
+	struct queue *q = c->q;
+	struct ipc_msg m;
+	int passfd, n;
+
+	while ((n = ipc_recv(fd, &m, &passfd)) > 0) {
+		if (passfd != -1)
+			close(passfd); /* sessions never send descriptors */
+		switch (m.type) {
+		case IPC_MSG_CREATE:
+			queue_msg_create(q, c, m.a);
+			break;
+		case IPC_MSG_COMMIT:
+			queue_msg_commit(q, c, &m);
+			break;
+		case IPC_MSG_ABORT:
+			queue_msg_abort(q, c, m.id);
+			break;
+		default:
+			log_err("unexpected message type %u from a session: closing it", m.type);
+			queue_client_close(q, c);
+			return;
+		}
+	}
+	if (n == 0 || errno != EAGAIN)
+		queue_client_close(q, c);
+}
+
+/* queue_client_add - start serving a session channel from the master. */
+static void queue_client_add(struct queue *q, int fd)
+{
+	struct queue_client *c = calloc(1, sizeof(*c));
+
+	if (c == NULL || evutil_make_socket_nonblocking(fd) < 0 ||
+	    (c->ev = event_new(q->base, fd, EV_READ | EV_PERSIST, queue_client_cb, c)) == NULL ||
+	    event_add(c->ev, NULL) < 0) {
+		log_err("cannot serve a new session channel");
+		if (c != NULL && c->ev != NULL)
+			event_free(c->ev);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->q = q;
+	c->fd = fd;
+	c->next = q->clients;
+	if (q->clients)
+		q->clients->prev = c;
+	q->clients = c;
+}
+
+/* queue_ctl_cb - messages from the master. */
+static void queue_ctl_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct ipc_msg m;
+	int passfd, n;
+
+	while ((n = ipc_recv(fd, &m, &passfd)) > 0) {
+		switch (m.type) {
+		case IPC_SESSION_CHANNEL:
+			if (passfd == -1)
+				fatal("session channel message without a descriptor");
+			queue_client_add(q, passfd);
+			break;
+		case IPC_QUEUE_SETTINGS:
+			q->min_free_space = m.a;
+			q->max_message_size = m.b;
+			break;
+		default:
+			fatal("unexpected message type %u from the master", m.type);
+		}
+	}
+	if (n == 0 || errno != EAGAIN) {
+		/* The master has gone: nobody supervises us any more. */
+		log_notice("master channel closed: stopping");
+		q->stopping = 1;
+		event_del(event_base_get_running_event(q->base));
+		if (!q->flushing)
+			event_base_loopexit(q->base, NULL);
+	}
+}
+
+/* queue_flush_batch - the flusher's work for one batch; sets each status. */
+static void queue_flush_batch(struct queue *q, struct queue_msg *batch)
+{
+	struct queue_msg *m;
+	int renamed = 0, err = 0;
+
+	for (m = batch; m != NULL; m = m->next)
+		m->status = fdatasync(m->fd) < 0 ? errno : 0;
+	for (m = batch; m != NULL; m = m->next) {
+		if (m->status != 0)
+			continue;
+		if (renameat(q->incoming_fd, m->id, q->queue_fd, m->id) < 0)
+			m->status = errno;
+		else
+			renamed++;
+	}
+	if (renamed > 0 && fsync(q->queue_fd) < 0)
+		err = errno;
+	if (err != 0)
+		for (m = batch; m != NULL; m = m->next)
+			if (m->status == 0)
+				m->status = err;
+}
+
+/* queue_flusher - thread: flush batches as the main thread hands them over. */
+static void *queue_flusher(void *arg)
+{
+	struct queue *q = arg;
+	struct queue_msg *batch;
+	uint64_t one = 1;
+
+	for (;;) {
+		pthread_mutex_lock(&q->lock);
+		while (q->batch == NULL)
+			pthread_cond_wait(&q->wake, &q->lock);
+		batch = q->batch;
+		q->batch = NULL;
+		pthread_mutex_unlock(&q->lock);
+
+		queue_flush_batch(q, batch);
+
+		pthread_mutex_lock(&q->lock);
+		q->done = batch;
+		pthread_mutex_unlock(&q->lock);
+		if (write(q->done_fd, &one, sizeof(one)) != sizeof(one))
+			fatal("cannot wake the queue main thread: %s", strerror(errno));
+	}
+	return NULL;
+}
+
+/* queue_done_cb - a flush finished: tell the sessions, start the next one. */
+static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct queue_msg *m, *next;
+	uint64_t count;
+	unsigned n = 0;
+
+	if (read(fd, &count, sizeof(count)) != sizeof(count))
+		return;
+	pthread_mutex_lock(&q->lock);
+	m = q->done;
+	q->done = NULL;
+	pthread_mutex_unlock(&q->lock);
+	q->flushing = 0;
+	queue_flush_start(q);
+	for (; m != NULL; m = next) {
+		next = m->next;
+		queue_reply(m->client, IPC_MSG_COMMITTED, m->status, m->id, -1);
+		if (m->status != 0) {
+			log_err("%s: commit failed: %s", m->id, strerror(m->status));
+			queue_msg_discard(q, m);
+			continue;
+		}
+		close(m->fd);
+		free(m);
+		n++;
+	}
+	q->flushes++;
+	q->committed += n;
+	if (q->stopping && !q->flushing)
+		event_base_loopexit(q->base, NULL);
+}
+
+/* queue_signal_cb - SIGTERM: finish the flushes under way, then exit. */
+static void queue_signal_cb(int signo, void *arg)
+{
+	struct queue *q = arg;
+
+	log_info("stopping");
+	q->stopping = 1;
+	if (!q->flushing)
+		event_base_loopexit(q->base, NULL);
+}
+
+/* queue_recover_incoming - remove every file left in incoming/. */
+static int queue_recover_incoming(int spool_fd, struct queue_recovery *rec)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd = openat(spool_fd, SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(fd, de->d_name, 0) == 0)
+			rec->incomplete++;
+	}
+	closedir(d);
+	return 0;
+}
+
+/* queue_recover_check - verify one committed file; move it aside if broken. */
+static void queue_recover_check(int queue_fd, int spool_fd, const char *name,
+				struct queue_recovery *rec)
+{
+	struct envelope env = {0};
+	uint64_t clen, value;
+	int fd = openat(queue_fd, name, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0 && spool_message_read(fd, &env, &clen) == 0 && strcmp(env.id, name) == 0) {
+		rec->queued++;
+		value = spool_id_value(name);
+		if (value > rec->last_id)
+			rec->last_id = value;
+	} else {
+		int cfd = openat(spool_fd, SPOOL_CORRUPT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		log_err("%s: not a complete message file: moved to %s/", name, SPOOL_CORRUPT);
+		if (cfd < 0 || renameat(queue_fd, name, cfd, name) < 0)
+			log_err("%s: cannot move to %s/: %s", name, SPOOL_CORRUPT, strerror(errno));
+		if (cfd >= 0)
+			close(cfd);
+		rec->corrupt++;
+	}
+	envelope_clear(&env);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* queue_recover - remove incomplete files, check the committed ones. */
+int queue_recover(int spool_fd, struct queue_recovery *rec)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd;
+
+	memset(rec, 0, sizeof(*rec));
+	if (queue_recover_incoming(spool_fd, rec) < 0)
+		return -1;
+	fd = openat(spool_fd, SPOOL_QUEUE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (d = fdopendir(fd)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (!spool_id_valid(de->d_name)) {
+			log_warn("%s/%s: not a message file name: left alone", SPOOL_QUEUE, de->d_name);
+			continue;
+		}
+		queue_recover_check(fd, spool_fd, de->d_name, rec);
+	}
+	closedir(d);
+	/* Make the removals and moves durable before new mail is accepted. */
+	if (fsync(spool_fd) < 0)
+		return -1;
+	return 0;
+}
+
+/* queue_open_dirs - open the spool and its working directories. */
+static void queue_open_dirs(struct queue *q)
+{
+	q->spool_fd = open(q->cfg->spool_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->spool_fd < 0)
+		fatal("cannot open spool %s: %s", q->cfg->spool_dir, strerror(errno));
+	q->incoming_fd = openat(q->spool_fd, SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	q->queue_fd = openat(q->spool_fd, SPOOL_QUEUE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->incoming_fd < 0 || q->queue_fd < 0)
+		fatal("cannot open spool directories in %s: %s", q->cfg->spool_dir,
+		      strerror(errno));
+}
+
+/* queue_main - the queue process. */
+void queue_main(const struct config *cfg, int ctl)
+{
+	struct queue q = {.cfg = cfg, .ctl = ctl};
+	struct queue_recovery rec;
+	static const int sigs[] = {SIGTERM, SIGINT};
+	struct event *ctl_ev, *done_ev, *sig_ev;
+	pthread_t flusher;
+	sigset_t all, old;
+
+	q.min_free_space = cfg->min_free_space;
+	q.max_message_size = cfg->max_message_size;
+	q.pending_tail = &q.pending;
+	pthread_mutex_init(&q.lock, NULL);
+	pthread_cond_init(&q.wake, NULL);
+	queue_open_dirs(&q);
+	if (queue_recover(q.spool_fd, &rec) < 0)
+		fatal("spool recovery in %s failed: %s", cfg->spool_dir, strerror(errno));
+	q.last_id = rec.last_id;
+	log_info("spool %s: %u queued, %u incomplete removed, %u corrupt", cfg->spool_dir,
+		 rec.queued, rec.incomplete, rec.corrupt);
+
+	if ((q.done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		fatal("eventfd: %s", strerror(errno));
+	/* Signals belong to the main thread's signalfd, never to the flusher. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	if (pthread_create(&flusher, NULL, queue_flusher, &q) != 0)
+		fatal("cannot start the flusher thread");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if ((q.base = event_base_new()) == NULL)
+		fatal("cannot create the event loop");
+	evutil_make_socket_nonblocking(ctl);
+	ctl_ev = event_new(q.base, ctl, EV_READ | EV_PERSIST, queue_ctl_cb, &q);
+	done_ev = event_new(q.base, q.done_fd, EV_READ | EV_PERSIST, queue_done_cb, &q);
+	sig_ev = sigevent_new(q.base, sigs, 2, queue_signal_cb, &q);
+	if (!ctl_ev || !done_ev || !sig_ev || event_add(ctl_ev, NULL) < 0 ||
+	    event_add(done_ev, NULL) < 0)
+		fatal("cannot set up the queue event loop");
+
+	event_base_dispatch(q.base);
+	while (q.clients != NULL)
+		queue_client_close(&q, q.clients);
+	log_info("stopped: %lu messages committed in %lu flushes", q.committed, q.flushes);
+	exit(0);
+}

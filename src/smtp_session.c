@@ -1,0 +1,1019 @@
+/*
+ * smtp_session.c - the SMTP server side of one connection (RFC 5321).
+ *
+ * One process per connection, forked by the master, confined by the sandbox
+ * and holding nothing of the spool but the descriptor of the message it is
+ * receiving. A command table maps each verb to its handler; the session
+ * state (HELO, counters, limits) outlives transactions, the transaction state
+ * (struct smtp_tx) is reset by RSET, HELO/EHLO and the end of a message.
+ *
+ * Input is handled line by line from the bufferevent. Pipelined commands are
+ * all answered into the output buffer before it is flushed; a command that
+ * has to ask the queue (MAIL, the end of a message) suspends input processing
+ * until the answer comes, which keeps replies in order.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "data_filter.h"
+#include "envelope.h"
+#include "ipc.h"
+#include "log.h"
+#include "sigevent.h"
+#include "smtp_parse.h"
+#include "smtp_session.h"
+
+#define SMTP_INPUT_HIGH_WATER (256u * 1024)
+#define SMTP_WRITE_BUFFER (64u * 1024)
+#define SMTP_IDS_LOG_MAX 512
+
+enum smtp_state {
+	SMTP_STATE_INIT,  /* greeted, waiting for HELO / EHLO */
+	SMTP_STATE_READY, /* no transaction */
+	SMTP_STATE_MAIL,  /* MAIL accepted */
+	SMTP_STATE_RCPT,  /* at least one recipient */
+	SMTP_STATE_DATA,  /* reading DATA content */
+	SMTP_STATE_BDAT,  /* reading the bytes of a BDAT chunk */
+};
+
+enum smtp_wait {
+	SMTP_WAIT_NONE,
+	SMTP_WAIT_CREATE, /* the queue is creating the message file */
+	SMTP_WAIT_COMMIT, /* the queue is committing the message */
+	SMTP_WAIT_DELAY,  /* error delay past the soft limit */
+};
+
+/* The transaction: from MAIL to the reply to the end of the message. */
+struct smtp_tx {
+	struct envelope env;
+	int fd;                   /* the message file, from the queue */
+	int utf8;                 /* MAIL carried SMTPUTF8 */
+	int chunking;             /* BDAT has started the content */
+	int content_started;      /* the Received: header is written */
+	struct data_filter df;
+	uint64_t written;         /* content bytes written to fd */
+	int write_error;          /* errno of the first failed write */
+	size_t wlen;
+	char wbuf[SMTP_WRITE_BUFFER];
+};
+
+struct smtp_session {
+	const struct config *cfg;
+	const struct listener_config *listener;
+	struct event_base *base;
+	struct bufferevent *bev;
+	int queue_fd;
+	struct event *queue_ev, *delay_ev, *term_ev;
+
+	char client_ip[INET6_ADDRSTRLEN];
+	unsigned client_port;
+	char helo[SMTP_DOMAIN_MAX + 1];
+	int esmtp;
+
+	enum smtp_state state;
+	enum smtp_wait wait;
+	struct smtp_tx *tx;
+
+	/* BDAT chunk being read */
+	uint64_t bdat_left;
+	int bdat_last;
+	enum smtp_state bdat_prev; /* where a refused chunk returns to */
+	const char *bdat_refusal; /* the chunk is read only to be refused */
+
+	int discarding;      /* inside an overlong command line */
+	int last_code;       /* of the latest reply */
+	unsigned errors;
+	int shutdown;        /* SIGTERM: leave at the next idle point */
+	int closing;
+	const char *result;  /* for the summary line */
+
+	unsigned cmd_total[SMTP_VERB_COUNT];
+	unsigned cmd_ok[SMTP_VERB_COUNT];
+	unsigned queued;
+	char ids[SMTP_IDS_LOG_MAX];
+};
+
+static void smtp_input_process(struct smtp_session *s);
+static void smtp_close(struct smtp_session *s, const char *result);
+
+/* smtp_reply - send one reply line (printf style, CRLF added). */
+static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	s->last_code = atoi(line);
+	if (s->last_code >= 400 && s->last_code != 421)
+		s->errors++;
+	log_debug("%s: >>> %s", s->client_ip, line);
+	evbuffer_add(out, line, (size_t)n);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* smtp_tx_flush - write the buffered content to the message file. */
+static void smtp_tx_flush(struct smtp_tx *tx)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < tx->wlen && tx->write_error == 0) {
+		n = write(tx->fd, tx->wbuf + off, tx->wlen - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			tx->write_error = n < 0 ? errno : EIO;
+		else
+			off += (size_t)n;
+	}
+	tx->written += off;
+	tx->wlen = 0;
+}
+
+/* smtp_tx_write - append content bytes (the data filter's sink). */
+static void smtp_tx_write(void *arg, const char *buf, size_t len)
+{
+	struct smtp_tx *tx = arg;
+	size_t n;
+
+	while (len > 0 && tx->write_error == 0) {
+		if (tx->wlen == sizeof(tx->wbuf))
+			smtp_tx_flush(tx);
+		n = sizeof(tx->wbuf) - tx->wlen;
+		if (n > len)
+			n = len;
+		memcpy(tx->wbuf + tx->wlen, buf, n);
+		tx->wlen += n;
+		buf += n;
+		len -= n;
+	}
+}
+
+/* smtp_queue_send - a request to the queue; 0 or -1 when it has gone. */
+static int smtp_queue_send(struct smtp_session *s, uint32_t type, const char *id, uint64_t a,
+			   uint64_t b)
+{
+	struct ipc_msg m = {.type = type, .a = a, .b = b};
+
+	if (id != NULL)
+		memcpy(m.id, id, sizeof(m.id));
+	if (s->queue_fd < 0)
+		return -1;
+	return ipc_send(s->queue_fd, &m, -1);
+}
+
+/* smtp_tx_free - end the transaction; the queue drops an uncommitted file. */
+static void smtp_tx_free(struct smtp_session *s, int tell_queue)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx == NULL)
+		return;
+	if (tx->fd >= 0) {
+		if (tell_queue)
+			smtp_queue_send(s, IPC_MSG_ABORT, tx->env.id, 0, 0);
+		close(tx->fd);
+	}
+	envelope_clear(&tx->env);
+	free(tx);
+	s->tx = NULL;
+}
+
+/* smtp_tx_reset - abandon any transaction and go back to the ready state. */
+static void smtp_tx_reset(struct smtp_session *s)
+{
+	smtp_tx_free(s, 1);
+	s->state = s->helo[0] ? SMTP_STATE_READY : SMTP_STATE_INIT;
+}
+
+/* smtp_set_read_timeout - the inactivity limit for what we wait for now. */
+static void smtp_set_read_timeout(struct smtp_session *s, unsigned seconds)
+{
+	struct timeval tv = {.tv_sec = seconds};
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* smtp_log_id - remember a queue id for the summary line. */
+static void smtp_log_id(struct smtp_session *s, const char *id)
+{
+	size_t len = strlen(s->ids);
+
+	if (len + SPOOL_ID_LEN + 5 >= sizeof(s->ids)) {
+		if (len + 4 < sizeof(s->ids) && (len < 3 || strcmp(s->ids + len - 3, "...") != 0))
+			strcat(s->ids, ",...");
+		return;
+	}
+	if (len > 0)
+		strcat(s->ids, ",");
+	strcat(s->ids, id);
+}
+
+/* smtp_protocol - the protocol name for Received: (RFC 3848, RFC 6531). */
+static const char *smtp_protocol(const struct smtp_session *s)
+{
+	if (s->tx != NULL && s->tx->utf8)
+		return "UTF8SMTP";
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+/* smtp_tx_received - write the Received: header (RFC 5321 4.4). */
+static void smtp_tx_received(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	char date[64], line[1024];
+	time_t now = time(NULL);
+	struct tm tm;
+	int n;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	n = snprintf(line, sizeof(line),
+		     "Received: from %s (%s%s%s%s)\r\n\tby %s (vsmtpd) with %s id %s", s->helo,
+		     "[", strchr(s->client_ip, ':') ? "IPv6:" : "", s->client_ip, "]",
+		     s->cfg->hostname, smtp_protocol(s), tx->env.id);
+	if (n > 0 && (size_t)n < sizeof(line) && tx->env.nrcpts == 1)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%s>",
+			      tx->env.rcpts[0].address);
+	if (n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "; %s\r\n", date);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return; /* cannot happen with bounded helo, host and address */
+	smtp_tx_write(tx, line, (size_t)n);
+}
+
+/* smtp_content_start - DATA or the first BDAT: prepare to receive content. */
+static void smtp_content_start(struct smtp_session *s, enum data_filter_mode mode)
+{
+	struct smtp_tx *tx = s->tx;
+
+	data_filter_init(&tx->df, mode, s->cfg->bare_eol, s->cfg->max_text_line,
+			 s->cfg->max_message_size, smtp_tx_write, tx);
+	smtp_tx_received(s);
+	tx->content_started = 1;
+	smtp_set_read_timeout(s, s->cfg->timeout_data);
+}
+
+/* smtp_storage_reply - the reply for a failed write or commit. */
+static void smtp_storage_reply(struct smtp_session *s, int err)
+{
+	if (err == ENOSPC || err == EDQUOT || err == EFBIG)
+		smtp_reply(s, "452 4.3.1 Insufficient system storage");
+	else
+		smtp_reply(s, "451 4.3.0 Error: queue file write error");
+}
+
+/* smtp_message_end - the content is complete: check it and ask for the commit. */
+static void smtp_message_end(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	const char *refusal = data_filter_reply(&tx->df);
+	char *json;
+	size_t jlen;
+	uint64_t content_len;
+
+	smtp_set_read_timeout(s, s->cfg->timeout_command);
+	s->state = SMTP_STATE_READY;
+	if (refusal != NULL) {
+		log_notice("%s: refused message from %s[%s]: %s", tx->env.id, s->helo, s->client_ip,
+			   refusal);
+		smtp_reply(s, "%s", refusal);
+		smtp_tx_reset(s);
+		return;
+	}
+	smtp_tx_flush(tx);
+	content_len = tx->written;
+	tx->env.received_at = time(NULL);
+	if (envelope_set(&tx->env.protocol, smtp_protocol(s)) < 0 ||
+	    (json = envelope_to_json(&tx->env)) == NULL) {
+		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		smtp_tx_reset(s);
+		return;
+	}
+	jlen = strlen(json);
+	smtp_tx_write(tx, json, jlen);
+	free(json);
+	smtp_tx_flush(tx);
+	if (tx->write_error != 0) {
+		log_err("%s: cannot write message file: %s", tx->env.id, strerror(tx->write_error));
+		smtp_storage_reply(s, tx->write_error);
+		smtp_tx_reset(s);
+		return;
+	}
+	if (smtp_queue_send(s, IPC_MSG_COMMIT, tx->env.id, content_len, jlen) < 0) {
+		smtp_reply(s, "451 4.3.0 Error: queue unavailable");
+		smtp_tx_reset(s);
+		return;
+	}
+	s->wait = SMTP_WAIT_COMMIT;
+}
+
+/* smtp_committed - the queue's answer to a commit. */
+static void smtp_committed(struct smtp_session *s, const struct ipc_msg *m)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx == NULL || s->wait != SMTP_WAIT_COMMIT || strcmp(m->id, tx->env.id) != 0)
+		fatal("commit answer for %s that no transaction waits for", m->id);
+	s->wait = SMTP_WAIT_NONE;
+	if (m->status != 0) {
+		smtp_storage_reply(s, m->status);
+		smtp_tx_free(s, 0);
+		return;
+	}
+	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, client=%s[%s], proto=%s", tx->env.id,
+		 tx->env.mail_from, tx->written, tx->env.nrcpts, s->helo, s->client_ip,
+		 tx->env.protocol);
+	smtp_reply(s, "250 2.0.0 Ok: queued as %s", tx->env.id);
+	s->cmd_ok[tx->chunking ? SMTP_VERB_BDAT : SMTP_VERB_DATA]++;
+	s->queued++;
+	smtp_log_id(s, tx->env.id);
+	smtp_tx_free(s, 0);
+}
+
+/* smtp_created - the queue's answer to MAIL's request for a message file. */
+static void smtp_created(struct smtp_session *s, const struct ipc_msg *m, int fd)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx == NULL || s->wait != SMTP_WAIT_CREATE)
+		fatal("message file %s that no transaction waits for", m->id);
+	s->wait = SMTP_WAIT_NONE;
+	if (m->status != 0 || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		if (m->status == ENOSPC)
+			smtp_reply(s, "452 4.3.1 Insufficient system storage");
+		else
+			smtp_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
+		smtp_tx_free(s, 0);
+		return;
+	}
+	tx->fd = fd;
+	memcpy(tx->env.id, m->id, SPOOL_ID_LEN + 1);
+	s->state = SMTP_STATE_MAIL;
+	s->cmd_ok[SMTP_VERB_MAIL]++;
+	smtp_reply(s, "250 2.1.0 Ok");
+}
+
+/* smtp_queue_cb - answers from the queue process. */
+static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	struct ipc_msg m;
+	int passfd, n;
+
+	while ((n = ipc_recv((int)fd, &m, &passfd)) > 0) {
+		if (m.type == IPC_MSG_CREATED)
+			smtp_created(s, &m, passfd);
+		else if (m.type == IPC_MSG_COMMITTED)
+			smtp_committed(s, &m);
+		else
+			fatal("unexpected message type %u from the queue", m.type);
+	}
+	if (n == 0 || errno != EAGAIN) {
+		log_err("queue channel lost");
+		event_del(s->queue_ev);
+		close(s->queue_fd);
+		s->queue_fd = -1;
+		if (s->wait == SMTP_WAIT_CREATE || s->wait == SMTP_WAIT_COMMIT) {
+			s->wait = SMTP_WAIT_NONE;
+			smtp_reply(s, "421 4.3.0 %s Error: queue unavailable, closing connection",
+				   s->cfg->hostname);
+			smtp_close(s, "queue unavailable");
+			return;
+		}
+	}
+	smtp_input_process(s);
+}
+
+/* smtp_cmd_helo - HELO and EHLO: identify the client, reset the transaction. */
+static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
+{
+	const char *err = smtp_helo_parse(args);
+
+	if (err != NULL) {
+		smtp_reply(s, "%s", err);
+		return;
+	}
+	smtp_tx_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%s", args);
+	s->esmtp = esmtp;
+	s->state = SMTP_STATE_READY;
+	if (!esmtp) {
+		smtp_reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	smtp_reply(s, "250-%s", s->cfg->hostname);
+	smtp_reply(s, "250-PIPELINING");
+	smtp_reply(s, "250-SIZE %" PRIu64, s->cfg->max_message_size);
+	smtp_reply(s, "250-8BITMIME");
+	smtp_reply(s, "250-SMTPUTF8");
+	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
+	smtp_reply(s, "250-CHUNKING");
+	smtp_reply(s, "250 DSN");
+}
+
+/* smtp_cmd_ehlo - EHLO. */
+static void smtp_cmd_ehlo(struct smtp_session *s, const char *args)
+{
+	smtp_cmd_helo(s, args, 1);
+}
+
+/* smtp_cmd_helo_plain - HELO. */
+static void smtp_cmd_helo_plain(struct smtp_session *s, const char *args)
+{
+	smtp_cmd_helo(s, args, 0);
+}
+
+/* smtp_tx_new - a transaction for an accepted MAIL command. */
+static struct smtp_tx *smtp_tx_new(struct smtp_session *s, const struct smtp_mail *mail)
+{
+	struct smtp_tx *tx = calloc(1, sizeof(*tx));
+	char from[SMTP_PATH_MAX + 1];
+
+	if (tx == NULL)
+		return NULL;
+	tx->fd = -1;
+	tx->utf8 = mail->smtputf8;
+	tx->env.client_port = s->client_port;
+	tx->env.body = mail->body;
+	tx->env.smtputf8 = mail->smtputf8;
+	tx->env.ret = mail->ret;
+	smtp_address_format(&mail->from, from, sizeof(from));
+	if (envelope_set(&tx->env.mail_from, from) < 0 ||
+	    envelope_set(&tx->env.listener, s->listener->name) < 0 ||
+	    envelope_set(&tx->env.client_ip, s->client_ip) < 0 ||
+	    envelope_set(&tx->env.helo, s->helo) < 0 ||
+	    envelope_set(&tx->env.envid, mail->envid[0] ? mail->envid : NULL) < 0 ||
+	    envelope_set(&tx->env.auth, mail->auth[0] ? mail->auth : NULL) < 0) {
+		envelope_clear(&tx->env);
+		free(tx);
+		return NULL;
+	}
+	return tx;
+}
+
+/* smtp_cmd_mail - MAIL: start a transaction; the queue creates its file. */
+static void smtp_cmd_mail(struct smtp_session *s, const char *args)
+{
+	struct smtp_mail mail;
+	const char *err;
+
+	if (s->state == SMTP_STATE_INIT) {
+		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->state != SMTP_STATE_READY) {
+		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if ((err = smtp_mail_parse(args, &mail)) != NULL) {
+		smtp_reply(s, "%s", err);
+		return;
+	}
+	if (mail.size_given && mail.size > s->cfg->max_message_size) {
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		return;
+	}
+	if ((s->tx = smtp_tx_new(s, &mail)) == NULL) {
+		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	if (smtp_queue_send(s, IPC_MSG_CREATE, NULL, mail.size, 0) < 0) {
+		smtp_tx_free(s, 0);
+		smtp_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
+		return;
+	}
+	s->wait = SMTP_WAIT_CREATE;
+}
+
+/* smtp_cmd_rcpt - RCPT: add a recipient. */
+static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+{
+	struct smtp_rcpt rcpt;
+	char to[SMTP_PATH_MAX + 1];
+	const char *err;
+
+	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
+		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->tx->chunking) {
+		smtp_reply(s, "503 5.5.1 Error: RCPT after BDAT");
+		return;
+	}
+	if ((err = smtp_rcpt_parse(args, s->tx->utf8, &rcpt)) != NULL) {
+		smtp_reply(s, "%s", err);
+		return;
+	}
+	if (s->tx->env.nrcpts >= s->cfg->max_recipients) {
+		smtp_reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	smtp_address_format(&rcpt.to, to, sizeof(to));
+	if (envelope_add_rcpt(&s->tx->env, to, rcpt.notify,
+			      rcpt.orcpt_type[0] ? rcpt.orcpt_type : NULL,
+			      rcpt.orcpt_type[0] ? rcpt.orcpt : NULL) < 0) {
+		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	s->state = SMTP_STATE_RCPT;
+	smtp_reply(s, "250 2.1.5 Ok");
+}
+
+/* smtp_tx_refusal - why DATA / BDAT cannot start now, or NULL. */
+static const char *smtp_tx_refusal(const struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_READY)
+		return "503 5.5.1 Error: need MAIL command";
+	if (s->state == SMTP_STATE_MAIL)
+		return "503 5.5.1 Error: need RCPT command";
+	return NULL;
+}
+
+/* smtp_cmd_data - DATA: receive dot-terminated content. */
+static void smtp_cmd_data(struct smtp_session *s, const char *args)
+{
+	const char *err = smtp_tx_refusal(s);
+
+	if (*args != '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (err == NULL && s->tx->chunking)
+		err = "503 5.5.1 Error: DATA after BDAT";
+	if (err != NULL) {
+		smtp_reply(s, "%s", err);
+		return;
+	}
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_content_start(s, DATA_FILTER_DATA);
+	s->state = SMTP_STATE_DATA;
+}
+
+/* smtp_cmd_bdat - BDAT (RFC 3030): a chunk of exactly the given size. */
+static void smtp_cmd_bdat(struct smtp_session *s, const char *args)
+{
+	const char *err;
+	uint64_t size;
+	int last;
+
+	if ((err = smtp_bdat_parse(args, &size, &last)) != NULL) {
+		smtp_reply(s, "%s", err);
+		return;
+	}
+	/* Whatever the answer, the chunk's bytes follow: read them first. */
+	s->bdat_left = size;
+	s->bdat_last = last;
+	s->bdat_refusal = smtp_tx_refusal(s);
+	s->bdat_prev = s->state;
+	s->state = SMTP_STATE_BDAT;
+	if (s->bdat_refusal == NULL && !s->tx->chunking) {
+		s->tx->chunking = 1;
+		smtp_content_start(s, DATA_FILTER_BDAT);
+	}
+	smtp_set_read_timeout(s, s->cfg->timeout_data);
+}
+
+/* smtp_bdat_end - all bytes of a chunk are in: answer it. */
+static void smtp_bdat_end(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	const char *refusal = s->bdat_refusal;
+
+	s->bdat_refusal = NULL;
+	if (refusal != NULL) {
+		s->state = s->bdat_prev;
+		smtp_set_read_timeout(s, s->cfg->timeout_command);
+		smtp_reply(s, "%s", refusal);
+		return;
+	}
+	if (s->bdat_last) {
+		data_filter_finish(&tx->df);
+		smtp_message_end(s);
+		return;
+	}
+	s->state = SMTP_STATE_RCPT;
+	smtp_set_read_timeout(s, s->cfg->timeout_command);
+	if ((refusal = data_filter_reply(&tx->df)) != NULL) {
+		/* RFC 3030: after an error the client sends no more chunks. */
+		smtp_reply(s, "%s", refusal);
+		smtp_tx_reset(s);
+		return;
+	}
+	s->cmd_ok[SMTP_VERB_BDAT]++;
+	smtp_reply(s, "250 2.0.0 %" PRIu64 " octets received", tx->df.size);
+}
+
+/* smtp_cmd_rset - RSET. */
+static void smtp_cmd_rset(struct smtp_session *s, const char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: RSET");
+		return;
+	}
+	smtp_tx_reset(s);
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+/* smtp_cmd_noop - NOOP (an argument is allowed and ignored). */
+static void smtp_cmd_noop(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "250 2.0.0 Ok");
+}
+
+/* smtp_cmd_quit - QUIT. */
+static void smtp_cmd_quit(struct smtp_session *s, const char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: QUIT");
+		return;
+	}
+	smtp_reply(s, "221 2.0.0 Bye");
+	smtp_close(s, "ok");
+}
+
+/* smtp_cmd_help - HELP. */
+static void smtp_cmd_help(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT");
+	smtp_reply(s, "214 2.0.0 HELP VRFY EXPN; see RFC 5321");
+}
+
+/* smtp_cmd_vrfy - VRFY: never tells whether a user exists. */
+static void smtp_cmd_vrfy(struct smtp_session *s, const char *args)
+{
+	if (*args == '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: VRFY address");
+		return;
+	}
+	smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+/* smtp_cmd_expn - EXPN: lists are not disclosed. */
+static void smtp_cmd_expn(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "502 5.5.1 Error: EXPN not supported");
+}
+
+/* smtp_cmd_unknown - anything else. */
+static void smtp_cmd_unknown(struct smtp_session *s, const char *args)
+{
+	smtp_reply(s, "500 5.5.2 Error: command not recognized");
+}
+
+static void (*const smtp_commands[SMTP_VERB_COUNT])(struct smtp_session *, const char *) = {
+	[SMTP_VERB_UNKNOWN] = smtp_cmd_unknown, [SMTP_VERB_HELO] = smtp_cmd_helo_plain,
+	[SMTP_VERB_EHLO] = smtp_cmd_ehlo,       [SMTP_VERB_MAIL] = smtp_cmd_mail,
+	[SMTP_VERB_RCPT] = smtp_cmd_rcpt,       [SMTP_VERB_DATA] = smtp_cmd_data,
+	[SMTP_VERB_BDAT] = smtp_cmd_bdat,       [SMTP_VERB_RSET] = smtp_cmd_rset,
+	[SMTP_VERB_NOOP] = smtp_cmd_noop,       [SMTP_VERB_QUIT] = smtp_cmd_quit,
+	[SMTP_VERB_HELP] = smtp_cmd_help,       [SMTP_VERB_VRFY] = smtp_cmd_vrfy,
+	[SMTP_VERB_EXPN] = smtp_cmd_expn,
+};
+
+/* smtp_delay_cb - the error delay is over: let the reply go and read on. */
+static void smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->wait = SMTP_WAIT_NONE;
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	smtp_input_process(s);
+}
+
+/* smtp_error_limits - after a failed command: slow down or hang up. */
+static void smtp_error_limits(struct smtp_session *s)
+{
+	struct timeval tv;
+
+	if (s->closing || s->last_code < 400)
+		return;
+	if (s->errors >= s->cfg->hard_error_limit) {
+		smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		smtp_close(s, "too many errors");
+		return;
+	}
+	if (s->errors > s->cfg->soft_error_limit && s->wait == SMTP_WAIT_NONE) {
+		/* Hold the reply back, like Postfix's smtpd_error_sleep_time. */
+		tv.tv_sec = s->cfg->error_delay_ms / 1000;
+		tv.tv_usec = (s->cfg->error_delay_ms % 1000) * 1000;
+		bufferevent_disable(s->bev, EV_WRITE);
+		s->wait = SMTP_WAIT_DELAY;
+		evtimer_add(s->delay_ev, &tv);
+	}
+}
+
+/* smtp_command - run one command line. */
+static void smtp_command(struct smtp_session *s, const char *line, size_t len)
+{
+	const char *err, *args;
+	enum smtp_verb verb;
+
+	if (s->shutdown && s->tx == NULL) {
+		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
+			   s->cfg->hostname);
+		smtp_close(s, "shutdown");
+		return;
+	}
+	log_debug("%s: <<< %.*s", s->client_ip, (int)len, line);
+	s->last_code = 0;
+	if ((err = smtp_line_check(line, len, 1)) != NULL) {
+		s->cmd_total[SMTP_VERB_UNKNOWN]++;
+		smtp_reply(s, "%s", err);
+	} else {
+		verb = smtp_verb_parse(line, &args);
+		s->cmd_total[verb]++;
+		smtp_commands[verb](s, args);
+		/* MAIL, DATA and BDAT succeed when their last reply is positive:
+		 * they count themselves then. */
+		if (s->last_code != 0 && s->last_code < 400 && verb != SMTP_VERB_MAIL &&
+		    verb != SMTP_VERB_DATA && verb != SMTP_VERB_BDAT)
+			s->cmd_ok[verb]++;
+	}
+	smtp_error_limits(s);
+}
+
+/* smtp_line_process - take one command line from in; 0 when more is needed. */
+static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t eol_len, len, max = s->cfg->max_command_line;
+	struct evbuffer_ptr pos = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	char *line;
+
+	if (pos.pos < 0) {
+		if (evbuffer_get_length(in) < max)
+			return 0;
+		/* No end of line within the limit: refuse once, skip to the LF. */
+		if (!s->discarding) {
+			s->discarding = 1;
+			s->cmd_total[SMTP_VERB_UNKNOWN]++;
+			smtp_reply(s, "500 5.5.2 Error: line too long");
+			smtp_error_limits(s);
+		}
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return 0;
+	}
+	len = (size_t)pos.pos;
+	if (s->discarding || len + 1 > max) {
+		evbuffer_drain(in, len + 1);
+		if (!s->discarding) {
+			s->cmd_total[SMTP_VERB_UNKNOWN]++;
+			smtp_reply(s, "500 5.5.2 Error: line too long");
+			smtp_error_limits(s);
+		}
+		s->discarding = 0;
+		return 1;
+	}
+	line = (char *)evbuffer_pullup(in, (ssize_t)(len + 1));
+	line[len] = '\0'; /* replaces the LF: the line is drained below */
+	if (len > 0 && line[len - 1] == '\r')
+		line[--len] = '\0';
+	smtp_command(s, line, len);
+	evbuffer_drain(in, (size_t)pos.pos + 1);
+	return 1;
+}
+
+/* smtp_content_process - feed DATA or BDAT bytes; 0 when more is needed. */
+static int smtp_content_process(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec vec;
+	size_t avail, take, used;
+
+	while (evbuffer_peek(in, -1, NULL, &vec, 1) > 0 && (avail = vec.iov_len) > 0) {
+		if (s->state == SMTP_STATE_BDAT) {
+			take = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
+			if (s->bdat_refusal == NULL)
+				data_filter_feed(&s->tx->df, vec.iov_base, take);
+			evbuffer_drain(in, take);
+			s->bdat_left -= take;
+			if (s->bdat_left == 0)
+				break;
+			continue;
+		}
+		used = data_filter_feed(&s->tx->df, vec.iov_base, avail);
+		evbuffer_drain(in, used);
+		if (s->tx->df.done)
+			break;
+	}
+	if (s->state == SMTP_STATE_BDAT && s->bdat_left == 0) {
+		smtp_bdat_end(s);
+		smtp_error_limits(s);
+		return 1;
+	}
+	if (s->state == SMTP_STATE_DATA && s->tx->df.done) {
+		s->last_code = 0;
+		smtp_message_end(s);
+		smtp_error_limits(s);
+		return 1;
+	}
+	return 0;
+}
+
+/* smtp_input_process - handle whatever the client sent, as far as we may. */
+static void smtp_input_process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	int more;
+
+	while (!s->closing && s->wait == SMTP_WAIT_NONE) {
+		if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
+			more = smtp_content_process(s, in);
+		else
+			more = smtp_line_process(s, in);
+		if (!more)
+			break;
+	}
+	if (!s->closing && s->shutdown && s->tx == NULL && s->wait == SMTP_WAIT_NONE &&
+	    evbuffer_get_length(in) == 0 && s->state != SMTP_STATE_BDAT) {
+		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
+			   s->cfg->hostname);
+		smtp_close(s, "shutdown");
+	}
+}
+
+/* smtp_read_cb - bytes from the client. */
+static void smtp_read_cb(struct bufferevent *bev, void *arg)
+{
+	smtp_input_process(arg);
+}
+
+/* smtp_counts - "ehlo=1 mail=1 rcpt=0/1 ... commands=3/4" for the summary. */
+static void smtp_counts(const struct smtp_session *s, char *buf, size_t len)
+{
+	unsigned total = 0, ok = 0;
+	size_t off = 0;
+	int v;
+
+	buf[0] = '\0';
+	for (v = 1; v <= SMTP_VERB_COUNT; v++) {
+		int verb = v % SMTP_VERB_COUNT; /* UNKNOWN last */
+
+		if (s->cmd_total[verb] == 0 || off >= len)
+			continue;
+		total += s->cmd_total[verb];
+		ok += s->cmd_ok[verb];
+		if (s->cmd_ok[verb] == s->cmd_total[verb])
+			off += (size_t)snprintf(buf + off, len - off, "%s=%u ",
+						smtp_verb_name(verb), s->cmd_total[verb]);
+		else
+			off += (size_t)snprintf(buf + off, len - off, "%s=%u/%u ",
+						smtp_verb_name(verb), s->cmd_ok[verb],
+						s->cmd_total[verb]);
+	}
+	if (off < len) {
+		if (ok == total)
+			snprintf(buf + off, len - off, "commands=%u", total);
+		else
+			snprintf(buf + off, len - off, "commands=%u/%u", ok, total);
+	}
+}
+
+/* smtp_finish - log the summary line and stop the loop. */
+static void smtp_finish(struct smtp_session *s)
+{
+	char counts[512];
+	char *p;
+
+	smtp_counts(s, counts, sizeof(counts));
+	for (p = counts; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	log_info("disconnect from %s[%s]:%u %s queued=%u%s%s result=%s",
+		 s->helo[0] ? s->helo : "unknown", s->client_ip, s->client_port, counts, s->queued,
+		 s->ids[0] ? " ids=" : "", s->ids, s->result ? s->result : "ok");
+	event_base_loopbreak(s->base);
+}
+
+/* smtp_write_cb - output drained: a closing session is done. */
+static void smtp_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->closing)
+		smtp_finish(s);
+}
+
+/* smtp_close - stop reading; finish once the last reply is out. */
+static void smtp_close(struct smtp_session *s, const char *result)
+{
+	s->closing = 1;
+	s->result = result;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_enable(s->bev, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		smtp_finish(s);
+}
+
+/* smtp_lost_result - how to describe a connection that ended under us. */
+static const char *smtp_lost_result(const struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
+		return "lost connection during message content";
+	return s->tx ? "lost connection in a transaction" : "lost connection";
+}
+
+/* smtp_event_cb - end of file, errors and timeouts on the client socket. */
+static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->closing) {
+		smtp_finish(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+		smtp_close(s, "timeout");
+		return;
+	}
+	s->result = smtp_lost_result(s);
+	smtp_finish(s);
+}
+
+/* smtp_term_cb - SIGTERM: finish the transaction under way, then leave. */
+static void smtp_term_cb(int signo, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->shutdown = 1;
+	if (s->wait == SMTP_WAIT_NONE)
+		smtp_input_process(s);
+}
+
+/* smtp_peer - fill in the client's address. */
+static void smtp_peer(struct smtp_session *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	strcpy(s->client_ip, "unknown");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, s->client_ip, sizeof(s->client_ip));
+		s->client_port = ntohs(sin->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, s->client_ip, sizeof(s->client_ip));
+		s->client_port = ntohs(sin6->sin6_port);
+	}
+}
+
+/* smtp_session_main - the session process. */
+void smtp_session_main(const struct config *cfg, const struct listener_config *listener, int fd,
+		       int queue_fd)
+{
+	struct smtp_session s = {.cfg = cfg, .listener = listener, .queue_fd = queue_fd};
+	static const int sigs[] = {SIGTERM};
+
+	smtp_peer(&s, fd);
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_nonblocking(queue_fd);
+	if ((s.base = event_base_new()) == NULL ||
+	    (s.bev = bufferevent_socket_new(s.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
+	    (s.queue_ev = event_new(s.base, queue_fd, EV_READ | EV_PERSIST, smtp_queue_cb, &s)) ==
+		    NULL ||
+	    (s.delay_ev = evtimer_new(s.base, smtp_delay_cb, &s)) == NULL ||
+	    (s.term_ev = sigevent_new(s.base, sigs, 1, smtp_term_cb, &s)) == NULL ||
+	    event_add(s.queue_ev, NULL) < 0)
+		fatal("cannot set up the session event loop");
+	log_info("connect from %s:%u on %s", s.client_ip, s.client_port, listener->name);
+	bufferevent_setcb(s.bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, &s);
+	bufferevent_setwatermark(s.bev, EV_READ, 0, SMTP_INPUT_HIGH_WATER);
+	smtp_set_read_timeout(&s, cfg->timeout_command);
+	bufferevent_enable(s.bev, EV_READ | EV_WRITE);
+	smtp_reply(&s, "220 %s %s", cfg->hostname, cfg->banner);
+
+	event_base_dispatch(s.base);
+	smtp_tx_free(&s, 1);
+	exit(0);
+}
