@@ -33,7 +33,7 @@ struct listener_config {
 };
 
 struct config {
-	char *path; /* the file this was read from */
+	char *path; /* the file this was read from, made absolute */
 
 	/* [server] */
 	char *hostname;    /* default: gethostname() */

@@ -9,10 +9,10 @@
 #include "config.h"
 
 /*
- * master_main - run the daemon in the foreground with cfg (read from path,
- * with overrides, which SIGHUP re-reads the same way). Returns the process
- * exit status.
+ * master_main - run the daemon in the foreground with cfg, read from
+ * cfg->path with the given overrides, which SIGHUP applies again when it
+ * re-reads the file. Returns the process exit status.
  */
-int master_main(struct config *cfg, const char *path, char *const *overrides, size_t noverrides);
+int master_main(struct config *cfg, char *const *overrides, size_t noverrides);
 
 #endif

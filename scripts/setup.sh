@@ -13,6 +13,19 @@ python3 python3-pytest swaks
 postfix
 "
 
+# ensure_user - the account the shipped config runs vsmtpd as, like a
+# package would create it.
+ensure_user() {
+	if ! getent passwd vsmtpd >/dev/null; then
+		echo "setup: creating system user vsmtpd"
+		$SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin vsmtpd
+	fi
+}
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
 missing=""
 for p in $PACKAGES; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -22,11 +35,9 @@ done
 
 if [ -z "$missing" ]; then
 	echo "setup: all packages present"
+	ensure_user
 	exit 0
 fi
-
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 echo "setup: installing$missing"
 # Postfix is only used as a benchmark peer (smtp-source, smtp-sink and a
@@ -36,3 +47,4 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+ensure_user

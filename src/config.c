@@ -1059,10 +1059,11 @@ static int finish(struct loader *ld)
 	if (check_addresses_unique(ld) < 0)
 		return -1;
 	if (cfg->hard_error_limit <= cfg->soft_error_limit) {
-		int line = ld->key_lines[hard - keys];
+		int hline = ld->key_lines[hard - keys], sline = ld->key_lines[soft - keys];
+		int line = hline > sline ? hline : sline; /* the later one in the file */
 
-		if (line == LINE_NONE)
-			line = ld->key_lines[soft - keys];
+		if (hline == LINE_CMDLINE || sline == LINE_CMDLINE)
+			line = LINE_CMDLINE;
 		return fail_at(ld, line,
 		               "[limits] hard_error_limit (%u) must be greater than "
 		               "soft_error_limit (%u)",

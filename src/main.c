@@ -70,5 +70,5 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 0;
 	}
-	return master_main(cfg, path, overrides, noverrides);
+	return master_main(cfg, overrides, noverrides);
 }

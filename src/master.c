@@ -56,7 +56,6 @@ struct master_session {
 struct master {
 	struct config *boot_cfg; /* the configuration at start: listeners, spool */
 	struct config *cfg;      /* the current one, for new sessions */
-	const char *path;
 	char *const *overrides;
 	size_t noverrides;
 	struct event_base *base;
@@ -486,7 +485,8 @@ static void master_reload(struct master *m)
 	struct config *cfg;
 	char err[1024];
 
-	cfg = config_load(m->path, m->overrides, m->noverrides, err, sizeof(err));
+	/* The absolute path: a relative -c must not depend on our directory. */
+	cfg = config_load(m->boot_cfg->path, m->overrides, m->noverrides, err, sizeof(err));
 	if (cfg == NULL) {
 		log_err("reload failed, keeping the running configuration: %s", err);
 		return;
@@ -494,8 +494,10 @@ static void master_reload(struct master *m)
 	if (!master_listeners_equal(cfg, m->boot_cfg))
 		log_warn("reload: listener changes take effect only after a restart");
 	if (strcmp(cfg->spool_dir, m->boot_cfg->spool_dir) != 0 ||
-	    strcmp(cfg->user, m->boot_cfg->user) != 0)
-		log_warn("reload: spool_dir and user changes take effect only after a restart");
+	    strcmp(cfg->user, m->boot_cfg->user) != 0 ||
+	    strcmp(cfg->group ? cfg->group : "", m->boot_cfg->group ? m->boot_cfg->group : "") != 0)
+		log_warn("reload: spool_dir, user and group changes take effect only after a "
+			 "restart");
 	/* The queue keeps the spool it was started with, restarts included. */
 	free(cfg->spool_dir);
 	if ((cfg->spool_dir = strdup(m->boot_cfg->spool_dir)) == NULL) {
@@ -508,7 +510,7 @@ static void master_reload(struct master *m)
 	m->cfg = cfg;
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	master_queue_settings(m);
-	log_info("configuration reloaded from %s", m->path);
+	log_info("configuration reloaded from %s", cfg->path);
 }
 
 /* master_signal_cb - signals, delivered through the event loop. */
@@ -623,12 +625,36 @@ static int master_events(struct master *m)
 	return m->queue_restart_ev && m->queue_kill_ev && m->grace_ev ? 0 : -1;
 }
 
+/* master_free - release everything before a clean exit. */
+static void master_free(struct master *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nlisteners; i++)
+		if (m->listeners[i].ev != NULL)
+			event_free(m->listeners[i].ev);
+	for (i = 0; i < sizeof(m->signal_ev) / sizeof(m->signal_ev[0]); i++)
+		if (m->signal_ev[i] != NULL)
+			event_free(m->signal_ev[i]);
+	if (m->queue_restart_ev != NULL)
+		event_free(m->queue_restart_ev);
+	if (m->queue_kill_ev != NULL)
+		event_free(m->queue_kill_ev);
+	if (m->grace_ev != NULL)
+		event_free(m->grace_ev);
+	if (m->base != NULL)
+		event_base_free(m->base);
+	free(m->sessions);
+	if (m->cfg != m->boot_cfg)
+		config_free(m->cfg);
+	config_free(m->boot_cfg);
+}
+
 /* master_main - run the daemon. */
-int master_main(struct config *cfg, const char *path, char *const *overrides, size_t noverrides)
+int master_main(struct config *cfg, char *const *overrides, size_t noverrides)
 {
 	struct master m = {.boot_cfg = cfg,
 			   .cfg = cfg,
-			   .path = path,
 			   .overrides = overrides,
 			   .noverrides = noverrides,
 			   .queue_pid = -1,
@@ -640,18 +666,22 @@ int master_main(struct config *cfg, const char *path, char *const *overrides, si
 	/* Sessions cannot read /etc/localtime once confined. */
 	tzset();
 	master_raise_nofile();
-	if (master_open_listeners(&m) < 0 || master_privileges(&m) < 0)
+	if (master_open_listeners(&m) < 0 || master_privileges(&m) < 0) {
+		master_free(&m);
 		return 1;
+	}
 	if (!sandbox_available())
 		log_warn("this kernel has no Landlock: sessions run without file system "
 			 "confinement");
 	if (master_events(&m) < 0) {
 		log_err("cannot set up the event loop");
+		master_free(&m);
 		return 1;
 	}
 	master_queue_start(&m);
 	log_info("vsmtpd %s started", VSMTPD_VERSION);
 	event_base_dispatch(m.base);
 	log_info("stopped");
+	master_free(&m);
 	return 0;
 }

@@ -601,9 +601,12 @@ static void test_error_limits(void **state)
 	             "[limits] hard_error_limit (10) must be greater than soft_error_limit (10)");
 	expect_error(MINIMAL "[limits]\nsoft_error_limit = 25\n", 4,
 	             "[limits] hard_error_limit (20) must be greater than soft_error_limit (25)");
-	cfg = load_with(MINIMAL, ov, 1);
+	expect_error(MINIMAL "[limits]\nhard_error_limit = 5\nmax_sessions = 5\n"
+	                     "soft_error_limit = 6\n",
+	             6, "[limits] hard_error_limit (5) must be greater than soft_error_limit (6)");
+	cfg = load_with(MINIMAL "[limits]\nhard_error_limit = 25\n", ov, 1);
 	assert_null(cfg);
-	assert_string_equal(err, "command line: [limits] hard_error_limit (20) must be greater "
+	assert_string_equal(err, "command line: [limits] hard_error_limit (25) must be greater "
 	                         "than soft_error_limit (30)");
 }
 
