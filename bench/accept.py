@@ -36,12 +36,12 @@ HELO_NAME = "bench-client.example.org"
 # of load each, so connection set-up at the start and the tail at the end
 # are small next to the steady state. --scale multiplies them.
 DEFAULT_COUNTS = {
-    (5120, 1): 600,
-    (5120, 16): 3000,
-    (5120, 64): 4000,
-    (102400, 1): 300,
-    (102400, 16): 1000,
-    (102400, 64): 1000,
+    (5120, 1): 2500,
+    (5120, 16): 5000,
+    (5120, 64): 5000,
+    (102400, 1): 2000,
+    (102400, 16): 4000,
+    (102400, 64): 3000,
 }
 
 START_TIMEOUT = 20      # seconds for a server to show its 220 greeting
@@ -87,16 +87,6 @@ def count_files(path):
     for _, _, files in os.walk(path):
         n += len(files)
     return n
-
-
-def clear_files(path):
-    """Remove the files below path, keeping the directories."""
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                os.unlink(os.path.join(root, f))
-            except FileNotFoundError:
-                pass
 
 
 # ---------------------------------------------------------------------------
@@ -285,11 +275,6 @@ class Vsmtpd:
     def queued(self):
         return count_files(os.path.join(self.spool, "queue"))
 
-    def clear(self):
-        # vsmtpd does not deliver yet, so nothing reads queue/ after
-        # start-up recovery: emptying it under the running daemon is safe.
-        clear_files(os.path.join(self.spool, "queue"))
-
     def leftovers(self):
         return count_files(os.path.join(self.spool, "incoming"))
 
@@ -374,7 +359,10 @@ class Postfix:
             # Postfix refuses a second master on a queue directory in use.
             "queue_directory": self.queue,
             "data_directory": self.data,
+            # Log to a file of our own (there may be no syslog daemon);
+            # Postfix wants the file's directory whitelisted.
             "maillog_file": self.logfile,
+            "maillog_file_prefixes": self.dir,
             "syslog_name": "postfix-bench",
             "myhostname": "bench-postfix.localdomain",
             "mydomain": "localdomain",
@@ -444,10 +432,6 @@ class Postfix:
     def queued(self):
         return count_files(os.path.join(self.queue, "hold"))
 
-    def clear(self):
-        # Only held mail is there and no daemon looks at hold/ by itself.
-        clear_files(os.path.join(self.queue, "hold"))
-
     def leftovers(self):
         return count_files(os.path.join(self.queue, "incoming"))
 
@@ -501,8 +485,8 @@ def run_load(server, size, sessions, messages, timeout):
     if not server.alive():
         result["error"] = "server not running"
         return result
-    # Start from a clean disk: nothing from the last run (or from clearing
-    # the queue) waiting to be written back during this one.
+    # Start from a clean disk: nothing from the last run waiting to be
+    # written back during this one.
     os.sync()
     before = server.queued()
     cpu0 = server.meter.seconds()
@@ -589,6 +573,20 @@ def main():
                  % args.vsmtpd)
     sizes = [int(x) for x in args.sizes.split(",")]
     session_counts = [int(x) for x in args.sessions.split(",")]
+    configs = [(size, n) for size in sizes for n in session_counts]
+    counts = {c: max(1, int(DEFAULT_COUNTS.get(c, 1000) * args.scale)) for c in configs}
+
+    # Accepted mail stays in both spools until the end. Deleting it between
+    # runs would skew the next runs: on ext4 without a journal (as on some
+    # VM images) creating a file skips inodes freed in the last seconds to
+    # minutes, at a cost per skipped inode. So check there is room for it
+    # all: each message, its headers and file system blocks, twice.
+    need = sum(counts[c] * (c[0] + 4096) for c in configs) * 2 * args.repeat + (1 << 30)
+    st = os.statvfs(args.workdir)
+    if st.f_bavail * st.f_frsize < need:
+        sys.exit("accept.py: %s has %.1f GB free, the runs need about %.1f GB "
+                 "(use --workdir, --scale or fewer --repeat)"
+                 % (args.workdir, st.f_bavail * st.f_frsize / 1e9, need / 1e9))
 
     # SIGTERM and SIGHUP end the run like Ctrl-C does, through the cleanup
     # below.
@@ -615,9 +613,10 @@ def main():
         postfix = Postfix(workdir, pmeter)
         servers = [vsmtpd, postfix]
 
-        st = os.statvfs(workdir)
-        log("work directory %s (both spools; %.1f GB free), CPU accounting: %s"
-            % (workdir, st.f_bavail * st.f_frsize / 1e9, vmeter.method))
+        log("work directory %s (both spools; %.1f GB free, about %.1f GB needed), "
+            "CPU accounting: %s" % (workdir, st.f_bavail * st.f_frsize / 1e9, need / 1e9,
+                                    vmeter.method))
+        load_start = os.getloadavg()
         log("vsmtpd %s on 127.0.0.1:%d, postfix on 127.0.0.1:%d"
             % (vsmtpd.binary, vsmtpd.port, postfix.port))
         for s in servers:
@@ -630,13 +629,11 @@ def main():
             r = run_load(s, sizes[0], warm_sessions, 10 * warm_sessions, args.run_timeout)
             if not r["ok"]:
                 raise BenchError("%s warm-up failed: %s" % (s.name, r["error"]))
-            s.clear()
 
-        configs = [(size, n) for size in sizes for n in session_counts]
         results = {(c, s.name): [] for c in configs for s in servers}
         for rep in range(args.repeat):
             for size, sessions in configs:
-                messages = max(1, int(DEFAULT_COUNTS.get((size, sessions), 1000) * args.scale))
+                messages = counts[(size, sessions)]
                 # Interleaved, so a noisy neighbour slows both alike.
                 for s in servers:
                     r = run_load(s, size, sessions, messages, args.run_timeout)
@@ -650,30 +647,31 @@ def main():
                         line += "  FAILED: " + r["error"]
                         failures.append(line)
                     log(line)
-                    s.clear()
                     if not s.alive():
                         raise BenchError("%s is not running any more" % s.name)
 
         # The table, on stdout.
         print()
-        print("%-5s %4s | %12s %12s %7s | %12s %12s" % (
-            "size", "sess", "vsmtpd msg/s", "postfix msg/s", "ratio",
-            "vsmtpd CPU", "postfix CPU"))
-        print("%-5s %4s | %12s %12s %7s | %12s %12s" % (
-            "", "", "", "", "v/p", "s/1000 msg", "s/1000 msg"))
-        print("-" * 78)
+        row = "%-5s %4s | %12s %13s %7s | %12s %12s"
+        print(row % ("size", "sess", "vsmtpd msg/s", "postfix msg/s", "ratio",
+                     "vsmtpd CPU", "postfix CPU"))
+        print(row % ("", "", "", "", "v/p", "s/1000 msg", "s/1000 msg"))
+        print("-" * 79)
         for size, sessions in configs:
             v = results[((size, sessions), "vsmtpd")]
             p = results[((size, sessions), "postfix")]
             vr, pr = median_of(v, "rate"), median_of(p, "rate")
             ratio = vr / pr if vr and pr else None
-            print("%-5s %4d | %12s %13s %7s | %12s %12s" % (
-                size_label(size), sessions, fmt(vr, ".0f"), fmt(pr, ".0f"),
-                fmt(ratio, ".2f"), fmt(median_of(v, "cpu_per_k"), ".3f"),
-                fmt(median_of(p, "cpu_per_k"), ".3f")))
+            print(row % (size_label(size), sessions, fmt(vr, ".0f"), fmt(pr, ".0f"),
+                         fmt(ratio, ".2f"), fmt(median_of(v, "cpu_per_k"), ".3f"),
+                         fmt(median_of(p, "cpu_per_k"), ".3f")))
         print()
         print("median of %d run(s) each; %s; payload sizes are smtp-source -l (headers extra)"
               % (args.repeat, vmeter.method))
+        # Both servers, the client and anything else on the machine share
+        # its CPUs: a load well above the CPU count means noisy numbers.
+        print("load average %.1f at the start, %.1f at the end, %d CPUs"
+              % (load_start[0], os.getloadavg()[0], os.cpu_count()))
 
         for s in servers:
             left = s.leftovers()

@@ -36,8 +36,8 @@ struct df_pass {
 
 /* data_filter_init - ready df for a new message. */
 void data_filter_init(struct data_filter *df, enum data_filter_mode mode,
-		      enum bare_eol_policy bare_eol, size_t max_line, uint64_t max_size,
-		      data_filter_sink sink, void *sink_arg)
+                      enum bare_eol_policy bare_eol, size_t max_line, uint64_t max_size,
+                      data_filter_sink sink, void *sink_arg)
 {
 	memset(df, 0, sizeof(*df));
 	df->mode = mode;
@@ -77,9 +77,15 @@ static void df_emit(struct data_filter *df, const char *buf, size_t n)
 		df->problems |= DATA_FILTER_TOO_BIG;
 }
 
-/* df_flush - emit the pending run up to (not including) in[to]. */
+/*
+ * df_flush - emit the pending run up to (not including) in[to]. A problem
+ * at a byte that was already left out (a bare CR / LF) finds the run
+ * starting past it, with nothing to emit.
+ */
 static void df_flush(struct df_pass *ps, size_t to)
 {
+	if (to <= ps->run)
+		return;
 	df_emit(ps->df, ps->in + ps->run, to - ps->run);
 	ps->run = to;
 }

@@ -43,6 +43,7 @@ static const char *log_level_name(int prio)
 }
 
 /* log_vmsg - format and emit one line. */
+static void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void log_vmsg(int prio, const char *fmt, va_list ap)
 {
 	char line[2048];

@@ -40,11 +40,11 @@
 #define SMTP_U64_DIGITS_MAX 20
 
 static const char *const smtp_verb_names[SMTP_VERB_COUNT] = {
-	[SMTP_VERB_UNKNOWN] = "UNKNOWN", [SMTP_VERB_HELO] = "HELO", [SMTP_VERB_EHLO] = "EHLO",
-	[SMTP_VERB_MAIL] = "MAIL",       [SMTP_VERB_RCPT] = "RCPT", [SMTP_VERB_DATA] = "DATA",
-	[SMTP_VERB_BDAT] = "BDAT",       [SMTP_VERB_RSET] = "RSET", [SMTP_VERB_NOOP] = "NOOP",
-	[SMTP_VERB_QUIT] = "QUIT",       [SMTP_VERB_HELP] = "HELP", [SMTP_VERB_VRFY] = "VRFY",
-	[SMTP_VERB_EXPN] = "EXPN",
+    [SMTP_VERB_UNKNOWN] = "UNKNOWN", [SMTP_VERB_HELO] = "HELO", [SMTP_VERB_EHLO] = "EHLO",
+    [SMTP_VERB_MAIL] = "MAIL",       [SMTP_VERB_RCPT] = "RCPT", [SMTP_VERB_DATA] = "DATA",
+    [SMTP_VERB_BDAT] = "BDAT",       [SMTP_VERB_RSET] = "RSET", [SMTP_VERB_NOOP] = "NOOP",
+    [SMTP_VERB_QUIT] = "QUIT",       [SMTP_VERB_HELP] = "HELP", [SMTP_VERB_VRFY] = "VRFY",
+    [SMTP_VERB_EXPN] = "EXPN",
 };
 
 /* smtp_lower - ASCII lower case, independent of the locale. */
@@ -130,8 +130,9 @@ static size_t smtp_utf8_seq(const unsigned char *s)
 			lo = 0x90;
 		if (c == 0xf4)
 			hi = 0x8f;
-		return (s[1] >= lo && s[1] <= hi && smtp_is_cont(s[2]) && smtp_is_cont(s[3])) ? 4
-											       : 0;
+		if (s[1] < lo || s[1] > hi || !smtp_is_cont(s[2]) || !smtp_is_cont(s[3]))
+			return 0;
+		return 4;
 	}
 	return 0;
 }
@@ -366,9 +367,8 @@ struct smtp_path_replies {
 };
 
 static const struct smtp_path_replies smtp_mail_replies = {R_MAIL_SYNTAX, R_SENDER_BAD,
-							   R_SENDER_LONG};
-static const struct smtp_path_replies smtp_rcpt_replies = {R_RCPT_SYNTAX, R_RCPT_BAD,
-							   R_RCPT_LONG};
+                                                           R_SENDER_LONG};
+static const struct smtp_path_replies smtp_rcpt_replies = {R_RCPT_SYNTAX, R_RCPT_BAD, R_RCPT_LONG};
 
 /* smtp_mailbox_domain_scan - length of the domain part at s, 0 if bad. */
 static size_t smtp_mailbox_domain_scan(const char *s, int *eightbit)
@@ -391,7 +391,7 @@ static int smtp_is_postmaster(const char *local, size_t n)
  * Returns NULL or the reply to send.
  */
 static const char *smtp_path_parse(const char **pp, int rcpt, const struct smtp_path_replies *r,
-				   struct smtp_address *addr, int *eightbit)
+                                   struct smtp_address *addr, int *eightbit)
 {
 	const char *start = *pp, *p = *pp + 1, *local, *domain = "";
 	size_t local_len, domain_len = 0, path_len;
@@ -535,7 +535,7 @@ static int smtp_xtext_decode(const char *in, size_t n, char *out, size_t max, in
 				return -1;
 			out[o++] = (char)u[i++];
 		} else if (utf8 && u[i] >= 0x80 && (seq = smtp_utf8_seq(u + i)) != 0 &&
-			   seq <= n - i) {
+		           seq <= n - i) {
 			if (o + seq > max)
 				return -1;
 			memcpy(out + o, in + i, seq);
@@ -614,9 +614,9 @@ static int smtp_mail_param_envid(void *target, const struct smtp_param *prm, int
 
 	if (!prm->value)
 		return -1;
-	return smtp_xtext_decode(prm->value, prm->value_len, mail->envid, SMTP_ENVID_MAX, 0) < 0
-		       ? -1
-		       : 0;
+	if (smtp_xtext_decode(prm->value, prm->value_len, mail->envid, SMTP_ENVID_MAX, 0) < 0)
+		return -1;
+	return 0;
 }
 
 /* smtp_mail_param_auth - AUTH=xtext or AUTH=<> (RFC 4954 5). */
@@ -626,10 +626,9 @@ static int smtp_mail_param_auth(void *target, const struct smtp_param *prm, int 
 
 	if (!prm->value)
 		return -1;
-	return smtp_xtext_decode(prm->value, prm->value_len, mail->auth, SMTP_AUTH_PARAM_MAX,
-				 0) < 0
-		       ? -1
-		       : 0;
+	if (smtp_xtext_decode(prm->value, prm->value_len, mail->auth, SMTP_AUTH_PARAM_MAX, 0) < 0)
+		return -1;
+	return 0;
 }
 
 /* smtp_notify_word - the SMTP_NOTIFY_* bit of one NOTIFY list item, 0 if none. */
@@ -650,11 +649,12 @@ static unsigned smtp_notify_word(const char *s, size_t n)
 static int smtp_rcpt_param_notify(void *target, const struct smtp_param *prm, int utf8)
 {
 	struct smtp_rcpt *rcpt = target;
-	const char *p = prm->value, *end = prm->value + prm->value_len;
+	const char *p = prm->value, *end;
 	unsigned bits = 0, bit;
 
 	if (!p)
 		return -1;
+	end = p + prm->value_len;
 	for (;;) {
 		const char *comma = memchr(p, ',', (size_t)(end - p));
 		const char *item_end = comma ? comma : end;
@@ -694,7 +694,7 @@ static int smtp_rcpt_param_orcpt(void *target, const struct smtp_param *prm, int
 	else
 		return -1;
 	if (smtp_xtext_decode(semi + 1, prm->value_len - type_len - 1, rcpt->orcpt, SMTP_ORCPT_MAX,
-			      utf8 && strcmp(type, "utf-8") == 0) < 0)
+	                      utf8 && strcmp(type, "utf-8") == 0) < 0)
 		return -1;
 	for (i = 0; type[i]; i++)
 		rcpt->orcpt_type[i] = type[i];
@@ -711,33 +711,33 @@ struct smtp_param_def {
 };
 
 static const struct smtp_param_def smtp_mail_params[] = {
-	{"SIZE", "501 5.5.4 Bad SIZE parameter", "501 5.5.4 Duplicate parameter: SIZE",
-	 smtp_mail_param_size},
-	{"BODY", "501 5.5.4 Bad BODY parameter", "501 5.5.4 Duplicate parameter: BODY",
-	 smtp_mail_param_body},
-	{"SMTPUTF8", "501 5.5.4 Bad SMTPUTF8 parameter", "501 5.5.4 Duplicate parameter: SMTPUTF8",
-	 smtp_mail_param_smtputf8},
-	{"RET", "501 5.5.4 Bad RET parameter", "501 5.5.4 Duplicate parameter: RET",
-	 smtp_mail_param_ret},
-	{"ENVID", "501 5.5.4 Bad ENVID parameter", "501 5.5.4 Duplicate parameter: ENVID",
-	 smtp_mail_param_envid},
-	{"AUTH", "501 5.5.4 Bad AUTH parameter", "501 5.5.4 Duplicate parameter: AUTH",
-	 smtp_mail_param_auth},
+    {"SIZE", "501 5.5.4 Bad SIZE parameter", "501 5.5.4 Duplicate parameter: SIZE",
+     smtp_mail_param_size},
+    {"BODY", "501 5.5.4 Bad BODY parameter", "501 5.5.4 Duplicate parameter: BODY",
+     smtp_mail_param_body},
+    {"SMTPUTF8", "501 5.5.4 Bad SMTPUTF8 parameter", "501 5.5.4 Duplicate parameter: SMTPUTF8",
+     smtp_mail_param_smtputf8},
+    {"RET", "501 5.5.4 Bad RET parameter", "501 5.5.4 Duplicate parameter: RET",
+     smtp_mail_param_ret},
+    {"ENVID", "501 5.5.4 Bad ENVID parameter", "501 5.5.4 Duplicate parameter: ENVID",
+     smtp_mail_param_envid},
+    {"AUTH", "501 5.5.4 Bad AUTH parameter", "501 5.5.4 Duplicate parameter: AUTH",
+     smtp_mail_param_auth},
 };
 
 static const struct smtp_param_def smtp_rcpt_params[] = {
-	{"NOTIFY", "501 5.5.4 Bad NOTIFY parameter", "501 5.5.4 Duplicate parameter: NOTIFY",
-	 smtp_rcpt_param_notify},
-	{"ORCPT", "501 5.5.4 Bad ORCPT parameter", "501 5.5.4 Duplicate parameter: ORCPT",
-	 smtp_rcpt_param_orcpt},
+    {"NOTIFY", "501 5.5.4 Bad NOTIFY parameter", "501 5.5.4 Duplicate parameter: NOTIFY",
+     smtp_rcpt_param_notify},
+    {"ORCPT", "501 5.5.4 Bad ORCPT parameter", "501 5.5.4 Duplicate parameter: ORCPT",
+     smtp_rcpt_param_orcpt},
 };
 
 /*
  * smtp_params_parse - the space-separated parameters at p, each one of defs
  * and each at most once, stored into target. Returns NULL or the reply.
  */
-static const char *smtp_params_parse(const char *p, const struct smtp_param_def *defs,
-				     size_t ndefs, void *target, int utf8)
+static const char *smtp_params_parse(const char *p, const struct smtp_param_def *defs, size_t ndefs,
+                                     void *target, int utf8)
 {
 	struct smtp_param prm;
 	unsigned seen = 0;
@@ -829,7 +829,7 @@ const char *smtp_mail_parse(const char *args, struct smtp_mail *mail)
 	if (!smtp_path_after_ok(p))
 		return R_MAIL_SYNTAX;
 	err = smtp_params_parse(p, smtp_mail_params,
-				sizeof(smtp_mail_params) / sizeof(smtp_mail_params[0]), mail, 0);
+	                        sizeof(smtp_mail_params) / sizeof(smtp_mail_params[0]), mail, 0);
 	if (err)
 		return err;
 	/* Only now is it known whether SMTPUTF8 came after the address. */
@@ -856,7 +856,7 @@ const char *smtp_rcpt_parse(const char *args, int utf8, struct smtp_rcpt *rcpt)
 	if (!smtp_path_after_ok(p))
 		return R_RCPT_SYNTAX;
 	err = smtp_params_parse(p, smtp_rcpt_params,
-				sizeof(smtp_rcpt_params) / sizeof(smtp_rcpt_params[0]), rcpt, utf8);
+	                        sizeof(smtp_rcpt_params) / sizeof(smtp_rcpt_params[0]), rcpt, utf8);
 	if (err)
 		return err;
 	if (eightbit && !utf8)

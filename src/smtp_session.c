@@ -672,7 +672,7 @@ static void smtp_cmd_vrfy(struct smtp_session *s, const char *args)
 		smtp_reply(s, "501 5.5.4 Syntax: VRFY address");
 		return;
 	}
-	smtp_reply(s, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+	smtp_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 /* smtp_cmd_expn - EXPN: lists are not disclosed. */

@@ -178,8 +178,7 @@ static uint32_t next_random(uint32_t *s)
  * stream - run the real decoder over in, fed in pieces: whole when step is
  * 0, of step bytes otherwise, or of random sizes when step is (size_t)-1.
  */
-static void stream(const struct params *p, const char *in, size_t n, size_t step,
-		   struct outcome *o)
+static void stream(const struct params *p, const char *in, size_t n, size_t step, struct outcome *o)
 {
 	struct data_filter df;
 	uint32_t rnd = p->seed | 1;

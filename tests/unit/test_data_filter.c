@@ -62,7 +62,7 @@ static const struct setup bdat_normalize = {DATA_FILTER_BDAT, BARE_EOL_NORMALIZE
  * next_piece (whole when NULL), finishing BDAT when finish is set.
  */
 static struct result *decode_split(const struct setup *s, const char *in, size_t len,
-				   size_t (*next_piece)(void), int finish)
+                                   size_t (*next_piece)(void), int finish)
 {
 	static struct result r;
 	struct data_filter df;
@@ -118,8 +118,7 @@ static void assert_output(const struct result *r, const char *want)
 }
 
 /* assert_same_any_chunking - byte-by-byte and random splits decode like one piece. */
-static void assert_same_any_chunking(const struct setup *s, const char *in, size_t len,
-				     int finish)
+static void assert_same_any_chunking(const struct setup *s, const char *in, size_t len, int finish)
 {
 	static struct result whole;
 	struct result *r;
@@ -136,6 +135,7 @@ static void assert_same_any_chunking(const struct setup *s, const char *in, size
 	}
 }
 
+/* test_data_message_ends_at_marker - CRLF.CRLF ends the message; its first CRLF is content. */
 static void test_data_message_ends_at_marker(void **state)
 {
 	const char *in = "Subject: x\r\n\r\nHello\r\n.\r\n";
@@ -147,6 +147,7 @@ static void test_data_message_ends_at_marker(void **state)
 	assert_output(r, "Subject: x\r\n\r\nHello\r\n");
 }
 
+/* test_data_lone_marker_is_empty_message - the DATA command's CRLF counts as a line start. */
 static void test_data_lone_marker_is_empty_message(void **state)
 {
 	struct result *r = decode(&data_reject, ".\r\n");
@@ -156,6 +157,7 @@ static void test_data_lone_marker_is_empty_message(void **state)
 	assert_output(r, "");
 }
 
+/* test_data_empty_first_line_then_marker - an empty line before the marker is kept. */
 static void test_data_empty_first_line_then_marker(void **state)
 {
 	struct result *r = decode(&data_reject, "\r\n.\r\n");
@@ -164,6 +166,7 @@ static void test_data_empty_first_line_then_marker(void **state)
 	assert_output(r, "\r\n");
 }
 
+/* test_data_bytes_after_marker_left_for_next_command - consumption stops after the marker. */
 static void test_data_bytes_after_marker_left_for_next_command(void **state)
 {
 	const char *in = "a\r\n.\r\nQUIT\r\n";
@@ -174,6 +177,7 @@ static void test_data_bytes_after_marker_left_for_next_command(void **state)
 	assert_output(r, "a\r\n");
 }
 
+/* test_data_feed_after_done_consumes_nothing - nothing is taken once the message ended. */
 static void test_data_feed_after_done_consumes_nothing(void **state)
 {
 	struct data_filter df;
@@ -185,6 +189,7 @@ static void test_data_feed_after_done_consumes_nothing(void **state)
 	assert_int_equal(c.len, 0);
 }
 
+/* test_data_leading_dot_removed - only a dot at the start of a line is removed. */
 static void test_data_leading_dot_removed(void **state)
 {
 	struct result *r = decode(&data_reject, "..\r\n.x\r\n..y\r\na.b\r\n.\r\n");
@@ -193,6 +198,7 @@ static void test_data_leading_dot_removed(void **state)
 	assert_output(r, ".\r\nx\r\n.y\r\na.b\r\n");
 }
 
+/* test_data_dot_space_line_is_not_marker - ". " is an unstuffed line, not the end. */
 static void test_data_dot_space_line_is_not_marker(void **state)
 {
 	struct result *r = decode(&data_reject, ". \r\n.\r\n");
@@ -201,14 +207,20 @@ static void test_data_dot_space_line_is_not_marker(void **state)
 	assert_output(r, " \r\n");
 }
 
+/* test_data_smuggling_variants_do_not_end_message - bare CR / LF never make an end marker. */
 static void test_data_smuggling_variants_do_not_end_message(void **state)
 {
 	static const char *const variants[] = {
-	    "a\n.\nMAIL FROM:<x@y>\r\n",   "a\r.\rMAIL FROM:<x@y>\r\n",
-	    "a\n.\r\nMAIL FROM:<x@y>\r\n", "a\r\n.\nMAIL FROM:<x@y>\r\n",
-	    "a\r\n.\rMAIL FROM:<x@y>\r\n", ".\nMAIL FROM:<x@y>\r\n",
-	    "a\r\n.\r\r\nMAIL FROM:<x@y>", "a\r\r\n.\n\r\n",
-	    "a\r\n\n.\r\n",                "a\n\r.\r\n",
+	    "a\n.\nMAIL FROM:<x@y>\r\n",
+	    "a\r.\rMAIL FROM:<x@y>\r\n",
+	    "a\n.\r\nMAIL FROM:<x@y>\r\n",
+	    "a\r\n.\nMAIL FROM:<x@y>\r\n",
+	    "a\r\n.\rMAIL FROM:<x@y>\r\n",
+	    ".\nMAIL FROM:<x@y>\r\n",
+	    "a\r\n.\r\r\nMAIL FROM:<x@y>",
+	    "a\r\r\n.\n\r\n",
+	    "a\r\n\n.\r\n",
+	    "a\n\r.\r\n",
 	};
 	size_t i;
 
@@ -223,6 +235,7 @@ static void test_data_smuggling_variants_do_not_end_message(void **state)
 	}
 }
 
+/* test_data_real_marker_after_smuggling_attempt - the real marker still ends the message. */
 static void test_data_real_marker_after_smuggling_attempt(void **state)
 {
 	struct result *r = decode(&data_normalize, "a\n.\nb\r\n.\r\n");
@@ -232,6 +245,7 @@ static void test_data_real_marker_after_smuggling_attempt(void **state)
 	assert_output(r, "a\r\n.\r\nb\r\n");
 }
 
+/* test_data_bare_lf_rejected - a bare LF is flagged and stops the output. */
 static void test_data_bare_lf_rejected(void **state)
 {
 	struct result *r = decode(&data_reject, "ab\ncd\r\n.\r\n");
@@ -241,6 +255,7 @@ static void test_data_bare_lf_rejected(void **state)
 	assert_output(r, "ab");
 }
 
+/* test_data_bare_cr_rejected - a bare CR is flagged and stops the output. */
 static void test_data_bare_cr_rejected(void **state)
 {
 	struct result *r = decode(&data_reject, "ab\rcd\r\n.\r\n");
@@ -250,6 +265,7 @@ static void test_data_bare_cr_rejected(void **state)
 	assert_output(r, "ab");
 }
 
+/* test_data_bare_cr_before_crlf_rejected - CR CR LF holds a bare CR. */
 static void test_data_bare_cr_before_crlf_rejected(void **state)
 {
 	struct result *r = decode(&data_reject, "ab\r\r\n.\r\n");
@@ -258,6 +274,7 @@ static void test_data_bare_cr_before_crlf_rejected(void **state)
 	assert_int_equal(r->done, 1);
 }
 
+/* test_data_bare_eol_normalized_to_crlf - each bare CR and LF becomes CRLF. */
 static void test_data_bare_eol_normalized_to_crlf(void **state)
 {
 	struct result *r = decode(&data_normalize, "a\nb\rc\r\r\nd\n\r\n.\r\n");
@@ -267,6 +284,7 @@ static void test_data_bare_eol_normalized_to_crlf(void **state)
 	assert_output(r, "a\r\nb\r\nc\r\n\r\nd\r\n\r\n");
 }
 
+/* test_data_normalized_bare_eol_does_not_start_line - no unstuffing after a bare LF. */
 static void test_data_normalized_bare_eol_does_not_start_line(void **state)
 {
 	struct result *r = decode(&data_normalize, "a\n..b\r\n.\r\n");
@@ -275,6 +293,7 @@ static void test_data_normalized_bare_eol_does_not_start_line(void **state)
 	assert_output(r, "a\r\n..b\r\n");
 }
 
+/* test_data_dot_then_bare_cr_is_unstuffed - ".\r" then other text is no marker. */
 static void test_data_dot_then_bare_cr_is_unstuffed(void **state)
 {
 	struct result *r = decode(&data_normalize, "a\r\n.\rb\r\n.\r\n");
@@ -283,6 +302,7 @@ static void test_data_dot_then_bare_cr_is_unstuffed(void **state)
 	assert_output(r, "a\r\n\r\nb\r\n");
 }
 
+/* test_data_nul_flagged - a NUL is flagged and stops the output. */
 static void test_data_nul_flagged(void **state)
 {
 	struct result *r = decode_split(&data_reject, "ab\0cd\r\n.\r\n", 10, NULL, 0);
@@ -292,6 +312,7 @@ static void test_data_nul_flagged(void **state)
 	assert_output(r, "ab");
 }
 
+/* test_data_line_at_max_length_accepted - max_line counts the CRLF but not a stuffing dot. */
 static void test_data_line_at_max_length_accepted(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 10, 0};
@@ -301,6 +322,7 @@ static void test_data_line_at_max_length_accepted(void **state)
 	assert_output(r, "12345678\r\n.345678\r\n");
 }
 
+/* test_data_line_over_max_length_flagged - one more octet is too long. */
 static void test_data_line_over_max_length_flagged(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 10, 0};
@@ -311,6 +333,7 @@ static void test_data_line_over_max_length_flagged(void **state)
 	assert_output(r, "ok\r\n12345678");
 }
 
+/* test_data_unterminated_long_line_flagged_early - no need to wait for the CRLF. */
 static void test_data_unterminated_long_line_flagged_early(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 10, 0};
@@ -320,6 +343,7 @@ static void test_data_unterminated_long_line_flagged_early(void **state)
 	assert_int_equal(r->done, 0);
 }
 
+/* test_data_normalized_bare_eol_ends_stored_line - line length restarts at a normalised break. */
 static void test_data_normalized_bare_eol_ends_stored_line(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_NORMALIZE, 10, 0};
@@ -328,6 +352,18 @@ static void test_data_normalized_bare_eol_ends_stored_line(void **state)
 	assert_int_equal(r->problems, 0);
 }
 
+/* test_data_long_line_ended_by_normalized_bare_lf - only LONG_LINE, no bogus size. */
+static void test_data_long_line_ended_by_normalized_bare_lf(void **state)
+{
+	struct setup s = {DATA_FILTER_DATA, BARE_EOL_NORMALIZE, 3, 100};
+	struct result *r = decode(&s, "ab\ncd\r\n.\r\n");
+
+	assert_int_equal(r->problems, DATA_FILTER_LONG_LINE);
+	assert_int_equal(r->done, 1);
+	assert_output(r, "a");
+}
+
+/* test_data_too_big_flagged - output is cut exactly at max_size. */
 static void test_data_too_big_flagged(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 0, 8};
@@ -339,6 +375,7 @@ static void test_data_too_big_flagged(void **state)
 	assert_output(r, "1234\r\n56");
 }
 
+/* test_data_exactly_max_size_accepted - max_size octets are allowed. */
 static void test_data_exactly_max_size_accepted(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 0, 6};
@@ -348,6 +385,7 @@ static void test_data_exactly_max_size_accepted(void **state)
 	assert_int_equal(r->size, 6);
 }
 
+/* test_data_stuffing_dots_not_counted_in_size - size counts decoded octets. */
 static void test_data_stuffing_dots_not_counted_in_size(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 0, 6};
@@ -357,6 +395,7 @@ static void test_data_stuffing_dots_not_counted_in_size(void **state)
 	assert_output(r, ".234\r\n");
 }
 
+/* test_data_too_big_still_counted_past_other_problem - a large message is reported as such. */
 static void test_data_too_big_still_counted_past_other_problem(void **state)
 {
 	struct setup s = {DATA_FILTER_DATA, BARE_EOL_REJECT, 0, 10};
@@ -366,6 +405,7 @@ static void test_data_too_big_still_counted_past_other_problem(void **state)
 	assert_int_equal(r->done, 1);
 }
 
+/* test_data_problem_keeps_scanning_for_marker - after a problem, input is still consumed. */
 static void test_data_problem_keeps_scanning_for_marker(void **state)
 {
 	const char *in = "x\0y\n\r\n..\r\n.\r\nRSET\r\n";
@@ -376,6 +416,7 @@ static void test_data_problem_keeps_scanning_for_marker(void **state)
 	assert_int_equal(r->consumed, 13);
 }
 
+/* test_data_crlf_split_across_chunks - CRLF and the marker may be split anywhere. */
 static void test_data_crlf_split_across_chunks(void **state)
 {
 	struct data_filter df;
@@ -393,6 +434,7 @@ static void test_data_crlf_split_across_chunks(void **state)
 	assert_memory_equal(c.buf, "ab\r\n", 4);
 }
 
+/* test_data_held_cr_then_other_byte_is_bare - a CR ending a chunk is bare if no LF follows. */
 static void test_data_held_cr_then_other_byte_is_bare(void **state)
 {
 	struct data_filter df;
@@ -405,6 +447,7 @@ static void test_data_held_cr_then_other_byte_is_bare(void **state)
 	assert_int_equal(df.problems, DATA_FILTER_BARE_CR);
 }
 
+/* test_data_chunking_does_not_change_result - byte by byte and random splits match one piece. */
 static void test_data_chunking_does_not_change_result(void **state)
 {
 	static const char *const inputs[] = {
@@ -430,9 +473,10 @@ static void test_data_chunking_does_not_change_result(void **state)
 	for (i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++)
 		for (j = 0; j < sizeof(setups) / sizeof(setups[0]); j++)
 			assert_same_any_chunking(&setups[j], inputs[i], strlen(inputs[i]),
-						 setups[j].mode == DATA_FILTER_BDAT);
+			                         setups[j].mode == DATA_FILTER_BDAT);
 }
 
+/* test_data_sink_gets_runs_not_bytes - a 100 KB message reaches the sink in a run. */
 static void test_data_sink_gets_runs_not_bytes(void **state)
 {
 	static char msg[100 * 1024 + 8];
@@ -448,6 +492,7 @@ static void test_data_sink_gets_runs_not_bytes(void **state)
 	assert_true(r->out.calls <= 2);
 }
 
+/* test_bdat_passes_dots_and_marker_through - BDAT neither unstuffs nor ends at a marker. */
 static void test_bdat_passes_dots_and_marker_through(void **state)
 {
 	struct result *r = decode_split(&bdat_reject, "..a\r\n.\r\nb\r\n", 12, NULL, 0);
@@ -457,6 +502,7 @@ static void test_bdat_passes_dots_and_marker_through(void **state)
 	assert_output(r, "..a\r\n.\r\nb\r\n");
 }
 
+/* test_bdat_finish_terminates_last_line - an unterminated last line gets a CRLF. */
 static void test_bdat_finish_terminates_last_line(void **state)
 {
 	struct result *r = decode(&bdat_reject, "a\r\nlast");
@@ -465,12 +511,15 @@ static void test_bdat_finish_terminates_last_line(void **state)
 	assert_output(r, "a\r\nlast\r\n");
 }
 
+/* test_bdat_finish_leaves_terminated_content_alone - no CRLF added to terminated or empty content.
+ */
 static void test_bdat_finish_leaves_terminated_content_alone(void **state)
 {
 	assert_output(decode(&bdat_reject, "a\r\n"), "a\r\n");
 	assert_output(decode(&bdat_reject, ""), "");
 }
 
+/* test_bdat_finish_pending_cr_is_bare - a final CR is bare: flagged, or normalised once. */
 static void test_bdat_finish_pending_cr_is_bare(void **state)
 {
 	struct result *r = decode(&bdat_reject, "a\r");
@@ -481,6 +530,7 @@ static void test_bdat_finish_pending_cr_is_bare(void **state)
 	assert_output(r, "a\r\n");
 }
 
+/* test_bdat_normalized_bare_lf_at_end_gets_one_crlf - no second CRLF after a normalised LF. */
 static void test_bdat_normalized_bare_lf_at_end_gets_one_crlf(void **state)
 {
 	struct result *r = decode(&bdat_normalize, "a\n");
@@ -489,6 +539,7 @@ static void test_bdat_normalized_bare_lf_at_end_gets_one_crlf(void **state)
 	assert_output(r, "a\r\n");
 }
 
+/* test_bdat_bare_lf_rejected - BDAT checks bare LF too. */
 static void test_bdat_bare_lf_rejected(void **state)
 {
 	struct result *r = decode(&bdat_reject, "a\nb\r\n");
@@ -497,6 +548,7 @@ static void test_bdat_bare_lf_rejected(void **state)
 	assert_output(r, "a");
 }
 
+/* test_bdat_crlf_split_across_chunks - a CRLF split between chunks is a real one. */
 static void test_bdat_crlf_split_across_chunks(void **state)
 {
 	struct data_filter df;
@@ -511,6 +563,7 @@ static void test_bdat_crlf_split_across_chunks(void **state)
 	assert_memory_equal(c.buf, "a\r\nb\r\n", 6);
 }
 
+/* test_bdat_finish_line_counts_towards_size - the added CRLF counts towards max_size. */
 static void test_bdat_finish_line_counts_towards_size(void **state)
 {
 	struct setup s = {DATA_FILTER_BDAT, BARE_EOL_REJECT, 0, 4};
@@ -519,6 +572,7 @@ static void test_bdat_finish_line_counts_towards_size(void **state)
 	assert_int_equal(r->problems, DATA_FILTER_TOO_BIG);
 }
 
+/* test_reply_none_without_problem - a clean message has no reply. */
 static void test_reply_none_without_problem(void **state)
 {
 	struct data_filter df;
@@ -527,6 +581,7 @@ static void test_reply_none_without_problem(void **state)
 	assert_null(data_filter_reply(&df));
 }
 
+/* test_reply_for_each_problem - each problem maps to its code and enhanced code. */
 static void test_reply_for_each_problem(void **state)
 {
 	struct data_filter df;
@@ -544,6 +599,7 @@ static void test_reply_for_each_problem(void **state)
 	assert_int_equal(strncmp(data_filter_reply(&df), "552 5.3.4 ", 10), 0);
 }
 
+/* test_reply_too_big_takes_priority - 552 wins over content problems. */
 static void test_reply_too_big_takes_priority(void **state)
 {
 	struct data_filter df;
@@ -553,6 +609,7 @@ static void test_reply_too_big_takes_priority(void **state)
 	assert_int_equal(strncmp(data_filter_reply(&df), "552 5.3.4 ", 10), 0);
 }
 
+/* main - run the tests. */
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -576,6 +633,7 @@ int main(void)
 	    cmocka_unit_test(test_data_line_over_max_length_flagged),
 	    cmocka_unit_test(test_data_unterminated_long_line_flagged_early),
 	    cmocka_unit_test(test_data_normalized_bare_eol_ends_stored_line),
+	    cmocka_unit_test(test_data_long_line_ended_by_normalized_bare_lf),
 	    cmocka_unit_test(test_data_too_big_flagged),
 	    cmocka_unit_test(test_data_exactly_max_size_accepted),
 	    cmocka_unit_test(test_data_stuffing_dots_not_counted_in_size),

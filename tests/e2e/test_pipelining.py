@@ -1,0 +1,99 @@
+"""PIPELINING (RFC 2920): commands sent in one write are all answered, in
+order, and the replies match what each command would get alone."""
+import vsmtpd_e2e as e2e
+from vsmtpd_e2e import HOSTNAME, queued_id
+
+
+def test_ehlo_mail_rcpt_rcpt_data_in_one_write(daemon):
+    with daemon.client() as c:
+        c.send(b"EHLO pipe.example\r\n"
+               b"MAIL FROM:<pipe@example.org>\r\n"
+               b"RCPT TO:<one@example.net>\r\n"
+               b"RCPT TO:<two@example.net>\r\n"
+               b"DATA\r\n")
+        r = c.read_reply(esc=False)
+        assert r.code == 250 and r.lines[0] == HOSTNAME and "PIPELINING" in r.lines
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        assert str(c.read_reply()) == "250 2.1.5 Ok"
+        assert str(c.read_reply()) == "250 2.1.5 Ok"
+        assert c.read_reply().code == 354
+        c.send(b"Subject: pipelined\r\n\r\nbody\r\n.\r\n")
+        qid = queued_id(c.read_reply())
+    content, env = daemon.message(qid)
+    assert [r["address"] for r in env["rcpts"]] == ["one@example.net", "two@example.net"]
+    assert e2e.split_received(content)[1] == b"Subject: pipelined\r\n\r\nbody\r\n"
+
+
+def test_second_message_pipelined_with_rset(daemon):
+    with daemon.session() as c:
+        first = c.send_message(b"first\r\n")
+        c.send(b"RSET\r\nMAIL FROM:<second@example.org>\r\nRCPT TO:<r2@example.net>\r\nDATA\r\n")
+        assert str(c.read_reply()) == "250 2.0.0 Ok"
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        assert str(c.read_reply()) == "250 2.1.5 Ok"
+        assert c.read_reply().code == 354
+        c.send(b"second\r\n.\r\nQUIT\r\n")
+        second = queued_id(c.read_reply())
+        assert c.read_reply().code == 221
+        c.expect_eof()
+    assert first < second
+    assert e2e.split_received(daemon.message(second)[0])[1] == b"second\r\n"
+    assert daemon.message(second)[1]["mail_from"] == "second@example.org"
+
+
+def test_errors_inside_a_pipelined_group_do_not_disturb_the_rest(daemon):
+    with daemon.session() as c:
+        c.send(b"MAIL FROM:<ok@example.org>\r\n"
+               b"RCPT TO:<bad address>\r\n"
+               b"RCPT TO:<good@example.net>\r\n"
+               b"RCPT TO:<x@example.net> BOGUS=1\r\n"
+               b"DATA\r\n")
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        r = c.read_reply()
+        assert r.code == 501 and r.esc == "5.1.3"
+        assert str(c.read_reply()) == "250 2.1.5 Ok"
+        r = c.read_reply()
+        assert r.code == 555 and r.esc == "5.5.4"
+        assert c.read_reply().code == 354
+        c.send(b"x\r\n.\r\n")
+        qid = queued_id(c.read_reply())
+    assert [r["address"] for r in daemon.message(qid)[1]["rcpts"]] == ["good@example.net"]
+
+
+def test_burst_of_noops_is_answered_in_order(daemon):
+    n = 1000
+    with daemon.session() as c:
+        c.send(b"".join(b"NOOP %d\r\n" % i for i in range(n)) + b"VRFY last\r\n")
+        for _ in range(n):
+            assert str(c.read_reply()) == "250 2.0.0 Ok"
+        assert c.read_reply().code == 252
+        assert c.pending(0.05) == b""
+
+
+def test_several_messages_pipelined_with_bdat(daemon):
+    with daemon.session() as c:
+        wire = b""
+        for i in range(3):
+            chunk = b"message %d\r\n" % i
+            wire += (b"MAIL FROM:<b%d@example.org>\r\nRCPT TO:<r@example.net>\r\n"
+                     b"BDAT %d LAST\r\n" % (i, len(chunk)) + chunk)
+        c.send(wire)
+        ids = []
+        for i in range(3):
+            assert str(c.read_reply()) == "250 2.1.0 Ok"
+            assert str(c.read_reply()) == "250 2.1.5 Ok"
+            ids.append(queued_id(c.read_reply()))
+    assert len(set(ids)) == 3
+    for i, qid in enumerate(ids):
+        content, env = daemon.message(qid)
+        assert e2e.split_received(content)[1] == b"message %d\r\n" % i
+        assert env["mail_from"] == "b%d@example.org" % i
+
+
+def test_commands_split_across_writes_are_reassembled(daemon):
+    with daemon.session() as c:
+        for piece in (b"MA", b"IL FROM:<split@exa", b"mple.org>\r", b"\nRC", b"PT TO:<r@example.net>\r\n"):
+            c.send(piece)
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        assert str(c.read_reply()) == "250 2.1.5 Ok"
+
