@@ -345,7 +345,10 @@ static void queue_ctl_cb(evutil_socket_t fd, short what, void *arg)
 			break;
 		case IPC_QUEUE_SETTINGS:
 			q->min_free_space = m.a;
-			q->max_message_size = m.b;
+			/* Sessions started before a reload keep the limit they
+			 * announced: the bound only ever grows. */
+			if (m.b > q->max_message_size)
+				q->max_message_size = m.b;
 			break;
 		default:
 			fatal("unexpected message type %u from the master", m.type);

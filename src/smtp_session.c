@@ -98,6 +98,7 @@ struct smtp_session {
 	int last_code;       /* of the latest reply */
 	unsigned errors;
 	int shutdown;        /* SIGTERM: leave at the next idle point */
+	int eof;             /* the client has sent all it will send */
 	int closing;
 	const char *result;  /* for the summary line */
 
@@ -109,6 +110,7 @@ struct smtp_session {
 
 static void smtp_input_process(struct smtp_session *s);
 static void smtp_close(struct smtp_session *s, const char *result);
+static const char *smtp_lost_result(const struct smtp_session *s);
 
 /* smtp_reply - send one reply line (printf style, CRLF added). */
 static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
@@ -281,7 +283,9 @@ static void smtp_content_start(struct smtp_session *s, enum data_filter_mode mod
 /* smtp_storage_reply - the reply for a failed write or commit. */
 static void smtp_storage_reply(struct smtp_session *s, int err)
 {
-	if (err == ENOSPC || err == EDQUOT || err == EFBIG)
+	if (err == EFBIG)
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+	else if (err == ENOSPC || err == EDQUOT)
 		smtp_reply(s, "452 4.3.1 Insufficient system storage");
 	else
 		smtp_reply(s, "451 4.3.0 Error: queue file write error");
@@ -415,13 +419,18 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 {
 	const char *err = smtp_helo_parse(args);
+	size_t len;
 
 	if (err != NULL) {
 		smtp_reply(s, "%s", err);
 		return;
 	}
 	smtp_tx_reset(s);
-	snprintf(s->helo, sizeof(s->helo), "%s", args);
+	args += strspn(args, " \t");
+	len = strlen(args);
+	while (len > 0 && (args[len - 1] == ' ' || args[len - 1] == '\t'))
+		len--;
+	snprintf(s->helo, sizeof(s->helo), "%.*s", (int)len, args);
 	s->esmtp = esmtp;
 	s->state = SMTP_STATE_READY;
 	if (!esmtp) {
@@ -849,8 +858,15 @@ static void smtp_input_process(struct smtp_session *s)
 		if (!more)
 			break;
 	}
-	if (!s->closing && s->shutdown && s->tx == NULL && s->wait == SMTP_WAIT_NONE &&
-	    evbuffer_get_length(in) == 0 && s->state != SMTP_STATE_BDAT) {
+	if (s->closing || s->wait != SMTP_WAIT_NONE)
+		return;
+	if (s->eof) {
+		/* A half-closed client still reads: it got every reply it asked for. */
+		smtp_close(s, smtp_lost_result(s));
+		return;
+	}
+	if (s->shutdown && s->tx == NULL && evbuffer_get_length(in) == 0 &&
+	    s->state != SMTP_STATE_BDAT) {
 		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
 			   s->cfg->hostname);
 		smtp_close(s, "shutdown");
@@ -952,6 +968,11 @@ static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		smtp_close(s, "timeout");
 		return;
 	}
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		s->eof = 1;
+		smtp_input_process(s);
+		return;
+	}
 	s->result = smtp_lost_result(s);
 	smtp_finish(s);
 }
@@ -1008,7 +1029,12 @@ void smtp_session_main(const struct config *cfg, const struct listener_config *l
 		fatal("cannot set up the session event loop");
 	log_info("connect from %s:%u on %s", s.client_ip, s.client_port, listener->name);
 	bufferevent_setcb(s.bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, &s);
-	bufferevent_setwatermark(s.bev, EV_READ, 0, SMTP_INPUT_HIGH_WATER);
+	/* Room for the longest command line allowed, so an overlong one is
+	 * always seen whole and refused rather than stalling the session. */
+	bufferevent_setwatermark(s.bev, EV_READ, 0,
+				 cfg->max_command_line + 1 > SMTP_INPUT_HIGH_WATER
+					 ? cfg->max_command_line + 1
+					 : SMTP_INPUT_HIGH_WATER);
 	smtp_set_read_timeout(&s, cfg->timeout_command);
 	bufferevent_enable(s.bev, EV_READ | EV_WRITE);
 	smtp_reply(&s, "220 %s %s", cfg->hostname, cfg->banner);

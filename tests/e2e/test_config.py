@@ -177,3 +177,30 @@ def test_daemon_exits_when_its_port_is_taken(daemons):
         d.start(wait=False)
         assert d.wait_exit() == 1
     assert f"cannot listen on 127.0.0.1:{d.port}" in d.log()
+
+
+@pytest.mark.parametrize("listeners", [
+    "[listener:smtp]\naddress = 127.0.0.1:2525\naddress = 127.0.0.1:2525\n",
+    "[listener:a]\naddress = 127.0.0.1:2525\n[listener:b]\naddress = [::1]:2526, 127.0.0.1:2525\n",
+])
+def test_address_listed_twice_is_refused(tmp_path, listeners):
+    text = "[server]\nhostname = mx.test.example\n" + listeners
+    rc, _, err, path = check(tmp_path, text)
+    assert rc == 1
+    assert err.startswith(f"vsmtpd: {path}:"), err
+    assert "address 127.0.0.1:2525" in err
+
+
+def test_listener_name_is_checked(tmp_path):
+    text = "[server]\nhostname = mx.test.example\n[listener:Bad!]\naddress = 127.0.0.1:2525\n"
+    rc, _, err, path = check(tmp_path, text)
+    assert rc == 1
+    assert err.startswith(f"vsmtpd: {path}:3: [listener:Bad!]"), err
+
+
+def test_crlf_file_with_a_byte_order_mark_is_valid(tmp_path):
+    path = tmp_path / "bom.conf"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.replace("\n", "\r\n").encode())
+    p = subprocess.run([e2e.vsmtpd_binary(), "-t", "-c", str(path)], stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=10, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr

@@ -1,5 +1,7 @@
 """PIPELINING (RFC 2920): commands sent in one write are all answered, in
 order, and the replies match what each command would get alone."""
+import socket
+
 import vsmtpd_e2e as e2e
 from vsmtpd_e2e import HOSTNAME, queued_id
 
@@ -97,3 +99,24 @@ def test_commands_split_across_writes_are_reassembled(daemon):
         assert str(c.read_reply()) == "250 2.1.0 Ok"
         assert str(c.read_reply()) == "250 2.1.5 Ok"
 
+
+
+def test_half_closed_client_gets_every_reply_it_asked_for(daemon):
+    """A client that pipelines a whole transaction and then shuts down its
+    sending side still reads: it gets all replies, the message is queued."""
+    with daemon.client() as c:
+        c.send(b"EHLO half.example\r\n"
+               b"MAIL FROM:<half@example.org>\r\n"
+               b"RCPT TO:<r@example.net>\r\n"
+               b"DATA\r\n"
+               b"Subject: half-closed\r\n\r\nbody\r\n.\r\n"
+               b"QUIT\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert c.read_reply(esc=False).code == 250
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        assert str(c.read_reply()) == "250 2.1.5 Ok"
+        assert c.read_reply().code == 354
+        qid = queued_id(c.read_reply())
+        assert c.read_reply().code == 221
+        c.expect_eof()
+    assert e2e.split_received(daemon.message(qid)[0])[1] == b"Subject: half-closed\r\n\r\nbody\r\n"

@@ -1,5 +1,4 @@
 """Interoperability with a real SMTP client: swaks."""
-import os
 import re
 import shutil
 import subprocess

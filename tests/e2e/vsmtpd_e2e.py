@@ -398,6 +398,8 @@ class Daemon:
         self.proc = None
         self.log_path = None
         self.starts = 0
+        self.auto_port = addresses is None
+        self.started_ok = False
         server = {"hostname": HOSTNAME, "banner": "ESMTP vsmtpd", "spool_dir": self.spool,
                   "log": "stderr", "log_level": "info"}
         if IS_ROOT:
@@ -435,6 +437,31 @@ class Daemon:
 
     # -- process control
     def start(self, wait=True):
+        """Start the daemon; with wait, until its master and queue are up.
+
+        A port picked by free_port() may be taken by someone else before
+        the daemon binds it: the first start then retries on another."""
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                self.started_ok = True
+                return self
+            except AssertionError:
+                if (self.auto_port and not self.started_ok and attempt < 2
+                        and self.proc.poll() is not None
+                        and "cannot listen on" in self.log()):
+                    _running.remove(self)
+                    self.port = free_port()
+                    self.settings["listener:smtp"]["address"] = f"127.0.0.1:{self.port}"
+                    self.write_config()
+                    continue
+                raise
+        return self
+
+    def _spawn(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         self.log_path = os.path.join(self.dir, f"vsmtpd-{self.starts}.log")
@@ -444,9 +471,6 @@ class Daemon:
                                          cwd=self.dir, start_new_session=True)
         self.pgid = self.proc.pid
         _running.append(self)
-        if wait:
-            self.wait_ready()
-        return self
 
     def wait_ready(self, timeout=IO_TIMEOUT):
         def ready():
