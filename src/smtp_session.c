@@ -38,6 +38,7 @@
 #include "smtp_session.h"
 
 #define SMTP_INPUT_HIGH_WATER (256u * 1024)
+#define SMTP_OUTPUT_HIGH_WATER (256u * 1024) /* replies a client has not read */
 #define SMTP_WRITE_BUFFER (64u * 1024)
 #define SMTP_IDS_LOG_MAX 512
 
@@ -848,9 +849,14 @@ static int smtp_content_process(struct smtp_session *s, struct evbuffer *in)
 static void smtp_input_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
 	int more;
 
 	while (!s->closing && s->wait == SMTP_WAIT_NONE) {
+		/* A client that pipelines without reading its replies waits until
+		 * it has read them: the write callback resumes us. */
+		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH_WATER)
+			return;
 		if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
 			more = smtp_content_process(s, in);
 		else
@@ -926,13 +932,15 @@ static void smtp_finish(struct smtp_session *s)
 	event_base_loopbreak(s->base);
 }
 
-/* smtp_write_cb - output drained: a closing session is done. */
+/* smtp_write_cb - output drained: a closing session is done, another reads on. */
 static void smtp_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
 	if (s->closing)
 		smtp_finish(s);
+	else if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+		smtp_input_process(s);
 }
 
 /* smtp_close - stop reading; finish once the last reply is out. */

@@ -1,5 +1,6 @@
 """[limits] and [timeouts]: recipients, message size, line lengths, error
 counting, session limits, free space and inactivity timeouts."""
+import socket
 import time
 
 import pytest
@@ -280,3 +281,35 @@ def test_stalled_data_times_out_and_nothing_is_queued(impatient):
     assert 1.5 <= time.monotonic() - t0 <= 6
     c.expect_eof()
     no_new_messages(impatient, before)
+
+
+def test_client_that_never_reads_replies_cannot_grow_the_session(daemon):
+    """Pipelined commands from a client that does not read its replies are
+    processed only while the replies fit a bounded buffer; the session's
+    memory stays small and every reply arrives once the client reads."""
+    with daemon.client() as c:
+        c.ehlo()
+        c.sock.settimeout(2)
+        burst = b"NOOP\r\n" * 10000
+        sent = 0
+        try:
+            for _ in range(1000):
+                c.sock.sendall(burst)
+                sent += 10000
+        except socket.timeout:
+            pass  # the session stopped reading: that is the point
+        # 60 MB of commands would be 140 MB of replies: far more than the
+        # kernel's socket buffers and the session's bounded output hold.
+        assert sent < 10000000, "the session read everything without being read from"
+        pid = daemon.session_pid(c.local_port)
+        rss_kib = int(e2e.proc_status(pid)["VmRSS"].split()[0])
+        assert rss_kib < 32 * 1024, f"session RSS {rss_kib} KiB"
+        c.sock.settimeout(e2e.IO_TIMEOUT)
+        expected = b"250 2.0.0 Ok\r\n" * sent
+        got = bytearray(c.buf)
+        while len(got) < len(expected):
+            chunk = c.sock.recv(1 << 20)
+            assert chunk, "connection closed before every reply arrived"
+            got += chunk
+        assert got == expected
+        c.buf = b""
