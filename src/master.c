@@ -78,6 +78,7 @@ struct master {
 };
 
 static void master_queue_start(struct master *m);
+static void master_reap(struct master *m);
 
 /* master_split_address - "host:port" or "[v6]:port" into its parts. */
 static int master_split_address(const char *address, char *host, size_t hostlen, char *port,
@@ -241,6 +242,11 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 	int sp[2];
 	pid_t pid;
 
+	/* Under a burst the accepts can run ahead of SIGCHLD: sessions that
+	 * have already exited must not count against the limits. */
+	if (m->nsessions >= cfg->max_sessions ||
+	    master_sessions_from(m, ip) >= cfg->max_sessions_per_ip)
+		master_reap(m);
 	if (m->nsessions >= cfg->max_sessions) {
 		log_warn("refusing %s: %zu sessions, the limit", ip, m->nsessions);
 		snprintf(reply, sizeof(reply),
