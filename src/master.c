@@ -576,6 +576,9 @@ static int master_privileges(struct master *m)
 			log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
 			return -1;
 		}
+		log_info("not started as root: running as uid %d; [server] user applies only "
+			 "when started as root",
+			 (int)geteuid());
 		return 0;
 	}
 	if (privileges_lookup(cfg->user, cfg->group, &uid, &gid, err, sizeof(err)) < 0) {
