@@ -563,31 +563,32 @@ static int master_open_listeners(struct master *m)
 	return 0;
 }
 
-/* master_privileges - as root: prepare the spool for the user, then become it. */
+/* master_privileges - prepare the spool for the user; as root, become that user. */
 static int master_privileges(struct master *m)
 {
 	const struct config *cfg = m->boot_cfg;
+	int root = geteuid() == 0, owner_uid = -1, owner_gid = -1;
 	char err[256];
 	uid_t uid;
 	gid_t gid;
 
-	if (geteuid() != 0) {
-		if (spool_prepare(cfg->spool_dir, -1, -1) < 0) {
-			log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
+	if (root) {
+		if (privileges_lookup(cfg->user, cfg->group, &uid, &gid, err, sizeof(err)) < 0) {
+			log_err("[server] user/group: %s", err);
 			return -1;
 		}
+		owner_uid = (int)uid;
+		owner_gid = (int)gid;
+	}
+	if (spool_prepare(cfg->spool_dir, owner_uid, owner_gid) < 0) {
+		log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
+		return -1;
+	}
+	if (!root) {
 		log_info("not started as root: running as uid %d; [server] user applies only "
 			 "when started as root",
 			 (int)geteuid());
 		return 0;
-	}
-	if (privileges_lookup(cfg->user, cfg->group, &uid, &gid, err, sizeof(err)) < 0) {
-		log_err("[server] user/group: %s", err);
-		return -1;
-	}
-	if (spool_prepare(cfg->spool_dir, (int)uid, (int)gid) < 0) {
-		log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
-		return -1;
 	}
 	if (privileges_drop(uid, gid) < 0) {
 		log_err("cannot switch to user %s: %s", cfg->user, strerror(errno));

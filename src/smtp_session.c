@@ -65,7 +65,6 @@ struct smtp_tx {
 	int fd;                   /* the message file, from the queue */
 	int utf8;                 /* MAIL carried SMTPUTF8 */
 	int chunking;             /* BDAT has started the content */
-	int content_started;      /* the Received: header is written */
 	struct data_filter df;
 	uint64_t written;         /* content bytes written to fd */
 	int write_error;          /* errno of the first failed write */
@@ -256,9 +255,8 @@ static void smtp_tx_received(struct smtp_session *s)
 
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	n = snprintf(line, sizeof(line),
-		     "Received: from %s (%s%s%s%s)\r\n\tby %s (vsmtpd) with %s id %s", s->helo,
-		     "[", strchr(s->client_ip, ':') ? "IPv6:" : "", s->client_ip, "]",
+	n = snprintf(line, sizeof(line), "Received: from %s ([%s%s])\r\n\tby %s (vsmtpd) with %s id %s",
+		     s->helo, strchr(s->client_ip, ':') ? "IPv6:" : "", s->client_ip,
 		     s->cfg->hostname, smtp_protocol(s), tx->env.id);
 	if (n > 0 && (size_t)n < sizeof(line) && tx->env.nrcpts == 1)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%s>",
@@ -278,7 +276,6 @@ static void smtp_content_start(struct smtp_session *s, enum data_filter_mode mod
 	data_filter_init(&tx->df, mode, s->cfg->bare_eol, s->cfg->max_text_line,
 			 s->cfg->max_message_size, smtp_tx_write, tx);
 	smtp_tx_received(s);
-	tx->content_started = 1;
 	smtp_set_read_timeout(s, s->cfg->timeout_data);
 }
 
