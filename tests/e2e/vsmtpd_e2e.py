@@ -240,24 +240,8 @@ class SMTPClient:
             assert r.text == text, f"{line!r}: expected {text!r}, got {r!r}"
         return r
 
-    def pending(self, wait=0.2):
-        """Whatever the server sends within `wait` seconds (b"" on EOF too)."""
-        self.sock.settimeout(wait)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    break
-                self.buf += chunk
-        except (socket.timeout, BlockingIOError):
-            pass
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
-        data, self.buf = self.buf, b""
-        return data
-
-    def expect_eof(self, timeout=IO_TIMEOUT):
-        """Assert that the server closes the connection with nothing more to say."""
+    def _drain(self, timeout, stop_on):
+        """Read into buf until EOF or one of the exceptions in stop_on."""
         self.sock.settimeout(timeout)
         try:
             while True:
@@ -265,10 +249,20 @@ class SMTPClient:
                 if not chunk:
                     break
                 self.buf += chunk
-        except ConnectionResetError:
+        except stop_on:
             pass
         finally:
             self.sock.settimeout(IO_TIMEOUT)
+
+    def pending(self, wait=0.2):
+        """Whatever the server sends within `wait` seconds (b"" on EOF too)."""
+        self._drain(wait, (socket.timeout, BlockingIOError))
+        data, self.buf = self.buf, b""
+        return data
+
+    def expect_eof(self, timeout=IO_TIMEOUT):
+        """Assert that the server closes the connection with nothing more to say."""
+        self._drain(timeout, ConnectionResetError)
         assert self.buf == b"", f"unexpected data before the close: {self.buf!r}"
 
     # -- SMTP steps
