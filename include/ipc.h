@@ -31,7 +31,7 @@ struct ipc_msg {
 	char id[SPOOL_ID_LEN + 1];
 };
 
-/* ipc_socketpair - a SOCK_SEQPACKET pair, close-on-exec. 0 or -1. */
+/* ipc_socketpair - a SOCK_SEQPACKET pair, close-on-exec and non-blocking. 0 or -1. */
 int ipc_socketpair(int fds[2]);
 
 /* ipc_send - send msg, with passfd attached when it is not -1. 0 or -1. */

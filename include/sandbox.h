@@ -16,16 +16,20 @@ int privileges_lookup(const char *user, const char *group, uid_t *uid, gid_t *gi
 /* privileges_drop - become uid/gid for good (root only). 0 or -1 with errno. */
 int privileges_drop(uid_t uid, gid_t gid);
 
-/* sandbox_available - 1 when the kernel can confine sessions (Landlock). */
-int sandbox_available(void);
+/*
+ * sandbox_prepare - build, once, the Landlock ruleset that denies every file
+ * system access. Returns its descriptor, or -1 with errno EOPNOTSUPP when
+ * the kernel has no Landlock, or another errno on error.
+ */
+int sandbox_prepare(void);
 
 /*
  * sandbox_enter - confine the calling process: no new privileges ever, and
- * (with Landlock) no file system access at all, so it can neither read nor
- * write the spool nor anything else by path. Descriptors already open keep
- * working. Returns 1 when confined, 0 when the kernel lacks Landlock (only
- * no_new_privs applies), -1 on error.
+ * with the ruleset from sandbox_prepare (when it is not -1) no file system
+ * access at all, so it can neither read nor write the spool nor anything
+ * else by path. Descriptors already open keep working. Returns 1 when
+ * confined by Landlock, 0 when only no_new_privs applies, -1 on error.
  */
-int sandbox_enter(void);
+int sandbox_enter(int ruleset);
 
 #endif

@@ -8,10 +8,10 @@
 
 #include "ipc.h"
 
-/* ipc_socketpair - make a message-preserving channel. */
+/* ipc_socketpair - make a message-preserving, non-blocking channel. */
 int ipc_socketpair(int fds[2])
 {
-	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds);
+	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds);
 }
 
 /* ipc_send - send one record and maybe a descriptor. */

@@ -16,6 +16,7 @@
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_level = LOG_INFO;
 static const char *log_role = "master";
+static pid_t log_pid; /* this process's, set when its role is */
 
 /* log_open - start logging to target at level and above. */
 void log_open(enum log_target target, int level, int facility)
@@ -32,6 +33,7 @@ void log_open(enum log_target target, int level, int facility)
 void log_set_role(const char *role)
 {
 	log_role = role;
+	log_pid = getpid();
 }
 
 /* log_level_name - the word shown for a priority on stderr. */
@@ -46,17 +48,27 @@ static const char *log_level_name(int prio)
 static void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void log_vmsg(int prio, const char *fmt, va_list ap)
 {
-	char line[2048];
-	int saved = errno;
+	char line[2048], out[2200];
+	int saved = errno, n;
 
 	if (prio > log_level)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
-	if (log_target == LOG_TARGET_SYSLOG)
+	if (log_target == LOG_TARGET_SYSLOG) {
 		syslog(prio, "%s: %s", log_role, line);
-	else
-		dprintf(STDERR_FILENO, "vsmtpd %s[%d]: %s: %s\n", log_role, (int)getpid(),
-			log_level_name(prio), line);
+	} else {
+		if (log_pid == 0)
+			log_pid = getpid();
+		/* One write per line, so lines of concurrent processes never mix. */
+		n = snprintf(out, sizeof(out), "vsmtpd %s[%d]: %s: %s\n", log_role, (int)log_pid,
+			     log_level_name(prio), line);
+		if (n > (int)sizeof(out) - 1) {
+			n = (int)sizeof(out) - 1;
+			out[n - 1] = '\n';
+		}
+		if (write(STDERR_FILENO, out, (size_t)n) < 0)
+			errno = saved; /* nowhere left to report it */
+	}
 	errno = saved;
 }
 

@@ -24,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include "evloop.h"
 #include "ipc.h"
 #include "log.h"
 #include "master.h"
@@ -71,6 +72,7 @@ struct master {
 
 	struct master_session *sessions;
 	size_t nsessions, sessions_cap;
+	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
 
 	int stopping;
 	struct event *grace_ev;
@@ -282,8 +284,10 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 	pid = master_fork(m);
 	if (pid == 0) {
 		log_set_role("smtp");
-		if (sandbox_enter() < 0)
+		if (sandbox_enter(m->sandbox_fd) < 0)
 			fatal("cannot confine the session: %s", strerror(errno));
+		if (m->sandbox_fd >= 0)
+			close(m->sandbox_fd);
 		smtp_session_main(cfg, l->conf, fd, sp[0]);
 	}
 	close(sp[0]);
@@ -307,7 +311,7 @@ static void master_accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 	for (i = 0; i < MASTER_ACCEPT_BATCH && !l->m->stopping; i++) {
 		len = sizeof(ss);
-		fd = accept4((int)lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		fd = accept4((int)lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_err("accept on %s: %s", l->address, strerror(errno));
@@ -351,10 +355,11 @@ static void master_queue_start(struct master *m)
 	if (pid == 0) {
 		log_set_role("queue");
 		close(sp[0]);
+		if (m->sandbox_fd >= 0)
+			close(m->sandbox_fd);
 		queue_main(m->cfg, sp[1]);
 	}
 	close(sp[1]);
-	evutil_make_socket_nonblocking(sp[0]);
 	m->queue_ctl = sp[0];
 	m->queue_pid = pid;
 	m->queue_started = time(NULL);
@@ -615,7 +620,7 @@ static int master_events(struct master *m)
 	static const int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT};
 	size_t i;
 
-	if ((m->base = event_base_new()) == NULL)
+	if ((m->base = evloop_new()) == NULL)
 		return -1;
 	for (i = 0; i < m->nlisteners; i++) {
 		struct master_listener *l = &m->listeners[i];
@@ -655,6 +660,8 @@ static void master_free(struct master *m)
 	if (m->base != NULL)
 		event_base_free(m->base);
 	free(m->sessions);
+	if (m->sandbox_fd >= 0)
+		close(m->sandbox_fd);
 	if (m->cfg != m->boot_cfg)
 		config_free(m->cfg);
 	config_free(m->boot_cfg);
@@ -669,7 +676,8 @@ int master_main(struct config *cfg, char *const *overrides, size_t noverrides)
 			   .noverrides = noverrides,
 			   .queue_pid = -1,
 			   .queue_ctl = -1,
-			   .queue_backoff = 1};
+			   .queue_backoff = 1,
+			   .sandbox_fd = -1};
 
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	signal(SIGPIPE, SIG_IGN);
@@ -680,9 +688,15 @@ int master_main(struct config *cfg, char *const *overrides, size_t noverrides)
 		master_free(&m);
 		return 1;
 	}
-	if (!sandbox_available())
+	if ((m.sandbox_fd = sandbox_prepare()) < 0) {
+		if (errno != EOPNOTSUPP) {
+			log_err("cannot build the session sandbox: %s", strerror(errno));
+			master_free(&m);
+			return 1;
+		}
 		log_warn("this kernel has no Landlock: sessions run without file system "
 			 "confinement");
+	}
 	if (master_events(&m) < 0) {
 		log_err("cannot set up the event loop");
 		master_free(&m);

@@ -26,6 +26,7 @@
 
 #include <event2/event.h>
 
+#include "evloop.h"
 #include "ipc.h"
 #include "log.h"
 #include "sigevent.h"
@@ -311,8 +312,7 @@ static void queue_client_add(struct queue *q, int fd)
 {
 	struct queue_client *c = calloc(1, sizeof(*c));
 
-	if (c == NULL || evutil_make_socket_nonblocking(fd) < 0 ||
-	    (c->ev = event_new(q->base, fd, EV_READ | EV_PERSIST, queue_client_cb, c)) == NULL ||
+	if (c == NULL || (c->ev = event_new(q->base, fd, EV_READ | EV_PERSIST, queue_client_cb, c)) == NULL ||
 	    event_add(c->ev, NULL) < 0) {
 		log_err("cannot serve a new session channel");
 		if (c != NULL && c->ev != NULL)
@@ -578,9 +578,8 @@ void queue_main(const struct config *cfg, int ctl)
 	if (pthread_create(&flusher, NULL, queue_flusher, &q) != 0)
 		fatal("cannot start the flusher thread");
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if ((q.base = event_base_new()) == NULL)
+	if ((q.base = evloop_new()) == NULL)
 		fatal("cannot create the event loop");
-	evutil_make_socket_nonblocking(ctl);
 	ctl_ev = event_new(q.base, ctl, EV_READ | EV_PERSIST, queue_ctl_cb, &q);
 	done_ev = event_new(q.base, q.done_fd, EV_READ | EV_PERSIST, queue_done_cb, &q);
 	sig_ev = sigevent_new(q.base, sigs, 2, queue_signal_cb, &q);

@@ -67,12 +67,6 @@ static long landlock_abi(void)
 	return syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
 }
 
-/* sandbox_available - whether Landlock can be used. */
-int sandbox_available(void)
-{
-	return landlock_abi() >= 1;
-}
-
 /* landlock_fs_rights - every file system right the kernel's ABI knows. */
 static __u64 landlock_fs_rights(long abi)
 {
@@ -116,25 +110,36 @@ static int sandbox_allow_proc(int ruleset)
 #endif
 }
 
-/* sandbox_enter - confine this process. */
-int sandbox_enter(void)
+/* sandbox_prepare - the deny-everything ruleset. */
+int sandbox_prepare(void)
 {
 	struct landlock_ruleset_attr attr = {0};
-	long abi;
+	long abi = landlock_abi();
 	int fd;
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+	if (abi < 1) {
+		errno = EOPNOTSUPP;
 		return -1;
-	if ((abi = landlock_abi()) < 1)
-		return 0;
+	}
 	attr.handled_access_fs = landlock_fs_rights(abi);
 	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (fd < 0)
 		return -1;
-	if (sandbox_allow_proc(fd) < 0 || syscall(SYS_landlock_restrict_self, fd, 0) < 0) {
+	if (sandbox_allow_proc(fd) < 0) {
 		close(fd);
 		return -1;
 	}
-	close(fd);
+	return fd;
+}
+
+/* sandbox_enter - confine this process. */
+int sandbox_enter(int ruleset)
+{
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	if (ruleset < 0)
+		return 0;
+	if (syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+		return -1;
 	return 1;
 }

@@ -32,6 +32,7 @@
 
 #include "data_filter.h"
 #include "envelope.h"
+#include "evloop.h"
 #include "ipc.h"
 #include "log.h"
 #include "sigevent.h"
@@ -1025,10 +1026,9 @@ void smtp_session_main(const struct config *cfg, const struct listener_config *l
 	struct smtp_session s = {.cfg = cfg, .listener = listener, .queue_fd = queue_fd};
 	static const int sigs[] = {SIGTERM};
 
+	/* Both sockets come non-blocking from the master. */
 	smtp_peer(&s, fd);
-	evutil_make_socket_nonblocking(fd);
-	evutil_make_socket_nonblocking(queue_fd);
-	if ((s.base = event_base_new()) == NULL ||
+	if ((s.base = evloop_new()) == NULL ||
 	    (s.bev = bufferevent_socket_new(s.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
 	    (s.queue_ev = event_new(s.base, queue_fd, EV_READ | EV_PERSIST, smtp_queue_cb, &s)) ==
 		    NULL ||

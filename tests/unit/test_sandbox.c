@@ -23,11 +23,11 @@
 enum { CHILD_OK = 0, CHILD_ENTER, CHILD_READ, CHILD_CREATE, CHILD_FD, CHILD_PRIVS, CHILD_LISTDIR };
 
 /* confined_child - enter the sandbox and try what a compromised session would. */
-static int confined_child(const char *dir, int spool_file)
+static int confined_child(const char *dir, int spool_file, int ruleset)
 {
 	char path[512], buf[8];
 
-	if (sandbox_enter() != 1)
+	if (sandbox_enter(ruleset) != 1)
 		return CHILD_ENTER;
 	snprintf(path, sizeof(path), "%s/message", dir);
 	if (open(path, O_RDONLY) >= 0 || errno != EACCES)
@@ -49,11 +49,12 @@ static void test_confined_session_cannot_open_spool_files(void **state)
 {
 	char tmpl[] = "/tmp/vsmtpd-sandbox-XXXXXX", path[512];
 	char *dir = mkdtemp(tmpl);
-	int fd, status;
+	int fd, status, ruleset;
 	pid_t pid;
 
 	assert_non_null(dir);
-	assert_true(sandbox_available());
+	ruleset = sandbox_prepare();
+	assert_true(ruleset >= 0);
 	snprintf(path, sizeof(path), "%s/message", dir);
 	fd = open(path, O_RDWR | O_CREAT, 0600);
 	assert_true(fd >= 0);
@@ -62,12 +63,13 @@ static void test_confined_session_cannot_open_spool_files(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(confined_child(dir, fd));
+		_exit(confined_child(dir, fd, ruleset));
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), CHILD_OK);
 
 	close(fd);
+	close(ruleset);
 	unlink(path);
 	rmdir(dir);
 }
