@@ -62,9 +62,7 @@ def test_empty_message_is_stored_empty(daemon):
 
 def test_end_marker_split_across_packets_is_found(daemon):
     with daemon.session() as c:
-        c.mail()
-        c.rcpt()
-        c.expect("DATA", 354)
+        c.open_data()
         for piece in (b"line one\r", b"\nline two\r\n", b".", b"\r", b"\n"):
             c.send(piece)
             if piece != b"\n":
@@ -75,9 +73,7 @@ def test_end_marker_split_across_packets_is_found(daemon):
 
 def test_commands_after_the_end_marker_in_the_same_packet_are_run(daemon):
     with daemon.session() as c:
-        c.mail()
-        c.rcpt()
-        c.expect("DATA", 354)
+        c.open_data()
         c.send(b"body\r\n.\r\nNOOP\r\nQUIT\r\n")
         qid = queued_id(c.read_reply())
         assert str(c.read_reply()) == "250 2.0.0 Ok"
@@ -204,9 +200,7 @@ def test_very_long_line_without_end_is_rejected_at_the_marker(daemon):
 def test_abandoned_transaction_leaves_nothing(daemon):
     before = daemon.queued()
     with daemon.session() as c:
-        c.mail()
-        c.rcpt()
-        c.expect("DATA", 354)
+        c.open_data()
         c.send(b"partial content\r\n")
     # the client went away in the middle of the content
     no_new_messages(daemon, before)

@@ -35,9 +35,7 @@ def test_queued_message_survives_kill_9_of_everything(daemons):
 def test_message_killed_mid_data_is_not_queued(daemons):
     d = daemons()
     c = d.session()
-    c.mail()
-    c.rcpt()
-    c.expect("DATA", 354)
+    c.open_data()
     # more than the session's write buffer, so part of it reaches the file
     c.send(b"Subject: torn\r\n\r\n" + (b"p" * 998 + b"\r\n") * 200)
     incoming = e2e.wait_until(lambda: [n for n in d.incoming()
@@ -86,9 +84,7 @@ def test_killed_queue_process_is_restarted(daemons):
 def test_killed_master_takes_the_queue_down_and_sessions_fail_softly(daemons):
     d = daemons()
     c = d.session()
-    c.mail()
-    c.rcpt()
-    c.expect("DATA", 354)
+    c.open_data()
     c.send(b"Subject: orphan\r\n\r\nstarted before the crash\r\n")
     queue = d.queue_pid()
     os.kill(d.pid, signal.SIGKILL)

@@ -271,9 +271,7 @@ def test_idle_session_times_out_with_421(impatient):
 def test_stalled_data_times_out_and_nothing_is_queued(impatient):
     before = impatient.queued()
     c = impatient.session()
-    c.mail()
-    c.rcpt()
-    c.expect("DATA", 354)
+    c.open_data()
     c.send(b"Subject: stalled\r\n\r\nthe rest never comes")
     t0 = time.monotonic()
     r = c.read_reply()

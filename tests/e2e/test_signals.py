@@ -110,9 +110,7 @@ def test_sigterm_lets_the_message_in_flight_finish(daemons):
     d = daemons({"timeouts": {"shutdown_grace": "20s"}})
     idle = d.session()
     busy = d.session()
-    busy.mail()
-    busy.rcpt()
-    busy.expect("DATA", 354)
+    busy.open_data()
     busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
     time.sleep(0.1)  # the first half is in before the signal
     d.signal(signal.SIGTERM)
@@ -146,9 +144,7 @@ def test_sigterm_lets_the_message_in_flight_finish(daemons):
 def test_sigterm_ends_stuck_sessions_after_the_grace_period(daemons):
     d = daemons({"timeouts": {"shutdown_grace": "1s"}})
     stuck = d.session()
-    stuck.mail()
-    stuck.rcpt()
-    stuck.expect("DATA", 354)
+    stuck.open_data()
     stuck.send(b"never finished\r\n")
     t0 = time.monotonic()
     d.signal(signal.SIGTERM)

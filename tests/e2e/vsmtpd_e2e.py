@@ -282,6 +282,12 @@ class SMTPClient:
     def rcpt(self, rcpt="rcpt@example.net", params=""):
         return self.expect(f"RCPT TO:<{rcpt}>{params}", 250, "2.1.5")
 
+    def open_data(self, sender="sender@example.org", rcpt="rcpt@example.net"):
+        """MAIL, RCPT and DATA, up to the 354: the content is the caller's."""
+        self.mail(sender)
+        self.rcpt(rcpt)
+        self.expect("DATA", 354)
+
     def data(self, content):
         """DATA with content given already dot-stuffed and CRLF-terminated
         (the terminating '.\\r\\n' is added); returns the final reply."""
