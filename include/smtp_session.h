@@ -8,8 +8,8 @@
 
 /*
  * smtp_session_main - serve the client on fd until it leaves, then exit.
- * queue_fd is this session's channel to the queue process (-1 when the
- * queue is down: the client is told to come back later).
+ * queue_fd is this session's channel to the queue process; the master
+ * forks no session while the queue is down (it answers 421 itself).
  */
 void smtp_session_main(const struct config *cfg, const struct listener_config *listener, int fd,
 		       int queue_fd) __attribute__((noreturn));
