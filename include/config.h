@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/vsmtpd/vsmtpd.conf"
+#define CONFIG_DEFAULT_RULES "/etc/vsmtpd/rules/main.lua"
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ADDRESSES 16
 
@@ -68,6 +69,13 @@ struct config {
 
 	/* [smtp] */
 	enum bare_eol_policy bare_eol;
+
+	/* [rules] */
+	char *rules_file;                 /* absolute */
+	unsigned rules_instruction_limit; /* Lua VM instructions per rule call */
+	uint64_t rules_memory_limit;      /* bytes a rule call may add to the Lua state */
+	char *local_domains;              /* lowercased domains, separated by single spaces */
+	char *trusted_networks;           /* addresses and address/prefix, single spaces */
 };
 
 /*

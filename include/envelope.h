@@ -36,11 +36,16 @@ struct envelope {
 	char *auth;            /* MAIL AUTH=, NULL when not given */
 	size_t nrcpts;
 	struct envelope_rcpt *rcpts;
+	char *quarantine;      /* the rules' quarantine queue name, NULL when none */
+	char *vars;            /* the rules' variables: a JSON object text, NULL when none */
 };
 
 /* envelope_add_rcpt - append a recipient (copies the strings); 0 or -1. */
 int envelope_add_rcpt(struct envelope *env, const char *address, unsigned notify,
 		      const char *orcpt_type, const char *orcpt);
+
+/* envelope_remove_rcpt - drop the recipient at index i, keeping the order. */
+void envelope_remove_rcpt(struct envelope *env, size_t i);
 
 /* envelope_set - replace *field with a copy of value (NULL clears); 0 or -1. */
 int envelope_set(char **field, const char *value);

@@ -7,12 +7,15 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "rules.h"
 
 /*
  * master_main - run the daemon in the foreground with cfg, read from
  * cfg->path with the given overrides, which SIGHUP applies again when it
- * re-reads the file. Returns the process exit status.
+ * re-reads the file, and the rules compiled from cfg. Takes ownership of
+ * cfg and rules. Returns the process exit status.
  */
-int master_main(struct config *cfg, char *const *overrides, size_t noverrides);
+int master_main(struct config *cfg, struct rules *rules, char *const *overrides,
+		size_t noverrides);
 
 #endif

@@ -5,13 +5,15 @@
 #define VSMTPD_SMTP_SESSION_H
 
 #include "config.h"
+#include "rules.h"
 
 /*
  * smtp_session_main - serve the client on fd until it leaves, then exit.
  * queue_fd is this session's channel to the queue process; the master
- * forks no session while the queue is down (it answers 421 itself).
+ * forks no session while the queue is down (it answers 421 itself). rules
+ * is the ruleset compiled by the master, NULL for none.
  */
-void smtp_session_main(const struct config *cfg, const struct listener_config *listener, int fd,
-		       int queue_fd) __attribute__((noreturn));
+void smtp_session_main(const struct config *cfg, const struct listener_config *listener,
+		       struct rules *rules, int fd, int queue_fd) __attribute__((noreturn));
 
 #endif

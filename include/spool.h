@@ -18,11 +18,20 @@
 #define SPOOL_INCOMING "incoming" /* files being received: never committed */
 #define SPOOL_QUEUE "queue"       /* committed, waiting for delivery */
 #define SPOOL_CORRUPT "corrupt"   /* committed-looking files that failed checks */
+#define SPOOL_QUARANTINE "quarantine" /* quarantine/<name>/: kept by the rules, never delivered */
+#define SPOOL_QUARANTINE_NAME_MAX 127
 
 /* "\nVSMTPD-SPOOL-1 <content length: 16 hex> <envelope length: 8 hex>\n" */
 #define SPOOL_TRAILER_MAGIC "VSMTPD-SPOOL-1"
 #define SPOOL_TRAILER_LEN 42
 #define SPOOL_ENVELOPE_MAX (16u << 20)
+
+/*
+ * spool_quarantine_name_ok - whether name may be a quarantine folder: 1 to
+ * SPOOL_QUARANTINE_NAME_MAX letters, digits, '.', '_' or '-', not starting
+ * with '.'.
+ */
+int spool_quarantine_name_ok(const char *name);
 
 /*
  * spool_id_next - a new message id: the time in microseconds as 16 hex

@@ -1,6 +1,6 @@
 #!/bin/sh
 # run.sh - build vsmtpd and run it in the foreground on 127.0.0.1:2525 with
-# the shipped configuration, a spool under ./run/spool and logs on stderr.
+# the shipped configuration and rules, a spool under ./run/spool and logs on stderr.
 # No root needed; as root it drops to the vsmtpd user like in production.
 # Extra arguments are passed on, e.g. -o server.log_level=debug.
 set -eu
@@ -12,4 +12,5 @@ exec ./build/vsmtpd -c conf/vsmtpd.conf \
 	-o listener:smtp.address=127.0.0.1:2525 \
 	-o server.spool_dir="$PWD/run/spool" \
 	-o server.log=stderr \
+	-o rules.file="$PWD/rules/main.lua" \
 	"$@"

@@ -42,12 +42,13 @@ enum section {
 	SEC_LIMITS,
 	SEC_TIMEOUTS,
 	SEC_SMTP,
+	SEC_RULES,
 	SEC_COUNT,
 };
 
 static const char *const section_names[SEC_COUNT] = {
     [SEC_SERVER] = "server",     [SEC_LISTENER] = "listener", [SEC_LIMITS] = "limits",
-    [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",
+    [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",         [SEC_RULES] = "rules",
 };
 
 struct choice {
@@ -93,6 +94,11 @@ static int parse_seconds(struct loader *ld, const struct key_def *def, void *fie
 static int parse_kind(struct loader *ld, const struct key_def *def, void *field, const char *value);
 static int parse_addresses(struct loader *ld, const struct key_def *def, void *field,
                            const char *value);
+static int parse_file(struct loader *ld, const struct key_def *def, void *field, const char *value);
+static int parse_domains(struct loader *ld, const struct key_def *def, void *field,
+                         const char *value);
+static int parse_networks(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value);
 
 static const struct choice log_targets[] = {
     {"stderr", LOG_TARGET_STDERR},
@@ -187,6 +193,16 @@ static const struct key_def keys[] = {
 	                                      1,   UINT_MAX,               NULL,        false},
 	{SEC_SMTP,     "bare_line_endings",   parse_choice,    CFG(bare_eol),
 	                                      0,   0,                      bare_eols,   false},
+	{SEC_RULES,    "file",                parse_file,      CFG(rules_file),
+	                                      0,   0,                      NULL,        false},
+	{SEC_RULES,    "instruction_limit",   parse_count,     CFG(rules_instruction_limit),
+	                                      1000, UINT_MAX,              NULL,        false},
+	{SEC_RULES,    "memory_limit",        parse_size64,    CFG(rules_memory_limit),
+	                                      1 << 20, UINT64_C(1) << 34,  NULL,        false},
+	{SEC_RULES,    "local_domains",       parse_domains,   CFG(local_domains),
+	                                      0,   0,                      NULL,        false},
+	{SEC_RULES,    "trusted_networks",    parse_networks,  CFG(trusted_networks),
+	                                      0,   0,                      NULL,        false},
 };
 /* clang-format on */
 
@@ -751,6 +767,110 @@ static int parse_addresses(struct loader *ld, const struct key_def *def, void *f
 	return ret;
 }
 
+/* parse_file - a file; relative to the configuration file's folder, or on
+ * the command line to the working directory. */
+static int parse_file(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	char **slot = field;
+	char *joined = NULL, *path;
+	const char *slash = strrchr(ld->cfg->path, '/');
+
+	if (*value == '\0')
+		return bad_value(ld, def, value, "is empty");
+	if (value[0] != '/' && !ld->cmdline && slash != NULL) {
+		if (asprintf(&joined, "%.*s/%s", (int)(slash - ld->cfg->path), ld->cfg->path,
+		             value) < 0)
+			return no_memory(ld);
+		value = joined;
+	}
+	path = absolute_path(value);
+	free(joined);
+	if (path == NULL)
+		return bad_value(ld, def, value, "cannot be made absolute: %s", strerror(errno));
+	free(*slot);
+	*slot = path;
+	return 0;
+}
+
+/* word_list - check each word of a comma or blank separated list with check
+ * (which returns NULL or why the word is wrong) and store the words in *slot,
+ * lowercased when lower is set, separated by single spaces. */
+static int word_list(struct loader *ld, const struct key_def *def, char **slot, const char *value,
+                     const char *(*check)(const char *word), bool lower)
+{
+	char *copy = strdup(value), *out = calloc(1, strlen(value) + 1);
+	char *tok, *save = NULL, *p;
+	const char *why;
+	size_t used = 0;
+
+	if (copy == NULL || out == NULL) {
+		free(copy);
+		free(out);
+		return no_memory(ld);
+	}
+	for (tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+		if ((why = check(tok)) != NULL) {
+			int ret = bad_value(ld, def, tok, "%s", why);
+
+			free(copy);
+			free(out);
+			return ret;
+		}
+		if (used > 0)
+			out[used++] = ' ';
+		for (p = tok; *p; p++)
+			out[used++] = lower && *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+		out[used] = '\0';
+	}
+	free(copy);
+	free(*slot);
+	*slot = out;
+	return 0;
+}
+
+/* check_domain_word - a word of local_domains. */
+static const char *check_domain_word(const char *word)
+{
+	return valid_domain(word) ? NULL : "is not a valid domain name";
+}
+
+/* check_network_word - a word of trusted_networks: an address or address/prefix. */
+static const char *check_network_word(const char *word)
+{
+	unsigned char addr[16];
+	char host[INET6_ADDRSTRLEN];
+	const char *slash = strchr(word, '/');
+	size_t hostlen = slash ? (size_t)(slash - word) : strlen(word);
+	uint64_t prefix = 0;
+	int family;
+
+	if (hostlen >= sizeof(host))
+		return "is not an IP network";
+	memcpy(host, word, hostlen);
+	host[hostlen] = '\0';
+	family = strchr(host, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(family, host, addr) != 1)
+		return "is not an IP network (address/prefix, as in 192.168.0.0/16)";
+	if (slash != NULL && (parse_plain_number(slash + 1, &prefix) < 0 ||
+	                      prefix > (family == AF_INET ? 32u : 128u)))
+		return "has a bad prefix length";
+	return NULL;
+}
+
+/* parse_domains - [rules] local_domains. */
+static int parse_domains(struct loader *ld, const struct key_def *def, void *field,
+                         const char *value)
+{
+	return word_list(ld, def, field, value, check_domain_word, true);
+}
+
+/* parse_networks - [rules] trusted_networks. */
+static int parse_networks(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value)
+{
+	return word_list(ld, def, field, value, check_network_word, false);
+}
+
 /* find_key - the entry of keys[] for key in section, or NULL. */
 static const struct key_def *find_key(enum section section, const char *key)
 {
@@ -1119,7 +1239,13 @@ static struct config *config_new(void)
 	cfg->timeout_data = 300;
 	cfg->shutdown_grace = 30;
 	cfg->bare_eol = BARE_EOL_REJECT;
-	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL) {
+	cfg->rules_file = strdup(CONFIG_DEFAULT_RULES);
+	cfg->rules_instruction_limit = 10000000;
+	cfg->rules_memory_limit = 64 << 20;
+	cfg->local_domains = strdup("");
+	cfg->trusted_networks = strdup("127.0.0.0/8 ::1");
+	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL ||
+	    cfg->rules_file == NULL || cfg->local_domains == NULL || cfg->trusted_networks == NULL) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -1212,5 +1338,8 @@ void config_free(struct config *cfg)
 	free(cfg->user);
 	free(cfg->group);
 	free(cfg->spool_dir);
+	free(cfg->rules_file);
+	free(cfg->local_domains);
+	free(cfg->trusted_networks);
 	free(cfg);
 }

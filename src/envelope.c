@@ -48,6 +48,18 @@ int envelope_add_rcpt(struct envelope *env, const char *address, unsigned notify
 	return 0;
 }
 
+/* envelope_remove_rcpt - drop one recipient. */
+void envelope_remove_rcpt(struct envelope *env, size_t i)
+{
+	if (i >= env->nrcpts)
+		return;
+	free(env->rcpts[i].address);
+	free(env->rcpts[i].orcpt_type);
+	free(env->rcpts[i].orcpt);
+	memmove(&env->rcpts[i], &env->rcpts[i + 1], (env->nrcpts - i - 1) * sizeof(env->rcpts[0]));
+	env->nrcpts--;
+}
+
 /* json_add_string - add key: value when value is set. */
 static int json_add_string(cJSON *obj, const char *key, const char *value)
 {
@@ -99,8 +111,18 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_number(obj, "ret", env->ret) < 0 ||
 	    json_add_string(obj, "envid", env->envid) < 0 ||
 	    json_add_string(obj, "auth", env->auth) < 0 ||
+	    json_add_string(obj, "quarantine", env->quarantine) < 0 ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
+	if (env->vars != NULL) {
+		cJSON *vars = cJSON_Parse(env->vars);
+
+		if (!cJSON_IsObject(vars)) {
+			cJSON_Delete(vars);
+			goto out;
+		}
+		cJSON_AddItemToObject(obj, "vars", vars);
+	}
 	for (i = 0; i < env->nrcpts; i++) {
 		if ((r = envelope_rcpt_to_json(&env->rcpts[i])) == NULL)
 			goto out;
@@ -164,7 +186,7 @@ out:
 int envelope_from_json(struct envelope *env, const char *text, size_t len)
 {
 	cJSON *obj = cJSON_ParseWithLength(text, len);
-	const cJSON *rcpts, *r, *id;
+	const cJSON *rcpts, *r, *id, *vars;
 	double received, port, body, utf8, ret;
 	int rc = -1;
 
@@ -185,8 +207,14 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_string(obj, "protocol", &env->protocol, 0) < 0 ||
 	    json_get_string(obj, "mail_from", &env->mail_from, 1) < 0 ||
 	    json_get_string(obj, "envid", &env->envid, 0) < 0 ||
-	    json_get_string(obj, "auth", &env->auth, 0) < 0)
+	    json_get_string(obj, "auth", &env->auth, 0) < 0 ||
+	    json_get_string(obj, "quarantine", &env->quarantine, 0) < 0)
 		goto out;
+	vars = cJSON_GetObjectItemCaseSensitive(obj, "vars");
+	if (vars != NULL) {
+		if (!cJSON_IsObject(vars) || (env->vars = cJSON_PrintUnformatted(vars)) == NULL)
+			goto out;
+	}
 	env->received_at = (int64_t)received;
 	env->client_port = (unsigned)port;
 	env->body = (int)body;
@@ -224,5 +252,7 @@ void envelope_clear(struct envelope *env)
 	free(env->mail_from);
 	free(env->envid);
 	free(env->auth);
+	free(env->quarantine);
+	free(env->vars);
 	memset(env, 0, sizeof(*env));
 }

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "master.h"
+#include "rules.h"
 
 #define MAX_OVERRIDES 64
 
@@ -18,7 +19,7 @@ static void usage(int status)
 		"usage: vsmtpd [-t] [-c file] [-o section.key=value ...]\n"
 		"  -c file   configuration file (default %s)\n"
 		"  -o s.k=v  override a configuration key (repeatable)\n"
-		"  -t        check the configuration and exit\n"
+		"  -t        check the configuration and the rules, then exit\n"
 		"  -V        print the version and exit\n",
 		CONFIG_DEFAULT_PATH);
 	exit(status);
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
 	size_t noverrides = 0;
 	int opt, check = 0;
 	struct config *cfg;
+	struct rules *rules;
 	char err[1024];
 
 	while ((opt = getopt(argc, argv, "c:o:tVh")) != -1) {
@@ -65,10 +67,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vsmtpd: %s\n", err);
 		return 1;
 	}
+	if ((rules = rules_load_config(cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "vsmtpd: %s\n", err);
+		config_free(cfg);
+		return 1;
+	}
 	if (check) {
 		printf("vsmtpd: %s: configuration is valid\n", path);
+		printf("vsmtpd: %s: rules are valid\n", cfg->rules_file);
+		rules_free(rules);
 		config_free(cfg);
 		return 0;
 	}
-	return master_main(cfg, overrides, noverrides);
+	return master_main(cfg, rules, overrides, noverrides);
 }

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "master.h"
 #include "queue.h"
+#include "rules.h"
 #include "sandbox.h"
 #include "smtp_session.h"
 #include "spool.h"
@@ -57,6 +58,7 @@ struct master_session {
 struct master {
 	struct config *boot_cfg; /* the configuration at start: listeners, spool */
 	struct config *cfg;      /* the current one, for new sessions */
+	struct rules *rules;     /* compiled from cfg's rules file, inherited by sessions */
 	char *const *overrides;
 	size_t noverrides;
 	struct event_base *base;
@@ -288,7 +290,7 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 			fatal("cannot confine the session: %s", strerror(errno));
 		if (m->sandbox_fd >= 0)
 			close(m->sandbox_fd);
-		smtp_session_main(cfg, l->conf, fd, sp[0]);
+		smtp_session_main(cfg, l->conf, m->rules, fd, sp[0]);
 	}
 	close(sp[0]);
 	close(fd);
@@ -494,12 +496,18 @@ static int master_listeners_equal(const struct config *a, const struct config *b
 static void master_reload(struct master *m)
 {
 	struct config *cfg;
+	struct rules *rules;
 	char err[1024];
 
 	/* The absolute path: a relative -c must not depend on our directory. */
 	cfg = config_load(m->boot_cfg->path, m->overrides, m->noverrides, err, sizeof(err));
 	if (cfg == NULL) {
 		log_err("reload failed, keeping the running configuration: %s", err);
+		return;
+	}
+	if ((rules = rules_load_config(cfg, err, sizeof(err))) == NULL) {
+		log_err("reload failed, keeping the running configuration and rules: %s", err);
+		config_free(cfg);
 		return;
 	}
 	if (!master_listeners_equal(cfg, m->boot_cfg))
@@ -513,15 +521,19 @@ static void master_reload(struct master *m)
 	free(cfg->spool_dir);
 	if ((cfg->spool_dir = strdup(m->boot_cfg->spool_dir)) == NULL) {
 		log_err("reload failed: out of memory");
+		rules_free(rules);
 		config_free(cfg);
 		return;
 	}
 	if (m->cfg != m->boot_cfg)
 		config_free(m->cfg);
 	m->cfg = cfg;
+	/* Running sessions have their own copy: the old rules can go. */
+	rules_free(m->rules);
+	m->rules = rules;
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	master_queue_settings(m);
-	log_info("configuration reloaded from %s", cfg->path);
+	log_info("configuration reloaded from %s, rules from %s", cfg->path, cfg->rules_file);
 }
 
 /* master_signal_cb - signals, delivered through the event loop. */
@@ -665,13 +677,16 @@ static void master_free(struct master *m)
 	if (m->cfg != m->boot_cfg)
 		config_free(m->cfg);
 	config_free(m->boot_cfg);
+	rules_free(m->rules);
 }
 
 /* master_main - run the daemon. */
-int master_main(struct config *cfg, char *const *overrides, size_t noverrides)
+int master_main(struct config *cfg, struct rules *rules, char *const *overrides,
+		size_t noverrides)
 {
 	struct master m = {.boot_cfg = cfg,
 			   .cfg = cfg,
+			   .rules = rules,
 			   .overrides = overrides,
 			   .noverrides = noverrides,
 			   .queue_pid = -1,

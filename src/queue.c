@@ -44,6 +44,7 @@ struct queue_msg {
 	int fd;
 	int status;                  /* commit result, set by the flusher */
 	int committing;              /* handed to the flush pipeline */
+	int dest_fd;                 /* quarantine/<name> when the rules said so, else -1 */
 	struct queue_client *client; /* NULL once the session has gone */
 	struct queue_msg *next;      /* in the client's list or a batch */
 };
@@ -93,13 +94,21 @@ static void queue_reply(struct queue_client *c, uint32_t type, int status, const
 		log_warn("%s: cannot answer session: %s", id, strerror(errno));
 }
 
+/* queue_msg_free - close what a message holds and free it. */
+static void queue_msg_free(struct queue_msg *m)
+{
+	close(m->fd);
+	if (m->dest_fd >= 0)
+		close(m->dest_fd);
+	free(m);
+}
+
 /* queue_msg_discard - close and unlink a file that will not be committed. */
 static void queue_msg_discard(struct queue *q, struct queue_msg *m)
 {
 	if (unlinkat(q->incoming_fd, m->id, 0) < 0 && errno != ENOENT)
 		log_warn("%s: cannot remove incoming file: %s", m->id, strerror(errno));
-	close(m->fd);
-	free(m);
+	queue_msg_free(m);
 }
 
 /* queue_space_ok - whether the spool keeps min_free_space free after need bytes. */
@@ -132,6 +141,7 @@ static void queue_msg_create(struct queue *q, struct queue_client *c, uint64_t s
 		queue_reply(c, IPC_MSG_CREATED, ENOMEM, id, -1);
 		return;
 	}
+	m->dest_fd = -1;
 	spool_id_next(&q->last_id, m->id);
 	m->fd = openat(q->incoming_fd, m->id, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (m->fd < 0) {
@@ -162,6 +172,34 @@ static struct queue_msg *queue_client_take(struct queue_client *c, const char *i
 	return NULL;
 }
 
+/* queue_subdir - open dir under parent, creating it (durably) when missing. */
+static int queue_subdir(int parent, const char *dir)
+{
+	if (mkdirat(parent, dir, 0700) == 0) {
+		if (fsync(parent) < 0)
+			return -1;
+	} else if (errno != EEXIST) {
+		return -1;
+	}
+	return openat(parent, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* queue_quarantine_dir - quarantine/<name>, created on first use; -1 with errno. */
+static int queue_quarantine_dir(struct queue *q, const char *name)
+{
+	int top, fd;
+
+	if (!spool_quarantine_name_ok(name)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((top = queue_subdir(q->spool_fd, SPOOL_QUARANTINE)) < 0)
+		return -1;
+	fd = queue_subdir(top, name);
+	close(top);
+	return fd;
+}
+
 /*
  * queue_msg_check - validate what the session wrote and append the trailer.
  * Returns 0 or an errno value for the session.
@@ -188,6 +226,14 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 	     envelope_from_json(&env, text, elen) == 0 && strcmp(env.id, m->id) == 0 &&
 	     env.nrcpts > 0;
 	free(text);
+	if (ok && env.quarantine != NULL &&
+	    (m->dest_fd = queue_quarantine_dir(q, env.quarantine)) < 0) {
+		int err = errno;
+
+		log_err("%s: cannot open quarantine %s: %s", m->id, env.quarantine, strerror(err));
+		envelope_clear(&env);
+		return err == EINVAL ? EINVAL : EIO;
+	}
 	envelope_clear(&env);
 	if (!ok)
 		return EINVAL;
@@ -375,6 +421,13 @@ static void queue_flush_batch(struct queue *q, struct queue_msg *batch)
 	for (m = batch; m != NULL; m = m->next) {
 		if (m->status != 0)
 			continue;
+		if (m->dest_fd >= 0) {
+			/* Quarantine is rare: its own rename and directory sync. */
+			if (renameat(q->incoming_fd, m->id, m->dest_fd, m->id) < 0 ||
+			    fsync(m->dest_fd) < 0)
+				m->status = errno;
+			continue;
+		}
 		if (renameat(q->incoming_fd, m->id, q->queue_fd, m->id) < 0)
 			m->status = errno;
 		else
@@ -438,8 +491,7 @@ static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
 			queue_msg_discard(q, m);
 			continue;
 		}
-		close(m->fd);
-		free(m);
+		queue_msg_free(m);
 		n++;
 	}
 	q->flushes++;

@@ -35,6 +35,8 @@
 #include "evloop.h"
 #include "ipc.h"
 #include "log.h"
+#include "message.h"
+#include "rules.h"
 #include "sigevent.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
@@ -69,6 +71,8 @@ struct smtp_tx {
 	struct data_filter df;
 	uint64_t written;         /* content bytes written to fd */
 	int write_error;          /* errno of the first failed write */
+	int has_mail_reply, has_final_reply; /* a rule's accept code replaces ours */
+	struct rule_reply mail_reply, final_reply;
 	size_t wlen;
 	char wbuf[SMTP_WRITE_BUFFER]; /* last: not zeroed by smtp_tx_new */
 };
@@ -81,8 +85,15 @@ struct smtp_session {
 	int queue_fd;
 	struct event *queue_ev, *delay_ev, *term_ev;
 
+	struct rules *rules;
+	struct rule_ctx rctx;
+	int conn_skip_all;   /* rctx.skip_all as the connection stages left it */
+	char conn_quarantine[RULE_QUARANTINE_MAX];
+
 	char client_ip[INET6_ADDRSTRLEN];
 	unsigned client_port;
+	char server_ip[INET6_ADDRSTRLEN];
+	unsigned server_port;
 	char helo[SMTP_DOMAIN_MAX + 1];
 	int esmtp;
 
@@ -205,6 +216,14 @@ static void smtp_tx_free(struct smtp_session *s, int tell_queue)
 	envelope_clear(&tx->env);
 	free(tx);
 	s->tx = NULL;
+	/* A faccept or quarantine decided inside a transaction lasts as long
+	 * as the transaction; one decided at connect or helo, the connection. */
+	s->rctx.env = NULL;
+	s->rctx.rcpt = NULL;
+	s->rctx.msg = NULL;
+	s->rctx.skip_all = s->conn_skip_all;
+	memcpy(s->rctx.quarantine, s->conn_quarantine, sizeof(s->rctx.quarantine));
+	rules_tx_end(&s->rctx);
 }
 
 /* smtp_tx_reset - abandon any transaction and go back to the ready state. */
@@ -291,6 +310,145 @@ static void smtp_storage_reply(struct smtp_session *s, int err)
 		smtp_reply(s, "451 4.3.0 Error: queue file write error");
 }
 
+/* smtp_reply_rule - send a reply a rule chose. */
+static void smtp_reply_rule(struct smtp_session *s, const struct rule_reply *r)
+{
+	smtp_reply(s, "%d%s%s%s%s", r->code, r->enhanced[0] ? " " : "", r->enhanced,
+		   r->text[0] ? " " : "", r->text);
+}
+
+/* smtp_rules - run a stage's rules for the session. */
+static enum rule_status smtp_rules(struct smtp_session *s, enum rule_stage stage,
+				   struct rule_verdict *v)
+{
+	if (s->rules == NULL) {
+		memset(v, 0, sizeof(*v));
+		return v->status = RULE_NEXT;
+	}
+	return rules_run(s->rules, stage, &s->rctx, v);
+}
+
+/*
+ * smtp_rules_refused - act on a verdict that refuses: send its reply (and
+ * for deny, close). Returns 1 when the command is refused, 0 when it goes on.
+ */
+static int smtp_rules_refused(struct smtp_session *s, enum rule_stage stage,
+			      const struct rule_verdict *v)
+{
+	if (v->status != RULE_DENY && v->status != RULE_REJECT && v->status != RULE_INFO &&
+	    v->status != RULE_ERROR)
+		return 0;
+	log_notice("%s: %s %s[%s]: %s by rule \"%s\": %d %s %s",
+		   s->tx && s->tx->env.id[0] ? s->tx->env.id : "NOQUEUE", rules_stage_name(stage),
+		   s->helo[0] ? s->helo : "unknown", s->client_ip, rules_status_name(v->status),
+		   v->rule, v->reply.code, v->reply.enhanced, v->reply.text);
+	smtp_reply_rule(s, &v->reply);
+	if (v->status == RULE_DENY || stage == RULE_STAGE_CONNECT)
+		smtp_close(s, v->status == RULE_DENY ? "denied by rules" : "refused by rules");
+	return 1;
+}
+
+/* smtp_rules_accept_reply - whether the verdict's accept code replaces ours. */
+static int smtp_rules_accept_reply(const struct rule_verdict *v)
+{
+	return (v->status == RULE_ACCEPT || v->status == RULE_FACCEPT) && v->has_reply;
+}
+
+/* smtp_preq_load - read the message back from its file for the preq rules. */
+static struct message *smtp_preq_load(struct smtp_tx *tx)
+{
+	struct message *msg;
+	size_t off = 0, len = (size_t)tx->written;
+	char *buf = malloc(len + 1);
+	ssize_t n;
+
+	if (buf == NULL)
+		return NULL;
+	while (off < len) {
+		n = pread(tx->fd, buf + off, len - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return NULL;
+		}
+		off += (size_t)n;
+	}
+	if ((msg = message_parse_take(buf, len)) == NULL)
+		free(buf);
+	return msg;
+}
+
+/* smtp_preq_store - write a message the rules changed over the file's content. */
+static int smtp_preq_store(struct smtp_tx *tx, const struct message *msg)
+{
+	size_t len, off = 0;
+	char *buf = message_serialize(msg, &len);
+	ssize_t n;
+
+	if (buf == NULL)
+		return ENOMEM;
+	while (off < len) {
+		n = pwrite(tx->fd, buf + off, len - off, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? errno : EIO;
+		}
+		off += (size_t)n;
+	}
+	free(buf);
+	if (ftruncate(tx->fd, (off_t)len) < 0 || lseek(tx->fd, (off_t)len, SEEK_SET) < 0)
+		return errno;
+	tx->written = len;
+	return 0;
+}
+
+/*
+ * smtp_preq - run the preq rules on the complete message; 1 when the
+ * message is refused (the reply is sent), 0 when it goes on to the queue.
+ */
+static int smtp_preq(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	struct rule_verdict v;
+	struct message *msg = NULL;
+	int err = 0;
+
+	if (s->rules != NULL && rules_stage_used(s->rules, RULE_STAGE_PREQ) && !s->rctx.skip_all) {
+		if ((msg = smtp_preq_load(tx)) == NULL) {
+			log_err("%s: cannot read the message back for the rules", tx->env.id);
+			smtp_reply(s, "451 4.3.0 Error: queue file read error");
+			return 1;
+		}
+		s->rctx.msg = msg;
+	}
+	smtp_rules(s, RULE_STAGE_PREQ, &v);
+	s->rctx.msg = NULL;
+	if (msg != NULL && message_modified(msg) && v.status != RULE_DENY &&
+	    v.status != RULE_REJECT && v.status != RULE_INFO && v.status != RULE_ERROR)
+		err = smtp_preq_store(tx, msg);
+	message_free(msg);
+	if (smtp_rules_refused(s, RULE_STAGE_PREQ, &v))
+		return 1;
+	if (err != 0) {
+		log_err("%s: cannot write the message the rules changed: %s", tx->env.id,
+			strerror(err));
+		smtp_storage_reply(s, err);
+		return 1;
+	}
+	if (smtp_rules_accept_reply(&v)) {
+		tx->has_final_reply = 1;
+		tx->final_reply = v.reply;
+	}
+	if (v.status == RULE_QUARANTINE && envelope_set(&tx->env.quarantine, v.quarantine) < 0) {
+		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		return 1;
+	}
+	return 0;
+}
+
 /* smtp_message_end - the content is complete: check it and ask for the commit. */
 static void smtp_message_end(struct smtp_session *s)
 {
@@ -310,8 +468,21 @@ static void smtp_message_end(struct smtp_session *s)
 		return;
 	}
 	smtp_tx_flush(tx);
+	if (tx->write_error == 0 && smtp_preq(s)) {
+		smtp_tx_reset(s);
+		return;
+	}
+	if (tx->env.nrcpts == 0) {
+		/* The rules took every recipient away: nothing is left to deliver. */
+		log_notice("%s: discarded: the rules removed every recipient", tx->env.id);
+		smtp_reply(s, "250 2.0.0 Ok: discarded");
+		smtp_tx_reset(s);
+		return;
+	}
 	content_len = tx->written;
 	tx->env.received_at = time(NULL);
+	free(tx->env.vars);
+	tx->env.vars = rules_tx_vars(&s->rctx);
 	if (envelope_set(&tx->env.protocol, smtp_protocol(s)) < 0 ||
 	    (json = envelope_to_json(&tx->env)) == NULL) {
 		smtp_reply(s, "451 4.3.0 Error: out of memory");
@@ -352,7 +523,12 @@ static void smtp_committed(struct smtp_session *s, const struct ipc_msg *m)
 	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, client=%s[%s], proto=%s", tx->env.id,
 		 tx->env.mail_from, tx->written, tx->env.nrcpts, s->helo, s->client_ip,
 		 tx->env.protocol);
-	smtp_reply(s, "250 2.0.0 Ok: queued as %s", tx->env.id);
+	if (tx->env.quarantine != NULL)
+		log_notice("%s: quarantined in %s", tx->env.id, tx->env.quarantine);
+	if (tx->has_final_reply)
+		smtp_reply_rule(s, &tx->final_reply);
+	else
+		smtp_reply(s, "250 2.0.0 Ok: queued as %s", tx->env.id);
 	s->cmd_ok[tx->chunking ? SMTP_VERB_BDAT : SMTP_VERB_DATA]++;
 	s->queued++;
 	smtp_log_id(s, tx->env.id);
@@ -381,7 +557,10 @@ static void smtp_created(struct smtp_session *s, const struct ipc_msg *m, int fd
 	memcpy(tx->env.id, m->id, SPOOL_ID_LEN + 1);
 	s->state = SMTP_STATE_MAIL;
 	s->cmd_ok[SMTP_VERB_MAIL]++;
-	smtp_reply(s, "250 2.1.0 Ok");
+	if (tx->has_mail_reply)
+		smtp_reply_rule(s, &tx->mail_reply);
+	else
+		smtp_reply(s, "250 2.1.0 Ok");
 }
 
 /* smtp_queue_cb - answers from the queue process. */
@@ -419,25 +598,38 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 {
 	const char *err = smtp_helo_parse(args);
+	char helo[sizeof(s->helo)];
+	const char *greeting = s->cfg->hostname;
+	struct rule_verdict v;
 	size_t len;
 
 	if (err != NULL) {
 		smtp_reply(s, "%s", err);
 		return;
 	}
-	smtp_tx_reset(s);
 	args += strspn(args, " \t");
 	len = strlen(args);
 	while (len > 0 && (args[len - 1] == ' ' || args[len - 1] == '\t'))
 		len--;
-	snprintf(s->helo, sizeof(s->helo), "%.*s", (int)len, args);
+	snprintf(helo, sizeof(helo), "%.*s", (int)len, args);
+	smtp_tx_reset(s);
+	s->rctx.helo = helo;
+	smtp_rules(s, RULE_STAGE_HELO, &v);
+	s->rctx.helo = s->helo;
+	if (smtp_rules_refused(s, RULE_STAGE_HELO, &v))
+		return;
+	memcpy(s->helo, helo, sizeof(s->helo));
+	s->conn_skip_all = s->rctx.skip_all;
+	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
 	s->esmtp = esmtp;
 	s->state = SMTP_STATE_READY;
+	if (smtp_rules_accept_reply(&v) && v.reply.text[0])
+		greeting = v.reply.text;
 	if (!esmtp) {
-		smtp_reply(s, "250 %s", s->cfg->hostname);
+		smtp_reply(s, "250 %s", greeting);
 		return;
 	}
-	smtp_reply(s, "250-%s", s->cfg->hostname);
+	smtp_reply(s, "250-%s", greeting);
 	smtp_reply(s, "250-PIPELINING");
 	smtp_reply(s, "250-SIZE %" PRIu64, s->cfg->max_message_size);
 	smtp_reply(s, "250-8BITMIME");
@@ -494,6 +686,7 @@ static struct smtp_tx *smtp_tx_new(struct smtp_session *s, const struct smtp_mai
 static void smtp_cmd_mail(struct smtp_session *s, const char *args)
 {
 	struct smtp_mail mail;
+	struct rule_verdict v;
 	const char *err;
 
 	if (s->state == SMTP_STATE_INIT) {
@@ -516,6 +709,17 @@ static void smtp_cmd_mail(struct smtp_session *s, const char *args)
 		smtp_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
+	s->rctx.env = &s->tx->env;
+	s->rctx.mail_timestamp = time(NULL);
+	smtp_rules(s, RULE_STAGE_MAIL, &v);
+	if (smtp_rules_refused(s, RULE_STAGE_MAIL, &v)) {
+		smtp_tx_free(s, 0);
+		return;
+	}
+	if (smtp_rules_accept_reply(&v)) {
+		s->tx->has_mail_reply = 1;
+		s->tx->mail_reply = v.reply;
+	}
 	if (smtp_queue_send(s, IPC_MSG_CREATE, NULL, mail.size, 0) < 0) {
 		smtp_tx_free(s, 0);
 		smtp_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
@@ -529,7 +733,9 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	struct smtp_rcpt rcpt;
 	char to[SMTP_PATH_MAX + 1];
+	struct rule_verdict v;
 	const char *err;
+	size_t at;
 
 	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
 		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
@@ -548,14 +754,29 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	smtp_address_format(&rcpt.to, to, sizeof(to));
+	at = s->tx->env.nrcpts;
 	if (envelope_add_rcpt(&s->tx->env, to, rcpt.notify,
 			      rcpt.orcpt_type[0] ? rcpt.orcpt_type : NULL,
 			      rcpt.orcpt_type[0] ? rcpt.orcpt : NULL) < 0) {
 		smtp_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
-	s->state = SMTP_STATE_RCPT;
-	smtp_reply(s, "250 2.1.5 Ok");
+	/* The rules see the recipient in rcpt_list already; a refusal takes it out. */
+	s->rctx.rcpt = to;
+	smtp_rules(s, RULE_STAGE_RCPT, &v);
+	s->rctx.rcpt = NULL;
+	if (smtp_rules_refused(s, RULE_STAGE_RCPT, &v)) {
+		if (s->tx != NULL && at < s->tx->env.nrcpts &&
+		    strcmp(s->tx->env.rcpts[at].address, to) == 0)
+			envelope_remove_rcpt(&s->tx->env, at);
+		return;
+	}
+	if (s->tx->env.nrcpts > 0)
+		s->state = SMTP_STATE_RCPT;
+	if (smtp_rules_accept_reply(&v))
+		smtp_reply_rule(s, &v.reply);
+	else
+		smtp_reply(s, "250 2.1.5 Ok");
 }
 
 /* smtp_tx_refusal - why DATA / BDAT cannot start now, or NULL. */
@@ -997,33 +1218,71 @@ static void smtp_term_cb(int signo, void *arg)
 		smtp_input_process(s);
 }
 
-/* smtp_peer - fill in the client's address. */
+/* smtp_sockaddr - the text and port of an address. */
+static void smtp_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
+			  unsigned *port)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, ip, (socklen_t)iplen);
+		*port = ntohs(sin->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, (socklen_t)iplen);
+		*port = ntohs(sin6->sin6_port);
+	}
+}
+
+/* smtp_peer - fill in the client's and our own address. */
 static void smtp_peer(struct smtp_session *s, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
 	strcpy(s->client_ip, "unknown");
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+	strcpy(s->server_ip, "unknown");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+		smtp_sockaddr(&ss, s->client_ip, sizeof(s->client_ip), &s->client_port);
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		smtp_sockaddr(&ss, s->server_ip, sizeof(s->server_ip), &s->server_port);
+}
+
+/* smtp_greet - the connect stage, then the greeting (or a refusal). */
+static void smtp_greet(struct smtp_session *s)
+{
+	struct rule_verdict v;
+
+	s->rctx = (struct rule_ctx){
+		.client_ip = s->client_ip,
+		.client_port = s->client_port,
+		.server_ip = s->server_ip,
+		.server_port = s->server_port,
+		.server_name = s->cfg->hostname,
+		.listener = s->listener->name,
+		.listener_kind = s->listener->kind,
+		.connection_timestamp = time(NULL),
+		.helo = s->helo,
+	};
+	smtp_rules(s, RULE_STAGE_CONNECT, &v);
+	if (smtp_rules_refused(s, RULE_STAGE_CONNECT, &v))
 		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &sin->sin_addr, s->client_ip, sizeof(s->client_ip));
-		s->client_port = ntohs(sin->sin_port);
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &sin6->sin6_addr, s->client_ip, sizeof(s->client_ip));
-		s->client_port = ntohs(sin6->sin6_port);
-	}
+	s->conn_skip_all = s->rctx.skip_all;
+	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
+	if (smtp_rules_accept_reply(&v) && v.reply.text[0])
+		smtp_reply(s, "220 %s %s", s->cfg->hostname, v.reply.text);
+	else
+		smtp_reply(s, "220 %s %s", s->cfg->hostname, s->cfg->banner);
 }
 
 /* smtp_session_main - the session process. */
-void smtp_session_main(const struct config *cfg, const struct listener_config *listener, int fd,
-		       int queue_fd)
+void smtp_session_main(const struct config *cfg, const struct listener_config *listener,
+		       struct rules *rules, int fd, int queue_fd)
 {
-	struct smtp_session s = {.cfg = cfg, .listener = listener, .queue_fd = queue_fd};
+	struct smtp_session s = {
+		.cfg = cfg, .listener = listener, .rules = rules, .queue_fd = queue_fd};
 	static const int sigs[] = {SIGTERM};
 
 	/* Both sockets come non-blocking from the master. */
@@ -1046,9 +1305,10 @@ void smtp_session_main(const struct config *cfg, const struct listener_config *l
 					 : SMTP_INPUT_HIGH_WATER);
 	smtp_set_read_timeout(&s, cfg->timeout_command);
 	bufferevent_enable(s.bev, EV_READ | EV_WRITE);
-	smtp_reply(&s, "220 %s %s", cfg->hostname, cfg->banner);
+	smtp_greet(&s);
 
 	event_base_dispatch(s.base);
 	smtp_tx_free(&s, 1);
+	rules_ctx_release(&s.rctx);
 	exit(0);
 }

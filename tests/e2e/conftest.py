@@ -27,8 +27,8 @@ class DaemonFactory:
         self.name = name
         self.made = []
 
-    def __call__(self, settings=None, start=True, addresses=None, label=""):
-        d = e2e.Daemon(self.workspace.new_dir(self.name + label), settings, addresses)
+    def __call__(self, settings=None, start=True, addresses=None, label="", rules=None):
+        d = e2e.Daemon(self.workspace.new_dir(self.name + label), settings, addresses, rules)
         self.made.append(d)
         if start:
             d.start()

@@ -37,12 +37,24 @@ shutdown_grace = 1h
 
 [smtp]
 bare_line_endings = normalize
+
+[rules]
+file = rules/main.lua
+local_domains = example.com, Example.ORG
+trusted_networks = 127.0.0.0/8 ::1 192.0.2.0/24
+instruction_limit = 100000
+memory_limit = 8M
 """
+
+RULES = "return { connect = { rule \"go on\" (function(ctx) return status.next() end) } }\n"
 
 
 def check(tmp_path, text, *overrides):
+    """Run vsmtpd -t on text, with a rules file where VALID names it."""
     path = tmp_path / "test.conf"
     path.write_text(text)
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "main.lua").write_text(RULES)
     args = [e2e.vsmtpd_binary(), "-t", "-c", str(path)]
     for o in overrides:
         args += ["-o", o]
@@ -55,13 +67,15 @@ def test_valid_file_passes(tmp_path):
     rc, out, err, path = check(tmp_path, VALID)
     assert rc == 0, err
     assert err == ""
-    assert out == f"vsmtpd: {path}: configuration is valid\n"
+    assert out == (f"vsmtpd: {path}: configuration is valid\n"
+                   f"vsmtpd: {tmp_path}/rules/main.lua: rules are valid\n")
 
 
 def test_shipped_configuration_is_valid():
     conf = os.path.join(e2e.SOURCE_DIR, "conf", "vsmtpd.conf")
+    rules = os.path.join(e2e.SOURCE_DIR, "rules", "main.lua")
     p = subprocess.run([e2e.vsmtpd_binary(), "-t", "-c", conf,
-                        "-o", "server.hostname=mx.test.example"],
+                        "-o", "server.hostname=mx.test.example", "-o", f"rules.file={rules}"],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
     assert p.returncode == 0, p.stderr
     assert b"configuration is valid" in p.stdout
@@ -201,6 +215,8 @@ def test_listener_name_is_checked(tmp_path):
 def test_crlf_file_with_a_byte_order_mark_is_valid(tmp_path):
     path = tmp_path / "bom.conf"
     path.write_bytes(b"\xef\xbb\xbf" + VALID.replace("\n", "\r\n").encode())
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "main.lua").write_text(RULES)
     p = subprocess.run([e2e.vsmtpd_binary(), "-t", "-c", str(path)], stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=10, cwd=tmp_path)
     assert p.returncode == 0, p.stderr

@@ -387,9 +387,11 @@ class Daemon:
     """One vsmtpd instance, run in the foreground in its own process group.
 
     settings: {"section": {"key": "value"}} merged over the defaults; a
-    value of None drops a default key."""
+    value of None drops a default key. rules: the text of the rules file
+    (rules/main.lua in the daemon's folder); by default a file with no rule,
+    which accepts everything."""
 
-    def __init__(self, directory, settings=None, addresses=None):
+    def __init__(self, directory, settings=None, addresses=None, rules=None):
         self.dir = directory
         self.port = free_port()
         self.spool = os.path.join(self.dir, "spool")
@@ -405,12 +407,16 @@ class Daemon:
         if IS_ROOT:
             user, group, _, _ = run_user()
             server.update(user=user, group=group)
+        self.rules_dir = os.path.join(self.dir, "rules")
+        self.rules_path = os.path.join(self.rules_dir, "main.lua")
+        self.write_rules("-- no rules: every stage goes on\n" if rules is None else rules)
         self.settings = {
             "server": server,
             "listener:smtp": {"address": addresses or f"127.0.0.1:{self.port}", "kind": "smtp"},
             "limits": {},
             "timeouts": {},
             "smtp": {},
+            "rules": {"file": self.rules_path},
         }
         for section, keys in (settings or {}).items():
             self.settings.setdefault(section, {}).update(keys)
@@ -421,7 +427,7 @@ class Daemon:
         out = ["# written by the vsmtpd end-to-end tests"]
         for section, keys in self.settings.items():
             keys = {k: v for k, v in keys.items() if v is not None}
-            if not keys and section in ("limits", "timeouts", "smtp"):
+            if not keys and section in ("limits", "timeouts", "smtp", "rules"):
                 continue
             out.append(f"[{section}]")
             out.extend(f"{k} = {v}" for k, v in keys.items())
@@ -434,6 +440,19 @@ class Daemon:
             f.write(self.config_text() if text is None else text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.conf_path)
+
+    def write_rules(self, text, name="main.lua"):
+        """Write a file of the rules folder atomically, readable by the daemon."""
+        os.makedirs(self.rules_dir, exist_ok=True)
+        os.chmod(self.rules_dir, 0o755)
+        path = os.path.join(self.rules_dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return path
 
     # -- process control
     def start(self, wait=True):

@@ -1,0 +1,169 @@
+/*
+ * rules.h - the Lua rule engine: the administrator's policy at every stage.
+ *
+ * A rules file is compiled once, in the master (at start and on SIGHUP),
+ * into a ruleset that owns its own Lua state; forked sessions inherit it
+ * ready to run. A stage runs its rules top to bottom against a context
+ * (struct rule_ctx) that the caller fills in, and ends with a verdict: go
+ * on, accept, refuse, quarantine, or an error that must never turn into an
+ * accept. The rule API seen from Lua is documented in docs/rules.md.
+ */
+#ifndef VSMTPD_RULES_H
+#define VSMTPD_RULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "envelope.h"
+#include "message.h"
+
+enum rule_stage {
+	RULE_STAGE_CONNECT,
+	RULE_STAGE_AUTHENTICATE,
+	RULE_STAGE_HELO,
+	RULE_STAGE_MAIL,
+	RULE_STAGE_RCPT,
+	RULE_STAGE_PREQ,
+	RULE_STAGE_POSTQ,
+	RULE_STAGE_DELIVERY,
+	RULE_STAGE_COUNT
+};
+
+/* What a stage decided. */
+enum rule_status {
+	RULE_NEXT,       /* every rule said next: carry on as usual */
+	RULE_ACCEPT,     /* the rest of this stage is skipped */
+	RULE_FACCEPT,    /* every later rule of every stage is skipped */
+	RULE_DENY,       /* refuse; online: reply and close */
+	RULE_REJECT,     /* refuse this command only */
+	RULE_INFO,       /* reply with the code, nothing changes */
+	RULE_QUARANTINE, /* normal reply; the message goes to quarantine/<name> */
+	RULE_ERROR,      /* a rule failed: 451 4.3.0, never an accept */
+};
+
+#define RULE_TEXT_MAX 512
+#define RULE_NAME_MAX 128
+#define RULE_QUARANTINE_MAX 128
+
+/* An SMTP reply chosen by a rule. */
+struct rule_reply {
+	int code;                /* 200..599 */
+	char enhanced[16];       /* "5.7.1", or "" */
+	char text[RULE_TEXT_MAX];
+};
+
+struct rule_verdict {
+	enum rule_status status;
+	int has_reply;           /* reply holds the code to send */
+	struct rule_reply reply; /* given by the rule, or the status's default */
+	char quarantine[RULE_QUARANTINE_MAX]; /* RULE_QUARANTINE: the queue's name */
+	char rule[RULE_NAME_MAX];             /* the rule that decided, "" for none */
+};
+
+/*
+ * What the rules see and may change. The caller owns everything; the engine
+ * reads the fields when a rule asks and edits env and msg in place.
+ */
+struct rule_ctx {
+	/* the connection */
+	const char *client_ip;
+	unsigned client_port;
+	const char *server_ip;
+	unsigned server_port;
+	const char *server_name;
+	const char *listener;       /* the listener's name */
+	const char *listener_kind;  /* smtp, submission, submissions */
+	int64_t connection_timestamp;
+	int is_secured;
+	int is_authenticated;
+	const char *auth_mechanism; /* NULL when not authenticated */
+	const char *auth_authid;
+	const char *helo;           /* "" before HELO / EHLO */
+
+	/* the transaction: env is NULL before MAIL */
+	struct envelope *env;
+	const char *rcpt;           /* the rcpt stage's recipient */
+	int64_t mail_timestamp;
+	struct message *msg;        /* from preq on, NULL before */
+
+	/* connection-wide state the engine keeps between stages */
+	int skip_all;               /* faccept or quarantine seen: no more rules */
+	char quarantine[RULE_QUARANTINE_MAX]; /* set by a connect..helo quarantine */
+	void *vars;                 /* connection variables (cJSON objects), engine-owned */
+	void *tx_vars;              /* the transaction's */
+};
+
+struct rules;
+
+struct rules_limits {
+	unsigned instructions; /* per rule call */
+	uint64_t memory;       /* bytes a rule call may add to the state */
+};
+
+/* Settings from the configuration that the rules can read as `config`. */
+struct rules_settings {
+	const char *hostname;
+	const char *local_domains;    /* space-separated */
+	const char *trusted_networks; /* space-separated */
+};
+
+/*
+ * rules_load - compile the rules file at path (and the modules and lists it
+ * loads). Returns the ruleset, or NULL with "file:line: reason" in err.
+ */
+struct rules *rules_load(const char *path, const struct rules_limits *limits,
+			 const struct rules_settings *settings, char *err, size_t errlen);
+
+/*
+ * rules_load_config - rules_load() with the file, limits and settings of a
+ * configuration.
+ */
+struct config;
+struct rules *rules_load_config(const struct config *cfg, char *err, size_t errlen);
+
+/* rules_free - release a ruleset (NULL is fine). */
+void rules_free(struct rules *r);
+
+/* rules_stage_used - whether the stage has any rule. */
+int rules_stage_used(const struct rules *r, enum rule_stage stage);
+
+/* rules_count - how many rules and actions the stage holds. */
+size_t rules_count(const struct rules *r, enum rule_stage stage);
+
+/*
+ * rules_run - run the stage's rules against ctx; fills *v. Rules that fail
+ * are logged with their name, file and line and give RULE_ERROR. A ctx with
+ * skip_all set runs nothing (RULE_NEXT, or RULE_QUARANTINE when ctx holds a
+ * quarantine name). Returns v->status.
+ */
+enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_ctx *ctx,
+			   struct rule_verdict *v);
+
+/* rules_ctx_release - free what the engine keeps in ctx (its variables). */
+void rules_ctx_release(struct rule_ctx *ctx);
+
+/* rules_tx_end - the transaction is over: forget its variables. */
+void rules_tx_end(struct rule_ctx *ctx);
+
+/*
+ * rules_tx_vars - the variables set so far for the transaction in ctx
+ * (connection ones overridden by transaction ones) as a JSON object text to
+ * store in the envelope; malloc'ed, NULL when there are none.
+ */
+char *rules_tx_vars(const struct rule_ctx *ctx);
+
+/* rules_stage_name - "connect" ... "delivery". */
+const char *rules_stage_name(enum rule_stage stage);
+
+/* rules_status_name - "next", "accept", ... */
+const char *rules_status_name(enum rule_status status);
+
+/*
+ * rules_trace - when set, called after each rule with its name, file:line,
+ * what it returned; used by `vsmtpctl rules run`. NULL by default.
+ */
+typedef void (*rules_trace_fn)(void *arg, enum rule_stage stage, const char *rule,
+			       const char *where, const char *result);
+void rules_set_trace(struct rules *r, rules_trace_fn fn, void *arg);
+
+#endif

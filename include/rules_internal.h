@@ -1,0 +1,75 @@
+/*
+ * rules_internal.h - what the pieces of the rule engine share: the ruleset
+ * itself (src/rules.c), the ctx object (src/rules_ctx.c) and the source
+ * scanner (src/rules_scan.c). Not for use outside the engine.
+ */
+#ifndef VSMTPD_RULES_INTERNAL_H
+#define VSMTPD_RULES_INTERNAL_H
+
+#include <lua.h>
+
+#include "rules.h"
+
+/* The Lua state's allocator counts what it holds and refuses past limit. */
+struct rules_mem {
+	size_t used;
+	size_t limit;
+	int exceeded; /* an allocation was refused during the current call */
+};
+
+struct rules {
+	lua_State *L;
+	struct rules_mem mem;
+	struct rules_limits limits;
+	uint64_t steps; /* VM instructions of the current rule call, roughly */
+	int killed;     /* the current call ran out of budget: stop it for good */
+	int stage_ref[RULE_STAGE_COUNT]; /* registry refs to the stages' rule arrays */
+	size_t stage_count[RULE_STAGE_COUNT];
+	char *path;     /* the rules file, absolute */
+	rules_trace_fn trace;
+	void *trace_arg;
+};
+
+/* The registry key of the rules folder, present only while loading. */
+#define RULES_DIR_KEY "vsmtpd.rules_dir"
+
+/* rules_from_state - the ruleset a Lua state belongs to. */
+struct rules *rules_from_state(lua_State *L);
+
+/* rules_ctx_open - register the ctx class in L. */
+void rules_ctx_open(lua_State *L);
+
+/* rules_ctx_push - push a ctx object for this call; rules_ctx_invalidate
+ * makes the object at idx refuse every further use. */
+void rules_ctx_push(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage);
+void rules_ctx_invalidate(lua_State *L, int idx);
+
+/* rules_status_push_quarantine - push status.quarantine(name); raises on a
+ * bad name. Shared by status.quarantine and ctx:quarantine. */
+int rules_status_push_quarantine(lua_State *L, const char *name);
+
+/* Where the scanner saw each stage key and hook function of the main file. */
+struct rules_scan {
+	int stage_line[RULE_STAGE_COUNT]; /* 0 when not seen as a table key */
+	int hook_line[RULE_STAGE_COUNT];  /* 0 when no "function on_..." */
+};
+
+/*
+ * rules_scan_source - read the rules file's source text for what Lua itself
+ * lets pass silently: a stage key given twice in one table constructor (the
+ * second would quietly replace the first) and a hook function defined twice.
+ * Returns 0, or -1 with "file:line: reason" in err.
+ */
+int rules_scan_source(const char *path, const char *text, size_t len, struct rules_scan *scan,
+		      char *err, size_t errlen);
+
+/* rules_stage_from_name - the stage called name, or -1. */
+int rules_stage_from_name(const char *name);
+
+/* rules_stage_from_hook - the stage of a hook name ("on_connect"), or -1. */
+int rules_stage_from_hook(const char *name);
+
+/* rules_hook_name - "on_connect" ... "on_delivery". */
+const char *rules_hook_name(enum rule_stage stage);
+
+#endif

@@ -1,0 +1,732 @@
+/*
+ * rules_ctx.c - the `ctx` object rules receive: the connection, the
+ * transaction and, from preq on, the message, with the seeds' predefined
+ * functions as methods.
+ *
+ * ctx is a userdata holding a pointer to the caller's struct rule_ctx. It is
+ * valid for one stage only: afterwards the pointer is cleared, so a rule
+ * that kept ctx in an upvalue gets an error instead of touching memory the
+ * session has moved on from. Fields are computed when read; methods are
+ * looked up in one luaL_Reg table, as in rspamd's lua_task.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+
+#include "rule_objects.h"
+#include "rules_internal.h"
+#include "smtp_parse.h"
+
+#define CTX_MT "vsmtpd.ctx"
+#define CTX_METHODS_KEY "vsmtpd.ctx.methods"
+#define CTX_VAR_NAME_MAX 128
+#define CTX_VARS_MAX 256
+#define CTX_VAR_TEXT_MAX 4096
+
+struct ctx_ud {
+	struct rule_ctx *ctx; /* NULL once the stage is over */
+	enum rule_stage stage;
+};
+
+/* ctx_check - the live context of the ctx object at 1; raises when stale. */
+static struct rule_ctx *ctx_check(lua_State *L, struct ctx_ud **udp)
+{
+	struct ctx_ud *ud = luaL_checkudata(L, 1, CTX_MT);
+
+	if (ud->ctx == NULL)
+		luaL_error(L, "ctx used after its stage ended");
+	if (udp != NULL)
+		*udp = ud;
+	return ud->ctx;
+}
+
+/* ctx_need_env - the envelope; raises before MAIL. */
+static struct envelope *ctx_need_env(lua_State *L, struct rule_ctx *ctx, const char *what)
+{
+	if (ctx->env == NULL)
+		luaL_error(L, "%s needs a transaction: available from the mail stage on", what);
+	return ctx->env;
+}
+
+/* ctx_need_msg - the message; raises before preq. */
+static struct message *ctx_need_msg(lua_State *L, struct rule_ctx *ctx, const char *what)
+{
+	if (ctx->msg == NULL)
+		luaL_error(L, "%s needs the message: available from the preq stage on", what);
+	return ctx->msg;
+}
+
+/* ctx_addr_equal - same mailbox: the local part exactly, the domain in any case. */
+static int ctx_addr_equal(const char *a, const char *b)
+{
+	const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+
+	if (at_a == NULL || at_b == NULL)
+		return at_a == at_b && strcasecmp(a, b) == 0; /* "postmaster" */
+	return at_a - a == at_b - b && strncmp(a, b, (size_t)(at_a - a)) == 0 &&
+	       strcasecmp(at_a, at_b) == 0;
+}
+
+/* ---- fields ---------------------------------------------------------- */
+
+/* ctx_push_rcpt_list - every recipient as an address object. */
+static void ctx_push_rcpt_list(lua_State *L, const struct envelope *env)
+{
+	size_t i, n = env ? env->nrcpts : 0;
+
+	lua_createtable(L, (int)n, 0);
+	for (i = 0; i < n; i++) {
+		rule_address_push(L, env->rcpts[i].address);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+/* ctx_push_string_or_nil - a string, nil when NULL or empty. */
+static void ctx_push_string_or_nil(lua_State *L, const char *s)
+{
+	if (s != NULL && *s != '\0')
+		lua_pushstring(L, s);
+	else
+		lua_pushnil(L);
+}
+
+/* ctx_push_auth - {mechanism=, authid=} or nil. */
+static void ctx_push_auth(lua_State *L, const struct rule_ctx *ctx)
+{
+	if (!ctx->is_authenticated) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, ctx->auth_mechanism ? ctx->auth_mechanism : "");
+	lua_setfield(L, -2, "mechanism");
+	lua_pushstring(L, ctx->auth_authid ? ctx->auth_authid : "");
+	lua_setfield(L, -2, "authid");
+}
+
+/* ctx_push_message_field - ctx.size, ctx.body, ctx.raw. */
+static int ctx_push_message_field(lua_State *L, struct rule_ctx *ctx, const char *key)
+{
+	struct message *msg = ctx_need_msg(L, ctx, key);
+	const char *body;
+	size_t len;
+	char *raw;
+
+	if (strcmp(key, "size") == 0) {
+		lua_pushinteger(L, (lua_Integer)message_size(msg));
+	} else if (strcmp(key, "body") == 0) {
+		body = message_body(msg, &len);
+		lua_pushlstring(L, body ? body : "", len);
+	} else {
+		if ((raw = message_serialize(msg, &len)) == NULL)
+			return luaL_error(L, "out of memory");
+		lua_pushlstring(L, raw, len);
+		free(raw);
+	}
+	return 1;
+}
+
+/* ctx_push_field - the value of ctx.<key>; 0 when key is no field. */
+static int ctx_push_field(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage,
+			  const char *key)
+{
+	const struct envelope *env = ctx->env;
+
+	switch (key[0]) {
+	case 'a':
+		if (strcmp(key, "auth") == 0)
+			return ctx_push_auth(L, ctx), 1;
+		break;
+	case 'b':
+		if (strcmp(key, "body") == 0)
+			return ctx_push_message_field(L, ctx, key);
+		break;
+	case 'c':
+		if (strcmp(key, "client_ip") == 0)
+			return lua_pushstring(L, ctx->client_ip ? ctx->client_ip : "unknown"), 1;
+		if (strcmp(key, "client_port") == 0)
+			return lua_pushinteger(L, ctx->client_port), 1;
+		if (strcmp(key, "connection_timestamp") == 0)
+			return lua_pushinteger(L, ctx->connection_timestamp), 1;
+		break;
+	case 'h':
+		if (strcmp(key, "helo") == 0)
+			return ctx_push_string_or_nil(L, ctx->helo), 1;
+		break;
+	case 'i':
+		if (strcmp(key, "is_secured") == 0)
+			return lua_pushboolean(L, ctx->is_secured), 1;
+		if (strcmp(key, "is_authenticated") == 0)
+			return lua_pushboolean(L, ctx->is_authenticated), 1;
+		break;
+	case 'l':
+		if (strcmp(key, "listener") == 0)
+			return ctx_push_string_or_nil(L, ctx->listener), 1;
+		if (strcmp(key, "listener_kind") == 0)
+			return ctx_push_string_or_nil(L, ctx->listener_kind), 1;
+		break;
+	case 'm':
+		if (strcmp(key, "mail_from") == 0) {
+			if (env == NULL)
+				lua_pushnil(L);
+			else
+				rule_address_push(L, env->mail_from ? env->mail_from : "");
+			return 1;
+		}
+		if (strcmp(key, "mail_timestamp") == 0) {
+			if (env == NULL)
+				lua_pushnil(L);
+			else
+				lua_pushinteger(L, ctx->mail_timestamp);
+			return 1;
+		}
+		if (strcmp(key, "message_id") == 0)
+			return ctx_push_string_or_nil(L, env ? env->id : NULL), 1;
+		break;
+	case 'r':
+		if (strcmp(key, "rcpt") == 0) {
+			if (ctx->rcpt == NULL)
+				lua_pushnil(L);
+			else
+				rule_address_push(L, ctx->rcpt);
+			return 1;
+		}
+		if (strcmp(key, "rcpt_list") == 0)
+			return ctx_push_rcpt_list(L, env), 1;
+		if (strcmp(key, "raw") == 0)
+			return ctx_push_message_field(L, ctx, key);
+		break;
+	case 's':
+		if (strcmp(key, "server_ip") == 0)
+			return ctx_push_string_or_nil(L, ctx->server_ip), 1;
+		if (strcmp(key, "server_port") == 0)
+			return lua_pushinteger(L, ctx->server_port), 1;
+		if (strcmp(key, "server_name") == 0)
+			return ctx_push_string_or_nil(L, ctx->server_name), 1;
+		if (strcmp(key, "stage") == 0)
+			return lua_pushstring(L, rules_stage_name(stage)), 1;
+		if (strcmp(key, "size") == 0)
+			return ctx_push_message_field(L, ctx, key);
+		break;
+	case 't':
+		if (strcmp(key, "tls") == 0)
+			return lua_pushnil(L), 1; /* no TLS listener exists yet */
+		break;
+	}
+	return 0;
+}
+
+/* lua_ctx_index - ctx.<field> or ctx:<method>; anything else raises. */
+static int lua_ctx_index(lua_State *L)
+{
+	struct ctx_ud *ud;
+	struct rule_ctx *ctx = ctx_check(L, &ud);
+	const char *key = luaL_checkstring(L, 2);
+
+	lua_getfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
+	if (lua_getfield(L, -1, key) != LUA_TNIL)
+		return 1;
+	lua_pop(L, 2);
+	if (ctx_push_field(L, ctx, ud->stage, key))
+		return 1;
+	return luaL_error(L, "ctx has no field or method \"%s\"", key);
+}
+
+/* lua_ctx_newindex - ctx is read-only: changes go through its methods. */
+static int lua_ctx_newindex(lua_State *L)
+{
+	return luaL_error(L, "ctx.%s cannot be assigned: use ctx:set(name, value) or a method",
+			  luaL_tolstring(L, 2, NULL));
+}
+
+/* ---- variables ------------------------------------------------------- */
+
+/* ctx_vars_slot - the connection's or the transaction's variables. */
+static cJSON **ctx_vars_slot(struct rule_ctx *ctx)
+{
+	return (cJSON **)(ctx->env != NULL ? &ctx->tx_vars : &ctx->vars);
+}
+
+/* lua_ctx_set - ctx:set(name, value): a string, number or boolean (nil
+ * deletes), kept with the transaction, or with the connection before MAIL. */
+static int lua_ctx_set(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	size_t nlen, vlen;
+	const char *name = luaL_checklstring(L, 2, &nlen);
+	cJSON **slot = ctx_vars_slot(ctx), *item = NULL;
+
+	if (nlen == 0 || nlen > CTX_VAR_NAME_MAX)
+		return luaL_error(L, "variable name must be 1 to %d bytes", CTX_VAR_NAME_MAX);
+	switch (lua_type(L, 3)) {
+	case LUA_TNIL:
+	case LUA_TNONE:
+		break;
+	case LUA_TBOOLEAN:
+		item = cJSON_CreateBool(lua_toboolean(L, 3));
+		break;
+	case LUA_TNUMBER:
+		item = cJSON_CreateNumber(lua_tonumber(L, 3));
+		break;
+	case LUA_TSTRING:
+		lua_tolstring(L, 3, &vlen);
+		if (vlen > CTX_VAR_TEXT_MAX)
+			return luaL_error(L, "variable \"%s\": at most %d bytes", name,
+					  CTX_VAR_TEXT_MAX);
+		item = cJSON_CreateString(lua_tostring(L, 3));
+		break;
+	default:
+		return luaL_error(L, "variable \"%s\": a string, number or boolean, not a %s", name,
+				  luaL_typename(L, 3));
+	}
+	if (*slot == NULL && (*slot = cJSON_CreateObject()) == NULL)
+		return luaL_error(L, "out of memory");
+	cJSON_DeleteItemFromObjectCaseSensitive(*slot, name);
+	if (item == NULL && !lua_isnoneornil(L, 3))
+		return luaL_error(L, "out of memory");
+	if (item != NULL) {
+		if (cJSON_GetArraySize(*slot) >= CTX_VARS_MAX) {
+			cJSON_Delete(item);
+			return luaL_error(L, "at most %d variables", CTX_VARS_MAX);
+		}
+		cJSON_AddItemToObject(*slot, name, item);
+	}
+	return 0;
+}
+
+/* ctx_push_json - a variable's value as Lua. */
+static void ctx_push_json(lua_State *L, const cJSON *item)
+{
+	if (cJSON_IsBool(item))
+		lua_pushboolean(L, cJSON_IsTrue(item));
+	else if (cJSON_IsNumber(item) && item->valuedouble == (double)(lua_Integer)item->valuedouble)
+		lua_pushinteger(L, (lua_Integer)item->valuedouble);
+	else if (cJSON_IsNumber(item))
+		lua_pushnumber(L, item->valuedouble);
+	else if (cJSON_IsString(item))
+		lua_pushstring(L, item->valuestring);
+	else
+		lua_pushnil(L);
+}
+
+/* lua_ctx_get - ctx:get(name): the transaction's value, else the
+ * connection's, else nil. */
+static int lua_ctx_get(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	const char *name = luaL_checkstring(L, 2);
+	const cJSON *item = NULL;
+
+	if (ctx->tx_vars != NULL)
+		item = cJSON_GetObjectItemCaseSensitive(ctx->tx_vars, name);
+	if (item == NULL && ctx->vars != NULL)
+		item = cJSON_GetObjectItemCaseSensitive(ctx->vars, name);
+	ctx_push_json(L, item);
+	return 1;
+}
+
+/* rules_tx_vars - both sets merged, as JSON text. */
+char *rules_tx_vars(const struct rule_ctx *ctx)
+{
+	cJSON *merged, *item;
+	const cJSON *set[2] = {ctx->vars, ctx->tx_vars};
+	char *text;
+	int i;
+
+	if (cJSON_GetArraySize(ctx->vars) == 0 && cJSON_GetArraySize(ctx->tx_vars) == 0)
+		return NULL;
+	if ((merged = cJSON_CreateObject()) == NULL)
+		return NULL;
+	for (i = 0; i < 2; i++) {
+		if (set[i] == NULL)
+			continue;
+		for (item = set[i]->child; item != NULL; item = item->next) {
+			cJSON_DeleteItemFromObjectCaseSensitive(merged, item->string);
+			cJSON_AddItemToObject(merged, item->string, cJSON_Duplicate(item, 1));
+		}
+	}
+	text = cJSON_PrintUnformatted(merged);
+	cJSON_Delete(merged);
+	return text;
+}
+
+/* rules_tx_end - drop the transaction's variables. */
+void rules_tx_end(struct rule_ctx *ctx)
+{
+	cJSON_Delete(ctx->tx_vars);
+	ctx->tx_vars = NULL;
+}
+
+/* rules_ctx_release - drop everything the engine keeps in ctx. */
+void rules_ctx_release(struct rule_ctx *ctx)
+{
+	rules_tx_end(ctx);
+	cJSON_Delete(ctx->vars);
+	ctx->vars = NULL;
+}
+
+/* ---- the envelope ---------------------------------------------------- */
+
+/* ctx_check_address - the address at idx (string or address object) into buf. */
+static void ctx_check_address(lua_State *L, int idx, char *buf, size_t len)
+{
+	rule_address_check(L, idx, buf, len);
+}
+
+/* lua_ctx_rewrite_mail_from - ctx:rewrite_mail_from(addr); "" is the null sender. */
+static int lua_ctx_rewrite_mail_from(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	struct envelope *env = ctx_need_env(L, ctx, "rewrite_mail_from");
+	char addr[RULE_ADDRESS_TEXT_MAX];
+
+	rule_sender_check(L, 2, addr, sizeof(addr));
+	if (envelope_set(&env->mail_from, addr) < 0)
+		return luaL_error(L, "out of memory");
+	return 0;
+}
+
+/* ctx_find_rcpt - the index of addr among the recipients, or -1. */
+static long ctx_find_rcpt(const struct envelope *env, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpts; i++)
+		if (ctx_addr_equal(env->rcpts[i].address, addr))
+			return (long)i;
+	return -1;
+}
+
+/* ctx_add_rcpt - add addr unless it is there already; pushes whether added. */
+static int ctx_add_rcpt(lua_State *L, const char *what)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	struct envelope *env = ctx_need_env(L, ctx, what);
+	char addr[RULE_ADDRESS_TEXT_MAX];
+
+	ctx_check_address(L, 2, addr, sizeof(addr));
+	if (ctx_find_rcpt(env, addr) >= 0) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	if (envelope_add_rcpt(env, addr, 0, NULL, NULL) < 0)
+		return luaL_error(L, "out of memory");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* lua_ctx_add_rcpt - ctx:add_rcpt(addr): one more envelope recipient. */
+static int lua_ctx_add_rcpt(lua_State *L)
+{
+	return ctx_add_rcpt(L, "add_rcpt");
+}
+
+/* lua_ctx_bcc - ctx:bcc(addr): a blind copy, an envelope recipient the
+ * headers never show. */
+static int lua_ctx_bcc(lua_State *L)
+{
+	return ctx_add_rcpt(L, "bcc");
+}
+
+/* lua_ctx_remove_rcpt - ctx:remove_rcpt(addr): returns whether it was there. */
+static int lua_ctx_remove_rcpt(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	struct envelope *env = ctx_need_env(L, ctx, "remove_rcpt");
+	char addr[RULE_ADDRESS_TEXT_MAX];
+	long i;
+	int removed = 0;
+
+	ctx_check_address(L, 2, addr, sizeof(addr));
+	while ((i = ctx_find_rcpt(env, addr)) >= 0) {
+		envelope_remove_rcpt(env, (size_t)i);
+		removed = 1;
+	}
+	lua_pushboolean(L, removed);
+	return 1;
+}
+
+/* lua_ctx_rewrite_rcpt - ctx:rewrite_rcpt(old, new): returns whether old was there. */
+static int lua_ctx_rewrite_rcpt(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	struct envelope *env = ctx_need_env(L, ctx, "rewrite_rcpt");
+	char old[RULE_ADDRESS_TEXT_MAX], new[RULE_ADDRESS_TEXT_MAX];
+	long i, dup;
+
+	ctx_check_address(L, 2, old, sizeof(old));
+	ctx_check_address(L, 3, new, sizeof(new));
+	if ((i = ctx_find_rcpt(env, old)) < 0) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	if ((dup = ctx_find_rcpt(env, new)) >= 0 && dup != i) {
+		envelope_remove_rcpt(env, (size_t)i); /* new is a recipient already */
+	} else if (envelope_set(&env->rcpts[i].address, new) < 0) {
+		return luaL_error(L, "out of memory");
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* ---- the message ----------------------------------------------------- */
+
+/* ctx_header_name - argument idx as a header name (checked by the library too). */
+static const char *ctx_header_name(lua_State *L, int idx)
+{
+	size_t len;
+	const char *name = luaL_checklstring(L, idx, &len);
+
+	if (len == 0 || strlen(name) != len)
+		luaL_argerror(L, idx, "not a header name");
+	return name;
+}
+
+/* ctx_edit_failed - raise for a failed edit. */
+static int ctx_edit_failed(lua_State *L, const char *what)
+{
+	if (errno == ENOMEM)
+		return luaL_error(L, "%s: out of memory", what);
+	return luaL_error(L, "%s: invalid name, value or address (header names are printable "
+			     "ASCII without ':', values hold no CR or LF)",
+			  what);
+}
+
+/* lua_ctx_has_header - ctx:has_header(name). */
+static int lua_ctx_has_header(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "has_header");
+
+	lua_pushboolean(L, message_header_count(msg, ctx_header_name(L, 2)) > 0);
+	return 1;
+}
+
+/* lua_ctx_count_header - ctx:count_header(name). */
+static int lua_ctx_count_header(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "count_header");
+
+	lua_pushinteger(L, (lua_Integer)message_header_count(msg, ctx_header_name(L, 2)));
+	return 1;
+}
+
+/* lua_ctx_get_header - ctx:get_header(name [, n]): the nth (1-based, first
+ * by default) value, unfolded, or nil. */
+static int lua_ctx_get_header(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "get_header");
+	const char *name = ctx_header_name(L, 2);
+	lua_Integer nth = luaL_optinteger(L, 3, 1);
+	size_t len;
+	char *value;
+
+	if (nth < 1 || (value = message_header_get(msg, name, (size_t)nth - 1, &len)) == NULL) {
+		if (nth >= 1 && errno == ENOMEM)
+			return luaL_error(L, "out of memory");
+		lua_pushnil(L);
+		return 1;
+	}
+	lua_pushlstring(L, value, len);
+	free(value);
+	return 1;
+}
+
+/* lua_ctx_get_all_headers - ctx:get_all_headers([name]): with a name, every
+ * value of that header; without, every field as {name = ..., value = ...}. */
+static int lua_ctx_get_all_headers(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "get_all_headers");
+	const char *name = lua_isnoneornil(L, 2) ? NULL : ctx_header_name(L, 2);
+	size_t i, n = message_field_count(msg), nlen, vlen;
+	lua_Integer out = 0;
+	const char *fname;
+	char *value;
+
+	lua_newtable(L);
+	for (i = 0; i < n; i++) {
+		fname = message_field_name(msg, i, &nlen);
+		if (name != NULL && (strlen(name) != nlen || strncasecmp(fname, name, nlen) != 0))
+			continue;
+		if ((value = message_field_value(msg, i, &vlen)) == NULL)
+			return luaL_error(L, "out of memory");
+		if (name != NULL) {
+			lua_pushlstring(L, value, vlen);
+		} else {
+			lua_createtable(L, 0, 2);
+			lua_pushlstring(L, fname, nlen);
+			lua_setfield(L, -2, "name");
+			lua_pushlstring(L, value, vlen);
+			lua_setfield(L, -2, "value");
+		}
+		free(value);
+		lua_rawseti(L, -2, ++out);
+	}
+	return 1;
+}
+
+/* ctx_header_edit - the shared body of append, prepend and set. */
+static int ctx_header_edit(lua_State *L, const char *what,
+			   int (*edit)(struct message *, const char *, const char *))
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), what);
+	const char *name = ctx_header_name(L, 2);
+	const char *value = luaL_checkstring(L, 3);
+
+	if (edit(msg, name, value) < 0)
+		return ctx_edit_failed(L, what);
+	return 0;
+}
+
+static int lua_ctx_append_header(lua_State *L)
+{
+	return ctx_header_edit(L, "append_header", message_header_append);
+}
+
+static int lua_ctx_prepend_header(lua_State *L)
+{
+	return ctx_header_edit(L, "prepend_header", message_header_prepend);
+}
+
+static int lua_ctx_set_header(lua_State *L)
+{
+	return ctx_header_edit(L, "set_header", message_header_set);
+}
+
+/* lua_ctx_rename_header - ctx:rename_header(old, new): how many were renamed. */
+static int lua_ctx_rename_header(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "rename_header");
+	ssize_t n = message_header_rename(msg, ctx_header_name(L, 2), ctx_header_name(L, 3));
+
+	if (n < 0)
+		return ctx_edit_failed(L, "rename_header");
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* lua_ctx_remove_header - ctx:remove_header(name): how many were removed. */
+static int lua_ctx_remove_header(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "remove_header");
+	ssize_t n = message_header_remove(msg, ctx_header_name(L, 2));
+
+	if (n < 0)
+		return ctx_edit_failed(L, "remove_header");
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* lua_ctx_add_to - ctx:add_to(addr): add a mailbox to the To header. */
+static int lua_ctx_add_to(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "add_to");
+	char addr[RULE_ADDRESS_TEXT_MAX];
+
+	ctx_check_address(L, 2, addr, sizeof(addr));
+	if (message_to_add(msg, addr) < 0) {
+		if (errno == EBADMSG)
+			return luaL_error(L, "add_to: the To header is malformed; left unchanged");
+		return ctx_edit_failed(L, "add_to");
+	}
+	return 0;
+}
+
+/* lua_ctx_remove_to - ctx:remove_to(addr): how many mailboxes went. */
+static int lua_ctx_remove_to(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "remove_to");
+	char addr[RULE_ADDRESS_TEXT_MAX];
+	ssize_t n;
+
+	ctx_check_address(L, 2, addr, sizeof(addr));
+	if ((n = message_to_remove(msg, addr)) < 0)
+		return ctx_edit_failed(L, "remove_to");
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* lua_ctx_rewrite_to - ctx:rewrite_to(old, new): how many were rewritten. */
+static int lua_ctx_rewrite_to(lua_State *L)
+{
+	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "rewrite_to");
+	char old[RULE_ADDRESS_TEXT_MAX], new[RULE_ADDRESS_TEXT_MAX];
+	ssize_t n;
+
+	ctx_check_address(L, 2, old, sizeof(old));
+	ctx_check_address(L, 3, new, sizeof(new));
+	if ((n = message_to_rewrite(msg, old, new)) < 0)
+		return ctx_edit_failed(L, "rewrite_to");
+	lua_pushinteger(L, n);
+	return 1;
+}
+
+/* lua_ctx_quarantine - ctx:quarantine(name): the same as status.quarantine(name). */
+static int lua_ctx_quarantine(lua_State *L)
+{
+	ctx_check(L, NULL);
+	return rules_status_push_quarantine(L, luaL_checkstring(L, 2));
+}
+
+/* ---- the class ------------------------------------------------------- */
+
+/* rules_ctx_open - the ctx metatable and its methods. */
+void rules_ctx_open(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{"set", lua_ctx_set},
+		{"get", lua_ctx_get},
+		{"rewrite_mail_from", lua_ctx_rewrite_mail_from},
+		{"add_rcpt", lua_ctx_add_rcpt},
+		{"remove_rcpt", lua_ctx_remove_rcpt},
+		{"rewrite_rcpt", lua_ctx_rewrite_rcpt},
+		{"bcc", lua_ctx_bcc},
+		{"has_header", lua_ctx_has_header},
+		{"get_header", lua_ctx_get_header},
+		{"get_all_headers", lua_ctx_get_all_headers},
+		{"count_header", lua_ctx_count_header},
+		{"append_header", lua_ctx_append_header},
+		{"prepend_header", lua_ctx_prepend_header},
+		{"set_header", lua_ctx_set_header},
+		{"rename_header", lua_ctx_rename_header},
+		{"remove_header", lua_ctx_remove_header},
+		{"add_to", lua_ctx_add_to},
+		{"remove_to", lua_ctx_remove_to},
+		{"rewrite_to", lua_ctx_rewrite_to},
+		{"quarantine", lua_ctx_quarantine},
+		{NULL, NULL},
+	};
+
+	luaL_newmetatable(L, CTX_MT);
+	lua_pushcfunction(L, lua_ctx_index);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, lua_ctx_newindex);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushliteral(L, "ctx");
+	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 1);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
+}
+
+/* rules_ctx_push - a ctx object for one stage. */
+void rules_ctx_push(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	struct ctx_ud *ud = lua_newuserdatauv(L, sizeof(*ud), 0);
+
+	ud->ctx = ctx;
+	ud->stage = stage;
+	luaL_setmetatable(L, CTX_MT);
+}
+
+/* rules_ctx_invalidate - the stage is over. */
+void rules_ctx_invalidate(lua_State *L, int idx)
+{
+	struct ctx_ud *ud = luaL_checkudata(L, idx, CTX_MT);
+
+	ud->ctx = NULL;
+}
