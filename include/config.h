@@ -72,6 +72,7 @@ struct config {
 
 	/* [rules] */
 	char *rules_file;                 /* absolute */
+	char *app_dir;                    /* where write() and dump() put files, absolute */
 	unsigned rules_instruction_limit; /* Lua VM instructions per rule call */
 	uint64_t rules_memory_limit;      /* bytes a rule call may add to the Lua state */
 	char *local_domains;              /* lowercased domains, separated by single spaces */

@@ -21,7 +21,13 @@ enum ipc_type {
 	IPC_MSG_COMMIT,          /* session -> queue: id; a = content, b = envelope length */
 	IPC_MSG_COMMITTED,       /* queue -> session: status for id */
 	IPC_MSG_ABORT,           /* session -> queue: drop the file of id */
+	IPC_RULE_USER,           /* session -> queue: does the account named text exist? */
+	IPC_RULE_SAVE,           /* session -> queue: copy the attached file to app_dir/text/id
+				  * (a = 1: a JSON dump, 0: the raw message) */
+	IPC_RULE_DONE,           /* queue -> session: status of a rule request */
 };
+
+#define IPC_TEXT_MAX 63
 
 struct ipc_msg {
 	uint32_t type;
@@ -29,6 +35,7 @@ struct ipc_msg {
 	uint64_t a;
 	uint64_t b;
 	char id[SPOOL_ID_LEN + 1];
+	char text[IPC_TEXT_MAX + 1]; /* a rule request's name */
 };
 
 /* ipc_socketpair - a SOCK_SEQPACKET pair, close-on-exec and non-blocking. 0 or -1. */

@@ -44,6 +44,14 @@ enum rule_status {
 #define RULE_TEXT_MAX 512
 #define RULE_NAME_MAX 128
 #define RULE_QUARANTINE_MAX 128
+#define RULE_FILE_NAME_MAX 33 /* a queue id, NUL included */
+
+/* Requests a rule makes through rule_ctx.service. */
+enum rule_service {
+	RULE_SERVICE_USER_EXIST, /* name: an account */
+	RULE_SERVICE_WRITE,      /* name: a folder of app_dir; data: the raw message */
+	RULE_SERVICE_DUMP,       /* name: a folder of app_dir; data: the JSON dump */
+};
 
 /* An SMTP reply chosen by a rule. */
 struct rule_reply {
@@ -85,6 +93,15 @@ struct rule_ctx {
 	const char *rcpt;           /* the rcpt stage's recipient */
 	int64_t mail_timestamp;
 	struct message *msg;        /* from preq on, NULL before */
+
+	/*
+	 * What a rule may ask of the world outside the sandbox: whether an
+	 * account exists, saving a copy of the message. 0, or an errno value
+	 * (ENOENT: no such account). NULL when there is nobody to ask.
+	 */
+	int (*service)(void *arg, enum rule_service kind, const char *name, const char *file,
+		       const char *data, size_t len);
+	void *service_arg;
 
 	/* connection-wide state the engine keeps between stages */
 	int skip_all;               /* faccept or quarantine seen: no more rules */

@@ -28,6 +28,7 @@ struct rules {
 	char *path;     /* the rules file, absolute */
 	rules_trace_fn trace;
 	void *trace_arg;
+	struct rule_ctx *current; /* the context of the stage running, NULL between */
 };
 
 /* The registry key of the rules folder, present only while loading. */
@@ -35,6 +36,9 @@ struct rules {
 
 /* rules_from_state - the ruleset a Lua state belongs to. */
 struct rules *rules_from_state(lua_State *L);
+
+/* lua_user_exist - the user_exist(name) global. */
+int lua_user_exist(lua_State *L);
 
 /* rules_ctx_open - register the ctx class in L. */
 void rules_ctx_open(lua_State *L);

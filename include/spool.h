@@ -55,6 +55,9 @@ void spool_trailer_format(char buf[SPOOL_TRAILER_LEN], uint64_t content_len, uin
  */
 int spool_prepare(const char *dir, int uid, int gid);
 
+/* spool_prepare_dir - the same for one directory alone (the rules' app_dir). */
+int spool_prepare_dir(const char *dir, int uid, int gid);
+
 /*
  * spool_message_read - check a committed file and read its envelope.
  *

@@ -13,4 +13,5 @@ exec ./build/vsmtpd -c conf/vsmtpd.conf \
 	-o server.spool_dir="$PWD/run/spool" \
 	-o server.log=stderr \
 	-o rules.file="$PWD/rules/main.lua" \
+	-o rules.app_dir="$PWD/run/app" \
 	"$@"

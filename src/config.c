@@ -199,6 +199,8 @@ static const struct key_def keys[] = {
 	                                      1000, UINT_MAX,              NULL,        false},
 	{SEC_RULES,    "memory_limit",        parse_size64,    CFG(rules_memory_limit),
 	                                      1 << 20, UINT64_C(1) << 34,  NULL,        false},
+	{SEC_RULES,    "app_dir",             parse_dir,       CFG(app_dir),
+	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "local_domains",       parse_domains,   CFG(local_domains),
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "trusted_networks",    parse_networks,  CFG(trusted_networks),
@@ -1240,12 +1242,13 @@ static struct config *config_new(void)
 	cfg->shutdown_grace = 30;
 	cfg->bare_eol = BARE_EOL_REJECT;
 	cfg->rules_file = strdup(CONFIG_DEFAULT_RULES);
+	cfg->app_dir = strdup("/var/lib/vsmtpd");
 	cfg->rules_instruction_limit = 10000000;
 	cfg->rules_memory_limit = 64 << 20;
 	cfg->local_domains = strdup("");
 	cfg->trusted_networks = strdup("127.0.0.0/8 ::1");
 	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL ||
-	    cfg->rules_file == NULL || cfg->local_domains == NULL || cfg->trusted_networks == NULL) {
+	    cfg->rules_file == NULL || cfg->app_dir == NULL || cfg->local_domains == NULL || cfg->trusted_networks == NULL) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -1339,6 +1342,7 @@ void config_free(struct config *cfg)
 	free(cfg->group);
 	free(cfg->spool_dir);
 	free(cfg->rules_file);
+	free(cfg->app_dir);
 	free(cfg->local_domains);
 	free(cfg->trusted_networks);
 	free(cfg);

@@ -601,6 +601,10 @@ static int master_privileges(struct master *m)
 		log_err("cannot prepare spool %s: %s", cfg->spool_dir, strerror(errno));
 		return -1;
 	}
+	if (spool_prepare_dir(cfg->app_dir, owner_uid, owner_gid) < 0) {
+		log_err("cannot prepare [rules] app_dir %s: %s", cfg->app_dir, strerror(errno));
+		return -1;
+	}
 	if (!root) {
 		log_info("not started as root: running as uid %d; [server] user applies only "
 			 "when started as root",

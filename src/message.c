@@ -196,8 +196,8 @@ static size_t fold_next(const char *v, size_t n, size_t i)
  * characters (EINVAL); otherwise such a line, made of a word the message
  * already had, is written as it is.
  */
-static char *fold_field(const char *name, size_t name_len, const char *v, size_t n,
-			const char *eol, int strict, size_t *out_len)
+static char *fold_field(const char *name, size_t name_len, const char *v, size_t n, const char *eol,
+                        int strict, size_t *out_len)
 {
 	struct sbuf b = {0};
 	size_t line = name_len + 1;
@@ -282,8 +282,7 @@ nomem:
 }
 
 /* push_field - record the field starting at raw, its first line len bytes long. */
-static int push_field(struct message *m, const char *raw, size_t len, size_t name_len,
-		      size_t colon)
+static int push_field(struct message *m, const char *raw, size_t len, size_t name_len, size_t colon)
 {
 	struct field *f;
 
@@ -1124,7 +1123,7 @@ static void al_put_item(struct sbuf *b, const struct al_list *l, const struct al
  * commas as they were; *removed counts the others.
  */
 static void al_put_members(struct sbuf *b, const struct al_list *l, size_t g, const char *addr,
-			   size_t *removed)
+                           size_t *removed)
 {
 	size_t k, put = 0;
 
@@ -1172,7 +1171,7 @@ static void al_remove(const struct al_list *l, const char *addr, struct sbuf *b,
 
 /* al_rewrite - the list with new_addr for the addr-spec of each mailbox equal to addr. */
 static void al_rewrite(const struct al_list *l, const char *addr, const char *new_addr,
-		       struct sbuf *b, size_t *rewritten)
+                       struct sbuf *b, size_t *rewritten)
 {
 	size_t i, pos = 0;
 
@@ -1218,7 +1217,7 @@ struct to_change {
  * ch->raw unset. -1 when out of memory.
  */
 static int to_field_edit(const struct message *m, size_t index, const char *addr,
-			 const char *new_addr, struct to_change *ch, size_t *n)
+                         const char *new_addr, struct to_change *ch, size_t *n)
 {
 	const struct field *f = &m->fields[index];
 	struct sbuf b = {0};
@@ -1338,7 +1337,7 @@ ssize_t message_to_rewrite(struct message *m, const char *old_addr, const char *
  * unclosed group at the end is closed first, so addr does not join it.
  */
 static char *to_added(const struct al_list *l, const char *v, size_t n, const char *addr,
-		      size_t *len)
+                      size_t *len)
 {
 	struct sbuf b = {0};
 	const struct al_item *last = NULL;

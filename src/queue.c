@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +324,86 @@ static void queue_client_close(struct queue *q, struct queue_client *c)
 	free(c);
 }
 
+/* queue_rule_user - IPC_RULE_USER: user_exist() from a rule. */
+static void queue_rule_user(struct queue_client *c, const struct ipc_msg *req)
+{
+	struct passwd pw, *found = NULL;
+	char buf[4096];
+	int err;
+
+	err = getpwnam_r(req->text, &pw, buf, sizeof(buf), &found);
+	if (err == 0 && found == NULL)
+		err = ENOENT;
+	queue_reply(c, IPC_RULE_DONE, err, req->id, -1);
+}
+
+/* queue_rule_copy - copy all of in to out. 0 or an errno value. */
+static int queue_rule_copy(int in, int out, uint64_t limit)
+{
+	char buf[65536];
+	uint64_t total = 0;
+	off_t off = 0;
+	ssize_t n, w;
+
+	while ((n = pread(in, buf, sizeof(buf), off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if ((total += (uint64_t)n) > limit)
+			return EFBIG;
+		off += n;
+		for (w = 0; w < n;) {
+			ssize_t k = write(out, buf + w, (size_t)(n - w));
+
+			if (k < 0 && errno != EINTR)
+				return errno;
+			if (k > 0)
+				w += k;
+		}
+	}
+	return 0;
+}
+
+/* queue_rule_save - IPC_RULE_SAVE: write() and dump() from a rule, into
+ * app_dir/<folder>/<id>.eml or .json, whole or not at all. */
+static int queue_rule_save(struct queue *q, const struct ipc_msg *req, int fd)
+{
+	char name[SPOOL_ID_LEN + 8], tmp[SPOOL_ID_LEN + 16];
+	int app, dir, out, err = 0;
+	size_t i;
+
+	if (fd < 0 || !spool_quarantine_name_ok(req->text) || strlen(req->id) != SPOOL_ID_LEN)
+		return EINVAL;
+	for (i = 0; i < SPOOL_ID_LEN; i++)
+		if (!((req->id[i] >= '0' && req->id[i] <= '9') || (req->id[i] >= 'A' && req->id[i] <= 'F')))
+			return EINVAL;
+	snprintf(name, sizeof(name), "%s.%s", req->id, req->a ? "json" : "eml");
+	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	if ((app = open(q->cfg->app_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return errno;
+	dir = queue_subdir(app, req->text);
+	err = dir < 0 ? errno : 0;
+	close(app);
+	if (err != 0)
+		return err;
+	if ((out = openat(dir, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) <
+	    0) {
+		err = errno;
+		close(dir);
+		return err;
+	}
+	err = queue_rule_copy(fd, out, 2 * q->max_message_size + SPOOL_ENVELOPE_MAX);
+	if (close(out) < 0 && err == 0)
+		err = errno;
+	if (err == 0 && renameat(dir, tmp, dir, name) < 0)
+		err = errno;
+	if (err != 0)
+		unlinkat(dir, tmp, 0);
+	close(dir);
+	return err;
+}
+
 /* queue_client_cb - requests from a session. */
 static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -331,9 +413,26 @@ static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
 	int passfd, n;
 
 	while ((n = ipc_recv(fd, &m, &passfd)) > 0) {
-		if (passfd != -1)
-			close(passfd); /* sessions never send descriptors */
+		m.text[IPC_TEXT_MAX] = '\0';
+		m.id[SPOOL_ID_LEN] = '\0';
+		if (passfd != -1 && m.type != IPC_RULE_SAVE) {
+			close(passfd); /* only a save comes with a descriptor */
+			passfd = -1;
+		}
 		switch (m.type) {
+		case IPC_RULE_USER:
+			queue_rule_user(c, &m);
+			break;
+		case IPC_RULE_SAVE: {
+			int err = queue_rule_save(q, &m, passfd);
+
+			if (err != 0)
+				log_warn("rules: cannot save %s/%s: %s", m.text, m.id, strerror(err));
+			queue_reply(c, IPC_RULE_DONE, err, m.id, -1);
+			if (passfd != -1)
+				close(passfd);
+			break;
+		}
 		case IPC_MSG_CREATE:
 			queue_msg_create(q, c, m.a);
 			break;

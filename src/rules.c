@@ -734,6 +734,8 @@ static void rules_open_sandbox(lua_State *L, const struct rules_settings *settin
 	lua_setglobal(L, "log");
 	lua_pushcfunction(L, lua_require);
 	lua_setglobal(L, "require");
+	lua_pushcfunction(L, lua_user_exist);
+	lua_setglobal(L, "user_exist");
 	lua_pushcfunction(L, lua_rule);
 	lua_setglobal(L, "rule");
 	lua_pushcfunction(L, lua_action);
@@ -1298,6 +1300,7 @@ enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_c
 	top = lua_gettop(L);
 	rules_ctx_push(L, ctx, stage);
 	ctx_idx = lua_gettop(L);
+	r->current = ctx;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->stage_ref[stage]);
 	n = (lua_Integer)lua_rawlen(L, -1);
 	for (i = 1; i <= n; i++) {
@@ -1311,6 +1314,7 @@ enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_c
 	if (v->status == RULE_NEXT)
 		v->rule[0] = '\0';
 	rules_ctx_invalidate(L, ctx_idx);
+	r->current = NULL;
 	lua_settop(L, top);
 	if (v->status == RULE_FACCEPT)
 		ctx->skip_all = 1;

@@ -20,6 +20,7 @@
 #include "rule_objects.h"
 #include "rules_internal.h"
 #include "smtp_parse.h"
+#include "spool.h"
 
 #define CTX_MT "vsmtpd.ctx"
 #define CTX_METHODS_KEY "vsmtpd.ctx.methods"
@@ -664,6 +665,131 @@ static int lua_ctx_rewrite_to(lua_State *L)
 	return 1;
 }
 
+/* ---- services outside the sandbox ----------------------------------- */
+
+/* ctx_service - ask the world outside; raises when nobody can answer. */
+static int ctx_service(lua_State *L, struct rule_ctx *ctx, enum rule_service kind,
+		       const char *name, const char *data, size_t len)
+{
+	char file[RULE_FILE_NAME_MAX];
+
+	if (ctx->service == NULL)
+		return luaL_error(L, "not available here (no queue process to ask)");
+	snprintf(file, sizeof(file), "%s",
+		 ctx->env != NULL && ctx->env->id[0] ? ctx->env->id : "");
+	return ctx->service(ctx->service_arg, kind, name, file, data, len);
+}
+
+/* ctx_check_folder - a write/dump folder name: one safe path component. */
+static const char *ctx_check_folder(lua_State *L, int idx)
+{
+	const char *dir = luaL_checkstring(L, idx);
+
+	if (!spool_quarantine_name_ok(dir))
+		luaL_argerror(L, idx, "a folder name: letters, digits, '.', '_' and '-', not "
+				      "starting with '.'");
+	return dir;
+}
+
+/* lua_ctx_write - ctx:write(dir): the raw message into app_dir/dir/<id>.eml. */
+static int lua_ctx_write(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	struct message *msg = ctx_need_msg(L, ctx, "write");
+	const char *dir = ctx_check_folder(L, 2);
+	size_t len;
+	char *raw = message_serialize(msg, &len);
+	int err;
+
+	if (raw == NULL)
+		return luaL_error(L, "out of memory");
+	err = ctx_service(L, ctx, RULE_SERVICE_WRITE, dir, raw, len);
+	free(raw);
+	if (err != 0)
+		return luaL_error(L, "write(\"%s\"): %s", dir, strerror(err));
+	return 0;
+}
+
+/* ctx_dump_json - the context as JSON: connection, envelope, message. */
+static char *ctx_dump_json(const struct rule_ctx *ctx, enum rule_stage stage)
+{
+	cJSON *obj = cJSON_CreateObject(), *env = NULL;
+	char *text = NULL, *json, *raw = NULL;
+	size_t len;
+
+	if (obj == NULL)
+		return NULL;
+	cJSON_AddStringToObject(obj, "stage", rules_stage_name(stage));
+	cJSON_AddStringToObject(obj, "client_ip", ctx->client_ip ? ctx->client_ip : "");
+	cJSON_AddNumberToObject(obj, "client_port", ctx->client_port);
+	cJSON_AddStringToObject(obj, "server_name", ctx->server_name ? ctx->server_name : "");
+	cJSON_AddStringToObject(obj, "listener", ctx->listener ? ctx->listener : "");
+	cJSON_AddStringToObject(obj, "helo", ctx->helo ? ctx->helo : "");
+	cJSON_AddNumberToObject(obj, "connection_timestamp", (double)ctx->connection_timestamp);
+	if (ctx->env != NULL && (json = envelope_to_json(ctx->env)) != NULL) {
+		env = cJSON_Parse(json);
+		free(json);
+	}
+	cJSON_AddItemToObject(obj, "envelope", env ? env : cJSON_CreateNull());
+	if ((json = rules_tx_vars(ctx)) != NULL) {
+		cJSON_AddItemToObject(obj, "vars", cJSON_Parse(json));
+		free(json);
+	}
+	if (ctx->msg != NULL && (raw = message_serialize(ctx->msg, &len)) != NULL)
+		cJSON_AddStringToObject(obj, "message", raw);
+	else
+		cJSON_AddNullToObject(obj, "message");
+	free(raw);
+	text = cJSON_Print(obj);
+	cJSON_Delete(obj);
+	return text;
+}
+
+/* lua_ctx_dump - ctx:dump(dir): what the stage knows, as JSON, into
+ * app_dir/dir/<id>.json. */
+static int lua_ctx_dump(lua_State *L)
+{
+	struct ctx_ud *ud;
+	struct rule_ctx *ctx = ctx_check(L, &ud);
+	const char *dir = ctx_check_folder(L, 2);
+	char *json = ctx_dump_json(ctx, ud->stage);
+	int err;
+
+	if (json == NULL)
+		return luaL_error(L, "out of memory");
+	err = ctx_service(L, ctx, RULE_SERVICE_DUMP, dir, json, strlen(json));
+	free(json);
+	if (err != 0)
+		return luaL_error(L, "dump(\"%s\"): %s", dir, strerror(err));
+	return 0;
+}
+
+/* lua_user_exist - user_exist(name): whether a local account has this name. */
+int lua_user_exist(lua_State *L)
+{
+	struct rules *r = rules_from_state(L);
+	size_t len, i;
+	const char *name = luaL_checklstring(L, 1, &len);
+	int err;
+
+	if (r->current == NULL)
+		return luaL_error(L, "user_exist() works inside a rule, not while loading");
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+		      (name[i] >= '0' && name[i] <= '9') || name[i] == '_' || name[i] == '-' ||
+		      name[i] == '.'))
+			break;
+	if (len == 0 || len > 32 || i < len || name[0] == '-') {
+		lua_pushboolean(L, 0); /* no account can have such a name */
+		return 1;
+	}
+	err = ctx_service(L, r->current, RULE_SERVICE_USER_EXIST, name, NULL, 0);
+	if (err != 0 && err != ENOENT)
+		return luaL_error(L, "user_exist(\"%s\"): %s", name, strerror(err));
+	lua_pushboolean(L, err == 0);
+	return 1;
+}
+
 /* lua_ctx_quarantine - ctx:quarantine(name): the same as status.quarantine(name). */
 static int lua_ctx_quarantine(lua_State *L)
 {
@@ -697,6 +823,8 @@ void rules_ctx_open(lua_State *L)
 		{"remove_to", lua_ctx_remove_to},
 		{"rewrite_to", lua_ctx_rewrite_to},
 		{"quarantine", lua_ctx_quarantine},
+		{"write", lua_ctx_write},
+		{"dump", lua_ctx_dump},
 		{NULL, NULL},
 	};
 

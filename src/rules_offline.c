@@ -7,11 +7,14 @@
  * refused MAIL ends the transaction, a refused RCPT only drops that
  * recipient, a deny anywhere ends the connection.
  */
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "rules_offline.h"
 #include "smtp_parse.h"
 
@@ -212,6 +215,18 @@ static enum offline_outcome offline_transaction(struct rules *r, struct rule_ctx
 	return offline_preq(r, ctx, tx, report, arg, step);
 }
 
+/* offline_service - what the queue process does for a session, done here:
+ * accounts are looked up; copies are only announced, nothing is written. */
+static int offline_service(void *arg, enum rule_service kind, const char *name, const char *file,
+			   const char *data, size_t len)
+{
+	if (kind == RULE_SERVICE_USER_EXIST)
+		return getpwnam(name) != NULL ? 0 : ENOENT;
+	log_info("rules: would save %zu bytes as %s/%s.%s in [rules] app_dir", len, name,
+		 file[0] ? file : OFFLINE_ID, kind == RULE_SERVICE_DUMP ? "json" : "eml");
+	return 0;
+}
+
 /* rules_offline_run - the whole transaction. */
 enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx *txin,
 				       offline_report_fn report, void *arg,
@@ -242,7 +257,8 @@ enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx 
 				.listener = tx.listener,
 				.listener_kind = "smtp",
 				.connection_timestamp = time(NULL),
-				.helo = ""};
+				.helo = "",
+				.service = offline_service};
 	snprintf(normal, sizeof(normal), "220 %s ESMTP vsmtpd", tx.server_name);
 	if (offline_stage(r, &ctx, RULE_STAGE_CONNECT, NULL, normal, report, arg, &step)) {
 		out = offline_refusal(&step);

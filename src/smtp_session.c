@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +47,7 @@
 #define SMTP_OUTPUT_HIGH_WATER (256u * 1024) /* replies a client has not read */
 #define SMTP_WRITE_BUFFER (64u * 1024)
 #define SMTP_IDS_LOG_MAX 512
+#define SMTP_RULES_SERVICE_TIMEOUT_MS 10000
 
 enum smtp_state {
 	SMTP_STATE_INIT,  /* greeted, waiting for HELO / EHLO */
@@ -575,6 +578,8 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 			smtp_created(s, &m, passfd);
 		else if (m.type == IPC_MSG_COMMITTED)
 			smtp_committed(s, &m);
+		else if (m.type == IPC_RULE_DONE)
+			log_warn("late answer from the queue to a rule's request: ignored");
 		else
 			fatal("unexpected message type %u from the queue", m.type);
 	}
@@ -1250,6 +1255,62 @@ static void smtp_peer(struct smtp_session *s, int fd)
 		smtp_sockaddr(&ss, s->server_ip, sizeof(s->server_ip), &s->server_port);
 }
 
+/*
+ * smtp_rules_service - a rule's request outside the sandbox, answered by the
+ * queue process: whether an account exists, or saving a copy (passed as a
+ * memfd). Synchronous, like the rule that asks; no other request of ours is
+ * outstanding while rules run. Returns 0 or an errno value.
+ */
+static int smtp_rules_service(void *arg, enum rule_service kind, const char *name,
+			      const char *file, const char *data, size_t len)
+{
+	struct smtp_session *s = arg;
+	struct ipc_msg m = {.type = kind == RULE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
+			    .a = kind == RULE_SERVICE_DUMP};
+	static uint64_t last_id;
+	struct pollfd pfd = {.fd = s->queue_fd, .events = POLLIN};
+	int fd = -1, passfd, n, err = 0;
+	size_t off = 0;
+	ssize_t w;
+
+	if (s->queue_fd < 0)
+		return EPIPE;
+	snprintf(m.text, sizeof(m.text), "%s", name);
+	if (file[0] != '\0' && strlen(file) == SPOOL_ID_LEN)
+		memcpy(m.id, file, SPOOL_ID_LEN + 1);
+	else
+		spool_id_next(&last_id, m.id); /* before the queue named the message */
+	if (data != NULL) {
+		if ((fd = memfd_create("vsmtpd-rule-copy", MFD_CLOEXEC)) < 0)
+			return errno;
+		while (off < len && err == 0) {
+			if ((w = write(fd, data + off, len - off)) > 0)
+				off += (size_t)w;
+			else if (w < 0 && errno != EINTR)
+				err = errno;
+		}
+	}
+	if (err == 0 && ipc_send(s->queue_fd, &m, fd) < 0)
+		err = errno;
+	if (fd >= 0)
+		close(fd);
+	if (err != 0)
+		return err;
+	for (;;) {
+		n = ipc_recv(s->queue_fd, &m, &passfd);
+		if (n > 0 && m.type == IPC_RULE_DONE)
+			return m.status;
+		if (n > 0)
+			fatal("unexpected message type %u from the queue during a rule", m.type);
+		if (n == 0 || errno != EAGAIN)
+			return EPIPE;
+		if ((n = poll(&pfd, 1, SMTP_RULES_SERVICE_TIMEOUT_MS)) == 0)
+			return ETIMEDOUT;
+		if (n < 0 && errno != EINTR)
+			return errno;
+	}
+}
+
 /* smtp_greet - the connect stage, then the greeting (or a refusal). */
 static void smtp_greet(struct smtp_session *s)
 {
@@ -1265,6 +1326,8 @@ static void smtp_greet(struct smtp_session *s)
 		.listener_kind = s->listener->kind,
 		.connection_timestamp = time(NULL),
 		.helo = s->helo,
+		.service = smtp_rules_service,
+		.service_arg = s,
 	};
 	smtp_rules(s, RULE_STAGE_CONNECT, &v);
 	if (smtp_rules_refused(s, RULE_STAGE_CONNECT, &v))

@@ -101,6 +101,12 @@ int spool_quarantine_name_ok(const char *name)
 	return 1;
 }
 
+/* spool_prepare_dir - create one owned directory. */
+int spool_prepare_dir(const char *dir, int uid, int gid)
+{
+	return spool_mkdir(dir, uid, gid);
+}
+
 /* spool_prepare - create the spool tree. */
 int spool_prepare(const char *dir, int uid, int gid)
 {

@@ -416,7 +416,7 @@ class Daemon:
             "limits": {},
             "timeouts": {},
             "smtp": {},
-            "rules": {"file": self.rules_path},
+            "rules": {"file": self.rules_path, "app_dir": os.path.join(self.dir, "app")},
         }
         for section, keys in (settings or {}).items():
             self.settings.setdefault(section, {}).update(keys)
