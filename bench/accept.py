@@ -246,12 +246,14 @@ class ProcMeter:
 # The servers
 
 class Vsmtpd:
-    name = "vsmtpd"
+    """vsmtpd with a rules file: rules=None runs an empty one (no rule at
+    all), else the given file (its lists beside it)."""
 
-    def __init__(self, binary, conf, workdir, meter):
+    def __init__(self, binary, conf, workdir, meter, name="vsmtpd", rules=None):
+        self.name = name
         self.binary = binary
         self.conf = conf
-        self.dir = os.path.join(workdir, "vsmtpd")
+        self.dir = os.path.join(workdir, name)
         self.spool = os.path.join(self.dir, "spool")
         self.logfile = os.path.join(self.dir, "vsmtpd.log")
         self.port = free_port()
@@ -259,11 +261,19 @@ class Vsmtpd:
         self.proc = None
         os.mkdir(self.dir)
         os.chmod(self.dir, 0o755)  # the spool below is made for nobody
+        if rules is None:
+            self.rules = os.path.join(self.dir, "no-rules.lua")
+            with open(self.rules, "w") as f:
+                f.write("-- no rules\n")
+        else:
+            self.rules = rules
 
     def start(self):
         cmd = [self.binary, "-c", self.conf,
                "-o", "listener:smtp.address=127.0.0.1:%d" % self.port,
                "-o", "server.spool_dir=%s" % self.spool,
+               "-o", "rules.file=%s" % self.rules,
+               "-o", "rules.app_dir=%s" % os.path.join(self.dir, "app"),
                "-o", "server.log=stderr",
                "-o", "server.user=nobody",
                "-o", "server.group=nogroup",
@@ -578,6 +588,9 @@ def main():
                     help="seconds one smtp-source run may take")
     ap.add_argument("--no-cgroup", action="store_true",
                     help="account CPU from /proc even where a cgroup could be made")
+    ap.add_argument("--rules", default=os.path.join(SCRIPT_DIR, "rules", "ten.lua"),
+                    help="rules for the 'vsmtpd+rules' server (default rules/ten.lua); "
+                         "'none' leaves that server out")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary directory (logs) for inspection")
     args = ap.parse_args()
@@ -631,6 +644,12 @@ def main():
                         workdir, vmeter)
         postfix = Postfix(workdir, pmeter)
         servers = [vsmtpd, postfix]
+        if args.rules != "none":
+            rmeter = meter_class("vsmtpd-rules")
+            meters.append(rmeter)
+            servers.insert(1, Vsmtpd(os.path.abspath(args.vsmtpd), os.path.abspath(args.conf),
+                                     workdir, rmeter, "vsmtpd+rules",
+                                     os.path.abspath(args.rules)))
 
         log("work directory %s (both spools; %.1f GB free, about %.1f GB needed), "
             "CPU accounting: %s" % (workdir, st.f_bavail * st.f_frsize / 1e9, need / 1e9,
@@ -678,21 +697,31 @@ def main():
                     if not s.alive():
                         raise BenchError("%s is not running any more" % s.name)
 
-        # The table, on stdout.
+        # The table, on stdout: vsmtpd against Postfix, and with the rules
+        # against itself without them.
         print()
-        row = "%-5s %4s | %12s %13s %7s | %12s %12s"
-        print(row % ("size", "sess", "vsmtpd msg/s", "postfix msg/s", "ratio",
-                     "vsmtpd CPU", "postfix CPU"))
-        print(row % ("", "", "", "", "v/p", "s/1000 msg", "s/1000 msg"))
-        print("-" * 79)
+        rules = len(servers) == 3
+        row = "%-5s %4s | %12s %13s %6s |" + (" %12s %6s %6s |" if rules else "") + \
+            " %10s %10s" + (" %10s" if rules else "")
+        def cols(*values):
+            return values if rules else values[:5] + values[8:9] + values[10:11]
+        print(row % cols("size", "sess", "vsmtpd msg/s", "postfix msg/s", "v/p",
+                         "+rules msg/s", "r/v", "r/p", "vsmtpd", "+rules", "postfix"))
+        print(row % cols("", "", "", "", "", "", "", "", "CPU s/1000", "CPU s/1000",
+                         "CPU s/1000"))
+        print("-" * (118 if rules else 79))
         for size, sessions in configs:
             v = results[((size, sessions), "vsmtpd")]
             p = results[((size, sessions), "postfix")]
-            vr, pr = median_of(v, "rate"), median_of(p, "rate")
-            ratio = vr / pr if vr and pr else None
-            print(row % (size_label(size), sessions, fmt(vr, ".0f"), fmt(pr, ".0f"),
-                         fmt(ratio, ".2f"), fmt(median_of(v, "cpu_per_k"), ".3f"),
-                         fmt(median_of(p, "cpu_per_k"), ".3f")))
+            r = results.get(((size, sessions), "vsmtpd+rules"), [])
+            vr, pr, rr = median_of(v, "rate"), median_of(p, "rate"), median_of(r, "rate")
+            print(row % cols(size_label(size), sessions, fmt(vr, ".0f"), fmt(pr, ".0f"),
+                             fmt(vr / pr if vr and pr else None, ".2f"), fmt(rr, ".0f"),
+                             fmt(rr / vr if rr and vr else None, ".2f"),
+                             fmt(rr / pr if rr and pr else None, ".2f"),
+                             fmt(median_of(v, "cpu_per_k"), ".3f"),
+                             fmt(median_of(r, "cpu_per_k"), ".3f"),
+                             fmt(median_of(p, "cpu_per_k"), ".3f")))
         print()
         print("median of %d run(s) each; %s; payload sizes are smtp-source -l (headers extra)"
               % (args.repeat, vmeter.method))

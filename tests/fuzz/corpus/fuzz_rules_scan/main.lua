@@ -1,0 +1,58 @@
+-- main.lua - the default policy of vsmtpd.
+--
+-- Installed as /etc/vsmtpd/rules/main.lua; [rules] file in vsmtpd.conf names
+-- another. docs/rules.md describes every stage, status and function.
+--
+-- What it does:
+--   * mail for a local domain is accepted from anyone: the domains of
+--     [rules] local_domains, the server's own host name and "localhost";
+--   * mail for any other domain is relayed only for authenticated sessions
+--     and for clients in [rules] trusted_networks (default: this host);
+--   * everything else is refused with 554 5.7.1 Relay access denied, so the
+--     server is no open relay.
+--
+-- The rcpt stage ends with a trailing rule, as every stage of a policy
+-- should: a recipient no rule accepted is refused. The trailing rule uses
+-- status.reject, which refuses that one RCPT and lets the client go on with
+-- its other recipients; status.deny would close the connection.
+
+-- is_local - whether mail for this domain stays here.
+local function is_local(domain)
+  domain = string.lower(domain)
+  return domain == hostname() or domain == "localhost" or config.local_domains:contains(domain)
+end
+
+-- may_relay - whether this client may send mail anywhere.
+local function may_relay(ctx)
+  return ctx.is_authenticated or config.trusted_networks:contains(ctx.client_ip)
+end
+
+return {
+  rcpt = {
+    -- RFC 5321 4.5.1: "postmaster" (with no domain) must always be accepted.
+    rule "postmaster" (function(ctx)
+      if ctx.rcpt.domain == "" then
+        return status.accept()
+      end
+      return status.next()
+    end),
+
+    rule "local domains" (function(ctx)
+      if is_local(ctx.rcpt.domain) then
+        return status.accept()
+      end
+      return status.next()
+    end),
+
+    rule "relay for trusted clients" (function(ctx)
+      if may_relay(ctx) then
+        return status.accept()
+      end
+      return status.next()
+    end),
+
+    rule "trailing" (function(ctx)
+      return status.reject(codes.relay_denied)
+    end),
+  },
+}
