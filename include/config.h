@@ -75,6 +75,7 @@ struct config {
 	char *app_dir;                    /* where write() and dump() put files, absolute */
 	unsigned rules_instruction_limit; /* Lua VM instructions per rule call */
 	uint64_t rules_memory_limit;      /* bytes a rule call may add to the Lua state */
+	unsigned rules_time_limit_ms;     /* CPU time of a rule call before its session ends */
 	char *local_domains;              /* lowercased domains, separated by single spaces */
 	char *trusted_networks;           /* addresses and address/prefix, single spaces */
 };

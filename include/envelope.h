@@ -44,6 +44,16 @@ struct envelope {
 int envelope_add_rcpt(struct envelope *env, const char *address, unsigned notify,
 		      const char *orcpt_type, const char *orcpt);
 
+/*
+ * envelope_copy_rcpts - make dst's sender and recipients copies of src's
+ * (dst zeroed or cleared before); 0 or -1. With envelope_swap_rcpts, a
+ * snapshot to go back to when a command that changed them is refused.
+ */
+int envelope_copy_rcpts(struct envelope *dst, const struct envelope *src);
+
+/* envelope_swap_rcpts - exchange the senders and recipients of a and b. */
+void envelope_swap_rcpts(struct envelope *a, struct envelope *b);
+
 /* envelope_remove_rcpt - drop the recipient at index i, keeping the order. */
 void envelope_remove_rcpt(struct envelope *env, size_t i);
 

@@ -24,12 +24,15 @@
  *  - without any of these, the whole message is header; an empty message is
  *    valid (no field, no body).
  *
- * Field names given by the caller are compared case-insensitively (ASCII)
- * and must be valid names (1 or more bytes 33..126 other than ':'). Values
- * given by the caller are NUL-terminated strings and may hold any byte but
- * CR and LF (so no NUL either), UTF-8 included; their leading and trailing
- * blanks are dropped (unfolding would drop them anyway). A field the
- * library writes is "Name: value" and the message's line ending (CRLF,
+ * Field names given by the caller are compared case-insensitively (ASCII).
+ * Edits refuse an invalid name (it must be 1 or more bytes 33..126 other
+ * than ':'); lookups take any non-NULL string and an invalid one matches
+ * nothing.
+ *
+ * Values given by the caller are NUL-terminated strings and may hold any
+ * byte but CR and LF (so no NUL either), UTF-8 included; their leading and
+ * trailing blanks are dropped (unfolding would drop them anyway). A field
+ * the library writes is "Name: value" and the message's line ending (CRLF,
  * unless the first line of the input ended in a bare LF), folded before
  * blanks so that no line is longer than 78 characters when the value's
  * blanks allow it, and never longer than 998: a value with a word (a run
@@ -137,14 +140,16 @@ int message_header_prepend(struct message *m, const char *name, const char *valu
 /*
  * message_header_set - give the first field called name the value, keeping
  * its place and the spelling of its name; further fields of that name are
- * left as they are (remove them first for a single one). Without such a
- * field, appends one. 0 or -1.
+ * left as they are (remove them first for a single one). The field is
+ * written anew ("Name: value", refolded; blanks before its colon dropped).
+ * Without such a field, appends one. 0 or -1.
  */
 int message_header_set(struct message *m, const char *name, const char *value);
 
 /*
  * message_header_rename - give every field called old_name the name
- * new_name; values, folding and line endings are kept. EINVAL also when the
+ * new_name; what follows the colon (value, folding, line endings) is kept
+ * byte for byte, blanks before the colon are dropped. EINVAL also when the
  * longer name would push a first line past 998 characters. Returns the
  * number of fields renamed (0 when none), or -1.
  */

@@ -115,7 +115,20 @@ struct rules;
 struct rules_limits {
 	unsigned instructions; /* per rule call */
 	uint64_t memory;       /* bytes a rule call may add to the state */
+	unsigned cpu_ms;       /* CPU time per rule call, 0 for none: see below */
 };
+
+/*
+ * The CPU time limit is the backstop for what the instruction budget cannot
+ * see: time spent inside one library call (a backtracking string pattern).
+ * Such a call cannot be stopped safely, so the process is: when a rule call
+ * runs past cpu_ms, fn (async-signal-safe, set with rules_set_overrun) is
+ * called from the signal handler and the process exits with status
+ * RULES_EXIT_OVERRUN. Without fn, a line goes to stderr first.
+ */
+#define RULES_EXIT_OVERRUN 3
+typedef void (*rules_overrun_fn)(void);
+void rules_set_overrun(rules_overrun_fn fn);
 
 /* Settings from the configuration that the rules can read as `config`. */
 struct rules_settings {

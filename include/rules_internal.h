@@ -56,6 +56,8 @@ int rules_status_push_quarantine(lua_State *L, const char *name);
 struct rules_scan {
 	int stage_line[RULE_STAGE_COUNT]; /* 0 when not seen as a table key */
 	int hook_line[RULE_STAGE_COUNT];  /* 0 when no "function on_..." */
+	const char *text;                 /* the source, while the rules load */
+	size_t len;
 };
 
 /*
@@ -66,6 +68,13 @@ struct rules_scan {
  */
 int rules_scan_source(const char *path, const char *text, size_t len, struct rules_scan *scan,
 		      char *err, size_t errlen);
+
+/*
+ * rules_scan_line_of - the line where name is first a table key ("name =",
+ * ["name"] =) or, with hook set, where "function name(" is; 0 when nowhere.
+ * For messages about names the scanner did not know to look for.
+ */
+int rules_scan_line_of(const struct rules_scan *scan, const char *name, int hook);
 
 /* rules_stage_from_name - the stage called name, or -1. */
 int rules_stage_from_name(const char *name);

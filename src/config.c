@@ -197,6 +197,8 @@ static const struct key_def keys[] = {
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "instruction_limit",   parse_count,     CFG(rules_instruction_limit),
 	                                      1000, UINT_MAX,              NULL,        false},
+	{SEC_RULES,    "time_limit",          parse_ms,        CFG(rules_time_limit_ms),
+	                                      10,  UINT_MAX,               NULL,        false},
 	{SEC_RULES,    "memory_limit",        parse_size64,    CFG(rules_memory_limit),
 	                                      1 << 20, UINT64_C(1) << 34,  NULL,        false},
 	{SEC_RULES,    "app_dir",             parse_dir,       CFG(app_dir),
@@ -1245,6 +1247,7 @@ static struct config *config_new(void)
 	cfg->app_dir = strdup("/var/lib/vsmtpd");
 	cfg->rules_instruction_limit = 10000000;
 	cfg->rules_memory_limit = 64 << 20;
+	cfg->rules_time_limit_ms = 2000;
 	cfg->local_domains = strdup("");
 	cfg->trusted_networks = strdup("127.0.0.0/8 ::1");
 	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL ||

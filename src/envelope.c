@@ -48,6 +48,35 @@ int envelope_add_rcpt(struct envelope *env, const char *address, unsigned notify
 	return 0;
 }
 
+/* envelope_copy_rcpts - copy sender and recipients. */
+int envelope_copy_rcpts(struct envelope *dst, const struct envelope *src)
+{
+	size_t i;
+
+	if (envelope_set(&dst->mail_from, src->mail_from) < 0)
+		return -1;
+	for (i = 0; i < src->nrcpts; i++)
+		if (envelope_add_rcpt(dst, src->rcpts[i].address, src->rcpts[i].notify,
+				      src->rcpts[i].orcpt_type, src->rcpts[i].orcpt) < 0)
+			return -1;
+	return 0;
+}
+
+/* envelope_swap_rcpts - exchange sender and recipients. */
+void envelope_swap_rcpts(struct envelope *a, struct envelope *b)
+{
+	struct envelope_rcpt *rcpts = a->rcpts;
+	size_t n = a->nrcpts;
+	char *from = a->mail_from;
+
+	a->rcpts = b->rcpts;
+	a->nrcpts = b->nrcpts;
+	a->mail_from = b->mail_from;
+	b->rcpts = rcpts;
+	b->nrcpts = n;
+	b->mail_from = from;
+}
+
 /* envelope_remove_rcpt - drop one recipient. */
 void envelope_remove_rcpt(struct envelope *env, size_t i)
 {

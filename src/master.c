@@ -430,10 +430,16 @@ static void master_reap(struct master *m)
 			master_queue_exited(m, status);
 			continue;
 		}
-		if (master_session_remove(m, pid) && WIFSIGNALED(status) &&
-		    WTERMSIG(status) != SIGKILL && WTERMSIG(status) != SIGTERM)
+		if (!master_session_remove(m, pid))
+			continue;
+		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL &&
+		    WTERMSIG(status) != SIGTERM)
 			log_err("session process %d killed by signal %d", (int)pid,
 				WTERMSIG(status));
+		else if (WIFEXITED(status) && WEXITSTATUS(status) == RULES_EXIT_OVERRUN)
+			log_err("session process %d: a rule ran past [rules] time_limit; its "
+				"connection was closed with 421",
+				(int)pid);
 	}
 	master_stop_progress(m);
 }

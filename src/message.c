@@ -359,7 +359,7 @@ struct message *message_parse_take(char *buf, size_t len)
 	m->buf = buf;
 	m->buf_len = len;
 	if (!buf)
-		m->buf = malloc(1); /* so that every pointer into it is a real one */
+		m->buf = calloc(1, 1); /* so that every pointer into it is a real one */
 	if (!m->buf || parse(m) < 0) {
 		if (!buf)
 			free(m->buf);

@@ -16,7 +16,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -143,6 +145,46 @@ static void rules_budget_hook(lua_State *L, lua_Debug *ar)
 	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, 1);
 	luaL_error(L, "instruction budget exceeded (%I instructions)",
 		   (lua_Integer)r->limits.instructions);
+}
+
+/* The process's overrun handler (one Lua state runs at a time per process). */
+static volatile rules_overrun_fn rules_overrun;
+
+/* rules_set_overrun - what to do, signal-safely, before exiting on overrun. */
+void rules_set_overrun(rules_overrun_fn fn)
+{
+	rules_overrun = fn;
+}
+
+/* rules_overrun_signal - SIGVTALRM: a rule call used up its CPU time. */
+static void rules_overrun_signal(int signo)
+{
+	static const char msg[] = "a rule ran past its CPU time limit ([rules] time_limit): stopped\n";
+	rules_overrun_fn fn = rules_overrun;
+
+	(void)signo;
+	if (fn != NULL)
+		fn();
+	else if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0)
+		(void)0;
+	_exit(RULES_EXIT_OVERRUN);
+}
+
+/* rules_cpu_timer - arm (ms > 0) or disarm the CPU timer of a rule call. */
+static void rules_cpu_timer(unsigned ms)
+{
+	static int installed;
+	struct itimerval it = {{0, 0}, {ms / 1000, (ms % 1000) * 1000}};
+	struct sigaction sa;
+
+	if (ms > 0 && !installed) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = rules_overrun_signal;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGVTALRM, &sa, NULL);
+		installed = 1;
+	}
+	setitimer(ITIMER_VIRTUAL, &it, NULL);
 }
 
 /* ---- codes and statuses ---------------------------------------------- */
@@ -603,6 +645,20 @@ static int lua_load_text(lua_State *L)
 	return 1;
 }
 
+/* lua_setmetatable_safe - setmetatable() that refuses __gc: Lua runs
+ * finalizers with hooks off, where no budget could stop an endless loop. */
+static int lua_setmetatable_safe(lua_State *L)
+{
+	lua_pushliteral(L, "__gc");
+	if (lua_istable(L, 2) && lua_rawget(L, 2) != LUA_TNIL)
+		return luaL_error(L, "__gc metamethods are not available to rules");
+	lua_settop(L, 2);
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, 2, 1);
+	return 1;
+}
+
 /* lua_collectgarbage - only "count": a rule may look, not steer the collector. */
 static int lua_collectgarbage_count(lua_State *L)
 {
@@ -726,6 +782,9 @@ static void rules_open_sandbox(lua_State *L, const struct rules_settings *settin
 	lua_pop(L, 1);
 	lua_pushcfunction(L, lua_load_text);
 	lua_setglobal(L, "load");
+	lua_getglobal(L, "setmetatable");
+	lua_pushcclosure(L, lua_setmetatable_safe, 1);
+	lua_setglobal(L, "setmetatable");
 	lua_pushcfunction(L, lua_collectgarbage_count);
 	lua_setglobal(L, "collectgarbage");
 	lua_pushcfunction(L, lua_print);
@@ -836,8 +895,11 @@ static int rules_open_config(lua_State *L)
  * already prefixes errors raised in rules with file:line. */
 static int rules_msgh(lua_State *L)
 {
-	if (lua_type(L, 1) != LUA_TSTRING && !luaL_callmeta(L, 1, "__tostring"))
-		lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+	if (lua_type(L, 1) == LUA_TSTRING)
+		return 1;
+	if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+		return 1;
+	lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
 	return 1;
 }
 
@@ -958,9 +1020,11 @@ static int rules_collect_table(struct rules *r, const struct rules_scan *scan, c
 	while (lua_next(L, t) != 0) {
 		if (lua_type(L, -2) != LUA_TSTRING ||
 		    (stage = rules_stage_from_name(lua_tostring(L, -2))) < 0) {
-			snprintf(err, errlen, "%s: unknown stage \"%s\" (stages: connect, "
+			const char *name = luaL_tolstring(L, -2, NULL);
+
+			snprintf(err, errlen, "%s:%d: unknown stage \"%s\" (stages: connect, "
 					      "authenticate, helo, mail, rcpt, preq, postq, delivery)",
-				 r->path, luaL_tolstring(L, -2, NULL));
+				 r->path, rules_scan_line_of(scan, name, 0), name);
 			return -1;
 		}
 		if (rules_add_stage(r, stage, -1, scan->stage_line[stage], err, errlen) < 0)
@@ -987,10 +1051,13 @@ static int rules_collect_hooks(struct rules *r, const struct rules_scan *scan, c
 			const char *name = lua_tostring(L, -2);
 
 			if ((stage = rules_stage_from_hook(name)) < 0) {
-				snprintf(err, errlen, "%s: unknown hook function %s (hooks: on_connect, "
-						      "on_auth, on_helo, on_mail_from, on_rcpt_to, "
-						      "on_pre_queue, on_post_queue, on_delivery)",
-					 r->path, name);
+				lua_pushvalue(L, -1);
+				lua_getinfo(L, ">S", &ar);
+				snprintf(err, errlen, "%s:%d: unknown hook function %s (hooks: "
+						      "on_connect, on_auth, on_helo, on_mail_from, "
+						      "on_rcpt_to, on_pre_queue, on_post_queue, "
+						      "on_delivery)",
+					 r->path, ar.linedefined, name);
 				return -1;
 			}
 			lua_pushvalue(L, -1);
@@ -1036,22 +1103,36 @@ static void rules_set_global_guard(lua_State *L, int locked)
 	lua_pop(L, 1);
 }
 
-/* rules_compile - run the file and collect its stages; 0 or -1 with err. */
+static int rules_run_file(struct rules *r, const struct rules_settings *settings,
+			  const struct rules_scan *scan, char *err, size_t errlen);
+
+/* rules_compile - read, scan and compile the file; 0 or -1 with err. */
 static int rules_compile(struct rules *r, const struct rules_settings *settings, char *err,
 			 size_t errlen)
 {
-	lua_State *L = r->L;
 	struct rules_scan scan;
-	char *text, *slash;
+	char *text;
 	size_t len;
 	int rc;
 
 	if ((text = rules_read_file(r->path, &len, err, errlen)) == NULL)
 		return -1;
 	rc = rules_scan_source(r->path, text, len, &scan, err, errlen);
+	scan.text = text;
+	scan.len = len;
+	if (rc == 0)
+		rc = rules_run_file(r, settings, &scan, err, errlen);
 	free(text);
-	if (rc < 0)
-		return -1;
+	return rc;
+}
+
+/* rules_run_file - run the file in the sandbox and collect its stages. */
+static int rules_run_file(struct rules *r, const struct rules_settings *settings,
+			  const struct rules_scan *scan, char *err, size_t errlen)
+{
+	lua_State *L = r->L;
+	char *slash;
+
 	rules_open_sandbox(L, settings);
 	lua_pushcfunction(L, rules_open_config);
 	lua_pushlightuserdata(L, (void *)settings);
@@ -1077,10 +1158,10 @@ static int rules_compile(struct rules *r, const struct rules_settings *settings,
 			 r->path, luaL_typename(L, -1));
 		return -1;
 	}
-	if (lua_istable(L, -1) && rules_collect_table(r, &scan, err, errlen) < 0)
+	if (lua_istable(L, -1) && rules_collect_table(r, scan, err, errlen) < 0)
 		return -1;
 	lua_settop(L, 0);
-	if (rules_collect_hooks(r, &scan, err, errlen) < 0)
+	if (rules_collect_hooks(r, scan, err, errlen) < 0)
 		return -1;
 	rules_set_global_guard(L, 1);
 	lua_settop(L, 0);
@@ -1122,7 +1203,8 @@ struct rules *rules_load(const char *path, const struct rules_limits *limits,
 struct rules *rules_load_config(const struct config *cfg, char *err, size_t errlen)
 {
 	struct rules_limits limits = {.instructions = cfg->rules_instruction_limit,
-				      .memory = cfg->rules_memory_limit};
+				      .memory = cfg->rules_memory_limit,
+				      .cpu_ms = cfg->rules_time_limit_ms};
 	struct rules_settings settings = {.hostname = cfg->hostname,
 					  .local_domains = cfg->local_domains,
 					  .trusted_networks = cfg->trusted_networks};
@@ -1199,7 +1281,11 @@ static int rules_call(struct rules *r, int rule_idx, int ctx_idx)
 	lua_getfield(L, rule_idx, "fn");
 	lua_pushvalue(L, ctx_idx);
 	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, RULES_HOOK_STEP);
+	if (r->limits.cpu_ms > 0)
+		rules_cpu_timer(r->limits.cpu_ms);
 	rc = lua_pcall(L, 1, 1, -3);
+	if (r->limits.cpu_ms > 0)
+		rules_cpu_timer(0);
 	lua_sethook(L, NULL, 0, 0);
 	r->mem.limit = SIZE_MAX;
 	lua_remove(L, -2); /* the message handler */
@@ -1251,7 +1337,8 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx,
 	kind = lua_tostring(L, -1);
 	if (rules_call(r, rule_idx, ctx_idx) != LUA_OK) {
 		log_err("rules: %s \"%s\" (%s) at %s failed: %s", kind, name, where,
-			stage_names[stage], lua_tostring(L, -1));
+			stage_names[stage],
+			lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)");
 		rules_trace_call(r, stage, name, where, "error");
 		v->status = RULE_ERROR;
 		rules_default_reply(v);

@@ -127,11 +127,12 @@ static int offline_rcpts(struct rules *r, struct rule_ctx *ctx, const struct off
 			 offline_report_fn report, void *arg, struct offline_step *step,
 			 int *denied)
 {
-	struct envelope *env = ctx->env;
+	struct envelope *env = ctx->env, before = {0};
+	size_t accepted = 0;
 	struct smtp_rcpt rcpt;
 	char line[SMTP_PATH_MAX + 8], to[SMTP_PATH_MAX + 1];
 	const char *err;
-	size_t i, at;
+	size_t i;
 
 	for (i = 0; i < tx->nrcpts && !*denied; i++) {
 		snprintf(line, sizeof(line), "TO:<%s>", tx->rcpts[i]);
@@ -140,18 +141,24 @@ static int offline_rcpts(struct rules *r, struct rule_ctx *ctx, const struct off
 			continue;
 		}
 		smtp_address_format(&rcpt.to, to, sizeof(to));
-		at = env->nrcpts;
-		if (envelope_add_rcpt(env, to, 0, NULL, NULL) < 0)
+		/* As the session: a refused RCPT leaves the envelope as it was. */
+		if (envelope_copy_rcpts(&before, env) < 0 ||
+		    envelope_add_rcpt(env, to, 0, NULL, NULL) < 0) {
+			envelope_clear(&before);
 			return -1;
+		}
 		ctx->rcpt = to;
 		offline_stage(r, ctx, RULE_STAGE_RCPT, tx->rcpts[i], "250 2.1.5 Ok", report, arg,
 			      step);
 		ctx->rcpt = NULL;
-		if (step->refused && at < env->nrcpts && strcmp(env->rcpts[at].address, to) == 0)
-			envelope_remove_rcpt(env, at);
+		if (step->refused)
+			envelope_swap_rcpts(env, &before);
+		else
+			accepted++;
+		envelope_clear(&before);
 		*denied = step->v.status == RULE_DENY;
 	}
-	return env->nrcpts > 0;
+	return accepted > 0;
 }
 
 /* offline_preq - the message stage and the final reply. */

@@ -180,19 +180,6 @@ static int tok_is(const struct tok *t, char c)
 	return t->type == TOK_PUNCT && t->text[0] == c && t->text[1] == '\0';
 }
 
-/* scan_key - the stage named by a "key =" that just ended, or -1. */
-static int scan_key(const struct scanner *s)
-{
-	const struct tok *h = s->hist;
-
-	/* hist[0] is the "=" itself. */
-	if (h[1].type == TOK_NAME && (tok_is(&h[2], '{') || tok_is(&h[2], ',') || tok_is(&h[2], ';')))
-		return rules_stage_from_name(h[1].text);
-	if (tok_is(&h[1], ']') && h[2].type == TOK_STRING && tok_is(&h[3], '['))
-		return rules_stage_from_name(h[2].text);
-	return -1;
-}
-
 /* scan_bracket - keep the stack of open brackets. */
 static void scan_bracket(struct scanner *s, const struct tok *t)
 {
@@ -219,24 +206,88 @@ static void scan_bracket(struct scanner *s, const struct tok *t)
 	}
 }
 
+/* scan_start - a scanner over text, past a "#!" first line. */
+static void scan_start(struct scanner *s, const char *text, size_t len)
+{
+	memset(s, 0, sizeof(*s));
+	s->p = text;
+	s->end = text + len;
+	s->line = 1;
+	if (len >= 1 && text[0] == '#')
+		while (s->p < s->end && *s->p != '\n')
+			s->p++;
+}
+
+/* scan_advance - read the next token into the history; 0 at the end. */
+static int scan_advance(struct scanner *s)
+{
+	struct tok t;
+
+	if (s->overflow || !scan_next(s, &t))
+		return 0;
+	memmove(&s->hist[1], &s->hist[0], sizeof(s->hist[0]) * (SCAN_HISTORY - 1));
+	s->hist[0] = t;
+	scan_bracket(s, &t);
+	return 1;
+}
+
+/* scan_key_name - the name of a "key =" that just ended, or NULL. */
+static const char *scan_key_name(const struct scanner *s)
+{
+	const struct tok *h = s->hist;
+
+	if (h[0].type != TOK_ASSIGN || s->depth == 0 || s->stack[s->depth - 1] != '{')
+		return NULL;
+	if (h[1].type == TOK_NAME && (tok_is(&h[2], '{') || tok_is(&h[2], ',') || tok_is(&h[2], ';')))
+		return h[1].text;
+	if (tok_is(&h[1], ']') && h[2].type == TOK_STRING && tok_is(&h[3], '['))
+		return h[2].text;
+	return NULL;
+}
+
+/* scan_hook_name - the name of a "function name(" that just ended, or NULL. */
+static const char *scan_hook_name(const struct scanner *s)
+{
+	const struct tok *h = s->hist;
+
+	if (tok_is(&h[0], '(') && h[1].type == TOK_NAME && h[2].type == TOK_NAME &&
+	    strcmp(h[2].text, "function") == 0 &&
+	    !(h[3].type == TOK_NAME && strcmp(h[3].text, "local") == 0))
+		return h[1].text;
+	return NULL;
+}
+
+/* rules_scan_line_of - find where a key or hook name appears. */
+int rules_scan_line_of(const struct rules_scan *scan, const char *name, int hook)
+{
+	struct scanner s;
+	const char *found;
+
+	if (scan->text == NULL)
+		return 0;
+	scan_start(&s, scan->text, scan->len);
+	while (scan_advance(&s)) {
+		found = hook ? scan_hook_name(&s) : scan_key_name(&s);
+		if (found != NULL && strcmp(found, name) == 0)
+			return s.hist[0].line;
+	}
+	return 0;
+}
+
 /* rules_scan_source - look for repeated stage keys and hook functions. */
 int rules_scan_source(const char *path, const char *text, size_t len, struct rules_scan *scan,
 		      char *err, size_t errlen)
 {
-	struct scanner s = {.p = text, .end = text + len, .line = 1};
-	struct tok t;
+	struct scanner s;
+	const char *name;
 	int stage, *first;
 
 	memset(scan, 0, sizeof(*scan));
-	if (len >= 1 && text[0] == '#') /* a "#!" first line, as Lua allows */
-		while (s.p < s.end && *s.p != '\n')
-			s.p++;
-	while (!s.overflow && scan_next(&s, &t)) {
-		memmove(&s.hist[1], &s.hist[0], sizeof(s.hist[0]) * (SCAN_HISTORY - 1));
-		s.hist[0] = t;
-		scan_bracket(&s, &t);
-		if (t.type == TOK_ASSIGN && s.depth > 0 && s.stack[s.depth - 1] == '{' &&
-		    (stage = scan_key(&s)) >= 0) {
+	scan_start(&s, text, len);
+	while (scan_advance(&s)) {
+		const struct tok t = s.hist[0];
+
+		if ((name = scan_key_name(&s)) != NULL && (stage = rules_stage_from_name(name)) >= 0) {
 			first = &s.seen[s.depth - 1][stage];
 			if (*first != 0) {
 				snprintf(err, errlen, "%s:%d: stage \"%s\" declared twice (first on line %d)",
@@ -247,10 +298,7 @@ int rules_scan_source(const char *path, const char *text, size_t len, struct rul
 			if (scan->stage_line[stage] == 0)
 				scan->stage_line[stage] = t.line;
 		}
-		if (tok_is(&t, '(') && s.hist[1].type == TOK_NAME && s.hist[2].type == TOK_NAME &&
-		    strcmp(s.hist[2].text, "function") == 0 &&
-		    (stage = rules_stage_from_hook(s.hist[1].text)) >= 0 &&
-		    !(s.hist[3].type == TOK_NAME && strcmp(s.hist[3].text, "local") == 0)) {
+		if ((name = scan_hook_name(&s)) != NULL && (stage = rules_stage_from_hook(name)) >= 0) {
 			if (scan->hook_line[stage] != 0) {
 				snprintf(err, errlen, "%s:%d: function %s defined twice (first on line %d)",
 					 path, t.line, s.hist[1].text, scan->hook_line[stage]);

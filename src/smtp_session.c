@@ -738,9 +738,9 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	struct smtp_rcpt rcpt;
 	char to[SMTP_PATH_MAX + 1];
+	struct envelope before = {0};
 	struct rule_verdict v;
 	const char *err;
-	size_t at;
 
 	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
 		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
@@ -759,25 +759,34 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 		return;
 	}
 	smtp_address_format(&rcpt.to, to, sizeof(to));
-	at = s->tx->env.nrcpts;
-	if (envelope_add_rcpt(&s->tx->env, to, rcpt.notify,
-			      rcpt.orcpt_type[0] ? rcpt.orcpt_type : NULL,
-			      rcpt.orcpt_type[0] ? rcpt.orcpt : NULL) < 0) {
+	/* A refused RCPT leaves the envelope as it was, whatever the rules
+	 * changed before refusing: keep a copy to go back to. */
+	if (s->rules != NULL && rules_stage_used(s->rules, RULE_STAGE_RCPT) &&
+	    envelope_copy_rcpts(&before, &s->tx->env) < 0) {
+		envelope_clear(&before);
 		smtp_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
-	/* The rules see the recipient in rcpt_list already; a refusal takes it out. */
+	if (envelope_add_rcpt(&s->tx->env, to, rcpt.notify,
+			      rcpt.orcpt_type[0] ? rcpt.orcpt_type : NULL,
+			      rcpt.orcpt_type[0] ? rcpt.orcpt : NULL) < 0) {
+		envelope_clear(&before);
+		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		return;
+	}
+	/* The rules see the recipient in rcpt_list already. */
 	s->rctx.rcpt = to;
 	smtp_rules(s, RULE_STAGE_RCPT, &v);
 	s->rctx.rcpt = NULL;
 	if (smtp_rules_refused(s, RULE_STAGE_RCPT, &v)) {
-		if (s->tx != NULL && at < s->tx->env.nrcpts &&
-		    strcmp(s->tx->env.rcpts[at].address, to) == 0)
-			envelope_remove_rcpt(&s->tx->env, at);
+		envelope_swap_rcpts(&s->tx->env, &before);
+		envelope_clear(&before);
 		return;
 	}
-	if (s->tx->env.nrcpts > 0)
-		s->state = SMTP_STATE_RCPT;
+	envelope_clear(&before);
+	/* Even when the rules took every recipient away: the client was told
+	 * 250, so DATA goes on, and the end of the message says "discarded". */
+	s->state = SMTP_STATE_RCPT;
 	if (smtp_rules_accept_reply(&v))
 		smtp_reply_rule(s, &v.reply);
 	else
@@ -1311,6 +1320,19 @@ static int smtp_rules_service(void *arg, enum rule_service kind, const char *nam
 	}
 }
 
+/* What a session says when a rule overruns its CPU time: prepared in
+ * advance, since the signal handler may only write(). */
+static int smtp_overrun_fd = -1;
+static char smtp_overrun_reply[300];
+
+/* smtp_rules_overrun - a rule ran past [rules] time_limit: tell the client. */
+static void smtp_rules_overrun(void)
+{
+	if (smtp_overrun_fd >= 0 &&
+	    write(smtp_overrun_fd, smtp_overrun_reply, strlen(smtp_overrun_reply)) < 0)
+		smtp_overrun_fd = -1;
+}
+
 /* smtp_greet - the connect stage, then the greeting (or a refusal). */
 static void smtp_greet(struct smtp_session *s)
 {
@@ -1329,6 +1351,10 @@ static void smtp_greet(struct smtp_session *s)
 		.service = smtp_rules_service,
 		.service_arg = s,
 	};
+	smtp_overrun_fd = bufferevent_getfd(s->bev);
+	snprintf(smtp_overrun_reply, sizeof(smtp_overrun_reply),
+		 "421 4.3.0 %s Error: local policy error, closing connection\r\n", s->cfg->hostname);
+	rules_set_overrun(smtp_rules_overrun);
 	smtp_rules(s, RULE_STAGE_CONNECT, &v);
 	if (smtp_rules_refused(s, RULE_STAGE_CONNECT, &v))
 		return;

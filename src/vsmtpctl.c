@@ -63,7 +63,8 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 			strcpy(st->hostname, "localhost");
 		st->local_domains = strdup("");
 		st->trusted_networks = strdup("127.0.0.0/8 ::1");
-		st->limits = (struct rules_limits){.instructions = 10000000, .memory = 64 << 20};
+		st->limits = (struct rules_limits){
+			.instructions = 10000000, .memory = 64 << 20, .cpu_ms = 2000};
 		return st->local_domains && st->trusted_networks ? 0 : -1;
 	}
 	if ((cfg = config_load(conf, NULL, 0, err, sizeof(err))) == NULL) {
@@ -74,7 +75,8 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 	st->local_domains = strdup(cfg->local_domains);
 	st->trusted_networks = strdup(cfg->trusted_networks);
 	st->limits = (struct rules_limits){.instructions = cfg->rules_instruction_limit,
-					   .memory = cfg->rules_memory_limit};
+					   .memory = cfg->rules_memory_limit,
+					   .cpu_ms = cfg->rules_time_limit_ms};
 	config_free(cfg);
 	return st->local_domains && st->trusted_networks ? 0 : -1;
 }

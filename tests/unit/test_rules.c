@@ -180,7 +180,7 @@ static void test_bytecode_is_refused(void **state)
 	fp = fopen(path, "wb");
 	fwrite(chunk, 1, sizeof(chunk) - 1, fp);
 	fclose(fp);
-	r = rules_load(path, &(struct rules_limits){100000, 1 << 20},
+	r = rules_load(path, &(struct rules_limits){100000, 1 << 20, 0},
 		       &(struct rules_settings){"h", "", ""}, err, sizeof(err));
 	assert_null(r);
 	assert_non_null(strstr(err, "binary"));

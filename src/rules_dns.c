@@ -1,0 +1,918 @@
+/*
+ * rules_dns.c - the `dns` table of the Lua rules: synchronous lookups
+ * through c-ares, bounded in time.
+ *
+ * The configuration is read once, by rules_dns_open() in the master: the
+ * server list (given, or taken from the system's resolver configuration
+ * through a throw-away c-ares channel) and the timeout. Session processes
+ * are forked from the master and confined with Landlock, so they can open
+ * no file: the channel that does the lookups is created lazily, in the
+ * process that makes the first one, with every option c-ares would
+ * otherwise look up in a file given explicitly. A channel is never shared
+ * across fork() (its query id generator and sockets belong to one process):
+ * the owner's pid is kept, and a process that inherited a channel drops it
+ * and makes its own.
+ *
+ * c-ares 1.18 keys its query id generator from /dev/urandom and, when that
+ * cannot be opened (as under Landlock), from rand(). So rand() is seeded
+ * from getrandom() just before a channel is created: otherwise every
+ * confined session would send the same sequence of query ids.
+ *
+ * A call sends its queries (two for A and AAAA) and then polls the
+ * channel's sockets until every answer is in or its deadline passes, when
+ * the queries still open are cancelled. No Lua error can be raised while
+ * c-ares holds a query: arguments are checked before, results are turned
+ * into Lua values after, in a protected call so that the buffers and c-ares
+ * structures are freed whatever happens.
+ */
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ares.h>
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "rule_objects.h"
+#include "rules_dns.h"
+
+#define RULES_DNS_MT "vsmtpd.dns"
+#define RULES_DNS_IP_MT "vsmtpd.ip" /* rule_objects.c's ip() values */
+#define RULES_DNS_TRIES 2           /* attempts per server */
+#define RULES_DNS_TRY_MIN_MS 100    /* the shortest wait before a retry */
+#define RULES_DNS_QUOTE_MAX 64      /* bytes of a bad value quoted in an error */
+
+/* One server, as captured by rules_dns_open(). */
+struct dns_server {
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* network byte order */
+	unsigned port;
+};
+
+/* The `dns` table's state: a userdata, upvalue of its functions. */
+struct rules_dns {
+	unsigned timeout_ms;
+	size_t nservers;
+	struct dns_server servers[RULES_DNS_SERVERS_MAX];
+	ares_channel channel; /* NULL until the first lookup */
+	pid_t owner;          /* the process that created channel */
+	int library;          /* ares_library_init() to undo */
+};
+
+/* What one query became. */
+enum dns_outcome {
+	DNS_ANSWER,  /* an answer to parse */
+	DNS_EMPTY,   /* NXDOMAIN, or no record of the type */
+	DNS_TIMEOUT, /* no answer in time */
+	DNS_FAIL,    /* the servers failed, or could not be reached */
+	DNS_NOMEM,
+};
+
+/* One query in flight, filled by dns_callback(). */
+struct dns_query {
+	int type; /* ns_t_a, ... */
+	int done;
+	int status;         /* ARES_SUCCESS, ARES_ENOTFOUND, ... */
+	unsigned char *buf; /* the answer when status is ARES_SUCCESS, malloc'ed */
+	int len;
+	enum dns_outcome outcome;
+};
+
+/* One call of dns.lookup / dns.rlookup, from the queries to the results. */
+struct dns_call {
+	struct dns_query q[2];
+	size_t nq;
+	/* what the parsers allocated, freed by dns_call_free() */
+	struct hostent *host;
+	struct ares_mx_reply *mx;
+	struct ares_txt_ext *txt;
+};
+
+/* ---- checks and names ------------------------------------------------- */
+
+/* dns_is_label_char - what a label may hold: LDH and '_' (_dmarc, ...). */
+static int dns_is_label_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '_';
+}
+
+/* rules_dns_name_check - the name's length without its trailing dot, or 0. */
+size_t rules_dns_name_check(const char *name, size_t len)
+{
+	size_t i, label = 0;
+
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len == 0 || len > RULES_DNS_NAME_MAX)
+		return 0;
+	for (i = 0; i < len; i++) {
+		if (name[i] == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (!dns_is_label_char((unsigned char)name[i]) || ++label > 63) {
+			return 0;
+		}
+	}
+	return label == 0 ? 0 : len;
+}
+
+/* dns_reverse_ip - the reverse name of ip into out; its length or -1. */
+static int dns_reverse_ip(const struct rule_ip *ip, char *out, size_t outlen)
+{
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *a = ip->addr;
+	size_t pos = 0;
+	int i, n;
+
+	if (outlen < RULES_DNS_REVERSE_MAX)
+		return -1;
+	if (ip->family == AF_INET6 && memcmp(a, mapped, sizeof(mapped)) == 0)
+		a += 12; /* ::ffff:a.b.c.d is a.b.c.d */
+	else if (ip->family == AF_INET6) {
+		for (i = 15; i >= 0; i--) {
+			out[pos++] = hex[a[i] & 0xf];
+			out[pos++] = '.';
+			out[pos++] = hex[a[i] >> 4];
+			out[pos++] = '.';
+		}
+		memcpy(out + pos, "ip6.arpa", sizeof("ip6.arpa"));
+		return (int)(pos + sizeof("ip6.arpa") - 1);
+	} else if (ip->family != AF_INET) {
+		return -1;
+	}
+	n = snprintf(out, outlen, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
+	return n > 0 && (size_t)n < outlen ? n : -1;
+}
+
+/* rules_dns_reverse_name - the PTR query name of an address given as text. */
+int rules_dns_reverse_name(const char *ip, char *out, size_t outlen)
+{
+	struct rule_ip addr;
+
+	if (rule_ip_from_string(ip, &addr) < 0)
+		return -1;
+	return dns_reverse_ip(&addr, out, outlen);
+}
+
+/* dns_parse_port - 1..65535 in decimal, nothing else; -1 when not. */
+static long dns_parse_port(const char *s)
+{
+	long v = 0;
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9' || i >= 5)
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return i == 0 || v < 1 || v > 65535 ? -1 : v;
+}
+
+/* dns_server_parse - one server word into out; NULL or why not. */
+static const char *dns_server_parse(const char *word, struct dns_server *out)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *port = NULL, *end;
+	size_t hostlen;
+	long p = 53;
+
+	memset(out, 0, sizeof(*out));
+	if (word[0] == '[') {
+		if ((end = strchr(word, ']')) == NULL)
+			return "is not an address: a '[' without its ']'";
+		hostlen = (size_t)(end - word - 1);
+		word++;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			return "is not an address: only \":port\" may follow \"[address]\"";
+		out->family = AF_INET6;
+	} else if ((end = strchr(word, ':')) != NULL && strchr(end + 1, ':') == NULL) {
+		hostlen = (size_t)(end - word); /* a.b.c.d:port */
+		port = end + 1;
+		out->family = AF_INET;
+	} else {
+		hostlen = strlen(word); /* a.b.c.d, or an IPv6 address without port */
+		out->family = end != NULL ? AF_INET6 : AF_INET;
+	}
+	if (hostlen == 0 || hostlen >= sizeof(host))
+		return "is not an IP address, as in 192.0.2.1, 192.0.2.1:53 or [2001:db8::1]:53";
+	memcpy(host, word, hostlen);
+	host[hostlen] = '\0';
+	if (inet_pton(out->family, host, out->addr) != 1)
+		return out->family == AF_INET6
+			       ? "is not an IPv6 address, as in [2001:db8::1]:53"
+			       : "is not an IP address, as in 192.0.2.1, 192.0.2.1:53 or [2001:db8::1]:53";
+	if (port != NULL && (p = dns_parse_port(port)) < 0)
+		return "has a bad port: 1 to 65535";
+	out->port = (unsigned)p;
+	return NULL;
+}
+
+/* rules_dns_check_server - is word one server address? */
+const char *rules_dns_check_server(const char *word)
+{
+	struct dns_server s;
+
+	return dns_server_parse(word, &s);
+}
+
+/* dns_parse_servers - the words of list into d; 0 or -1 with err. */
+static int dns_parse_servers(const char *list, struct rules_dns *d, char *err, size_t errlen)
+{
+	char word[128];
+	const char *p = list, *why;
+	size_t n;
+
+	for (;;) {
+		p += strspn(p, " \t,");
+		if (*p == '\0')
+			return 0;
+		n = strcspn(p, " \t,");
+		if (n >= sizeof(word)) {
+			snprintf(err, errlen, "dns_servers: \"%.40s...\" is not an IP address", p);
+			return -1;
+		}
+		memcpy(word, p, n);
+		word[n] = '\0';
+		p += n;
+		if (d->nservers == RULES_DNS_SERVERS_MAX) {
+			snprintf(err, errlen, "dns_servers: at most %d servers", RULES_DNS_SERVERS_MAX);
+			return -1;
+		}
+		if ((why = dns_server_parse(word, &d->servers[d->nservers])) != NULL) {
+			snprintf(err, errlen, "dns_servers: \"%s\" %s", word, why);
+			return -1;
+		}
+		d->nservers++;
+	}
+}
+
+/* dns_system_servers - the system's resolvers, as c-ares reads them. */
+static int dns_system_servers(struct rules_dns *d, char *err, size_t errlen)
+{
+	struct ares_addr_port_node *list = NULL, *n;
+	ares_channel ch;
+	int rc;
+
+	if ((rc = ares_init(&ch)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "dns_servers: cannot read the system's DNS resolvers: %s",
+			 ares_strerror(rc));
+		return -1;
+	}
+	rc = ares_get_servers_ports(ch, &list);
+	for (n = list; rc == ARES_SUCCESS && n != NULL && d->nservers < RULES_DNS_SERVERS_MAX;
+	     n = n->next) {
+		struct dns_server *s = &d->servers[d->nservers];
+
+		if (n->family == AF_INET)
+			memcpy(s->addr, &n->addr.addr4, 4);
+		else if (n->family == AF_INET6)
+			memcpy(s->addr, &n->addr.addr6, 16);
+		else
+			continue;
+		s->family = n->family;
+		s->port = n->udp_port > 0 && n->udp_port <= 65535 ? (unsigned)n->udp_port : 53;
+		d->nservers++;
+	}
+	ares_free_data(list);
+	ares_destroy(ch);
+	if (rc != ARES_SUCCESS) {
+		snprintf(err, errlen, "dns_servers: cannot read the system's DNS resolvers: %s",
+			 ares_strerror(rc));
+		return -1;
+	}
+	if (d->nservers == 0) {
+		snprintf(err, errlen, "dns_servers: the system has no DNS resolver "
+				      "(/etc/resolv.conf): set dns_servers");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the channel ------------------------------------------------------ */
+
+/* dns_seed_rand - see the top of the file: c-ares 1.18 may key its query
+ * ids from rand(). */
+static void dns_seed_rand(void)
+{
+	unsigned seed;
+	struct timespec ts;
+
+	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec ^ ((unsigned)getpid() << 16);
+	}
+	srand(seed);
+}
+
+/* dns_channel - this process's channel, created on first use. Returns an
+ * ARES_* status. */
+static int dns_channel(struct rules_dns *d)
+{
+	struct ares_addr_port_node nodes[RULES_DNS_SERVERS_MAX];
+	struct ares_options opts;
+	pid_t pid = getpid();
+	ares_channel ch;
+	unsigned try_ms;
+	size_t i;
+	int rc;
+
+	if (d->channel != NULL && d->owner == pid)
+		return ARES_SUCCESS;
+	if (d->channel != NULL) {
+		/* inherited across fork(): our copy of the parent's; close it */
+		ares_destroy(d->channel);
+		d->channel = NULL;
+	}
+	/* All of it, so that c-ares has nothing to read from a file: servers
+	 * (set below), search domains, ndots, lookups, sortlist, rotation. */
+	memset(&opts, 0, sizeof(opts));
+	opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	try_ms = d->timeout_ms / (3 * (unsigned)d->nservers);
+	opts.timeout = (int)(try_ms < RULES_DNS_TRY_MIN_MS ? RULES_DNS_TRY_MIN_MS : try_ms);
+	opts.tries = RULES_DNS_TRIES;
+	opts.ndots = 1;
+	opts.domains = NULL;
+	opts.ndomains = 0;
+	opts.lookups = (char *)"b";
+	opts.servers = NULL;
+	opts.nservers = 0;
+	opts.sortlist = NULL;
+	opts.nsort = 0;
+	dns_seed_rand();
+	rc = ares_init_options(&ch, &opts,
+			       ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_NDOTS |
+				       ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS | ARES_OPT_SERVERS |
+				       ARES_OPT_SORTLIST | ARES_OPT_NOROTATE);
+	if (rc != ARES_SUCCESS)
+		return rc;
+	memset(nodes, 0, sizeof(nodes));
+	for (i = 0; i < d->nservers; i++) {
+		nodes[i].next = i + 1 < d->nservers ? &nodes[i + 1] : NULL;
+		nodes[i].family = d->servers[i].family;
+		if (d->servers[i].family == AF_INET)
+			memcpy(&nodes[i].addr.addr4, d->servers[i].addr, 4);
+		else
+			memcpy(&nodes[i].addr.addr6, d->servers[i].addr, 16);
+		nodes[i].udp_port = (int)d->servers[i].port;
+		nodes[i].tcp_port = (int)d->servers[i].port;
+	}
+	if ((rc = ares_set_servers_ports(ch, nodes)) != ARES_SUCCESS) {
+		ares_destroy(ch);
+		return rc;
+	}
+	d->channel = ch;
+	d->owner = pid;
+	return ARES_SUCCESS;
+}
+
+/* ---- asking ----------------------------------------------------------- */
+
+/* dns_now_ms - a monotonic clock in milliseconds. */
+static uint64_t dns_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* dns_callback - a query is over: keep its status and its answer. */
+static void dns_callback(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+
+	(void)timeouts;
+	q->done = 1;
+	q->status = status;
+	if (status == ARES_SUCCESS) {
+		if (abuf == NULL || alen <= 0)
+			q->status = ARES_EBADRESP;
+		else if ((q->buf = malloc((size_t)alen)) == NULL)
+			q->status = ARES_ENOMEM;
+		else {
+			memcpy(q->buf, abuf, (size_t)alen);
+			q->len = alen;
+		}
+	}
+}
+
+/* dns_pending - queries not answered yet. */
+static size_t dns_pending(const struct dns_call *c)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < c->nq; i++)
+		n += !c->q[i].done;
+	return n;
+}
+
+/* dns_wait - drive the channel until every query is over or the deadline
+ * passed; then cancel what is left (its callbacks get ARES_ECANCELLED). */
+static void dns_wait(struct rules_dns *d, struct dns_call *c, uint64_t deadline)
+{
+	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+	struct pollfd pfd[ARES_GETSOCK_MAXNUM];
+	struct timeval maxtv, tv, *tvp;
+	uint64_t now, wait_ms;
+	nfds_t nfds, i;
+	int bits, rc;
+
+	while (dns_pending(c) > 0 && (now = dns_now_ms()) < deadline) {
+		maxtv.tv_sec = (time_t)((deadline - now) / 1000);
+		maxtv.tv_usec = (suseconds_t)((deadline - now) % 1000 * 1000);
+		tvp = ares_timeout(d->channel, &maxtv, &tv);
+		wait_ms = (uint64_t)tvp->tv_sec * 1000 + ((uint64_t)tvp->tv_usec + 999) / 1000;
+		bits = ares_getsock(d->channel, socks, ARES_GETSOCK_MAXNUM);
+		nfds = 0;
+		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+			short events = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
+					       (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+
+			if (events != 0)
+				pfd[nfds++] = (struct pollfd){.fd = socks[i], .events = events};
+		}
+		rc = poll(pfd, nfds, (int)wait_ms);
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (rc <= 0) {
+			ares_process_fd(d->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+			continue;
+		}
+		for (i = 0; i < nfds; i++) {
+			short re = pfd[i].revents;
+
+			if (re != 0)
+				ares_process_fd(d->channel,
+						re & (POLLIN | POLLERR | POLLHUP) ? pfd[i].fd : ARES_SOCKET_BAD,
+						re & POLLOUT ? pfd[i].fd : ARES_SOCKET_BAD);
+		}
+	}
+	if (dns_pending(c) > 0)
+		ares_cancel(d->channel);
+	for (i = 0; i < c->nq; i++)
+		if (!c->q[i].done) { /* cannot happen after ares_cancel; be safe */
+			c->q[i].done = 1;
+			c->q[i].status = ARES_ETIMEOUT;
+		}
+}
+
+/* dns_outcome_of - what a c-ares status means for the rule. */
+static enum dns_outcome dns_outcome_of(int status)
+{
+	switch (status) {
+	case ARES_SUCCESS:
+		return DNS_ANSWER;
+	case ARES_ENODATA:
+	case ARES_ENOTFOUND:
+		return DNS_EMPTY;
+	case ARES_ETIMEOUT:
+	case ARES_ECANCELLED:
+		return DNS_TIMEOUT;
+	case ARES_ENOMEM:
+		return DNS_NOMEM;
+	default:
+		return DNS_FAIL;
+	}
+}
+
+/* dns_ask - send the call's queries for name and wait for them. Returns an
+ * ARES_* status for a failure to start; the outcomes are in c->q. */
+static int dns_ask(struct rules_dns *d, struct dns_call *c, const char *name)
+{
+	uint64_t deadline;
+	size_t i;
+	int rc;
+
+	if ((rc = dns_channel(d)) != ARES_SUCCESS)
+		return rc;
+	deadline = dns_now_ms() + d->timeout_ms;
+	for (i = 0; i < c->nq; i++)
+		ares_query(d->channel, name, ns_c_in, c->q[i].type, dns_callback, &c->q[i]);
+	dns_wait(d, c, deadline);
+	for (i = 0; i < c->nq; i++)
+		c->q[i].outcome = dns_outcome_of(c->q[i].status);
+	return ARES_SUCCESS;
+}
+
+/* dns_call_free - everything the call holds. */
+static void dns_call_free(struct dns_call *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nq; i++) {
+		free(c->q[i].buf);
+		c->q[i].buf = NULL;
+	}
+	if (c->host != NULL)
+		ares_free_hostent(c->host);
+	if (c->mx != NULL)
+		ares_free_data(c->mx);
+	if (c->txt != NULL)
+		ares_free_data(c->txt);
+	c->host = NULL;
+	c->mx = NULL;
+	c->txt = NULL;
+}
+
+/* ---- answers to Lua ---------------------------------------------------- */
+
+/* dns_push_name - a name from an answer: lowercased, no trailing dot. */
+static void dns_push_name(lua_State *L, const char *s)
+{
+	size_t len = strlen(s), i;
+	luaL_Buffer b;
+	char *p;
+
+	if (len > 0 && s[len - 1] == '.')
+		len--;
+	p = luaL_buffinitsize(L, &b, len);
+	for (i = 0; i < len; i++)
+		p[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+	luaL_pushresultsize(&b, len);
+}
+
+/* dns_append - t[#t + 1] = the value on top; 0 once t is full. */
+static int dns_append(lua_State *L, int t)
+{
+	lua_Integer n = (lua_Integer)lua_rawlen(L, t);
+
+	lua_rawseti(L, t, n + 1);
+	return n + 1 < RULES_DNS_ANSWERS_MAX;
+}
+
+/* dns_room - whether t can take one more. */
+static int dns_room(lua_State *L, int t)
+{
+	return lua_rawlen(L, t) < RULES_DNS_ANSWERS_MAX;
+}
+
+/* dns_push_addresses - the A or AAAA records of q. Returns the parser's status. */
+static int dns_push_addresses(lua_State *L, int t, const struct dns_query *q)
+{
+	struct ares_addrttl a4[RULES_DNS_ANSWERS_MAX];
+	struct ares_addr6ttl a6[RULES_DNS_ANSWERS_MAX];
+	char text[INET6_ADDRSTRLEN];
+	int n = RULES_DNS_ANSWERS_MAX, i, rc;
+
+	if (q->type == ns_t_a)
+		rc = ares_parse_a_reply(q->buf, q->len, NULL, a4, &n);
+	else
+		rc = ares_parse_aaaa_reply(q->buf, q->len, NULL, a6, &n);
+	if (rc != ARES_SUCCESS)
+		return rc;
+	for (i = 0; i < n && dns_room(L, t); i++) {
+		if (q->type == ns_t_a)
+			inet_ntop(AF_INET, &a4[i].ipaddr, text, sizeof(text));
+		else
+			inet_ntop(AF_INET6, &a6[i].ip6addr, text, sizeof(text));
+		lua_pushstring(L, text);
+		dns_append(L, t);
+	}
+	return ARES_SUCCESS;
+}
+
+/* dns_mx_before - MX order: preference, then name. */
+static int dns_mx_before(const struct ares_mx_reply *a, const struct ares_mx_reply *b)
+{
+	if (a->priority != b->priority)
+		return a->priority < b->priority;
+	return strcasecmp(a->host, b->host) < 0;
+}
+
+/* dns_push_mx - the best RULES_DNS_ANSWERS_MAX MX records, in order. */
+static int dns_push_mx(lua_State *L, int t, struct dns_call *c, const struct dns_query *q)
+{
+	const struct ares_mx_reply *best[RULES_DNS_ANSWERS_MAX], *mx;
+	size_t n = 0, i, j;
+	int rc;
+
+	if ((rc = ares_parse_mx_reply(q->buf, q->len, &c->mx)) != ARES_SUCCESS)
+		return rc;
+	for (mx = c->mx; mx != NULL; mx = mx->next) {
+		/* insertion into the sorted best list, dropping its last when full */
+		for (i = n; i > 0 && dns_mx_before(mx, best[i - 1]); i--)
+			;
+		if (i == RULES_DNS_ANSWERS_MAX)
+			continue;
+		j = n < RULES_DNS_ANSWERS_MAX ? n++ : n - 1;
+		for (; j > i; j--)
+			best[j] = best[j - 1];
+		best[i] = mx;
+	}
+	for (i = 0; i < n; i++) {
+		lua_createtable(L, 0, 2);
+		lua_pushinteger(L, best[i]->priority);
+		lua_setfield(L, -2, "preference");
+		dns_push_name(L, best[i]->host);
+		lua_setfield(L, -2, "exchange");
+		dns_append(L, t);
+	}
+	return ARES_SUCCESS;
+}
+
+/* dns_push_txt - one string per TXT record, its strings joined. */
+static int dns_push_txt(lua_State *L, int t, struct dns_call *c, const struct dns_query *q)
+{
+	const struct ares_txt_ext *txt, *part;
+	luaL_Buffer b;
+	int rc;
+
+	if ((rc = ares_parse_txt_reply_ext(q->buf, q->len, &c->txt)) != ARES_SUCCESS)
+		return rc;
+	for (txt = c->txt; txt != NULL && dns_room(L, t); txt = part) {
+		luaL_buffinit(L, &b);
+		part = txt;
+		do {
+			luaL_addlstring(&b, (const char *)part->txt, part->length);
+			part = part->next;
+		} while (part != NULL && !part->record_start);
+		luaL_pushresult(&b);
+		dns_append(L, t);
+	}
+	return ARES_SUCCESS;
+}
+
+/* dns_push_ptr - the names of the PTR records. */
+static int dns_push_ptr(lua_State *L, int t, struct dns_call *c, const struct dns_query *q)
+{
+	static const unsigned char any[16];
+	char **alias;
+	int rc;
+
+	/* The address only fills the hostent; the answer is matched by name. */
+	if ((rc = ares_parse_ptr_reply(q->buf, q->len, any, 4, AF_INET, &c->host)) != ARES_SUCCESS)
+		return rc;
+	for (alias = c->host->h_aliases; alias != NULL && *alias != NULL && dns_room(L, t); alias++) {
+		dns_push_name(L, *alias);
+		dns_append(L, t);
+	}
+	if (lua_rawlen(L, t) == 0 && c->host->h_name != NULL && c->host->h_name[0] != '\0') {
+		dns_push_name(L, c->host->h_name);
+		dns_append(L, t);
+	}
+	return ARES_SUCCESS;
+}
+
+/* dns_push_results - (protected) the table of the answers of the call at
+ * index 1; a query whose answer does not parse becomes DNS_FAIL. */
+static int dns_push_results(lua_State *L)
+{
+	struct dns_call *c = lua_touserdata(L, 1);
+	size_t i;
+	int t, rc;
+
+	lua_createtable(L, 4, 0);
+	t = lua_gettop(L);
+	for (i = 0; i < c->nq; i++) {
+		struct dns_query *q = &c->q[i];
+
+		if (q->outcome != DNS_ANSWER)
+			continue;
+		switch (q->type) {
+		case ns_t_a:
+		case ns_t_aaaa:
+			rc = dns_push_addresses(L, t, q);
+			break;
+		case ns_t_mx:
+			rc = dns_push_mx(L, t, c, q);
+			break;
+		case ns_t_txt:
+			rc = dns_push_txt(L, t, c, q);
+			break;
+		default:
+			rc = dns_push_ptr(L, t, c, q);
+			break;
+		}
+		if (rc == ARES_ENODATA)
+			q->outcome = DNS_EMPTY;
+		else if (rc == ARES_ENOMEM)
+			q->outcome = DNS_NOMEM;
+		else if (rc != ARES_SUCCESS)
+			q->outcome = DNS_FAIL;
+	}
+	return 1;
+}
+
+/* dns_finish - turn the call's outcomes into the Lua results, free the
+ * call; raises (after freeing) on a memory error. */
+static int dns_finish(lua_State *L, struct dns_call *c)
+{
+	const char *reason = NULL;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < c->nq; i++)
+		if (c->q[i].outcome == DNS_NOMEM) {
+			dns_call_free(c);
+			return luaL_error(L, "dns: out of memory");
+		}
+	lua_pushcfunction(L, dns_push_results);
+	lua_pushlightuserdata(L, c);
+	rc = lua_pcall(L, 1, 1, 0);
+	for (i = 0; i < c->nq && rc == LUA_OK; i++)
+		if (c->q[i].outcome == DNS_NOMEM)
+			rc = LUA_ERRMEM;
+	dns_call_free(c);
+	if (rc != LUA_OK) {
+		if (rc != LUA_ERRMEM)
+			return lua_error(L);
+		return luaL_error(L, "dns: out of memory");
+	}
+	for (i = 0; i < c->nq; i++) {
+		if (c->q[i].outcome == DNS_TIMEOUT)
+			reason = "timeout";
+		else if (c->q[i].outcome == DNS_FAIL && reason == NULL)
+			reason = "servfail";
+	}
+	/* An empty table must mean "there is none": when a query failed, only
+	 * what the others found can be given. */
+	if (reason != NULL && lua_rawlen(L, -1) == 0) {
+		lua_pop(L, 1);
+		lua_pushnil(L);
+		lua_pushstring(L, reason);
+		return 2;
+	}
+	return 1;
+}
+
+/* dns_run - ask for name with the call's queries and push the results. */
+static int dns_run(lua_State *L, struct rules_dns *d, struct dns_call *c, const char *name)
+{
+	int rc;
+
+	luaL_checkstack(L, 8, "dns");
+	if ((rc = dns_ask(d, c, name)) != ARES_SUCCESS) {
+		dns_call_free(c);
+		return luaL_error(L, "dns: cannot start the resolver: %s", ares_strerror(rc));
+	}
+	return dns_finish(L, c);
+}
+
+/* dns_raise_bad - raise "fn: what "value"" with the value quoted safely. */
+static int dns_raise_bad(lua_State *L, const char *fn, const char *what, const char *s, size_t len)
+{
+	size_t i, n = len > RULES_DNS_QUOTE_MAX ? RULES_DNS_QUOTE_MAX : len;
+	char esc[8];
+	luaL_Buffer b;
+
+	luaL_where(L, 1);
+	luaL_buffinit(L, &b);
+	luaL_addstring(&b, fn);
+	luaL_addstring(&b, ": ");
+	luaL_addstring(&b, what);
+	luaL_addstring(&b, " \"");
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '"' || ch == '\\') {
+			luaL_addchar(&b, '\\');
+			luaL_addchar(&b, (char)ch);
+		} else if (ch < 0x20 || ch >= 0x7f) {
+			snprintf(esc, sizeof(esc), "\\%03u", ch);
+			luaL_addstring(&b, esc);
+		} else {
+			luaL_addchar(&b, (char)ch);
+		}
+	}
+	luaL_addchar(&b, '"');
+	if (n < len)
+		luaL_addstring(&b, "...");
+	luaL_pushresult(&b);
+	lua_concat(L, 2);
+	return lua_error(L);
+}
+
+/* lua_dns_lookup - dns.lookup(name [, type]). */
+static int lua_dns_lookup(lua_State *L)
+{
+	static const struct {
+		const char *name;
+		int type;
+	} types[] = {{"A", ns_t_a},     {"AAAA", ns_t_aaaa}, {"MX", ns_t_mx},
+		     {"TXT", ns_t_txt}, {"PTR", ns_t_ptr}};
+	struct rules_dns *d = lua_touserdata(L, lua_upvalueindex(1));
+	struct dns_call c;
+	char name[RULES_DNS_NAME_MAX + 1];
+	size_t len, tlen, n, i;
+	const char *s = luaL_checklstring(L, 1, &len);
+	const char *type = luaL_optlstring(L, 2, NULL, &tlen);
+
+	memset(&c, 0, sizeof(c));
+	if ((n = strlen(s) == len ? rules_dns_name_check(s, len) : 0) == 0)
+		return dns_raise_bad(L, "dns.lookup", "not a domain name:", s, len);
+	memcpy(name, s, n);
+	name[n] = '\0';
+	if (type == NULL) {
+		c.q[0].type = ns_t_a;
+		c.q[1].type = ns_t_aaaa;
+		c.nq = 2;
+	} else {
+		for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strlen(type) == tlen && strcasecmp(type, types[i].name) == 0)
+				break;
+		if (i == sizeof(types) / sizeof(types[0]))
+			return dns_raise_bad(L, "dns.lookup", "unknown type (A, AAAA, MX, TXT, PTR):",
+					     type, tlen);
+		c.q[0].type = types[i].type;
+		c.nq = 1;
+	}
+	return dns_run(L, d, &c, name);
+}
+
+/* lua_dns_rlookup - dns.rlookup(ip): the PTR names of an address. */
+static int lua_dns_rlookup(lua_State *L)
+{
+	struct rules_dns *d = lua_touserdata(L, lua_upvalueindex(1));
+	const struct rule_ip *ud = luaL_testudata(L, 1, RULES_DNS_IP_MT);
+	char name[RULES_DNS_REVERSE_MAX];
+	struct rule_ip ip;
+	struct dns_call c;
+	const char *s;
+	size_t len;
+
+	if (ud != NULL) {
+		ip = *ud;
+	} else {
+		s = luaL_checklstring(L, 1, &len);
+		if (strlen(s) != len || len >= 64 || rule_ip_from_string(s, &ip) < 0)
+			return dns_raise_bad(L, "dns.rlookup", "not an IP address:", s, len);
+	}
+	if (dns_reverse_ip(&ip, name, sizeof(name)) < 0)
+		return luaL_error(L, "dns.rlookup: not an IP address");
+	memset(&c, 0, sizeof(c));
+	c.q[0].type = ns_t_ptr;
+	c.nq = 1;
+	return dns_run(L, d, &c, name);
+}
+
+/* lua_dns_gc - the ruleset is closed: close this process's channel. */
+static int lua_dns_gc(lua_State *L)
+{
+	struct rules_dns *d = luaL_checkudata(L, 1, RULES_DNS_MT);
+
+	if (d->channel != NULL)
+		ares_destroy(d->channel);
+	d->channel = NULL;
+	if (d->library)
+		ares_library_cleanup();
+	d->library = 0;
+	return 0;
+}
+
+/* rules_dns_open - read the resolver settings, register `dns`. */
+int rules_dns_open(lua_State *L, const char *servers, unsigned timeout_ms, char *err,
+		   size_t errlen)
+{
+	struct rules_dns cfg, *d;
+	int rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.timeout_ms = timeout_ms > 0 ? timeout_ms : RULES_DNS_TIMEOUT_DEFAULT;
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "dns: cannot initialize c-ares: %s", ares_strerror(rc));
+		return -1;
+	}
+	if (servers != NULL && servers[strspn(servers, " \t,")] != '\0')
+		rc = dns_parse_servers(servers, &cfg, err, errlen);
+	else
+		rc = dns_system_servers(&cfg, err, errlen);
+	if (rc < 0) {
+		ares_library_cleanup();
+		return -1;
+	}
+	cfg.library = 1;
+	d = lua_newuserdatauv(L, sizeof(*d), 0);
+	*d = cfg;
+	if (luaL_newmetatable(L, RULES_DNS_MT)) {
+		lua_pushcfunction(L, lua_dns_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushliteral(L, "dns");
+		lua_setfield(L, -2, "__metatable");
+	}
+	lua_setmetatable(L, -2);
+	lua_createtable(L, 0, 2);
+	lua_pushvalue(L, -2);
+	lua_pushcclosure(L, lua_dns_lookup, 1);
+	lua_setfield(L, -2, "lookup");
+	lua_pushvalue(L, -2);
+	lua_pushcclosure(L, lua_dns_rlookup, 1);
+	lua_setfield(L, -2, "rlookup");
+	lua_setglobal(L, "dns");
+	lua_pop(L, 1);
+	return 0;
+}
