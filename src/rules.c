@@ -1336,9 +1336,12 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx,
 	where = lua_tostring(L, -2);
 	kind = lua_tostring(L, -1);
 	if (rules_call(r, rule_idx, ctx_idx) != LUA_OK) {
+		char msg[1024];
+
+		rules_fail(r, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)",
+			   msg, sizeof(msg));
 		log_err("rules: %s \"%s\" (%s) at %s failed: %s", kind, name, where,
-			stage_names[stage],
-			lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)");
+			stage_names[stage], msg);
 		rules_trace_call(r, stage, name, where, "error");
 		v->status = RULE_ERROR;
 		rules_default_reply(v);
