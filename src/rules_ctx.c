@@ -575,8 +575,11 @@ static int ctx_header_edit(lua_State *L, const char *what,
 {
 	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), what);
 	const char *name = ctx_header_name(L, 2);
-	const char *value = luaL_checkstring(L, 3);
+	size_t len;
+	const char *value = luaL_checklstring(L, 3, &len);
 
+	if (strlen(value) != len) /* a NUL would silently cut the value */
+		return luaL_argerror(L, 3, "a header value holds no NUL, CR or LF");
 	if (edit(msg, name, value) < 0)
 		return ctx_edit_failed(L, what);
 	return 0;

@@ -68,8 +68,9 @@ static void check_reparse(const struct message *m)
 /* fuzz_field_edits - append, set, rename and remove, each with its promise. */
 static void fuzz_field_edits(struct message *m)
 {
-	static const char value[] = "a value long enough that folding it must happen at least once, "
-				    "or even twice, \xc3\xa9t\xc3\xa9 included, before it ends";
+	static const char value[] =
+	    "a value long enough that folding it must happen at least once, "
+	    "or even twice, \xc3\xa9t\xc3\xa9 included, before it ends";
 	size_t n = message_header_count(m, "X-Fuzz");
 	size_t subjects = message_header_count(m, "Subject");
 
@@ -80,7 +81,8 @@ static void fuzz_field_edits(struct message *m)
 
 	check(message_header_set(m, "Subject", "fuzzed") == 0, "set");
 	check_value(m, "Subject", 0, "fuzzed");
-	check(message_header_count(m, "Subject") == (subjects ? subjects : 1), "set keeps the others");
+	check(message_header_count(m, "Subject") == (subjects ? subjects : 1),
+	      "set keeps the others");
 	check_reparse(m);
 
 	check(message_header_prepend(m, "Received", "by fuzz") == 0, "prepend");

@@ -143,18 +143,19 @@ static void assert_field_raw(const struct message *m, size_t index, const char *
 static void test_roundtrip_normal_message(void **state)
 {
 	const char *in = "Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
-			 "From: a@example.com\r\n"
-			 "To: b@example.com\r\n"
-			 "Subject: hello\r\n"
-			 "\r\n"
-			 "Body line\r\n"
-			 "\r\n"
-			 "Header-Like: in body\r\n";
+	                 "From: a@example.com\r\n"
+	                 "To: b@example.com\r\n"
+	                 "Subject: hello\r\n"
+	                 "\r\n"
+	                 "Body line\r\n"
+	                 "\r\n"
+	                 "Header-Like: in body\r\n";
 	struct message *m = parse(in);
 
 	assert_int_equal(message_field_count(m), 4);
 	assert_body(m, "Body line\r\n\r\nHeader-Like: in body\r\n");
-	assert_int_equal(message_header_size(m), strlen(in) - strlen("Body line\r\n\r\nHeader-Like: in body\r\n"));
+	assert_int_equal(message_header_size(m),
+	                 strlen(in) - strlen("Body line\r\n\r\nHeader-Like: in body\r\n"));
 	assert_serialized(m, in);
 	message_free(m);
 }
@@ -163,9 +164,9 @@ static void test_roundtrip_normal_message(void **state)
 static void test_roundtrip_folded_fields(void **state)
 {
 	const char *in = "Subject: a\r\n b\r\n\tc\r\n"
-			 "X-Long:\r\n  first\r\n second \r\n"
-			 "\r\n"
-			 "body\r\n";
+	                 "X-Long:\r\n  first\r\n second \r\n"
+	                 "\r\n"
+	                 "body\r\n";
 	struct message *m = parse(in);
 
 	assert_int_equal(message_field_count(m), 2);
@@ -253,10 +254,10 @@ static void test_roundtrip_empty_message(void **state)
 static void test_roundtrip_odd_bytes(void **state)
 {
 	static const char in[] = "Subject: caf\xc3\xa9 \x00 x\r\n"
-				 "Subject\t : obsolete\r\n"
-				 "X: a\rb\r\n"
-				 "\r\n"
-				 "\x00\xff\r\n";
+	                         "Subject\t : obsolete\r\n"
+	                         "X: a\rb\r\n"
+	                         "\r\n"
+	                         "\x00\xff\r\n";
 	struct message *m = parse_n(in, sizeof(in) - 1);
 	size_t len;
 	const char *name;
@@ -352,9 +353,9 @@ static void test_lookup_is_case_insensitive(void **state)
 static void test_unfolding_removes_line_breaks_and_trims(void **state)
 {
 	struct message *m = parse("Subject:   a  \r\n b\r\n\t\tc  \r\n"
-				  "Empty:\r\n"
-				  "Blank:   \r\n   \r\n"
-				  "Lf: x\n y\n\n");
+	                          "Empty:\r\n"
+	                          "Blank:   \r\n   \r\n"
+	                          "Lf: x\n y\n\n");
 
 	assert_header(m, "Subject", 0, "a   b\t\tc");
 	assert_header(m, "Empty", 0, "");
@@ -503,7 +504,8 @@ static void test_prepend_adds_at_top(void **state)
 /* test_set_existing_keeps_spelling_and_position - only the first of the name changes. */
 static void test_set_existing_keeps_spelling_and_position(void **state)
 {
-	struct message *m = parse("A: 1\r\nsUBJECT : old\r\n folded\r\nB: 2\r\nSubject: second\r\n\r\nb\r\n");
+	struct message *m =
+	    parse("A: 1\r\nsUBJECT : old\r\n folded\r\nB: 2\r\nSubject: second\r\n\r\nb\r\n");
 
 	assert_int_equal(message_header_set(m, "Subject", "new value"), 0);
 	assert_serialized(m, "A: 1\r\nsUBJECT: new value\r\nB: 2\r\nSubject: second\r\n\r\nb\r\n");
@@ -561,7 +563,8 @@ static void test_rename_absent_changes_nothing(void **state)
 /* test_remove_every_occurrence_returns_count - all fields of the name go, others stay. */
 static void test_remove_every_occurrence_returns_count(void **state)
 {
-	struct message *m = parse("DKIM: 1\r\n x\r\nA: 2\r\ndkim: 3\r\nB: 4\r\nDKIM: 5\r\n\r\nbody\r\n");
+	struct message *m =
+	    parse("DKIM: 1\r\n x\r\nA: 2\r\ndkim: 3\r\nB: 4\r\nDKIM: 5\r\n\r\nbody\r\n");
 
 	assert_int_equal(message_header_remove(m, "Dkim"), 3);
 	assert_serialized(m, "A: 2\r\nB: 4\r\n\r\nbody\r\n");
@@ -743,7 +746,7 @@ static void test_body_unaffected_by_header_edits(void **state)
 {
 	static const char body[] = "To: not@header.example\r\n\r\n\xc3\xa9\r\n.\r\n";
 	struct message *m = parse("To: a@example.com\r\nSubject: s\r\n\r\n"
-				  "To: not@header.example\r\n\r\n\xc3\xa9\r\n.\r\n");
+	                          "To: not@header.example\r\n\r\n\xc3\xa9\r\n.\r\n");
 
 	assert_int_equal(message_header_append(m, "X", "1"), 0);
 	assert_int_equal(message_header_prepend(m, "Y", "2"), 0);
@@ -755,7 +758,7 @@ static void test_body_unaffected_by_header_edits(void **state)
 	assert_int_equal(message_to_remove(m, "not@header.example"), 0);
 	assert_body(m, body);
 	assert_serialized(m, "To: c@example.com, b@example.com\r\nSubject: t\r\nZ: 1\r\n\r\n"
-			     "To: not@header.example\r\n\r\n\xc3\xa9\r\n.\r\n");
+	                     "To: not@header.example\r\n\r\n\xc3\xa9\r\n.\r\n");
 	message_free(m);
 }
 
@@ -785,7 +788,8 @@ static struct message *to_message(const char *to)
 {
 	char buf[2048];
 
-	snprintf(buf, sizeof(buf), "From: f@example.com\r\nTo: %s\r\nSubject: s\r\n\r\nbody\r\n", to);
+	snprintf(buf, sizeof(buf), "From: f@example.com\r\nTo: %s\r\nSubject: s\r\n\r\nbody\r\n",
+	         to);
 	return parse(buf);
 }
 
@@ -801,8 +805,9 @@ static void test_to_add_to_existing_list(void **state)
 	struct message *m = to_message("\"Doe, J\" <j@example.com>");
 
 	assert_int_equal(message_to_add(m, "new@example.org"), 0);
-	assert_serialized(m, "From: f@example.com\r\nTo: \"Doe, J\" <j@example.com>, new@example.org\r\n"
-			     "Subject: s\r\n\r\nbody\r\n");
+	assert_serialized(
+	    m, "From: f@example.com\r\nTo: \"Doe, J\" <j@example.com>, new@example.org\r\n"
+	       "Subject: s\r\n\r\nbody\r\n");
 	message_free(m);
 }
 
@@ -831,6 +836,11 @@ static void test_to_add_handles_empty_list_trailing_comma_and_open_group(void **
 	m = to_message("undisclosed-recipients:");
 	assert_int_equal(message_to_add(m, "n@example.org"), 0);
 	assert_to(m, "undisclosed-recipients:;, n@example.org");
+	message_free(m);
+	m = to_message("G: a@example.com,");
+	assert_int_equal(message_to_add(m, "n@example.org"), 0);
+	assert_to(m, "G: a@example.com,;, n@example.org");
+	assert_int_equal(message_to_rewrite(m, "n@example.org", "o@example.org"), 1);
 	message_free(m);
 }
 
@@ -870,13 +880,14 @@ static void test_to_add_refuses_broken_list(void **state)
 /* test_to_remove_one_of_three - display names, comments and quoted commas kept intact. */
 static void test_to_remove_one_of_three(void **state)
 {
-	struct message *m = to_message("\"Doe, John\" <john@example.com>, (team, lead) \"x<y@z>, w\" "
-				       "<jane@example.com> (Jane, the \\) boss), bob@example.com (Bob, "
-				       "\"<jane@example.com>\")");
+	struct message *m =
+	    to_message("\"Doe, John\" <john@example.com>, (team, lead) \"x<y@z>, w\" "
+	               "<jane@example.com> (Jane, the \\) boss), bob@example.com (Bob, "
+	               "\"<jane@example.com>\")");
 
 	assert_int_equal(message_to_remove(m, "jane@example.com"), 1);
 	assert_to(m, "\"Doe, John\" <john@example.com>, bob@example.com (Bob, "
-		     "\"<jane@example.com>\")");
+	             "\"<jane@example.com>\")");
 	assert_header(m, "Subject", 0, "s");
 	assert_body(m, "body\r\n");
 	message_free(m);
@@ -897,7 +908,8 @@ static void test_to_remove_first_and_last_mailbox(void **state)
 /* test_to_remove_every_occurrence - duplicates all go, and the count says so. */
 static void test_to_remove_every_occurrence(void **state)
 {
-	struct message *m = to_message("a@example.com, B <a@example.com>, c@example.com, a@EXAMPLE.com");
+	struct message *m =
+	    to_message("a@example.com, B <a@example.com>, c@example.com, a@EXAMPLE.com");
 
 	assert_int_equal(message_to_remove(m, "a@example.com"), 3);
 	assert_to(m, "c@example.com");
@@ -939,7 +951,8 @@ static void test_to_quoted_local_part(void **state)
 /* test_to_group_members - members are removed and rewritten; the group stays. */
 static void test_to_group_members(void **state)
 {
-	struct message *m = to_message("Team: a@example.com, \"B\" <b@example.com>;, c@example.com");
+	struct message *m =
+	    to_message("Team: a@example.com, \"B\" <b@example.com>;, c@example.com");
 
 	assert_int_equal(message_to_rewrite(m, "b@example.com", "bb@example.com"), 1);
 	assert_to(m, "Team: a@example.com, \"B\" <bb@example.com>;, c@example.com");
@@ -955,22 +968,26 @@ static void test_to_group_members(void **state)
 /* test_to_rewrite_keeps_display_name - only the addr-spec changes. */
 static void test_to_rewrite_keeps_display_name(void **state)
 {
-	struct message *m = to_message("\"John\" <old@example.com>, old@example.com (Old), "
-				       "Other <other@example.com>, <@relay.example:old@example.com>");
+	struct message *m =
+	    to_message("\"John\" <old@example.com>, old@example.com (Old), "
+	               "Other <other@example.com>, <@relay.example:old@example.com>");
 
 	assert_int_equal(message_to_rewrite(m, "old@EXAMPLE.com", "new@example.net"), 3);
-	assert_to(m, "\"John\" <new@example.net>, new@example.net (Old), Other <other@example.com>, "
-		     "<@relay.example:new@example.net>");
+	assert_to(m,
+	          "\"John\" <new@example.net>, new@example.net (Old), Other <other@example.com>, "
+	          "<@relay.example:new@example.net>");
 	message_free(m);
 }
 
 /* test_to_several_fields_all_edited - duplicate To fields are each handled. */
 static void test_to_several_fields_all_edited(void **state)
 {
-	struct message *m = parse("To: a@example.com, b@example.com\r\nX: 1\r\nto: a@example.com\r\n\r\n");
+	struct message *m =
+	    parse("To: a@example.com, b@example.com\r\nX: 1\r\nto: a@example.com\r\n\r\n");
 
 	assert_int_equal(message_to_rewrite(m, "a@example.com", "z@example.com"), 2);
-	assert_serialized(m, "To: z@example.com, b@example.com\r\nX: 1\r\nto: z@example.com\r\n\r\n");
+	assert_serialized(m,
+	                  "To: z@example.com, b@example.com\r\nX: 1\r\nto: z@example.com\r\n\r\n");
 	assert_int_equal(message_to_remove(m, "z@example.com"), 2);
 	assert_serialized(m, "To: b@example.com\r\nX: 1\r\n\r\n");
 	message_free(m);
@@ -1004,12 +1021,13 @@ static void test_to_malformed_lists_untouched(void **state)
 /* test_to_mailboxes_not_understood_left_alone - only clear mailboxes are touched. */
 static void test_to_mailboxes_not_understood_left_alone(void **state)
 {
-	struct message *m = to_message("a@example.com; b@example.com, a@example.com, "
-				       "John Doe a@example.com, <a@example.com> trailing, a>b@example.com");
+	struct message *m =
+	    to_message("a@example.com; b@example.com, a@example.com, "
+	               "John Doe a@example.com, <a@example.com> trailing, a>b@example.com");
 
 	assert_int_equal(message_to_remove(m, "a@example.com"), 1);
 	assert_to(m, "a@example.com; b@example.com, John Doe a@example.com, "
-		     "<a@example.com> trailing, a>b@example.com");
+	             "<a@example.com> trailing, a>b@example.com");
 	message_free(m);
 }
 
@@ -1017,8 +1035,16 @@ static void test_to_mailboxes_not_understood_left_alone(void **state)
 static void test_to_invalid_addresses_refused(void **state)
 {
 	static const char *const bad[] = {
-	    "", "a", "@example.com", "a@", "<a@example.com>", "a@example.com, b@example.com",
-	    "a b@example.com", "a@example.com\r\nBcc: x@y", "\"open@example.com", NULL,
+	    "",
+	    "a",
+	    "@example.com",
+	    "a@",
+	    "<a@example.com>",
+	    "a@example.com, b@example.com",
+	    "a b@example.com",
+	    "a@example.com\r\nBcc: x@y",
+	    "\"open@example.com",
+	    NULL,
 	};
 	char longest[MESSAGE_ADDR_MAX + 2];
 	struct message *m = to_message("a@example.com");
