@@ -182,6 +182,9 @@ void rules_tx_end(struct rule_ctx *ctx);
  */
 char *rules_tx_vars(const struct rule_ctx *ctx);
 
+/* rules_reseed - seed math.random afresh: call once in each forked process. */
+void rules_reseed(struct rules *r);
+
 /* rules_stage_name - "connect" ... "delivery". */
 const char *rules_stage_name(enum rule_stage stage);
 

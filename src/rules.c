@@ -13,10 +13,12 @@
  * the caller answers with 451 4.3.0: never a crash, never an accept.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -32,6 +34,7 @@
 #include "spool.h"
 
 #define RULES_HOOK_STEP 1000   /* instructions between two budget checks */
+#define RULES_LOAD_FACTOR 100u /* loading may run this many rules' budgets */
 #define RULES_FILE_MAX (16u << 20)
 #define RULES_STATUS_MT "vsmtpd.status"
 #define RULES_CODE_MT "vsmtpd.code"
@@ -670,6 +673,17 @@ static int lua_collectgarbage_count(lua_State *L)
 	return 1;
 }
 
+/* rules_push_lower - push s lowercased (ASCII): domain names compare so. */
+static void rules_push_lower(lua_State *L, const char *s)
+{
+	luaL_Buffer b;
+
+	luaL_buffinit(L, &b);
+	for (; *s; s++)
+		luaL_addchar(&b, *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s);
+	luaL_pushresult(&b);
+}
+
 /* lua_hostname - hostname(): the server's name from the configuration. */
 static int lua_hostname(lua_State *L)
 {
@@ -799,7 +813,7 @@ static void rules_open_sandbox(lua_State *L, const struct rules_settings *settin
 	lua_setglobal(L, "rule");
 	lua_pushcfunction(L, lua_action);
 	lua_setglobal(L, "action");
-	lua_pushstring(L, settings->hostname ? settings->hostname : "localhost");
+	rules_push_lower(L, settings->hostname ? settings->hostname : "localhost");
 	lua_pushcclosure(L, lua_hostname, 1);
 	lua_setglobal(L, "hostname");
 	lua_newtable(L);
@@ -865,7 +879,7 @@ static int rules_open_config(lua_State *L)
 	lua_Integer i, n;
 
 	lua_newtable(L);
-	lua_pushstring(L, settings->hostname ? settings->hostname : "localhost");
+	rules_push_lower(L, settings->hostname ? settings->hostname : "localhost");
 	lua_setfield(L, -2, "hostname");
 	lua_newtable(L); /* local_domains */
 	rules_push_words(L, settings->local_domains);
@@ -1131,7 +1145,9 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 			  const struct rules_scan *scan, char *err, size_t errlen)
 {
 	lua_State *L = r->L;
+	unsigned budget;
 	char *slash;
+	int rc;
 
 	rules_open_sandbox(L, settings);
 	lua_pushcfunction(L, rules_open_config);
@@ -1145,9 +1161,24 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	lua_pushlstring(L, r->path, slash > r->path ? (size_t)(slash - r->path) : 1);
 	lua_setfield(L, LUA_REGISTRYINDEX, RULES_DIR_KEY);
 	lua_pushcfunction(L, rules_msgh);
-	if (luaL_loadfilex(L, r->path, "t") != LUA_OK ||
-	    lua_pcall(L, 0, 1, -2) != LUA_OK) {
-		rules_fail(r, lua_tostring(L, -1), err, errlen);
+	/* Loading may read big lists, but must end: a loop at the top of the
+	 * file would hang vsmtpd -t, or the master on SIGHUP. */
+	r->steps = 0;
+	r->killed = 0;
+	budget = r->limits.instructions;
+	r->limits.instructions = budget > UINT_MAX / RULES_LOAD_FACTOR ? UINT_MAX
+								       : budget * RULES_LOAD_FACTOR;
+	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, RULES_HOOK_STEP);
+	rc = luaL_loadfilex(L, r->path, "t");
+	if (rc == LUA_OK)
+		rc = lua_pcall(L, 0, 1, -2);
+	lua_sethook(L, NULL, 0, 0);
+	r->limits.instructions = budget;
+	if (rc != LUA_OK) {
+		rules_fail(r, r->killed ? "instruction budget exceeded while loading (100 times "
+					  "[rules] instruction_limit): an endless loop outside the rules?"
+					: lua_tostring(L, -1),
+			   err, errlen);
 		return -1;
 	}
 	lua_pushnil(L);
@@ -1233,6 +1264,28 @@ int rules_stage_used(const struct rules *r, enum rule_stage stage)
 size_t rules_count(const struct rules *r, enum rule_stage stage)
 {
 	return r != NULL && stage < RULE_STAGE_COUNT ? r->stage_count[stage] : 0;
+}
+
+/* rules_reseed - new seeds for math.random: every session is forked from
+ * the same state and would otherwise draw the same numbers. */
+void rules_reseed(struct rules *r)
+{
+	uint64_t seed[2] = {0, 0};
+	lua_State *L;
+	int top;
+
+	if (r == NULL || getrandom(seed, sizeof(seed), 0) != sizeof(seed))
+		return;
+	L = r->L;
+	top = lua_gettop(L);
+	lua_getglobal(L, LUA_MATHLIBNAME);
+	if (lua_istable(L, -1) && lua_getfield(L, -1, "randomseed") == LUA_TFUNCTION) {
+		lua_pushinteger(L, (lua_Integer)seed[0]);
+		lua_pushinteger(L, (lua_Integer)seed[1]);
+		if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+			log_warn("rules: cannot seed math.random: %s", lua_tostring(L, -1));
+	}
+	lua_settop(L, top);
 }
 
 /* rules_set_trace - report every rule's outcome to fn. */

@@ -430,18 +430,21 @@ static void dns_wait(struct rules_dns *d, struct dns_call *c, uint64_t deadline)
 	struct timeval maxtv, tv, *tvp;
 	uint64_t now, wait_ms;
 	nfds_t nfds, i;
-	int bits, rc;
+	unsigned bits;
+	int rc;
 
 	while (dns_pending(c) > 0 && (now = dns_now_ms()) < deadline) {
 		maxtv.tv_sec = (time_t)((deadline - now) / 1000);
 		maxtv.tv_usec = (suseconds_t)((deadline - now) % 1000 * 1000);
 		tvp = ares_timeout(d->channel, &maxtv, &tv);
 		wait_ms = (uint64_t)tvp->tv_sec * 1000 + ((uint64_t)tvp->tv_usec + 999) / 1000;
-		bits = ares_getsock(d->channel, socks, ARES_GETSOCK_MAXNUM);
+		/* ARES_GETSOCK_WRITABLE() shifts an int by up to 31: test the bits
+		 * as unsigned here */
+		bits = (unsigned)ares_getsock(d->channel, socks, ARES_GETSOCK_MAXNUM);
 		nfds = 0;
 		for (i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-			short events = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-					       (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+			short events = (short)((bits & 1u << i ? POLLIN : 0) |
+					       (bits & 1u << (i + ARES_GETSOCK_MAXNUM) ? POLLOUT : 0));
 
 			if (events != 0)
 				pfd[nfds++] = (struct pollfd){.fd = socks[i], .events = events};

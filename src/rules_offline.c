@@ -33,14 +33,23 @@ const char *rules_offline_outcome_name(enum offline_outcome o)
 }
 
 /* offline_reply - the reply text of a verdict, or of the normal answer. */
-static void offline_reply(struct offline_step *step, const char *normal)
+static void offline_reply(struct offline_step *step, const char *normal, const char *host)
 {
 	const struct rule_verdict *v = &step->v;
 	int positive = v->status == RULE_ACCEPT || v->status == RULE_FACCEPT;
 
 	step->refused = v->status == RULE_DENY || v->status == RULE_REJECT ||
 			v->status == RULE_INFO || v->status == RULE_ERROR;
-	if (step->refused || (positive && v->has_reply))
+	/* As smtp_greet and smtp_cmd_helo: an accept code's text goes into
+	 * the greeting or the HELO reply, whose codes are fixed. */
+	if (!step->refused && positive && v->has_reply && v->reply.text[0] &&
+	    step->stage == RULE_STAGE_CONNECT)
+		snprintf(step->reply, sizeof(step->reply), "220 %s %s", host, v->reply.text);
+	else if (!step->refused && positive && v->has_reply && v->reply.text[0] &&
+		 step->stage == RULE_STAGE_HELO)
+		snprintf(step->reply, sizeof(step->reply), "250 %s", v->reply.text);
+	else if (step->refused || (positive && v->has_reply &&
+				   step->stage != RULE_STAGE_CONNECT && step->stage != RULE_STAGE_HELO))
 		snprintf(step->reply, sizeof(step->reply), "%d%s%s%s%s", v->reply.code,
 			 v->reply.enhanced[0] ? " " : "", v->reply.enhanced,
 			 v->reply.text[0] ? " " : "", v->reply.text);
@@ -57,7 +66,7 @@ static int offline_stage(struct rules *r, struct rule_ctx *ctx, enum rule_stage 
 	step->stage = stage;
 	step->rcpt = rcpt;
 	rules_run(r, stage, ctx, &step->v);
-	offline_reply(step, normal);
+	offline_reply(step, normal, ctx->server_name);
 	if (report != NULL)
 		report(arg, step);
 	return step->refused;
@@ -177,7 +186,7 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 	rules_run(r, RULE_STAGE_PREQ, ctx, &step->v);
 	ctx->msg = NULL;
 	message_free(msg);
-	offline_reply(step, "250 2.0.0 Ok: queued as " OFFLINE_ID);
+	offline_reply(step, "250 2.0.0 Ok: queued as " OFFLINE_ID, ctx->server_name);
 	if (step->refused) {
 		out = offline_refusal(step);
 	} else if (ctx->env->nrcpts == 0) {

@@ -1355,6 +1355,7 @@ static void smtp_greet(struct smtp_session *s)
 	snprintf(smtp_overrun_reply, sizeof(smtp_overrun_reply),
 		 "421 4.3.0 %s Error: local policy error, closing connection\r\n", s->cfg->hostname);
 	rules_set_overrun(smtp_rules_overrun);
+	rules_reseed(s->rules);
 	smtp_rules(s, RULE_STAGE_CONNECT, &v);
 	if (smtp_rules_refused(s, RULE_STAGE_CONNECT, &v))
 		return;
