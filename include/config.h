@@ -78,6 +78,8 @@ struct config {
 	unsigned rules_time_limit_ms;     /* CPU time of a rule call before its session ends */
 	char *local_domains;              /* lowercased domains, separated by single spaces */
 	char *trusted_networks;           /* addresses and address/prefix, single spaces */
+	char *rules_dns_servers;          /* "" (the system's) or address[:port], single spaces */
+	unsigned rules_dns_timeout_ms;    /* bound of one dns.lookup / dns.rlookup call */
 };
 
 /*

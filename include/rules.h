@@ -135,6 +135,8 @@ struct rules_settings {
 	const char *hostname;
 	const char *local_domains;    /* space-separated */
 	const char *trusted_networks; /* space-separated */
+	const char *dns_servers;      /* for `dns`: NULL or "" for the system's resolvers */
+	unsigned dns_timeout_ms;      /* per dns.* call; 0 for the default (5 s) */
 };
 
 /*

@@ -8,6 +8,7 @@ set -eu
 PACKAGES="
 build-essential cmake pkg-config
 libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc-ares-dev
+dnsmasq-base
 libcmocka-dev clang libclang-rt-14-dev
 python3 python3-pytest swaks
 postfix

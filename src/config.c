@@ -26,6 +26,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "rules_dns.h"
 
 #define LISTENER_NAME_MAX 32
 #define MAX_MESSAGE_SIZE_LIMIT (UINT64_C(1) << 40) /* 1T */
@@ -76,6 +77,8 @@ struct key_def {
 
 static int parse_hostname(struct loader *ld, const struct key_def *def, void *field,
                           const char *value);
+static int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field,
+                             const char *value);
 static int parse_banner(struct loader *ld, const struct key_def *def, void *field,
                         const char *value);
 static int parse_account(struct loader *ld, const struct key_def *def, void *field,
@@ -207,6 +210,10 @@ static const struct key_def keys[] = {
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "trusted_networks",    parse_networks,  CFG(trusted_networks),
 	                                      0,   0,                      NULL,        false},
+	{SEC_RULES,    "dns_servers",         parse_dns_servers, CFG(rules_dns_servers),
+	                                      0,   0,                      NULL,        false},
+	{SEC_RULES,    "dns_timeout",         parse_ms,        CFG(rules_dns_timeout_ms),
+	                                      100, 60000,                  NULL,        false},
 };
 /* clang-format on */
 
@@ -875,6 +882,13 @@ static int parse_networks(struct loader *ld, const struct key_def *def, void *fi
 	return word_list(ld, def, field, value, check_network_word, false);
 }
 
+/* parse_dns_servers - [rules] dns_servers: addresses, each with an optional port. */
+static int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field,
+                             const char *value)
+{
+	return word_list(ld, def, field, value, rules_dns_check_server, false);
+}
+
 /* find_key - the entry of keys[] for key in section, or NULL. */
 static const struct key_def *find_key(enum section section, const char *key)
 {
@@ -1250,8 +1264,11 @@ static struct config *config_new(void)
 	cfg->rules_time_limit_ms = 2000;
 	cfg->local_domains = strdup("");
 	cfg->trusted_networks = strdup("127.0.0.0/8 ::1");
+	cfg->rules_dns_servers = strdup("");
+	cfg->rules_dns_timeout_ms = 5000;
 	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL ||
-	    cfg->rules_file == NULL || cfg->app_dir == NULL || cfg->local_domains == NULL || cfg->trusted_networks == NULL) {
+	    cfg->rules_file == NULL || cfg->app_dir == NULL || cfg->local_domains == NULL || cfg->trusted_networks == NULL ||
+	    cfg->rules_dns_servers == NULL) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -1348,5 +1365,6 @@ void config_free(struct config *cfg)
 	free(cfg->app_dir);
 	free(cfg->local_domains);
 	free(cfg->trusted_networks);
+	free(cfg->rules_dns_servers);
 	free(cfg);
 }

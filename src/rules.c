@@ -30,6 +30,7 @@
 #include "config.h"
 #include "log.h"
 #include "rule_objects.h"
+#include "rules_dns.h"
 #include "rules_internal.h"
 #include "spool.h"
 
@@ -1150,6 +1151,8 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	int rc;
 
 	rules_open_sandbox(L, settings);
+	if (rules_dns_open(L, settings->dns_servers, settings->dns_timeout_ms, err, errlen) < 0)
+		return -1;
 	lua_pushcfunction(L, rules_open_config);
 	lua_pushlightuserdata(L, (void *)settings);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -1238,7 +1241,9 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 				      .cpu_ms = cfg->rules_time_limit_ms};
 	struct rules_settings settings = {.hostname = cfg->hostname,
 					  .local_domains = cfg->local_domains,
-					  .trusted_networks = cfg->trusted_networks};
+					  .trusted_networks = cfg->trusted_networks,
+					  .dns_servers = cfg->rules_dns_servers,
+					  .dns_timeout_ms = cfg->rules_dns_timeout_ms};
 
 	return rules_load(cfg->rules_file, &limits, &settings, err, errlen);
 }

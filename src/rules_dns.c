@@ -549,13 +549,10 @@ static void dns_push_name(lua_State *L, const char *s)
 	luaL_pushresultsize(&b, len);
 }
 
-/* dns_append - t[#t + 1] = the value on top; 0 once t is full. */
-static int dns_append(lua_State *L, int t)
+/* dns_append - t[#t + 1] = the value on top (callers check dns_room). */
+static void dns_append(lua_State *L, int t)
 {
-	lua_Integer n = (lua_Integer)lua_rawlen(L, t);
-
-	lua_rawseti(L, t, n + 1);
-	return n + 1 < RULES_DNS_ANSWERS_MAX;
+	lua_rawseti(L, t, (lua_Integer)lua_rawlen(L, t) + 1);
 }
 
 /* dns_room - whether t can take one more. */

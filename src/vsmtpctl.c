@@ -35,6 +35,8 @@ struct ctl_settings {
 	char hostname[256];
 	char *local_domains;
 	char *trusted_networks;
+	char *dns_servers;
+	unsigned dns_timeout_ms;
 	struct rules_limits limits;
 };
 
@@ -63,6 +65,8 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 			strcpy(st->hostname, "localhost");
 		st->local_domains = strdup("");
 		st->trusted_networks = strdup("127.0.0.0/8 ::1");
+		st->dns_servers = NULL; /* the system's resolvers */
+		st->dns_timeout_ms = 5000;
 		st->limits = (struct rules_limits){
 			.instructions = 10000000, .memory = 64 << 20, .cpu_ms = 2000};
 		return st->local_domains && st->trusted_networks ? 0 : -1;
@@ -74,6 +78,8 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 	snprintf(st->hostname, sizeof(st->hostname), "%s", cfg->hostname);
 	st->local_domains = strdup(cfg->local_domains);
 	st->trusted_networks = strdup(cfg->trusted_networks);
+	st->dns_servers = cfg->rules_dns_servers[0] ? strdup(cfg->rules_dns_servers) : NULL;
+	st->dns_timeout_ms = cfg->rules_dns_timeout_ms;
 	st->limits = (struct rules_limits){.instructions = cfg->rules_instruction_limit,
 					   .memory = cfg->rules_memory_limit,
 					   .cpu_ms = cfg->rules_time_limit_ms};
@@ -86,7 +92,9 @@ static struct rules *ctl_rules_load(const char *path, const struct ctl_settings 
 {
 	struct rules_settings settings = {.hostname = st->hostname,
 					  .local_domains = st->local_domains,
-					  .trusted_networks = st->trusted_networks};
+					  .trusted_networks = st->trusted_networks,
+					  .dns_servers = st->dns_servers,
+					  .dns_timeout_ms = st->dns_timeout_ms};
 	char *abs = realpath(path, NULL), err[1024];
 	struct rules *r;
 
@@ -478,5 +486,6 @@ int main(int argc, char **argv)
 		usage(2);
 	free(st.local_domains);
 	free(st.trusted_networks);
+	free(st.dns_servers);
 	return rc;
 }

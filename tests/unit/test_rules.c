@@ -181,7 +181,9 @@ static void test_bytecode_is_refused(void **state)
 	fwrite(chunk, 1, sizeof(chunk) - 1, fp);
 	fclose(fp);
 	r = rules_load(path, &(struct rules_limits){100000, 1 << 20, 0},
-		       &(struct rules_settings){"h", "", ""}, err, sizeof(err));
+		       &(struct rules_settings){.hostname = "h", .local_domains = "",
+						.trusted_networks = ""},
+		       err, sizeof(err));
 	assert_null(r);
 	assert_non_null(strstr(err, "binary"));
 }

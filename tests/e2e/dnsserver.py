@@ -1,0 +1,164 @@
+"""DNS servers for the end-to-end tests, on loopback only.
+
+`Dnsmasq` runs Debian's dnsmasq (package dnsmasq-base) in the foreground
+as an authoritative-only server for the records it is given: no upstream,
+no /etc/hosts, no configuration file, listening on 127.0.0.1 on a free high
+port (UDP and TCP). Names under the `local` domains that it has no record
+for get NXDOMAIN. When started as root, dnsmasq drops to its own
+unprivileged user once it has bound its sockets.
+
+`SilentUDP` is a bound UDP socket that never answers: a server that
+times out.
+
+Only the standard library is used; every wait has a deadline.
+"""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+
+IO_TIMEOUT = 10.0
+
+
+def find_dnsmasq():
+    path = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("dnsmasq is not installed (Debian package dnsmasq-base, "
+                           "installed by scripts/setup.sh)")
+    return path
+
+
+def free_udp_tcp_port(host="127.0.0.1"):
+    """A port free for both UDP and TCP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port for both UDP and TCP")
+
+
+def encode_name(name):
+    out = b""
+    for label in name.rstrip(".").split("."):
+        out += bytes([len(label)]) + label.encode("ascii")
+    return out + b"\0"
+
+
+def query(port, name, qtype=1, host="127.0.0.1", timeout=1.0):
+    """One UDP query; (rcode, ancount) of the answer, or None on timeout."""
+    qid = int.from_bytes(os.urandom(2), "big")
+    pkt = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + encode_name(name) + \
+        struct.pack(">HH", qtype, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(pkt, (host, port))
+        try:
+            data = s.recv(65535)
+        except socket.timeout:
+            return None
+    if len(data) < 12 or struct.unpack(">H", data[:2])[0] != qid:
+        return None
+    return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0]
+
+
+class Dnsmasq:
+    """dnsmasq serving the given records on 127.0.0.1:port.
+
+    records: dnsmasq options without the leading "--", such as
+    "host-record=a.test,192.0.2.1" or 'txt-record=t.test,"v=spf1 -all"'.
+    local: domains answered from the records alone (NXDOMAIN otherwise);
+    any other name is REFUSED, as no upstream server is configured."""
+
+    def __init__(self, directory, records, local=("test", "in-addr.arpa", "ip6.arpa")):
+        self.dir = directory
+        self.records = list(records)
+        self.local = list(local)
+        self.binary = find_dnsmasq()
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(directory, "dnsmasq.log")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _argv(self):
+        argv = [self.binary, "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                "--listen-address=127.0.0.1", f"--port={self.port}", "--conf-file=/dev/null",
+                "--pid-file=", "--log-facility=-", "--log-queries", "--cache-size=0"]
+        argv += [f"--local=/{d}/" for d in self.local]
+        argv += ["--" + r for r in self.records]
+        return argv
+
+    def start(self):
+        for attempt in range(3):
+            self.port = free_udp_tcp_port()
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=log,
+                                             stderr=log, start_new_session=True)
+            deadline = time.monotonic() + IO_TIMEOUT
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                # any answer will do: dnsmasq is up
+                if query(self.port, "ready.check.test", timeout=0.2) is not None:
+                    return self
+            self.stop()
+            if "Address already in use" not in self.log() or attempt == 2:
+                raise RuntimeError(f"dnsmasq did not start:\n{self.log()}")
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(IO_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(IO_TIMEOUT)
+        self.proc = None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+class SilentUDP:
+    """A UDP port on 127.0.0.1 that takes queries and never answers them."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def received(self):
+        """How many datagrams arrived (and drop them)."""
+        self.sock.setblocking(False)
+        n = 0
+        try:
+            while True:
+                self.sock.recv(65535)
+                n += 1
+        except BlockingIOError:
+            pass
+        return n
+
+    def close(self):
+        self.sock.close()
