@@ -452,6 +452,10 @@ int main(int argc, char **argv)
 	const char *conf = NULL;
 	int opt, rc;
 
+	/* Line by line, also into a pipe: the report interleaves with the log
+	 * lines on stderr, and a rule that overruns its CPU time ends the
+	 * process without flushing stdio. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	while ((opt = getopt(argc, argv, "+c:hV")) != -1) {
 		switch (opt) {
 		case 'c':
