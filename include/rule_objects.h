@@ -63,6 +63,11 @@
  *   string_list(path)  lines compared exactly (userdata
  *                      "vsmtpd.stringlist"): l:contains(s), #l
  *
+ * domain_list, address_list and string_list also take a table of entries
+ * instead of a path ({"example.com", ".example.org"}), checked the same way
+ * (an error names the entry's index); that form reads no file and works at
+ * any time.
+ *
  * List files hold one entry a line; surrounding blanks are trimmed, and
  * blank lines and lines starting with '#' are skipped. A relative path is
  * relative to the rules folder. A bad entry raises "path:line: message";

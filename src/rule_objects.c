@@ -1417,6 +1417,32 @@ static void rule_list_read(lua_State *L, struct rule_list_load *ld)
 	lua_settop(L, top);
 }
 
+/*
+ * rule_list_entries - the entries of the table at argument 1, each handed
+ * to ld->add as a line of a file would be; an error names the entry.
+ */
+static void rule_list_entries(lua_State *L, struct rule_list_load *ld)
+{
+	lua_Integer i, n = (lua_Integer)lua_rawlen(L, 1);
+	size_t len;
+	const char *entry;
+
+	for (i = 1; i <= n; i++) {
+		if (lua_rawgeti(L, 1, i) != LUA_TSTRING)
+			luaL_error(L, "%s: entry %I is not a string", ld->fname, i);
+		entry = lua_tolstring(L, -1, &len);
+		if (len == 0 || strlen(entry) != len || ld->add(L, ld, entry, len) < 0) {
+			if (len == 0 || strlen(entry) != len)
+				lua_pushliteral(L, "empty or holds a NUL byte");
+			lua_pushfstring(L, "%s: entry %I: ", ld->fname, i);
+			lua_insert(L, -2);
+			lua_concat(L, 2);
+			rule_raise_top(L);
+		}
+		lua_pop(L, 1);
+	}
+}
+
 /* rule_list_set - add the key on top of the stack to the list's table. */
 static void rule_list_set(lua_State *L, struct rule_list_load *ld)
 {
@@ -1501,12 +1527,15 @@ static int lua_ip_list_new(lua_State *L)
 	return 1;
 }
 
-/* rule_list_new - list(path) of one kind: its userdata, with a table of entries. */
+/* rule_list_new - list(path) or list({entries}) of one kind: its userdata,
+ * with a table of entries. A table needs no file, so it works at any time. */
 static int rule_list_new(lua_State *L, const char *meta, const char *fname, rule_list_add_fn add)
 {
 	struct rule_list_load ld = {fname, add, NULL, NULL, 0};
+	int from_table = lua_istable(L, 1);
 
-	luaL_checkstring(L, 1);
+	if (!from_table)
+		luaL_checkstring(L, 1);
 	lua_settop(L, 1);
 	ld.list = lua_newuserdatauv(L, sizeof(*ld.list), 1);
 	ld.list->count = 0;
@@ -1515,7 +1544,10 @@ static int rule_list_new(lua_State *L, const char *meta, const char *fname, rule
 	lua_pushvalue(L, -1);
 	lua_setiuservalue(L, 2, 1);
 	ld.table = lua_gettop(L);
-	rule_list_read(L, &ld);
+	if (from_table)
+		rule_list_entries(L, &ld);
+	else
+		rule_list_read(L, &ld);
 	lua_pop(L, 1);
 	return 1;
 }

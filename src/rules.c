@@ -828,32 +828,6 @@ static void rules_open_sandbox(lua_State *L, const struct rules_settings *settin
 	rules_ctx_open(L);
 }
 
-/* lua_domain_set_contains - set:contains(domain or address). */
-static int lua_domain_set_contains(lua_State *L)
-{
-	const char *d;
-	size_t len, i;
-	char buf[256];
-
-	luaL_checktype(L, 1, LUA_TTABLE);
-	if (lua_istable(L, 2)) {
-		lua_getfield(L, 2, "domain");
-		lua_replace(L, 2);
-	}
-	d = luaL_checklstring(L, 2, &len);
-	if (len >= sizeof(buf)) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	for (i = 0; i <= len; i++)
-		buf[i] = d[i] >= 'A' && d[i] <= 'Z' ? (char)(d[i] - 'A' + 'a') : d[i];
-	if (len > 0 && buf[len - 1] == '.')
-		buf[len - 1] = '\0';
-	lua_getfield(L, 1, "set");
-	lua_pushboolean(L, lua_getfield(L, -1, buf) == LUA_TBOOLEAN);
-	return 1;
-}
-
 /* rules_push_words - push the words of a space-separated list as an array. */
 static void rules_push_words(lua_State *L, const char *list)
 {
@@ -872,29 +846,18 @@ static void rules_push_words(lua_State *L, const char *list)
 	}
 }
 
-/* rules_open_config - the `config` table: settings the policy builds on.
- * config.local_domains:contains(d) and config.trusted_networks:contains(ip). */
+/* rules_open_config - the `config` table: settings the policy builds on,
+ * config.local_domains (a domain list) and config.trusted_networks (a netset). */
 static int rules_open_config(lua_State *L)
 {
 	const struct rules_settings *settings = lua_touserdata(L, 1);
-	lua_Integer i, n;
 
 	lua_newtable(L);
 	rules_push_lower(L, settings->hostname ? settings->hostname : "localhost");
 	lua_setfield(L, -2, "hostname");
-	lua_newtable(L); /* local_domains */
+	lua_getglobal(L, "domain_list");
 	rules_push_words(L, settings->local_domains);
-	lua_newtable(L);
-	n = (lua_Integer)lua_rawlen(L, -2);
-	for (i = 1; i <= n; i++) {
-		lua_rawgeti(L, -2, i);
-		lua_pushboolean(L, 1);
-		lua_rawset(L, -3);
-	}
-	lua_setfield(L, -3, "set");
-	lua_setfield(L, -2, "list");
-	lua_pushcfunction(L, lua_domain_set_contains);
-	lua_setfield(L, -2, "contains");
+	lua_call(L, 1, 1);
 	lua_setfield(L, -2, "local_domains");
 	lua_getglobal(L, "netset");
 	rules_push_words(L, settings->trusted_networks);

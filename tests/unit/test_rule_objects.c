@@ -727,6 +727,26 @@ static void test_lists_refused_after_loading(void **state)
 }
 
 /* test_domain_list_subdomain_entries - ".example.net" covers below, not itself. */
+static void test_lists_from_tables_need_no_file(void **state)
+{
+	lua_State *L = *state;
+
+	/* Without the rules folder (as in a session) files are refused, tables not. */
+	lua_pushnil(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, RULE_OBJECTS_RULES_DIR_KEY);
+	run_ok(L, "local l = domain_list({'Example.COM', '.example.net'})\n"
+		  "assert(#l == 2)\n"
+		  "assert(l:contains('example.com') and l:contains('a.example.net'))\n"
+		  "assert(not l:contains('example.net'))\n"
+		  "local a = address_list({'@example.org', 'u@example.com'})\n"
+		  "assert(a:contains('x@EXAMPLE.org') and a:contains('u@example.com'))\n"
+		  "assert(not a:contains('v@example.com'))\n"
+		  "assert(string_list({'a', 'b'}):contains('b'))");
+	run_err(L, "domain_list({'ok.example', 'bad domain'})", "domain_list: entry 2: ");
+	run_err(L, "address_list({'u@example.com', 42})", "address_list: entry 2 is not a string");
+	run_err(L, "domain_list({''})", "entry 1: empty");
+}
+
 static void test_domain_list_subdomain_entries(void **state)
 {
 	run_ok(*state,
@@ -783,6 +803,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
 	    T(test_ip_parses_and_prints_canonical_text),
+	    T(test_lists_from_tables_need_no_file),
 	    T(test_ip_equality),
 	    T(test_ip_refuses_bad_text_naming_it),
 	    T(test_ip4_and_ip6_require_their_family),

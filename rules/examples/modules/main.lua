@@ -14,7 +14,7 @@
 local relay = require("lib.relay")
 
 -- The host name as domains are compared: lowercased.
-local me = string.lower(hostname())
+local me = hostname()
 
 -- The rcpt stage: our rule first, then the module's, in order.
 local rcpt = {

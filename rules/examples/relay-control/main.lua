@@ -19,7 +19,7 @@
 --   trusted_networks = 127.0.0.0/8 ::1 192.0.2.0/24
 
 -- The host name in lower case, as address objects give domains.
-local me = string.lower(hostname())
+local me = hostname()
 
 -- is_local - whether mail for this domain stays here.
 local function is_local(domain)
