@@ -114,6 +114,21 @@ struct rule_ip {
  */
 int rule_ip_from_string(const char *s, struct rule_ip *out);
 
+/* A network: an address and a prefix length; no bits set past the prefix. */
+struct rule_net {
+	struct rule_ip ip;
+	unsigned prefix;
+};
+
+enum { RULE_NET_OK = 0, RULE_NET_INVALID = -1, RULE_NET_HOST_BITS = -2 };
+
+/*
+ * rule_net_from_string - "address/prefix" or a bare address (a host
+ * network). RULE_NET_OK, RULE_NET_INVALID, or RULE_NET_HOST_BITS for an
+ * address with bits set past its prefix ("10.0.0.1/8", usually a typo).
+ */
+int rule_net_from_string(const char *s, struct rule_net *out);
+
 /* rule_ip_to_string - canonical text of ip into buf; buf, or NULL if it does not fit. */
 const char *rule_ip_to_string(const struct rule_ip *ip, char *buf, size_t len);
 

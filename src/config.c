@@ -26,6 +26,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "rule_objects.h"
 #include "rules_dns.h"
 
 #define LISTENER_NAME_MAX 32
@@ -845,27 +846,20 @@ static const char *check_domain_word(const char *word)
 	return valid_domain(word) ? NULL : "is not a valid domain name";
 }
 
-/* check_network_word - a word of trusted_networks: an address or address/prefix. */
+/* check_network_word - a word of trusted_networks: parsed as the rules
+ * will parse it, so a mistake is reported here, with its line. */
 static const char *check_network_word(const char *word)
 {
-	unsigned char addr[16];
-	char host[INET6_ADDRSTRLEN];
-	const char *slash = strchr(word, '/');
-	size_t hostlen = slash ? (size_t)(slash - word) : strlen(word);
-	uint64_t prefix = 0;
-	int family;
+	struct rule_net net;
 
-	if (hostlen >= sizeof(host))
-		return "is not an IP network";
-	memcpy(host, word, hostlen);
-	host[hostlen] = '\0';
-	family = strchr(host, ':') ? AF_INET6 : AF_INET;
-	if (inet_pton(family, host, addr) != 1)
+	switch (rule_net_from_string(word, &net)) {
+	case RULE_NET_OK:
+		return NULL;
+	case RULE_NET_HOST_BITS:
+		return "has bits set past its prefix (10.0.0.0/8, not 10.0.0.1/8)";
+	default:
 		return "is not an IP network (address/prefix, as in 192.168.0.0/16)";
-	if (slash != NULL && (parse_plain_number(slash + 1, &prefix) < 0 ||
-	                      prefix > (family == AF_INET ? 32u : 128u)))
-		return "has a bad prefix length";
-	return NULL;
+	}
 }
 
 /* parse_domains - [rules] local_domains. */

@@ -53,13 +53,8 @@
 /* Networks tostring(netset) shows before "...". */
 #define RULE_NETSET_SHOW 8
 
-enum { RULE_NET_OK = 0, RULE_NET_INVALID = -1, RULE_NET_HOST_BITS = -2 };
 
 /* A network: an address whose bits past prefix are zero. */
-struct rule_net {
-	struct rule_ip ip;
-	unsigned prefix;
-};
 
 /*
  * One network of a set. Addresses compare as byte strings in network order;
@@ -313,7 +308,7 @@ static int rule_prefix_parse(const char *s, unsigned max, unsigned *out)
 }
 
 /* rule_net_from_string - "address/prefix" or a bare address; RULE_NET_*. */
-static int rule_net_from_string(const char *s, struct rule_net *out)
+int rule_net_from_string(const char *s, struct rule_net *out)
 {
 	const char *slash = strchr(s, '/');
 	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
