@@ -19,7 +19,7 @@
 #define SPOOL_QUEUE "queue"       /* committed, waiting for delivery */
 #define SPOOL_CORRUPT "corrupt"   /* committed-looking files that failed checks */
 #define SPOOL_QUARANTINE "quarantine" /* quarantine/<name>/: kept by the rules, never delivered */
-#define SPOOL_QUARANTINE_NAME_MAX 127
+#define SPOOL_FOLDER_NAME_MAX 127
 
 /* "\nVSMTPD-SPOOL-1 <content length: 16 hex> <envelope length: 8 hex>\n" */
 #define SPOOL_TRAILER_MAGIC "VSMTPD-SPOOL-1"
@@ -27,11 +27,12 @@
 #define SPOOL_ENVELOPE_MAX (16u << 20)
 
 /*
- * spool_quarantine_name_ok - whether name may be a quarantine folder: 1 to
- * SPOOL_QUARANTINE_NAME_MAX letters, digits, '.', '_' or '-', not starting
+ * spool_folder_name_ok - whether name may be a folder the rules name (a
+ * quarantine, a write/dump folder): one path component of 1 to
+ * SPOOL_FOLDER_NAME_MAX letters, digits, '.', '_' or '-', not starting
  * with '.'.
  */
-int spool_quarantine_name_ok(const char *name);
+int spool_folder_name_ok(const char *name);
 
 /*
  * spool_id_next - a new message id: the time in microseconds as 16 hex

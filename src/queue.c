@@ -191,7 +191,7 @@ static int queue_quarantine_dir(struct queue *q, const char *name)
 {
 	int top, fd;
 
-	if (!spool_quarantine_name_ok(name)) {
+	if (!spool_folder_name_ok(name)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -373,7 +373,7 @@ static int queue_rule_save(struct queue *q, const struct ipc_msg *req, int fd)
 	int app, dir, out, err = 0;
 	size_t i;
 
-	if (fd < 0 || !spool_quarantine_name_ok(req->text) || strlen(req->id) != SPOOL_ID_LEN)
+	if (fd < 0 || !spool_folder_name_ok(req->text) || strlen(req->id) != SPOOL_ID_LEN)
 		return EINVAL;
 	for (i = 0; i < SPOOL_ID_LEN; i++)
 		if (!((req->id[i] >= '0' && req->id[i] <= '9') || (req->id[i] >= 'A' && req->id[i] <= 'F')))

@@ -386,10 +386,10 @@ int rules_status_push_quarantine(lua_State *L, const char *name)
 {
 	struct rules_status *st;
 
-	if (!spool_quarantine_name_ok(name))
+	if (!spool_folder_name_ok(name))
 		return luaL_error(L, "quarantine name \"%s\": 1 to %d letters, digits, '.', '_' "
 				     "or '-', not starting with '.'",
-				  name, SPOOL_QUARANTINE_NAME_MAX);
+				  name, SPOOL_FOLDER_NAME_MAX);
 	st = rules_status_new(L, RULE_QUARANTINE);
 	snprintf(st->quarantine, sizeof(st->quarantine), "%s", name);
 	return 1;

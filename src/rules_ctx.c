@@ -688,7 +688,7 @@ static const char *ctx_check_folder(lua_State *L, int idx)
 {
 	const char *dir = luaL_checkstring(L, idx);
 
-	if (!spool_quarantine_name_ok(dir))
+	if (!spool_folder_name_ok(dir))
 		luaL_argerror(L, idx, "a folder name: letters, digits, '.', '_' and '-', not "
 				      "starting with '.'");
 	return dir;

@@ -86,12 +86,12 @@ static int spool_mkdir(const char *path, int uid, int gid)
 	return chmod(path, 0700);
 }
 
-/* spool_quarantine_name_ok - a safe quarantine folder name. */
-int spool_quarantine_name_ok(const char *name)
+/* spool_folder_name_ok - a safe folder name from the rules. */
+int spool_folder_name_ok(const char *name)
 {
 	size_t i, len = strlen(name);
 
-	if (len == 0 || len > SPOOL_QUARANTINE_NAME_MAX || name[0] == '.')
+	if (len == 0 || len > SPOOL_FOLDER_NAME_MAX || name[0] == '.')
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
