@@ -17,6 +17,7 @@
 #define CONFIG_DEFAULT_RULES "/etc/vsmtpd/rules/main.lua"
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ADDRESSES 16
+#define CONFIG_MAX_SNI 64
 
 enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 
@@ -26,11 +27,52 @@ enum bare_eol_policy {
 	BARE_EOL_NORMALIZE, /* store it with every bare CR / LF turned into CRLF */
 };
 
+/* What a listener speaks. */
+enum listener_kind {
+	LISTENER_SMTP,        /* port 25: mail from other servers */
+	LISTENER_SUBMISSION,  /* port 587: clients, STARTTLS and AUTH */
+	LISTENER_SUBMISSIONS, /* port 465: clients, TLS from the first byte */
+};
+
+/* A listener's TLS security level; UNSET until config_load's defaults. */
+enum listener_tls {
+	LISTENER_TLS_UNSET,
+	LISTENER_TLS_NONE,    /* no STARTTLS */
+	LISTENER_TLS_MAY,     /* STARTTLS offered */
+	LISTENER_TLS_ENCRYPT, /* STARTTLS before MAIL and AUTH (or implicit TLS) */
+};
+
+/* Whether a listener offers SMTP AUTH; UNSET until config_load's defaults. */
+enum listener_auth {
+	LISTENER_AUTH_UNSET,
+	LISTENER_AUTH_NO,
+	LISTENER_AUTH_YES,      /* offered, optional */
+	LISTENER_AUTH_REQUIRED, /* MAIL needs it */
+};
+
+enum auth_backend { AUTH_BACKEND_SASLDB, AUTH_BACKEND_SASLAUTHD };
+
 struct listener_config {
 	char *name;                                /* "smtp" in [listener:smtp] */
-	char *kind;                                /* "smtp" */
+	char *kind;                                /* "smtp", "submission", "submissions" */
+	enum listener_kind kind_id;                /* the same */
+	enum listener_tls tls;
+	enum listener_auth auth;
 	char *addresses[CONFIG_MAX_ADDRESSES];     /* "127.0.0.1:25", "[::1]:25" */
 	size_t naddresses;
+};
+
+/* A file named by a setting, with "file:line" of that setting for messages
+ * about the file's content (which config_load does not read). */
+struct config_file {
+	char *path;  /* absolute, NULL when not set */
+	char *where; /* "/etc/vsmtpd/vsmtpd.conf:42" or "command line" */
+};
+
+/* [sni:NAME]: a certificate for clients asking for NAME. */
+struct sni_config {
+	char *name; /* lowercased host name, or "*.domain" */
+	struct config_file certificate, key;
 };
 
 struct config {
@@ -80,6 +122,27 @@ struct config {
 	char *trusted_networks;           /* addresses and address/prefix, single spaces */
 	char *rules_dns_servers;          /* "" (the system's) or address[:port], single spaces */
 	unsigned rules_dns_timeout_ms;    /* bound of one dns.lookup / dns.rlookup call */
+
+	/* [tls] and [sni:NAME] */
+	struct config_file tls_certificate; /* path NULL: no TLS */
+	struct config_file tls_key;         /* path NULL: in the certificate file */
+	int tls_min_protocol;               /* TLS1_2_VERSION or TLS1_3_VERSION */
+	char *tls_ciphers;                  /* "" for OpenSSL's default */
+	char *tls_ciphersuites;             /* "" for OpenSSL's default */
+	unsigned tls_handshake_timeout;     /* seconds */
+	struct sni_config sni[CONFIG_MAX_SNI];
+	size_t nsni;
+
+	/* [auth] */
+	char *auth_mechanisms;        /* uppercased, separated by single spaces */
+	char *auth_mechanisms_where;  /* "file:line" of the setting, or of the file */
+	enum auth_backend auth_backend;
+	char *sasldb_path;            /* absolute */
+	char *saslauthd_path;         /* absolute */
+	char *auth_realm;             /* "" for the host name */
+	int auth_allow_plaintext;     /* offer AUTH without TLS to plaintext_networks */
+	char *auth_plaintext_networks; /* addresses and address/prefix, single spaces */
+	unsigned auth_max_failures;
 };
 
 /*

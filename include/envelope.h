@@ -33,7 +33,11 @@ struct envelope {
 	int smtputf8;
 	int ret;               /* enum smtp_ret */
 	char *envid;           /* DSN ENVID=, NULL when not given */
-	char *auth;            /* MAIL AUTH=, NULL when not given */
+	char *auth;            /* MAIL AUTH=, NULL when not given, "<>" unless authenticated */
+	char *authid;          /* the SMTP AUTH user, NULL when none */
+	char *auth_mechanism;  /* the SASL mechanism it used */
+	char *tls_version;     /* "TLSv1.3", NULL without TLS */
+	char *tls_cipher;
 	size_t nrcpts;
 	struct envelope_rcpt *rcpts;
 	char *quarantine;      /* the rules' quarantine queue name, NULL when none */

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "rules.h"
+#include "tls_server.h"
 
 /*
  * master_main - run the daemon in the foreground with cfg, read from
@@ -15,7 +16,7 @@
  * re-reads the file, and the rules compiled from cfg. Takes ownership of
  * cfg and rules. Returns the process exit status.
  */
-int master_main(struct config *cfg, struct rules *rules, char *const *overrides,
-		size_t noverrides);
+int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
+		char *const *overrides, size_t noverrides);
 
 #endif

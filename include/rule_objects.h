@@ -129,6 +129,13 @@ enum { RULE_NET_OK = 0, RULE_NET_INVALID = -1, RULE_NET_HOST_BITS = -2 };
  */
 int rule_net_from_string(const char *s, struct rule_net *out);
 
+/*
+ * rule_networks_contain - whether the address ip lies in one of networks:
+ * space separated "address/prefix" or addresses, as config_load keeps
+ * [rules] trusted_networks. IPv4-mapped IPv6 addresses count as IPv4.
+ */
+int rule_networks_contain(const char *networks, const char *ip);
+
 /* rule_ip_to_string - canonical text of ip into buf; buf, or NULL if it does not fit. */
 const char *rule_ip_to_string(const struct rule_ip *ip, char *buf, size_t len);
 

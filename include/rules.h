@@ -83,6 +83,10 @@ struct rule_ctx {
 	const char *listener_kind;  /* smtp, submission, submissions */
 	int64_t connection_timestamp;
 	int is_secured;
+	const char *tls_version;    /* "TLSv1.3", when is_secured */
+	const char *tls_cipher;
+	int tls_bits;
+	const char *tls_sni;        /* the name the client asked for, "" for none */
 	int is_authenticated;
 	const char *auth_mechanism; /* NULL when not authenticated */
 	const char *auth_authid;

@@ -13,15 +13,20 @@
 int privileges_lookup(const char *user, const char *group, uid_t *uid, gid_t *gid, char *err,
 		      size_t errlen);
 
-/* privileges_drop - become uid/gid for good (root only). 0 or -1 with errno. */
-int privileges_drop(uid_t uid, gid_t gid);
+/*
+ * privileges_drop - become uid/gid for good (root only), with the
+ * supplementary groups /etc/group gives user (ssl-cert for keys, sasl for
+ * sasldb2, as Debian sets them up). 0 or -1 with errno.
+ */
+int privileges_drop(const char *user, uid_t uid, gid_t gid);
 
 /*
- * sandbox_prepare - build, once, the Landlock ruleset that denies every file
- * system access. Returns its descriptor, or -1 with errno EOPNOTSUPP when
- * the kernel has no Landlock, or another errno on error.
+ * sandbox_prepare - build the Landlock ruleset that denies every file system
+ * access but reading the readable files (NULL or missing ones are skipped:
+ * the sasldb2 file SMTP AUTH needs). Returns its descriptor, or -1 with errno
+ * EOPNOTSUPP when the kernel has no Landlock, or another errno on error.
  */
-int sandbox_prepare(void);
+int sandbox_prepare(const char *const *readable, size_t nreadable);
 
 /*
  * sandbox_enter - confine the calling process: no new privileges ever, and

@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "rules.h"
+#include "tls_server.h"
 
 /*
  * smtp_session_main - serve the client on fd until it leaves, then exit.
@@ -14,6 +15,7 @@
  * is the ruleset compiled by the master, NULL for none.
  */
 void smtp_session_main(const struct config *cfg, const struct listener_config *listener,
-		       struct rules *rules, int fd, int queue_fd) __attribute__((noreturn));
+		       struct rules *rules, struct tls_server *tls, int fd, int queue_fd)
+	__attribute__((noreturn));
 
 #endif

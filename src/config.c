@@ -24,12 +24,14 @@
 #include <unistd.h>
 
 #include <ini.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
 #include "rule_objects.h"
 #include "rules_dns.h"
 
 #define LISTENER_NAME_MAX 32
+#define SNI_NAME_MAX 255
 #define MAX_MESSAGE_SIZE_LIMIT (UINT64_C(1) << 40) /* 1T */
 #define LINE_LIMIT_MAX ((size_t)1 << 20)           /* 1M, for the two line lengths */
 
@@ -45,12 +47,16 @@ enum section {
 	SEC_TIMEOUTS,
 	SEC_SMTP,
 	SEC_RULES,
+	SEC_TLS,
+	SEC_SNI,
+	SEC_AUTH,
 	SEC_COUNT,
 };
 
 static const char *const section_names[SEC_COUNT] = {
     [SEC_SERVER] = "server",     [SEC_LISTENER] = "listener", [SEC_LIMITS] = "limits",
     [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",         [SEC_RULES] = "rules",
+    [SEC_TLS] = "tls",           [SEC_SNI] = "sni",           [SEC_AUTH] = "auth",
 };
 
 struct choice {
@@ -69,7 +75,8 @@ struct key_def {
 	enum section section;
 	const char *key;
 	key_parser parse;
-	size_t offset; /* in struct config, or struct listener_config for [listener:NAME] */
+	size_t offset; /* in struct config, struct listener_config for [listener:NAME],
+	                  struct sni_config for [sni:NAME] */
 	uint64_t min;  /* bounds of a number, size or duration */
 	uint64_t max;
 	const struct choice *choices; /* the words parse_choice() accepts */
@@ -103,6 +110,14 @@ static int parse_domains(struct loader *ld, const struct key_def *def, void *fie
                          const char *value);
 static int parse_networks(struct loader *ld, const struct key_def *def, void *field,
                           const char *value);
+static int parse_located_file(struct loader *ld, const struct key_def *def, void *field,
+                              const char *value);
+static int parse_text(struct loader *ld, const struct key_def *def, void *field,
+                      const char *value);
+static int parse_mechanisms(struct loader *ld, const struct key_def *def, void *field,
+                            const char *value);
+static int parse_socket(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value);
 
 static const struct choice log_targets[] = {
     {"stderr", LOG_TARGET_STDERR},
@@ -135,13 +150,49 @@ static const struct choice bare_eols[] = {
     {NULL, 0},
 };
 
+static const struct choice tls_levels[] = {
+    {"none", LISTENER_TLS_NONE},
+    {"may", LISTENER_TLS_MAY},
+    {"encrypt", LISTENER_TLS_ENCRYPT},
+    {NULL, 0},
+};
+
+static const struct choice auth_levels[] = {
+    {"no", LISTENER_AUTH_NO},
+    {"yes", LISTENER_AUTH_YES},
+    {"required", LISTENER_AUTH_REQUIRED},
+    {NULL, 0},
+};
+
+static const struct choice tls_protocols[] = {
+    {"TLSv1.2", TLS1_2_VERSION},
+    {"TLSv1.3", TLS1_3_VERSION},
+    {NULL, 0},
+};
+
+static const struct choice auth_backends[] = {
+    {"sasldb", AUTH_BACKEND_SASLDB},
+    {"saslauthd", AUTH_BACKEND_SASLAUTHD},
+    {NULL, 0},
+};
+
+static const struct choice booleans[] = {
+    {"no", 0},
+    {"yes", 1},
+    {NULL, 0},
+};
+
 /* parse_choice() stores an int into these. */
 _Static_assert(sizeof(enum log_target) == sizeof(int), "enum log_target is not int-sized");
 _Static_assert(sizeof(enum bare_eol_policy) == sizeof(int),
                "enum bare_eol_policy is not int-sized");
+_Static_assert(sizeof(enum listener_tls) == sizeof(int), "enum listener_tls is not int-sized");
+_Static_assert(sizeof(enum listener_auth) == sizeof(int), "enum listener_auth is not int-sized");
+_Static_assert(sizeof(enum auth_backend) == sizeof(int), "enum auth_backend is not int-sized");
 
 #define CFG(f) offsetof(struct config, f)
 #define LST(f) offsetof(struct listener_config, f)
+#define SNI(f) offsetof(struct sni_config, f)
 
 /*
  * Every key: its section, name, parser and field, then on the second line the
@@ -169,6 +220,10 @@ static const struct key_def keys[] = {
 	                                      0,   0,                      NULL,        true},
 	{SEC_LISTENER, "kind",                parse_kind,      LST(kind),
 	                                      0,   0,                      NULL,        false},
+	{SEC_LISTENER, "tls",                 parse_choice,    LST(tls),
+	                                      0,   0,                      tls_levels,  false},
+	{SEC_LISTENER, "auth",                parse_choice,    LST(auth),
+	                                      0,   0,                      auth_levels, false},
 	{SEC_LIMITS,   "max_sessions",        parse_count,     CFG(max_sessions),
 	                                      1,   UINT_MAX,               NULL,        false},
 	{SEC_LIMITS,   "max_sessions_per_ip", parse_count,     CFG(max_sessions_per_ip),
@@ -215,6 +270,38 @@ static const struct key_def keys[] = {
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "dns_timeout",         parse_ms,        CFG(rules_dns_timeout_ms),
 	                                      100, 60000,                  NULL,        false},
+	{SEC_TLS,      "certificate",         parse_located_file, CFG(tls_certificate),
+	                                      0,   0,                      NULL,        false},
+	{SEC_TLS,      "key",                 parse_located_file, CFG(tls_key),
+	                                      0,   0,                      NULL,        false},
+	{SEC_TLS,      "min_protocol",        parse_choice,    CFG(tls_min_protocol),
+	                                      0,   0,                      tls_protocols, false},
+	{SEC_TLS,      "ciphers",             parse_text,      CFG(tls_ciphers),
+	                                      0,   0,                      NULL,        false},
+	{SEC_TLS,      "ciphersuites",        parse_text,      CFG(tls_ciphersuites),
+	                                      0,   0,                      NULL,        false},
+	{SEC_TLS,      "handshake_timeout",   parse_seconds,   CFG(tls_handshake_timeout),
+	                                      1,   3600,                   NULL,        false},
+	{SEC_SNI,      "certificate",         parse_located_file, SNI(certificate),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SNI,      "key",                 parse_located_file, SNI(key),
+	                                      0,   0,                      NULL,        false},
+	{SEC_AUTH,     "mechanisms",          parse_mechanisms, CFG(auth_mechanisms),
+	                                      0,   0,                      NULL,        false},
+	{SEC_AUTH,     "backend",             parse_choice,    CFG(auth_backend),
+	                                      0,   0,                      auth_backends, false},
+	{SEC_AUTH,     "sasldb_path",         parse_file,      CFG(sasldb_path),
+	                                      0,   0,                      NULL,        false},
+	{SEC_AUTH,     "saslauthd_path",      parse_socket,    CFG(saslauthd_path),
+	                                      0,   0,                      NULL,        false},
+	{SEC_AUTH,     "realm",               parse_text,      CFG(auth_realm),
+	                                      0,   0,                      NULL,        false},
+	{SEC_AUTH,     "allow_plaintext",     parse_choice,    CFG(auth_allow_plaintext),
+	                                      0,   0,                      booleans,    false},
+	{SEC_AUTH,     "plaintext_networks",  parse_networks,  CFG(auth_plaintext_networks),
+	                                      0,   0,                      NULL,        false},
+	{SEC_AUTH,     "max_failures",        parse_count,     CFG(auth_max_failures),
+	                                      1,   100,                    NULL,        false},
 };
 /* clang-format on */
 
@@ -233,12 +320,15 @@ struct loader {
 	int fail_line; /* line of the first error, to order it against inih's */
 	enum section section;
 	size_t listener;                    /* the current [listener:NAME], an index */
-	char label[LISTENER_NAME_MAX + 16]; /* "[server]", "[listener:smtp]" */
+	size_t sni;                         /* the current [sni:NAME], an index */
+	char label[SNI_NAME_MAX + 16];      /* "[server]", "[listener:smtp]" */
 	int section_line[SEC_COUNT];
 	int listener_line[CONFIG_MAX_LISTENERS];
+	int sni_line[CONFIG_MAX_SNI];
 	bool addresses_overridden[CONFIG_MAX_LISTENERS];
 	int key_lines[NKEYS];                                /* where each key of keys[] was set */
 	int listener_key_lines[CONFIG_MAX_LISTENERS][NKEYS]; /* the same, per listener */
+	int sni_key_lines[CONFIG_MAX_SNI][NKEYS];            /* and per [sni:NAME] */
 	char msg[1024];
 };
 
@@ -681,13 +771,11 @@ static int parse_seconds(struct loader *ld, const struct key_def *def, void *fie
 /* parse_kind - [listener:NAME] kind: what the listener speaks. */
 static int parse_kind(struct loader *ld, const struct key_def *def, void *field, const char *value)
 {
-	if (strcmp(value, "smtp") == 0)
+	if (strcmp(value, "smtp") == 0 || strcmp(value, "submission") == 0 ||
+	    strcmp(value, "submissions") == 0)
 		return replace_string(ld, field, value);
-	if (strcmp(value, "submission") == 0 || strcmp(value, "submissions") == 0)
-		return bad_value(ld, def, value,
-		                 "is not supported: it needs TLS and AUTH, which vsmtpd does not "
-		                 "have yet; the only kind is \"smtp\"");
-	return bad_value(ld, def, value, "is not a listener kind: the only kind is \"smtp\"");
+	return bad_value(ld, def, value,
+	                 "is not a listener kind: smtp, submission or submissions");
 }
 
 /* A listener address in binary form, to compare two of them. */
@@ -804,6 +892,44 @@ static int parse_file(struct loader *ld, const struct key_def *def, void *field,
 	return 0;
 }
 
+/* parse_located_file - a file (as parse_file) and where it was set. */
+static int parse_located_file(struct loader *ld, const struct key_def *def, void *field,
+                              const char *value)
+{
+	struct config_file *f = field;
+	char at[PATH_MAX + 32];
+
+	if (parse_file(ld, def, &f->path, value) < 0)
+		return -1;
+	where(ld, ld->cmdline ? LINE_CMDLINE : ld->lineno, at, sizeof(at));
+	return replace_string(ld, &f->where, at);
+}
+
+/* parse_socket - a unix socket path, which must fit a sockaddr_un. */
+static int parse_socket(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value)
+{
+	char **slot = field;
+
+	if (parse_file(ld, def, slot, value) < 0)
+		return -1;
+	if (strlen(*slot) >= 108)
+		return bad_value(ld, def, value, "is too long for a socket path (107 bytes at most)");
+	return 0;
+}
+
+/* parse_text - free text, possibly empty; printable ASCII only. */
+static int parse_text(struct loader *ld, const struct key_def *def, void *field,
+                      const char *value)
+{
+	const char *p;
+
+	for (p = value; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			return bad_value(ld, def, value, "holds a non-printing or non-ASCII character");
+	return replace_string(ld, field, value);
+}
+
 /* word_list - check each word of a comma or blank separated list with check
  * (which returns NULL or why the word is wrong) and store the words in *slot,
  * lowercased when lower is set, separated by single spaces. */
@@ -876,6 +1002,34 @@ static int parse_networks(struct loader *ld, const struct key_def *def, void *fi
 	return word_list(ld, def, field, value, check_network_word, false);
 }
 
+/* check_mechanism_word - a word of [auth] mechanisms: a SASL name (RFC 4422 3.1). */
+static const char *check_mechanism_word(const char *word)
+{
+	size_t n = strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_");
+
+	if (n == 0 || n > 20 || word[n] != '\0')
+		return "is not a SASL mechanism name (1 to 20 of A-Z, 0-9, - and _)";
+	return NULL;
+}
+
+/* parse_mechanisms - [auth] mechanisms, uppercased, with where they were set. */
+static int parse_mechanisms(struct loader *ld, const struct key_def *def, void *field,
+                            const char *value)
+{
+	char at[PATH_MAX + 32];
+	char *p;
+
+	if (word_list(ld, def, field, value, check_mechanism_word, false) < 0)
+		return -1;
+	if (**(char **)field == '\0')
+		return bad_value(ld, def, value, "names no mechanism");
+	for (p = *(char **)field; *p; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+	where(ld, ld->cmdline ? LINE_CMDLINE : ld->lineno, at, sizeof(at));
+	return replace_string(ld, &ld->cfg->auth_mechanisms_where, at);
+}
+
 /* parse_dns_servers - [rules] dns_servers: addresses, each with an optional port. */
 static int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field,
                              const char *value)
@@ -901,6 +1055,8 @@ static int *key_line(struct loader *ld, const struct key_def *def)
 
 	if (def->section == SEC_LISTENER)
 		return &ld->listener_key_lines[ld->listener][k];
+	if (def->section == SEC_SNI)
+		return &ld->sni_key_lines[ld->sni][k];
 	return &ld->key_lines[k];
 }
 
@@ -945,6 +1101,54 @@ static int add_listener(struct loader *ld, const char *name, int line)
 	return (int)cfg->nlisteners++;
 }
 
+/* valid_sni_name - a host name, or "*." and a domain. */
+static bool valid_sni_name(const char *name)
+{
+	if (strncmp(name, "*.", 2) == 0)
+		name += 2;
+	return strlen(name) <= SNI_NAME_MAX && valid_domain(name);
+}
+
+/* enter_sni - make [sni:NAME] the current section, adding it when new. */
+static int enter_sni(struct loader *ld, const char *name, int line)
+{
+	struct config *cfg = ld->cfg;
+	char shown_name[72];
+	char *lower, *p;
+	size_t i;
+
+	if (!valid_sni_name(name))
+		return fail(ld, "[sni:%s]: NAME must be a host name or *.domain",
+		            shown(name, shown_name));
+	if ((lower = strdup(name)) == NULL)
+		return no_memory(ld);
+	for (p = lower; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	for (i = 0; i < cfg->nsni; i++)
+		if (strcmp(cfg->sni[i].name, lower) == 0)
+			break;
+	if (i < cfg->nsni && !ld->cmdline) {
+		free(lower);
+		return fail(ld, "duplicate section [sni:%s], first on line %d", name, ld->sni_line[i]);
+	}
+	if (i == cfg->nsni) {
+		if (cfg->nsni == CONFIG_MAX_SNI) {
+			free(lower);
+			return fail(ld, "[sni:%s] is one too many (at most %d)", name, CONFIG_MAX_SNI);
+		}
+		cfg->sni[i].name = lower;
+		ld->sni_line[i] = line;
+		cfg->nsni++;
+	} else {
+		free(lower);
+	}
+	ld->section = SEC_SNI;
+	ld->sni = i;
+	snprintf(ld->label, sizeof(ld->label), "[sni:%s]", name);
+	return 0;
+}
+
 /* enter_section - make name ("server", "listener:smtp") the current section. */
 static int enter_section(struct loader *ld, const char *name)
 {
@@ -974,12 +1178,16 @@ static int enter_section(struct loader *ld, const char *name)
 		snprintf(ld->label, sizeof(ld->label), "[%s]", name);
 		return 0;
 	}
+	if (strncmp(name, "sni:", 4) == 0)
+		return enter_sni(ld, name + 4, line);
 	for (s = SEC_SERVER; s < SEC_COUNT; s++)
-		if (s != SEC_LISTENER && strcmp(name, section_names[s]) == 0)
+		if (s != SEC_LISTENER && s != SEC_SNI && strcmp(name, section_names[s]) == 0)
 			break;
 	if (s == SEC_COUNT) {
 		if (strcmp(name, "listener") == 0)
 			return fail(ld, "section [listener] needs a name, as in [listener:smtp]");
+		if (strcmp(name, "sni") == 0)
+			return fail(ld, "section [sni] needs a host name, as in [sni:mail.example.org]");
 		return fail(ld, "unknown section [%s]", shown(name, shown_name));
 	}
 	if (!ld->cmdline) {
@@ -1020,6 +1228,8 @@ static int set_key(struct loader *ld, const char *key, const char *value)
 			}
 			ld->addresses_overridden[ld->listener] = true;
 		}
+	} else if (def->section == SEC_SNI) {
+		base = (char *)&ld->cfg->sni[ld->sni];
 	} else {
 		base = (char *)ld->cfg;
 	}
@@ -1173,6 +1383,108 @@ static int check_addresses_unique(struct loader *ld)
 	return 0;
 }
 
+/* set_line - where key of section was set (for [listener:NAME], listener i),
+ * or fallback when it was not. */
+static int set_line(const struct loader *ld, enum section section, const char *key, size_t i,
+                    int fallback)
+{
+	const struct key_def *def = find_key(section, key);
+	size_t k = (size_t)(def - keys);
+	int line = section == SEC_LISTENER ? ld->listener_key_lines[i][k]
+	           : section == SEC_SNI    ? ld->sni_key_lines[i][k]
+	                                   : ld->key_lines[k];
+
+	return line != 0 ? line : fallback;
+}
+
+/* finish_listener_tls - listener i's TLS and AUTH defaults, and their checks. */
+static int finish_listener_tls(struct loader *ld, size_t i)
+{
+	struct listener_config *l = &ld->cfg->listeners[i];
+	bool cert = ld->cfg->tls_certificate.path != NULL;
+	int line = set_line(ld, SEC_LISTENER, "tls", i, ld->listener_line[i]);
+
+	l->kind_id = strcmp(l->kind, "submissions") == 0 ? LISTENER_SUBMISSIONS
+	             : strcmp(l->kind, "submission") == 0 ? LISTENER_SUBMISSION
+	                                                  : LISTENER_SMTP;
+	if (l->kind_id == LISTENER_SUBMISSIONS && l->tls != LISTENER_TLS_UNSET &&
+	    l->tls != LISTENER_TLS_ENCRYPT)
+		return fail_at(ld, line,
+		               "[listener:%s] tls: a submissions listener is TLS from the first "
+		               "byte: leave tls out or set it to encrypt",
+		               l->name);
+	if (l->tls == LISTENER_TLS_UNSET)
+		l->tls = l->kind_id != LISTENER_SMTP ? LISTENER_TLS_ENCRYPT
+		         : cert                      ? LISTENER_TLS_MAY
+		                                     : LISTENER_TLS_NONE;
+	if (l->auth == LISTENER_AUTH_UNSET)
+		l->auth = l->kind_id == LISTENER_SMTP ? LISTENER_AUTH_NO : LISTENER_AUTH_REQUIRED;
+	if (l->tls != LISTENER_TLS_NONE && !cert) {
+		if (l->kind_id == LISTENER_SMTP || set_line(ld, SEC_LISTENER, "tls", i, 0) != 0)
+			return fail_at(ld, line,
+			               "[listener:%s] tls = %s needs a certificate: set [tls] "
+			               "certificate",
+			               l->name, l->tls == LISTENER_TLS_MAY ? "may" : "encrypt");
+		return fail_at(ld, set_line(ld, SEC_LISTENER, "kind", i, line),
+		               "[listener:%s] kind %s needs a certificate: set [tls] certificate "
+		               "(or tls = none for a submission listener without TLS)",
+		               l->name, l->kind);
+	}
+	return 0;
+}
+
+/* finish_tls_auth - the checks of [tls], [sni:NAME] and [auth]. */
+static int finish_tls_auth(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	size_t i;
+
+	for (i = 0; i < cfg->nsni; i++) {
+		if (cfg->sni[i].certificate.path == NULL)
+			return fail_at(ld, ld->sni_line[i], "[sni:%s] has no certificate",
+			               cfg->sni[i].name);
+		if (cfg->tls_certificate.path == NULL)
+			return fail_at(ld, ld->sni_line[i],
+			               "[sni:%s] needs [tls] certificate, the one for clients that "
+			               "ask for no name or another name",
+			               cfg->sni[i].name);
+	}
+	if (cfg->tls_key.path != NULL && cfg->tls_certificate.path == NULL)
+		return fail_at(ld, set_line(ld, SEC_TLS, "key", 0, LINE_NONE),
+		               "[tls] key is set but certificate is not");
+	for (i = 0; i < cfg->nlisteners; i++)
+		if (finish_listener_tls(ld, i) < 0)
+			return -1;
+	if (cfg->auth_backend == AUTH_BACKEND_SASLAUTHD) {
+		char *copy = strdup(cfg->auth_mechanisms), *tok, *save = NULL;
+		int ret = 0;
+
+		if (copy == NULL)
+			return no_memory(ld);
+		for (tok = strtok_r(copy, " ", &save); tok && ret == 0;
+		     tok = strtok_r(NULL, " ", &save))
+			if (strcmp(tok, "PLAIN") != 0 && strcmp(tok, "LOGIN") != 0)
+				ret = fail_at(ld, set_line(ld, SEC_AUTH, "mechanisms", 0,
+				                           set_line(ld, SEC_AUTH, "backend", 0,
+				                                    LINE_NONE)),
+				              "[auth] mechanisms: %s needs the password itself, which "
+				              "saslauthd does not give: use backend = sasldb, or only "
+				              "PLAIN and LOGIN",
+				              tok);
+		free(copy);
+		if (ret < 0)
+			return -1;
+	}
+	if (cfg->auth_mechanisms_where == NULL) {
+		char at[PATH_MAX + 32];
+
+		where(ld, LINE_NONE, at, sizeof(at));
+		if (replace_string(ld, &cfg->auth_mechanisms_where, at) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* finish - the checks that span keys, and the computed defaults. */
 static int finish(struct loader *ld)
 {
@@ -1188,7 +1500,7 @@ static int finish(struct loader *ld)
 		if (cfg->listeners[i].naddresses == 0)
 			return fail_at(ld, ld->listener_line[i], "[listener:%s] has no address",
 			               cfg->listeners[i].name);
-	if (check_addresses_unique(ld) < 0)
+	if (check_addresses_unique(ld) < 0 || finish_tls_auth(ld) < 0)
 		return -1;
 	if (cfg->hard_error_limit <= cfg->soft_error_limit) {
 		int hline = ld->key_lines[hard - keys], sline = ld->key_lines[soft - keys];
@@ -1260,6 +1572,24 @@ static struct config *config_new(void)
 	cfg->trusted_networks = strdup("127.0.0.0/8 ::1");
 	cfg->rules_dns_servers = strdup("");
 	cfg->rules_dns_timeout_ms = 5000;
+	cfg->tls_min_protocol = TLS1_2_VERSION;
+	cfg->tls_ciphers = strdup("");
+	cfg->tls_ciphersuites = strdup("");
+	cfg->tls_handshake_timeout = 30;
+	cfg->auth_mechanisms = strdup("PLAIN LOGIN");
+	cfg->auth_backend = AUTH_BACKEND_SASLDB;
+	cfg->sasldb_path = strdup("/etc/sasldb2");
+	cfg->saslauthd_path = strdup("/var/run/saslauthd/mux");
+	cfg->auth_realm = strdup("");
+	cfg->auth_plaintext_networks = strdup("127.0.0.0/8 ::1");
+	cfg->auth_max_failures = 3;
+	if (cfg->tls_ciphers == NULL || cfg->tls_ciphersuites == NULL ||
+	    cfg->auth_mechanisms == NULL || cfg->sasldb_path == NULL ||
+	    cfg->saslauthd_path == NULL || cfg->auth_realm == NULL ||
+	    cfg->auth_plaintext_networks == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
 	if (cfg->banner == NULL || cfg->user == NULL || cfg->spool_dir == NULL ||
 	    cfg->rules_file == NULL || cfg->app_dir == NULL || cfg->local_domains == NULL || cfg->trusted_networks == NULL ||
 	    cfg->rules_dns_servers == NULL) {
@@ -1360,5 +1690,24 @@ void config_free(struct config *cfg)
 	free(cfg->local_domains);
 	free(cfg->trusted_networks);
 	free(cfg->rules_dns_servers);
+	free(cfg->tls_certificate.path);
+	free(cfg->tls_certificate.where);
+	free(cfg->tls_key.path);
+	free(cfg->tls_key.where);
+	free(cfg->tls_ciphers);
+	free(cfg->tls_ciphersuites);
+	for (i = 0; i < cfg->nsni; i++) {
+		free(cfg->sni[i].name);
+		free(cfg->sni[i].certificate.path);
+		free(cfg->sni[i].certificate.where);
+		free(cfg->sni[i].key.path);
+		free(cfg->sni[i].key.where);
+	}
+	free(cfg->auth_mechanisms);
+	free(cfg->auth_mechanisms_where);
+	free(cfg->sasldb_path);
+	free(cfg->saslauthd_path);
+	free(cfg->auth_realm);
+	free(cfg->auth_plaintext_networks);
 	free(cfg);
 }

@@ -140,6 +140,10 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_number(obj, "ret", env->ret) < 0 ||
 	    json_add_string(obj, "envid", env->envid) < 0 ||
 	    json_add_string(obj, "auth", env->auth) < 0 ||
+	    json_add_string(obj, "authid", env->authid) < 0 ||
+	    json_add_string(obj, "auth_mechanism", env->auth_mechanism) < 0 ||
+	    json_add_string(obj, "tls_version", env->tls_version) < 0 ||
+	    json_add_string(obj, "tls_cipher", env->tls_cipher) < 0 ||
 	    json_add_string(obj, "quarantine", env->quarantine) < 0 ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
@@ -237,6 +241,10 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_string(obj, "mail_from", &env->mail_from, 1) < 0 ||
 	    json_get_string(obj, "envid", &env->envid, 0) < 0 ||
 	    json_get_string(obj, "auth", &env->auth, 0) < 0 ||
+	    json_get_string(obj, "authid", &env->authid, 0) < 0 ||
+	    json_get_string(obj, "auth_mechanism", &env->auth_mechanism, 0) < 0 ||
+	    json_get_string(obj, "tls_version", &env->tls_version, 0) < 0 ||
+	    json_get_string(obj, "tls_cipher", &env->tls_cipher, 0) < 0 ||
 	    json_get_string(obj, "quarantine", &env->quarantine, 0) < 0)
 		goto out;
 	vars = cJSON_GetObjectItemCaseSensitive(obj, "vars");
@@ -281,6 +289,10 @@ void envelope_clear(struct envelope *env)
 	free(env->mail_from);
 	free(env->envid);
 	free(env->auth);
+	free(env->authid);
+	free(env->auth_mechanism);
+	free(env->tls_version);
+	free(env->tls_cipher);
 	free(env->quarantine);
 	free(env->vars);
 	memset(env, 0, sizeof(*env));

@@ -9,6 +9,8 @@
 #include "config.h"
 #include "master.h"
 #include "rules.h"
+#include "smtp_auth.h"
+#include "tls_server.h"
 
 #define MAX_OVERRIDES 64
 
@@ -33,6 +35,7 @@ int main(int argc, char **argv)
 	int opt, check = 0;
 	struct config *cfg;
 	struct rules *rules;
+	struct tls_server *tls;
 	char err[1024];
 
 	while ((opt = getopt(argc, argv, "c:o:tVh")) != -1) {
@@ -72,12 +75,27 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	/* Keys are read now, while we may still be root. */
+	if ((tls = tls_server_load(cfg, err, sizeof(err))) == NULL && err[0] != '\0') {
+		fprintf(stderr, "vsmtpd: %s\n", err);
+		rules_free(rules);
+		config_free(cfg);
+		return 1;
+	}
+	if (smtp_auth_configure(cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vsmtpd: %s\n", err);
+		tls_server_free(tls);
+		rules_free(rules);
+		config_free(cfg);
+		return 1;
+	}
 	if (check) {
 		printf("vsmtpd: %s: configuration is valid\n", path);
 		printf("vsmtpd: %s: rules are valid\n", cfg->rules_file);
+		tls_server_free(tls);
 		rules_free(rules);
 		config_free(cfg);
 		return 0;
 	}
-	return master_main(cfg, rules, overrides, noverrides);
+	return master_main(cfg, rules, tls, overrides, noverrides);
 }

@@ -31,6 +31,8 @@
 #include "queue.h"
 #include "rules.h"
 #include "sandbox.h"
+#include "smtp_auth.h"
+#include "tls_server.h"
 #include "smtp_session.h"
 #include "spool.h"
 
@@ -59,6 +61,7 @@ struct master {
 	struct config *boot_cfg; /* the configuration at start: listeners, spool */
 	struct config *cfg;      /* the current one, for new sessions */
 	struct rules *rules;     /* compiled from cfg's rules file, inherited by sessions */
+	struct tls_server *tls;  /* cfg's certificates, NULL without; inherited too */
 	char *const *overrides;
 	size_t noverrides;
 	struct event_base *base;
@@ -290,7 +293,7 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 			fatal("cannot confine the session: %s", strerror(errno));
 		if (m->sandbox_fd >= 0)
 			close(m->sandbox_fd);
-		smtp_session_main(cfg, l->conf, m->rules, fd, sp[0]);
+		smtp_session_main(cfg, l->conf, m->rules, m->tls, fd, sp[0]);
 	}
 	close(sp[0]);
 	close(fd);
@@ -498,11 +501,32 @@ static int master_listeners_equal(const struct config *a, const struct config *b
 	return 1;
 }
 
+/* master_sandbox - (re)build the sessions' ruleset for cfg: 0 or -1. */
+static int master_sandbox(struct master *m, const struct config *cfg)
+{
+	/* Sessions read the sasldb2 file themselves, through Cyrus. */
+	const char *readable[] = {cfg->auth_backend == AUTH_BACKEND_SASLDB ? cfg->sasldb_path : NULL};
+	int fd = sandbox_prepare(readable, 1);
+
+	if (fd < 0 && errno != EOPNOTSUPP) {
+		log_err("cannot build the session sandbox: %s", strerror(errno));
+		return -1;
+	}
+	if (fd < 0 && m->sandbox_fd < 0)
+		log_warn("this kernel has no Landlock: sessions run without file system "
+			 "confinement");
+	if (m->sandbox_fd >= 0)
+		close(m->sandbox_fd);
+	m->sandbox_fd = fd;
+	return 0;
+}
+
 /* master_reload - SIGHUP: read the configuration again for new sessions. */
 static void master_reload(struct master *m)
 {
 	struct config *cfg;
 	struct rules *rules;
+	struct tls_server *tls;
 	char err[1024];
 
 	/* The absolute path: a relative -c must not depend on our directory. */
@@ -513,6 +537,30 @@ static void master_reload(struct master *m)
 	}
 	if ((rules = rules_load_config(cfg, err, sizeof(err))) == NULL) {
 		log_err("reload failed, keeping the running configuration and rules: %s", err);
+		config_free(cfg);
+		return;
+	}
+	if ((tls = tls_server_load(cfg, err, sizeof(err))) == NULL && err[0] != '\0') {
+		log_err("reload failed, keeping the running configuration and certificates: %s",
+			err);
+		rules_free(rules);
+		config_free(cfg);
+		return;
+	}
+	if (smtp_auth_configure(cfg, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		/* The last good [auth] settings are still Cyrus's. */
+		smtp_auth_configure(m->cfg, err, sizeof(err));
+		tls_server_free(tls);
+		rules_free(rules);
+		config_free(cfg);
+		return;
+	}
+	if (master_sandbox(m, cfg) < 0) {
+		log_err("reload failed, keeping the running configuration");
+		smtp_auth_configure(m->cfg, err, sizeof(err));
+		tls_server_free(tls);
+		rules_free(rules);
 		config_free(cfg);
 		return;
 	}
@@ -527,6 +575,9 @@ static void master_reload(struct master *m)
 	free(cfg->spool_dir);
 	if ((cfg->spool_dir = strdup(m->boot_cfg->spool_dir)) == NULL) {
 		log_err("reload failed: out of memory");
+		smtp_auth_configure(m->cfg, err, sizeof(err));
+		master_sandbox(m, m->cfg);
+		tls_server_free(tls);
 		rules_free(rules);
 		config_free(cfg);
 		return;
@@ -537,6 +588,8 @@ static void master_reload(struct master *m)
 	/* Running sessions have their own copy: the old rules can go. */
 	rules_free(m->rules);
 	m->rules = rules;
+	tls_server_free(m->tls);
+	m->tls = tls;
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	master_queue_settings(m);
 	log_info("configuration reloaded from %s, rules from %s", cfg->path, cfg->rules_file);
@@ -617,7 +670,7 @@ static int master_privileges(struct master *m)
 			 (int)geteuid());
 		return 0;
 	}
-	if (privileges_drop(uid, gid) < 0) {
+	if (privileges_drop(cfg->user, uid, gid) < 0) {
 		log_err("cannot switch to user %s: %s", cfg->user, strerror(errno));
 		return -1;
 	}
@@ -688,15 +741,17 @@ static void master_free(struct master *m)
 		config_free(m->cfg);
 	config_free(m->boot_cfg);
 	rules_free(m->rules);
+	tls_server_free(m->tls);
 }
 
 /* master_main - run the daemon. */
-int master_main(struct config *cfg, struct rules *rules, char *const *overrides,
-		size_t noverrides)
+int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
+		char *const *overrides, size_t noverrides)
 {
 	struct master m = {.boot_cfg = cfg,
 			   .cfg = cfg,
 			   .rules = rules,
+			   .tls = tls,
 			   .overrides = overrides,
 			   .noverrides = noverrides,
 			   .queue_pid = -1,
@@ -713,14 +768,9 @@ int master_main(struct config *cfg, struct rules *rules, char *const *overrides,
 		master_free(&m);
 		return 1;
 	}
-	if ((m.sandbox_fd = sandbox_prepare()) < 0) {
-		if (errno != EOPNOTSUPP) {
-			log_err("cannot build the session sandbox: %s", strerror(errno));
-			master_free(&m);
-			return 1;
-		}
-		log_warn("this kernel has no Landlock: sessions run without file system "
-			 "confinement");
+	if (master_sandbox(&m, cfg) < 0) {
+		master_free(&m);
+		return 1;
 	}
 	if (master_events(&m) < 0) {
 		log_err("cannot set up the event loop");

@@ -361,6 +361,34 @@ static int rule_net_covers(const struct rule_net *outer, const struct rule_net *
 	       rule_bits_equal(outer->ip.addr, inner->ip.addr, outer->prefix);
 }
 
+/* rule_networks_contain - whether ip is in one of the space separated networks. */
+int rule_networks_contain(const char *networks, const char *ip)
+{
+	struct rule_net host, net;
+	char word[2 * RULE_IP_INPUT_MAX];
+	const char *p = networks;
+	size_t n;
+
+	if (rule_net_from_string(ip, &host) != RULE_NET_OK)
+		return 0;
+	rule_net_unmap(&host);
+	while (*p != '\0') {
+		p += strspn(p, " ");
+		n = strcspn(p, " ");
+		if (n > 0 && n < sizeof(word)) {
+			memcpy(word, p, n);
+			word[n] = '\0';
+			if (rule_net_from_string(word, &net) == RULE_NET_OK) {
+				rule_net_unmap(&net);
+				if (rule_net_covers(&net, &host))
+					return 1;
+			}
+		}
+		p += n;
+	}
+	return 0;
+}
+
 /*
  * rule_contains_arg - argument idx of a contains() method as an unmapped
  * network: an ip, a net, or a string holding an IP address. Returns 0 for

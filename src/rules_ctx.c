@@ -95,6 +95,26 @@ static void ctx_push_string_or_nil(lua_State *L, const char *s)
 		lua_pushnil(L);
 }
 
+/* ctx_push_tls - {version=, cipher=, bits=, sni=} or nil without TLS. */
+static void ctx_push_tls(lua_State *L, const struct rule_ctx *ctx)
+{
+	if (!ctx->is_secured) {
+		lua_pushnil(L);
+		return;
+	}
+	lua_createtable(L, 0, 4);
+	lua_pushstring(L, ctx->tls_version ? ctx->tls_version : "");
+	lua_setfield(L, -2, "version");
+	lua_pushstring(L, ctx->tls_cipher ? ctx->tls_cipher : "");
+	lua_setfield(L, -2, "cipher");
+	lua_pushinteger(L, ctx->tls_bits);
+	lua_setfield(L, -2, "bits");
+	if (ctx->tls_sni != NULL && ctx->tls_sni[0] != '\0') {
+		lua_pushstring(L, ctx->tls_sni);
+		lua_setfield(L, -2, "sni");
+	}
+}
+
 /* ctx_push_auth - {mechanism=, authid=} or nil. */
 static void ctx_push_auth(lua_State *L, const struct rule_ctx *ctx)
 {
@@ -215,7 +235,7 @@ static int ctx_push_field(lua_State *L, struct rule_ctx *ctx, enum rule_stage st
 		break;
 	case 't':
 		if (strcmp(key, "tls") == 0)
-			return lua_pushnil(L), 1; /* no TLS listener exists yet */
+			return ctx_push_tls(L, ctx), 1;
 		break;
 	}
 	return 0;

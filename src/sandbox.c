@@ -47,10 +47,10 @@ int privileges_lookup(const char *user, const char *group, uid_t *uid, gid_t *gi
 	return 0;
 }
 
-/* privileges_drop - switch to uid/gid, with no supplementary groups. */
-int privileges_drop(uid_t uid, gid_t gid)
+/* privileges_drop - switch to uid/gid, with user's supplementary groups. */
+int privileges_drop(const char *user, uid_t uid, gid_t gid)
 {
-	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+	if (initgroups(user, gid) < 0 || setresgid(gid, gid, gid) < 0 ||
 	    setresuid(uid, uid, uid) < 0)
 		return -1;
 	/* Paranoia: getting root back must fail. */
@@ -110,11 +110,25 @@ static int sandbox_allow_proc(int ruleset)
 #endif
 }
 
-/* sandbox_prepare - the deny-everything ruleset. */
-int sandbox_prepare(void)
+/* sandbox_allow_read - let the sessions read the file at path, if it exists. */
+static int sandbox_allow_read(int ruleset, const char *path)
+{
+	struct landlock_path_beneath_attr rule = {.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE};
+	int rc;
+
+	if ((rule.parent_fd = open(path, O_PATH | O_CLOEXEC)) < 0)
+		return errno == ENOENT || errno == EACCES || errno == ENOTDIR ? 0 : -1;
+	rc = (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
+	close(rule.parent_fd);
+	return rc;
+}
+
+/* sandbox_prepare - the deny-everything-but-readable ruleset. */
+int sandbox_prepare(const char *const *readable, size_t nreadable)
 {
 	struct landlock_ruleset_attr attr = {0};
 	long abi = landlock_abi();
+	size_t i;
 	int fd;
 
 	if (abi < 1) {
@@ -128,6 +142,15 @@ int sandbox_prepare(void)
 	if (sandbox_allow_proc(fd) < 0) {
 		close(fd);
 		return -1;
+	}
+	for (i = 0; i < nreadable; i++) {
+		if (readable[i] != NULL && sandbox_allow_read(fd, readable[i]) < 0) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			return -1;
+		}
 	}
 	return fd;
 }

@@ -44,7 +44,8 @@ static const char *const smtp_verb_names[SMTP_VERB_COUNT] = {
     [SMTP_VERB_MAIL] = "MAIL",       [SMTP_VERB_RCPT] = "RCPT", [SMTP_VERB_DATA] = "DATA",
     [SMTP_VERB_BDAT] = "BDAT",       [SMTP_VERB_RSET] = "RSET", [SMTP_VERB_NOOP] = "NOOP",
     [SMTP_VERB_QUIT] = "QUIT",       [SMTP_VERB_HELP] = "HELP", [SMTP_VERB_VRFY] = "VRFY",
-    [SMTP_VERB_EXPN] = "EXPN",
+    [SMTP_VERB_EXPN] = "EXPN",       [SMTP_VERB_STARTTLS] = "STARTTLS",
+    [SMTP_VERB_AUTH] = "AUTH",
 };
 
 /* smtp_lower - ASCII lower case, independent of the locale. */
@@ -167,15 +168,17 @@ static const char *smtp_skip_spaces(const char *s)
 /* smtp_verb_parse - identify the command of a line. */
 enum smtp_verb smtp_verb_parse(const char *line, const char **args)
 {
+	size_t n;
 	int v;
 
 	for (v = SMTP_VERB_UNKNOWN + 1; v < SMTP_VERB_COUNT; v++) {
 		if (!smtp_prefix_caseeq(line, smtp_verb_names[v]))
 			continue;
-		if (line[4] != '\0' && line[4] != ' ')
+		n = strlen(smtp_verb_names[v]);
+		if (line[n] != '\0' && line[n] != ' ')
 			break;
 		if (args)
-			*args = line[4] ? line + 5 : line + 4;
+			*args = line[n] ? line + n + 1 : line + n;
 		return (enum smtp_verb)v;
 	}
 	if (args)

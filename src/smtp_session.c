@@ -30,7 +30,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "data_filter.h"
 #include "envelope.h"
@@ -39,15 +42,19 @@
 #include "log.h"
 #include "message.h"
 #include "rules.h"
+#include "rule_objects.h"
 #include "sigevent.h"
+#include "smtp_auth.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
+#include "tls_server.h"
 
 #define SMTP_INPUT_HIGH_WATER (256u * 1024)
 #define SMTP_OUTPUT_HIGH_WATER (256u * 1024) /* replies a client has not read */
 #define SMTP_WRITE_BUFFER (64u * 1024)
 #define SMTP_IDS_LOG_MAX 512
 #define SMTP_RULES_SERVICE_TIMEOUT_MS 10000
+#define SMTP_TLS_FLUSH_MS 5000 /* for the last encrypted bytes of a closing session */
 
 enum smtp_state {
 	SMTP_STATE_INIT,  /* greeted, waiting for HELO / EHLO */
@@ -92,6 +99,21 @@ struct smtp_session {
 	struct rule_ctx rctx;
 	int conn_skip_all;   /* rctx.skip_all as the connection stages left it */
 	char conn_quarantine[RULE_QUARANTINE_MAX];
+	int connect_skip_all; /* the same after the connect stage alone: STARTTLS */
+	char connect_quarantine[RULE_QUARANTINE_MAX];
+
+	struct tls_server *tls; /* NULL when no certificate is configured */
+	int tls_pending;        /* STARTTLS answered: the handshake starts after this read */
+	int tls_handshaking;
+	int tls_active;
+	struct tls_info tls_info;
+
+	struct smtp_auth *sasl; /* NULL when the listener offers no AUTH */
+	int auth_pending;       /* inside an AUTH exchange: lines are responses */
+	char auth_mech[24];
+	int authenticated;
+	char authid[256];
+	unsigned auth_failures;
 
 	char client_ip[INET6_ADDRSTRLEN];
 	unsigned client_port;
@@ -116,6 +138,7 @@ struct smtp_session {
 	int shutdown;        /* SIGTERM: leave at the next idle point */
 	int eof;             /* the client has sent all it will send */
 	int closing;
+	int finished;        /* the summary is logged, the loop told to stop */
 	const char *result;  /* for the summary line */
 
 	unsigned cmd_total[SMTP_VERB_COUNT];
@@ -127,6 +150,24 @@ struct smtp_session {
 static void smtp_input_process(struct smtp_session *s);
 static void smtp_close(struct smtp_session *s, const char *result);
 static const char *smtp_lost_result(const struct smtp_session *s);
+static void smtp_greet(struct smtp_session *s);
+static void smtp_read_cb(struct bufferevent *bev, void *arg);
+static void smtp_write_cb(struct bufferevent *bev, void *arg);
+static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
+static void smtp_finish(struct smtp_session *s);
+
+/* What a session says when a rule overruns its CPU time: prepared in
+ * advance, since the signal handler may only write(). -1 once TLS is on. */
+static int smtp_overrun_fd = -1;
+static char smtp_overrun_reply[300];
+
+/* smtp_input_high_water - room for the longest command line allowed, so an
+ * overlong one is always seen whole and refused rather than stalling. */
+static size_t smtp_input_high_water(const struct config *cfg)
+{
+	return cfg->max_command_line + 1 > SMTP_INPUT_HIGH_WATER ? cfg->max_command_line + 1
+								 : SMTP_INPUT_HIGH_WATER;
+}
 
 /* smtp_reply - send one reply line (printf style, CRLF added). */
 static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
@@ -259,12 +300,19 @@ static void smtp_log_id(struct smtp_session *s, const char *id)
 	strcat(s->ids, id);
 }
 
-/* smtp_protocol - the protocol name for Received: (RFC 3848, RFC 6531). */
+/* smtp_protocol - the protocol name for Received: (RFC 3848, RFC 6531):
+ * ESMTP, then S for TLS and A for AUTH; UTF8SMTP the same way. */
 static const char *smtp_protocol(const struct smtp_session *s)
 {
-	if (s->tx != NULL && s->tx->utf8)
-		return "UTF8SMTP";
-	return s->esmtp ? "ESMTP" : "SMTP";
+	static const char *const names[2][4] = {
+	    {"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"},
+	    {"UTF8SMTP", "UTF8SMTPS", "UTF8SMTPA", "UTF8SMTPSA"},
+	};
+	int utf8 = s->tx != NULL && s->tx->utf8;
+
+	if (!s->esmtp && !utf8)
+		return "SMTP";
+	return names[utf8][(s->tls_active ? 1 : 0) + (s->authenticated ? 2 : 0)];
 }
 
 /* smtp_tx_received - write the Received: header (RFC 5321 4.4). */
@@ -278,9 +326,15 @@ static void smtp_tx_received(struct smtp_session *s)
 
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	n = snprintf(line, sizeof(line), "Received: from %s ([%s%s])\r\n\tby %s (vsmtpd) with %s id %s",
-		     s->helo, strchr(s->client_ip, ':') ? "IPv6:" : "", s->client_ip,
-		     s->cfg->hostname, smtp_protocol(s), tx->env.id);
+	n = snprintf(line, sizeof(line), "Received: from %s ([%s%s])\r\n", s->helo,
+		     strchr(s->client_ip, ':') ? "IPv6:" : "", s->client_ip);
+	if (n > 0 && (size_t)n < sizeof(line) && s->tls_active)
+		n += snprintf(line + n, sizeof(line) - (size_t)n,
+			      "\t(using %s with cipher %s (%d/%d bits))\r\n", s->tls_info.version,
+			      s->tls_info.cipher, s->tls_info.bits, s->tls_info.alg_bits);
+	if (n > 0 && (size_t)n < sizeof(line))
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "\tby %s (vsmtpd) with %s id %s",
+			      s->cfg->hostname, smtp_protocol(s), tx->env.id);
 	if (n > 0 && (size_t)n < sizeof(line) && tx->env.nrcpts == 1)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%s>",
 			      tx->env.rcpts[0].address);
@@ -523,9 +577,10 @@ static void smtp_committed(struct smtp_session *s, const struct ipc_msg *m)
 		smtp_tx_free(s, 0);
 		return;
 	}
-	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, client=%s[%s], proto=%s", tx->env.id,
+	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, client=%s[%s], proto=%s%s%s", tx->env.id,
 		 tx->env.mail_from, tx->written, tx->env.nrcpts, s->helo, s->client_ip,
-		 tx->env.protocol);
+		 tx->env.protocol, s->authenticated ? ", sasl_username=" : "",
+		 s->authenticated ? s->authid : "");
 	if (tx->env.quarantine != NULL)
 		log_notice("%s: quarantined in %s", tx->env.id, tx->env.quarantine);
 	if (tx->has_final_reply)
@@ -599,13 +654,34 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 	smtp_input_process(s);
 }
 
+/* smtp_starttls_offered - whether STARTTLS may be used now. */
+static int smtp_starttls_offered(const struct smtp_session *s)
+{
+	return s->tls != NULL && s->listener->tls != LISTENER_TLS_NONE && !s->tls_active;
+}
+
+/* smtp_auth_plaintext_ok - whether this client may authenticate without TLS. */
+static int smtp_auth_plaintext_ok(const struct smtp_session *s)
+{
+	return s->cfg->auth_allow_plaintext &&
+	       rule_networks_contain(s->cfg->auth_plaintext_networks, s->client_ip);
+}
+
+/* smtp_auth_offered - whether EHLO lists AUTH now. */
+static int smtp_auth_offered(const struct smtp_session *s)
+{
+	return s->sasl != NULL && !s->authenticated &&
+	       (s->tls_active || smtp_auth_plaintext_ok(s));
+}
+
 /* smtp_cmd_helo - HELO and EHLO: identify the client, reset the transaction. */
 static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 {
 	const char *err = smtp_helo_parse(args);
 	char helo[sizeof(s->helo)];
-	const char *greeting = s->cfg->hostname;
+	const char *greeting = s->cfg->hostname, *auth;
 	struct rule_verdict v;
+	int starttls;
 	size_t len;
 
 	if (err != NULL) {
@@ -641,7 +717,13 @@ static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 	smtp_reply(s, "250-SMTPUTF8");
 	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
 	smtp_reply(s, "250-CHUNKING");
-	smtp_reply(s, "250 DSN");
+	starttls = smtp_starttls_offered(s);
+	auth = smtp_auth_offered(s) ? smtp_auth_mechanisms(s->sasl) : "";
+	smtp_reply(s, "250%sDSN", starttls || auth[0] ? "-" : " ");
+	if (starttls)
+		smtp_reply(s, "250%sSTARTTLS", auth[0] ? "-" : " ");
+	if (auth[0])
+		smtp_reply(s, "250 AUTH %s", auth);
 }
 
 /* smtp_cmd_ehlo - EHLO. */
@@ -679,7 +761,14 @@ static struct smtp_tx *smtp_tx_new(struct smtp_session *s, const struct smtp_mai
 	    envelope_set(&tx->env.client_ip, s->client_ip) < 0 ||
 	    envelope_set(&tx->env.helo, s->helo) < 0 ||
 	    envelope_set(&tx->env.envid, mail->envid[0] ? mail->envid : NULL) < 0 ||
-	    envelope_set(&tx->env.auth, mail->auth[0] ? mail->auth : NULL) < 0) {
+	    /* RFC 4954 5: AUTH= from a client we do not know stands for nobody. */
+	    envelope_set(&tx->env.auth, !mail->auth[0]     ? NULL
+					: s->authenticated ? mail->auth
+							   : "<>") < 0 ||
+	    envelope_set(&tx->env.authid, s->authenticated ? s->authid : NULL) < 0 ||
+	    envelope_set(&tx->env.auth_mechanism, s->authenticated ? s->auth_mech : NULL) < 0 ||
+	    envelope_set(&tx->env.tls_version, s->tls_active ? s->tls_info.version : NULL) < 0 ||
+	    envelope_set(&tx->env.tls_cipher, s->tls_active ? s->tls_info.cipher : NULL) < 0) {
 		envelope_clear(&tx->env);
 		free(tx);
 		return NULL;
@@ -700,6 +789,14 @@ static void smtp_cmd_mail(struct smtp_session *s, const char *args)
 	}
 	if (s->state != SMTP_STATE_READY) {
 		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (s->listener->tls == LISTENER_TLS_ENCRYPT && !s->tls_active) {
+		smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		return;
+	}
+	if (s->listener->auth == LISTENER_AUTH_REQUIRED && !s->authenticated) {
+		smtp_reply(s, "530 5.7.0 Authentication required");
 		return;
 	}
 	if ((err = smtp_mail_parse(args, &mail)) != NULL) {
@@ -909,7 +1006,7 @@ static void smtp_cmd_quit(struct smtp_session *s, const char *args)
 static void smtp_cmd_help(struct smtp_session *s, const char *args)
 {
 	smtp_reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT");
-	smtp_reply(s, "214 2.0.0 HELP VRFY EXPN; see RFC 5321");
+	smtp_reply(s, "214 2.0.0 HELP VRFY EXPN STARTTLS AUTH; see RFC 5321");
 }
 
 /* smtp_cmd_vrfy - VRFY: never tells whether a user exists. */
@@ -934,6 +1031,215 @@ static void smtp_cmd_unknown(struct smtp_session *s, const char *args)
 	smtp_reply(s, "500 5.5.2 Error: command not recognized");
 }
 
+/* smtp_cmd_starttls - STARTTLS (RFC 3207): the handshake follows this read. */
+static void smtp_cmd_starttls(struct smtp_session *s, const char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->tls_active) {
+		smtp_reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (!smtp_starttls_offered(s)) {
+		smtp_reply(s, "502 5.5.1 Error: STARTTLS not available");
+		return;
+	}
+	if (s->state == SMTP_STATE_INIT) {
+		smtp_reply(s, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
+	if (s->tx != NULL) {
+		smtp_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	s->tls_pending = 1;
+}
+
+/* smtp_auth_failed - count a failed AUTH; past the limit, hang up. */
+static void smtp_auth_failed(struct smtp_session *s)
+{
+	if (++s->auth_failures < s->cfg->auth_max_failures)
+		return;
+	log_notice("%s: too many failed authentication attempts (%u)", s->client_ip,
+		   s->auth_failures);
+	smtp_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
+		   s->cfg->hostname);
+	smtp_close(s, "too many failed authentication attempts");
+}
+
+/* smtp_auth_end - an exchange is over without success: a fresh start for the next. */
+static void smtp_auth_end(struct smtp_session *s)
+{
+	s->auth_pending = 0;
+	if (smtp_auth_reset(s->sasl) < 0)
+		log_err("%s: cannot reset the SASL state", s->client_ip);
+}
+
+/* smtp_auth_accepted - Cyrus accepted the credentials: now the rules decide. */
+static void smtp_auth_accepted(struct smtp_session *s)
+{
+	struct rule_verdict v;
+
+	s->auth_pending = 0;
+	snprintf(s->authid, sizeof(s->authid), "%s", smtp_auth_user(s->sasl));
+	s->rctx.is_authenticated = 1;
+	s->rctx.auth_mechanism = s->auth_mech;
+	s->rctx.auth_authid = s->authid;
+	smtp_rules(s, RULE_STAGE_AUTHENTICATE, &v);
+	if (v.status == RULE_DENY || v.status == RULE_REJECT || v.status == RULE_INFO ||
+	    v.status == RULE_ERROR) {
+		s->rctx.is_authenticated = 0;
+		s->rctx.auth_mechanism = NULL;
+		s->rctx.auth_authid = NULL;
+		log_notice("%s: authentication of %s with %s refused by rule \"%s\": %s",
+			   s->client_ip, s->authid, s->auth_mech, v.rule,
+			   rules_status_name(v.status));
+		s->authid[0] = '\0';
+		smtp_auth_end(s);
+		if (v.status == RULE_ERROR) {
+			smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+			return;
+		}
+		smtp_reply(s, "535 5.7.8 Error: authentication failed");
+		if (v.status == RULE_DENY)
+			smtp_close(s, "denied by rules");
+		else
+			smtp_auth_failed(s);
+		return;
+	}
+	s->authenticated = 1;
+	s->cmd_ok[SMTP_VERB_AUTH]++;
+	log_info("%s: authenticated as %s with %s", s->client_ip, s->authid, s->auth_mech);
+	smtp_reply(s, "235 2.7.0 Authentication successful");
+}
+
+/* smtp_auth_outcome - answer one step of the exchange. */
+static void smtp_auth_outcome(struct smtp_session *s, enum smtp_auth_result r,
+			      const char *challenge, const char *why)
+{
+	switch (r) {
+	case SMTP_AUTH_CONTINUE:
+		s->auth_pending = 1;
+		smtp_reply(s, "334 %s", challenge);
+		return;
+	case SMTP_AUTH_OK:
+		smtp_auth_accepted(s);
+		return;
+	case SMTP_AUTH_NOMECH:
+		smtp_auth_end(s);
+		smtp_reply(s, "504 5.5.4 Unrecognized authentication type");
+		return;
+	case SMTP_AUTH_TEMP:
+		log_warn("%s: authentication with %s could not be checked: %s", s->client_ip,
+			 s->auth_mech, why);
+		smtp_auth_end(s);
+		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	case SMTP_AUTH_BAD_BASE64:
+		log_notice("%s: authentication failed with %s: %s", s->client_ip, s->auth_mech,
+			   why);
+		smtp_auth_end(s);
+		smtp_reply(s, "501 5.5.2 Error: cannot decode response");
+		smtp_auth_failed(s);
+		return;
+	case SMTP_AUTH_FAIL:
+		log_notice("%s: authentication failed with %s: %s", s->client_ip, s->auth_mech,
+			   why);
+		smtp_auth_end(s);
+		smtp_reply(s, "535 5.7.8 Error: authentication failed");
+		smtp_auth_failed(s);
+		return;
+	}
+}
+
+/* smtp_auth_response - a line of the client inside an AUTH exchange. */
+static void smtp_auth_response(struct smtp_session *s, const char *line)
+{
+	char challenge[SMTP_AUTH_LINE_MAX + 4];
+	const char *why = "";
+	enum smtp_auth_result r;
+
+	log_debug("%s: <<< (AUTH response, %zu bytes)", s->client_ip, strlen(line));
+	s->last_code = 0;
+	if (strcmp(line, "*") == 0) {
+		log_notice("%s: authentication with %s cancelled by the client", s->client_ip,
+			   s->auth_mech);
+		smtp_auth_end(s);
+		smtp_reply(s, "501 5.0.0 Authentication cancelled");
+		smtp_auth_failed(s);
+		return;
+	}
+	r = smtp_auth_step(s->sasl, line, challenge, sizeof(challenge), &why);
+	smtp_auth_outcome(s, r, challenge, why);
+}
+
+/* smtp_auth_too_long - a response past SMTP_AUTH_LINE_MAX ends the exchange. */
+static void smtp_auth_too_long(struct smtp_session *s)
+{
+	log_notice("%s: authentication with %s: response line too long", s->client_ip,
+		   s->auth_mech);
+	smtp_auth_end(s);
+	smtp_reply(s, "500 5.5.6 Authentication exchange line is too long");
+	smtp_auth_failed(s);
+}
+
+/* smtp_cmd_auth - AUTH mechanism [initial-response] (RFC 4954). */
+static void smtp_cmd_auth(struct smtp_session *s, const char *args)
+{
+	char challenge[SMTP_AUTH_LINE_MAX + 4], mech[sizeof(s->auth_mech)];
+	const char *response = NULL, *why = "", *sp;
+	enum smtp_auth_result r;
+	size_t n;
+
+	if (s->listener->auth == LISTENER_AUTH_NO) {
+		smtp_reply(s, "503 5.5.1 Error: authentication not enabled");
+		return;
+	}
+	if (s->sasl == NULL) {
+		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	if (s->state == SMTP_STATE_INIT) {
+		smtp_reply(s, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
+	if (s->authenticated) {
+		smtp_reply(s, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (s->tx != NULL) {
+		smtp_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (!s->tls_active && !smtp_auth_plaintext_ok(s)) {
+		if (s->listener->tls == LISTENER_TLS_ENCRYPT)
+			smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		else
+			smtp_reply(s, "538 5.7.11 Encryption required for requested "
+				      "authentication mechanism");
+		return;
+	}
+	n = strcspn(args, " ");
+	sp = args + n;
+	if (n == 0 || n >= sizeof(mech) || (*sp == ' ' && (sp[1] == '\0' || strchr(sp + 1, ' ')))) {
+		smtp_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		return;
+	}
+	memcpy(mech, args, n);
+	mech[n] = '\0';
+	for (char *p = mech; *p; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+	if (*sp == ' ')
+		response = sp + 1;
+	memcpy(s->auth_mech, mech, sizeof(mech));
+	r = smtp_auth_start(s->sasl, mech, response, challenge, sizeof(challenge), &why);
+	smtp_auth_outcome(s, r, challenge, why);
+}
+
 static void (*const smtp_commands[SMTP_VERB_COUNT])(struct smtp_session *, const char *) = {
 	[SMTP_VERB_UNKNOWN] = smtp_cmd_unknown, [SMTP_VERB_HELO] = smtp_cmd_helo_plain,
 	[SMTP_VERB_EHLO] = smtp_cmd_ehlo,       [SMTP_VERB_MAIL] = smtp_cmd_mail,
@@ -941,7 +1247,8 @@ static void (*const smtp_commands[SMTP_VERB_COUNT])(struct smtp_session *, const
 	[SMTP_VERB_BDAT] = smtp_cmd_bdat,       [SMTP_VERB_RSET] = smtp_cmd_rset,
 	[SMTP_VERB_NOOP] = smtp_cmd_noop,       [SMTP_VERB_QUIT] = smtp_cmd_quit,
 	[SMTP_VERB_HELP] = smtp_cmd_help,       [SMTP_VERB_VRFY] = smtp_cmd_vrfy,
-	[SMTP_VERB_EXPN] = smtp_cmd_expn,
+	[SMTP_VERB_EXPN] = smtp_cmd_expn,       [SMTP_VERB_STARTTLS] = smtp_cmd_starttls,
+	[SMTP_VERB_AUTH] = smtp_cmd_auth,
 };
 
 /* smtp_delay_cb - the error delay is over: let the reply go and read on. */
@@ -988,7 +1295,11 @@ static void smtp_command(struct smtp_session *s, const char *line, size_t len)
 		smtp_close(s, "shutdown");
 		return;
 	}
-	log_debug("%s: <<< %.*s", s->client_ip, (int)len, line);
+	/* An AUTH line may carry a password: log the mechanism only. */
+	if (len > 5 && smtp_verb_parse(line, NULL) == SMTP_VERB_AUTH)
+		log_debug("%s: <<< %.*s ...", s->client_ip, (int)strcspn(line + 5, " ") + 5, line);
+	else
+		log_debug("%s: <<< %.*s", s->client_ip, (int)len, line);
 	s->last_code = 0;
 	if ((err = smtp_line_check(line, len, 1)) != NULL) {
 		s->cmd_total[SMTP_VERB_UNKNOWN]++;
@@ -997,11 +1308,23 @@ static void smtp_command(struct smtp_session *s, const char *line, size_t len)
 		verb = smtp_verb_parse(line, &args);
 		s->cmd_total[verb]++;
 		smtp_commands[verb](s, args);
-		/* MAIL, DATA and BDAT succeed when their last reply is positive:
+		/* MAIL, DATA, BDAT and AUTH succeed when their last reply is positive:
 		 * they count themselves then. */
 		if (s->last_code != 0 && s->last_code < 400 && verb != SMTP_VERB_MAIL &&
-		    verb != SMTP_VERB_DATA && verb != SMTP_VERB_BDAT)
+		    verb != SMTP_VERB_DATA && verb != SMTP_VERB_BDAT && verb != SMTP_VERB_AUTH)
 			s->cmd_ok[verb]++;
+	}
+	smtp_error_limits(s);
+}
+
+/* smtp_line_too_long - refuse a line past the limit, once. */
+static void smtp_line_too_long(struct smtp_session *s)
+{
+	if (s->auth_pending) {
+		smtp_auth_too_long(s);
+	} else {
+		s->cmd_total[SMTP_VERB_UNKNOWN]++;
+		smtp_reply(s, "500 5.5.2 Error: line too long");
 	}
 	smtp_error_limits(s);
 }
@@ -1013,15 +1336,15 @@ static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
 	struct evbuffer_ptr pos = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	char *line;
 
+	if (s->auth_pending)
+		max = SMTP_AUTH_LINE_MAX + 2;
 	if (pos.pos < 0) {
 		if (evbuffer_get_length(in) < max)
 			return 0;
 		/* No end of line within the limit: refuse once, skip to the LF. */
 		if (!s->discarding) {
 			s->discarding = 1;
-			s->cmd_total[SMTP_VERB_UNKNOWN]++;
-			smtp_reply(s, "500 5.5.2 Error: line too long");
-			smtp_error_limits(s);
+			smtp_line_too_long(s);
 		}
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return 0;
@@ -1029,11 +1352,8 @@ static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
 	len = (size_t)pos.pos;
 	if (s->discarding || len + 1 > max) {
 		evbuffer_drain(in, len + 1);
-		if (!s->discarding) {
-			s->cmd_total[SMTP_VERB_UNKNOWN]++;
-			smtp_reply(s, "500 5.5.2 Error: line too long");
-			smtp_error_limits(s);
-		}
+		if (!s->discarding)
+			smtp_line_too_long(s);
 		s->discarding = 0;
 		return 1;
 	}
@@ -1041,7 +1361,12 @@ static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
 	line[len] = '\0'; /* replaces the LF: the line is drained below */
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
-	smtp_command(s, line, len);
+	if (s->auth_pending) {
+		smtp_auth_response(s, line);
+		smtp_error_limits(s);
+	} else {
+		smtp_command(s, line, len);
+	}
 	evbuffer_drain(in, (size_t)pos.pos + 1);
 	return 1;
 }
@@ -1082,6 +1407,87 @@ static int smtp_content_process(struct smtp_session *s, struct evbuffer *in)
 	return 0;
 }
 
+/* smtp_tls_begin - put TLS between the socket and the session. */
+static void smtp_tls_begin(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct bufferevent *tls_bev;
+	size_t injected = evbuffer_get_length(in);
+	SSL *ssl;
+
+	s->tls_pending = 0;
+	/* A client speaks again only after the handshake: anything it sent
+	 * behind STARTTLS was meant for the plaintext session (an injection,
+	 * CVE-2011-0411) and is never executed. */
+	if (injected > 0) {
+		log_notice("%s: discarded %zu bytes sent before the TLS handshake", s->client_ip,
+			   injected);
+		evbuffer_drain(in, injected);
+	}
+	if ((ssl = tls_server_connection(s->tls)) == NULL ||
+	    /* Deferred callbacks: the TLS layer would otherwise call us back
+	     * from inside a reply, in the middle of a command. */
+	    (tls_bev = bufferevent_openssl_filter_new(s->base, s->bev, ssl,
+						      BUFFEREVENT_SSL_ACCEPTING,
+						      BEV_OPT_CLOSE_ON_FREE |
+							  BEV_OPT_DEFER_CALLBACKS)) == NULL) {
+		char why[256];
+
+		log_err("%s: cannot start TLS: %s", s->client_ip,
+			tls_error_text(why, sizeof(why), "out of memory"));
+		if (ssl != NULL)
+			SSL_free(ssl);
+		s->result = "TLS setup failed";
+		smtp_finish(s);
+		return;
+	}
+	/* Clients that close without close_notify are common: that is an end
+	 * of file, not an attack on the session. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls_bev, 1);
+	s->bev = tls_bev;
+	s->tls_handshaking = 1;
+	/* The rule overrun handler cannot write plaintext into TLS. */
+	smtp_overrun_fd = -1;
+	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, smtp_input_high_water(s->cfg));
+	smtp_set_read_timeout(s, s->cfg->tls_handshake_timeout);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/* smtp_tls_ready - the handshake is done. */
+static void smtp_tls_ready(struct smtp_session *s)
+{
+	s->tls_handshaking = 0;
+	s->tls_active = 1;
+	tls_info_get(bufferevent_openssl_get_ssl(s->bev), &s->tls_info);
+	log_info("TLS established from %s: %s with cipher %s (%d/%d bits)%s%s", s->client_ip,
+		 s->tls_info.version, s->tls_info.cipher, s->tls_info.bits, s->tls_info.alg_bits,
+		 s->tls_info.sni[0] ? ", SNI " : "", s->tls_info.sni);
+	s->rctx.is_secured = 1;
+	s->rctx.tls_version = s->tls_info.version;
+	s->rctx.tls_cipher = s->tls_info.cipher;
+	s->rctx.tls_bits = s->tls_info.bits;
+	s->rctx.tls_sni = s->tls_info.sni;
+	if (s->sasl != NULL)
+		smtp_auth_set_tls(s->sasl, (unsigned)s->tls_info.bits);
+	smtp_set_read_timeout(s, s->cfg->timeout_command);
+	if (s->listener->kind_id == LISTENER_SUBMISSIONS && s->cmd_total[SMTP_VERB_STARTTLS] == 0) {
+		smtp_greet(s);
+		return;
+	}
+	/* RFC 3207 4.2: forget what the client said before; the client
+	 * starts again with EHLO, and the helo stage runs again. */
+	smtp_tx_reset(s);
+	s->helo[0] = '\0';
+	s->esmtp = 0;
+	s->state = SMTP_STATE_INIT;
+	s->conn_skip_all = s->connect_skip_all;
+	memcpy(s->conn_quarantine, s->connect_quarantine, sizeof(s->conn_quarantine));
+	s->rctx.skip_all = s->conn_skip_all;
+	memcpy(s->rctx.quarantine, s->conn_quarantine, sizeof(s->rctx.quarantine));
+	smtp_input_process(s);
+}
+
 /* smtp_input_process - handle whatever the client sent, as far as we may. */
 static void smtp_input_process(struct smtp_session *s)
 {
@@ -1089,7 +1495,8 @@ static void smtp_input_process(struct smtp_session *s)
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	int more;
 
-	while (!s->closing && s->wait == SMTP_WAIT_NONE) {
+	while (!s->closing && s->wait == SMTP_WAIT_NONE && !s->tls_pending &&
+	       !s->tls_handshaking) {
 		/* A client that pipelines without reading its replies waits until
 		 * it has read them: the write callback resumes us. */
 		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH_WATER)
@@ -1101,7 +1508,11 @@ static void smtp_input_process(struct smtp_session *s)
 		if (!more)
 			break;
 	}
-	if (s->closing || s->wait != SMTP_WAIT_NONE)
+	if (s->tls_pending && !s->closing) {
+		smtp_tls_begin(s);
+		return;
+	}
+	if (s->closing || s->wait != SMTP_WAIT_NONE || s->tls_handshaking)
 		return;
 	if (s->eof) {
 		/* A half-closed client still reads: it got every reply it asked for. */
@@ -1153,12 +1564,54 @@ static void smtp_counts(const struct smtp_session *s, char *buf, size_t len)
 	}
 }
 
+/*
+ * smtp_tls_flush - with TLS, the last reply may still sit encrypted in the
+ * socket's buffer when the session's own buffer is empty: send it, with a
+ * close_notify after it, before the process exits.
+ */
+static void smtp_tls_flush(struct smtp_session *s)
+{
+	struct bufferevent *raw = bufferevent_get_underlying(s->bev);
+	struct timespec start, now;
+	struct evbuffer *out;
+	struct pollfd pfd;
+	long left;
+
+	if (raw == NULL || !s->tls_active)
+		return;
+	if (s->result == NULL || strncmp(s->result, "lost connection", 15) != 0)
+		SSL_shutdown(bufferevent_openssl_get_ssl(s->bev));
+	ERR_clear_error();
+	out = bufferevent_get_output(raw);
+	pfd.fd = bufferevent_getfd(raw);
+	pfd.events = POLLOUT;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* A socket bufferevent keeps the start of its output frozen but for
+	 * its own writes: the loop is done, so the bytes are ours to send. */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0) {
+		if (evbuffer_write(out, pfd.fd) >= 0)
+			continue;
+		if (errno != EAGAIN && errno != EINTR)
+			return;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = SMTP_TLS_FLUSH_MS - ((now.tv_sec - start.tv_sec) * 1000 +
+					    (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&pfd, 1, (int)left) < 0)
+			return;
+	}
+}
+
 /* smtp_finish - log the summary line and stop the loop. */
 static void smtp_finish(struct smtp_session *s)
 {
 	char counts[512];
 	char *p;
 
+	if (s->finished)
+		return;
+	s->finished = 1;
+	smtp_tls_flush(s);
 	smtp_counts(s, counts, sizeof(counts));
 	for (p = counts; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
@@ -1180,6 +1633,12 @@ static void smtp_write_cb(struct bufferevent *bev, void *arg)
 		smtp_input_process(s);
 }
 
+/* smtp_finish_cb - smtp_finish, from the event loop. */
+static void smtp_finish_cb(evutil_socket_t fd, short what, void *arg)
+{
+	smtp_finish(arg);
+}
+
 /* smtp_close - stop reading; finish once the last reply is out. */
 static void smtp_close(struct smtp_session *s, const char *result)
 {
@@ -1187,7 +1646,10 @@ static void smtp_close(struct smtp_session *s, const char *result)
 	s->result = result;
 	bufferevent_disable(s->bev, EV_READ);
 	bufferevent_enable(s->bev, EV_WRITE);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	/* From the loop, not from here: the command that closes is not done
+	 * yet (its counts), and with TLS the output is never seen waiting. */
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
+	    event_base_once(s->base, -1, EV_TIMEOUT, smtp_finish_cb, s, &(struct timeval){0}) < 0)
 		smtp_finish(s);
 }
 
@@ -1203,7 +1665,27 @@ static const char *smtp_lost_result(const struct smtp_session *s)
 static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
+	char why[256];
 
+	if (what & BEV_EVENT_CONNECTED) {
+		smtp_tls_ready(s);
+		return;
+	}
+	if (s->tls_handshaking) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+
+		if (e != 0)
+			ERR_error_string_n(e, why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "%s",
+				 what & BEV_EVENT_TIMEOUT ? "timeout"
+				 : what & BEV_EVENT_EOF   ? "connection closed by the client"
+							  : "connection error");
+		log_notice("TLS handshake failed from %s: %s", s->client_ip, why);
+		s->result = "TLS handshake failed";
+		smtp_finish(s);
+		return;
+	}
 	if (s->closing) {
 		smtp_finish(s);
 		return;
@@ -1320,10 +1802,6 @@ static int smtp_rules_service(void *arg, enum rule_service kind, const char *nam
 	}
 }
 
-/* What a session says when a rule overruns its CPU time: prepared in
- * advance, since the signal handler may only write(). */
-static int smtp_overrun_fd = -1;
-static char smtp_overrun_reply[300];
 
 /* smtp_rules_overrun - a rule ran past [rules] time_limit: tell the client. */
 static void smtp_rules_overrun(void)
@@ -1333,11 +1811,9 @@ static void smtp_rules_overrun(void)
 		smtp_overrun_fd = -1;
 }
 
-/* smtp_greet - the connect stage, then the greeting (or a refusal). */
-static void smtp_greet(struct smtp_session *s)
+/* smtp_rules_init - what the rules see of the connection. */
+static void smtp_rules_init(struct smtp_session *s)
 {
-	struct rule_verdict v;
-
 	s->rctx = (struct rule_ctx){
 		.client_ip = s->client_ip,
 		.client_port = s->client_port,
@@ -1356,11 +1832,19 @@ static void smtp_greet(struct smtp_session *s)
 		 "421 4.3.0 %s Error: local policy error, closing connection\r\n", s->cfg->hostname);
 	rules_set_overrun(smtp_rules_overrun);
 	rules_reseed(s->rules);
+}
+
+/* smtp_greet - the connect stage, then the greeting (or a refusal). */
+static void smtp_greet(struct smtp_session *s)
+{
+	struct rule_verdict v;
+
 	smtp_rules(s, RULE_STAGE_CONNECT, &v);
 	if (smtp_rules_refused(s, RULE_STAGE_CONNECT, &v))
 		return;
-	s->conn_skip_all = s->rctx.skip_all;
+	s->conn_skip_all = s->connect_skip_all = s->rctx.skip_all;
 	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
+	memcpy(s->connect_quarantine, s->rctx.quarantine, sizeof(s->connect_quarantine));
 	if (smtp_rules_accept_reply(&v) && v.reply.text[0])
 		smtp_reply(s, "220 %s %s", s->cfg->hostname, v.reply.text);
 	else
@@ -1369,11 +1853,15 @@ static void smtp_greet(struct smtp_session *s)
 
 /* smtp_session_main - the session process. */
 void smtp_session_main(const struct config *cfg, const struct listener_config *listener,
-		       struct rules *rules, int fd, int queue_fd)
+		       struct rules *rules, struct tls_server *tls, int fd, int queue_fd)
 {
-	struct smtp_session s = {
-		.cfg = cfg, .listener = listener, .rules = rules, .queue_fd = queue_fd};
+	struct smtp_session s = {.cfg = cfg,
+				 .listener = listener,
+				 .rules = rules,
+				 .tls = tls,
+				 .queue_fd = queue_fd};
 	static const int sigs[] = {SIGTERM};
+	char local[64], remote[64];
 
 	/* Both sockets come non-blocking from the master. */
 	smtp_peer(&s, fd);
@@ -1387,18 +1875,28 @@ void smtp_session_main(const struct config *cfg, const struct listener_config *l
 		fatal("cannot set up the session event loop");
 	log_info("connect from %s:%u on %s", s.client_ip, s.client_port, listener->name);
 	bufferevent_setcb(s.bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, &s);
-	/* Room for the longest command line allowed, so an overlong one is
-	 * always seen whole and refused rather than stalling the session. */
-	bufferevent_setwatermark(s.bev, EV_READ, 0,
-				 cfg->max_command_line + 1 > SMTP_INPUT_HIGH_WATER
-					 ? cfg->max_command_line + 1
-					 : SMTP_INPUT_HIGH_WATER);
+	bufferevent_setwatermark(s.bev, EV_READ, 0, smtp_input_high_water(cfg));
 	smtp_set_read_timeout(&s, cfg->timeout_command);
 	bufferevent_enable(s.bev, EV_READ | EV_WRITE);
-	smtp_greet(&s);
+	if (listener->auth != LISTENER_AUTH_NO) {
+		snprintf(local, sizeof(local), "%s;%u", s.server_ip, s.server_port);
+		snprintf(remote, sizeof(remote), "%s;%u", s.client_ip, s.client_port);
+		/* Without it AUTH answers 454: the log says why. */
+		s.sasl = smtp_auth_new(cfg, local, remote);
+	}
+	smtp_rules_init(&s);
+	if (listener->kind_id == LISTENER_SUBMISSIONS) {
+		/* TLS from the first byte: the greeting waits for the handshake. */
+		if (tls == NULL)
+			fatal("listener %s needs TLS, and no certificate is loaded", listener->name);
+		smtp_tls_begin(&s);
+	} else {
+		smtp_greet(&s);
+	}
 
 	event_base_dispatch(s.base);
 	smtp_tx_free(&s, 1);
+	smtp_auth_free(s.sasl);
 	rules_ctx_release(&s.rctx);
 	exit(0);
 }

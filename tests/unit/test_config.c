@@ -471,20 +471,110 @@ static void test_bad_values(void **state)
 	     "[listener:x] address: \"bogus\" is not host:port (such as 127.0.0.1:25 or "
 	     "[::1]:25)"},
 	    {"[listener:x]\naddress = ,\n", 2, "[listener:x] address: \",\" holds no address"},
-	    {"[listener:x]\naddress = 127.0.0.1:25\nkind = submission\n", 3,
-	     "[listener:x] kind: \"submission\" is not supported: it needs TLS and AUTH, which "
-	     "vsmtpd does not have yet; the only kind is \"smtp\""},
-	    {"[listener:x]\naddress = 127.0.0.1:25\nkind = submissions\n", 3,
-	     "[listener:x] kind: \"submissions\" is not supported: it needs TLS and AUTH, which "
-	     "vsmtpd does not have yet; the only kind is \"smtp\""},
 	    {"[listener:x]\naddress = 127.0.0.1:25\nkind = lmtp\n", 3,
-	     "[listener:x] kind: \"lmtp\" is not a listener kind: the only kind is \"smtp\""},
+	     "[listener:x] kind: \"lmtp\" is not a listener kind: smtp, submission or "
+	     "submissions"},
+	    {"[listener:x]\naddress = 127.0.0.1:25\ntls = maybe\n", 3,
+	     "[listener:x] tls: \"maybe\" is not one of none, may, encrypt"},
+	    {"[listener:x]\naddress = 127.0.0.1:25\nauth = optional\n", 3,
+	     "[listener:x] auth: \"optional\" is not one of no, yes, required"},
+	    {"[tls]\nmin_protocol = SSLv3\n", 2,
+	     "[tls] min_protocol: \"SSLv3\" is not one of TLSv1.2, TLSv1.3"},
+	    {"[tls]\nhandshake_timeout = 2h\n", 2,
+	     "[tls] handshake_timeout: \"2h\" is more than the maximum, 3600s"},
+	    {"[auth]\nmechanisms = PLAIN LOG!N\n", 2,
+	     "[auth] mechanisms: \"LOG!N\" is not a SASL mechanism name (1 to 20 of A-Z, 0-9, - "
+	     "and _)"},
+	    {"[auth]\nmechanisms = ,\n", 2, "[auth] mechanisms: \",\" names no mechanism"},
+	    {"[auth]\nbackend = ldap\n", 2, "[auth] backend: \"ldap\" is not one of sasldb, saslauthd"},
+	    {"[auth]\nallow_plaintext = sometimes\n", 2,
+	     "[auth] allow_plaintext: \"sometimes\" is not one of no, yes"},
+	    {"[auth]\nplaintext_networks = 10.0.0.1/8\n", 2,
+	     "[auth] plaintext_networks: \"10.0.0.1/8\" has bits set past its prefix (10.0.0.0/8, "
+	     "not 10.0.0.1/8)"},
+	    {"[auth]\nmax_failures = 0\n", 2,
+	     "[auth] max_failures: \"0\" is less than the minimum, 1"},
 	};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		expect_error(cases[i].text, cases[i].line, cases[i].message);
+}
+
+/* test_tls_auth - listener defaults from kind and certificate, and the
+ * settings that contradict each other. */
+static void test_tls_auth(void **state)
+{
+	char where[PATH_MAX + 16];
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("[listener:mx]\naddress = 127.0.0.1:25\n");
+	assert_int_equal(cfg->listeners[0].kind_id, LISTENER_SMTP);
+	assert_int_equal(cfg->listeners[0].tls, LISTENER_TLS_NONE);
+	assert_int_equal(cfg->listeners[0].auth, LISTENER_AUTH_NO);
+	assert_null(cfg->tls_certificate.path);
+	assert_string_equal(cfg->auth_mechanisms, "PLAIN LOGIN");
+	assert_int_equal(cfg->auth_backend, AUTH_BACKEND_SASLDB);
+	assert_string_equal(cfg->sasldb_path, "/etc/sasldb2");
+	assert_int_equal(cfg->tls_handshake_timeout, 30);
+	config_free(cfg);
+
+	cfg = load_ok("[tls]\ncertificate = /etc/ssl/c.pem\n"
+	              "[listener:mx]\naddress = 127.0.0.1:25\n"
+	              "[listener:sub]\naddress = 127.0.0.1:587\nkind = submission\n"
+	              "[listener:subs]\naddress = 127.0.0.1:465\nkind = submissions\n"
+	              "[listener:plain]\naddress = 127.0.0.1:26\ntls = none\nauth = yes\n"
+	              "[sni:Mail.Example.ORG]\ncertificate = /etc/ssl/m.pem\nkey = m.key\n"
+	              "[auth]\nmechanisms = plain, cram-md5\n");
+	assert_int_equal(cfg->listeners[0].tls, LISTENER_TLS_MAY);
+	assert_int_equal(cfg->listeners[0].auth, LISTENER_AUTH_NO);
+	assert_int_equal(cfg->listeners[1].kind_id, LISTENER_SUBMISSION);
+	assert_int_equal(cfg->listeners[1].tls, LISTENER_TLS_ENCRYPT);
+	assert_int_equal(cfg->listeners[1].auth, LISTENER_AUTH_REQUIRED);
+	assert_int_equal(cfg->listeners[2].kind_id, LISTENER_SUBMISSIONS);
+	assert_int_equal(cfg->listeners[2].tls, LISTENER_TLS_ENCRYPT);
+	assert_int_equal(cfg->listeners[3].tls, LISTENER_TLS_NONE);
+	assert_int_equal(cfg->listeners[3].auth, LISTENER_AUTH_YES);
+	assert_int_equal(cfg->nsni, 1);
+	assert_string_equal(cfg->sni[0].name, "mail.example.org");
+	assert_string_equal(cfg->sni[0].certificate.path, "/etc/ssl/m.pem");
+	snprintf(where, sizeof(where), "%s:16", tmp_path);
+	assert_string_equal(cfg->sni[0].certificate.where, where);
+	assert_string_equal(cfg->auth_mechanisms, "PLAIN CRAM-MD5");
+	snprintf(where, sizeof(where), "%s:19", tmp_path);
+	assert_string_equal(cfg->auth_mechanisms_where, where);
+	snprintf(where, sizeof(where), "%s:2", tmp_path);
+	assert_string_equal(cfg->tls_certificate.where, where);
+	config_free(cfg);
+
+	expect_error("[listener:mx]\naddress = 127.0.0.1:25\ntls = may\n", 3,
+	             "[listener:mx] tls = may needs a certificate: set [tls] certificate");
+	expect_error("[listener:sub]\naddress = 127.0.0.1:587\nkind = submission\n", 3,
+	             "[listener:sub] kind submission needs a certificate: set [tls] certificate "
+	             "(or tls = none for a submission listener without TLS)");
+	expect_error("[tls]\ncertificate = /c.pem\n"
+	             "[listener:s]\naddress = 127.0.0.1:465\nkind = submissions\ntls = may\n",
+	             6,
+	             "[listener:s] tls: a submissions listener is TLS from the first byte: leave "
+	             "tls out or set it to encrypt");
+	expect_error(MINIMAL "[sni:mail.example.org]\ncertificate = /c.pem\n", 3,
+	             "[sni:mail.example.org] needs [tls] certificate, the one for clients that "
+	             "ask for no name or another name");
+	expect_error(MINIMAL "[tls]\ncertificate = /c.pem\n[sni:mail.example.org]\nkey = /k\n", 5,
+	             "[sni:mail.example.org] has no certificate");
+	expect_error(MINIMAL "[sni:-bad-]\n", 3,
+	             "[sni:-bad-]: NAME must be a host name or *.domain");
+	expect_error(MINIMAL "[sni]\n", 3,
+	             "section [sni] needs a host name, as in [sni:mail.example.org]");
+	expect_error(MINIMAL "[tls]\ncertificate = /c.pem\n[sni:a.example]\ncertificate = /a\n"
+	             "[sni:A.example]\ncertificate = /b\n", 7,
+	             "duplicate section [sni:A.example], first on line 5");
+	expect_error(MINIMAL "[tls]\nkey = /k.pem\n", 4, "[tls] key is set but certificate is not");
+	expect_error(MINIMAL "[auth]\nbackend = saslauthd\nmechanisms = PLAIN CRAM-MD5\n", 5,
+	             "[auth] mechanisms: CRAM-MD5 needs the password itself, which saslauthd does "
+	             "not give: use backend = sasldb, or only PLAIN and LOGIN");
 }
 
 /* test_structure_errors - sections, keys and lines that do not belong. */
@@ -853,6 +943,7 @@ int main(void)
 	    cmocka_unit_test(test_choices),
 	    cmocka_unit_test(test_sizes_and_durations),
 	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_tls_auth),
 	    cmocka_unit_test(test_structure_errors),
 	    cmocka_unit_test(test_listeners),
 	    cmocka_unit_test(test_listener_errors),

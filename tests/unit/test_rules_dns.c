@@ -702,7 +702,7 @@ static const char ids_lua[] =
 static int confined_child(lua_State *used, lua_State *fresh, int out_fd)
 {
 	char out[512], ids[256];
-	int ruleset = sandbox_prepare();
+	int ruleset = sandbox_prepare(NULL, 0);
 	size_t n;
 
 	if (ruleset < 0)

@@ -53,7 +53,7 @@ static void test_confined_session_cannot_open_spool_files(void **state)
 	pid_t pid;
 
 	assert_non_null(dir);
-	ruleset = sandbox_prepare();
+	ruleset = sandbox_prepare(NULL, 0);
 	assert_true(ruleset >= 0);
 	snprintf(path, sizeof(path), "%s/message", dir);
 	fd = open(path, O_RDWR | O_CREAT, 0600);

@@ -111,9 +111,16 @@ static void test_verb_glued_to_other_text_is_unknown(void **state)
 /* test_verb_unknown_words - empty, short, long and indented words are not verbs. */
 static void test_verb_unknown_words(void **state)
 {
+	const char *args;
+
 	assert_int_equal(smtp_verb_parse("", NULL), SMTP_VERB_UNKNOWN);
 	assert_int_equal(smtp_verb_parse("MAI", NULL), SMTP_VERB_UNKNOWN);
-	assert_int_equal(smtp_verb_parse("STARTTLS", NULL), SMTP_VERB_UNKNOWN);
+	assert_int_equal(smtp_verb_parse("STARTTLSX", NULL), SMTP_VERB_UNKNOWN);
+	assert_int_equal(smtp_verb_parse("AUTHENTICATE", NULL), SMTP_VERB_UNKNOWN);
+	assert_int_equal(smtp_verb_parse("starttls", &args), SMTP_VERB_STARTTLS);
+	assert_string_equal(args, "");
+	assert_int_equal(smtp_verb_parse("AUTH PLAIN AGFAAGI=", &args), SMTP_VERB_AUTH);
+	assert_string_equal(args, "PLAIN AGFAAGI=");
 	assert_int_equal(smtp_verb_parse(" MAIL", NULL), SMTP_VERB_UNKNOWN);
 }
 

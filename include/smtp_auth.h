@@ -1,0 +1,81 @@
+/*
+ * smtp_auth.h - SMTP AUTH (RFC 4954) through Cyrus SASL.
+ *
+ * Cyrus SASL is initialised once, in the master, before privileges are
+ * dropped: its plugins are loaded then and every session inherits them.
+ * The options Cyrus would read from a file (pwcheck_method, sasldb_path,
+ * saslauthd_path) come from vsmtpd.conf's [auth] instead, through a
+ * callback, so that one file holds the whole configuration.
+ */
+#ifndef VSMTPD_SMTP_AUTH_H
+#define VSMTPD_SMTP_AUTH_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* The longest AUTH response line (RFC 4954 4), CRLF excluded. */
+#define SMTP_AUTH_LINE_MAX 12288
+
+/*
+ * smtp_auth_configure - initialise Cyrus SASL on first use, point it at
+ * cfg's [auth] settings and check that every mechanism cfg names is provided
+ * by the installed plugins. Returns 0, or -1 with a message naming the
+ * setting's file and line. Called at start and on each reload; the settings
+ * of the last successful call are the ones sessions use.
+ */
+int smtp_auth_configure(const struct config *cfg, char *err, size_t errlen);
+
+struct smtp_auth;
+
+/* What one step of an exchange came to. */
+enum smtp_auth_result {
+	SMTP_AUTH_CONTINUE,   /* send the challenge in 334, read another response */
+	SMTP_AUTH_OK,         /* the credentials are good */
+	SMTP_AUTH_FAIL,       /* they are not: 535 */
+	SMTP_AUTH_TEMP,       /* the password store cannot answer now: 454 */
+	SMTP_AUTH_BAD_BASE64, /* the client's response does not decode: 501 */
+	SMTP_AUTH_NOMECH,     /* no such mechanism: 504 */
+};
+
+/*
+ * smtp_auth_new - a SASL server connection for one session. local and
+ * remote are "address;port" (Cyrus's form). NULL on failure (logged).
+ */
+struct smtp_auth *smtp_auth_new(const struct config *cfg, const char *local,
+				const char *remote);
+
+/* smtp_auth_free - release it (NULL is fine). */
+void smtp_auth_free(struct smtp_auth *a);
+
+/* smtp_auth_set_tls - the connection is now encrypted with a cipher of bits. */
+void smtp_auth_set_tls(struct smtp_auth *a, unsigned bits);
+
+/*
+ * smtp_auth_mechanisms - the mechanisms to offer: those of [auth]
+ * mechanisms that Cyrus provides for this connection, space separated.
+ */
+const char *smtp_auth_mechanisms(struct smtp_auth *a);
+
+/* smtp_auth_offers - whether mech (any case) is among them. */
+int smtp_auth_offers(struct smtp_auth *a, const char *mech);
+
+/*
+ * smtp_auth_start / smtp_auth_step - run the exchange. response is the
+ * client's base64 text (NULL for no initial response; "=" is an empty one).
+ * On SMTP_AUTH_CONTINUE, challenge holds the base64 text for the 334 reply.
+ * why gets a short reason for the log on failure.
+ */
+enum smtp_auth_result smtp_auth_start(struct smtp_auth *a, const char *mech,
+				      const char *response, char *challenge, size_t chlen,
+				      const char **why);
+enum smtp_auth_result smtp_auth_step(struct smtp_auth *a, const char *response, char *challenge,
+				     size_t chlen, const char **why);
+
+/* smtp_auth_user - the authenticated user (authid), after SMTP_AUTH_OK. */
+const char *smtp_auth_user(struct smtp_auth *a);
+
+/* smtp_auth_reset - forget any exchange, ready for another AUTH. */
+int smtp_auth_reset(struct smtp_auth *a);
+
+#endif
