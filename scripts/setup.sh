@@ -8,9 +8,10 @@ set -eu
 PACKAGES="
 build-essential cmake pkg-config
 libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc-ares-dev
+libsasl2-modules sasl2-bin openssl
 dnsmasq-base
 libcmocka-dev clang libclang-rt-14-dev
-python3 python3-pytest swaks
+python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-hmac-perl
 postfix
 "
 
