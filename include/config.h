@@ -69,6 +69,12 @@ struct config_file {
 	char *where; /* "/etc/vsmtpd/vsmtpd.conf:42" or "command line" */
 };
 
+/* A text setting with "file:line" of where it was set, for the same reason. */
+struct config_text {
+	char *value;
+	char *where; /* NULL when left at its default */
+};
+
 /* [sni:NAME]: a certificate for clients asking for NAME. */
 struct sni_config {
 	char *name; /* lowercased host name, or "*.domain" */
@@ -127,8 +133,8 @@ struct config {
 	struct config_file tls_certificate; /* path NULL: no TLS */
 	struct config_file tls_key;         /* path NULL: in the certificate file */
 	int tls_min_protocol;               /* TLS1_2_VERSION or TLS1_3_VERSION */
-	char *tls_ciphers;                  /* "" for OpenSSL's default */
-	char *tls_ciphersuites;             /* "" for OpenSSL's default */
+	struct config_text tls_ciphers;     /* "" for OpenSSL's default */
+	struct config_text tls_ciphersuites; /* "" for OpenSSL's default */
 	unsigned tls_handshake_timeout;     /* seconds */
 	struct sni_config sni[CONFIG_MAX_SNI];
 	size_t nsni;

@@ -3,9 +3,10 @@
  * client: what `vsmtpctl rules run` and `vsmtpctl rules test` show an
  * administrator before a policy goes live.
  *
- * The stages run as the session runs them (connect, helo, mail, each rcpt,
- * preq), with the same default replies, so the outcome printed is the
- * outcome a client would see.
+ * The stages run as the session runs them (connect, helo, authenticate when
+ * the transaction says the client authenticated, mail, each rcpt, preq),
+ * with the same default replies, so the outcome printed is the outcome a
+ * client would see.
  */
 #ifndef VSMTPD_RULES_OFFLINE_H
 #define VSMTPD_RULES_OFFLINE_H
@@ -24,6 +25,9 @@ struct offline_tx {
 	size_t message_len;
 	const char *listener;      /* default "smtp" */
 	const char *server_name;   /* default "localhost" */
+	int tls;                   /* the session is encrypted (TLSv1.3) */
+	const char *authid;        /* the client authenticated as this user; NULL: it did not */
+	const char *auth_mechanism; /* with this mechanism, default "PLAIN" */
 };
 
 /* What one stage (or one recipient's rcpt stage) came to. */

@@ -22,7 +22,8 @@
  * cfg's [auth] settings and check that every mechanism cfg names is provided
  * by the installed plugins. Returns 0, or -1 with a message naming the
  * setting's file and line. Called at start and on each reload; the settings
- * of the last successful call are the ones sessions use.
+ * of the last successful call are the ones sessions use. Does nothing while
+ * no listener offers AUTH.
  */
 int smtp_auth_configure(const struct config *cfg, char *err, size_t errlen);
 

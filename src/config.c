@@ -114,6 +114,8 @@ static int parse_located_file(struct loader *ld, const struct key_def *def, void
                               const char *value);
 static int parse_text(struct loader *ld, const struct key_def *def, void *field,
                       const char *value);
+static int parse_located_text(struct loader *ld, const struct key_def *def, void *field,
+                              const char *value);
 static int parse_mechanisms(struct loader *ld, const struct key_def *def, void *field,
                             const char *value);
 static int parse_socket(struct loader *ld, const struct key_def *def, void *field,
@@ -276,9 +278,9 @@ static const struct key_def keys[] = {
 	                                      0,   0,                      NULL,        false},
 	{SEC_TLS,      "min_protocol",        parse_choice,    CFG(tls_min_protocol),
 	                                      0,   0,                      tls_protocols, false},
-	{SEC_TLS,      "ciphers",             parse_text,      CFG(tls_ciphers),
+	{SEC_TLS,      "ciphers",             parse_located_text, CFG(tls_ciphers),
 	                                      0,   0,                      NULL,        false},
-	{SEC_TLS,      "ciphersuites",        parse_text,      CFG(tls_ciphersuites),
+	{SEC_TLS,      "ciphersuites",        parse_located_text, CFG(tls_ciphersuites),
 	                                      0,   0,                      NULL,        false},
 	{SEC_TLS,      "handshake_timeout",   parse_seconds,   CFG(tls_handshake_timeout),
 	                                      1,   3600,                   NULL,        false},
@@ -899,6 +901,12 @@ static int parse_located_file(struct loader *ld, const struct key_def *def, void
 	struct config_file *f = field;
 	char at[PATH_MAX + 32];
 
+	if (*value == '\0') {
+		/* Empty: not set, as by default (-o tls.certificate= turns TLS off). */
+		free(f->path);
+		f->path = NULL;
+		return 0;
+	}
 	if (parse_file(ld, def, &f->path, value) < 0)
 		return -1;
 	where(ld, ld->cmdline ? LINE_CMDLINE : ld->lineno, at, sizeof(at));
@@ -928,6 +936,19 @@ static int parse_text(struct loader *ld, const struct key_def *def, void *field,
 		if (*p < 0x20 || *p > 0x7e)
 			return bad_value(ld, def, value, "holds a non-printing or non-ASCII character");
 	return replace_string(ld, field, value);
+}
+
+/* parse_located_text - free text (as parse_text) and where it was set. */
+static int parse_located_text(struct loader *ld, const struct key_def *def, void *field,
+                              const char *value)
+{
+	struct config_text *t = field;
+	char at[PATH_MAX + 32];
+
+	if (parse_text(ld, def, &t->value, value) < 0)
+		return -1;
+	where(ld, ld->cmdline ? LINE_CMDLINE : ld->lineno, at, sizeof(at));
+	return replace_string(ld, &t->where, at);
 }
 
 /* word_list - check each word of a comma or blank separated list with check
@@ -1009,6 +1030,8 @@ static const char *check_mechanism_word(const char *word)
 
 	if (n == 0 || n > 20 || word[n] != '\0')
 		return "is not a SASL mechanism name (1 to 20 of A-Z, 0-9, - and _)";
+	if (strcasecmp(word, "ANONYMOUS") == 0 || strcasecmp(word, "EXTERNAL") == 0)
+		return "is not offered by vsmtpd: AUTH is for users with a password";
 	return NULL;
 }
 
@@ -1573,8 +1596,8 @@ static struct config *config_new(void)
 	cfg->rules_dns_servers = strdup("");
 	cfg->rules_dns_timeout_ms = 5000;
 	cfg->tls_min_protocol = TLS1_2_VERSION;
-	cfg->tls_ciphers = strdup("");
-	cfg->tls_ciphersuites = strdup("");
+	cfg->tls_ciphers.value = strdup("");
+	cfg->tls_ciphersuites.value = strdup("");
 	cfg->tls_handshake_timeout = 30;
 	cfg->auth_mechanisms = strdup("PLAIN LOGIN");
 	cfg->auth_backend = AUTH_BACKEND_SASLDB;
@@ -1583,7 +1606,7 @@ static struct config *config_new(void)
 	cfg->auth_realm = strdup("");
 	cfg->auth_plaintext_networks = strdup("127.0.0.0/8 ::1");
 	cfg->auth_max_failures = 3;
-	if (cfg->tls_ciphers == NULL || cfg->tls_ciphersuites == NULL ||
+	if (cfg->tls_ciphers.value == NULL || cfg->tls_ciphersuites.value == NULL ||
 	    cfg->auth_mechanisms == NULL || cfg->sasldb_path == NULL ||
 	    cfg->saslauthd_path == NULL || cfg->auth_realm == NULL ||
 	    cfg->auth_plaintext_networks == NULL) {
@@ -1694,8 +1717,10 @@ void config_free(struct config *cfg)
 	free(cfg->tls_certificate.where);
 	free(cfg->tls_key.path);
 	free(cfg->tls_key.where);
-	free(cfg->tls_ciphers);
-	free(cfg->tls_ciphersuites);
+	free(cfg->tls_ciphers.value);
+	free(cfg->tls_ciphers.where);
+	free(cfg->tls_ciphersuites.value);
+	free(cfg->tls_ciphersuites.where);
 	for (i = 0; i < cfg->nsni; i++) {
 		free(cfg->sni[i].name);
 		free(cfg->sni[i].certificate.path);

@@ -239,6 +239,22 @@ static void master_client_ip(const struct sockaddr_storage *ss, char *buf, size_
 		snprintf(buf, len, "unknown");
 }
 
+/*
+ * master_listener_conf - the current settings of a listener: its sockets
+ * stay as they were opened, but a reload may change its tls and auth.
+ */
+static const struct listener_config *master_listener_conf(const struct config *cfg,
+							  const struct listener_config *boot)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nlisteners; i++)
+		if (strcmp(cfg->listeners[i].name, boot->name) == 0 &&
+		    strcmp(cfg->listeners[i].kind, boot->kind) == 0)
+			return &cfg->listeners[i];
+	return boot;
+}
+
 /* master_session_start - check the limits and fork a session for fd. */
 static void master_session_start(struct master *m, struct master_listener *l, int fd,
 				 const char *ip)
@@ -293,7 +309,8 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 			fatal("cannot confine the session: %s", strerror(errno));
 		if (m->sandbox_fd >= 0)
 			close(m->sandbox_fd);
-		smtp_session_main(cfg, l->conf, m->rules, m->tls, fd, sp[0]);
+		smtp_session_main(cfg, master_listener_conf(cfg, l->conf), m->rules, m->tls, fd,
+				  sp[0]);
 	}
 	close(sp[0]);
 	close(fd);

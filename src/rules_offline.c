@@ -40,6 +40,14 @@ static void offline_reply(struct offline_step *step, const char *normal, const c
 
 	step->refused = v->status == RULE_DENY || v->status == RULE_REJECT ||
 			v->status == RULE_INFO || v->status == RULE_ERROR;
+	/* As smtp_auth_accepted: the rules choose whether, not what, to answer. */
+	if (step->stage == RULE_STAGE_AUTHENTICATE) {
+		snprintf(step->reply, sizeof(step->reply), "%s",
+			 !step->refused		    ? normal
+			 : v->status == RULE_ERROR ? "454 4.7.0 Temporary authentication failure"
+						   : "535 5.7.8 Error: authentication failed");
+		return;
+	}
 	/* As smtp_greet and smtp_cmd_helo: an accept code's text goes into
 	 * the greeting or the HELO reply, whose codes are fixed. */
 	if (!step->refused && positive && v->has_reply && v->reply.text[0] &&
@@ -274,6 +282,11 @@ enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx 
 				.listener_kind = "smtp",
 				.connection_timestamp = time(NULL),
 				.helo = "",
+				.is_secured = tx.tls,
+				.tls_version = tx.tls ? "TLSv1.3" : NULL,
+				.tls_cipher = tx.tls ? "TLS_AES_256_GCM_SHA384" : NULL,
+				.tls_bits = tx.tls ? 256 : 0,
+				.tls_sni = "",
 				.service = offline_service};
 	snprintf(normal, sizeof(normal), "220 %s ESMTP vsmtpd", tx.server_name);
 	if (offline_stage(r, &ctx, RULE_STAGE_CONNECT, NULL, normal, report, arg, &step)) {
@@ -290,6 +303,17 @@ enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx 
 	if (offline_stage(r, &ctx, RULE_STAGE_HELO, NULL, normal, report, arg, &step)) {
 		out = offline_refusal(&step);
 		goto done;
+	}
+	if (tx.authid != NULL) {
+		/* As the session: the rules see the user, and a refusal is a 535. */
+		ctx.is_authenticated = 1;
+		ctx.auth_mechanism = tx.auth_mechanism != NULL ? tx.auth_mechanism : "PLAIN";
+		ctx.auth_authid = tx.authid;
+		if (offline_stage(r, &ctx, RULE_STAGE_AUTHENTICATE, NULL,
+				  "235 2.7.0 Authentication successful", report, arg, &step)) {
+			out = offline_refusal(&step);
+			goto done;
+		}
 	}
 	ctx.env = &env;
 	out = offline_transaction(r, &ctx, &tx, report, arg, &step);

@@ -113,8 +113,16 @@ static void auth_available_text(char *buf, size_t len)
 int smtp_auth_configure(const struct config *cfg, char *err, size_t errlen)
 {
 	char *copy, *tok, *save = NULL, avail[512];
+	size_t i;
 	int rc;
 
+	/* Without a listener that offers AUTH, Cyrus and its plugins are not
+	 * needed at all. */
+	for (i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].auth != LISTENER_AUTH_NO)
+			break;
+	if (i == cfg->nlisteners)
+		return 0;
 	if (!auth_initialised) {
 		/* The options callback must answer before init, which reads some. */
 		snprintf(auth_options.pwcheck_method, sizeof(auth_options.pwcheck_method),

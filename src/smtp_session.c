@@ -660,10 +660,11 @@ static int smtp_starttls_offered(const struct smtp_session *s)
 	return s->tls != NULL && s->listener->tls != LISTENER_TLS_NONE && !s->tls_active;
 }
 
-/* smtp_auth_plaintext_ok - whether this client may authenticate without TLS. */
+/* smtp_auth_plaintext_ok - whether this client may authenticate without
+ * TLS: never on a listener that requires TLS first. */
 static int smtp_auth_plaintext_ok(const struct smtp_session *s)
 {
-	return s->cfg->auth_allow_plaintext &&
+	return s->cfg->auth_allow_plaintext && s->listener->tls != LISTENER_TLS_ENCRYPT &&
 	       rule_networks_contain(s->cfg->auth_plaintext_networks, s->client_ip);
 }
 
@@ -1111,6 +1112,10 @@ static void smtp_auth_accepted(struct smtp_session *s)
 		return;
 	}
 	s->authenticated = 1;
+	/* Decided outside a transaction: a faccept or quarantine here lasts
+	 * for the connection, as one at connect or helo does. */
+	s->conn_skip_all = s->rctx.skip_all;
+	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
 	s->cmd_ok[SMTP_VERB_AUTH]++;
 	log_info("%s: authenticated as %s with %s", s->client_ip, s->authid, s->auth_mech);
 	smtp_reply(s, "235 2.7.0 Authentication successful");
@@ -1122,8 +1127,11 @@ static void smtp_auth_outcome(struct smtp_session *s, enum smtp_auth_result r,
 {
 	switch (r) {
 	case SMTP_AUTH_CONTINUE:
+		/* Not through smtp_reply: a challenge may be longer than its line. */
 		s->auth_pending = 1;
-		smtp_reply(s, "334 %s", challenge);
+		s->last_code = 334;
+		log_debug("%s: >>> 334 (challenge, %zu bytes)", s->client_ip, strlen(challenge));
+		evbuffer_add_printf(bufferevent_get_output(s->bev), "334 %s\r\n", challenge);
 		return;
 	case SMTP_AUTH_OK:
 		smtp_auth_accepted(s);
@@ -1475,11 +1483,20 @@ static void smtp_tls_ready(struct smtp_session *s)
 		smtp_greet(s);
 		return;
 	}
-	/* RFC 3207 4.2: forget what the client said before; the client
-	 * starts again with EHLO, and the helo stage runs again. */
+	/* RFC 3207 4.2: forget what the client said before, AUTH included;
+	 * the client starts again with EHLO, and the helo stage runs again. */
 	smtp_tx_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
+	if (s->authenticated) {
+		s->authenticated = 0;
+		s->authid[0] = '\0';
+		s->rctx.is_authenticated = 0;
+		s->rctx.auth_mechanism = NULL;
+		s->rctx.auth_authid = NULL;
+		if (s->sasl != NULL && smtp_auth_reset(s->sasl) == 0)
+			smtp_auth_set_tls(s->sasl, (unsigned)s->tls_info.bits);
+	}
 	s->state = SMTP_STATE_INIT;
 	s->conn_skip_all = s->connect_skip_all;
 	memcpy(s->conn_quarantine, s->connect_quarantine, sizeof(s->conn_quarantine));

@@ -113,6 +113,13 @@ static int tls_use_files(SSL_CTX *ctx, const char *label, const struct config_fi
 		return -1;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, kpath, SSL_FILETYPE_PEM) != 1) {
+		/* OpenSSL checks the pair as it loads the key: say so plainly. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			snprintf(err, errlen, "%s: %s key: %s does not match the certificate %s",
+				 kwhere, label, kpath, cert->path);
+			return -1;
+		}
 		snprintf(err, errlen, "%s: %s key: %s holds no usable PEM private key: %s", kwhere,
 			 label, kpath, tls_error_text(why, sizeof(why), "unknown error"));
 		return -1;
@@ -143,17 +150,19 @@ static SSL_CTX *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_id_context(ctx, tls_sid_context, sizeof(tls_sid_context) - 1);
-	if (cfg->tls_ciphers[0] != '\0' && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+	if (cfg->tls_ciphers.value[0] != '\0' &&
+	    SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers.value) != 1) {
 		snprintf(err, errlen, "%s: [tls] ciphers: \"%s\" is not an OpenSSL cipher list: %s",
-			 cfg->path, cfg->tls_ciphers, tls_error_text(why, sizeof(why), "refused"));
+			 cfg->tls_ciphers.where, cfg->tls_ciphers.value,
+			 tls_error_text(why, sizeof(why), "refused"));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	if (cfg->tls_ciphersuites[0] != '\0' &&
-	    SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites) != 1) {
+	if (cfg->tls_ciphersuites.value[0] != '\0' &&
+	    SSL_CTX_set_ciphersuites(ctx, cfg->tls_ciphersuites.value) != 1) {
 		snprintf(err, errlen,
 			 "%s: [tls] ciphersuites: \"%s\" is not a list of TLS 1.3 cipher suites: %s",
-			 cfg->path, cfg->tls_ciphersuites,
+			 cfg->tls_ciphersuites.where, cfg->tls_ciphersuites.value,
 			 tls_error_text(why, sizeof(why), "refused"));
 		SSL_CTX_free(ctx);
 		return NULL;

@@ -3,7 +3,8 @@
  *
  *   vsmtpctl [-c conf] rules check FILE
  *   vsmtpctl [-c conf] rules run FILE [--ip IP] [--helo NAME] [--from ADDR]
- *                      [--rcpt ADDR]... [--listener NAME] [MESSAGE-FILE]
+ *                      [--rcpt ADDR]... [--listener NAME] [--tls] [--auth USER]
+ *                      [MESSAGE-FILE]
  *   vsmtpctl [-c conf] rules test TEST-FILE...
  *
  * The rules are compiled exactly as the daemon compiles them, with the
@@ -46,7 +47,8 @@ static void usage(int status)
 	fprintf(status ? stderr : stdout,
 		"usage: vsmtpctl [-c conf] rules check FILE\n"
 		"       vsmtpctl [-c conf] rules run FILE [--ip IP] [--helo NAME] [--from ADDR]\n"
-		"                          [--rcpt ADDR]... [--listener NAME] [MESSAGE-FILE]\n"
+		"                          [--rcpt ADDR]... [--listener NAME] [--tls] [--auth USER]\n"
+		"                          [MESSAGE-FILE]\n"
 		"       vsmtpctl [-c conf] rules test TEST-FILE...\n");
 	exit(status);
 }
@@ -182,7 +184,8 @@ static int ctl_run(int argc, char **argv, const struct ctl_settings *st)
 	static const struct option opts[] = {
 		{"ip", required_argument, NULL, 'i'},   {"helo", required_argument, NULL, 'h'},
 		{"from", required_argument, NULL, 'f'}, {"rcpt", required_argument, NULL, 'r'},
-		{"listener", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0},
+		{"listener", required_argument, NULL, 'l'}, {"auth", required_argument, NULL, 'a'},
+		{"tls", no_argument, NULL, 't'},            {NULL, 0, NULL, 0},
 	};
 	const char *rcpts[CTL_MAX_RCPTS];
 	struct offline_tx tx = {.server_name = st->hostname, .rcpts = rcpts};
@@ -210,6 +213,12 @@ static int ctl_run(int argc, char **argv, const struct ctl_settings *st)
 			break;
 		case 'l':
 			tx.listener = optarg;
+			break;
+		case 'a':
+			tx.authid = optarg;
+			break;
+		case 't':
+			tx.tls = 1;
 			break;
 		default:
 			usage(2);
@@ -300,6 +309,10 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 	tx.helo = ctl_field(L, idx, "helo");
 	tx.mail_from = ctl_field(L, idx, "from");
 	tx.listener = ctl_field(L, idx, "listener");
+	tx.authid = ctl_field(L, idx, "auth");
+	lua_getfield(L, idx, "tls");
+	tx.tls = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	tx.nrcpts = ctl_case_rcpts(L, idx, rcpts);
 	lua_getfield(L, idx, "message");
 	if (lua_isstring(L, -1)) {

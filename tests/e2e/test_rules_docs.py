@@ -232,13 +232,15 @@ def test_example_cases_pass(b, etc):
 @pytest.mark.parametrize("b", FRAGMENTS, ids=block_id)
 def test_fragment_runs(b, etc):
     path = etc + f"rules/fragment-{b.line}.lua"
+    # The authenticate stage runs only for a client that authenticated.
+    auth = ["--tls", "--auth", "alice@example.org"] if b.mark[1] == "authenticate" else []
     r = ctl(etc, "rules", "run", path, "--ip", "203.0.113.5", "--helo", "client.example",
-            "--from", "alice@example.org", "--rcpt", "bob@example.com",
+            "--from", "alice@example.org", "--rcpt", "bob@example.com", *auth,
             etc + "rules/message.eml")
     out = r.stdout + r.stderr
     assert r.returncode in (0, 1), f"rules.md:{b.line}: exit {r.returncode}\n{out}"
     assert "failed:" not in out and "not a status" not in out, f"rules.md:{b.line}:\n{out}"
-    if b.mark[1] in ("connect", "helo", "mail", "rcpt", "preq"):
+    if b.mark[1] in ("connect", "authenticate", "helo", "mail", "rcpt", "preq"):
         # The stage was reached and its rules ran.
         assert re.search(rf"^    \S+ .* {re.escape(path)}:\d+$", r.stdout, re.M), \
             f"rules.md:{b.line}: the fragment did not run:\n{out}"

@@ -24,6 +24,7 @@ IO_TIMEOUT = 10.0  # seconds, for every socket and every wait
 SPOOL_TRAILER_LEN = 42
 SPOOL_TRAILER_RE = re.compile(rb"\nVSMTPD-SPOOL-1 ([0-9a-f]{16}) ([0-9a-f]{8})\n\Z")
 ID_RE = re.compile(r"^[0-9A-F]{16}$")
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]{16})$")
 # RFC 2034 / RFC 3463: class.subject.detail at the start of the text.
 ESC_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
@@ -518,7 +519,9 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def stop(self, timeout=IO_TIMEOUT):
-        """SIGTERM the master and wait; SIGKILL everything past the deadline."""
+        """SIGTERM the master and wait; SIGKILL everything past the deadline.
+        A sanitizer report in the log (of any process of the daemon: a
+        session's leak shows only there) fails the test that owned it."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -528,6 +531,12 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 pass
         self.kill_all()
+        for n in range(1, self.starts + 1):
+            path = os.path.join(self.dir, f"vsmtpd-{n}.log")
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            report = SANITIZER_RE.search(text)
+            assert report is None, f"sanitizer report in {path}:\n{text[report.start():][:4000]}"
         return self.proc.returncode
 
     def kill_all(self):

@@ -572,6 +572,27 @@ static void test_tls_auth(void **state)
 	             "[sni:A.example]\ncertificate = /b\n", 7,
 	             "duplicate section [sni:A.example], first on line 5");
 	expect_error(MINIMAL "[tls]\nkey = /k.pem\n", 4, "[tls] key is set but certificate is not");
+	expect_error(MINIMAL "[auth]\nmechanisms = PLAIN ANONYMOUS\n", 4,
+	             "[auth] mechanisms: \"ANONYMOUS\" is not offered by vsmtpd: AUTH is for users "
+	             "with a password");
+
+	/* An empty certificate is no certificate: the default, and a way to
+	 * turn TLS off from the command line. */
+	{
+		char *off[] = {"tls.certificate="};
+
+		cfg = load_with("[tls]\ncertificate = /etc/ssl/c.pem\n" MINIMAL, off, 1);
+		assert_non_null(cfg);
+		assert_null(cfg->tls_certificate.path);
+		assert_int_equal(cfg->listeners[0].tls, LISTENER_TLS_NONE);
+		config_free(cfg);
+	}
+	cfg = load_ok("[tls]\ncertificate =\nciphers = HIGH:!aNULL\n" MINIMAL);
+	assert_null(cfg->tls_certificate.path);
+	assert_string_equal(cfg->tls_ciphers.value, "HIGH:!aNULL");
+	snprintf(where, sizeof(where), "%s:3", tmp_path);
+	assert_string_equal(cfg->tls_ciphers.where, where);
+	config_free(cfg);
 	expect_error(MINIMAL "[auth]\nbackend = saslauthd\nmechanisms = PLAIN CRAM-MD5\n", 5,
 	             "[auth] mechanisms: CRAM-MD5 needs the password itself, which saslauthd does "
 	             "not give: use backend = sasldb, or only PLAIN and LOGIN");

@@ -2,10 +2,11 @@
 --
 -- The hook form of a rules file: one global function per stage, named
 -- on_<stage>, each returning a status. Nothing is refused; the log shows,
--- for each connection, who connected, the HELO name, the sender, the
--- recipients as they come and the message once it is complete:
+-- for each connection, who connected, the HELO name, the user who logged
+-- in (if any), the sender, the recipients as they come and the message
+-- once it is complete:
 --
---   vsmtpd smtp[9120]: info: rules: /etc/vsmtpd/rules/main.lua:30: A client just connected
+--   vsmtpd smtp[9120]: info: rules: /etc/vsmtpd/rules/main.lua:32: A client just connected
 --
 -- Compared with the vSL original:
 --   * its ctx.sender is ctx.mail_from here, ctx.recipients is
@@ -14,8 +15,9 @@
 --     (tostring gives "table: 0x..."), so the recipients are joined first.
 --   * it logs the whole mail; a log line per message body would flood
 --     the log, so on_pre_queue logs its size and subject instead.
---   * on_auth runs when a client authenticates; vsmtpd has no SMTP AUTH
---     yet, so today it is checked when the rules load but never called.
+--   * on_auth runs after a successful SMTP AUTH (Cyrus SASL has checked
+--     the password), before the 235 reply; a client that never
+--     authenticates never calls it. It logs the user, as user@realm.
 
 -- addresses - the text of a list of address objects: "a@b, c@d".
 local function addresses(list)

@@ -12,6 +12,13 @@ return {
     stages = { connect = "next", helo = "next", mail = "next", rcpt = "next", preq = "next" },
   },
   {
+    name = "a client that logged in: on_auth logs the user and lets the 235 go",
+    listener = "submission", tls = true, auth = "alice@example.com",
+    ip = "203.0.113.5", from = "alice@example.com", rcpt = "carol@example.net",
+    expect = "queued",
+    stages = { authenticate = "next", mail = "next" },
+  },
+  {
     name = "the null sender of a bounce is logged too",
     ip = "203.0.113.5", from = "", rcpt = "postmaster@example.com",
     expect = "queued",

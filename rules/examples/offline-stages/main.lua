@@ -5,12 +5,18 @@
 -- 250; delivery rules run before each delivery attempt. They run in the
 -- delivery process, "offline": there is no client to answer any more, so a
 -- refusal there fails the recipients and the sender gets a bounce.
--- authenticate rules run after a successful SMTP AUTH.
 --
--- vsmtpd has neither the delivery process nor SMTP AUTH yet: these stages
--- are compiled and checked when the rules load (vsmtpd -t, vsmtpctl rules
--- check), so a file written for them is ready, but their rules do not run.
--- Until then, the same checks belong at preq (see tag-and-quarantine).
+-- vsmtpd has no delivery process yet: postq and delivery rules are
+-- compiled and checked when the rules load (vsmtpd -t, vsmtpctl rules
+-- check), so a file written for them is ready, but they do not run. Until
+-- then, the same checks belong at preq (see tag-and-quarantine).
+--
+-- authenticate is no offline stage: its rules run in the session, after
+-- Cyrus SASL accepted the password of an AUTH command and before the 235
+-- reply, with ctx.auth = {mechanism = "PLAIN", authid = "alice@example.org"}.
+-- It is here because it also runs outside the usual connect ... preq path:
+-- only for clients that log in. A refusal there answers 535 5.7.8 (deny
+-- also closes the connection); this file only logs the login.
 
 return {
   authenticate = {

@@ -1,14 +1,15 @@
 -- vsmtpctl rules test main.test.lua
 --
--- What these cases show is today's behaviour: the postq rule does not run,
--- so even a flagged message is queued. They will change with the delivery
--- process.
+-- What the postq case shows is today's behaviour: the postq rule does not
+-- run, so even a flagged message is queued. It will change with the
+-- delivery process. The authenticate rules do run, for a client that logs
+-- in (auth = "user@realm").
 return {
   rules = "main.lua",
   config = { hostname = "mx.example.com", local_domains = "example.com",
              trusted_networks = "192.0.2.0/24" },
   {
-    name = "no online stage has a rule: the message is queued",
+    name = "a client that does not log in meets no rule: the message is queued",
     ip = "203.0.113.5", from = "alice@example.org", rcpt = "bob@example.com",
     expect = "queued", stages = { connect = "next", preq = "next" },
   },
@@ -17,5 +18,11 @@ return {
     ip = "203.0.113.5", from = "alice@example.org", rcpt = "bob@example.com",
     message = "X-Virus-Infected: yes\r\n\r\nbody\r\n",
     expect = "queued",
+  },
+  {
+    name = "a client that logs in: the authenticate stage runs and lets the 235 go",
+    listener = "submission", tls = true, auth = "alice@example.com",
+    ip = "203.0.113.5", from = "alice@example.com", rcpt = "carol@example.net",
+    expect = "queued", stages = { authenticate = "next" },
   },
 }

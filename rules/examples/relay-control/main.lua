@@ -6,6 +6,7 @@
 --     networks: config.trusted_networks) is force-accepted when it
 --     connects: faccept skips every later rule of the connection, so it
 --     may send mail to any domain;
+--   * a client that authenticated (SMTP AUTH) may send mail anywhere too;
 --   * everybody else may only send mail to the local domains: [rules]
 --     local_domains (config.local_domains), the host name and "localhost",
 --     and to the bare "postmaster" that RFC 5321 says must always work;
@@ -47,6 +48,13 @@ return {
 
     rule "local domains" (function(ctx)
       if is_local(ctx.rcpt.domain) then
+        return status.accept()
+      end
+      return status.next()
+    end),
+
+    rule "authenticated users" (function(ctx)
+      if ctx.is_authenticated then
         return status.accept()
       end
       return status.next()

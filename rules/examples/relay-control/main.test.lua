@@ -24,6 +24,12 @@ return {
     expect = "queued", stages = { rcpt = "accept" },
   },
   {
+    name = "an authenticated user may relay from anywhere",
+    ip = "203.0.113.5", tls = true, auth = "alice@example.com",
+    from = "alice@example.com", rcpt = "carol@example.net",
+    expect = "queued", stages = { authenticate = "next", rcpt = "accept" },
+  },
+  {
     name = "an outsider may not relay",
     ip = "203.0.113.5", from = "alice@example.org", rcpt = "carol@example.net",
     expect = "refused", reply = "554 5.7.1 Relay access denied",

@@ -17,6 +17,12 @@ return {
     expect = "refused", reply = "530 5.7.0",
   },
   {
+    name = "after STARTTLS (and AUTH, which the listener requires) the mail is queued",
+    listener = "submission", tls = true, auth = "alice@example.com",
+    ip = "198.51.100.20", from = "alice@example.com", rcpt = "carol@example.net",
+    expect = "queued", stages = { mail = "next" },
+  },
+  {
     name = "port 25 is not concerned",
     listener = "smtp",
     ip = "203.0.113.5", from = "carol@example.net", rcpt = "alice@example.com",
