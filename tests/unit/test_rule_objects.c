@@ -273,6 +273,23 @@ static void test_metatables_are_protected(void **state)
 	run_err(*state, "setmetatable(address('a@b.example'), nil)", "protected metatable");
 }
 
+/* test_networks_contain - the C check of a configured network list
+ * ([auth] plaintext_networks), IPv4-mapped addresses as IPv4. */
+static void test_networks_contain(void **state)
+{
+	(void)state;
+	assert_true(rule_networks_contain("127.0.0.0/8 ::1", "127.0.0.1"));
+	assert_true(rule_networks_contain("127.0.0.0/8 ::1", "127.255.0.9"));
+	assert_true(rule_networks_contain("127.0.0.0/8 ::1", "::1"));
+	assert_true(rule_networks_contain("10.0.0.0/8", "::ffff:10.1.2.3"));
+	assert_true(rule_networks_contain("192.0.2.7", "192.0.2.7"));
+	assert_false(rule_networks_contain("192.0.2.7", "192.0.2.8"));
+	assert_false(rule_networks_contain("10.0.0.0/8 ::1", "11.0.0.1"));
+	assert_false(rule_networks_contain("2001:db8::/32", "2001:db9::1"));
+	assert_false(rule_networks_contain("", "127.0.0.1"));
+	assert_false(rule_networks_contain("127.0.0.0/8", "unknown"));
+}
+
 /* test_netset_contains_any_member - strings, nets, ips and other netsets as members. */
 static void test_netset_contains_any_member(void **state)
 {
@@ -816,6 +833,7 @@ int main(void)
 	    T(test_mapped_ipv6_matches_ipv4_network),
 	    T(test_contains_refuses_wrong_self_and_argument_types),
 	    T(test_metatables_are_protected),
+	    T(test_networks_contain),
 	    T(test_netset_contains_any_member),
 	    T(test_netset_drops_nested_networks_but_counts_them),
 	    T(test_netset_refuses_bad_entries_naming_them),
