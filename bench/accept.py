@@ -247,9 +247,11 @@ class ProcMeter:
 
 class Vsmtpd:
     """vsmtpd with a rules file: rules=None runs an empty one (no rule at
-    all), else the given file (its lists beside it)."""
+    all), else the given file (its lists beside it). options are more
+    "section.key=value" settings for -o."""
 
-    def __init__(self, binary, conf, workdir, meter, name="vsmtpd", rules=None):
+    def __init__(self, binary, conf, workdir, meter, name="vsmtpd", rules=None,
+                 options=()):
         self.name = name
         self.binary = binary
         self.conf = conf
@@ -259,6 +261,7 @@ class Vsmtpd:
         self.port = free_port()
         self.meter = meter
         self.proc = None
+        self.options = list(options)
         os.mkdir(self.dir)
         os.chmod(self.dir, 0o755)  # the spool below is made for nobody
         if rules is None:
@@ -279,6 +282,8 @@ class Vsmtpd:
                "-o", "server.group=nogroup",
                "-o", "limits.max_sessions=200",
                "-o", "limits.max_sessions_per_ip=200"]
+        for option in self.options:
+            cmd += ["-o", option]
         with open(self.logfile, "ab") as logf:
             # Its own session: Ctrl-C on the terminal reaches only us, and we
             # stop the daemon in order.

@@ -205,6 +205,46 @@ static int tls_servername_cb(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/*
+ * tls_warm_up - one handshake in memory, client and server in this process.
+ * OpenSSL fetches and caches its algorithms on first use; done here, in the
+ * master, the caches are made once and every session inherits them, instead
+ * of each session process building them again for its single handshake.
+ */
+static void tls_warm_up(SSL_CTX *server_ctx, int version)
+{
+	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+	SSL *client = NULL, *server = NULL;
+	BIO *c2s = NULL, *s2c = NULL;
+	int i, cdone = 0, sdone = 0;
+
+	if (cctx == NULL)
+		goto out;
+	SSL_CTX_set_min_proto_version(cctx, version);
+	SSL_CTX_set_max_proto_version(cctx, version);
+	if ((client = SSL_new(cctx)) == NULL || (server = SSL_new(server_ctx)) == NULL ||
+	    BIO_new_bio_pair(&c2s, 0, &s2c, 0) != 1)
+		goto out;
+	SSL_set_bio(client, c2s, c2s);
+	SSL_set_bio(server, s2c, s2c);
+	c2s = s2c = NULL;
+	SSL_set_connect_state(client);
+	SSL_set_accept_state(server);
+	for (i = 0; i < 16 && !(cdone && sdone); i++) {
+		if (!cdone)
+			cdone = SSL_do_handshake(client) == 1;
+		if (!sdone)
+			sdone = SSL_do_handshake(server) == 1;
+	}
+out:
+	ERR_clear_error();
+	SSL_free(client);
+	SSL_free(server);
+	BIO_free(c2s);
+	BIO_free(s2c);
+	SSL_CTX_free(cctx);
+}
+
 /* tls_server_load - every context cfg asks for. */
 struct tls_server *tls_server_load(const struct config *cfg, char *err, size_t errlen)
 {
@@ -246,6 +286,9 @@ struct tls_server *tls_server_load(const struct config *cfg, char *err, size_t e
 	}
 	SSL_CTX_set_tlsext_servername_callback(tls->ctx, tls_servername_cb);
 	SSL_CTX_set_tlsext_servername_arg(tls->ctx, tls);
+	if (cfg->tls_min_protocol <= TLS1_2_VERSION)
+		tls_warm_up(tls->ctx, TLS1_2_VERSION);
+	tls_warm_up(tls->ctx, TLS1_3_VERSION);
 	return tls;
 }
 

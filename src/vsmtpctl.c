@@ -42,6 +42,7 @@ struct ctl_settings {
 };
 
 /* usage - the synopsis, then exit. */
+static void usage(int status) __attribute__((noreturn));
 static void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
