@@ -568,6 +568,43 @@ def size_label(size):
     return "%dK" % (size // 1024) if size % 1024 == 0 else str(size)
 
 
+def report_problems(servers, failures):
+    """Print what went wrong in a benchmark; the exit status (1 on failures)."""
+    for s in servers:
+        left = s.leftovers()
+        if left:
+            print("%s: %d files left in its incoming queue" % (s.name, left))
+    if failures:
+        print("\nFAILED RUNS (left out of the medians):")
+        for f in failures:
+            print("  " + f)
+    for s in servers:
+        problems = s.log_problems()
+        if problems:
+            print("\n%s log: %d warning/error lines, first ones:" % (s.name, len(problems)))
+            for line in problems[:10]:
+                print("  " + line)
+    return 1 if failures else 0
+
+
+def clean_up(servers, meters, workdir, keep):
+    """Stop the servers, remove the CPU meters and the work folder."""
+    # Ignore further Ctrl-C so the servers really get stopped.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for s in servers:
+        try:
+            s.stop()
+        except Exception as e:  # keep cleaning up whatever went wrong
+            log("stopping %s: %s" % (s.name, e))
+    for m in meters:
+        m.remove()
+    if keep:
+        log("kept %s" % workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(
         description="Compare vsmtpd and Postfix accepting mail over loopback.")
@@ -735,21 +772,7 @@ def main():
         print("load average %.1f at the start, %.1f at the end, %d CPUs"
               % (load_start[0], os.getloadavg()[0], os.cpu_count()))
 
-        for s in servers:
-            left = s.leftovers()
-            if left:
-                print("%s: %d files left in its incoming queue" % (s.name, left))
-        if failures:
-            print("\nFAILED RUNS (left out of the medians):")
-            for f in failures:
-                print("  " + f)
-        for s in servers:
-            problems = s.log_problems()
-            if problems:
-                print("\n%s log: %d warning/error lines, first ones:" % (s.name, len(problems)))
-                for line in problems[:10]:
-                    print("  " + line)
-        return 1 if failures else 0
+        return report_problems(servers, failures)
     except BenchError as e:
         log("accept.py: %s" % e)
         return 1
@@ -757,20 +780,7 @@ def main():
         log("accept.py: interrupted")
         return 130
     finally:
-        # Ignore further Ctrl-C so the servers really get stopped.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for s in servers:
-            try:
-                s.stop()
-            except Exception as e:  # keep cleaning up whatever went wrong
-                log("stopping %s: %s" % (s.name, e))
-        for m in meters:
-            m.remove()
-        if args.keep:
-            log("kept %s" % workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(servers, meters, workdir, args.keep)
 
 
 if __name__ == "__main__":

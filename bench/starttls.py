@@ -509,21 +509,7 @@ def main():
               "(client, servers and everything else share them)"
               % (load_start[0], os.getloadavg()[0], os.cpu_count()))
 
-        for s in servers:
-            left = s.leftovers()
-            if left:
-                print("%s: %d files left in its incoming queue" % (s.name, left))
-        if failures:
-            print("\nFAILED RUNS (left out of the medians):")
-            for f in failures:
-                print("  " + f)
-        for s in servers:
-            problems = s.log_problems()
-            if problems:
-                print("\n%s log: %d warning/error lines, first ones:" % (s.name, len(problems)))
-                for line in problems[:10]:
-                    print("  " + line)
-        return 1 if failures else 0
+        return accept.report_problems(servers, failures)
     except BenchError as e:
         log("starttls.py: %s" % e)
         return 1
@@ -531,20 +517,7 @@ def main():
         log("starttls.py: interrupted")
         return 130
     finally:
-        # Ignore further Ctrl-C so the servers really get stopped.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for s in servers:
-            try:
-                s.stop()
-            except Exception as e:  # keep cleaning up whatever went wrong
-                log("stopping %s: %s" % (s.name, e))
-        for m in meters:
-            m.remove()
-        if args.keep:
-            log("kept %s" % workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        accept.clean_up(servers, meters, workdir, args.keep)
 
 
 if __name__ == "__main__":
