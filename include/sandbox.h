@@ -22,8 +22,8 @@ int privileges_drop(const char *user, uid_t uid, gid_t gid);
 
 /*
  * sandbox_prepare - build the Landlock ruleset that denies every file system
- * access but reading the readable files (NULL or missing ones are skipped:
- * the sasldb2 file SMTP AUTH needs). Returns its descriptor, or -1 with errno
+ * access but reading the readable files (NULL, missing ones and directories
+ * are skipped: the sasldb2 file SMTP AUTH needs, /dev/urandom). Returns its descriptor, or -1 with errno
  * EOPNOTSUPP when the kernel has no Landlock, or another errno on error.
  */
 int sandbox_prepare(const char *const *readable, size_t nreadable);

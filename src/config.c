@@ -1350,7 +1350,8 @@ static int apply_override(struct loader *ld, const char *text)
 	if (copy == NULL)
 		return no_memory(ld);
 	eq = strchr(copy, '=');
-	dot = eq ? memchr(copy, '.', (size_t)(eq - copy)) : NULL;
+	/* The last dot: keys have none, [sni:mail.example.org] has some. */
+	dot = eq ? memrchr(copy, '.', (size_t)(eq - copy)) : NULL;
 	if (dot == NULL) {
 		free(copy);
 		return fail(ld, "-o \"%s\": expected section.key=value, as in server.log=stderr",

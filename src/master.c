@@ -30,6 +30,8 @@
 #include "master.h"
 #include "queue.h"
 #include "rules.h"
+#include <sys/stat.h>
+
 #include "sandbox.h"
 #include "smtp_auth.h"
 #include "tls_server.h"
@@ -518,12 +520,55 @@ static int master_listeners_equal(const struct config *a, const struct config *b
 	return 1;
 }
 
+/*
+ * master_tls_needed - whether a socket still open would need TLS under cfg
+ * (its listener gone from cfg keeps its old settings until a restart), and
+ * which, in err.
+ */
+static int master_tls_needed(const struct master *m, const struct config *cfg, char *err,
+			     size_t errlen)
+{
+	size_t i;
+
+	for (i = 0; i < m->boot_cfg->nlisteners; i++) {
+		const struct listener_config *l =
+		    master_listener_conf(cfg, &m->boot_cfg->listeners[i]);
+
+		if (l->kind_id == LISTENER_SUBMISSIONS || l->tls != LISTENER_TLS_NONE) {
+			snprintf(err, errlen,
+				 "listener %s is still open until a restart and needs TLS: keep "
+				 "[tls] certificate",
+				 l->name);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* master_sandbox - (re)build the sessions' ruleset for cfg: 0 or -1. */
 static int master_sandbox(struct master *m, const struct config *cfg)
 {
-	/* Sessions read the sasldb2 file themselves, through Cyrus. */
-	const char *readable[] = {cfg->auth_backend == AUTH_BACKEND_SASLDB ? cfg->sasldb_path : NULL};
-	int fd = sandbox_prepare(readable, 1);
+	const char *readable[2] = {NULL, NULL};
+	struct stat st;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].auth != LISTENER_AUTH_NO)
+			break;
+	if (i < cfg->nlisteners) {
+		/* Sessions read the sasldb2 file themselves, through Cyrus, which
+		 * also seeds its nonces (CRAM-MD5, SCRAM) from /dev/urandom. */
+		readable[0] = "/dev/urandom";
+		if (cfg->auth_backend == AUTH_BACKEND_SASLDB) {
+			readable[1] = cfg->sasldb_path;
+			if (stat(cfg->sasldb_path, &st) < 0 || !S_ISREG(st.st_mode))
+				log_warn("[auth] sasldb_path %s is no file vsmtpd can reach: AUTH will "
+					 "answer 454 until it exists and vsmtpd is reloaded",
+					 cfg->sasldb_path);
+		}
+	}
+	fd = sandbox_prepare(readable, 2);
 
 	if (fd < 0 && errno != EOPNOTSUPP) {
 		log_err("cannot build the session sandbox: %s", strerror(errno));
@@ -560,6 +605,12 @@ static void master_reload(struct master *m)
 	if ((tls = tls_server_load(cfg, err, sizeof(err))) == NULL && err[0] != '\0') {
 		log_err("reload failed, keeping the running configuration and certificates: %s",
 			err);
+		rules_free(rules);
+		config_free(cfg);
+		return;
+	}
+	if (tls == NULL && master_tls_needed(m, cfg, err, sizeof(err))) {
+		log_err("reload failed, keeping the running configuration: %s", err);
 		rules_free(rules);
 		config_free(cfg);
 		return;

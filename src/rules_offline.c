@@ -309,10 +309,17 @@ enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx 
 		ctx.is_authenticated = 1;
 		ctx.auth_mechanism = tx.auth_mechanism != NULL ? tx.auth_mechanism : "PLAIN";
 		ctx.auth_authid = tx.authid;
+		/* deny closes the connection; after another refusal the client
+		 * goes on without authentication, as in a session. */
 		if (offline_stage(r, &ctx, RULE_STAGE_AUTHENTICATE, NULL,
 				  "235 2.7.0 Authentication successful", report, arg, &step)) {
-			out = offline_refusal(&step);
-			goto done;
+			if (step.v.status == RULE_DENY) {
+				out = offline_refusal(&step);
+				goto done;
+			}
+			ctx.is_authenticated = 0;
+			ctx.auth_mechanism = NULL;
+			ctx.auth_authid = NULL;
 		}
 	}
 	ctx.env = &env;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -110,14 +111,20 @@ static int sandbox_allow_proc(int ruleset)
 #endif
 }
 
-/* sandbox_allow_read - let the sessions read the file at path, if it exists. */
+/* sandbox_allow_read - let the sessions read the file at path, if it exists
+ * and is no directory (a rule on a directory would cover all beneath it). */
 static int sandbox_allow_read(int ruleset, const char *path)
 {
 	struct landlock_path_beneath_attr rule = {.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE};
+	struct stat st;
 	int rc;
 
 	if ((rule.parent_fd = open(path, O_PATH | O_CLOEXEC)) < 0)
 		return errno == ENOENT || errno == EACCES || errno == ENOTDIR ? 0 : -1;
+	if (fstat(rule.parent_fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+		close(rule.parent_fd);
+		return 0;
+	}
 	rc = (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
 	close(rule.parent_fd);
 	return rc;

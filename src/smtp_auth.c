@@ -66,7 +66,8 @@ static int auth_getopt(void *context, const char *plugin, const char *option,
 static int auth_log(void *context, int level, const char *message)
 {
 	(void)context;
-	if (message == NULL)
+	/* Cyrus calls us at every level: its traces may hold passwords. */
+	if (message == NULL || level >= SASL_LOG_TRACE)
 		return SASL_OK;
 	if (level <= SASL_LOG_ERR)
 		log_err("sasl: %s", message);
@@ -324,6 +325,10 @@ static enum smtp_auth_result auth_result(struct smtp_auth *a, int rc, const char
 		if (sasl_getprop(a->conn, SASL_USERNAME, &user) != SASL_OK || user == NULL) {
 			*why = "no user name from SASL";
 			return SMTP_AUTH_TEMP;
+		}
+		if (strlen(user) >= sizeof(a->user)) {
+			*why = "user name too long";
+			return SMTP_AUTH_FAIL;
 		}
 		snprintf(a->user, sizeof(a->user), "%s", (const char *)user);
 		return SMTP_AUTH_OK;

@@ -1304,11 +1304,19 @@ static void smtp_command(struct smtp_session *s, const char *line, size_t len)
 		smtp_close(s, "shutdown");
 		return;
 	}
-	/* An AUTH line may carry a password: log the mechanism only. */
-	if (len > 5 && smtp_verb_parse(line, NULL) == SMTP_VERB_AUTH)
-		log_debug("%s: <<< %.*s ...", s->client_ip, (int)strcspn(line + 5, " ") + 5, line);
-	else
+	/* An AUTH line may carry a password, and so may a line that is no
+	 * command (a response pipelined behind a refused AUTH): log the
+	 * mechanism, or the length, only. */
+	switch (smtp_verb_parse(line, &args)) {
+	case SMTP_VERB_AUTH:
+		log_debug("%s: <<< AUTH %.*s ...", s->client_ip, (int)strcspn(args, " \t"), args);
+		break;
+	case SMTP_VERB_UNKNOWN:
+		log_debug("%s: <<< (not a command, %zu bytes)", s->client_ip, len);
+		break;
+	default:
 		log_debug("%s: <<< %.*s", s->client_ip, (int)len, line);
+	}
 	s->last_code = 0;
 	if ((err = smtp_line_check(line, len, 1)) != NULL) {
 		s->cmd_total[SMTP_VERB_UNKNOWN]++;
@@ -1433,23 +1441,23 @@ static void smtp_tls_begin(struct smtp_session *s)
 			   injected);
 		evbuffer_drain(in, injected);
 	}
+	/* Deferred callbacks: the TLS layer would otherwise call us back from
+	 * inside a reply, in the middle of a command. On failure libevent has
+	 * freed the SSL and perhaps the socket's bufferevent: nothing is left
+	 * to talk through, least of all in plaintext. */
 	if ((ssl = tls_server_connection(s->tls)) == NULL ||
-	    /* Deferred callbacks: the TLS layer would otherwise call us back
-	     * from inside a reply, in the middle of a command. */
 	    (tls_bev = bufferevent_openssl_filter_new(s->base, s->bev, ssl,
 						      BUFFEREVENT_SSL_ACCEPTING,
 						      BEV_OPT_CLOSE_ON_FREE |
 							  BEV_OPT_DEFER_CALLBACKS)) == NULL) {
 		char why[256];
 
-		log_err("%s: cannot start TLS: %s", s->client_ip,
-			tls_error_text(why, sizeof(why), "out of memory"));
-		if (ssl != NULL)
-			SSL_free(ssl);
-		s->result = "TLS setup failed";
-		smtp_finish(s);
-		return;
+		fatal("%s: cannot start TLS: %s", s->client_ip,
+		      tls_error_text(why, sizeof(why), "out of memory"));
 	}
+	/* Only the TLS layer's timeouts count: the socket's own would cut a
+	 * session that waits for DATA as if it waited for a command. */
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	/* Clients that close without close_notify are common: that is an end
 	 * of file, not an attack on the session. */
 	bufferevent_openssl_set_allow_dirty_shutdown(tls_bev, 1);

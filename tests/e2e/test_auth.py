@@ -761,3 +761,29 @@ def test_plain_and_login_with_saslauthd_are_valid(daemons, files):
                  "listener:smtp": {"auth": "yes"}}, start=False)
     rc, out, err = vsmtpd_t(d.conf_path)
     assert rc == 0, err
+
+
+def test_credentials_never_reach_the_log(daemons, files):
+    """At log level debug: neither an initial response (after a blank or a
+    tab) nor a LOGIN password pipelined behind a refused AUTH is logged."""
+    d = daemons({"tls": tls_settings(files), "server": {"log_level": "debug"},
+                 "auth": {"sasldb_path": files.sasldb}, "listener:smtp": {"auth": "yes"}})
+    secret = plain_response(*ALICE)
+    c, _ = sasltools.tls_session(d.port)
+    c.send(f"AUTH PLAIN\t{secret}\r\n".encode())
+    assert c.read_reply().code in (501, 504)
+    r = c.cmd(f"AUTH PLAIN {secret}")
+    assert (r.code, r.text) == (235, OK), r
+    c.quit()
+    # Refused without TLS (538), the client sends its LOGIN answers anyway.
+    c = e2e.SMTPClient(d.port)
+    c.ehlo()
+    password = b64(ALICE[1])
+    c.send(f"AUTH LOGIN {b64(ALICE[0])}\r\n{password}\r\n".encode())
+    assert c.read_reply().code == 538
+    assert c.read_reply().code == 500
+    c.quit()
+    d.stop()
+    log = d.log()
+    assert "AUTH PLAIN ..." in log  # the line was logged, without its argument
+    assert secret not in log and password not in log and ALICE[1] not in log

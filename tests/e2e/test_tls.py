@@ -784,3 +784,38 @@ def test_sighup_reloads_certificates_and_keeps_them_when_broken(daemons, certs):
                    what="the log to say why the key was not reloaded")
     assert d.alive()
     assert presented(d, ctx) == certs.server2.der()
+
+
+def test_data_timeout_applies_over_tls(daemons, certs):
+    """A client pausing inside DATA over TLS gets [timeouts] data, not command."""
+    d = daemons({**tls_section(certs), "timeouts": {"command": "1s", "data": "30s"}})
+    c, _ = tls_session(d.port, client_context(certs))
+    c.expect("MAIL FROM:<a@example.org>", 250)
+    c.expect("RCPT TO:<b@example.net>", 250)
+    c.expect("DATA", 354)
+    c.send(b"Subject: slow\r\n\r\n")
+    time.sleep(2.5)  # past the command timeout, well within the data timeout
+    c.send(b"body\r\n.\r\n")
+    reply = c.read_reply()
+    assert reply.code == 250, reply
+    e2e.queued_id(reply)
+
+
+def test_reload_refuses_to_drop_the_certificate_of_an_open_tls_listener(daemons, certs):
+    """The submissions socket stays open until a restart: a reload that takes
+    its certificate (and its section) away is refused, and TLS goes on."""
+    (smtps,) = unique_ports(1)
+    d = daemons({**tls_section(certs),
+                 "listener:smtps": {"address": f"127.0.0.1:{smtps}", "kind": "submissions",
+                                    "auth": "no"}})
+    for section in ("tls", f"sni:{SNI_NAME}", WILD_SECTION, "listener:smtps"):
+        del d.settings[section]
+    d.write_config()
+    offset = len(d.log())
+    d.signal(signal.SIGHUP)
+    e2e.wait_until(lambda: re.search(r"error: reload failed.*listener smtps is still open "
+                                     r"until a restart and needs TLS", log_since(d, offset)),
+                   what="the reload to be refused")
+    c = tls_on_connect(smtps, client_context(certs))
+    c.ehlo()
+    c.quit()

@@ -587,6 +587,16 @@ static void test_tls_auth(void **state)
 		assert_int_equal(cfg->listeners[0].tls, LISTENER_TLS_NONE);
 		config_free(cfg);
 	}
+	{
+		char *sni[] = {"tls.certificate=/c.pem", "sni:Mail.Example.org.certificate=/m.pem"};
+
+		cfg = load_with(MINIMAL, sni, 2);
+		assert_non_null(cfg);
+		assert_int_equal(cfg->nsni, 1);
+		assert_string_equal(cfg->sni[0].name, "mail.example.org");
+		assert_string_equal(cfg->sni[0].certificate.path, "/m.pem");
+		config_free(cfg);
+	}
 	cfg = load_ok("[tls]\ncertificate =\nciphers = HIGH:!aNULL\n" MINIMAL);
 	assert_null(cfg->tls_certificate.path);
 	assert_string_equal(cfg->tls_ciphers.value, "HIGH:!aNULL");
