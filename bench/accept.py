@@ -605,9 +605,9 @@ def clean_up(servers, meters, workdir, keep):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def main():
-    ap = argparse.ArgumentParser(
-        description="Compare vsmtpd and Postfix accepting mail over loopback.")
+def add_common_arguments(ap, workdir_holds):
+    """The options every benchmark here has: the servers, where they run,
+    repetitions and CPU accounting."""
     ap.add_argument("--vsmtpd", default=os.environ.get(
         "VSMTPD_BIN", os.path.join(SCRIPT_DIR, "..", "build", "vsmtpd")),
         help="the vsmtpd binary (env VSMTPD_BIN; default ../build/vsmtpd)")
@@ -616,10 +616,20 @@ def main():
     # /var/tmp rather than /tmp: test suites churn /tmp, and on some file
     # systems that makes creating files there slow (see create_cost_us).
     ap.add_argument("--workdir", default="/var/tmp",
-                    help="where to make the temporary directory holding both spools "
-                         "(default /var/tmp)")
+                    help="where to make the temporary directory holding %s "
+                         "(default /var/tmp)" % workdir_holds)
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure each configuration N times, report medians")
+    ap.add_argument("--no-cgroup", action="store_true",
+                    help="account CPU from /proc even where a cgroup could be made")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary directory (logs) for inspection")
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="Compare vsmtpd and Postfix accepting mail over loopback.")
+    add_common_arguments(ap, "both spools")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply the messages per run (default counts last a few seconds)")
     ap.add_argument("--sizes", default="5120,102400",
@@ -628,13 +638,9 @@ def main():
                     help="parallel sessions (smtp-source -s)")
     ap.add_argument("--run-timeout", type=int, default=300,
                     help="seconds one smtp-source run may take")
-    ap.add_argument("--no-cgroup", action="store_true",
-                    help="account CPU from /proc even where a cgroup could be made")
     ap.add_argument("--rules", default=os.path.join(SCRIPT_DIR, "rules", "ten.lua"),
                     help="rules for the 'vsmtpd+rules' server (default rules/ten.lua); "
                          "'none' leaves that server out")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the temporary directory (logs) for inspection")
     args = ap.parse_args()
 
     if os.geteuid() != 0:

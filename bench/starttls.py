@@ -341,16 +341,7 @@ def run_load(server, kind, sessions, duration, size, cafile, timeout):
 def main():
     ap = argparse.ArgumentParser(
         description="Compare the cost of STARTTLS in vsmtpd and Postfix over loopback.")
-    ap.add_argument("--vsmtpd", default=os.environ.get(
-        "VSMTPD_BIN", os.path.join(SCRIPT_DIR, "..", "build", "vsmtpd")),
-        help="the vsmtpd binary (env VSMTPD_BIN; default ../build/vsmtpd)")
-    ap.add_argument("--conf", default=os.path.join(SCRIPT_DIR, "..", "conf", "vsmtpd.conf"),
-                    help="vsmtpd configuration to start from (default ../conf/vsmtpd.conf)")
-    ap.add_argument("--workdir", default="/var/tmp",
-                    help="where to make the temporary directory holding both spools and "
-                         "the certificate (default /var/tmp)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="measure each configuration N times, report medians")
+    accept.add_common_arguments(ap, "both spools and the certificate")
     ap.add_argument("--duration", type=float, default=10.0,
                     help="seconds of load per run (default 10)")
     ap.add_argument("--quick", action="store_true",
@@ -369,10 +360,6 @@ def main():
                     help="the certificate's key (default rsa2048)")
     ap.add_argument("--run-timeout", type=int, default=120,
                     help="seconds a run may take beyond its duration")
-    ap.add_argument("--no-cgroup", action="store_true",
-                    help="account CPU from /proc even where a cgroup could be made")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the temporary directory (logs) for inspection")
     args = ap.parse_args()
     if args.quick:
         args.duration = 3.0
