@@ -52,6 +52,17 @@ enum listener_auth {
 
 enum auth_backend { AUTH_BACKEND_SASLDB, AUTH_BACKEND_SASLAUTHD };
 
+/* Where mail for the local domains goes when the rules chose nothing. */
+enum local_transport { LOCAL_MAILDIR, LOCAL_MBOX, LOCAL_LMTP };
+
+/* TLS when vsmtpd is the client (relay_tls, mx_tls). */
+enum client_tls {
+	CLIENT_TLS_NONE,     /* never STARTTLS */
+	CLIENT_TLS_MAY,      /* STARTTLS when offered, plaintext otherwise */
+	CLIENT_TLS_ENCRYPT,  /* STARTTLS or the delivery is deferred */
+	CLIENT_TLS_IMPLICIT, /* TLS from the first byte (port 465) */
+};
+
 struct listener_config {
 	char *name;                                /* "smtp" in [listener:smtp] */
 	char *kind;                                /* "smtp", "submission", "submissions" */
@@ -149,6 +160,39 @@ struct config {
 	int auth_allow_plaintext;     /* offer AUTH without TLS to plaintext_networks */
 	char *auth_plaintext_networks; /* addresses and address/prefix, single spaces */
 	unsigned auth_max_failures;
+
+	/* [server], continued: the control socket of vsmtpctl */
+	char *control_socket;         /* absolute */
+	char *admin_group;            /* "" for root and the vsmtpd user only */
+
+	/* [delivery] */
+	unsigned delivery_max_concurrency;  /* deliveries in flight in all */
+	unsigned delivery_max_per_destination; /* to one destination */
+	enum local_transport local_transport;
+	char *maildir_path;           /* template: %d domain, %u local part, %% */
+	char *mbox_path;              /* template, the same */
+	char *lmtp_target;            /* "unix:/path", "host:port", "[v6]:port" */
+	char *relay_host;             /* "" for MX delivery; "host:port" or "[host]:port" */
+	enum client_tls relay_tls;
+	int relay_tls_verify;         /* check the relay's certificate and name */
+	char *relay_auth_user;        /* "" for no AUTH */
+	char *relay_auth_password;
+	enum client_tls mx_tls;       /* CLIENT_TLS_NONE or CLIENT_TLS_MAY */
+	unsigned mx_port;             /* the port of MX hosts, 25 */
+	char *delivery_dns_servers;   /* "" (the system's) or address[:port], single spaces */
+	unsigned delivery_dns_timeout_ms;
+	char *tls_ca_file;            /* "" for the system's CA store */
+	char *helo_name;              /* "" for hostname */
+	unsigned connect_timeout;     /* seconds */
+	unsigned command_timeout;     /* seconds, for each reply */
+	unsigned data_timeout;        /* seconds, for the reply to the final dot */
+	unsigned connection_cache_time; /* seconds an idle connection is kept for reuse */
+	unsigned retry_min;           /* seconds before the first retry */
+	unsigned retry_max;           /* the longest wait between two attempts */
+	unsigned max_queue_lifetime;  /* seconds a deferred message is tried */
+	unsigned bounce_queue_lifetime; /* the same for a bounce (null sender) */
+	unsigned delay_warning;       /* seconds before a delay warning, 0 for none */
+	size_t dsn_attach_limit;      /* bytes of the original a bounce carries at most */
 };
 
 /*
@@ -170,6 +214,17 @@ void config_free(struct config *cfg);
  * Both return 0 on success, -1 when the text is not such a value.
  */
 int config_parse_size(const char *text, uint64_t *bytes);
+
+/*
+ * config_target_split - a destination as [delivery] lmtp and relay_host
+ * take it: "unix:/path" gives *path (an absolute socket path); "host",
+ * "host:port", "[host]:port" or "[IPv6]:port" give host (without brackets)
+ * and *port (0 when not given; the caller picks the default). *bracketed
+ * says the host was in brackets: use it as is, no MX lookup. 0, or -1
+ * when text is no such destination.
+ */
+int config_target_split(const char *text, char *host, size_t hostlen, unsigned *port,
+			const char **path, int *bracketed);
 int config_parse_duration(const char *text, uint64_t *ms);
 
 #endif

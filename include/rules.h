@@ -53,6 +53,22 @@ enum rule_service {
 	RULE_SERVICE_DUMP,       /* name: a folder of app_dir; data: the JSON dump */
 };
 
+/*
+ * How a recipient is to be delivered, as the delivery-stage rules chose
+ * (ctx:deliver, ctx:forward, ...). ROUTE_DEFAULT when no rule chose.
+ */
+enum rule_route {
+	ROUTE_DEFAULT, /* no choice: the local transport for local domains, else MX */
+	ROUTE_DELIVER, /* ctx:deliver: the same, chosen explicitly */
+	ROUTE_FORWARD, /* ctx:forward(rcpt, target): SMTP to target (host[:port], [addr]:port) */
+	ROUTE_MAILDIR, /* ctx:maildir(rcpt) */
+	ROUTE_MBOX,    /* ctx:mbox(rcpt) */
+	ROUTE_LMTP,    /* ctx:lmtp(rcpt [, target]): target "" for [delivery] lmtp */
+	ROUTE_NONE,    /* ctx:disable_delivery(rcpt): counted as delivered, sent nowhere */
+};
+
+#define RULE_ROUTE_TARGET_MAX 256
+
 /* An SMTP reply chosen by a rule. */
 struct rule_reply {
 	int code;                /* 200..599 */
@@ -106,6 +122,17 @@ struct rule_ctx {
 	int (*service)(void *arg, enum rule_service kind, const char *name, const char *file,
 		       const char *data, size_t len);
 	void *service_arg;
+
+	/*
+	 * The delivery stage's transport choices: route(arg, rcpt, kind,
+	 * target) for one recipient (rcpt an address of env), or for every
+	 * recipient when rcpt is NULL (the _all forms). target is "" unless
+	 * kind takes one. Returns 0, ENOENT when rcpt is not a recipient,
+	 * EINVAL when target is no destination. NULL outside the delivery
+	 * stage: the methods then raise.
+	 */
+	int (*route)(void *arg, const char *rcpt, enum rule_route kind, const char *target);
+	void *route_arg;
 
 	/* connection-wide state the engine keeps between stages */
 	int skip_all;               /* faccept or quarantine seen: no more rules */

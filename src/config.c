@@ -50,6 +50,7 @@ enum section {
 	SEC_TLS,
 	SEC_SNI,
 	SEC_AUTH,
+	SEC_DELIVERY,
 	SEC_COUNT,
 };
 
@@ -57,6 +58,7 @@ static const char *const section_names[SEC_COUNT] = {
     [SEC_SERVER] = "server",     [SEC_LISTENER] = "listener", [SEC_LIMITS] = "limits",
     [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",         [SEC_RULES] = "rules",
     [SEC_TLS] = "tls",           [SEC_SNI] = "sni",           [SEC_AUTH] = "auth",
+    [SEC_DELIVERY] = "delivery",
 };
 
 struct choice {
@@ -120,6 +122,14 @@ static int parse_mechanisms(struct loader *ld, const struct key_def *def, void *
                             const char *value);
 static int parse_socket(struct loader *ld, const struct key_def *def, void *field,
                         const char *value);
+static int parse_path_template(struct loader *ld, const struct key_def *def, void *field,
+                               const char *value);
+static int parse_target(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value);
+static int parse_optional_file(struct loader *ld, const struct key_def *def, void *field,
+                               const char *value);
+static int parse_optional_hostname(struct loader *ld, const struct key_def *def, void *field,
+                                   const char *value);
 
 static const struct choice log_targets[] = {
     {"stderr", LOG_TARGET_STDERR},
@@ -178,6 +188,27 @@ static const struct choice auth_backends[] = {
     {NULL, 0},
 };
 
+static const struct choice local_transports[] = {
+    {"maildir", LOCAL_MAILDIR},
+    {"mbox", LOCAL_MBOX},
+    {"lmtp", LOCAL_LMTP},
+    {NULL, 0},
+};
+
+static const struct choice relay_tls_levels[] = {
+    {"none", CLIENT_TLS_NONE},
+    {"may", CLIENT_TLS_MAY},
+    {"encrypt", CLIENT_TLS_ENCRYPT},
+    {"implicit", CLIENT_TLS_IMPLICIT},
+    {NULL, 0},
+};
+
+static const struct choice mx_tls_levels[] = {
+    {"none", CLIENT_TLS_NONE},
+    {"may", CLIENT_TLS_MAY},
+    {NULL, 0},
+};
+
 static const struct choice booleans[] = {
     {"no", 0},
     {"yes", 1},
@@ -191,6 +222,8 @@ _Static_assert(sizeof(enum bare_eol_policy) == sizeof(int),
 _Static_assert(sizeof(enum listener_tls) == sizeof(int), "enum listener_tls is not int-sized");
 _Static_assert(sizeof(enum listener_auth) == sizeof(int), "enum listener_auth is not int-sized");
 _Static_assert(sizeof(enum auth_backend) == sizeof(int), "enum auth_backend is not int-sized");
+_Static_assert(sizeof(enum local_transport) == sizeof(int), "enum local_transport is not int-sized");
+_Static_assert(sizeof(enum client_tls) == sizeof(int), "enum client_tls is not int-sized");
 
 #define CFG(f) offsetof(struct config, f)
 #define LST(f) offsetof(struct listener_config, f)
@@ -304,6 +337,64 @@ static const struct key_def keys[] = {
 	                                      0,   0,                      NULL,        false},
 	{SEC_AUTH,     "max_failures",        parse_count,     CFG(auth_max_failures),
 	                                      1,   100,                    NULL,        false},
+	{SEC_SERVER,   "control_socket",      parse_socket,    CFG(control_socket),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVER,   "admin_group",         parse_account,   CFG(admin_group),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "max_deliveries",      parse_count,     CFG(delivery_max_concurrency),
+	                                      1,   10000,                  NULL,        false},
+	{SEC_DELIVERY, "max_per_destination", parse_count,     CFG(delivery_max_per_destination),
+	                                      1,   10000,                  NULL,        false},
+	{SEC_DELIVERY, "local_transport",     parse_choice,    CFG(local_transport),
+	                                      0,   0,                      local_transports, false},
+	{SEC_DELIVERY, "maildir_path",        parse_path_template, CFG(maildir_path),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "mbox_path",           parse_path_template, CFG(mbox_path),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "lmtp",                parse_target,    CFG(lmtp_target),
+	                                      1,   0,                      NULL,        false},
+	{SEC_DELIVERY, "relay_host",          parse_target,    CFG(relay_host),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "relay_tls",           parse_choice,    CFG(relay_tls),
+	                                      0,   0,                      relay_tls_levels, false},
+	{SEC_DELIVERY, "relay_tls_verify",    parse_choice,    CFG(relay_tls_verify),
+	                                      0,   0,                      booleans,    false},
+	{SEC_DELIVERY, "relay_auth_user",     parse_text,      CFG(relay_auth_user),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "relay_auth_password", parse_text,      CFG(relay_auth_password),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "mx_tls",              parse_choice,    CFG(mx_tls),
+	                                      0,   0,                      mx_tls_levels, false},
+	{SEC_DELIVERY, "mx_port",             parse_count,     CFG(mx_port),
+	                                      1,   65535,                  NULL,        false},
+	{SEC_DELIVERY, "dns_servers",         parse_dns_servers, CFG(delivery_dns_servers),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "dns_timeout",         parse_ms,        CFG(delivery_dns_timeout_ms),
+	                                      100, 60000,                  NULL,        false},
+	{SEC_DELIVERY, "tls_ca_file",         parse_optional_file, CFG(tls_ca_file),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "helo_name",           parse_optional_hostname, CFG(helo_name),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DELIVERY, "connect_timeout",     parse_seconds,   CFG(connect_timeout),
+	                                      1,   3600,                   NULL,        false},
+	{SEC_DELIVERY, "command_timeout",     parse_seconds,   CFG(command_timeout),
+	                                      1,   3600,                   NULL,        false},
+	{SEC_DELIVERY, "data_timeout",        parse_seconds,   CFG(data_timeout),
+	                                      1,   3600,                   NULL,        false},
+	{SEC_DELIVERY, "connection_cache_time", parse_seconds, CFG(connection_cache_time),
+	                                      0,   300,                    NULL,        false},
+	{SEC_DELIVERY, "retry_min",           parse_seconds,   CFG(retry_min),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_DELIVERY, "retry_max",           parse_seconds,   CFG(retry_max),
+	                                      1,   UINT_MAX,               NULL,        false},
+	{SEC_DELIVERY, "max_queue_lifetime",  parse_seconds,   CFG(max_queue_lifetime),
+	                                      0,   UINT_MAX,               NULL,        false},
+	{SEC_DELIVERY, "bounce_queue_lifetime", parse_seconds, CFG(bounce_queue_lifetime),
+	                                      0,   UINT_MAX,               NULL,        false},
+	{SEC_DELIVERY, "delay_warning",       parse_seconds,   CFG(delay_warning),
+	                                      0,   UINT_MAX,               NULL,        false},
+	{SEC_DELIVERY, "dsn_attach_limit",    parse_size,      CFG(dsn_attach_limit),
+	                                      0,   1u << 30,               NULL,        false},
 };
 /* clang-format on */
 
@@ -512,7 +603,7 @@ int config_parse_duration(const char *text, uint64_t *ms)
 		const char *unit;
 		uint64_t ms;
 	} units[] = {
-	    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+	    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
 	};
 	const char *end;
 	uint64_t v;
@@ -924,6 +1015,137 @@ static int parse_socket(struct loader *ld, const struct key_def *def, void *fiel
 	if (strlen(*slot) >= 108)
 		return bad_value(ld, def, value, "is too long for a socket path (107 bytes at most)");
 	return 0;
+}
+
+/*
+ * parse_path_template - an absolute path in which %d stands for the
+ * recipient's domain, %u for its local part and %% for a '%'; %u must be
+ * there, or every recipient would share one mailbox.
+ */
+static int parse_path_template(struct loader *ld, const struct key_def *def, void *field,
+                               const char *value)
+{
+	const char *p;
+	int user = 0;
+
+	if (value[0] != '/')
+		return bad_value(ld, def, value, "is not an absolute path");
+	for (p = value; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return bad_value(ld, def, value, "holds a control character");
+		if (*p != '%')
+			continue;
+		p++;
+		if (*p == 'u')
+			user = 1;
+		else if (*p != 'd' && *p != '%')
+			return bad_value(ld, def, value,
+			                 "holds an unknown %%-escape (%%d domain, %%u user, %%%% a %%)");
+	}
+	if (!user)
+		return bad_value(ld, def, value, "does not hold %%u (the recipient's local part)");
+	return replace_string(ld, field, value);
+}
+
+/*
+ * config_target_split - "unix:/path", "host", "host:port", "[host]:port" or
+ * "[v6addr]:port" into its parts: *path for a unix socket (the rest empty),
+ * else host (brackets removed) and *port (0 when not given). *bracketed
+ * tells that the host was in brackets (no MX lookup). 0, or -1 when the
+ * text is no such target.
+ */
+int config_target_split(const char *text, char *host, size_t hostlen, unsigned *port,
+                        const char **path, int *bracketed)
+{
+	const char *colon, *end;
+	size_t len;
+	uint64_t v;
+
+	*path = NULL;
+	*port = 0;
+	*bracketed = 0;
+	host[0] = '\0';
+	if (strncmp(text, "unix:", 5) == 0) {
+		if (text[5] != '/' || strlen(text + 5) >= 108)
+			return -1;
+		*path = text + 5;
+		return 0;
+	}
+	if (text[0] == '[') {
+		if ((end = strchr(text, ']')) == NULL)
+			return -1;
+		*bracketed = 1;
+		len = (size_t)(end - text - 1);
+		colon = end[1] == ':' ? end + 1 : NULL;
+		if (end[1] != '\0' && colon == NULL)
+			return -1;
+		text++;
+	} else {
+		colon = strrchr(text, ':');
+		len = colon ? (size_t)(colon - text) : strlen(text);
+	}
+	if (len == 0 || len >= hostlen)
+		return -1;
+	memcpy(host, text, len);
+	host[len] = '\0';
+	if (colon != NULL) {
+		if (read_number(colon + 1, &end, &v) < 0 || *end != '\0' || v == 0 || v > 65535)
+			return -1;
+		*port = (unsigned)v;
+	}
+	if (strchr(host, ':') != NULL && !*bracketed)
+		return -1; /* an IPv6 address needs brackets */
+	if (!*bracketed || strchr(host, ':') == NULL) {
+		struct in_addr a4;
+
+		if (!valid_domain(host) && inet_pton(AF_INET, host, &a4) != 1)
+			return -1;
+	} else {
+		struct in6_addr a6;
+
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return -1;
+	}
+	return 0;
+}
+
+/* parse_target - where a client connects: see config_target_split. */
+static int parse_target(struct loader *ld, const struct key_def *def, void *field,
+                        const char *value)
+{
+	char host[256];
+	unsigned port;
+	const char *path;
+	int bracketed;
+
+	if (*value == '\0') {
+		if (def->min > 0)
+			return bad_value(ld, def, value, "is empty");
+		return replace_string(ld, field, "");
+	}
+	if (config_target_split(value, host, sizeof(host), &port, &path, &bracketed) < 0)
+		return bad_value(ld, def, value,
+		                 "is not a destination (host, host:port, [address]:port or "
+		                 "unix:/path)");
+	return replace_string(ld, field, value);
+}
+
+/* parse_optional_file - a file (as parse_file), or empty for none. */
+static int parse_optional_file(struct loader *ld, const struct key_def *def, void *field,
+                               const char *value)
+{
+	if (*value == '\0')
+		return replace_string(ld, field, "");
+	return parse_file(ld, def, field, value);
+}
+
+/* parse_optional_hostname - a domain name, or empty for the default. */
+static int parse_optional_hostname(struct loader *ld, const struct key_def *def, void *field,
+                                   const char *value)
+{
+	if (*value == '\0')
+		return replace_string(ld, field, "");
+	return parse_hostname(ld, def, field, value);
 }
 
 /* parse_text - free text, possibly empty; printable ASCII only. */
@@ -1607,6 +1829,40 @@ static struct config *config_new(void)
 	cfg->auth_realm = strdup("");
 	cfg->auth_plaintext_networks = strdup("127.0.0.0/8 ::1");
 	cfg->auth_max_failures = 3;
+	cfg->control_socket = strdup("/run/vsmtpd/control");
+	cfg->delivery_max_concurrency = 100;
+	cfg->delivery_max_per_destination = 20;
+	cfg->local_transport = LOCAL_MAILDIR;
+	cfg->maildir_path = strdup("/var/vmail/%d/%u/Maildir");
+	cfg->mbox_path = strdup("/var/mail/%u");
+	cfg->lmtp_target = strdup("unix:/run/dovecot/lmtp");
+	cfg->relay_host = strdup("");
+	cfg->relay_tls = CLIENT_TLS_MAY;
+	cfg->relay_auth_user = strdup("");
+	cfg->relay_auth_password = strdup("");
+	cfg->mx_tls = CLIENT_TLS_MAY;
+	cfg->mx_port = 25;
+	cfg->delivery_dns_servers = strdup("");
+	cfg->delivery_dns_timeout_ms = 10000;
+	cfg->tls_ca_file = strdup("");
+	cfg->helo_name = strdup("");
+	cfg->connect_timeout = 30;
+	cfg->command_timeout = 300;
+	cfg->data_timeout = 600;
+	cfg->connection_cache_time = 2;
+	cfg->retry_min = 300;
+	cfg->retry_max = 4000;
+	cfg->max_queue_lifetime = 5 * 86400;
+	cfg->bounce_queue_lifetime = 5 * 86400;
+	cfg->delay_warning = 0;
+	cfg->dsn_attach_limit = 64 << 10;
+	if (cfg->control_socket == NULL || cfg->maildir_path == NULL || cfg->mbox_path == NULL ||
+	    cfg->lmtp_target == NULL || cfg->relay_host == NULL || cfg->relay_auth_user == NULL ||
+	    cfg->relay_auth_password == NULL || cfg->delivery_dns_servers == NULL ||
+	    cfg->tls_ca_file == NULL || cfg->helo_name == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
 	if (cfg->tls_ciphers.value == NULL || cfg->tls_ciphersuites.value == NULL ||
 	    cfg->auth_mechanisms == NULL || cfg->sasldb_path == NULL ||
 	    cfg->saslauthd_path == NULL || cfg->auth_realm == NULL ||
@@ -1735,5 +1991,16 @@ void config_free(struct config *cfg)
 	free(cfg->saslauthd_path);
 	free(cfg->auth_realm);
 	free(cfg->auth_plaintext_networks);
+	free(cfg->control_socket);
+	free(cfg->admin_group);
+	free(cfg->maildir_path);
+	free(cfg->mbox_path);
+	free(cfg->lmtp_target);
+	free(cfg->relay_host);
+	free(cfg->relay_auth_user);
+	free(cfg->relay_auth_password);
+	free(cfg->delivery_dns_servers);
+	free(cfg->tls_ca_file);
+	free(cfg->helo_name);
 	free(cfg);
 }

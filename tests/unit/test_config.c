@@ -182,7 +182,9 @@ static void test_parse_duration(void **state)
 	assert_int_equal(config_parse_duration("s", &v), -1);
 	assert_int_equal(config_parse_duration("-5s", &v), -1);
 	assert_int_equal(config_parse_duration("5 s", &v), -1);
-	assert_int_equal(config_parse_duration("5d", &v), -1);
+	assert_int_equal(config_parse_duration("5d", &v), 0);
+	assert_int_equal(v, 5ull * 86400000);
+	assert_int_equal(config_parse_duration("5w", &v), -1);
 	assert_int_equal(config_parse_duration("5sec", &v), -1);
 	assert_int_equal(config_parse_duration("1.5s", &v), -1);
 	assert_int_equal(config_parse_duration("18446744073709551615", &v), -1);
@@ -410,8 +412,10 @@ static void test_bad_values(void **state)
 	     "[limits] max_text_line: \"79\" is less than the minimum, 80 bytes"},
 	    {"[limits]\nerror_delay = 1x\n", 2,
 	     "[limits] error_delay: \"1x\" is not a duration (such as 250ms, 1s, 5m, 1h)"},
+	    {"[limits]\nerror_delay = 50w\n", 2,
+	     "[limits] error_delay: \"50w\" is not a duration (such as 250ms, 1s, 5m, 1h)"},
 	    {"[limits]\nerror_delay = 50d\n", 2,
-	     "[limits] error_delay: \"50d\" is not a duration (such as 250ms, 1s, 5m, 1h)"},
+	     "[limits] error_delay: \"50d\" is more than the maximum, 4294967295ms"},
 	    {"[limits]\nerror_delay = 2000h\n", 2,
 	     "[limits] error_delay: \"2000h\" is more than the maximum, 4294967295ms"},
 	    {"[timeouts]\ncommand = 0\n", 2,

@@ -1,0 +1,64 @@
+/*
+ * mx_lookup.h - where mail for a domain goes: MX records, then addresses,
+ * asynchronously through c-ares on the delivery worker's libevent loop.
+ *
+ * A lookup of a domain gives the hosts to try in order: the MX hosts by
+ * preference (hosts of equal preference shuffled), each with its IPv4 and
+ * IPv6 addresses; without MX records the domain itself (the implicit MX of
+ * RFC 5321 5.1). A null MX (RFC 7505: one MX "." of preference 0) and a
+ * domain that does not exist are permanent failures; a resolver that does
+ * not answer is a temporary one.
+ */
+#ifndef VSMTPD_MX_LOOKUP_H
+#define VSMTPD_MX_LOOKUP_H
+
+#include <stddef.h>
+
+#include "smtp_client.h"
+
+struct event_base;
+struct mx_resolver;
+
+enum mx_status {
+	MX_OK,        /* addrs holds at least one address */
+	MX_NULL,      /* null MX: the domain takes no mail (fail, 5.1.10) */
+	MX_NOTFOUND,  /* NXDOMAIN, or no MX and no address (fail, 5.1.2) */
+	MX_TEMPFAIL,  /* timeout, SERVFAIL, no server reachable (defer, 4.4.3) */
+};
+
+struct mx_result {
+	enum mx_status status;
+	char reason[256];  /* "example.org: no MX and no address" ... for logs and bounces */
+	struct smtp_client_addr addrs[SMTP_CLIENT_MAX_ADDRS];
+	size_t naddrs;     /* in the order to try; ports set to the lookup's port */
+};
+
+typedef void (*mx_done_fn)(void *arg, const struct mx_result *res);
+
+/*
+ * mx_resolver_new - a resolver on base. servers: "" or NULL for the
+ * system's (/etc/resolv.conf), else addresses as [delivery] dns_servers
+ * takes them ("127.0.0.1:5353 ::1"). timeout_ms bounds a whole lookup.
+ * Returns NULL with the reason in err.
+ */
+struct mx_resolver *mx_resolver_new(struct event_base *base, const char *servers,
+				    unsigned timeout_ms, char *err, size_t errlen);
+
+/* mx_resolver_free - cancel every lookup under way (their callbacks are not called). */
+void mx_resolver_free(struct mx_resolver *r);
+
+/*
+ * mx_lookup - the MX hosts of domain and their addresses, with port set on
+ * each; fn is called exactly once, never from inside this call.
+ */
+void mx_lookup(struct mx_resolver *r, const char *domain, unsigned port, mx_done_fn fn,
+	       void *arg);
+
+/*
+ * mx_lookup_host - the addresses of one host (A and AAAA, no MX): for a
+ * relay host. A literal address is returned as is. Same callback rules.
+ */
+void mx_lookup_host(struct mx_resolver *r, const char *host, unsigned port, mx_done_fn fn,
+		    void *arg);
+
+#endif
