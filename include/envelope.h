@@ -42,6 +42,8 @@ struct envelope {
 	struct envelope_rcpt *rcpts;
 	char *quarantine;      /* the rules' quarantine queue name, NULL when none */
 	char *vars;            /* the rules' variables: a JSON object text, NULL when none */
+	int postq_done;        /* the postq rules already ran (a copy the worker rewrote) */
+	int faccept;           /* a rule said faccept: the postq and delivery rules are skipped */
 };
 
 /* envelope_add_rcpt - append a recipient (copies the strings); 0 or -1. */

@@ -28,6 +28,8 @@ enum ipc_type {
 };
 
 #define IPC_TEXT_MAX 63
+#define IPC_FDS_MAX 2
+#define IPC_JSON_MAX 16384 /* bytes of a JSON record: bulk data travels in files */
 
 struct ipc_msg {
 	uint32_t type;
@@ -50,5 +52,40 @@ int ipc_send(int fd, const struct ipc_msg *msg, int passfd);
  * waiting on a non-blocking socket, EBADMSG on a malformed record).
  */
 int ipc_recv(int fd, struct ipc_msg *msg, int *passfd);
+
+/*
+ * The delivery channel (queue <-> delivery worker) carries JSON objects,
+ * one per record, with an "op" member and up to IPC_FDS_MAX descriptors.
+ * docs/architecture.md lists the operations.
+ */
+struct cJSON;
+
+/* ipc_send_json - send obj (at most IPC_JSON_MAX bytes of text) with nfds descriptors. 0 or -1. */
+int ipc_send_json(int fd, const struct cJSON *obj, const int *fds, size_t nfds);
+
+/*
+ * ipc_recv_json - receive one object into *obj (the caller frees it with
+ * cJSON_Delete) and its descriptors into fds (-1 in unused slots). Returns
+ * 1, 0 at end of file, -1 on error (EAGAIN, EBADMSG for a record that is
+ * not a JSON object).
+ */
+int ipc_recv_json(int fd, struct cJSON **obj, int fds[IPC_FDS_MAX]);
+
+/*
+ * An output queue on a non-blocking channel: records that do not fit in
+ * the socket now wait, in order, and go out as room frees up, from the
+ * event loop. Neither end ever blocks on the other.
+ */
+struct event_base;
+struct ipc_outq;
+
+struct ipc_outq *ipc_outq_new(struct event_base *base, int fd);
+void ipc_outq_free(struct ipc_outq *q);
+
+/* ipc_outq_json - send obj with its descriptors (duplicated when it has to wait). 0 or -1. */
+int ipc_outq_json(struct ipc_outq *q, const struct cJSON *obj, const int *fds, size_t nfds);
+
+/* ipc_outq_length - records waiting for room. */
+size_t ipc_outq_length(const struct ipc_outq *q);
 
 #endif

@@ -12,7 +12,9 @@
 #include "config.h"
 
 /* Master -> queue control messages beyond ipc.h's session channel. */
-#define IPC_QUEUE_SETTINGS 100 /* a = min_free_space, b = max_message_size */
+#define IPC_QUEUE_SETTINGS 100   /* a = min_free_space, b = max_message_size */
+#define IPC_DELIVERY_CHANNEL 101 /* the delivery worker's JSON channel (fd) */
+#define IPC_CONTROL_CLIENT 102   /* a vsmtpctl connection (fd), its peer's uid in a */
 
 struct queue_recovery {
 	unsigned queued;     /* committed messages found */

@@ -64,6 +64,24 @@ struct lua_State;
 int rules_dns_open(struct lua_State *L, const char *servers, unsigned timeout_ms, char *err,
 		   size_t errlen);
 
+/* One DNS server, as a dns_servers list names it. */
+struct rules_dns_server {
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16]; /* network byte order */
+	unsigned port;
+};
+
+/*
+ * rules_dns_servers_read - the servers of list, written as rules_dns_open
+ * takes them, into out (room for RULES_DNS_SERVERS_MAX); for NULL or "",
+ * the system's resolvers, read now from /etc/resolv.conf through c-ares.
+ * Returns how many (at least one), or -1 with the reason in err. Shared
+ * with the delivery worker's resolver (mx_lookup.c), whose [delivery]
+ * dns_servers has the same syntax.
+ */
+int rules_dns_servers_read(const char *list, struct rules_dns_server *out, char *err,
+			   size_t errlen);
+
 /*
  * rules_dns_check_server - NULL when word is one server address as
  * rules_dns_open takes them ("192.0.2.1", "192.0.2.1:53", "2001:db8::1",

@@ -6,7 +6,9 @@
  * The stages run as the session runs them (connect, helo, authenticate when
  * the transaction says the client authenticated, mail, each rcpt, preq),
  * with the same default replies, so the outcome printed is the outcome a
- * client would see.
+ * client would see. A message the session would queue then goes through
+ * the stages of the delivery process, postq and delivery, which tell what
+ * becomes of it after queueing and the transport each recipient takes.
  */
 #ifndef VSMTPD_RULES_OFFLINE_H
 #define VSMTPD_RULES_OFFLINE_H
@@ -30,13 +32,35 @@ struct offline_tx {
 	const char *auth_mechanism; /* with this mechanism, default "PLAIN" */
 };
 
+/* What became of a queued message in postq and delivery. */
+enum offline_after {
+	OFFLINE_AFTER_NONE,        /* not decided here: the next stage runs */
+	OFFLINE_AFTER_DELIVERED,   /* delivered, each recipient by its route */
+	OFFLINE_AFTER_QUARANTINED, /* moved to quarantine/<name>, not delivered */
+	OFFLINE_AFTER_BOUNCED,     /* refused with a 5xx: the recipients fail, a bounce */
+	OFFLINE_AFTER_DEFERRED,    /* a 4xx or a rule error: tried again later */
+	OFFLINE_AFTER_DISCARDED,   /* the rules removed every recipient */
+};
+
+/* The transport the delivery stage chose for one recipient. */
+struct offline_route {
+	const char *rcpt;                   /* an address of the envelope */
+	enum rule_route kind;               /* ROUTE_DEFAULT when no rule chose */
+	char target[RULE_ROUTE_TARGET_MAX]; /* forward's, lmtp's; "" for the others */
+};
+
 /* What one stage (or one recipient's rcpt stage) came to. */
 struct offline_step {
 	enum rule_stage stage;
 	const char *rcpt;          /* the rcpt stage's recipient */
 	struct rule_verdict v;
-	char reply[RULE_TEXT_MAX + 32]; /* what the client would read */
+	char reply[RULE_TEXT_MAX + 32]; /* what the client would read; at postq and
+					 * delivery the refusal's code, quarantine/<name>,
+					 * or "" */
 	int refused;               /* the command was refused */
+	enum offline_after after;  /* postq, delivery: what it decided */
+	const struct offline_route *routes; /* delivery: every recipient's route, */
+	size_t nroutes;                     /* valid during the report call only */
 };
 
 enum offline_outcome {
@@ -51,9 +75,11 @@ typedef void (*offline_report_fn)(void *arg, const struct offline_step *step);
 
 /*
  * rules_offline_run - run tx through r, calling report after each stage.
- * Returns the outcome; *final (when not NULL) gets the last step. A bad
- * address in tx gives OFFLINE_REFUSED with the parser's reply, as a real
- * session would.
+ * Returns the outcome of the session; *final (when not NULL) gets its last
+ * step. A bad address in tx gives OFFLINE_REFUSED with the parser's reply,
+ * as a real session would. When the outcome is OFFLINE_QUEUED, postq and
+ * delivery run too and are reported (their steps say in .after what became
+ * of the message); the outcome stays what the client saw.
  */
 enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx *tx,
 				       offline_report_fn report, void *arg,
@@ -61,5 +87,24 @@ enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx 
 
 /* rules_offline_outcome_name - "queued", "quarantined", ... */
 const char *rules_offline_outcome_name(enum offline_outcome o);
+
+/* rules_offline_after_name - "delivered", "quarantined", "bounced", ... */
+const char *rules_offline_after_name(enum offline_after a);
+
+/*
+ * rules_offline_route_format - a route as vsmtpctl shows it and test cases
+ * name it: "default", "deliver", "forward [relay.example.net]:587",
+ * "maildir", "mbox", "lmtp", "lmtp unix:/run/lmtp", "disabled".
+ */
+void rules_offline_route_format(enum rule_route kind, const char *target, char *buf,
+				size_t len);
+
+/*
+ * rules_offline_route_find - the route of rcpt in a delivery step's list
+ * (addresses compared as the rules compare them: the local part exactly,
+ * the domain in any case), or NULL when rcpt is no recipient there.
+ */
+const struct offline_route *rules_offline_route_find(const struct offline_step *step,
+						     const char *rcpt);
 
 #endif

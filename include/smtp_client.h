@@ -12,6 +12,12 @@
  * After a message the connection can carry another one (RSET between two)
  * until smtp_conn_close.
  *
+ * With CLIENT_TLS_MAY a failed TLS handshake is followed by a new
+ * connection to the same address without STARTTLS (as Postfix does); with
+ * CLIENT_TLS_ENCRYPT or CLIENT_TLS_IMPLICIT it defers with 4.7.5.
+ * Credentials are sent only over TLS, or to a loopback address or a unix
+ * socket.
+ *
  * Every recipient of a job gets exactly one outcome. Nothing here retries:
  * the worker decides what a deferral means.
  */
@@ -86,7 +92,7 @@ enum smtp_client_outcome {
 struct smtp_client_result {
 	enum smtp_client_outcome outcome;
 	int code;                             /* the reply code, 0 when none came */
-	char enhanced[16];                    /* "5.1.1", or "" */
+	char enhanced[16];                    /* "5.1.1", class as outcome; "4.0.0" when none came */
 	/* What to log and to put in a bounce: "550 5.1.1 <bob@example.org>: no
 	 * such user" as the peer said it (one line, continuation lines joined
 	 * with spaces), or the local reason ("connect to 127.0.0.1:25:
@@ -98,8 +104,9 @@ struct smtp_client_result {
 /*
  * Called once per job, when every recipient has its outcome: results has
  * job->nrcpts entries in the job's order. remote is "host[address]" of the
- * peer that answered (for logs and Remote-MTA), "" when none did. The
- * connection may be given another job from this callback, or closed.
+ * peer that answered (the socket's path for a unix socket; for logs and
+ * Remote-MTA), "" when none did. The connection may be given another job
+ * from this callback, or closed; results is valid during the call only.
  */
 typedef void (*smtp_client_done_fn)(void *arg, struct smtp_conn *conn,
 				    const struct smtp_client_result *results, const char *remote);
@@ -110,7 +117,8 @@ struct smtp_conn *smtp_conn_new(struct event_base *base, const struct smtp_clien
 /*
  * smtp_conn_send - deliver job (which, with what it points to, must stay
  * valid until fn is called) on conn; fn is called exactly once, never from
- * inside this call. Only one job at a time per connection.
+ * inside this call. Only one job at a time per connection. A connection
+ * that broke or was never made connects (again) from the first address.
  */
 void smtp_conn_send(struct smtp_conn *conn, const struct smtp_client_job *job,
 		    smtp_client_done_fn fn, void *arg);

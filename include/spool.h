@@ -19,6 +19,9 @@
 #define SPOOL_QUEUE "queue"       /* committed, waiting for delivery */
 #define SPOOL_CORRUPT "corrupt"   /* committed-looking files that failed checks */
 #define SPOOL_QUARANTINE "quarantine" /* quarantine/<name>/: kept by the rules, never delivered */
+#define SPOOL_STATE "state"       /* state/<id>: delivery state of a message in queue/ or hold/ */
+#define SPOOL_HOLD "hold"         /* held by the administrator: not delivered until released */
+#define SPOOL_DEAD "dead"         /* failed messages whose bounce could not be sent either */
 #define SPOOL_FOLDER_NAME_MAX 127
 
 /* "\nVSMTPD-SPOOL-1 <content length: 16 hex> <envelope length: 8 hex>\n" */

@@ -14,4 +14,8 @@ exec ./build/vsmtpd -c conf/vsmtpd.conf \
 	-o server.log=stderr \
 	-o rules.file="$PWD/rules/main.lua" \
 	-o rules.app_dir="$PWD/run/app" \
+	-o server.control_socket="$PWD/run/control" \
+	-o rules.local_domains=example.org \
+	-o delivery.maildir_path="$PWD/run/mail/%d/%u/Maildir" \
+	-o delivery.mbox_path="$PWD/run/mail/%d/%u.mbox" \
 	"$@"

@@ -13,6 +13,7 @@ dnsmasq-base
 libcmocka-dev clang libclang-rt-14-dev
 python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-hmac-perl
 postfix
+dovecot-core dovecot-lmtpd
 "
 
 # ensure_user - the account the shipped config runs vsmtpd as, like a
@@ -42,11 +43,16 @@ if [ -z "$missing" ]; then
 fi
 
 echo "setup: installing$missing"
-# Postfix is only used as a benchmark peer (smtp-source, smtp-sink and a
-# throw-away instance with its own config): keep the package from setting up
+# Postfix is only used as a test and benchmark peer (smtp-source, smtp-sink
+# and a throw-away instance with its own config): keep the package from setting up
 # a system-wide mail service.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+# Dovecot is only a test peer (an LMTP server the tests start with their
+# own configuration): no system-wide IMAP service.
+if [ -d /run/systemd/system ] && systemctl is-enabled dovecot.service >/dev/null 2>&1; then
+	$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+fi
 ensure_user

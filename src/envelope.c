@@ -147,6 +147,9 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_string(obj, "quarantine", env->quarantine) < 0 ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
+	if ((env->postq_done && cJSON_AddNumberToObject(obj, "postq", 1) == NULL) ||
+	    (env->faccept && cJSON_AddNumberToObject(obj, "faccept", 1) == NULL))
+		goto out;
 	if (env->vars != NULL) {
 		cJSON *vars = cJSON_Parse(env->vars);
 
@@ -220,7 +223,7 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 {
 	cJSON *obj = cJSON_ParseWithLength(text, len);
 	const cJSON *rcpts, *r, *id, *vars;
-	double received, port, body, utf8, ret;
+	double received, port, body, utf8, ret, postq, faccept;
 	int rc = -1;
 
 	if (obj == NULL || !cJSON_IsObject(obj))
@@ -234,6 +237,8 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_number(obj, "body", 0, &body) < 0 ||
 	    json_get_number(obj, "smtputf8", 0, &utf8) < 0 ||
 	    json_get_number(obj, "ret", 0, &ret) < 0 ||
+	    json_get_number(obj, "postq", 0, &postq) < 0 ||
+	    json_get_number(obj, "faccept", 0, &faccept) < 0 ||
 	    json_get_string(obj, "listener", &env->listener, 0) < 0 ||
 	    json_get_string(obj, "client_ip", &env->client_ip, 0) < 0 ||
 	    json_get_string(obj, "helo", &env->helo, 0) < 0 ||
@@ -257,6 +262,8 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	env->body = (int)body;
 	env->smtputf8 = (int)utf8;
 	env->ret = (int)ret;
+	env->postq_done = postq != 0;
+	env->faccept = faccept != 0;
 	rcpts = cJSON_GetObjectItemCaseSensitive(obj, "rcpts");
 	if (!cJSON_IsArray(rcpts) || cJSON_GetArraySize(rcpts) == 0)
 		goto out;

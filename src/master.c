@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -32,6 +33,8 @@
 #include "rules.h"
 #include <sys/stat.h>
 
+#include "control.h"
+#include "delivery.h"
 #include "sandbox.h"
 #include "smtp_auth.h"
 #include "tls_server.h"
@@ -43,6 +46,7 @@
 #define QUEUE_BACKOFF_MAX 60   /* seconds between queue restarts, at most */
 #define QUEUE_STABLE_AFTER 60  /* a queue up this long resets the backoff */
 #define QUEUE_STOP_TIMEOUT 30  /* seconds the queue gets to finish flushing */
+#define DELIVERY_STOP_TIMEOUT 10 /* seconds the worker gets to finish its deliveries */
 
 struct master;
 
@@ -77,6 +81,15 @@ struct master {
 	unsigned queue_backoff;
 	struct event *queue_restart_ev, *queue_kill_ev;
 
+	pid_t dlv_pid;           /* the delivery worker, -1 when not running */
+	time_t dlv_started;
+	unsigned dlv_backoff;
+	int dlv_restart;         /* start it again at once when it exits (reload) */
+	struct event *dlv_restart_ev, *dlv_kill_ev;
+
+	int control_fd;          /* vsmtpctl's socket, -1 when it could not be made */
+	struct event *control_ev;
+
 	struct master_session *sessions;
 	size_t nsessions, sessions_cap;
 	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
@@ -87,6 +100,7 @@ struct master {
 };
 
 static void master_queue_start(struct master *m);
+static void master_delivery_start(struct master *m);
 static void master_reap(struct master *m);
 
 /* master_split_address - "host:port" or "[v6]:port" into its parts. */
@@ -212,6 +226,8 @@ static void master_child_init(struct master *m, const sigset_t *mask)
 		close(m->listeners[i].fd);
 	if (m->queue_ctl >= 0)
 		close(m->queue_ctl);
+	if (m->control_fd >= 0)
+		close(m->control_fd);
 }
 
 /* master_fork - fork with signals blocked; in the child, set it up. */
@@ -388,6 +404,7 @@ static void master_queue_start(struct master *m)
 	m->queue_pid = pid;
 	m->queue_started = time(NULL);
 	master_queue_settings(m);
+	master_delivery_start(m);
 }
 
 /* master_queue_exited - the queue process died: restart it with backoff. */
@@ -398,6 +415,12 @@ static void master_queue_exited(struct master *m, int status)
 	close(m->queue_ctl);
 	m->queue_ctl = -1;
 	m->queue_pid = -1;
+	/* The worker's channels went with the queue: it must start over with
+	 * the next queue process. */
+	if (m->dlv_pid > 0) {
+		m->dlv_restart = 1;
+		kill(m->dlv_pid, SIGTERM);
+	}
 	if (m->stopping)
 		return;
 	if (WIFSIGNALED(status))
@@ -424,6 +447,145 @@ static void master_queue_kill_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* master_delivery_restart_cb - the backoff is over: start the worker again. */
+static void master_delivery_restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+	master_delivery_start(arg);
+}
+
+/*
+ * master_delivery_start - fork the delivery worker, with two channels to
+ * the queue: the JSON delivery channel and an ordinary session channel for
+ * the messages it creates (bounces). Only while the queue runs.
+ */
+static void master_delivery_start(struct master *m)
+{
+	struct ipc_msg msg = {0};
+	struct timeval tv = {0};
+	int dlv[2] = {-1, -1}, sess[2] = {-1, -1};
+	pid_t pid;
+
+	if (m->stopping || m->queue_ctl < 0 || m->dlv_pid > 0)
+		return;
+	if (ipc_socketpair(dlv) < 0 || ipc_socketpair(sess) < 0 || (pid = master_fork(m)) < 0) {
+		log_err("cannot start the delivery worker: %s", strerror(errno));
+		if (dlv[0] >= 0) {
+			close(dlv[0]);
+			close(dlv[1]);
+		}
+		if (sess[0] >= 0) {
+			close(sess[0]);
+			close(sess[1]);
+		}
+		tv.tv_sec = m->dlv_backoff;
+		evtimer_add(m->dlv_restart_ev, &tv);
+		return;
+	}
+	if (pid == 0) {
+		log_set_role("delivery");
+		close(dlv[1]);
+		close(sess[1]);
+		if (m->sandbox_fd >= 0)
+			close(m->sandbox_fd);
+		delivery_main(m->cfg, m->rules, dlv[0], sess[0]);
+	}
+	close(dlv[0]);
+	close(sess[0]);
+	msg.type = IPC_DELIVERY_CHANNEL;
+	if (ipc_send(m->queue_ctl, &msg, dlv[1]) < 0)
+		log_err("cannot hand the delivery channel to the queue: %s", strerror(errno));
+	msg.type = IPC_SESSION_CHANNEL;
+	if (ipc_send(m->queue_ctl, &msg, sess[1]) < 0)
+		log_err("cannot hand the worker's session channel to the queue: %s",
+			strerror(errno));
+	close(dlv[1]);
+	close(sess[1]);
+	m->dlv_pid = pid;
+	m->dlv_started = time(NULL);
+}
+
+/* master_delivery_exited - the worker ended: start it again as the case asks. */
+static void master_delivery_exited(struct master *m, int status)
+{
+	struct timeval tv = {0};
+
+	int asked = m->dlv_restart;
+
+	m->dlv_pid = -1;
+	m->dlv_restart = 0;
+	evtimer_del(m->dlv_kill_ev);
+	if (m->stopping || m->queue_pid < 0)
+		return; /* stopping, or the next queue process starts a worker */
+	if (asked) {
+		master_delivery_start(m);
+		return;
+	}
+	if (WIFSIGNALED(status))
+		log_err("delivery worker killed by signal %d", WTERMSIG(status));
+	else
+		log_err("delivery worker exited with status %d", WEXITSTATUS(status));
+	if (time(NULL) - m->dlv_started >= QUEUE_STABLE_AFTER)
+		m->dlv_backoff = 1;
+	log_notice("restarting the delivery worker in %u s", m->dlv_backoff);
+	tv.tv_sec = m->dlv_backoff;
+	evtimer_add(m->dlv_restart_ev, &tv);
+	m->dlv_backoff = m->dlv_backoff * 2 > QUEUE_BACKOFF_MAX ? QUEUE_BACKOFF_MAX
+								: m->dlv_backoff * 2;
+}
+
+/* master_delivery_stop - ask the worker to finish what is under way and exit. */
+static void master_delivery_stop(struct master *m)
+{
+	struct timeval tv = {.tv_sec = DELIVERY_STOP_TIMEOUT};
+
+	if (m->dlv_pid <= 0 || evtimer_pending(m->dlv_kill_ev, NULL))
+		return;
+	kill(m->dlv_pid, SIGTERM);
+	evtimer_add(m->dlv_kill_ev, &tv);
+}
+
+/* master_delivery_kill_cb - the worker did not stop in time. */
+static void master_delivery_kill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+
+	if (m->dlv_pid > 0) {
+		log_err("delivery worker did not stop in %d s: killing it", DELIVERY_STOP_TIMEOUT);
+		kill(m->dlv_pid, SIGKILL);
+	}
+}
+
+/* master_control_cb - a vsmtpctl connection: check it, hand it to the queue. */
+static void master_control_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	static const char busy[] =
+	    "{\"ok\":false,\"error\":\"the queue process is not running; try again\"}\n";
+	static const char denied[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
+	struct master *m = arg;
+	struct ipc_msg msg = {.type = IPC_CONTROL_CLIENT};
+	uid_t uid;
+	int fd;
+
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		if (!control_peer_allowed(fd, m->cfg->admin_group, &uid)) {
+			log_warn("control: refused a connection from uid %u", (unsigned)uid);
+			if (write(fd, denied, sizeof(denied) - 1) < 0) {
+				/* it will see the connection close */
+			}
+		} else if (m->queue_ctl < 0) {
+			if (write(fd, busy, sizeof(busy) - 1) < 0) {
+				/* likewise */
+			}
+		} else {
+			msg.a = uid;
+			if (ipc_send(m->queue_ctl, &msg, fd) < 0)
+				log_err("control: cannot hand a connection to the queue: %s",
+					strerror(errno));
+		}
+		close(fd);
+	}
+}
+
 /* master_stop_progress - while stopping: stop the queue once sessions are gone. */
 static void master_stop_progress(struct master *m)
 {
@@ -431,6 +593,10 @@ static void master_stop_progress(struct master *m)
 
 	if (!m->stopping || m->nsessions > 0)
 		return;
+	if (m->dlv_pid > 0) {
+		master_delivery_stop(m);
+		return;
+	}
 	if (m->queue_pid > 0) {
 		if (!evtimer_pending(m->queue_kill_ev, NULL)) {
 			kill(m->queue_pid, SIGTERM);
@@ -450,6 +616,10 @@ static void master_reap(struct master *m)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (pid == m->queue_pid) {
 			master_queue_exited(m, status);
+			continue;
+		}
+		if (pid == m->dlv_pid) {
+			master_delivery_exited(m, status);
 			continue;
 		}
 		if (!master_session_remove(m, pid))
@@ -496,6 +666,9 @@ static void master_stop(struct master *m)
 	for (i = 0; i < m->nsessions; i++)
 		kill(m->sessions[i].pid, SIGTERM);
 	evtimer_del(m->queue_restart_ev);
+	evtimer_del(m->dlv_restart_ev);
+	if (m->control_ev != NULL)
+		event_del(m->control_ev);
 	evtimer_add(m->grace_ev, &tv);
 	master_stop_progress(m);
 }
@@ -660,6 +833,12 @@ static void master_reload(struct master *m)
 	m->tls = tls;
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	master_queue_settings(m);
+	/* The worker runs the postq and delivery rules: a new one takes the new
+	 * ones once the deliveries under way are over. */
+	if (m->dlv_pid > 0) {
+		m->dlv_restart = 1;
+		master_delivery_stop(m);
+	}
 	log_info("configuration reloaded from %s, rules from %s", cfg->path, cfg->rules_file);
 }
 
@@ -707,6 +886,29 @@ static int master_open_listeners(struct master *m)
 	return 0;
 }
 
+/* master_control_open - the control socket, group admin_group when set. */
+static int master_control_open(struct master *m, int owner_uid, int owner_gid)
+{
+	const struct config *cfg = m->boot_cfg;
+	struct group *gr;
+	char err[512];
+
+	if (cfg->admin_group != NULL) {
+		if ((gr = getgrnam(cfg->admin_group)) == NULL) {
+			log_err("[server] admin_group: no group %s", cfg->admin_group);
+			return -1;
+		}
+		if (geteuid() == 0)
+			owner_gid = (int)gr->gr_gid;
+	}
+	if ((m->control_fd = control_open(cfg, owner_uid, owner_gid, err, sizeof(err))) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	log_info("control socket %s", cfg->control_socket);
+	return 0;
+}
+
 /* master_privileges - prepare the spool for the user; as root, become that user. */
 static int master_privileges(struct master *m)
 {
@@ -732,6 +934,8 @@ static int master_privileges(struct master *m)
 		log_err("cannot prepare [rules] app_dir %s: %s", cfg->app_dir, strerror(errno));
 		return -1;
 	}
+	if (master_control_open(m, owner_uid, root ? owner_gid : -1) < 0)
+		return -1;
 	if (!root) {
 		log_info("not started as root: running as uid %d; [server] user applies only "
 			 "when started as root",
@@ -780,7 +984,18 @@ static int master_events(struct master *m)
 	m->queue_restart_ev = evtimer_new(m->base, master_queue_restart_cb, m);
 	m->queue_kill_ev = evtimer_new(m->base, master_queue_kill_cb, m);
 	m->grace_ev = evtimer_new(m->base, master_grace_cb, m);
-	return m->queue_restart_ev && m->queue_kill_ev && m->grace_ev ? 0 : -1;
+	m->dlv_restart_ev = evtimer_new(m->base, master_delivery_restart_cb, m);
+	m->dlv_kill_ev = evtimer_new(m->base, master_delivery_kill_cb, m);
+	if (m->control_fd >= 0) {
+		m->control_ev = event_new(m->base, m->control_fd, EV_READ | EV_PERSIST,
+					  master_control_cb, m);
+		if (m->control_ev == NULL || event_add(m->control_ev, NULL) < 0)
+			return -1;
+	}
+	return m->queue_restart_ev && m->queue_kill_ev && m->grace_ev && m->dlv_restart_ev &&
+		       m->dlv_kill_ev
+		   ? 0
+		   : -1;
 }
 
 /* master_free - release everything before a clean exit. */
@@ -800,6 +1015,13 @@ static void master_free(struct master *m)
 		event_free(m->queue_kill_ev);
 	if (m->grace_ev != NULL)
 		event_free(m->grace_ev);
+	if (m->dlv_restart_ev != NULL)
+		event_free(m->dlv_restart_ev);
+	if (m->dlv_kill_ev != NULL)
+		event_free(m->dlv_kill_ev);
+	if (m->control_ev != NULL)
+		event_free(m->control_ev);
+	control_close(m->control_fd, m->boot_cfg->control_socket);
 	if (m->base != NULL)
 		event_base_free(m->base);
 	free(m->sessions);
@@ -825,6 +1047,9 @@ int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
 			   .queue_pid = -1,
 			   .queue_ctl = -1,
 			   .queue_backoff = 1,
+			   .dlv_pid = -1,
+			   .dlv_backoff = 1,
+			   .control_fd = -1,
 			   .sandbox_fd = -1};
 
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);

@@ -34,54 +34,7 @@
 #include "sigevent.h"
 #include "queue.h"
 #include "spool.h"
-
-struct queue_client;
-
-/* Room for the headers a session adds in front of the client's content. */
-#define QUEUE_HEADER_SLACK (64u * 1024)
-
-/* A message file between IPC_MSG_CREATE and the end of its commit. */
-struct queue_msg {
-	char id[SPOOL_ID_LEN + 1];
-	int fd;
-	int status;                  /* commit result, set by the flusher */
-	int committing;              /* handed to the flush pipeline */
-	int dest_fd;                 /* quarantine/<name> when the rules said so, else -1 */
-	struct queue_client *client; /* NULL once the session has gone */
-	struct queue_msg *next;      /* in the client's list or a batch */
-};
-
-/* One session's channel. */
-struct queue_client {
-	struct queue *q;
-	int fd;
-	struct event *ev;
-	struct queue_msg *open; /* created, not yet committing */
-	struct queue_client *prev, *next;
-};
-
-/* The process state; one instance, in queue_main's frame. */
-struct queue {
-	const struct config *cfg;
-	struct event_base *base;
-	int ctl;
-	int spool_fd, incoming_fd, queue_fd;
-	uint64_t last_id;
-	uint64_t min_free_space;
-	uint64_t max_message_size;
-	struct queue_client *clients;
-	int stopping;
-
-	/* group commit: pending is the main thread's; batch and done are
-	 * exchanged with the flusher under lock */
-	struct queue_msg *pending, **pending_tail;
-	int flushing;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	struct queue_msg *batch, *done;
-	int done_fd; /* eventfd: the flusher finished a batch */
-	unsigned long flushes, committed;
-};
+#include "queue_internal.h"
 
 /* queue_reply - answer a session; a session that has gone is not an error. */
 static void queue_reply(struct queue_client *c, uint32_t type, int status, const char *id,
@@ -175,7 +128,7 @@ static struct queue_msg *queue_client_take(struct queue_client *c, const char *i
 }
 
 /* queue_subdir - open dir under parent, creating it (durably) when missing. */
-static int queue_subdir(int parent, const char *dir)
+int queue_subdir(int parent, const char *dir)
 {
 	if (mkdirat(parent, dir, 0700) == 0) {
 		if (fsync(parent) < 0)
@@ -187,7 +140,7 @@ static int queue_subdir(int parent, const char *dir)
 }
 
 /* queue_quarantine_dir - quarantine/<name>, created on first use; -1 with errno. */
-static int queue_quarantine_dir(struct queue *q, const char *name)
+int queue_quarantine_dir(struct queue *q, const char *name)
 {
 	int top, fd;
 
@@ -488,6 +441,16 @@ static void queue_ctl_cb(evutil_socket_t fd, short what, void *arg)
 				fatal("session channel message without a descriptor");
 			queue_client_add(q, passfd);
 			break;
+		case IPC_DELIVERY_CHANNEL:
+			if (passfd == -1)
+				fatal("delivery channel message without a descriptor");
+			queue_dlv_attach(q, passfd);
+			break;
+		case IPC_CONTROL_CLIENT:
+			if (passfd == -1)
+				fatal("control client message without a descriptor");
+			queue_control_client(q, passfd);
+			break;
 		case IPC_QUEUE_SETTINGS:
 			q->min_free_space = m.a;
 			/* Sessions started before a reload keep the limit they
@@ -590,6 +553,9 @@ static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
 			queue_msg_discard(q, m);
 			continue;
 		}
+		/* A quarantined message is not the worker's business. */
+		if (m->dest_fd < 0)
+			queue_dlv_announce(q, m->id, 0);
 		queue_msg_free(m);
 		n++;
 	}
@@ -657,6 +623,45 @@ static void queue_recover_check(int queue_fd, int spool_fd, const char *name,
 		close(fd);
 }
 
+/*
+ * queue_recover_states - remove state files whose message is neither in
+ * queue/ nor in hold/ (it was delivered, or removed, just before a crash)
+ * and the temporary files of interrupted state writes.
+ */
+static int queue_recover_states(int spool_fd)
+{
+	int state = openat(spool_fd, SPOOL_STATE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int queued = openat(spool_fd, SPOOL_QUEUE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int held = openat(spool_fd, SPOOL_HOLD, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d = NULL;
+	int rc = -1;
+
+	if (state < 0 || queued < 0 || held < 0 || (d = fdopendir(state)) == NULL)
+		goto out;
+	state = -1; /* now d's */
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (spool_id_valid(de->d_name) &&
+		    (faccessat(queued, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+		     faccessat(held, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
+			continue;
+		unlinkat(dirfd(d), de->d_name, 0);
+	}
+	rc = 0;
+out:
+	if (d != NULL)
+		closedir(d);
+	if (state >= 0)
+		close(state);
+	if (queued >= 0)
+		close(queued);
+	if (held >= 0)
+		close(held);
+	return rc;
+}
+
 /* queue_recover - remove incomplete files, check the committed ones. */
 int queue_recover(int spool_fd, struct queue_recovery *rec)
 {
@@ -680,6 +685,8 @@ int queue_recover(int spool_fd, struct queue_recovery *rec)
 		queue_recover_check(fd, spool_fd, de->d_name, rec);
 	}
 	closedir(d);
+	if (queue_recover_states(spool_fd) < 0)
+		return -1;
 	/* Make the removals and moves durable before new mail is accepted. */
 	if (fsync(spool_fd) < 0)
 		return -1;
@@ -694,7 +701,11 @@ static void queue_open_dirs(struct queue *q)
 		fatal("cannot open spool %s: %s", q->cfg->spool_dir, strerror(errno));
 	q->incoming_fd = openat(q->spool_fd, SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	q->queue_fd = openat(q->spool_fd, SPOOL_QUEUE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (q->incoming_fd < 0 || q->queue_fd < 0)
+	q->state_fd = openat(q->spool_fd, SPOOL_STATE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	q->hold_fd = openat(q->spool_fd, SPOOL_HOLD, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	q->dead_fd = openat(q->spool_fd, SPOOL_DEAD, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->incoming_fd < 0 || q->queue_fd < 0 || q->state_fd < 0 || q->hold_fd < 0 ||
+	    q->dead_fd < 0)
 		fatal("cannot open spool directories in %s: %s", q->cfg->spool_dir,
 		      strerror(errno));
 }
@@ -702,7 +713,7 @@ static void queue_open_dirs(struct queue *q)
 /* queue_main - the queue process. */
 void queue_main(const struct config *cfg, int ctl)
 {
-	struct queue q = {.cfg = cfg, .ctl = ctl};
+	struct queue q = {.cfg = cfg, .ctl = ctl, .dlv_fd = -1};
 	struct queue_recovery rec;
 	static const int sigs[] = {SIGTERM, SIGINT};
 	struct event *ctl_ev, *done_ev, *sig_ev;

@@ -1,7 +1,8 @@
 /*
  * rules_ctx.c - the `ctx` object rules receive: the connection, the
  * transaction and, from preq on, the message, with the seeds' predefined
- * functions as methods.
+ * functions as methods, and at the delivery stage the transport each
+ * recipient takes (ctx:deliver, ctx:forward, ...).
  *
  * ctx is a userdata holding a pointer to the caller's struct rule_ctx. It is
  * valid for one stage only: afterwards the pointer is cleared, so a rule
@@ -17,6 +18,7 @@
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
 
+#include "config.h"
 #include "rule_objects.h"
 #include "rules_internal.h"
 #include "smtp_parse.h"
@@ -820,6 +822,171 @@ static int lua_ctx_quarantine(lua_State *L)
 	return rules_status_push_quarantine(L, luaL_checkstring(L, 2));
 }
 
+/* ---- delivery: the transport --------------------------------------- */
+
+/* What a route method takes after its recipient. */
+enum ctx_target {
+	CTX_TARGET_NONE,     /* nothing */
+	CTX_TARGET_SMTP,     /* required: host, host:port, [host]:port, [IPv6]:port */
+	CTX_TARGET_OPTIONAL, /* optional ("" or nil: the configured one), unix:/path too */
+};
+
+/* ctx_check_target - the target at idx into out (RULE_ROUTE_TARGET_MAX
+ * bytes); "" when optional and absent. Raises when it is no destination. */
+static void ctx_check_target(lua_State *L, int idx, const char *what, enum ctx_target tk,
+			     char *out)
+{
+	char host[RULE_ROUTE_TARGET_MAX];
+	const char *text, *path;
+	unsigned port;
+	int bracketed;
+	size_t len;
+
+	out[0] = '\0';
+	if (tk == CTX_TARGET_NONE || (tk == CTX_TARGET_OPTIONAL && lua_isnoneornil(L, idx)))
+		return;
+	text = luaL_checklstring(L, idx, &len);
+	if (tk == CTX_TARGET_OPTIONAL && len == 0)
+		return;
+	if (len >= RULE_ROUTE_TARGET_MAX)
+		luaL_error(L, "ctx:%s: a destination is at most %d bytes", what,
+			   RULE_ROUTE_TARGET_MAX - 1);
+	if (strlen(text) != len ||
+	    config_target_split(text, host, sizeof(host), &port, &path, &bracketed) < 0)
+		luaL_error(L, "ctx:%s: \"%s\" is not a destination (%s)", what, text,
+			   tk == CTX_TARGET_SMTP ? "host, host:port or [address]:port"
+						 : "unix:/path, host:port or [address]:port");
+	if (tk == CTX_TARGET_SMTP && path != NULL)
+		luaL_error(L, "ctx:%s: \"%s\": forward is SMTP over TCP, give host, host:port or "
+			      "[address]:port (a unix socket is for ctx:lmtp)",
+			   what, text);
+	memcpy(out, text, len + 1);
+}
+
+/* ctx_route - the body of every transport method: check where it is
+ * called, its recipient (none for the _all forms) and target, then hand
+ * the choice to the delivery process's callback. Returns nothing. */
+static int ctx_route(lua_State *L, const char *what, const char *args, enum rule_route kind,
+		     enum ctx_target tk)
+{
+	struct ctx_ud *ud;
+	struct rule_ctx *ctx = ctx_check(L, &ud);
+	char addr[RULE_ADDRESS_TEXT_MAX] = "", target[RULE_ROUTE_TARGET_MAX];
+	size_t wlen = strlen(what);
+	int all = wlen > 4 && strcmp(what + wlen - 4, "_all") == 0, err;
+	const char *rcpt = all ? NULL : addr;
+	int top = lua_gettop(L);
+	long i;
+
+	if (ud->stage != RULE_STAGE_DELIVERY)
+		return luaL_error(L, "ctx:%s: only in the delivery stage", what);
+	if (ctx->route == NULL)
+		return luaL_error(L, "ctx:%s: no delivery to choose a transport for here", what);
+	/* ctx:maildir_all("bob@example.org") would route every recipient:
+	 * an argument too many is a mistake, not something to ignore. */
+	while (top > 1 && lua_isnil(L, top))
+		top--;
+	if (top > 1 + !all + (tk != CTX_TARGET_NONE)) {
+		char one[32]; /* the method for one recipient */
+
+		if (!all)
+			return luaL_error(L, "ctx:%s(%s): too many arguments", what, args);
+		snprintf(one, sizeof(one), "%.*s", (int)(wlen - 4), what);
+		return luaL_error(L, "ctx:%s(%s): too many arguments (for one recipient: "
+				     "ctx:%s(rcpt%s))",
+				  what, args, one, tk == CTX_TARGET_NONE ? "" : ", ...");
+	}
+	if (!all)
+		ctx_check_address(L, 2, addr, sizeof(addr));
+	ctx_check_target(L, all ? 2 : 3, what, tk, target);
+	if (!all && ctx->env != NULL) {
+		/* The callback gets the envelope's spelling of the address. */
+		if ((i = ctx_find_rcpt(ctx->env, addr)) < 0)
+			return luaL_error(L, "ctx:%s: %s is not a recipient", what, addr);
+		rcpt = ctx->env->rcpts[i].address;
+	}
+	err = ctx->route(ctx->route_arg, rcpt, kind, target);
+	if (err == ENOENT)
+		return luaL_error(L, "ctx:%s: %s is not a recipient", what, addr);
+	if (err == EINVAL)
+		return luaL_error(L, "ctx:%s: \"%s\" is not a destination", what, target);
+	if (err != 0)
+		return luaL_error(L, "ctx:%s: %s", what, strerror(err));
+	return 0;
+}
+
+/* lua_ctx_deliver - ctx:deliver(rcpt): the usual way, chosen explicitly. */
+static int lua_ctx_deliver(lua_State *L)
+{
+	return ctx_route(L, "deliver", "rcpt", ROUTE_DELIVER, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_forward - ctx:forward(rcpt, target): SMTP to target. */
+static int lua_ctx_forward(lua_State *L)
+{
+	return ctx_route(L, "forward", "rcpt, target", ROUTE_FORWARD, CTX_TARGET_SMTP);
+}
+
+/* lua_ctx_maildir - ctx:maildir(rcpt): into the recipient's Maildir. */
+static int lua_ctx_maildir(lua_State *L)
+{
+	return ctx_route(L, "maildir", "rcpt", ROUTE_MAILDIR, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_mbox - ctx:mbox(rcpt): appended to the recipient's mbox. */
+static int lua_ctx_mbox(lua_State *L)
+{
+	return ctx_route(L, "mbox", "rcpt", ROUTE_MBOX, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_lmtp - ctx:lmtp(rcpt [, target]): LMTP to target or [delivery] lmtp. */
+static int lua_ctx_lmtp(lua_State *L)
+{
+	return ctx_route(L, "lmtp", "rcpt [, target]", ROUTE_LMTP, CTX_TARGET_OPTIONAL);
+}
+
+/* lua_ctx_disable_delivery - ctx:disable_delivery(rcpt): sent nowhere. */
+static int lua_ctx_disable_delivery(lua_State *L)
+{
+	return ctx_route(L, "disable_delivery", "rcpt", ROUTE_NONE, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_deliver_all - ctx:deliver_all(). */
+static int lua_ctx_deliver_all(lua_State *L)
+{
+	return ctx_route(L, "deliver_all", "", ROUTE_DELIVER, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_forward_all - ctx:forward_all(target). */
+static int lua_ctx_forward_all(lua_State *L)
+{
+	return ctx_route(L, "forward_all", "target", ROUTE_FORWARD, CTX_TARGET_SMTP);
+}
+
+/* lua_ctx_maildir_all - ctx:maildir_all(). */
+static int lua_ctx_maildir_all(lua_State *L)
+{
+	return ctx_route(L, "maildir_all", "", ROUTE_MAILDIR, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_mbox_all - ctx:mbox_all(). */
+static int lua_ctx_mbox_all(lua_State *L)
+{
+	return ctx_route(L, "mbox_all", "", ROUTE_MBOX, CTX_TARGET_NONE);
+}
+
+/* lua_ctx_lmtp_all - ctx:lmtp_all([target]). */
+static int lua_ctx_lmtp_all(lua_State *L)
+{
+	return ctx_route(L, "lmtp_all", "[target]", ROUTE_LMTP, CTX_TARGET_OPTIONAL);
+}
+
+/* lua_ctx_disable_delivery_all - ctx:disable_delivery_all(). */
+static int lua_ctx_disable_delivery_all(lua_State *L)
+{
+	return ctx_route(L, "disable_delivery_all", "", ROUTE_NONE, CTX_TARGET_NONE);
+}
+
 /* ---- the class ------------------------------------------------------- */
 
 /* rules_ctx_open - the ctx metatable and its methods. */
@@ -848,6 +1015,18 @@ void rules_ctx_open(lua_State *L)
 		{"quarantine", lua_ctx_quarantine},
 		{"write", lua_ctx_write},
 		{"dump", lua_ctx_dump},
+		{"deliver", lua_ctx_deliver},
+		{"forward", lua_ctx_forward},
+		{"maildir", lua_ctx_maildir},
+		{"mbox", lua_ctx_mbox},
+		{"lmtp", lua_ctx_lmtp},
+		{"disable_delivery", lua_ctx_disable_delivery},
+		{"deliver_all", lua_ctx_deliver_all},
+		{"forward_all", lua_ctx_forward_all},
+		{"maildir_all", lua_ctx_maildir_all},
+		{"mbox_all", lua_ctx_mbox_all},
+		{"lmtp_all", lua_ctx_lmtp_all},
+		{"disable_delivery_all", lua_ctx_disable_delivery_all},
 		{NULL, NULL},
 	};
 

@@ -52,18 +52,11 @@
 #define RULES_DNS_TRY_MIN_MS 100    /* the shortest wait before a retry */
 #define RULES_DNS_QUOTE_MAX 64      /* bytes of a bad value quoted in an error */
 
-/* One server, as captured by rules_dns_open(). */
-struct dns_server {
-	int family;             /* AF_INET or AF_INET6 */
-	unsigned char addr[16]; /* network byte order */
-	unsigned port;
-};
-
 /* The `dns` table's state: a userdata, upvalue of its functions. */
 struct rules_dns {
 	unsigned timeout_ms;
 	size_t nservers;
-	struct dns_server servers[RULES_DNS_SERVERS_MAX];
+	struct rules_dns_server servers[RULES_DNS_SERVERS_MAX];
 	ares_channel channel; /* NULL until the first lookup */
 	pid_t owner;          /* the process that created channel */
 	int library;          /* ares_library_init() to undo */
@@ -182,7 +175,7 @@ static long dns_parse_port(const char *s)
 }
 
 /* dns_server_parse - one server word into out; NULL or why not. */
-static const char *dns_server_parse(const char *word, struct dns_server *out)
+static const char *dns_server_parse(const char *word, struct rules_dns_server *out)
 {
 	char host[INET6_ADDRSTRLEN];
 	const char *port = NULL, *end;
@@ -225,13 +218,14 @@ static const char *dns_server_parse(const char *word, struct dns_server *out)
 /* rules_dns_check_server - is word one server address? */
 const char *rules_dns_check_server(const char *word)
 {
-	struct dns_server s;
+	struct rules_dns_server s;
 
 	return dns_server_parse(word, &s);
 }
 
-/* dns_parse_servers - the words of list into d; 0 or -1 with err. */
-static int dns_parse_servers(const char *list, struct rules_dns *d, char *err, size_t errlen)
+/* dns_parse_servers - the words of list into out (*n of them); 0 or -1 with err. */
+static int dns_parse_servers(const char *list, struct rules_dns_server *out, size_t *n_out,
+			     char *err, size_t errlen)
 {
 	char word[128];
 	const char *p = list, *why;
@@ -249,20 +243,22 @@ static int dns_parse_servers(const char *list, struct rules_dns *d, char *err, s
 		memcpy(word, p, n);
 		word[n] = '\0';
 		p += n;
-		if (d->nservers == RULES_DNS_SERVERS_MAX) {
+		if (*n_out == RULES_DNS_SERVERS_MAX) {
 			snprintf(err, errlen, "dns_servers: at most %d servers", RULES_DNS_SERVERS_MAX);
 			return -1;
 		}
-		if ((why = dns_server_parse(word, &d->servers[d->nservers])) != NULL) {
+		if ((why = dns_server_parse(word, &out[*n_out])) != NULL) {
 			snprintf(err, errlen, "dns_servers: \"%s\" %s", word, why);
 			return -1;
 		}
-		d->nservers++;
+		(*n_out)++;
 	}
 }
 
-/* dns_system_servers - the system's resolvers, as c-ares reads them. */
-static int dns_system_servers(struct rules_dns *d, char *err, size_t errlen)
+/* dns_system_servers - the system's resolvers, as c-ares reads them, into
+ * out (*n of them); 0 or -1 with err. */
+static int dns_system_servers(struct rules_dns_server *out, size_t *n_out, char *err,
+			      size_t errlen)
 {
 	struct ares_addr_port_node *list = NULL, *n;
 	ares_channel ch;
@@ -274,9 +270,9 @@ static int dns_system_servers(struct rules_dns *d, char *err, size_t errlen)
 		return -1;
 	}
 	rc = ares_get_servers_ports(ch, &list);
-	for (n = list; rc == ARES_SUCCESS && n != NULL && d->nservers < RULES_DNS_SERVERS_MAX;
+	for (n = list; rc == ARES_SUCCESS && n != NULL && *n_out < RULES_DNS_SERVERS_MAX;
 	     n = n->next) {
-		struct dns_server *s = &d->servers[d->nservers];
+		struct rules_dns_server *s = &out[*n_out];
 
 		if (n->family == AF_INET)
 			memcpy(s->addr, &n->addr.addr4, 4);
@@ -286,7 +282,7 @@ static int dns_system_servers(struct rules_dns *d, char *err, size_t errlen)
 			continue;
 		s->family = n->family;
 		s->port = n->udp_port > 0 && n->udp_port <= 65535 ? (unsigned)n->udp_port : 53;
-		d->nservers++;
+		(*n_out)++;
 	}
 	ares_free_data(list);
 	ares_destroy(ch);
@@ -295,12 +291,26 @@ static int dns_system_servers(struct rules_dns *d, char *err, size_t errlen)
 			 ares_strerror(rc));
 		return -1;
 	}
-	if (d->nservers == 0) {
+	if (*n_out == 0) {
 		snprintf(err, errlen, "dns_servers: the system has no DNS resolver "
 				      "(/etc/resolv.conf): set dns_servers");
 		return -1;
 	}
 	return 0;
+}
+
+/* rules_dns_servers_read - the servers of list, or the system's. */
+int rules_dns_servers_read(const char *list, struct rules_dns_server *out, char *err,
+			   size_t errlen)
+{
+	size_t n = 0;
+	int rc;
+
+	if (list != NULL && list[strspn(list, " \t,")] != '\0')
+		rc = dns_parse_servers(list, out, &n, err, errlen);
+	else
+		rc = dns_system_servers(out, &n, err, errlen);
+	return rc < 0 ? -1 : (int)n;
 }
 
 /* ---- the channel ------------------------------------------------------ */
@@ -887,14 +897,12 @@ int rules_dns_open(lua_State *L, const char *servers, unsigned timeout_ms, char 
 		snprintf(err, errlen, "dns: cannot initialize c-ares: %s", ares_strerror(rc));
 		return -1;
 	}
-	if (servers != NULL && servers[strspn(servers, " \t,")] != '\0')
-		rc = dns_parse_servers(servers, &cfg, err, errlen);
-	else
-		rc = dns_system_servers(&cfg, err, errlen);
+	rc = rules_dns_servers_read(servers, cfg.servers, err, errlen);
 	if (rc < 0) {
 		ares_library_cleanup();
 		return -1;
 	}
+	cfg.nservers = (size_t)rc;
 	cfg.library = 1;
 	d = lua_newuserdatauv(L, sizeof(*d), 0);
 	*d = cfg;

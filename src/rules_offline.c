@@ -6,14 +6,24 @@
  * a client would see. Refusals stop where the session would stop them: a
  * refused MAIL ends the transaction, a refused RCPT only drops that
  * recipient, a deny anywhere ends the connection.
+ *
+ * A message the session would queue then goes through postq and delivery
+ * as the delivery process (delivery.c) runs them: no client is there any
+ * more, so deny and reject fail the recipients (a 5xx code: the sender gets
+ * a bounce) or defer them (a 4xx code, or a rule error), info changes
+ * nothing, the delivery stage cannot change the recipients, and its
+ * transport choices (ctx:forward, ctx:maildir, ...) are collected per
+ * recipient.
  */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "config.h"
 #include "log.h"
 #include "rules_offline.h"
 #include "smtp_parse.h"
@@ -30,6 +40,48 @@ const char *rules_offline_outcome_name(enum offline_outcome o)
 	};
 
 	return o <= OFFLINE_DEFERRED ? names[o] : "?";
+}
+
+/* rules_offline_after_name - what became of a queued message. */
+const char *rules_offline_after_name(enum offline_after a)
+{
+	static const char *const names[] = {
+		[OFFLINE_AFTER_NONE] = "none",
+		[OFFLINE_AFTER_DELIVERED] = "delivered",
+		[OFFLINE_AFTER_QUARANTINED] = "quarantined",
+		[OFFLINE_AFTER_BOUNCED] = "bounced",
+		[OFFLINE_AFTER_DEFERRED] = "deferred",
+		[OFFLINE_AFTER_DISCARDED] = "discarded",
+	};
+
+	return a <= OFFLINE_AFTER_DISCARDED ? names[a] : "?";
+}
+
+/* rules_offline_route_format - a route's name, and its target when it has one. */
+void rules_offline_route_format(enum rule_route kind, const char *target, char *buf, size_t len)
+{
+	static const char *const names[] = {
+		[ROUTE_DEFAULT] = "default", [ROUTE_DELIVER] = "deliver",
+		[ROUTE_FORWARD] = "forward", [ROUTE_MAILDIR] = "maildir",
+		[ROUTE_MBOX] = "mbox",       [ROUTE_LMTP] = "lmtp",
+		[ROUTE_NONE] = "disabled",
+	};
+	const char *name = kind <= ROUTE_NONE ? names[kind] : "?";
+
+	if (target != NULL && target[0] != '\0')
+		snprintf(buf, len, "%s %s", name, target);
+	else
+		snprintf(buf, len, "%s", name);
+}
+
+/* offline_code_text - a verdict's code as a reply line into step->reply. */
+static void offline_code_text(struct offline_step *step)
+{
+	const struct rule_reply *reply = &step->v.reply;
+
+	snprintf(step->reply, sizeof(step->reply), "%d%s%s%s%s", reply->code,
+		 reply->enhanced[0] ? " " : "", reply->enhanced, reply->text[0] ? " " : "",
+		 reply->text);
 }
 
 /* offline_reply - the reply text of a verdict, or of the normal answer. */
@@ -58,9 +110,7 @@ static void offline_reply(struct offline_step *step, const char *normal, const c
 		snprintf(step->reply, sizeof(step->reply), "250 %s", v->reply.text);
 	else if (step->refused || (positive && v->has_reply &&
 				   step->stage != RULE_STAGE_CONNECT && step->stage != RULE_STAGE_HELO))
-		snprintf(step->reply, sizeof(step->reply), "%d%s%s%s%s", v->reply.code,
-			 v->reply.enhanced[0] ? " " : "", v->reply.enhanced,
-			 v->reply.text[0] ? " " : "", v->reply.text);
+		offline_code_text(step);
 	else
 		snprintf(step->reply, sizeof(step->reply), "%s", normal);
 }
@@ -178,6 +228,251 @@ static int offline_rcpts(struct rules *r, struct rule_ctx *ctx, const struct off
 	return accepted > 0;
 }
 
+/* ---- after queueing: postq and delivery ------------------------------ */
+
+/* A transport the delivery stage chose for one recipient. */
+struct offline_choice {
+	char *rcpt;
+	enum rule_route kind;
+	char target[RULE_ROUTE_TARGET_MAX];
+};
+
+/* The delivery stage's choices so far: an _all form, then single ones. */
+struct offline_routes {
+	const struct envelope *env;
+	int has_all;
+	enum rule_route all_kind;
+	char all_target[RULE_ROUTE_TARGET_MAX];
+	struct offline_choice *choices;
+	size_t n;
+};
+
+/* offline_addr_equal - the same mailbox, as the rules compare them: the
+ * local part exactly, the domain in any case. */
+static int offline_addr_equal(const char *a, const char *b)
+{
+	const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+
+	if (at_a == NULL || at_b == NULL)
+		return at_a == at_b && strcasecmp(a, b) == 0;
+	return at_a - a == at_b - b && strncmp(a, b, (size_t)(at_a - a)) == 0 &&
+	       strcasecmp(at_a, at_b) == 0;
+}
+
+/* offline_routes_forget - drop the single choices. */
+static void offline_routes_forget(struct offline_routes *rt)
+{
+	size_t i;
+
+	for (i = 0; i < rt->n; i++)
+		free(rt->choices[i].rcpt);
+	free(rt->choices);
+	rt->choices = NULL;
+	rt->n = 0;
+}
+
+/* offline_target_ok - whether target suits kind: forward needs a TCP
+ * destination, lmtp takes one or "" (the configured), the rest take "". */
+static int offline_target_ok(enum rule_route kind, const char *target)
+{
+	char host[RULE_ROUTE_TARGET_MAX];
+	const char *path;
+	unsigned port;
+	int bracketed;
+
+	if (kind != ROUTE_FORWARD && kind != ROUTE_LMTP)
+		return target[0] == '\0';
+	if (kind == ROUTE_LMTP && target[0] == '\0')
+		return 1;
+	if (strlen(target) >= RULE_ROUTE_TARGET_MAX ||
+	    config_target_split(target, host, sizeof(host), &port, &path, &bracketed) < 0)
+		return 0;
+	return kind == ROUTE_LMTP || path == NULL;
+}
+
+/* offline_route_choose - rule_ctx.route for the delivery stage: keep the
+ * choice, the last one for a recipient winning. */
+static int offline_route_choose(void *arg, const char *rcpt, enum rule_route kind,
+				const char *target)
+{
+	struct offline_routes *rt = arg;
+	struct offline_choice *grown, *c = NULL;
+	size_t i;
+
+	if (!offline_target_ok(kind, target))
+		return EINVAL;
+	if (rcpt == NULL) {
+		offline_routes_forget(rt); /* every earlier choice is overridden */
+		rt->has_all = 1;
+		rt->all_kind = kind;
+		snprintf(rt->all_target, sizeof(rt->all_target), "%s", target);
+		return 0;
+	}
+	for (i = 0; i < rt->env->nrcpts; i++)
+		if (offline_addr_equal(rt->env->rcpts[i].address, rcpt))
+			break;
+	if (i == rt->env->nrcpts)
+		return ENOENT;
+	for (i = 0; i < rt->n && c == NULL; i++)
+		if (offline_addr_equal(rt->choices[i].rcpt, rcpt))
+			c = &rt->choices[i];
+	if (c == NULL) {
+		if ((grown = realloc(rt->choices, (rt->n + 1) * sizeof(*grown))) == NULL)
+			return ENOMEM;
+		rt->choices = grown;
+		c = &rt->choices[rt->n];
+		if ((c->rcpt = strdup(rcpt)) == NULL)
+			return ENOMEM;
+		rt->n++;
+	}
+	c->kind = kind;
+	snprintf(c->target, sizeof(c->target), "%s", target);
+	return 0;
+}
+
+/* offline_routes_list - every recipient of the envelope with its route, in
+ * envelope order; malloc'ed, NULL when out of memory. */
+static struct offline_route *offline_routes_list(const struct offline_routes *rt)
+{
+	const struct envelope *env = rt->env;
+	struct offline_route *list = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*list));
+	size_t i, j;
+
+	if (list == NULL)
+		return NULL;
+	for (i = 0; i < env->nrcpts; i++) {
+		list[i].rcpt = env->rcpts[i].address;
+		if (rt->has_all) {
+			list[i].kind = rt->all_kind;
+			snprintf(list[i].target, sizeof(list[i].target), "%s", rt->all_target);
+		}
+		for (j = 0; j < rt->n; j++) {
+			if (offline_addr_equal(rt->choices[j].rcpt, env->rcpts[i].address)) {
+				list[i].kind = rt->choices[j].kind;
+				snprintf(list[i].target, sizeof(list[i].target), "%s",
+					 rt->choices[j].target);
+			}
+		}
+	}
+	return list;
+}
+
+/* rules_offline_route_find - rcpt's entry in the step's routes. */
+const struct offline_route *rules_offline_route_find(const struct offline_step *step,
+						     const char *rcpt)
+{
+	size_t i;
+
+	for (i = 0; i < step->nroutes; i++)
+		if (offline_addr_equal(step->routes[i].rcpt, rcpt))
+			return &step->routes[i];
+	return NULL;
+}
+
+/* offline_after_verdict - what a postq or delivery verdict makes of the
+ * queued message: no client to answer, so the code's class decides. */
+static void offline_after_verdict(struct offline_step *step, const struct envelope *env)
+{
+	const struct rule_verdict *v = &step->v;
+
+	step->refused = v->status == RULE_DENY || v->status == RULE_REJECT ||
+			v->status == RULE_ERROR;
+	if (v->status == RULE_ERROR) {
+		/* The delivery process's words: the rule's error is in the log. */
+		snprintf(step->reply, sizeof(step->reply), "451 4.3.0 error in the %s rules",
+			 rules_stage_name(step->stage));
+		step->after = OFFLINE_AFTER_DEFERRED;
+	} else if (step->refused) {
+		offline_code_text(step);
+		step->after = v->reply.code >= 500 ? OFFLINE_AFTER_BOUNCED : OFFLINE_AFTER_DEFERRED;
+	} else if (v->status == RULE_QUARANTINE) {
+		snprintf(step->reply, sizeof(step->reply), "quarantine/%s", v->quarantine);
+		step->after = OFFLINE_AFTER_QUARANTINED;
+	} else if (env->nrcpts == 0) {
+		snprintf(step->reply, sizeof(step->reply), "every recipient removed");
+		step->after = OFFLINE_AFTER_DISCARDED;
+	} else {
+		step->after = step->stage == RULE_STAGE_DELIVERY ? OFFLINE_AFTER_DELIVERED
+								 : OFFLINE_AFTER_NONE;
+	}
+}
+
+/* offline_same_rcpts - whether a and b have the same sender and recipients. */
+static int offline_same_rcpts(const struct envelope *a, const struct envelope *b)
+{
+	size_t i;
+
+	if (a->nrcpts != b->nrcpts || strcmp(a->mail_from ? a->mail_from : "",
+					     b->mail_from ? b->mail_from : "") != 0)
+		return 0;
+	for (i = 0; i < a->nrcpts; i++)
+		if (strcmp(a->rcpts[i].address, b->rcpts[i].address) != 0)
+			return 0;
+	return 1;
+}
+
+/* offline_delivery - the delivery stage, with the transport choices. */
+static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_report_fn report,
+			     void *arg)
+{
+	struct offline_routes rt = {.env = ctx->env};
+	struct offline_route *list = NULL;
+	struct envelope before = {0};
+	struct offline_step step;
+
+	memset(&step, 0, sizeof(step));
+	step.stage = RULE_STAGE_DELIVERY;
+	if (envelope_copy_rcpts(&before, ctx->env) < 0) {
+		envelope_clear(&before);
+		snprintf(step.reply, sizeof(step.reply), "451 4.3.0 error in the delivery rules");
+		step.after = OFFLINE_AFTER_DEFERRED;
+		if (report != NULL)
+			report(arg, &step);
+		return;
+	}
+	ctx->route = offline_route_choose;
+	ctx->route_arg = &rt;
+	rules_run(r, RULE_STAGE_DELIVERY, ctx, &step.v);
+	ctx->route = NULL;
+	ctx->route_arg = NULL;
+	/* As the delivery process: recipients are changed at postq, not here. */
+	if (!offline_same_rcpts(&before, ctx->env)) {
+		log_warn("%s: the delivery rules changed the sender or the recipients: ignored "
+			 "(make such changes at postq)",
+			 OFFLINE_ID);
+		envelope_swap_rcpts(ctx->env, &before);
+	}
+	envelope_clear(&before);
+	offline_after_verdict(&step, ctx->env);
+	if (step.after == OFFLINE_AFTER_DELIVERED && (list = offline_routes_list(&rt)) == NULL) {
+		/* As the delivery process would: nothing lost, try again later. */
+		snprintf(step.reply, sizeof(step.reply), "451 4.3.0 out of memory");
+		step.after = OFFLINE_AFTER_DEFERRED;
+	}
+	step.routes = list;
+	step.nroutes = list != NULL ? ctx->env->nrcpts : 0;
+	if (report != NULL)
+		report(arg, &step);
+	free(list);
+	offline_routes_forget(&rt);
+}
+
+/* offline_after_queue - postq, then delivery unless postq decided. */
+static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, offline_report_fn report,
+				void *arg)
+{
+	struct offline_step step;
+
+	memset(&step, 0, sizeof(step));
+	step.stage = RULE_STAGE_POSTQ;
+	rules_run(r, RULE_STAGE_POSTQ, ctx, &step.v);
+	offline_after_verdict(&step, ctx->env);
+	if (report != NULL)
+		report(arg, &step);
+	if (step.after == OFFLINE_AFTER_NONE)
+		offline_delivery(r, ctx, report, arg);
+}
+
 /* offline_preq - the message stage and the final reply. */
 static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 					 const struct offline_tx *tx, offline_report_fn report,
@@ -192,8 +487,6 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 	memset(step, 0, sizeof(*step));
 	step->stage = RULE_STAGE_PREQ;
 	rules_run(r, RULE_STAGE_PREQ, ctx, &step->v);
-	ctx->msg = NULL;
-	message_free(msg);
 	offline_reply(step, "250 2.0.0 Ok: queued as " OFFLINE_ID, ctx->server_name);
 	if (step->refused) {
 		out = offline_refusal(step);
@@ -205,6 +498,11 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 	}
 	if (report != NULL)
 		report(arg, step);
+	/* The queued message, with what preq changed, goes on offline. */
+	if (out == OFFLINE_QUEUED)
+		offline_after_queue(r, ctx, report, arg);
+	ctx->msg = NULL;
+	message_free(msg);
 	return out;
 }
 

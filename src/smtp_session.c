@@ -48,13 +48,13 @@
 #include "smtp_auth.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
+#include "spool_client.h"
 #include "tls_server.h"
 
 #define SMTP_INPUT_HIGH_WATER (256u * 1024)
 #define SMTP_OUTPUT_HIGH_WATER (256u * 1024) /* replies a client has not read */
 #define SMTP_WRITE_BUFFER (64u * 1024)
 #define SMTP_IDS_LOG_MAX 512
-#define SMTP_RULES_SERVICE_TIMEOUT_MS 10000
 #define SMTP_TLS_FLUSH_MS 5000 /* for the last encrypted bytes of a closing session */
 
 enum smtp_state {
@@ -504,6 +504,8 @@ static int smtp_preq(struct smtp_session *s)
 		smtp_reply(s, "451 4.3.0 Error: out of memory");
 		return 1;
 	}
+	/* A faccept skips every later rule: the postq and delivery ones too. */
+	tx->env.faccept = s->rctx.skip_all && tx->env.quarantine == NULL;
 	return 0;
 }
 
@@ -1774,58 +1776,16 @@ static void smtp_peer(struct smtp_session *s, int fd)
 
 /*
  * smtp_rules_service - a rule's request outside the sandbox, answered by the
- * queue process: whether an account exists, or saving a copy (passed as a
- * memfd). Synchronous, like the rule that asks; no other request of ours is
- * outstanding while rules run. Returns 0 or an errno value.
+ * queue process: whether an account exists, or saving a copy. Synchronous,
+ * like the rule that asks; no other request of ours is outstanding while
+ * rules run. Returns 0 or an errno value.
  */
 static int smtp_rules_service(void *arg, enum rule_service kind, const char *name,
 			      const char *file, const char *data, size_t len)
 {
 	struct smtp_session *s = arg;
-	struct ipc_msg m = {.type = kind == RULE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
-			    .a = kind == RULE_SERVICE_DUMP};
-	static uint64_t last_id;
-	struct pollfd pfd = {.fd = s->queue_fd, .events = POLLIN};
-	int fd = -1, passfd, n, err = 0;
-	size_t off = 0;
-	ssize_t w;
 
-	if (s->queue_fd < 0)
-		return EPIPE;
-	snprintf(m.text, sizeof(m.text), "%s", name);
-	if (file[0] != '\0' && strlen(file) == SPOOL_ID_LEN)
-		memcpy(m.id, file, SPOOL_ID_LEN + 1);
-	else
-		spool_id_next(&last_id, m.id); /* before the queue named the message */
-	if (data != NULL) {
-		if ((fd = memfd_create("vsmtpd-rule-copy", MFD_CLOEXEC)) < 0)
-			return errno;
-		while (off < len && err == 0) {
-			if ((w = write(fd, data + off, len - off)) > 0)
-				off += (size_t)w;
-			else if (w < 0 && errno != EINTR)
-				err = errno;
-		}
-	}
-	if (err == 0 && ipc_send(s->queue_fd, &m, fd) < 0)
-		err = errno;
-	if (fd >= 0)
-		close(fd);
-	if (err != 0)
-		return err;
-	for (;;) {
-		n = ipc_recv(s->queue_fd, &m, &passfd);
-		if (n > 0 && m.type == IPC_RULE_DONE)
-			return m.status;
-		if (n > 0)
-			fatal("unexpected message type %u from the queue during a rule", m.type);
-		if (n == 0 || errno != EAGAIN)
-			return EPIPE;
-		if ((n = poll(&pfd, 1, SMTP_RULES_SERVICE_TIMEOUT_MS)) == 0)
-			return ETIMEDOUT;
-		if (n < 0 && errno != EINTR)
-			return errno;
-	}
+	return spool_client_service(s->queue_fd, kind, name, file, data, len);
 }
 
 

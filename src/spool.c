@@ -110,7 +110,8 @@ int spool_prepare_dir(const char *dir, int uid, int gid)
 /* spool_prepare - create the spool tree. */
 int spool_prepare(const char *dir, int uid, int gid)
 {
-	static const char *const subdirs[] = {SPOOL_INCOMING, SPOOL_QUEUE, SPOOL_CORRUPT};
+	static const char *const subdirs[] = {SPOOL_INCOMING, SPOOL_QUEUE, SPOOL_CORRUPT,
+						SPOOL_STATE,    SPOOL_HOLD,  SPOOL_DEAD};
 	char path[4096];
 	size_t i;
 

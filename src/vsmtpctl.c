@@ -27,6 +27,7 @@
 #include "log.h"
 #include "rules.h"
 #include "rules_offline.h"
+#include "vsmtpctl_queue.h"
 
 #define CTL_MAX_RCPTS 1000
 #define CTL_MESSAGE_MAX (64u << 20)
@@ -50,7 +51,15 @@ static void usage(int status)
 		"       vsmtpctl [-c conf] rules run FILE [--ip IP] [--helo NAME] [--from ADDR]\n"
 		"                          [--rcpt ADDR]... [--listener NAME] [--tls] [--auth USER]\n"
 		"                          [MESSAGE-FILE]\n"
-		"       vsmtpctl [-c conf] rules test TEST-FILE...\n");
+		"       vsmtpctl [-c conf] rules test TEST-FILE...\n"
+		"       vsmtpctl [-c conf] queue list [--sender S] [--recipient R] [--queue Q]\n"
+		"                          [--min-age AGE] [--max-age AGE] [--json]\n"
+		"       vsmtpctl [-c conf] queue show ID [--json]\n"
+		"       vsmtpctl [-c conf] queue remove|hold|release|requeue ID...\n"
+		"       vsmtpctl [-c conf] queue flush [ID...]\n"
+		"       vsmtpctl [-c conf] quarantine list [NAME] [--json]\n"
+		"       vsmtpctl [-c conf] quarantine release|remove NAME ID...\n"
+		"  (queue and quarantine commands: -s PATH for another control socket)\n");
 	exit(status);
 }
 
@@ -164,19 +173,40 @@ static void ctl_trace_print(void *arg, enum rule_stage stage, const char *rule, 
 	printf("    %-8s %-30s %s\n", result, rule, where);
 }
 
-/* ctl_step_print - one stage's outcome, for rules run. */
+/* What rules run remembers of the stages after queueing. */
+struct ctl_run_state {
+	enum offline_after after; /* what postq or delivery decided */
+	char reply[RULE_TEXT_MAX + 32];
+};
+
+/* ctl_step_print - one stage's outcome, for rules run; after the delivery
+ * stage, each recipient's transport. */
 static void ctl_step_print(void *arg, const struct offline_step *step)
 {
-	char stage[300];
+	struct ctl_run_state *rs = arg;
+	char stage[300], route[RULE_ROUTE_TARGET_MAX + 16];
+	size_t i;
 
 	if (step->rcpt != NULL)
 		snprintf(stage, sizeof(stage), "%s <%s>", rules_stage_name(step->stage), step->rcpt);
 	else
 		snprintf(stage, sizeof(stage), "%s", rules_stage_name(step->stage));
-	printf("%-28s %-10s %s", stage, rules_status_name(step->v.status), step->reply);
+	if (step->reply[0] != '\0')
+		printf("%-28s %-10s %s", stage, rules_status_name(step->v.status), step->reply);
+	else /* postq and delivery have nothing to answer when they go on */
+		printf("%-28s %s", stage, rules_status_name(step->v.status));
 	if (step->v.rule[0])
 		printf("   (rule \"%s\")", step->v.rule);
 	printf("\n");
+	for (i = 0; i < step->nroutes; i++) {
+		rules_offline_route_format(step->routes[i].kind, step->routes[i].target, route,
+					   sizeof(route));
+		printf("delivery: %s -> %s\n", step->routes[i].rcpt, route);
+	}
+	if (step->after != OFFLINE_AFTER_NONE) {
+		rs->after = step->after;
+		snprintf(rs->reply, sizeof(rs->reply), "%s", step->reply);
+	}
 }
 
 /* ctl_run - rules run FILE [options] [MESSAGE-FILE]. */
@@ -190,6 +220,7 @@ static int ctl_run(int argc, char **argv, const struct ctl_settings *st)
 	};
 	const char *rcpts[CTL_MAX_RCPTS];
 	struct offline_tx tx = {.server_name = st->hostname, .rcpts = rcpts};
+	struct ctl_run_state rs = {.after = OFFLINE_AFTER_NONE};
 	enum offline_outcome out;
 	struct rules *r;
 	char *message = NULL;
@@ -237,8 +268,14 @@ static int ctl_run(int argc, char **argv, const struct ctl_settings *st)
 		return 1;
 	}
 	rules_set_trace(r, ctl_trace_print, NULL);
-	out = rules_offline_run(r, &tx, ctl_step_print, NULL, NULL);
-	printf("result: %s\n", rules_offline_outcome_name(out));
+	out = rules_offline_run(r, &tx, ctl_step_print, &rs, NULL);
+	/* The outcome is the client's; what postq or delivery then did with a
+	 * queued message follows it when they stopped its delivery. */
+	if (rs.after != OFFLINE_AFTER_NONE && rs.after != OFFLINE_AFTER_DELIVERED)
+		printf("result: %s, then %s (%s)\n", rules_offline_outcome_name(out),
+		       rules_offline_after_name(rs.after), rs.reply);
+	else
+		printf("result: %s\n", rules_offline_outcome_name(out));
 	rules_free(r);
 	free(message);
 	return out == OFFLINE_QUEUED || out == OFFLINE_QUARANTINED || out == OFFLINE_DISCARDED ? 0
@@ -251,14 +288,61 @@ static int ctl_run(int argc, char **argv, const struct ctl_settings *st)
 struct ctl_case {
 	const char *stage_expect[RULE_STAGE_COUNT]; /* a status name per stage, or NULL */
 	const char *stage_got[RULE_STAGE_COUNT];
+	lua_State *L;        /* the test file's state, */
+	int routes_idx;      /* the index of the case's routes table there, 0 for none */
+	int routes_seen;     /* the delivery stage reported its routes */
+	char routes_why[768]; /* the first route that differs */
+	char stopped[RULE_TEXT_MAX + 64]; /* "postq: quarantined ...": what stopped delivery */
 };
 
-/* ctl_case_step - remember each stage's last status for the comparison. */
+/* ctl_case_routes - compare the delivery stage's routes with the case's
+ * routes = { ["address"] = "route", ... }. */
+static void ctl_case_routes(struct ctl_case *c, const struct offline_step *step)
+{
+	lua_State *L = c->L;
+	const struct offline_route *got;
+	char route[RULE_ROUTE_TARGET_MAX + 16];
+	const char *rcpt, *want;
+
+	c->routes_seen = 1;
+	lua_pushnil(L);
+	while (c->routes_why[0] == '\0' && lua_next(L, c->routes_idx) != 0) {
+		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) {
+			snprintf(c->routes_why, sizeof(c->routes_why),
+				 "routes: entries are [\"address\"] = \"route\"");
+			lua_pop(L, 2);
+			return;
+		}
+		rcpt = lua_tostring(L, -2);
+		want = lua_tostring(L, -1);
+		if ((got = rules_offline_route_find(step, rcpt)) == NULL) {
+			snprintf(c->routes_why, sizeof(c->routes_why),
+				 "routes: %s is not a recipient at delivery", rcpt);
+		} else {
+			rules_offline_route_format(got->kind, got->target, route, sizeof(route));
+			if (strcmp(route, want) != 0)
+				snprintf(c->routes_why, sizeof(c->routes_why),
+					 "routes: %s: expected %s, got %s", rcpt, want, route);
+		}
+		lua_pop(L, 1);
+	}
+	if (c->routes_why[0] != '\0')
+		lua_pop(L, 1); /* the key lua_next left */
+}
+
+/* ctl_case_step - remember each stage's last status for the comparison,
+ * and check the routes the delivery stage chose. */
 static void ctl_case_step(void *arg, const struct offline_step *step)
 {
 	struct ctl_case *c = arg;
 
 	c->stage_got[step->stage] = rules_status_name(step->v.status);
+	if (step->stage == RULE_STAGE_DELIVERY && c->routes_idx != 0 &&
+	    step->after == OFFLINE_AFTER_DELIVERED)
+		ctl_case_routes(c, step);
+	else if (step->after != OFFLINE_AFTER_NONE && step->after != OFFLINE_AFTER_DELIVERED)
+		snprintf(c->stopped, sizeof(c->stopped), "%s: %s, %s", rules_stage_name(step->stage),
+			 rules_offline_after_name(step->after), step->reply);
 }
 
 /* ctl_field - a string field of the case at idx, or NULL. */
@@ -298,7 +382,7 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 {
 	const char *rcpts[CTL_MAX_RCPTS], *name, *expect, *reply;
 	struct offline_tx tx = {.server_name = st->hostname, .rcpts = rcpts};
-	struct ctl_case c = {0};
+	struct ctl_case c = {.L = L};
 	struct offline_step final;
 	enum offline_outcome out;
 	char why[1024] = "";
@@ -328,13 +412,22 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 		for (i = 0; i < RULE_STAGE_COUNT; i++)
 			c.stage_expect[i] = ctl_field(L, lua_gettop(L), rules_stage_name(i));
 	lua_pop(L, 1);
+	/* Left on the stack for the delivery stage's report; popped below. */
+	lua_getfield(L, idx, "routes");
+	if (lua_istable(L, -1))
+		c.routes_idx = lua_gettop(L);
+	else if (!lua_isnil(L, -1))
+		snprintf(why, sizeof(why), "routes must be a table of [\"address\"] = \"route\"");
 	if (name == NULL)
 		name = "(unnamed)";
-	if (tx.nrcpts == 0 || expect == NULL) {
-		printf("not ok %d - %s: a case needs rcpt and expect\n", number, name);
+	if (tx.nrcpts == 0 || expect == NULL || why[0] != '\0') {
+		printf("not ok %d - %s: %s\n", number, name,
+		       why[0] ? why : "a case needs rcpt and expect");
+		lua_pop(L, 1);
 		return 0;
 	}
 	out = rules_offline_run(r, &tx, ctl_case_step, &c, &final);
+	lua_pop(L, 1);
 	if (strcmp(expect, rules_offline_outcome_name(out)) != 0)
 		snprintf(why, sizeof(why), "expected %s, got %s (%s)", expect,
 			 rules_offline_outcome_name(out), final.reply);
@@ -347,6 +440,11 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 			snprintf(why, sizeof(why), "stage %s: expected %s, got %s",
 				 rules_stage_name(i), c.stage_expect[i],
 				 c.stage_got[i] ? c.stage_got[i] : "(not reached)");
+	if (why[0] == '\0' && c.routes_idx != 0 && !c.routes_seen)
+		snprintf(why, sizeof(why), "routes: the message was not delivered (%s)",
+			 out != OFFLINE_QUEUED ? rules_offline_outcome_name(out) : c.stopped);
+	else if (why[0] == '\0' && c.routes_why[0] != '\0')
+		snprintf(why, sizeof(why), "%s", c.routes_why);
 	if (why[0] != '\0') {
 		printf("not ok %d - %s: %s\n", number, name, why);
 		return 0;
@@ -485,6 +583,10 @@ int main(int argc, char **argv)
 			usage(2);
 		}
 	}
+	/* The queue commands talk to the running daemon: no rules to load. */
+	if (argc - optind >= 2 &&
+	    (strcmp(argv[optind], "queue") == 0 || strcmp(argv[optind], "quarantine") == 0))
+		return ctl_queue_main(conf, argc - optind, argv + optind);
 	if (argc - optind < 2 || strcmp(argv[optind], "rules") != 0)
 		usage(2);
 	/* Rule log lines (log(), failures) go to stderr, as for any tool. */

@@ -10,6 +10,11 @@ unprivileged user once it has bound its sockets.
 `SilentUDP` is a bound UDP socket that never answers: a server that
 times out.
 
+`mx_record()` and `host_record()` write the dnsmasq options of MX and
+address records (a null MX of RFC 7505 is `mx_record(domain, ".", 0)`,
+which dnsmasq serves as an MX with the root as its exchange);
+`query_mx()` asks a server for the MX records of a name.
+
 Only the standard library is used; every wait has a deadline.
 """
 import os
@@ -67,6 +72,72 @@ def query(port, name, qtype=1, host="127.0.0.1", timeout=1.0):
     if len(data) < 12 or struct.unpack(">H", data[:2])[0] != qid:
         return None
     return data[3] & 0x0F, struct.unpack(">H", data[6:8])[0]
+
+
+def mx_record(domain, exchange, preference):
+    """The dnsmasq option of one MX record: exchange "." is a null MX."""
+    return f"mx-host={domain},{exchange},{int(preference)}"
+
+
+def host_record(name, *addresses):
+    """The dnsmasq option giving name its A and AAAA records (and the PTRs)."""
+    return "host-record=" + ",".join((name,) + addresses)
+
+
+def _read_name(data, pos):
+    """The name at pos (following compression pointers) and the position
+    after it; the root is "."."""
+    labels, end, hops = [], None, 0
+    while True:
+        if pos >= len(data) or hops > 64:
+            raise ValueError("bad name in a DNS answer")
+        n = data[pos]
+        if n & 0xC0 == 0xC0:
+            if end is None:
+                end = pos + 2
+            pos = ((n & 0x3F) << 8) | data[pos + 1]
+            hops += 1
+        elif n == 0:
+            return (".".join(labels) or "."), (end if end is not None else pos + 1)
+        else:
+            labels.append(data[pos + 1:pos + 1 + n].decode("ascii", "replace"))
+            pos += 1 + n
+
+
+def query_mx(port, name, host="127.0.0.1", timeout=1.0):
+    """The MX records of name as [(preference, exchange)] sorted (exchange
+    "." for a null MX); [] for NXDOMAIN or no MX; None on a timeout or an
+    error answer."""
+    qid = int.from_bytes(os.urandom(2), "big")
+    pkt = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + encode_name(name) + \
+        struct.pack(">HH", 15, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(pkt, (host, port))
+        try:
+            data = s.recv(65535)
+        except socket.timeout:
+            return None
+    if len(data) < 12 or struct.unpack(">H", data[:2])[0] != qid:
+        return None
+    rcode = data[3] & 0x0F
+    if rcode == 3:
+        return []
+    if rcode != 0:
+        return None
+    qdcount, ancount = struct.unpack(">HH", data[4:8])
+    pos = 12
+    for _ in range(qdcount):
+        pos = _read_name(data, pos)[1] + 4
+    out = []
+    for _ in range(ancount):
+        pos = _read_name(data, pos)[1]
+        rtype, _, _, rdlen = struct.unpack(">HHIH", data[pos:pos + 10])
+        pos += 10
+        if rtype == 15:
+            out.append((struct.unpack(">H", data[pos:pos + 2])[0], _read_name(data, pos + 2)[0]))
+        pos += rdlen
+    return sorted(out)
 
 
 class Dnsmasq:

@@ -204,7 +204,9 @@ def test_every_status_and_function_is_shown():
         "set", "get", "rewrite_mail_from", "add_rcpt", "remove_rcpt", "rewrite_rcpt", "bcc",
         "has_header", "get_header", "get_all_headers", "count_header", "append_header",
         "prepend_header", "set_header", "rename_header", "remove_header", "add_to",
-        "remove_to", "rewrite_to", "quarantine", "write", "dump")]
+        "remove_to", "rewrite_to", "quarantine", "write", "dump",
+        "deliver", "forward", "maildir", "mbox", "lmtp", "disable_delivery", "deliver_all",
+        "forward_all", "maildir_all", "mbox_all", "lmtp_all", "disable_delivery_all")]
     names += [f"ctx.{f}" for f in (
         "client_ip", "client_port", "server_ip", "server_port", "server_name", "listener",
         "listener_kind", "connection_timestamp", "is_secured", "tls", "is_authenticated",

@@ -47,11 +47,24 @@ def vsmtpd_binary():
     raise RuntimeError("set VSMTPD_BIN to the vsmtpd binary under test")
 
 
+def vsmtpctl_binary():
+    """vsmtpctl, built beside the daemon under test."""
+    path = os.path.join(os.path.dirname(vsmtpd_binary()), "vsmtpctl")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"no vsmtpctl beside the daemon under test: {path}")
+    return path
+
+
 def run_user():
     """(user, group, uid, gid) the daemon drops to when started as root."""
     pw = pwd.getpwnam("nobody")
     group = grp.getgrgid(pw.pw_gid).gr_name
     return "nobody", group, pw.pw_uid, pw.pw_gid
+
+
+# A TCP port on 127.0.0.1 where nothing listens (tcpmux, never served on test
+# machines): connections to it are refused at once.
+CLOSED_PORT = 1
 
 
 def free_port(host="127.0.0.1"):
@@ -404,7 +417,8 @@ class Daemon:
         self.auto_port = addresses is None
         self.started_ok = False
         server = {"hostname": HOSTNAME, "banner": "ESMTP vsmtpd", "spool_dir": self.spool,
-                  "log": "stderr", "log_level": "info"}
+                  "log": "stderr", "log_level": "info",
+                  "control_socket": os.path.join(self.dir, "control")}
         if IS_ROOT:
             user, group, _, _ = run_user()
             server.update(user=user, group=group)
@@ -418,6 +432,11 @@ class Daemon:
             "timeouts": {},
             "smtp": {},
             "rules": {"file": self.rules_path, "app_dir": os.path.join(self.dir, "app")},
+            # Mail stays queued unless a test says where it goes: every
+            # destination is a loopback port where nothing listens, so each
+            # delivery is deferred and the spool keeps what was accepted.
+            "delivery": {"relay_host": f"127.0.0.1:{CLOSED_PORT}", "local_transport": "lmtp",
+                         "lmtp": f"127.0.0.1:{CLOSED_PORT}"},
         }
         for section, keys in (settings or {}).items():
             self.settings.setdefault(section, {}).update(keys)
@@ -428,7 +447,7 @@ class Daemon:
         out = ["# written by the vsmtpd end-to-end tests"]
         for section, keys in self.settings.items():
             keys = {k: v for k, v in keys.items() if v is not None}
-            if not keys and section in ("limits", "timeouts", "smtp", "rules"):
+            if not keys and section in ("limits", "timeouts", "smtp", "rules", "delivery"):
                 continue
             out.append(f"[{section}]")
             out.extend(f"{k} = {v}" for k, v in keys.items())
@@ -641,6 +660,22 @@ class Daemon:
 
     def client(self, **kw):
         return SMTPClient(self.port, **kw)
+
+    # -- vsmtpctl
+    @property
+    def control_path(self):
+        return self.settings["server"]["control_socket"]
+
+    def vsmtpctl(self, *args, uid=None, gid=None, timeout=IO_TIMEOUT):
+        """Run `vsmtpctl -c <this daemon's configuration> args...` (as uid:gid,
+        without supplementary groups, when uid is given); the
+        CompletedProcess, stdout and stderr as bytes."""
+        kw = {}
+        if uid is not None:
+            kw = {"user": uid, "group": gid if gid is not None else uid, "extra_groups": []}
+        return subprocess.run([vsmtpctl_binary(), "-c", self.conf_path, *args],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              **kw)
 
     def session(self, **kw):
         """A client that has been greeted and has said EHLO."""

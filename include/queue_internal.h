@@ -1,0 +1,118 @@
+/*
+ * queue_internal.h - the queue process's state, shared by its parts:
+ * queue.c (sessions, group commit, recovery), queue_delivery.c (the channel
+ * to the delivery worker and the delivery state files) and queue_control.c
+ * (vsmtpctl's requests).
+ */
+#ifndef VSMTPD_QUEUE_INTERNAL_H
+#define VSMTPD_QUEUE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "spool.h"
+
+struct cJSON;
+struct queue_client;
+
+/* Room for the headers a session adds in front of the client's content. */
+#define QUEUE_HEADER_SLACK (64u * 1024)
+
+/* A message file between IPC_MSG_CREATE and the end of its commit. */
+struct queue_msg {
+	char id[SPOOL_ID_LEN + 1];
+	int fd;
+	int status;                  /* commit result, set by the flusher */
+	int committing;              /* handed to the flush pipeline */
+	int dest_fd;                 /* quarantine/<name> when the rules said so, else -1 */
+	struct queue_client *client; /* NULL once the session has gone */
+	struct queue_msg *next;      /* in the client's list or a batch */
+};
+
+/* One session's channel. */
+struct queue_client {
+	struct queue *q;
+	int fd;
+	struct event *ev;
+	struct queue_msg *open; /* created, not yet committing */
+	struct queue_client *prev, *next;
+};
+
+/* The process state; one instance, in queue_main's frame. */
+struct queue {
+	const struct config *cfg;
+	struct event_base *base;
+	int ctl;
+	int spool_fd, incoming_fd, queue_fd;
+	int state_fd, hold_fd, dead_fd;   /* state/, hold/, dead/ */
+	uint64_t last_id;
+	uint64_t min_free_space;
+	uint64_t max_message_size;
+	struct queue_client *clients;
+	int stopping;
+
+	/* group commit: pending is the main thread's; batch and done are
+	 * exchanged with the flusher under lock */
+	struct queue_msg *pending, **pending_tail;
+	int flushing;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct queue_msg *batch, *done;
+	int done_fd; /* eventfd: the flusher finished a batch */
+	unsigned long flushes, committed;
+
+	/* the delivery worker's channel, -1 while there is no worker */
+	int dlv_fd;
+	struct event *dlv_ev;
+	struct ipc_outq *dlv_out;
+};
+
+/* queue_subdir - open dir under parent, creating it (durably) when missing; -1 with errno. */
+int queue_subdir(int parent, const char *dir);
+
+/* queue_quarantine_dir - quarantine/<name>, created on first use; -1 with errno. */
+int queue_quarantine_dir(struct queue *q, const char *name);
+
+/* ---- queue_delivery.c: the delivery worker's channel and the state files ---- */
+
+/* queue_dlv_attach - serve a new delivery channel (the old one, if any, is closed)
+ * and announce every message of queue/ on it. */
+void queue_dlv_attach(struct queue *q, int fd);
+
+/* queue_dlv_close - forget the delivery channel (the worker has gone). */
+void queue_dlv_close(struct queue *q);
+
+/* queue_dlv_announce - tell the worker that queue/<id> is there, due at next (0: now). */
+void queue_dlv_announce(struct queue *q, const char *id, int64_t next);
+
+/* queue_dlv_withdraw - tell the worker to forget id (removed, held, requeued). */
+void queue_dlv_withdraw(struct queue *q, const char *id);
+
+/* queue_dlv_flush - tell the worker to try id (NULL: every deferred message) now. */
+void queue_dlv_flush(struct queue *q, const char *id);
+
+/*
+ * queue_state_read - the delivery state of id (state/<id>) as parsed JSON,
+ * NULL when there is none or it does not parse (then the message is
+ * delivered as new: at least once). The caller frees it with cJSON_Delete.
+ */
+struct cJSON *queue_state_read(struct queue *q, const char *id);
+
+/* queue_state_write - replace state/<id> with text (write, then rename). 0 or an errno value. */
+int queue_state_write(struct queue *q, const char *id, const char *text, size_t len);
+
+/* queue_state_remove - remove state/<id> if there is one. */
+void queue_state_remove(struct queue *q, const char *id);
+
+/* queue_state_next - the next_attempt time a state holds (0: due now). */
+int64_t queue_state_next(const struct cJSON *state);
+
+/* ---- queue_control.c: requests from vsmtpctl ---- */
+
+/* queue_control_client - serve one vsmtpctl connection handed over by the master. */
+void queue_control_client(struct queue *q, int fd);
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * spool_client.c - blocking requests to the queue process (see spool_client.h).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "spool_client.h"
+
+/*
+ * spool_client_wait - the next record, which must be of type; *passfd
+ * gets a descriptor sent with it. 0, or an errno value (EPIPE when the
+ * queue has gone, ETIMEDOUT, EPROTO for another record).
+ */
+static int spool_client_wait(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
+			     int timeout_ms)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int n;
+
+	for (;;) {
+		n = ipc_recv(fd, m, passfd);
+		if (n > 0 && m->type == type)
+			return 0;
+		if (n > 0) {
+			log_err("unexpected message type %u from the queue (expected %u)", m->type,
+				type);
+			if (*passfd >= 0)
+				close(*passfd);
+			return EPROTO;
+		}
+		if (n == 0 || errno != EAGAIN)
+			return EPIPE;
+		if ((n = poll(&pfd, 1, timeout_ms)) == 0)
+			return ETIMEDOUT;
+		if (n < 0 && errno != EINTR)
+			return errno;
+	}
+}
+
+/* spool_client_write - all of len bytes at off. 0 or an errno value. */
+static int spool_client_write(int fd, const char *data, size_t len, off_t off)
+{
+	size_t done = 0;
+	ssize_t w;
+
+	while (done < len) {
+		w = pwrite(fd, data + done, len - done, off + (off_t)done);
+		if (w > 0)
+			done += (size_t)w;
+		else if (w < 0 && errno != EINTR)
+			return errno;
+	}
+	return 0;
+}
+
+/* spool_client_service - a rule's request, with the data in a memfd. */
+int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
+			 const char *file, const char *data, size_t len)
+{
+	struct ipc_msg m = {.type = kind == RULE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
+			    .a = kind == RULE_SERVICE_DUMP};
+	static uint64_t last_id;
+	int fd = -1, passfd, err = 0;
+
+	if (queue_fd < 0)
+		return EPIPE;
+	snprintf(m.text, sizeof(m.text), "%s", name);
+	if (file[0] != '\0' && strlen(file) == SPOOL_ID_LEN)
+		memcpy(m.id, file, SPOOL_ID_LEN + 1);
+	else
+		spool_id_next(&last_id, m.id); /* before the queue named the message */
+	if (data != NULL) {
+		if ((fd = memfd_create("vsmtpd-rule-copy", MFD_CLOEXEC)) < 0)
+			return errno;
+		err = spool_client_write(fd, data, len, 0);
+	}
+	if (err == 0 && ipc_send(queue_fd, &m, fd) < 0)
+		err = errno;
+	if (fd >= 0)
+		close(fd);
+	if (err != 0)
+		return err;
+	if ((err = spool_client_wait(queue_fd, IPC_RULE_DONE, &m, &passfd,
+				     SPOOL_CLIENT_SERVICE_TIMEOUT_MS)) != 0)
+		return err;
+	if (passfd >= 0)
+		close(passfd);
+	return m.status;
+}
+
+/* spool_client_submit - create, write and commit one message. */
+int spool_client_submit(int queue_fd, struct envelope *env, const char *content, size_t len)
+{
+	struct ipc_msg m = {.type = IPC_MSG_CREATE, .a = len};
+	char *json = NULL;
+	int fd = -1, err;
+	size_t elen;
+
+	if (ipc_send(queue_fd, &m, -1) < 0)
+		return errno;
+	if ((err = spool_client_wait(queue_fd, IPC_MSG_CREATED, &m, &fd, SPOOL_CLIENT_TIMEOUT_MS)) != 0)
+		return err;
+	if (m.status != 0 || fd < 0) {
+		if (fd >= 0)
+			close(fd);
+		return m.status ? m.status : EPROTO;
+	}
+	snprintf(env->id, sizeof(env->id), "%s", m.id);
+	if ((json = envelope_to_json(env)) == NULL) {
+		err = ENOMEM;
+		goto abort;
+	}
+	elen = strlen(json);
+	if ((err = spool_client_write(fd, content, len, 0)) != 0 ||
+	    (err = spool_client_write(fd, json, elen, (off_t)len)) != 0)
+		goto abort;
+	free(json);
+	close(fd);
+	m = (struct ipc_msg){.type = IPC_MSG_COMMIT, .a = len, .b = elen};
+	memcpy(m.id, env->id, SPOOL_ID_LEN + 1);
+	if (ipc_send(queue_fd, &m, -1) < 0)
+		return errno;
+	if ((err = spool_client_wait(queue_fd, IPC_MSG_COMMITTED, &m, &fd, SPOOL_CLIENT_TIMEOUT_MS)) != 0)
+		return err;
+	if (fd >= 0)
+		close(fd);
+	return m.status;
+abort:
+	free(json);
+	close(fd);
+	m = (struct ipc_msg){.type = IPC_MSG_ABORT};
+	memcpy(m.id, env->id, SPOOL_ID_LEN + 1);
+	ipc_send(queue_fd, &m, -1);
+	return err;
+}
