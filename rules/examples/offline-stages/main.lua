@@ -6,10 +6,9 @@
 -- delivery process, "offline": there is no client to answer any more, so a
 -- refusal there fails the recipients and the sender gets a bounce.
 --
--- vsmtpd has no delivery process yet: postq and delivery rules are
--- compiled and checked when the rules load (vsmtpd -t, vsmtpctl rules
--- check), so a file written for them is ready, but they do not run. Until
--- then, the same checks belong at preq (see tag-and-quarantine).
+-- A postq rule that changes the message (a header) makes the worker queue
+-- the changed copy; delivery rules run at every attempt and choose the
+-- transport of each recipient (docs/rules.md, "Delivery").
 --
 -- authenticate is no offline stage: its rules run in the session, after
 -- Cyrus SASL accepted the password of an AUTH command and before the 235

@@ -14,10 +14,11 @@ return {
     expect = "queued", stages = { connect = "next", preq = "next" },
   },
   {
-    name = "postq does not run yet: a flagged message is queued, not quarantined",
+    name = "a flagged message is queued, then quarantined by the postq rules",
     ip = "203.0.113.5", from = "alice@example.org", rcpt = "bob@example.com",
     message = "X-Virus-Infected: yes\r\n\r\nbody\r\n",
     expect = "queued",
+    stages = { postq = "quarantine" },
   },
   {
     name = "a client that logs in: the authenticate stage runs and lets the 235 go",

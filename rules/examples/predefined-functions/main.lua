@@ -28,7 +28,7 @@
 -- folder.
 --
 -- user_exist(name) is shown by the local-users example. vSL's
--- send_mail() has no equivalent: vsmtpd cannot deliver mail yet.
+-- send_mail() has no equivalent yet.
 
 local archive = "archive@example.com"
 local crm = "crm@example.com"

@@ -10,8 +10,7 @@
 --
 -- Here the client 192.168.1.254 is trusted (faccept: no later rule runs for
 -- it), and every new transaction is logged. The postq stage runs after the
--- message is queued, in the delivery process; vsmtpd has no delivery
--- process yet, so its rules are checked when the file loads but not run.
+-- message is queued, once, in the delivery worker.
 
 return {
   connect = {
