@@ -351,6 +351,7 @@ static void dlv_state_load(struct dlv_attempt *a, int fd)
 		dlv_json_copy(r, "remote", dr->remote, sizeof(dr->remote));
 		dlv_json_copy(r, "enhanced", dr->enhanced, sizeof(dr->enhanced));
 		dr->at = dlv_json_int(r, "at", 0);
+		dr->remote_said = dlv_json_int(r, "remote_said", 0) != 0;
 	}
 	cJSON_Delete(state);
 }
@@ -385,6 +386,7 @@ static char *dlv_state_text(const struct dlv_attempt *a, int64_t next)
 		    (dr->reply[0] && cJSON_AddStringToObject(r, "reply", reply) == NULL) ||
 		    (dr->enhanced[0] && cJSON_AddStringToObject(r, "enhanced", dr->enhanced) == NULL) ||
 		    (dr->remote[0] && cJSON_AddStringToObject(r, "remote", dr->remote) == NULL) ||
+		    (dr->remote_said && cJSON_AddNumberToObject(r, "remote_said", 1) == NULL) ||
 		    (dr->at && cJSON_AddNumberToObject(r, "at", (double)dr->at) == NULL))
 			goto out;
 	}
@@ -1072,6 +1074,7 @@ static void dlv_expire(struct dlv_attempt *a, int64_t now)
 			 dr->reply);
 		snprintf(dr->reply, sizeof(dr->reply), "%s", reason);
 		snprintf(dr->enhanced, sizeof(dr->enhanced), "5.4.7");
+		dr->remote_said = 0; /* the text is ours now, not the remote's reply */
 		log_info("%s: to=<%s>, status=expired, returned to sender", a->m->id,
 			 a->env.rcpts[i].address);
 	}

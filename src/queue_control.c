@@ -32,6 +32,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "utf8.h"
 #include "envelope.h"
 #include "log.h"
 #include "queue_internal.h"
@@ -284,31 +285,9 @@ static int control_unlink(struct queue *q, const struct control_msg *m)
 /* control_utf8_seq - length of the valid UTF-8 sequence at s (0: invalid or cut short). */
 static size_t control_utf8_seq(const unsigned char *s, size_t n)
 {
-	size_t len, i;
-	unsigned cp;
+	uint32_t cp;
 
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		len = 2, cp = s[0] & 0x1F;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-		len = 3, cp = s[0] & 0x0F;
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	/* No overlong forms, no surrogates, nothing past U+10FFFF. */
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-	    (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
+	return utf8_char(s, n, &cp);
 }
 
 /* control_utf8_valid - the length of the longest valid UTF-8 prefix of s without NUL. */

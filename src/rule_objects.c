@@ -27,6 +27,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "utf8.h"
 #include "rule_objects.h"
 #include "smtp_parse.h"
 
@@ -1098,33 +1099,9 @@ static const luaL_Reg rule_address_meta[] = {
  */
 static size_t rule_utf8_seq(const unsigned char *s, size_t avail)
 {
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t n, i;
+	uint32_t cp;
 
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (n > avail)
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
+	return s[0] < 0x80 ? 0 : utf8_char(s, avail, &cp);
 }
 
 /*
