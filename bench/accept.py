@@ -8,8 +8,11 @@ count it measures messages per second (wall clock of smtp-source) and the
 servers' CPU time per 1000 messages, runs the two servers interleaved so
 that noise on a shared machine hits both alike, and prints the medians.
 
-Postfix is set up to put accepted mail on hold, so it only accepts, as vsmtpd
-(which has no delivery yet) does. Both keep their durability: vsmtpd syncs
+Postfix is set up to put accepted mail on hold, so it only accepts. vsmtpd
+has no hold-on-accept setting: its delivery worker is pointed at a closed
+loopback port with a one-day retry, so each message costs one refused
+connection and a state file, counted in vsmtpd's CPU (a handicap, never a
+help), and the mail stays queued. Both keep their durability: vsmtpd syncs
 each message file and the queue directory before its 250, Postfix's cleanup
 syncs the queue file.
 
@@ -281,7 +284,14 @@ class Vsmtpd:
                "-o", "server.user=nobody",
                "-o", "server.group=nogroup",
                "-o", "limits.max_sessions=200",
-               "-o", "limits.max_sessions_per_ip=200"]
+               "-o", "limits.max_sessions_per_ip=200",
+               "-o", "server.control_socket=%s" % os.path.join(self.dir, "control"),
+               # Deliver nowhere (see the module's docstring): a closed port.
+               "-o", "delivery.relay_host=127.0.0.1:1",
+               "-o", "delivery.local_transport=lmtp",
+               "-o", "delivery.lmtp=127.0.0.1:1",
+               "-o", "delivery.retry_min=1d",
+               "-o", "delivery.retry_max=1d"]
         for option in self.options:
             cmd += ["-o", option]
         with open(self.logfile, "ab") as logf:
@@ -410,7 +420,7 @@ class Postfix:
             "smtpd_client_new_tls_session_rate_limit": "0",
             "default_process_limit": "200",
             # Keep accepted mail in the hold queue: we measure accepting
-            # only, as vsmtpd has no delivery yet.
+            # only (vsmtpd's mail goes nowhere either, see the docstring).
             "smtpd_end_of_data_restrictions": "check_client_access static:HOLD",
             # in_flow_delay makes smtpd wait up to this long per message when
             # mail arrives faster than qmgr delivers it; with everything on
