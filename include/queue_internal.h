@@ -73,6 +73,9 @@ struct queue {
 /* queue_subdir - open dir under parent, creating it (durably) when missing; -1 with errno. */
 int queue_subdir(int parent, const char *dir);
 
+/* queue_file_move - id from one spool directory to another (no overwrite), both synced. 0 or -1. */
+int queue_file_move(int from_dir, int to_dir, const char *id);
+
 /* queue_quarantine_dir - quarantine/<name>, created on first use; -1 with errno. */
 int queue_quarantine_dir(struct queue *q, const char *name);
 

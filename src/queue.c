@@ -139,6 +139,18 @@ int queue_subdir(int parent, const char *dir)
 	return openat(parent, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/*
+ * queue_file_move - move id from one spool directory to another, never over
+ * a file of the same name, and make both directories durable. 0, or -1 with
+ * errno (the file is where it was unless the sync failed).
+ */
+int queue_file_move(int from_dir, int to_dir, const char *id)
+{
+	if (renameat2(from_dir, id, to_dir, id, RENAME_NOREPLACE) < 0)
+		return -1;
+	return fsync(to_dir) < 0 || fsync(from_dir) < 0 ? -1 : 0;
+}
+
 /* queue_quarantine_dir - quarantine/<name>, created on first use; -1 with errno. */
 int queue_quarantine_dir(struct queue *q, const char *name)
 {

@@ -252,11 +252,8 @@ static int control_move(struct queue *q, const struct control_msg *from, enum co
 {
 	int src = control_dir_open(q, from->loc, from->qname), dst = -1, err = 0;
 
-	if (src < 0 || (dst = control_dir_open(q, to, to_name)) < 0)
-		err = errno;
-	else if (renameat2(src, from->id, dst, from->id, RENAME_NOREPLACE) < 0)
-		err = errno;
-	else if (fsync(dst) < 0 || fsync(src) < 0)
+	if (src < 0 || (dst = control_dir_open(q, to, to_name)) < 0 ||
+	    queue_file_move(src, dst, from->id) < 0)
 		err = errno;
 	if (src >= 0)
 		close(src);
@@ -282,20 +279,13 @@ static int control_unlink(struct queue *q, const struct control_msg *m)
 
 /* ---- JSON helpers ---- */
 
-/* control_utf8_seq - length of the valid UTF-8 sequence at s (0: invalid or cut short). */
-static size_t control_utf8_seq(const unsigned char *s, size_t n)
-{
-	uint32_t cp;
-
-	return utf8_char(s, n, &cp);
-}
-
 /* control_utf8_valid - the length of the longest valid UTF-8 prefix of s without NUL. */
 static size_t control_utf8_valid(const unsigned char *s, size_t n)
 {
 	size_t i = 0, k;
+	uint32_t cp;
 
-	while (i < n && s[i] != 0 && (k = control_utf8_seq(s + i, n - i)) > 0)
+	while (i < n && s[i] != 0 && (k = utf8_char(s + i, n - i, &cp)) > 0)
 		i += k;
 	return i;
 }
@@ -304,9 +294,10 @@ static size_t control_utf8_valid(const unsigned char *s, size_t n)
 static void control_utf8_fix(char *s)
 {
 	size_t n = strlen(s), i = 0, k;
+	uint32_t cp;
 
 	while (i < n) {
-		if ((k = control_utf8_seq((const unsigned char *)s + i, n - i)) == 0) {
+		if ((k = utf8_char((const unsigned char *)s + i, n - i, &cp)) == 0) {
 			s[i++] = '?';
 			continue;
 		}

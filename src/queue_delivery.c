@@ -258,14 +258,10 @@ static void queue_dlv_move(struct queue *q, const char *id, const char *to, cons
 		log_err("%s: the delivery worker asked for an unknown move to %s", id, to);
 		return;
 	}
-	if (renameat(q->queue_fd, id, dir, id) < 0) {
-		if (errno != ENOENT)
-			log_err("%s: cannot move to %s/: %s", id, to, strerror(errno));
-	} else {
-		if (fsync(dir) < 0 || fsync(q->queue_fd) < 0)
-			log_err("%s: cannot sync the move to %s/: %s", id, to, strerror(errno));
+	if (queue_file_move(q->queue_fd, dir, id) == 0)
 		queue_state_remove(q, id);
-	}
+	else if (errno != ENOENT)
+		log_err("%s: cannot move to %s/: %s", id, to, strerror(errno));
 	if (own)
 		close(dir);
 }
