@@ -21,4 +21,12 @@
 void delivery_main(const struct config *cfg, struct rules *rules, int dlv_fd, int sess_fd)
 	__attribute__((noreturn));
 
+/*
+ * delivery_sandbox_enter - confine the calling process (before it starts
+ * threads) to writing under the mailbox folders and reading system files:
+ * no path into the spool. 0, or -1 (logged) when it failed; a kernel
+ * without Landlock is logged and not an error.
+ */
+int delivery_sandbox_enter(const struct config *cfg);
+
 #endif

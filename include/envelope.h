@@ -44,6 +44,7 @@ struct envelope {
 	char *vars;            /* the rules' variables: a JSON object text, NULL when none */
 	int postq_done;        /* the postq rules already ran (a copy the worker rewrote) */
 	int faccept;           /* a rule said faccept: the postq and delivery rules are skipped */
+	char *relay;           /* send_mail()'s relay: every recipient goes there, NULL when none */
 };
 
 /* envelope_add_rcpt - append a recipient (copies the strings); 0 or -1. */

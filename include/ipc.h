@@ -24,7 +24,10 @@ enum ipc_type {
 	IPC_RULE_USER,           /* session -> queue: does the account named text exist? */
 	IPC_RULE_SAVE,           /* session -> queue: copy the attached file to app_dir/text/id
 				  * (a = 1: a JSON dump, 0: the raw message) */
-	IPC_RULE_DONE,           /* queue -> session: status of a rule request */
+	IPC_RULE_DONE,           /* queue -> session: status of a rule request (with the
+				  * descriptor an IPC_RULE_FILE asked for) */
+	IPC_RULE_FILE,           /* session -> queue: open, for reading, the file of the
+				  * rules folder whose path the attached file holds */
 };
 
 #define IPC_TEXT_MAX 63

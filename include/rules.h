@@ -69,6 +69,20 @@ enum rule_route {
 
 #define RULE_ROUTE_TARGET_MAX 256
 
+/*
+ * A message a rule sends with send_mail(): the file (a whole message,
+ * header and body) named by path in the rules folder, from the sender to
+ * the recipients, through relay (host[:port]) or, when relay is "", the
+ * usual routing. It is queued like any other message.
+ */
+struct rule_mail {
+	const char *from;       /* "" for the null sender */
+	const char *const *to;  /* addresses, at least one */
+	size_t nto;
+	const char *path;       /* relative to the rules folder */
+	const char *relay;      /* "" for the usual routing */
+};
+
 /* An SMTP reply chosen by a rule. */
 struct rule_reply {
 	int code;                /* 200..599 */
@@ -121,6 +135,14 @@ struct rule_ctx {
 	 */
 	int (*service)(void *arg, enum rule_service kind, const char *name, const char *file,
 		       const char *data, size_t len);
+	/*
+	 * send_mail(): queue the message mail describes; id gets its queue id
+	 * (SPOOL_ID_LEN + 1 bytes). 0, or an errno value: ENOENT (no such
+	 * file), EACCES (a path outside the rules folder), EBADMSG (the file is
+	 * no message that can be sent: see send_mail.h), EFBIG. With the same
+	 * service_arg; NULL when there is nobody to ask.
+	 */
+	int (*send_mail)(void *arg, const struct rule_mail *mail, char *id);
 	void *service_arg;
 
 	/*
@@ -186,6 +208,9 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 
 /* rules_free - release a ruleset (NULL is fine). */
 void rules_free(struct rules *r);
+
+/* rules_path - the rules file a ruleset was compiled from (absolute). */
+const char *rules_path(const struct rules *r);
 
 /* rules_stage_used - whether the stage has any rule. */
 int rules_stage_used(const struct rules *r, enum rule_stage stage);

@@ -29,7 +29,11 @@ struct rules {
 	rules_trace_fn trace;
 	void *trace_arg;
 	struct rule_ctx *current; /* the context of the stage running, NULL between */
+	unsigned mails_sent;      /* send_mail() calls in the stage running */
 };
+
+/* send_mail() calls one stage may make: a rule in a loop must not flood the queue. */
+#define RULES_SEND_MAIL_MAX 10
 
 /* The registry key of the rules folder, present only while loading. */
 #define RULES_DIR_KEY "vsmtpd.rules_dir"
@@ -39,6 +43,9 @@ struct rules *rules_from_state(lua_State *L);
 
 /* lua_user_exist - the user_exist(name) global. */
 int lua_user_exist(lua_State *L);
+
+/* lua_send_mail - the send_mail(from, to, path [, relay]) global. */
+int lua_send_mail(lua_State *L);
 
 /* rules_ctx_open - register the ctx class in L. */
 void rules_ctx_open(lua_State *L);

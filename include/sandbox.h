@@ -28,6 +28,24 @@ int privileges_drop(const char *user, uid_t uid, gid_t gid);
  */
 int sandbox_prepare(const char *const *readable, size_t nreadable);
 
+/* What a confined process may still reach by path. */
+enum sandbox_access {
+	SANDBOX_READ,  /* read files (and list folders) */
+	SANDBOX_WRITE, /* that, and create, write, rename and remove files, make folders */
+};
+
+struct sandbox_path {
+	const char *path; /* a file, or a folder and all beneath it; NULL is skipped */
+	enum sandbox_access access;
+};
+
+/*
+ * sandbox_prepare_paths - the Landlock ruleset that denies every file
+ * system access but what paths grant (paths that do not exist are
+ * skipped; execution is never granted). Same returns as sandbox_prepare.
+ */
+int sandbox_prepare_paths(const struct sandbox_path *paths, size_t n);
+
 /*
  * sandbox_enter - confine the calling process: no new privileges ever, and
  * with the ruleset from sandbox_prepare (when it is not -1) no file system

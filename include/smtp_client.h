@@ -99,6 +99,9 @@ struct smtp_client_result {
 	 * Connection refused"). */
 	char reply[SMTP_CLIENT_REPLY_MAX];
 	int remote_said;                      /* reply came from the peer (Diagnostic-Code: smtp) */
+	/* The peer offered DSN and got the recipient's NOTIFY and ORCPT with
+	 * its RCPT: success notices are its business (RFC 3461 5.2.2). */
+	int dsn_passed;
 };
 
 /*

@@ -25,6 +25,13 @@ int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
 			 const char *file, const char *data, size_t len);
 
 /*
+ * spool_client_open_rules_file - a descriptor, read-only, for the file path
+ * of the rules folder (send_mail()), opened by the queue. 0 with *fd set,
+ * or an errno value (ENOENT, EACCES for a path leaving the folder, EFBIG).
+ */
+int spool_client_open_rules_file(int queue_fd, const char *path, int *fd);
+
+/*
  * spool_client_submit - queue a new message: content (len bytes, as it
  * will be delivered) with env, whose id this sets to the new message's.
  * Returns 0 once the message is committed (on stable storage), or an errno

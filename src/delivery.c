@@ -43,22 +43,33 @@
 #include "sigevent.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "send_mail.h"
 #include "spool_client.h"
 
 #define DLV_BUCKETS 4096
 #define DLV_OPEN_FACTOR 4      /* attempts open at once: this many times max_deliveries */
 #define DLV_STATE_REPLY_MAX 400 /* bytes of a reply kept in the state */
+#define DLV_REMOTE_MAX 300      /* "host[address]" of the peer that answered */
 
 /* A recipient's status, as in the state file. */
 enum dlv_status { RCPT_PENDING, RCPT_DEFERRED, RCPT_SENT, RCPT_FAILED, RCPT_NONE };
 
 static const char *const status_names[] = {"pending", "deferred", "sent", "failed", "none"};
 
+/*
+ * A sent recipient's success notice (NOTIFY=SUCCESS), as in the state file
+ * ("success_notice"): owed with the action it reports, or queued already.
+ */
+enum dlv_notice { NOTICE_NONE, NOTICE_DELIVERED, NOTICE_RELAYED, NOTICE_SENT };
+
+static const char *const notice_names[] = {"", "delivered", "relayed", "sent"};
+
 struct dlv_rcpt {
 	enum dlv_status status;
+	enum dlv_notice notice;
 	char reply[SMTP_CLIENT_REPLY_MAX];
 	char enhanced[16];
-	char remote[300];
+	char remote[DLV_REMOTE_MAX];
 	int remote_said;
 	int64_t at;
 	enum rule_route route;
@@ -306,6 +317,17 @@ static void dlv_json_copy(const cJSON *obj, const char *key, char *buf, size_t l
 	snprintf(buf, len, "%s", s ? s : "");
 }
 
+/* dlv_notice_parse - a success notice's state from the state file ("": none). */
+static enum dlv_notice dlv_notice_parse(const char *name)
+{
+	size_t i;
+
+	for (i = 1; name != NULL && i < sizeof(notice_names) / sizeof(notice_names[0]); i++)
+		if (strcmp(name, notice_names[i]) == 0)
+			return (enum dlv_notice)i;
+	return NOTICE_NONE;
+}
+
 /* dlv_state_load - the recipients' statuses and the counters from a state file. */
 static void dlv_state_load(struct dlv_attempt *a, int fd)
 {
@@ -352,6 +374,9 @@ static void dlv_state_load(struct dlv_attempt *a, int fd)
 		dlv_json_copy(r, "enhanced", dr->enhanced, sizeof(dr->enhanced));
 		dr->at = dlv_json_int(r, "at", 0);
 		dr->remote_said = dlv_json_int(r, "remote_said", 0) != 0;
+		if (dr->status == RCPT_SENT)
+			dr->notice = dlv_notice_parse(cJSON_GetStringValue(
+			    cJSON_GetObjectItemCaseSensitive(r, "success_notice")));
 	}
 	cJSON_Delete(state);
 }
@@ -387,7 +412,9 @@ static char *dlv_state_text(const struct dlv_attempt *a, int64_t next)
 		    (dr->enhanced[0] && cJSON_AddStringToObject(r, "enhanced", dr->enhanced) == NULL) ||
 		    (dr->remote[0] && cJSON_AddStringToObject(r, "remote", dr->remote) == NULL) ||
 		    (dr->remote_said && cJSON_AddNumberToObject(r, "remote_said", 1) == NULL) ||
-		    (dr->at && cJSON_AddNumberToObject(r, "at", (double)dr->at) == NULL))
+		    (dr->at && cJSON_AddNumberToObject(r, "at", (double)dr->at) == NULL) ||
+		    (dr->notice != NOTICE_NONE &&
+		     cJSON_AddStringToObject(r, "success_notice", notice_names[dr->notice]) == NULL))
 			goto out;
 	}
 	text = cJSON_PrintUnformatted(s);
@@ -434,6 +461,18 @@ static int dlv_rules_service(void *arg, enum rule_service kind, const char *name
 
 	return spool_client_service(a->m->w->sess_fd, kind, name, file[0] ? file : a->m->id, data,
 				    len);
+}
+
+/* dlv_rules_send_mail - send_mail() from a rule: queued through the queue. */
+static int dlv_rules_send_mail(void *arg, const struct rule_mail *mail, char *id)
+{
+	struct dlv_attempt *a = arg;
+	const struct config *cfg = a->m->w->cfg;
+	int err = send_mail_queue(a->m->w->sess_fd, mail, cfg->hostname, cfg->max_message_size, id);
+
+	if (err == 0)
+		log_info("%s: rules: send_mail %s: %s", a->m->id, mail->path, id);
+	return err;
 }
 
 /* dlv_rules_route - ctx:deliver() and friends: note the choice. */
@@ -486,6 +525,7 @@ static void dlv_ctx_init(struct dlv_attempt *a, struct rule_ctx *ctx, struct mes
 	ctx->mail_timestamp = env->received_at;
 	ctx->msg = msg;
 	ctx->service = dlv_rules_service;
+	ctx->send_mail = dlv_rules_send_mail;
 	ctx->service_arg = a;
 	if (env->vars != NULL)
 		ctx->tx_vars = cJSON_Parse(env->vars);
@@ -812,6 +852,11 @@ static int dlv_route(const struct dlv_attempt *a, size_t i, enum dlv_kind *kind,
 	default:
 		break;
 	}
+	if (a->env.relay != NULL) { /* send_mail()'s relay */
+		*kind = DLV_RELAY;
+		snprintf(target, len, "%s", a->env.relay);
+		return 0;
+	}
 	if (at == NULL || dlv_domain_local(cfg, domain)) {
 		dlv_route_local(cfg, kind, target, len);
 		return 0;
@@ -847,6 +892,22 @@ static const char *dlv_kind_name(enum dlv_kind kind)
 	return names[kind];
 }
 
+/*
+ * dlv_notice_owed - the success notice recipient i is owed by the result r
+ * of a job of kind (RFC 3461 5.2.2, 6.2): none unless it was sent and asked
+ * for one; none when a peer offering DSN took its NOTIFY, as that peer
+ * reports then; "delivered" for our own mailboxes and for an LMTP server,
+ * the final delivery; "relayed" to an SMTP peer without DSN.
+ */
+static enum dlv_notice dlv_notice_owed(const struct dlv_attempt *a, size_t i, enum dlv_kind kind,
+				       const struct smtp_client_result *r)
+{
+	if (r->outcome != SMTP_CLIENT_SENT || r->dsn_passed ||
+	    !dsn_wanted(&a->env, &a->env.rcpts[i], DSN_DELIVERED))
+		return NOTICE_NONE;
+	return kind == DLV_MX || kind == DLV_RELAY ? NOTICE_RELAYED : NOTICE_DELIVERED;
+}
+
 /* dlv_job_done - a job's results are in. */
 static void dlv_job_done(struct dlv_job *job)
 {
@@ -865,6 +926,7 @@ static void dlv_job_done(struct dlv_job *job)
 		snprintf(dr->remote, sizeof(dr->remote), "%s", job->remote);
 		dr->remote_said = r->remote_said;
 		dr->at = time(NULL);
+		dr->notice = dlv_notice_owed(a, i, job->kind, r);
 		dlv_log_rcpt(a, i, dlv_kind_name(job->kind));
 	}
 	if (--a->jobs_left == 0)
@@ -983,73 +1045,150 @@ static int64_t dlv_backoff(const struct config *cfg, int n)
 	return wait < cfg->retry_max ? wait : cfg->retry_max;
 }
 
+/* The recipients one notification reports, with their Remote-MTA names. */
+struct dlv_report {
+	struct dsn_rcpt *list;
+	char (*mta)[DLV_REMOTE_MAX];
+	size_t n;
+};
+
+/* dlv_report_free - release a report's room. */
+static void dlv_report_free(struct dlv_report *rep)
+{
+	free(rep->list);
+	free(rep->mta);
+	rep->list = NULL;
+	rep->mta = NULL;
+	rep->n = 0;
+}
+
+/* dlv_report_init - room for a report about at most max recipients; 0 or ENOMEM. */
+static int dlv_report_init(struct dlv_report *rep, size_t max)
+{
+	rep->n = 0;
+	rep->list = calloc(max ? max : 1, sizeof(*rep->list));
+	rep->mta = calloc(max ? max : 1, sizeof(*rep->mta));
+	if (rep->list == NULL || rep->mta == NULL) {
+		dlv_report_free(rep);
+		return ENOMEM;
+	}
+	return 0;
+}
+
+/* dlv_report_add - recipient i's block, reporting action. */
+static void dlv_report_add(struct dlv_report *rep, const struct dlv_attempt *a, size_t i,
+			   enum dsn_action action, int64_t retry_until)
+{
+	const struct dlv_rcpt *dr = &a->rcpts[i];
+	struct dsn_rcpt *d = &rep->list[rep->n];
+	char *mta = rep->mta[rep->n++];
+	int success = action == DSN_DELIVERED || action == DSN_RELAYED;
+
+	d->rcpt = &a->env.rcpts[i];
+	d->action = action;
+	d->status = dr->enhanced; /* dsn_build puts x.0.0 of the action's class for "" */
+	/* Remote-MTA is a host name: "mx.example.org[192.0.2.1]" without the address. */
+	snprintf(mta, DLV_REMOTE_MAX, "%.*s", (int)strcspn(dr->remote, "["), dr->remote);
+	d->remote_mta = mta[0] ? mta : NULL;
+	/* Our own "delivered to <file>" would show the sender where mailboxes live. */
+	d->diagnostic = success && !dr->remote_said ? "delivered to the mailbox" : dr->reply;
+	d->diagnostic_smtp = dr->remote_said;
+	d->last_attempt = dr->at;
+	d->will_retry_until = retry_until;
+}
+
+/*
+ * dlv_report_send - build the notification about rep's recipients and
+ * queue it for the sender; what names it in the log ("non-delivery
+ * notification"). 0 when queued, else an errno value (nothing was queued).
+ */
+static int dlv_report_send(struct dlv_attempt *a, const struct dlv_report *rep, const char *what)
+{
+	const struct config *cfg = a->m->w->cfg;
+	struct envelope notice = {0};
+	size_t len;
+	char *text;
+	int err;
+
+	text = dsn_build(cfg->hostname, &a->env, a->map, a->content_len, rep->list, rep->n,
+			 cfg->dsn_attach_limit, time(NULL), &len);
+	if (text == NULL)
+		return ENOMEM;
+	notice.received_at = time(NULL);
+	err = envelope_set(&notice.listener, "local") < 0 ||
+		      envelope_set(&notice.client_ip, "127.0.0.1") < 0 ||
+		      envelope_set(&notice.helo, cfg->hostname) < 0 ||
+		      envelope_set(&notice.protocol, "ESMTP") < 0 ||
+		      envelope_set(&notice.mail_from, "") < 0 ||
+		      envelope_add_rcpt(&notice, a->env.mail_from, 0, NULL, NULL) < 0
+		  ? ENOMEM
+		  : 0;
+	notice.smtputf8 = a->env.smtputf8;
+	notice.body = SMTP_BODY_8BITMIME;
+	notice.postq_done = 1; /* the server's own notice: no policy applies */
+	if (err == 0)
+		err = spool_client_submit(a->m->w->sess_fd, &notice, text, len);
+	if (err == 0)
+		log_info("%s: sender %s: %s", a->m->id, what, notice.id);
+	else
+		log_err("%s: cannot queue the %s: %s", a->m->id, what, strerror(err));
+	envelope_clear(&notice);
+	free(text);
+	return err;
+}
+
 /*
  * dlv_notify - send the sender a notification about the recipients whose
- * status is `which` and who want to hear of it. 0 when sent or not wanted,
- * else an errno value (nothing was queued: try again later).
+ * status is `which` and who want to hear of it (failures or delays). 0 when
+ * sent or not wanted, else an errno value (nothing was queued: try again
+ * later).
  */
 static int dlv_notify(struct dlv_attempt *a, enum dsn_action action, enum dlv_status which,
 		      int64_t retry_until)
 {
-	const struct config *cfg = a->m->w->cfg;
-	struct envelope bounce = {0};
-	struct dsn_rcpt *list;
-	size_t i, n = 0, len;
-	char *text;
+	struct dlv_report rep;
+	size_t i;
 	int err;
 
-	if ((list = calloc(a->env.nrcpts, sizeof(*list))) == NULL)
+	if (dlv_report_init(&rep, a->env.nrcpts) != 0)
+		return ENOMEM;
+	for (i = 0; i < a->env.nrcpts; i++)
+		if (a->rcpts[i].status == which && dsn_wanted(&a->env, &a->env.rcpts[i], action))
+			dlv_report_add(&rep, a, i, action, retry_until);
+	err = rep.n == 0 ? 0
+			 : dlv_report_send(a, &rep,
+					   action == DSN_DELAYED ? "delay notification"
+								 : "non-delivery notification");
+	dlv_report_free(&rep);
+	return err;
+}
+
+/*
+ * dlv_notify_success - one success notice about every recipient owed one
+ * (NOTIFY=SUCCESS), apart from any bounce; they are marked sent once it is
+ * queued. 0 when queued or none is owed, else an errno value: they stay
+ * owed, for the next attempt.
+ */
+static int dlv_notify_success(struct dlv_attempt *a)
+{
+	struct dlv_report rep;
+	size_t i;
+	int err;
+
+	if (dlv_report_init(&rep, a->env.nrcpts) != 0)
 		return ENOMEM;
 	for (i = 0; i < a->env.nrcpts; i++) {
-		struct dlv_rcpt *dr = &a->rcpts[i];
-		struct dsn_rcpt *d = &list[n];
-		char *bracket;
+		enum dlv_notice owed = a->rcpts[i].notice;
 
-		if (dr->status != which || !dsn_wanted(&a->env, &a->env.rcpts[i], action))
-			continue;
-		d->rcpt = &a->env.rcpts[i];
-		d->action = action;
-		d->status = dr->enhanced[0] ? dr->enhanced : (which == RCPT_FAILED ? "5.0.0" : "4.0.0");
-		/* Remote-MTA is a host name: "mx.example.org[192.0.2.1]" without the address. */
-		if ((bracket = strchr(dr->remote, '[')) != NULL)
-			*bracket = '\0';
-		d->remote_mta = dr->remote[0] ? dr->remote : NULL;
-		d->diagnostic = dr->reply;
-		d->diagnostic_smtp = dr->remote_said;
-		d->last_attempt = dr->at;
-		d->will_retry_until = retry_until;
-		n++;
+		if (owed == NOTICE_DELIVERED || owed == NOTICE_RELAYED)
+			dlv_report_add(&rep, a, i,
+				       owed == NOTICE_DELIVERED ? DSN_DELIVERED : DSN_RELAYED, 0);
 	}
-	if (n == 0) {
-		free(list);
-		return 0;
-	}
-	text = dsn_build(cfg->hostname, &a->env, a->map, a->content_len, list, n,
-			 cfg->dsn_attach_limit, time(NULL), &len);
-	free(list);
-	if (text == NULL)
-		return ENOMEM;
-	bounce.received_at = time(NULL);
-	err = envelope_set(&bounce.listener, "local") < 0 ||
-		      envelope_set(&bounce.client_ip, "127.0.0.1") < 0 ||
-		      envelope_set(&bounce.helo, cfg->hostname) < 0 ||
-		      envelope_set(&bounce.protocol, "ESMTP") < 0 ||
-		      envelope_set(&bounce.mail_from, "") < 0 ||
-		      envelope_add_rcpt(&bounce, a->env.mail_from, 0, NULL, NULL) < 0
-		  ? ENOMEM
-		  : 0;
-	bounce.smtputf8 = a->env.smtputf8;
-	bounce.body = SMTP_BODY_8BITMIME;
-	bounce.postq_done = 1; /* the server's own notice: no policy applies */
-	if (err == 0)
-		err = spool_client_submit(a->m->w->sess_fd, &bounce, text, len);
-	if (err == 0)
-		log_info("%s: sender non-delivery notification: %s", a->m->id, bounce.id);
-	else
-		log_err("%s: cannot queue the delivery status notification: %s", a->m->id,
-			strerror(err));
-	envelope_clear(&bounce);
-	free(text);
+	err = rep.n == 0 ? 0 : dlv_report_send(a, &rep, "delivery status notification");
+	dlv_report_free(&rep);
+	for (i = 0; err == 0 && i < a->env.nrcpts; i++)
+		if (a->rcpts[i].notice == NOTICE_DELIVERED || a->rcpts[i].notice == NOTICE_RELAYED)
+			a->rcpts[i].notice = NOTICE_SENT;
 	return err;
 }
 
@@ -1127,7 +1266,7 @@ static void dlv_attempt_end(struct dlv_attempt *a)
 	const struct config *cfg = a->m->w->cfg;
 	int64_t now = time(NULL), next = 0;
 	size_t i, deferred = 0, failed = 0;
-	int err;
+	int err, owed;
 
 	if (a->m->withdrawn) {
 		/* An administrator removed, held or requeued it meanwhile: the
@@ -1143,6 +1282,9 @@ static void dlv_attempt_end(struct dlv_attempt *a)
 		deferred += a->rcpts[i].status == RCPT_DEFERRED || a->rcpts[i].status == RCPT_PENDING;
 		failed += a->rcpts[i].status == RCPT_FAILED;
 	}
+	/* Success notices go at the end of the attempt that delivered, or at
+	 * the first one after a failure to queue them or a restart. */
+	owed = dlv_notify_success(a) != 0;
 	if (deferred > 0) {
 		if (cfg->delay_warning > 0 && !a->warned &&
 		    now - a->env.received_at >= (int64_t)cfg->delay_warning &&
@@ -1153,6 +1295,15 @@ static void dlv_attempt_end(struct dlv_attempt *a)
 		next = now + dlv_backoff(cfg, a->attempts);
 		dlv_state_save(a, next);
 		a->m->w->deferred++;
+		dlv_attempt_close(a, 0, next);
+		return;
+	}
+	if (owed) {
+		/* The outcomes are known; a success notice is missing, and the
+		 * bounce waits for it, as it can be sent only once: just before
+		 * the message leaves. */
+		next = now + cfg->retry_min;
+		dlv_state_save(a, next);
 		dlv_attempt_close(a, 0, next);
 		return;
 	}
@@ -1409,6 +1560,8 @@ void delivery_main(const struct config *cfg, struct rules *rules, int dlv_fd, in
 	if ((w.base = evloop_new()) == NULL)
 		fatal("cannot create the event loop");
 	sig_ev = sigevent_new(w.base, sigs, 2, dlv_signal_cb, &w);
+	if (delivery_sandbox_enter(cfg) < 0)
+		fatal("cannot confine the delivery worker");
 	if ((w.t = dlv_transport_new(w.base, cfg, err, sizeof(err))) == NULL)
 		fatal("cannot start the transports: %s", err);
 	w.out = ipc_outq_new(w.base, dlv_fd);

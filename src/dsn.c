@@ -31,17 +31,16 @@
  */
 #include <errno.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "utf8.h"
 #include "dsn.h"
+#include "mail_header.h"
 #include "smtp_parse.h"
 
 #define DSN_LINE_SOFT 78  /* RFC 5322 2.1.1: fold past this when possible */
@@ -52,9 +51,6 @@
 #define DSN_DIAG_MAX 4000    /* a cleaned diagnostic */
 #define DSN_HEADERS_MIN 8192 /* the returned header section may always be that long */
 #define DSN_DATE_MAX 64
-
-/* Makes boundaries and Message-IDs unique within this process. */
-static atomic_ulong dsn_counter;
 
 /* A growing buffer; after a failed allocation it stays failed. */
 struct dsn_buf {
@@ -200,28 +196,6 @@ static void host_clean(const char *s, const char *extra, char *out, size_t outle
 	out[o] = '\0';
 	if (o == 0)
 		snprintf(out, outlen, "%s", fallback);
-}
-
-/* date_format - an RFC 5322 date-time in UTC. */
-static void date_format(int64_t t, char *out, size_t outlen)
-{
-	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-	                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	struct tm tm;
-	time_t tt;
-
-	/* Years 1970 to 9999: four digits, and gmtime_r cannot fail. */
-	if (t < 0)
-		t = 0;
-	if (t > INT64_C(253402300799))
-		t = INT64_C(253402300799);
-	tt = (time_t)t;
-	if (gmtime_r(&tt, &tm) == NULL)
-		memset(&tm, 0, sizeof(tm));
-	snprintf(out, outlen, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday % 7],
-	         tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-	         tm.tm_sec);
 }
 
 /* char_start - the largest n <= max that does not split a UTF-8 character of w. */
@@ -437,11 +411,11 @@ static void put_rcpt_fields(struct dsn_buf *b, const struct dsn_rcpt *r, int glo
 		put_field(b, "Diagnostic-Code", value);
 	}
 	if (r->last_attempt > 0) {
-		date_format(r->last_attempt, date, sizeof(date));
+		mail_header_date(r->last_attempt, date, sizeof(date));
 		put_field(b, "Last-Attempt-Date", date);
 	}
 	if (r->action == DSN_DELAYED && r->will_retry_until > 0) {
-		date_format(r->will_retry_until, date, sizeof(date));
+		mail_header_date(r->will_retry_until, date, sizeof(date));
 		put_field(b, "Will-Retry-Until", date);
 	}
 }
@@ -465,7 +439,7 @@ static void status_part(struct dsn_buf *b, const char *host, const struct envelo
 		put_field(b, "Original-Envelope-Id", value);
 	}
 	if (env->received_at > 0) {
-		date_format(env->received_at, value, sizeof(value));
+		mail_header_date(env->received_at, value, sizeof(value));
 		put_field(b, "Arrival-Date", value);
 	}
 	for (i = 0; i < n; i++) {
@@ -492,7 +466,7 @@ static void rcpt_line(struct dsn_buf *b, const struct dsn_rcpt *r)
 		n = snprintf(line, sizeof(line), "<%s>: %s", addr, diag);
 	if (r->action == DSN_DELAYED && r->will_retry_until > 0 && n > 0 &&
 	    (size_t)n < sizeof(line)) {
-		date_format(r->will_retry_until, date, sizeof(date));
+		mail_header_date(r->will_retry_until, date, sizeof(date));
 		snprintf(line + n, sizeof(line) - (size_t)n, " (retried until %s)", date);
 	}
 	put_wrapped(b, "", line, "    ", DSN_TEXT_WIDTH);
@@ -666,17 +640,6 @@ static void dsn_original(struct dsn_original *o, const struct envelope *env, con
 		             attach_limit > DSN_HEADERS_MIN ? attach_limit : DSN_HEADERS_MIN);
 }
 
-/* dsn_random - 64 unpredictable bits, or at least unique ones. */
-static uint64_t dsn_random(uint64_t counter)
-{
-	uint64_t r;
-
-	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) == (ssize_t)sizeof(r))
-		return r;
-	return ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 40) ^
-	       (counter * UINT64_C(0x9e3779b97f4a7c15));
-}
-
 /* buf_contains - whether needle occurs in b. */
 static int buf_contains(const struct dsn_buf *b, const char *needle)
 {
@@ -691,9 +654,10 @@ static void dsn_boundary(char *out, size_t outlen, const struct dsn_buf *parts, 
 	int clash;
 
 	do {
-		q = atomic_fetch_add(&dsn_counter, 1) + 1;
+		uint64_t r = mail_header_random(&q);
+
 		/* "=_" cannot occur in quoted-printable or base64 text. */
-		snprintf(out, outlen, "=_vsmtpd_%016llx_%lu", (unsigned long long)dsn_random(q), q);
+		snprintf(out, outlen, "=_vsmtpd_%016llx_%lu", (unsigned long long)r, q);
 		clash = 0;
 		for (i = 0; i < nparts; i++)
 			clash |= buf_contains(&parts[i], out);
@@ -721,18 +685,15 @@ static void put_headers(struct dsn_buf *b, const char *host, const struct envelo
                         const char *boundary, int64_t now)
 {
 	char value[DSN_VALUE_MAX + 16], clean[DSN_VALUE_MAX];
-	unsigned long q = atomic_fetch_add(&dsn_counter, 1) + 1;
-
 	snprintf(value, sizeof(value), "Mail Delivery System <MAILER-DAEMON@%s>", host);
 	put_field(b, "From", value);
 	text_clean(env->mail_from, 1, clean, sizeof(clean));
 	snprintf(value, sizeof(value), "<%s>", clean);
 	put_field(b, "To", value);
 	put_field(b, "Subject", dsn_subject(rcpts, n));
-	date_format(now, value, sizeof(value));
+	mail_header_date(now, value, sizeof(value));
 	put_field(b, "Date", value);
-	snprintf(value, sizeof(value), "<%lld.%016llx.%lu@%s>", (long long)now,
-	         (unsigned long long)dsn_random(q), q, host);
+	mail_header_message_id(host, now, value, sizeof(value));
 	put_field(b, "Message-ID", value);
 	put_field(b, "Auto-Submitted", "auto-replied");
 	put_field(b, "MIME-Version", "1.0");

@@ -145,6 +145,7 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_string(obj, "tls_version", env->tls_version) < 0 ||
 	    json_add_string(obj, "tls_cipher", env->tls_cipher) < 0 ||
 	    json_add_string(obj, "quarantine", env->quarantine) < 0 ||
+	    json_add_string(obj, "relay", env->relay) < 0 ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
 	if ((env->postq_done && cJSON_AddNumberToObject(obj, "postq", 1) == NULL) ||
@@ -250,7 +251,8 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_string(obj, "auth_mechanism", &env->auth_mechanism, 0) < 0 ||
 	    json_get_string(obj, "tls_version", &env->tls_version, 0) < 0 ||
 	    json_get_string(obj, "tls_cipher", &env->tls_cipher, 0) < 0 ||
-	    json_get_string(obj, "quarantine", &env->quarantine, 0) < 0)
+	    json_get_string(obj, "quarantine", &env->quarantine, 0) < 0 ||
+	    json_get_string(obj, "relay", &env->relay, 0) < 0)
 		goto out;
 	vars = cJSON_GetObjectItemCaseSensitive(obj, "vars");
 	if (vars != NULL) {
@@ -301,6 +303,7 @@ void envelope_clear(struct envelope *env)
 	free(env->tls_version);
 	free(env->tls_cipher);
 	free(env->quarantine);
+	free(env->relay);
 	free(env->vars);
 	memset(env, 0, sizeof(*env));
 }

@@ -14,6 +14,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -33,6 +34,7 @@
 #include "log.h"
 #include "sigevent.h"
 #include "queue.h"
+#include "send_mail.h"
 #include "spool.h"
 #include "queue_internal.h"
 
@@ -369,6 +371,38 @@ static int queue_rule_save(struct queue *q, const struct ipc_msg *req, int fd)
 	return err;
 }
 
+/*
+ * queue_rule_file - IPC_RULE_FILE: open a file of the rules folder for
+ * send_mail() in a session or the delivery worker, which may not open
+ * files themselves; *out gets the descriptor. 0 or an errno value.
+ */
+static int queue_rule_file(struct queue *q, int pathfd, int *out)
+{
+	char path[SEND_MAIL_PATH_MAX + 1], dir[PATH_MAX], *slash;
+	ssize_t n;
+	int dfd, err = 0;
+
+	*out = -1;
+	if (pathfd < 0 || (n = pread(pathfd, path, sizeof(path), 0)) <= 0 ||
+	    (size_t)n > SEND_MAIL_PATH_MAX)
+		return EINVAL;
+	path[n] = '\0';
+	if (strlen(path) != (size_t)n)
+		return EINVAL;
+	snprintf(dir, sizeof(dir), "%s", q->cfg->rules_file);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		return EINVAL; /* the configuration makes it absolute */
+	*(slash == dir ? slash + 1 : slash) = '\0';
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return errno;
+	if ((*out = send_mail_open(dfd, path, q->max_message_size)) < 0)
+		err = errno;
+	close(dfd);
+	if (err != 0)
+		log_warn("rules: send_mail: %s in %s: %s", path, dir, strerror(err));
+	return err;
+}
+
 /* queue_client_cb - requests from a session. */
 static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -380,8 +414,8 @@ static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
 	while ((n = ipc_recv(fd, &m, &passfd)) > 0) {
 		m.text[IPC_TEXT_MAX] = '\0';
 		m.id[SPOOL_ID_LEN] = '\0';
-		if (passfd != -1 && m.type != IPC_RULE_SAVE) {
-			close(passfd); /* only a save comes with a descriptor */
+		if (passfd != -1 && m.type != IPC_RULE_SAVE && m.type != IPC_RULE_FILE) {
+			close(passfd); /* only a save and a file's path come with a descriptor */
 			passfd = -1;
 		}
 		switch (m.type) {
@@ -394,6 +428,16 @@ static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
 			if (err != 0)
 				log_warn("rules: cannot save %s/%s: %s", m.text, m.id, strerror(err));
 			queue_reply(c, IPC_RULE_DONE, err, m.id, -1);
+			if (passfd != -1)
+				close(passfd);
+			break;
+		}
+		case IPC_RULE_FILE: {
+			int file = -1, err = queue_rule_file(q, passfd, &file);
+
+			queue_reply(c, IPC_RULE_DONE, err, m.id, file);
+			if (file != -1)
+				close(file);
 			if (passfd != -1)
 				close(passfd);
 			break;

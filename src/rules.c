@@ -810,6 +810,8 @@ static void rules_open_sandbox(lua_State *L, const struct rules_settings *settin
 	lua_setglobal(L, "require");
 	lua_pushcfunction(L, lua_user_exist);
 	lua_setglobal(L, "user_exist");
+	lua_pushcfunction(L, lua_send_mail);
+	lua_setglobal(L, "send_mail");
 	lua_pushcfunction(L, lua_rule);
 	lua_setglobal(L, "rule");
 	lua_pushcfunction(L, lua_action);
@@ -1222,6 +1224,12 @@ void rules_free(struct rules *r)
 	free(r);
 }
 
+/* rules_path - r->path. */
+const char *rules_path(const struct rules *r)
+{
+	return r->path;
+}
+
 /* rules_stage_used - any rule in the stage? */
 int rules_stage_used(const struct rules *r, enum rule_stage stage)
 {
@@ -1412,6 +1420,7 @@ enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_c
 	rules_ctx_push(L, ctx, stage);
 	ctx_idx = lua_gettop(L);
 	r->current = ctx;
+	r->mails_sent = 0;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->stage_ref[stage]);
 	n = (lua_Integer)lua_rawlen(L, -1);
 	for (i = 1; i <= n; i++) {

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "rule_objects.h"
 #include "rules_internal.h"
+#include "send_mail.h"
 #include "smtp_parse.h"
 #include "spool.h"
 
@@ -828,11 +829,13 @@ static int lua_ctx_quarantine(lua_State *L)
 enum ctx_target {
 	CTX_TARGET_NONE,     /* nothing */
 	CTX_TARGET_SMTP,     /* required: host, host:port, [host]:port, [IPv6]:port */
+	CTX_TARGET_SMTP_OPTIONAL, /* the same, or nothing */
 	CTX_TARGET_OPTIONAL, /* optional ("" or nil: the configured one), unix:/path too */
 };
 
 /* ctx_check_target - the target at idx into out (RULE_ROUTE_TARGET_MAX
- * bytes); "" when optional and absent. Raises when it is no destination. */
+ * bytes); "" when optional and absent. Raises, naming the function what
+ * ("ctx:forward"), when it is no destination. */
 static void ctx_check_target(lua_State *L, int idx, const char *what, enum ctx_target tk,
 			     char *out)
 {
@@ -843,24 +846,98 @@ static void ctx_check_target(lua_State *L, int idx, const char *what, enum ctx_t
 	size_t len;
 
 	out[0] = '\0';
-	if (tk == CTX_TARGET_NONE || (tk == CTX_TARGET_OPTIONAL && lua_isnoneornil(L, idx)))
+	if (tk == CTX_TARGET_NONE ||
+	    ((tk == CTX_TARGET_OPTIONAL || tk == CTX_TARGET_SMTP_OPTIONAL) && lua_isnoneornil(L, idx)))
 		return;
 	text = luaL_checklstring(L, idx, &len);
-	if (tk == CTX_TARGET_OPTIONAL && len == 0)
+	if ((tk == CTX_TARGET_OPTIONAL || tk == CTX_TARGET_SMTP_OPTIONAL) && len == 0)
 		return;
 	if (len >= RULE_ROUTE_TARGET_MAX)
-		luaL_error(L, "ctx:%s: a destination is at most %d bytes", what,
+		luaL_error(L, "%s: a destination is at most %d bytes", what,
 			   RULE_ROUTE_TARGET_MAX - 1);
 	if (strlen(text) != len ||
 	    config_target_split(text, host, sizeof(host), &port, &path, &bracketed) < 0)
-		luaL_error(L, "ctx:%s: \"%s\" is not a destination (%s)", what, text,
-			   tk == CTX_TARGET_SMTP ? "host, host:port or [address]:port"
+		luaL_error(L, "%s: \"%s\" is not a destination (%s)", what, text,
+			   tk != CTX_TARGET_OPTIONAL ? "host, host:port or [address]:port"
 						 : "unix:/path, host:port or [address]:port");
-	if (tk == CTX_TARGET_SMTP && path != NULL)
-		luaL_error(L, "ctx:%s: \"%s\": forward is SMTP over TCP, give host, host:port or "
+	if (tk != CTX_TARGET_OPTIONAL && path != NULL)
+		luaL_error(L, "%s: \"%s\": SMTP goes over TCP, give host, host:port or "
 			      "[address]:port (a unix socket is for ctx:lmtp)",
 			   what, text);
 	memcpy(out, text, len + 1);
+}
+
+/* send_mail_error - the reason a send_mail() failed, for its error. */
+static const char *send_mail_error(int err)
+{
+	switch (err) {
+	case ENOENT:
+		return "no such file in the rules folder";
+	case EACCES:
+		return "not a file of the rules folder";
+	case EBADMSG:
+		return "not a message that can be sent (a NUL byte, a bare CR or a line over 998 "
+		       "octets)";
+	case EFBIG:
+		return "larger than [limits] max_message_size";
+	case EINVAL:
+		return "not a regular file";
+	default:
+		return strerror(err);
+	}
+}
+
+/*
+ * lua_send_mail - send_mail(from, to, path [, relay]): queue the message
+ * in the file path of the rules folder, from from ("" for the null
+ * sender) to to (an address, or a list of them), through relay
+ * (host[:port]) or the usual way. Returns its queue id.
+ */
+int lua_send_mail(lua_State *L)
+{
+	struct rules *r = rules_from_state(L);
+	char from[RULE_ADDRESS_TEXT_MAX], relay[RULE_ROUTE_TARGET_MAX], id[SPOOL_ID_LEN + 1];
+	const char *list[SEND_MAIL_RCPTS_MAX];
+	struct rule_mail mail = {.from = from, .to = list, .relay = relay};
+	int is_list = lua_istable(L, 2) && !rule_is_address(L, 2), err;
+	lua_Integer i, n = is_list ? (lua_Integer)lua_rawlen(L, 2) : 1;
+	char (*to)[RULE_ADDRESS_TEXT_MAX];
+
+	if (r->current == NULL)
+		return luaL_error(L, "send_mail() works inside a rule, not while loading");
+	lua_settop(L, 4); /* the copies below go above the arguments */
+	rule_sender_check(L, 1, from, sizeof(from));
+	if (n < 1 || n > SEND_MAIL_RCPTS_MAX)
+		return luaL_error(L, "send_mail: from 1 to %d recipients, not %d", SEND_MAIL_RCPTS_MAX,
+				  (int)n);
+	/* A userdata holds the copies: an error below unwinds without a leak. */
+	to = lua_newuserdatauv(L, (size_t)n * sizeof(*to), 0);
+	for (i = 0; i < n; i++) {
+		if (is_list) {
+			lua_rawgeti(L, 2, i + 1);
+			rule_address_check(L, -1, to[i], sizeof(to[i]));
+			lua_pop(L, 1);
+		} else {
+			rule_address_check(L, 2, to[i], sizeof(to[i]));
+		}
+		list[i] = to[i];
+	}
+	mail.nto = (size_t)n;
+	mail.path = luaL_checkstring(L, 3);
+	if (!send_mail_path_ok(mail.path))
+		return luaL_argerror(L, 3, "a file of the rules folder: a relative path without "
+					   "'.' or '..' components");
+	ctx_check_target(L, 4, "send_mail", CTX_TARGET_SMTP_OPTIONAL, relay);
+	if (r->mails_sent >= RULES_SEND_MAIL_MAX)
+		return luaL_error(L, "send_mail: at most %d messages per stage", RULES_SEND_MAIL_MAX);
+	if (r->current->send_mail == NULL)
+		return luaL_error(L, "send_mail: not available here (no queue process to ask)");
+	r->mails_sent++;
+	err = r->current->send_mail(r->current->service_arg, &mail, id);
+	if (err != 0)
+		return luaL_error(L, "send_mail(\"%s\"): %s", mail.path, send_mail_error(err));
+	lua_pushstring(L, id);
+	return 1;
 }
 
 /* ctx_route - the body of every transport method: check where it is
@@ -871,7 +948,7 @@ static int ctx_route(lua_State *L, const char *what, const char *args, enum rule
 {
 	struct ctx_ud *ud;
 	struct rule_ctx *ctx = ctx_check(L, &ud);
-	char addr[RULE_ADDRESS_TEXT_MAX] = "", target[RULE_ROUTE_TARGET_MAX];
+	char addr[RULE_ADDRESS_TEXT_MAX] = "", target[RULE_ROUTE_TARGET_MAX], name[48];
 	size_t wlen = strlen(what);
 	int all = wlen > 4 && strcmp(what + wlen - 4, "_all") == 0, err;
 	const char *rcpt = all ? NULL : addr;
@@ -898,7 +975,8 @@ static int ctx_route(lua_State *L, const char *what, const char *args, enum rule
 	}
 	if (!all)
 		ctx_check_address(L, 2, addr, sizeof(addr));
-	ctx_check_target(L, all ? 2 : 3, what, tk, target);
+	snprintf(name, sizeof(name), "ctx:%s", what);
+	ctx_check_target(L, all ? 2 : 3, name, tk, target);
 	if (!all && ctx->env != NULL) {
 		/* The callback gets the envelope's spelling of the address. */
 		if ((i = ctx_find_rcpt(ctx->env, addr)) < 0)

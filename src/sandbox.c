@@ -111,27 +111,48 @@ static int sandbox_allow_proc(int ruleset)
 #endif
 }
 
-/* sandbox_allow_read - let the sessions read the file at path, if it exists
- * and is no directory (a rule on a directory would cover all beneath it). */
-static int sandbox_allow_read(int ruleset, const char *path)
+/* The rights a SANDBOX_WRITE folder grants: what maildir and mbox delivery
+ * do (create, write, rename across folders, lock files), never execute. */
+static __u64 sandbox_write_rights(long abi)
 {
-	struct landlock_path_beneath_attr rule = {.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE};
+	return landlock_fs_rights(abi) &
+	       (LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE |
+		LANDLOCK_ACCESS_FS_READ_DIR | LANDLOCK_ACCESS_FS_REMOVE_FILE |
+		LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG | LANDLOCK_ACCESS_FS_REFER |
+		(1ULL << 14) /* truncate, ABI 3 */);
+}
+
+/*
+ * sandbox_allow - grant what p says beneath p->path, if it exists. A file
+ * gets only the file rights; a directory gets them for all beneath it,
+ * unless dirs_ok is 0 (then it is skipped).
+ */
+static int sandbox_allow(int ruleset, long abi, const struct sandbox_path *p, int dirs_ok)
+{
+	const __u64 file_rights = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+				  (abi >= 3 ? 1ULL << 14 : 0);
+	struct landlock_path_beneath_attr rule = {0};
 	struct stat st;
 	int rc;
 
-	if ((rule.parent_fd = open(path, O_PATH | O_CLOEXEC)) < 0)
+	if ((rule.parent_fd = open(p->path, O_PATH | O_CLOEXEC)) < 0)
 		return errno == ENOENT || errno == EACCES || errno == ENOTDIR ? 0 : -1;
-	if (fstat(rule.parent_fd, &st) < 0 || S_ISDIR(st.st_mode)) {
+	if (fstat(rule.parent_fd, &st) < 0 || (S_ISDIR(st.st_mode) && !dirs_ok)) {
 		close(rule.parent_fd);
 		return 0;
 	}
+	rule.allowed_access = p->access == SANDBOX_WRITE
+				  ? sandbox_write_rights(abi)
+				  : LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
+	if (!S_ISDIR(st.st_mode))
+		rule.allowed_access &= file_rights;
 	rc = (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
 	close(rule.parent_fd);
 	return rc;
 }
 
-/* sandbox_prepare - the deny-everything-but-readable ruleset. */
-int sandbox_prepare(const char *const *readable, size_t nreadable)
+/* sandbox_build - a ruleset handling every right, granting paths. */
+static int sandbox_build(const struct sandbox_path *paths, size_t n, int dirs_ok)
 {
 	struct landlock_ruleset_attr attr = {0};
 	long abi = landlock_abi();
@@ -150,8 +171,8 @@ int sandbox_prepare(const char *const *readable, size_t nreadable)
 		close(fd);
 		return -1;
 	}
-	for (i = 0; i < nreadable; i++) {
-		if (readable[i] != NULL && sandbox_allow_read(fd, readable[i]) < 0) {
+	for (i = 0; i < n; i++) {
+		if (paths[i].path != NULL && sandbox_allow(fd, abi, &paths[i], dirs_ok) < 0) {
 			int e = errno;
 
 			close(fd);
@@ -160,6 +181,27 @@ int sandbox_prepare(const char *const *readable, size_t nreadable)
 		}
 	}
 	return fd;
+}
+
+/* sandbox_prepare - the deny-everything-but-readable-files ruleset. */
+int sandbox_prepare(const char *const *readable, size_t nreadable)
+{
+	struct sandbox_path paths[8];
+	size_t i;
+
+	if (nreadable > sizeof(paths) / sizeof(paths[0])) {
+		errno = E2BIG;
+		return -1;
+	}
+	for (i = 0; i < nreadable; i++)
+		paths[i] = (struct sandbox_path){.path = readable[i], .access = SANDBOX_READ};
+	return sandbox_build(paths, nreadable, 0);
+}
+
+/* sandbox_prepare_paths - the ruleset granting folders and files. */
+int sandbox_prepare_paths(const struct sandbox_path *paths, size_t n)
+{
+	return sandbox_build(paths, n, 1);
 }
 
 /* sandbox_enter - confine this process. */

@@ -76,6 +76,7 @@ enum smtp_step { SMTP_STEP_RSET, SMTP_STEP_MAIL, SMTP_STEP_RCPT, SMTP_STEP_DATA 
 /* Per recipient of the job under way. */
 #define SMTP_R_SET 0x1      /* results[i] holds its outcome */
 #define SMTP_R_ACCEPTED 0x2 /* RCPT got 2xx: waits for the final dot */
+#define SMTP_R_DSN 0x4      /* its RCPT carried the DSN parameters to a peer offering DSN */
 
 /* The peer's service extensions, from its last EHLO/LHLO reply. */
 struct smtp_ext {
@@ -311,6 +312,9 @@ static void smtp_result_fix(struct smtp_client_result *r)
 }
 
 /* smtp_result_local - r as a local reason: no reply from the peer. */
+static void smtp_result_local(struct smtp_client_result *r, enum smtp_client_outcome outcome,
+                              const char *enhanced, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
 static void smtp_result_local(struct smtp_client_result *r, enum smtp_client_outcome outcome,
                               const char *enhanced, const char *fmt, va_list ap)
 {
@@ -1145,6 +1149,8 @@ static void smtp_tx_write_step(struct smtp_conn *c, size_t s)
 		smtp_tx_write_mail(c);
 		break;
 	case SMTP_STEP_RCPT:
+		if (c->ext.dsn)
+			c->rstate[c->sent[k]] |= SMTP_R_DSN;
 		smtp_tx_write_rcpt(c, &c->job->rcpts[c->sent[k]]);
 		break;
 	case SMTP_STEP_DATA:
@@ -1424,8 +1430,10 @@ static void smtp_job_finish(struct smtp_conn *c, int keep)
 	r.outcome = SMTP_CLIENT_DEFERRED;
 	snprintf(r.enhanced, sizeof(r.enhanced), "4.4.2");
 	snprintf(r.reply, sizeof(r.reply), "no reply from %s", c->remote);
-	for (i = 0; i < c->job->nrcpts; i++)
+	for (i = 0; i < c->job->nrcpts; i++) {
 		smtp_rcpt_set(c, i, &r);
+		c->results[i].dsn_passed = (c->rstate[i] & SMTP_R_DSN) != 0;
+	}
 	if (c->peer_closing || c->bev == NULL)
 		keep = 0;
 	if (keep) {

@@ -48,6 +48,7 @@
 #include "smtp_auth.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
+#include "send_mail.h"
 #include "spool_client.h"
 #include "tls_server.h"
 
@@ -1788,6 +1789,19 @@ static int smtp_rules_service(void *arg, enum rule_service kind, const char *nam
 	return spool_client_service(s->queue_fd, kind, name, file, data, len);
 }
 
+/* smtp_rules_send_mail - send_mail() from a rule: the queue opens the file,
+ * the message is queued over our channel, synchronously like the rule. */
+static int smtp_rules_send_mail(void *arg, const struct rule_mail *mail, char *id)
+{
+	struct smtp_session *s = arg;
+	int err = send_mail_queue(s->queue_fd, mail, s->cfg->hostname, s->cfg->max_message_size,
+				  id);
+
+	if (err == 0)
+		log_info("rules: send_mail %s: %s", mail->path, id);
+	return err;
+}
+
 
 /* smtp_rules_overrun - a rule ran past [rules] time_limit: tell the client. */
 static void smtp_rules_overrun(void)
@@ -1811,6 +1825,7 @@ static void smtp_rules_init(struct smtp_session *s)
 		.connection_timestamp = time(NULL),
 		.helo = s->helo,
 		.service = smtp_rules_service,
+		.send_mail = smtp_rules_send_mail,
 		.service_arg = s,
 	};
 	smtp_overrun_fd = bufferevent_getfd(s->bev);

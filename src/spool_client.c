@@ -61,6 +61,39 @@ static int spool_client_write(int fd, const char *data, size_t len, off_t off)
 	return 0;
 }
 
+/*
+ * spool_client_request - send m with data (len bytes, in a memfd) unless
+ * data is NULL, and wait for the answer; *passfd (when not NULL) gets the
+ * descriptor that comes with it. 0 or an errno value.
+ */
+static int spool_client_request(int queue_fd, struct ipc_msg *m, const char *data, size_t len,
+				int *passfd)
+{
+	int fd = -1, got = -1, err = 0;
+
+	if (queue_fd < 0)
+		return EPIPE;
+	if (data != NULL) {
+		if ((fd = memfd_create("vsmtpd-rule-request", MFD_CLOEXEC)) < 0)
+			return errno;
+		err = spool_client_write(fd, data, len, 0);
+	}
+	if (err == 0 && ipc_send(queue_fd, m, fd) < 0)
+		err = errno;
+	if (fd >= 0)
+		close(fd);
+	if (err != 0)
+		return err;
+	if ((err = spool_client_wait(queue_fd, IPC_RULE_DONE, m, &got,
+				     SPOOL_CLIENT_SERVICE_TIMEOUT_MS)) != 0)
+		return err;
+	if (passfd != NULL && m->status == 0)
+		*passfd = got;
+	else if (got >= 0)
+		close(got);
+	return m->status;
+}
+
 /* spool_client_service - a rule's request, with the data in a memfd. */
 int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
 			 const char *file, const char *data, size_t len)
@@ -68,32 +101,27 @@ int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
 	struct ipc_msg m = {.type = kind == RULE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
 			    .a = kind == RULE_SERVICE_DUMP};
 	static uint64_t last_id;
-	int fd = -1, passfd, err = 0;
 
-	if (queue_fd < 0)
-		return EPIPE;
 	snprintf(m.text, sizeof(m.text), "%s", name);
 	if (file[0] != '\0' && strlen(file) == SPOOL_ID_LEN)
 		memcpy(m.id, file, SPOOL_ID_LEN + 1);
 	else
 		spool_id_next(&last_id, m.id); /* before the queue named the message */
-	if (data != NULL) {
-		if ((fd = memfd_create("vsmtpd-rule-copy", MFD_CLOEXEC)) < 0)
-			return errno;
-		err = spool_client_write(fd, data, len, 0);
-	}
-	if (err == 0 && ipc_send(queue_fd, &m, fd) < 0)
-		err = errno;
-	if (fd >= 0)
-		close(fd);
-	if (err != 0)
-		return err;
-	if ((err = spool_client_wait(queue_fd, IPC_RULE_DONE, &m, &passfd,
-				     SPOOL_CLIENT_SERVICE_TIMEOUT_MS)) != 0)
-		return err;
-	if (passfd >= 0)
-		close(passfd);
-	return m.status;
+	return spool_client_request(queue_fd, &m, data, len, NULL);
+}
+
+/* spool_client_open_rules_file - the path travels in a memfd: it may be
+ * longer than a record's text. */
+int spool_client_open_rules_file(int queue_fd, const char *path, int *fd)
+{
+	struct ipc_msg m = {.type = IPC_RULE_FILE};
+	int err;
+
+	*fd = -1;
+	err = spool_client_request(queue_fd, &m, path, strlen(path), fd);
+	if (err == 0 && *fd < 0)
+		err = EPROTO;
+	return err;
 }
 
 /* spool_client_submit - create, write and commit one message. */

@@ -199,7 +199,7 @@ def test_every_status_and_function_is_shown():
              "config.trusted_networks", "require(", "user_exist(", "ip(", "ip4(", "ip6(",
              "net(", "netset(", "networks.", "address(", "fqdn(", "regex(", "ip_list(",
              "domain_list(", "address_list(", "string_list(", "load(", "collectgarbage(",
-             "os.time(", "os.date(", "dns.lookup(", "dns.rlookup("]
+             "os.time(", "os.date(", "dns.lookup(", "dns.rlookup(", "send_mail("]
     names += [f"ctx:{m}(" for m in (
         "set", "get", "rewrite_mail_from", "add_rcpt", "remove_rcpt", "rewrite_rcpt", "bcc",
         "has_header", "get_header", "get_all_headers", "count_header", "append_header",

@@ -666,6 +666,8 @@ static void test_sink_delivery_is_exact(void **state)
 	sink_stop(sink);
 	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 Ok");
 	assert_int_equal(o.r[0].remote_said, 1);
+	/* smtp-sink offers DSN and got NOTIFY: its notices, not ours */
+	assert_int_equal(o.r[0].dsn_passed, 1);
 	assert_string_equal(o.remote, "localhost[127.0.0.1]");
 	assert_int_equal(dump_read(dir, dump, sizeof(dump)), 1);
 	assert_string_equal(dump_body(dump), "Subject: dots\n\n.leading dot\n..two dots\n.\n"
@@ -699,6 +701,7 @@ static void test_sink_no_8bitmime_no_params(void **state)
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
 	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_SENT);
+	assert_int_equal(o.r[0].dsn_passed, 0);
 	assert_int_equal(dump_read(dir, dump, sizeof(dump)), 1);
 	assert_non_null(strstr(dump, "X-Mail-Args: <sender@example.net>\n"));
 }
@@ -887,6 +890,7 @@ static void test_sink_lmtp_unix(void **state)
 	assert_result(&o.r[1], SMTP_CLIENT_SENT, 250, "2.2.0", "250 2.2.0 Ok");
 	assert_result(&o.r[2], SMTP_CLIENT_SENT, 250, "2.2.0", "250 2.2.0 Ok");
 	assert_string_equal(o.remote, path);
+	assert_int_equal(o.r[0].dsn_passed, 1); /* smtp-sink's LHLO offers DSN too */
 }
 
 /* TLS required but STARTTLS not offered: deferred 4.7.5. */
@@ -948,6 +952,80 @@ static void test_pipelined_mixed_rcpts(void **state)
 	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 550, "5.1.1",
 	              "550 5.1.1 <b@example.org>: no such user here");
 	assert_result(&o.r[2], SMTP_CLIENT_DEFERRED, 451, "4.3.0", "451 4.3.0 try later");
+}
+
+/*
+ * A peer offering DSN gets each recipient's NOTIFY and ORCPT, and every
+ * recipient it was given is marked dsn_passed (its notices are the peer's
+ * business), refused or not; one never given to it (a bad address) is not.
+ * The same job to a peer without DSN: nothing is marked.
+ */
+static void test_dsn_passed_per_recipient(void **state)
+{
+	static const char *const with_dsn[] = {
+	    "A",
+	    "S220 peer ESMTP\r\n",
+	    "REHLO client.test",
+	    "S250-peer\r\n250-PIPELINING\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n",
+	    "RMAIL FROM:<sender@example.net>",
+	    "RRCPT TO:<a@example.org> NOTIFY=SUCCESS",
+	    "RRCPT TO:<b@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@example.org",
+	    "RDATA",
+	    "S250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go\r\n",
+	    "DSubject: hi\r\n\r\nhello\r\n.\r\n",
+	    "S250 2.0.0 queued\r\n",
+	    "RQUIT",
+	    "S221 bye\r\n",
+	    NULL};
+	static const char *const without_dsn[] = {
+	    "A",
+	    "S220 peer ESMTP\r\n",
+	    "REHLO client.test",
+	    EHLO_PIPE,
+	    "RMAIL FROM:<sender@example.net>",
+	    "RRCPT TO:<a@example.org>",
+	    "RRCPT TO:<b@example.org>",
+	    "RDATA",
+	    "S250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go\r\n",
+	    "DSubject: hi\r\n\r\nhello\r\n.\r\n",
+	    "S250 2.0.0 queued\r\n",
+	    "RQUIT",
+	    "S221 bye\r\n",
+	    NULL};
+	static const struct smtp_client_rcpt r[] = {
+	    {"a@example.org", SMTP_NOTIFY_SUCCESS, NULL, NULL},
+	    {"b@example.org", SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE, "rfc822",
+	     "b+x@example.org"},
+	    {"c\r\nRSET@example.org", SMTP_NOTIFY_SUCCESS, NULL, NULL},
+	};
+	struct smtp_client_dest d;
+	struct smtp_client_job j;
+	struct outcome o;
+	int port;
+	pid_t peer = peer_start(with_dsn, &port);
+
+	dest_init(&d);
+	dest_add(&d, "peer.example.org", port);
+	job_init(&j, 3);
+	j.rcpts = r;
+	deliver(&d, &j, &o, 10);
+	assert_int_equal(child_wait(peer), 0);
+	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 queued");
+	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 550, "5.1.1", "550 5.1.1 no such user");
+	assert_result(&o.r[2], SMTP_CLIENT_FAILED, 0, "5.1.3", "bad recipient address syntax");
+	assert_int_equal(o.r[0].dsn_passed, 1);
+	assert_int_equal(o.r[1].dsn_passed, 1);
+	assert_int_equal(o.r[2].dsn_passed, 0);
+
+	peer = peer_start(without_dsn, &port);
+	dest_init(&d);
+	dest_add(&d, "peer.example.org", port);
+	deliver(&d, &j, &o, 10);
+	assert_int_equal(child_wait(peer), 0);
+	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 queued");
+	assert_int_equal(o.r[0].dsn_passed, 0);
+	assert_int_equal(o.r[1].dsn_passed, 0);
+	assert_int_equal(o.r[2].dsn_passed, 0);
 }
 
 /* Without PIPELINING the next command waits for the reply; all RCPTs refused: no DATA. */
@@ -1627,6 +1705,7 @@ int main(void)
 	    cmocka_unit_test(test_sink_lmtp_unix),
 	    cmocka_unit_test(test_sink_tls_required_not_offered),
 	    cmocka_unit_test(test_pipelined_mixed_rcpts),
+	    cmocka_unit_test(test_dsn_passed_per_recipient),
 	    cmocka_unit_test(test_no_pipelining_waits),
 	    cmocka_unit_test(test_lmtp_per_recipient_replies),
 	    cmocka_unit_test(test_greeting_5xx),
