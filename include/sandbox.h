@@ -42,7 +42,9 @@ struct sandbox_path {
 /*
  * sandbox_prepare_paths - the Landlock ruleset that denies every file
  * system access but what paths grant (paths that do not exist are
- * skipped; execution is never granted). Same returns as sandbox_prepare.
+ * skipped; execution is never granted). Same returns as sandbox_prepare;
+ * EOPNOTSUPP too when a path is SANDBOX_WRITE and the kernel's Landlock is
+ * older than ABI 2 (Linux 5.19), which cannot allow renames across folders.
  */
 int sandbox_prepare_paths(const struct sandbox_path *paths, size_t n);
 

@@ -118,7 +118,7 @@ struct dlv_worker {
 	struct rules *rules;
 	struct event_base *base;
 	int dlv_fd, sess_fd;
-	struct event *dlv_ev;
+	struct event *dlv_ev, *sess_ev;
 	struct ipc_outq *out;
 	struct dlv_transport *t;
 	struct dlv_msg *buckets[DLV_BUCKETS];
@@ -131,6 +131,7 @@ struct dlv_worker {
 
 static void dlv_msg_due(struct dlv_msg *m);
 static void dlv_attempt_end(struct dlv_attempt *a);
+static int dlv_notify_success(struct dlv_attempt *a);
 
 /* ---- messages ---- */
 
@@ -579,6 +580,10 @@ static void dlv_rule_error(struct dlv_attempt *a, const char *stage)
 /* dlv_quarantine - the rules kept the message: move it, forget it. */
 static void dlv_quarantine(struct dlv_attempt *a, const char *name, const char *stage)
 {
+	/* The move takes the state along: a success notice still owed from an
+	 * earlier attempt goes now or never. */
+	if (dlv_notify_success(a) != 0)
+		log_warn("%s: a success notice owed is lost with the quarantine", a->m->id);
 	log_info("%s: quarantined by the %s rules in %s", a->m->id, stage, name);
 	dlv_send(a->m->w, "move", a->m->id, "to", "quarantine", "name", name, -1);
 }
@@ -1495,6 +1500,21 @@ static void dlv_flush(struct dlv_worker *w, const char *id)
 				dlv_msg_schedule(m, 0);
 }
 
+/*
+ * dlv_sess_cb - the session channel is readable between requests: the
+ * queue has gone, or spool_client shut the channel after an answer went
+ * astray. Either way it cannot be used again: start afresh (the master
+ * restarts the worker; attempts under way are tried again).
+ */
+static void dlv_sess_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_notice("queue session channel closed: stopping"); /* the master starts another */
+	exit(0);
+}
+
 /* dlv_channel_cb - operations from the queue. */
 static void dlv_channel_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1566,7 +1586,9 @@ void delivery_main(const struct config *cfg, struct rules *rules, int dlv_fd, in
 		fatal("cannot start the transports: %s", err);
 	w.out = ipc_outq_new(w.base, dlv_fd);
 	w.dlv_ev = event_new(w.base, dlv_fd, EV_READ | EV_PERSIST, dlv_channel_cb, &w);
-	if (w.out == NULL || w.dlv_ev == NULL || sig_ev == NULL || event_add(w.dlv_ev, NULL) < 0)
+	w.sess_ev = event_new(w.base, sess_fd, EV_READ | EV_PERSIST, dlv_sess_cb, &w);
+	if (w.out == NULL || w.dlv_ev == NULL || w.sess_ev == NULL || sig_ev == NULL ||
+	    event_add(w.dlv_ev, NULL) < 0 || event_add(w.sess_ev, NULL) < 0)
 		fatal("cannot set up the delivery event loop");
 	log_info("delivery worker started: at most %u deliveries, %u per destination",
 		 cfg->delivery_max_concurrency, cfg->delivery_max_per_destination);

@@ -5,7 +5,8 @@
  * so it needs no path into the spool. It writes mailboxes under the
  * folders of [delivery] maildir_path and mbox_path, and reads system files
  * (CA certificates, the resolver's configuration, time zones, the shared
- * libraries NSS may load); nothing else. Landlock confines a thread and
+ * libraries NSS may load); nothing else: not the TLS keys, the sasldb2
+ * file or the configuration either. Landlock confines a thread and
  * the threads it starts later, so this runs before the local delivery
  * threads exist.
  */
@@ -19,14 +20,27 @@
 #include "log.h"
 #include "sandbox.h"
 
+/* folder_holds - whether path is folder or lies beneath it. */
+static int folder_holds(const char *folder, const char *path)
+{
+	size_t n = strlen(folder);
+
+	if (strcmp(folder, "/") == 0)
+		return 1;
+	return strncmp(path, folder, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
 /*
  * template_folder - the folder every path of a mailbox template lies
  * under: the part before the first component with a '%' in it (for
  * "/var/vmail/%d/%u/Maildir", /var/vmail), or the file's folder for a
- * template without one; the nearest folder of it that exists, since the
- * worker creates the rest.
+ * template without one; when it does not exist yet, the nearest folder
+ * above it that does, as the worker creates the rest. Returns 0, or -1
+ * (logged) when that folder would hold the spool or app_dir: then the
+ * administrator creates the template's folder (docs/configuration.md).
  */
-static void template_folder(const char *tmpl, char *out, size_t len)
+static int template_folder(const struct config *cfg, const char *key, const char *tmpl,
+			   char *out, size_t len)
 {
 	const char *pct = strchr(tmpl, '%');
 	size_t n = pct ? (size_t)(pct - tmpl) : strlen(tmpl);
@@ -34,17 +48,18 @@ static void template_folder(const char *tmpl, char *out, size_t len)
 	char *slash;
 
 	snprintf(out, len, "%.*s", (int)n, tmpl);
-	for (;;) {
-		if ((slash = strrchr(out, '/')) == NULL) {
-			snprintf(out, len, "/");
-			return;
-		}
+	do {
+		if ((slash = strrchr(out, '/')) == NULL)
+			return -1; /* the configuration makes templates absolute */
 		*(slash == out ? slash + 1 : slash) = '\0';
-		if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
-			return;
-		if (slash == out)
-			return;
-	}
+	} while ((stat(out, &st) < 0 || !S_ISDIR(st.st_mode)) && slash != out);
+	if (!folder_holds(out, cfg->spool_dir) && !folder_holds(out, cfg->app_dir))
+		return 0;
+	log_warn("[delivery] %s: the worker would need %s, which holds the spool or app_dir: "
+		 "deliveries there are deferred until the template's folder is created (writable "
+		 "by the vsmtpd user) and vsmtpd is reloaded",
+		 key, out);
+	return -1;
 }
 
 /* delivery_sandbox_enter - confine the worker; 0, or -1 when it could not be. */
@@ -54,8 +69,19 @@ int delivery_sandbox_enter(const struct config *cfg)
 	struct sandbox_path paths[] = {
 	    {maildir, SANDBOX_WRITE},
 	    {mbox, SANDBOX_WRITE},
-	    {"/etc", SANDBOX_READ},  /* resolv.conf, hosts, ssl/, localtime, nsswitch.conf */
-	    {"/usr", SANDBOX_READ},  /* share/ca-certificates, zoneinfo, lib/ (NSS modules) */
+	    /* Of /etc only what name lookups, TLS and time stamps read: not
+	     * the keys, the sasldb2 file or the configuration. */
+	    {"/etc/ssl/certs", SANDBOX_READ},
+	    {"/etc/ssl/openssl.cnf", SANDBOX_READ},
+	    {"/etc/resolv.conf", SANDBOX_READ},
+	    {"/etc/hosts", SANDBOX_READ},
+	    {"/etc/host.conf", SANDBOX_READ},
+	    {"/etc/nsswitch.conf", SANDBOX_READ},
+	    {"/etc/gai.conf", SANDBOX_READ},
+	    {"/etc/services", SANDBOX_READ},
+	    {"/etc/localtime", SANDBOX_READ},
+	    {"/etc/ld.so.cache", SANDBOX_READ},
+	    {"/usr", SANDBOX_READ}, /* share/ca-certificates, zoneinfo, lib/ (NSS modules) */
 	    {"/lib", SANDBOX_READ},
 	    {"/lib64", SANDBOX_READ},
 	    {"/dev/urandom", SANDBOX_READ},
@@ -63,8 +89,10 @@ int delivery_sandbox_enter(const struct config *cfg)
 	};
 	int fd, rc;
 
-	template_folder(cfg->maildir_path, maildir, sizeof(maildir));
-	template_folder(cfg->mbox_path, mbox, sizeof(mbox));
+	if (template_folder(cfg, "maildir_path", cfg->maildir_path, maildir, sizeof(maildir)) < 0)
+		paths[0].path = NULL;
+	if (template_folder(cfg, "mbox_path", cfg->mbox_path, mbox, sizeof(mbox)) < 0)
+		paths[1].path = NULL;
 	fd = sandbox_prepare_paths(paths, sizeof(paths) / sizeof(paths[0]));
 	if (fd < 0 && errno != EOPNOTSUPP) {
 		log_err("cannot build the delivery sandbox: %s", strerror(errno));
@@ -78,9 +106,10 @@ int delivery_sandbox_enter(const struct config *cfg)
 		return -1;
 	}
 	if (rc == 0)
-		log_warn("no Landlock in this kernel: the delivery worker is not confined");
+		log_warn("no Landlock in this kernel (or one older than Linux 5.19): the delivery "
+			 "worker is not confined");
 	else
-		log_info("delivery worker confined: writes mailboxes under %s and %s only", maildir,
-			 mbox);
+		log_info("delivery worker confined: writes mailboxes under %s and %s only",
+			 paths[0].path ? maildir : "(none)", paths[1].path ? mbox : "(none)");
 	return 0;
 }

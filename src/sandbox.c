@@ -163,6 +163,13 @@ static int sandbox_build(const struct sandbox_path *paths, size_t n, int dirs_ok
 		errno = EOPNOTSUPP;
 		return -1;
 	}
+	/* ABI 1 refuses every rename or link between folders, which maildir
+	 * delivery (tmp/ to new/) needs: no confinement beats a broken one. */
+	for (i = 0; abi < 2 && i < n; i++)
+		if (paths[i].path != NULL && paths[i].access == SANDBOX_WRITE) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
 	attr.handled_access_fs = landlock_fs_rights(abi);
 	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (fd < 0)

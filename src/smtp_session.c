@@ -637,9 +637,9 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 			smtp_created(s, &m, passfd);
 		else if (m.type == IPC_MSG_COMMITTED)
 			smtp_committed(s, &m);
-		else if (m.type == IPC_RULE_DONE)
-			log_warn("late answer from the queue to a rule's request: ignored");
-		else
+		else if (m.type == IPC_RULE_DONE && passfd >= 0)
+			close(passfd); /* late: spool_client has shut the channel */
+		else if (m.type != IPC_RULE_DONE)
 			fatal("unexpected message type %u from the queue", m.type);
 	}
 	if (n == 0 || errno != EAGAIN) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ipc.h"
@@ -19,8 +20,30 @@
  * gets a descriptor sent with it. 0, or an errno value (EPIPE when the
  * queue has gone, ETIMEDOUT, EPROTO for another record).
  */
+static int spool_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
+				 int timeout_ms);
+
 static int spool_client_wait(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
 			     int timeout_ms)
+{
+	int err = spool_client_wait_one(fd, type, m, passfd, timeout_ms);
+
+	/* Records carry no request number: after a lost or strange answer the
+	 * next one could be taken for the answer to a later request. The
+	 * channel is out of step, so it is closed for good; its owner sees
+	 * the end of file and goes on without it (a session) or starts again
+	 * (the delivery worker). */
+	if (err == ETIMEDOUT || err == EPROTO) {
+		log_err("the queue's answer %s: closing the channel",
+			err == ETIMEDOUT ? "did not come in time" : "was not the one expected");
+		shutdown(fd, SHUT_RDWR);
+	}
+	return err;
+}
+
+/* spool_client_wait_one - spool_client_wait without the clean-up. */
+static int spool_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
+				 int timeout_ms)
 {
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 	int n;

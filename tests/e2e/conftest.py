@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+import peers
 import vsmtpd_e2e as e2e
 
 
@@ -38,6 +39,20 @@ class DaemonFactory:
         e2e.close_all_clients()
         for d in self.made:
             d.stop()
+
+
+@pytest.fixture
+def sinks(workspace, request):
+    """Make Postfix smtp-sinks (peers.SmtpSink arguments); all stopped at the end."""
+    made = []
+
+    def make(**kw):
+        sink = peers.SmtpSink(workspace.new_dir(f"{request.node.name}-sink"), **kw)
+        made.append(sink)
+        return sink.start()
+    yield make
+    for sink in made:
+        sink.stop()
 
 
 @pytest.fixture(scope="module")

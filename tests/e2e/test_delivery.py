@@ -189,20 +189,6 @@ def worker_pids(d):
                                        r"started", d.log(), re.M)]
 
 
-@pytest.fixture
-def sinks(workspace, request):
-    """Make smtp-sinks (peers.SmtpSink arguments); all stopped at the end."""
-    made = []
-
-    def make(**kw):
-        sink = peers.SmtpSink(workspace.new_dir(f"{request.node.name}-sink"), **kw)
-        made.append(sink)
-        return sink.start()
-    yield make
-    for sink in made:
-        sink.stop()
-
-
 # ---------------------------------------------------------------- local mailboxes
 
 def test_maildir_delivery_is_byte_exact_and_empties_the_spool(daemons):

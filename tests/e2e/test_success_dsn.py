@@ -24,7 +24,6 @@ import re
 
 import pytest
 
-import peers
 import vsmtpd_e2e as e2e
 
 SENDER = "s@remote.test"
@@ -175,20 +174,6 @@ def check_notice(data, qid):
     text = returned.get_payload()
     assert "Subject: " in text and "The body stays home." not in text, text
     return msg, per_msg, rcpts, human
-
-
-@pytest.fixture
-def sinks(workspace, request):
-    """Make smtp-sinks (peers.SmtpSink arguments); all stopped at the end."""
-    made = []
-
-    def make(**kw):
-        sink = peers.SmtpSink(workspace.new_dir(f"{request.node.name}-sink"), **kw)
-        made.append(sink)
-        return sink.start()
-    yield make
-    for sink in made:
-        sink.stop()
 
 
 # ---------------------------------------------------------------- delivered

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,11 @@
 #include <unistd.h>
 
 #include "envelope.h"
+#include "ipc.h"
 #include "queue.h"
 #include "smtp_parse.h"
 #include "spool.h"
+#include "spool_client.h"
 
 /* make_spool - a fresh spool tree in a temporary directory. */
 static char *make_spool(void)
@@ -147,6 +150,9 @@ static void test_envelope_json_round_trip_keeps_every_field(void **state)
 	assert_int_equal(envelope_set(&in.protocol, "UTF8SMTP"), 0);
 	assert_int_equal(envelope_set(&in.mail_from, ""), 0);
 	assert_int_equal(envelope_set(&in.envid, "QQ314159"), 0);
+	assert_int_equal(envelope_set(&in.relay, "[127.0.0.1]:2525"), 0);
+	in.postq_done = 1;
+	in.faccept = 1;
 	assert_int_equal(envelope_add_rcpt(&in, "b@example.com", SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY,
 					   "rfc822", "b@example.com"),
 			 0);
@@ -167,6 +173,9 @@ static void test_envelope_json_round_trip_keeps_every_field(void **state)
 	assert_string_equal(out.mail_from, "");
 	assert_string_equal(out.envid, "QQ314159");
 	assert_null(out.auth);
+	assert_string_equal(out.relay, "[127.0.0.1]:2525");
+	assert_int_equal(out.postq_done, 1);
+	assert_int_equal(out.faccept, 1);
 	assert_int_equal(out.nrcpts, 2);
 	assert_int_equal(out.rcpts[0].notify, SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY);
 	assert_string_equal(out.rcpts[0].orcpt_type, "rfc822");
@@ -285,10 +294,34 @@ static void test_recovery_moves_a_broken_committed_file_aside(void **state)
 	remove_tree(dir);
 }
 
+/* An answer of the wrong kind puts the channel out of step: it is shut, and
+ * every later request fails at once instead of taking a stale answer. */
+static void test_a_stray_answer_shuts_the_queue_channel(void **state)
+{
+	struct ipc_msg stray = {.type = IPC_MSG_COMMITTED}, got;
+	int fds[2], fd = -1, passfd;
+
+	(void)state;
+	assert_int_equal(ipc_socketpair(fds), 0);
+	assert_int_equal(ipc_send(fds[1], &stray, -1), 0);
+	assert_int_equal(spool_client_open_rules_file(fds[0], "notice.eml", &fd), EPROTO);
+	assert_int_equal(fd, -1);
+	assert_int_equal(spool_client_open_rules_file(fds[0], "notice.eml", &fd), EPIPE);
+	/* The queue's end got the first request, then the end of the channel. */
+	assert_int_equal(ipc_recv(fds[1], &got, &passfd), 1);
+	assert_int_equal(got.type, IPC_RULE_FILE);
+	assert_true(passfd >= 0);
+	close(passfd);
+	assert_int_equal(ipc_recv(fds[1], &got, &passfd), 0);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids_are_unique_and_sort_in_creation_order),
+		cmocka_unit_test(test_a_stray_answer_shuts_the_queue_channel),
 		cmocka_unit_test(test_ids_stay_ahead_of_a_recovered_id),
 		cmocka_unit_test(test_id_validation_refuses_other_names),
 		cmocka_unit_test(test_envelope_json_round_trip_keeps_every_field),
