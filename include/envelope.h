@@ -67,6 +67,14 @@ void envelope_remove_rcpt(struct envelope *env, size_t i);
 /* envelope_set - replace *field with a copy of value (NULL clears); 0 or -1. */
 int envelope_set(char **field, const char *value);
 
+/*
+ * envelope_init_local - make the zeroed env that of a message vsmtpd writes
+ * itself (a notification, a rule's send_mail()): received now on listener
+ * "local" from 127.0.0.1, helo host, ESMTP, from from ("" the null
+ * sender), and past the postq rules (no policy applies to it). 0 or -1.
+ */
+int envelope_init_local(struct envelope *env, const char *host, const char *from);
+
 /* envelope_to_json - serialize; returns a malloc'ed string or NULL. */
 char *envelope_to_json(const struct envelope *env);
 

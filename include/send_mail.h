@@ -38,6 +38,12 @@ int send_mail_path_ok(const char *path);
 int send_mail_open(int dirfd, const char *path, uint64_t max_size);
 
 /*
+ * send_mail_open_rules - send_mail_open in the folder of the rules file
+ * rules_file (absolute). Same returns.
+ */
+int send_mail_open_rules(const char *rules_file, const char *path, uint64_t max_size);
+
+/*
  * send_mail_compose - the message to queue from the file's text (len
  * bytes), from sender from ("" for the null sender), written on host at
  * time now. Returns a malloc'ed message (length in *out_len; *eightbit

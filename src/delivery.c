@@ -1119,18 +1119,12 @@ static int dlv_report_send(struct dlv_attempt *a, const struct dlv_report *rep, 
 			 cfg->dsn_attach_limit, time(NULL), &len);
 	if (text == NULL)
 		return ENOMEM;
-	notice.received_at = time(NULL);
-	err = envelope_set(&notice.listener, "local") < 0 ||
-		      envelope_set(&notice.client_ip, "127.0.0.1") < 0 ||
-		      envelope_set(&notice.helo, cfg->hostname) < 0 ||
-		      envelope_set(&notice.protocol, "ESMTP") < 0 ||
-		      envelope_set(&notice.mail_from, "") < 0 ||
+	err = envelope_init_local(&notice, cfg->hostname, "") < 0 ||
 		      envelope_add_rcpt(&notice, a->env.mail_from, 0, NULL, NULL) < 0
 		  ? ENOMEM
 		  : 0;
 	notice.smtputf8 = a->env.smtputf8;
 	notice.body = SMTP_BODY_8BITMIME;
-	notice.postq_done = 1; /* the server's own notice: no policy applies */
 	if (err == 0)
 		err = spool_client_submit(a->m->w->sess_fd, &notice, text, len);
 	if (err == 0)

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -278,6 +279,20 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 out:
 	cJSON_Delete(obj);
 	return rc;
+}
+
+/* envelope_init_local - the envelope of vsmtpd's own messages. */
+int envelope_init_local(struct envelope *env, const char *host, const char *from)
+{
+	env->received_at = time(NULL);
+	env->postq_done = 1;
+	return envelope_set(&env->listener, "local") < 0 ||
+			       envelope_set(&env->client_ip, "127.0.0.1") < 0 ||
+			       envelope_set(&env->helo, host) < 0 ||
+			       envelope_set(&env->protocol, "ESMTP") < 0 ||
+			       envelope_set(&env->mail_from, from) < 0
+		   ? -1
+		   : 0;
 }
 
 /* envelope_clear - free everything env holds. */

@@ -14,7 +14,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -378,9 +377,9 @@ static int queue_rule_save(struct queue *q, const struct ipc_msg *req, int fd)
  */
 static int queue_rule_file(struct queue *q, int pathfd, int *out)
 {
-	char path[SEND_MAIL_PATH_MAX + 1], dir[PATH_MAX], *slash;
+	char path[SEND_MAIL_PATH_MAX + 1];
 	ssize_t n;
-	int dfd, err = 0;
+	int err = 0;
 
 	*out = -1;
 	if (pathfd < 0 || (n = pread(pathfd, path, sizeof(path), 0)) <= 0 ||
@@ -389,17 +388,11 @@ static int queue_rule_file(struct queue *q, int pathfd, int *out)
 	path[n] = '\0';
 	if (strlen(path) != (size_t)n)
 		return EINVAL;
-	snprintf(dir, sizeof(dir), "%s", q->cfg->rules_file);
-	if ((slash = strrchr(dir, '/')) == NULL)
-		return EINVAL; /* the configuration makes it absolute */
-	*(slash == dir ? slash + 1 : slash) = '\0';
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return errno;
-	if ((*out = send_mail_open(dfd, path, q->max_message_size)) < 0)
+	if ((*out = send_mail_open_rules(q->cfg->rules_file, path, q->max_message_size)) < 0) {
 		err = errno;
-	close(dfd);
-	if (err != 0)
-		log_warn("rules: send_mail: %s in %s: %s", path, dir, strerror(err));
+		log_warn("rules: send_mail: %s (rules folder of %s): %s", path, q->cfg->rules_file,
+			 strerror(err));
+	}
 	return err;
 }
 

@@ -16,8 +16,6 @@
  * recipient.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -568,21 +566,12 @@ struct offline_services {
 static int offline_send_mail(void *arg, const struct rule_mail *mail, char *id)
 {
 	const struct offline_services *sv = arg;
-	char dir[PATH_MAX], *slash, *msg = NULL;
+	char *msg = NULL;
 	size_t len = 0;
-	int dfd, fd, err, eightbit;
+	int fd, err, eightbit;
 
-	snprintf(dir, sizeof(dir), "%s", rules_path(sv->r));
-	if ((slash = strrchr(dir, '/')) == NULL)
-		return EINVAL;
-	*(slash == dir ? slash + 1 : slash) = '\0';
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if ((fd = send_mail_open_rules(rules_path(sv->r), mail->path, OFFLINE_SEND_MAIL_MAX)) < 0)
 		return errno;
-	fd = send_mail_open(dfd, mail->path, OFFLINE_SEND_MAIL_MAX);
-	err = fd < 0 ? errno : 0;
-	close(dfd);
-	if (err != 0)
-		return err;
 	err = send_mail_build(fd, mail->from, sv->host, OFFLINE_SEND_MAIL_MAX, &msg, &len,
 			      &eightbit);
 	close(fd);

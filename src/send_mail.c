@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,27 @@ int send_mail_open(int dirfd, const char *path, uint64_t max_size)
 		errno = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
 		return -1;
 	}
+	return fd;
+}
+
+/* send_mail_open_rules - open the rules folder, then the file in it. */
+int send_mail_open_rules(const char *rules_file, const char *path, uint64_t max_size)
+{
+	char dir[PATH_MAX], *slash;
+	int dfd, fd, err;
+
+	snprintf(dir, sizeof(dir), "%s", rules_file);
+	if ((slash = strrchr(dir, '/')) == NULL) {
+		errno = EINVAL; /* the configuration makes it absolute */
+		return -1;
+	}
+	*(slash == dir ? slash + 1 : slash) = '\0';
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	fd = send_mail_open(dfd, path, max_size);
+	err = errno;
+	close(dfd);
+	errno = err;
 	return fd;
 }
 
@@ -231,10 +253,7 @@ static int send_mail_envelope(struct envelope *env, const struct rule_mail *mail
 	int utf8 = !send_mail_is_ascii(mail->from);
 	size_t i;
 
-	env->received_at = time(NULL);
-	if (envelope_set(&env->listener, "local") < 0 ||
-	    envelope_set(&env->client_ip, "127.0.0.1") < 0 || envelope_set(&env->helo, host) < 0 ||
-	    envelope_set(&env->mail_from, mail->from) < 0 ||
+	if (envelope_init_local(env, host, mail->from) < 0 ||
 	    (mail->relay[0] != '\0' && envelope_set(&env->relay, mail->relay) < 0))
 		return ENOMEM;
 	for (i = 0; i < mail->nto; i++) {
@@ -242,14 +261,11 @@ static int send_mail_envelope(struct envelope *env, const struct rule_mail *mail
 			return ENOMEM;
 		utf8 |= !send_mail_is_ascii(mail->to[i]);
 	}
-	if (envelope_set(&env->protocol, utf8 ? "UTF8SMTP" : "ESMTP") < 0)
+	if (utf8 && envelope_set(&env->protocol, "UTF8SMTP") < 0)
 		return ENOMEM;
 	env->smtputf8 = utf8;
 	env->body = eightbit ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
-	/* The server's own message: no policy applies, and no rule can send
-	 * mail about it in turn. */
-	env->postq_done = 1;
-	env->faccept = 1;
+	env->faccept = 1; /* nor the delivery rules: none can send mail about it in turn */
 	return 0;
 }
 
