@@ -62,6 +62,20 @@ static int template_folder(const struct config *cfg, const char *key, const char
 	return -1;
 }
 
+/* log_confined - where the confined worker may write; a folder is named once. */
+static void log_confined(const char *maildir, const char *mbox)
+{
+	if (maildir && mbox && strcmp(maildir, mbox) != 0)
+		log_info("delivery worker confined: writes mailboxes under %s and %s only", maildir,
+			 mbox);
+	else if (maildir || mbox)
+		log_info("delivery worker confined: writes mailboxes under %s only",
+			 maildir ? maildir : mbox);
+	else
+		log_info("delivery worker confined: writes no mailbox (neither template's folder "
+			 "may be granted)");
+}
+
 /* delivery_sandbox_enter - confine the worker; 0, or -1 when it could not be. */
 int delivery_sandbox_enter(const struct config *cfg)
 {
@@ -109,7 +123,6 @@ int delivery_sandbox_enter(const struct config *cfg)
 		log_warn("no Landlock in this kernel (or one older than Linux 5.19): the delivery "
 			 "worker is not confined");
 	else
-		log_info("delivery worker confined: writes mailboxes under %s and %s only",
-			 paths[0].path ? maildir : "(none)", paths[1].path ? mbox : "(none)");
+		log_confined(paths[0].path ? maildir : NULL, paths[1].path ? mbox : NULL);
 	return 0;
 }
