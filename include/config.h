@@ -135,6 +135,7 @@ struct config {
 	unsigned rules_instruction_limit; /* Lua VM instructions per rule call */
 	uint64_t rules_memory_limit;      /* bytes a rule call may add to the Lua state */
 	unsigned rules_time_limit_ms;     /* CPU time of a rule call before its session ends */
+	unsigned rules_load_time_limit_ms; /* CPU time loading the rules may take */
 	char *local_domains;              /* lowercased domains, separated by single spaces */
 	char *trusted_networks;           /* addresses and address/prefix, single spaces */
 	char *rules_dns_servers;          /* "" (the system's) or address[:port], single spaces */

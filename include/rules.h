@@ -169,6 +169,7 @@ struct rules_limits {
 	unsigned instructions; /* per rule call */
 	uint64_t memory;       /* bytes a rule call may add to the state */
 	unsigned cpu_ms;       /* CPU time per rule call, 0 for none: see below */
+	unsigned load_ms;      /* CPU time loading the file may take, 0 for 250 ms */
 };
 
 /*

@@ -23,6 +23,10 @@ struct rules {
 	struct rules_limits limits;
 	uint64_t steps; /* VM instructions of the current rule call, roughly */
 	int killed;     /* the current call ran out of budget: stop it for good */
+	struct {
+		uint64_t cpu_deadline_ns;  /* thread CPU time to end by; 0 when not loading */
+		uint64_t wall_deadline_ns; /* CLOCK_MONOTONIC, the same limit from the start */
+	} load;
 	int stage_ref[RULE_STAGE_COUNT]; /* registry refs to the stages' rule arrays */
 	size_t stage_count[RULE_STAGE_COUNT];
 	char *path;     /* the rules file, absolute */

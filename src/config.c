@@ -295,6 +295,8 @@ static const struct key_def keys[] = {
 	                                      10,  UINT_MAX,               NULL,        false},
 	{SEC_RULES,    "memory_limit",        parse_size64,    CFG(rules_memory_limit),
 	                                      1 << 20, UINT64_C(1) << 34,  NULL,        false},
+	{SEC_RULES,    "load_time_limit",     parse_ms,        CFG(rules_load_time_limit_ms),
+	                                      10,  600000,                 NULL,        false},
 	{SEC_RULES,    "app_dir",             parse_dir,       CFG(app_dir),
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "local_domains",       parse_domains,   CFG(local_domains),
@@ -1814,6 +1816,7 @@ static struct config *config_new(void)
 	cfg->rules_instruction_limit = 10000000;
 	cfg->rules_memory_limit = 64 << 20;
 	cfg->rules_time_limit_ms = 2000;
+	cfg->rules_load_time_limit_ms = 250;
 	cfg->local_domains = strdup("");
 	cfg->trusted_networks = strdup("127.0.0.0/8 ::1");
 	cfg->rules_dns_servers = strdup("");

@@ -11,6 +11,24 @@
  * every instruction so no pcall can swallow it, and a memory budget enforced
  * by the allocator. A rule that fails in any way yields RULE_ERROR, which
  * the caller answers with 451 4.3.0: never a crash, never an accept.
+ *
+ * Loading runs the file's top level in the master (at start, and on SIGHUP
+ * inside its event loop: no connection is accepted meanwhile), in vsmtpd -t
+ * and in vsmtpctl, with no instruction or memory budget, since it may read
+ * big lists. It is bounded by time instead: the same count hook stops the
+ * load once the thread used [rules] load_time_limit of CPU time (250 ms by
+ * default). An instruction budget could not bound it, as one instruction
+ * may call a library function that runs for long; CPU time rather than wall
+ * time, so that a busy host or a slow disk does not refuse good rules.
+ * Reading the CPU clock is a system call, so the hook (every
+ * RULES_HOOK_STEP instructions) reads the cheap wall clock first and the
+ * CPU clock only once the limit has passed on the wall clock, since the
+ * thread cannot have used more CPU than that. The clocks are read between
+ * instructions and once at the end, so one library call (a list of
+ * millions of entries) may overrun the limit by its own length, but a load
+ * over the limit always fails: an administrator with big lists raises it.
+ * Loading new rules in another process or thread would keep the master
+ * serving, but the sessions must be forked from the state it built.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,6 +39,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -34,8 +53,8 @@
 #include "rules_internal.h"
 #include "spool.h"
 
-#define RULES_HOOK_STEP 1000   /* instructions between two budget checks */
-#define RULES_LOAD_FACTOR 100u /* loading may run this many rules' budgets */
+#define RULES_HOOK_STEP 1000       /* instructions between two budget checks */
+#define RULES_LOAD_MS_DEFAULT 250u /* limits.load_ms when 0 */
 #define RULES_FILE_MAX (16u << 20)
 #define RULES_STATUS_MT "vsmtpd.status"
 #define RULES_CODE_MT "vsmtpd.code"
@@ -134,19 +153,42 @@ static void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-/* rules_budget_hook - the count hook: stop a rule that ran out of instructions. */
+/* rules_clock_ns - a clock in nanoseconds. */
+static uint64_t rules_clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	if (clock_gettime(clock, &ts) < 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* rules_budget_spent - past the load's CPU time while loading (the cheap wall
+ * clock first: the thread cannot have used more CPU than time passed), else
+ * past the rule call's instruction budget. */
+static int rules_budget_spent(const struct rules *r)
+{
+	if (r->load.cpu_deadline_ns != 0)
+		return rules_clock_ns(CLOCK_MONOTONIC) > r->load.wall_deadline_ns &&
+		       rules_clock_ns(CLOCK_THREAD_CPUTIME_ID) > r->load.cpu_deadline_ns;
+	return r->steps > r->limits.instructions;
+}
+
+/* rules_budget_hook - the count hook: stop a rule, or a load, that ran out of budget. */
 static void rules_budget_hook(lua_State *L, lua_Debug *ar)
 {
 	struct rules *r = rules_from_state(L);
 
 	(void)ar;
 	r->steps += RULES_HOOK_STEP;
-	if (!r->killed && r->steps <= r->limits.instructions)
+	if (!r->killed && !rules_budget_spent(r))
 		return;
 	/* From now on every instruction raises, so a pcall in the rule only
 	 * delays the end by one instruction. */
 	r->killed = 1;
 	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, 1);
+	if (r->load.cpu_deadline_ns != 0)
+		luaL_error(L, "loading took too long");
 	luaL_error(L, "instruction budget exceeded (%I instructions)",
 		   (lua_Integer)r->limits.instructions);
 }
@@ -1106,12 +1148,43 @@ static int rules_compile(struct rules *r, const struct rules_settings *settings,
 	return rc;
 }
 
+/* rules_load_ms - the CPU time loading may take. */
+static unsigned rules_load_ms(const struct rules *r)
+{
+	return r->limits.load_ms ? r->limits.load_ms : RULES_LOAD_MS_DEFAULT;
+}
+
+/* rules_run_top_level - compile and run the file's top level under the load
+ * deadline, the message handler at -1; leaves the result, returns the status. */
+static int rules_run_top_level(struct rules *r)
+{
+	lua_State *L = r->L;
+	uint64_t limit_ns;
+	int rc;
+
+	r->steps = 0;
+	r->killed = 0;
+	limit_ns = (uint64_t)rules_load_ms(r) * 1000000u;
+	r->load.wall_deadline_ns = rules_clock_ns(CLOCK_MONOTONIC) + limit_ns;
+	r->load.cpu_deadline_ns = rules_clock_ns(CLOCK_THREAD_CPUTIME_ID) + limit_ns;
+	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, RULES_HOOK_STEP);
+	rc = luaL_loadfilex(L, r->path, "t");
+	if (rc == LUA_OK)
+		rc = lua_pcall(L, 0, 1, -2);
+	lua_sethook(L, NULL, 0, 0);
+	/* A pcall in the file may have caught the last raise and returned, and
+	 * a last long library call (a big list) saw no hook after it. */
+	if (rc == LUA_OK && (r->killed || rules_budget_spent(r)))
+		r->killed = 1;
+	r->load.cpu_deadline_ns = 0;
+	return rc == LUA_OK && r->killed ? LUA_ERRRUN : rc;
+}
+
 /* rules_run_file - run the file in the sandbox and collect its stages. */
 static int rules_run_file(struct rules *r, const struct rules_settings *settings,
 			  const struct rules_scan *scan, char *err, size_t errlen)
 {
 	lua_State *L = r->L;
-	unsigned budget;
 	char *slash;
 	int rc;
 
@@ -1129,24 +1202,15 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	lua_pushlstring(L, r->path, slash > r->path ? (size_t)(slash - r->path) : 1);
 	lua_setfield(L, LUA_REGISTRYINDEX, RULES_DIR_KEY);
 	lua_pushcfunction(L, rules_msgh);
-	/* Loading may read big lists, but must end: a loop at the top of the
-	 * file would hang vsmtpd -t, or the master on SIGHUP. */
-	r->steps = 0;
-	r->killed = 0;
-	budget = r->limits.instructions;
-	r->limits.instructions = budget > UINT_MAX / RULES_LOAD_FACTOR ? UINT_MAX
-								       : budget * RULES_LOAD_FACTOR;
-	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, RULES_HOOK_STEP);
-	rc = luaL_loadfilex(L, r->path, "t");
-	if (rc == LUA_OK)
-		rc = lua_pcall(L, 0, 1, -2);
-	lua_sethook(L, NULL, 0, 0);
-	r->limits.instructions = budget;
+	rc = rules_run_top_level(r);
 	if (rc != LUA_OK) {
-		rules_fail(r, r->killed ? "instruction budget exceeded while loading (100 times "
-					  "[rules] instruction_limit): an endless loop outside the rules?"
-					: lua_tostring(L, -1),
-			   err, errlen);
+		if (r->killed)
+			snprintf(err, errlen, "%s: loading took longer than %u ms of CPU time (an endless "
+					      "loop outside the rules? big lists need a higher [rules] "
+					      "load_time_limit)",
+				 r->path, rules_load_ms(r));
+		else
+			rules_fail(r, lua_tostring(L, -1), err, errlen);
 		return -1;
 	}
 	lua_pushnil(L);
@@ -1203,7 +1267,8 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 {
 	struct rules_limits limits = {.instructions = cfg->rules_instruction_limit,
 				      .memory = cfg->rules_memory_limit,
-				      .cpu_ms = cfg->rules_time_limit_ms};
+				      .cpu_ms = cfg->rules_time_limit_ms,
+				      .load_ms = cfg->rules_load_time_limit_ms};
 	struct rules_settings settings = {.hostname = cfg->hostname,
 					  .local_domains = cfg->local_domains,
 					  .trusted_networks = cfg->trusted_networks,

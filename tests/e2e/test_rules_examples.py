@@ -392,7 +392,8 @@ def test_the_default_policy_accepts_mail_for_a_mixed_case_host_name(tmp_path):
 
 def test_math_random_differs_between_sessions(daemons):
     """Each session is forked from the master with the same Lua state, so
-    math.random() draws the same numbers in every connection."""
+    math.random() would draw the same numbers in every connection: each
+    session seeds it afresh."""
     d = daemons(rules='function on_connect(ctx) log("info", "draw " .. math.random(1 << 40))'
                       ' return status.next() end\n')
     for _ in range(2):
@@ -402,15 +403,15 @@ def test_math_random_differs_between_sessions(daemons):
 
 
 def test_a_rules_file_that_never_finishes_loading_is_stopped(ctl_conf, tmp_path):
-    """Loading runs the file's top level without an instruction budget: a
-    loop there hangs vsmtpd -t, vsmtpctl, and the master on SIGHUP."""
+    """Loading runs the file's top level without an instruction budget, but
+    within a CPU time limit (250 ms): a loop there would hang vsmtpctl."""
     (tmp_path / "main.lua").write_text("while true do end\nreturn {}\n")
     conf = tmp_path / "vsmtpd.conf"
-    conf.write_text(CTL_CONF.replace("[rules]\n", "[rules]\ninstruction_limit = 100000\n"))
-    assert "instruction_limit = 100000" in conf.read_text()
+    conf.write_text(CTL_CONF)
     try:
         r = subprocess.run([vsmtpctl_binary(), "-c", str(conf), "rules", "check", "main.lua"],
-                           cwd=str(tmp_path), capture_output=True, text=True, timeout=2)
+                           cwd=str(tmp_path), capture_output=True, text=True, timeout=5)
     except subprocess.TimeoutExpired:
-        pytest.fail("rules check still running after 2 s")
-    assert r.returncode == 1 and "budget" in r.stderr, r.stderr
+        pytest.fail("rules check still running after 5 s")
+    assert r.returncode == 1, r.stderr
+    assert "main.lua: loading took longer than 250 ms of CPU time" in r.stderr, r.stderr

@@ -248,7 +248,7 @@ file = rules/main.lua
 """
 
 
-def check(tmp_path, rules, files=None):
+def check(tmp_path, rules, files=None, conf=CONF):
     """vsmtpd -t on a configuration whose [rules] file holds rules."""
     (tmp_path / "rules").mkdir(exist_ok=True)
     path = tmp_path / "rules" / "main.lua"
@@ -257,9 +257,9 @@ def check(tmp_path, rules, files=None):
         f = tmp_path / "rules" / name
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(text)
-    conf = tmp_path / "vsmtpd.conf"
-    conf.write_text(CONF)
-    p = subprocess.run([e2e.vsmtpd_binary(), "-t", "-c", str(conf)], stdin=subprocess.DEVNULL,
+    conf_path = tmp_path / "vsmtpd.conf"
+    conf_path.write_text(conf)
+    p = subprocess.run([e2e.vsmtpd_binary(), "-t", "-c", str(conf_path)], stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10, cwd=tmp_path)
     return p.returncode, p.stdout.decode(), p.stderr.decode(), str(path)
 
@@ -308,6 +308,33 @@ def test_file_returning_something_else_than_a_table_is_refused(tmp_path):
     rc, out, err, path = check(tmp_path, "return 42\n")
     assert rc == 1
     assert err.startswith(f"vsmtpd: {path}") and "must return a table" in err, err
+
+
+ENDLESS_TOP_LEVELS = {
+    "loop": "while true do end\nreturn {}\n",
+    "loop through pcall": "while true do pcall(function() while true do end end) end\n",
+    "loop of library calls": "local t = {}\nwhile true do t[1] = (\"x\"):rep(4096):upper() end\n",
+}
+
+
+@pytest.mark.parametrize("case", list(ENDLESS_TOP_LEVELS))
+def test_a_top_level_that_never_ends_is_stopped_by_the_load_time_limit(tmp_path, case):
+    """Loading has no instruction budget but [rules] load_time_limit of CPU
+    time (250 ms by default): the master's reload must not stall."""
+    rc, out, err, path = check(tmp_path, ENDLESS_TOP_LEVELS[case])
+    assert rc == 1, (out, err)
+    assert err.startswith(f"vsmtpd: {path}: loading took longer than 250 ms of CPU time"), err
+    assert "load_time_limit" in err and "rules are valid" not in out
+
+
+def test_the_load_time_limit_is_configured(tmp_path):
+    rc, out, err, path = check(tmp_path, "while true do end\n",
+                               conf=CONF + "load_time_limit = 100ms\n")
+    assert rc == 1, (out, err)
+    assert err.startswith(f"vsmtpd: {path}: loading took longer than 100 ms of CPU time"), err
+    rc, out, err, path = check(tmp_path, "local n = 0\nfor i = 1, 100000 do n = n + i end\n",
+                               conf=CONF + "load_time_limit = 10s\n")
+    assert rc == 0, err
 
 
 def test_valid_rules_with_a_module_pass(tmp_path):
@@ -393,6 +420,22 @@ def test_sighup_with_broken_rules_keeps_the_running_rules(daemons):
     d.signal(signal.SIGHUP)
     d.wait_log(r"configuration reloaded from ")
     assert greeting(d) == f"220 {HOSTNAME} rules v3"
+
+
+def test_sighup_with_a_top_level_that_never_ends_keeps_the_running_rules(daemons):
+    d = daemons(rules=versioned("v1"))
+    assert greeting(d) == f"220 {HOSTNAME} rules v1"
+    d.write_rules("while true do end\n" + versioned("v2"))
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"master\[\d+\]: error: reload failed, keeping the running configuration and "
+               rf"rules: {re.escape(d.rules_path)}: loading took longer than 250 ms of CPU time")
+    assert d.alive()
+    # the master serves again: a new connection gets the old rules
+    assert greeting(d) == f"220 {HOSTNAME} rules v1"
+    with d.session() as c:
+        c.mail()
+        assert str(c.cmd("RCPT TO:<a@example.net>")) == "250 2.1.5 v1 recipient"
+        queued_id(c.data(b"Subject: still\r\n\r\nworks\r\n"))
 
 
 def test_sighup_applies_new_rules_to_new_connections_only(daemons):

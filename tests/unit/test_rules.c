@@ -184,7 +184,7 @@ static void test_bytecode_is_refused(void **state)
 	fp = fopen(path, "wb");
 	fwrite(chunk, 1, sizeof(chunk) - 1, fp);
 	fclose(fp);
-	r = rules_load(path, &(struct rules_limits){100000, 1 << 20, 0},
+	r = rules_load(path, &(struct rules_limits){.instructions = 100000, .memory = 1 << 20},
 		       &(struct rules_settings){.hostname = "h", .local_domains = "",
 						.trusted_networks = ""},
 		       err, sizeof(err));
@@ -296,6 +296,25 @@ static void test_failures_answer_451_and_never_accept(void **state)
 		assert_string_equal(step.reply, "451 4.3.0 Local policy error, try again later");
 		rules_free(r);
 	}
+}
+
+/* A top level that never ends is stopped by the load's CPU time limit
+ * (250 ms by default), even through pcall, and the rules still run their
+ * own budget afterwards. */
+static void test_endless_loop_at_load_is_stopped_by_the_time_limit(void **state)
+{
+	static const char *const tops[] = {
+		"while true do end\n",
+		"while true do pcall(function() while true do end end) end\n",
+		"pcall(function() while true do end end)\nreturn {}\n",
+		"local t = {} while true do t[1] = (\"x\"):rep(1000):upper() end\n",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(tops) / sizeof(tops[0]); i++)
+		load_fails(tops[i], 0, "loading took longer than 250 ms of CPU time");
+	rules_free(load_ok("local n = 0 for i = 1, 100000 do n = n + i end\n"
+			   "return { rcpt = { rule \"r\" (function(ctx) return status.next() end) } }\n"));
 }
 
 static void test_globals_are_locked_after_loading(void **state)
@@ -837,6 +856,7 @@ int main(void)
 		cmocka_unit_test(test_accept_skips_the_rest_of_the_stage_only),
 		cmocka_unit_test(test_faccept_skips_every_later_stage),
 		cmocka_unit_test(test_failures_answer_451_and_never_accept),
+		cmocka_unit_test(test_endless_loop_at_load_is_stopped_by_the_time_limit),
 		cmocka_unit_test(test_globals_are_locked_after_loading),
 		cmocka_unit_test(test_default_policy_is_no_open_relay),
 		cmocka_unit_test(test_preq_edits_and_quarantine),

@@ -9,7 +9,9 @@
 -- The files are read when the rules load: after editing one, reload vsmtpd
 -- (systemctl reload vsmtpd, i.e. SIGHUP). A bad line stops the load with
 -- its file and line number, and the running rules stay in place. Lookups
--- are fast however long the lists are (sorted networks, hash tables).
+-- are fast however long the lists are (sorted networks, hash tables), but
+-- reading them counts against [rules] load_time_limit (250 ms of CPU by
+-- default): lists of several hundred thousand entries need a higher one.
 --
 --   * a listed client is turned away before the greeting (554 5.7.1, and
 --     the connection is closed): deny;

@@ -1,9 +1,9 @@
 -- vsmtpctl rules test main.test.lua
 --
--- What the postq case shows is today's behaviour: the postq rule does not
--- run, so even a flagged message is queued. It will change with the
--- delivery process. The authenticate rules do run, for a client that logs
--- in (auth = "user@realm").
+-- expect is what the client sees: a flagged message is queued (250), then
+-- the postq rule, which the delivery worker runs, quarantines it; stages
+-- says so. The authenticate rules run for a client that logs in
+-- (auth = "user@realm").
 return {
   rules = "main.lua",
   config = { hostname = "mx.example.com", local_domains = "example.com",

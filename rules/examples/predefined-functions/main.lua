@@ -22,13 +22,14 @@
 --     .json;
 --   * is logged (log).
 -- The envelope functions work from the mail stage on; the header and To:
--- functions, and write, work on the message, so they need the preq stage.
+-- functions, and write, work on the message, so from the preq stage on.
 -- The files are written by the queue process for the rule (the session
 -- itself can write no file); a rule cannot choose the file name, only the
 -- folder.
 --
--- user_exist(name) is shown by the local-users example. vSL's
--- send_mail() has no equivalent yet.
+-- user_exist(name) is shown by the local-users example; vSL's send_mail()
+-- is send_mail(from, to, path [, relay]) here, a message file of the rules
+-- folder (docs/rules.md, "send_mail").
 
 local archive = "archive@example.com"
 local crm = "crm@example.com"

@@ -32,7 +32,7 @@ return {
   },
 
   postq = {
-    -- Offline: the client already has its 250. Not run yet (see above).
+    -- Offline, in the delivery worker: the client already has its 250.
     action "log queued message" (function(ctx)
       log("info", "queued " .. ctx.message_id .. " for "
         .. #ctx.rcpt_list .. " recipient(s)")

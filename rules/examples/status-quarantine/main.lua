@@ -2,17 +2,19 @@
 --
 -- The client gets the normal "250 2.0.0 Ok: queued as ID", but the message
 -- is written to <spool>/quarantine/<name>/ID (same file format as
--- queue/) instead of the queue, and is never delivered. The rules after it
--- are skipped. An administrator looks at it there, and deletes it or moves
--- it into queue/ by hand.
+-- queue/) instead of the queue, and is not delivered. The rules after it
+-- are skipped. An administrator lists it with "vsmtpctl quarantine list",
+-- then delivers it after all ("vsmtpctl quarantine release virus_queue ID")
+-- or deletes it ("vsmtpctl quarantine remove virus_queue ID").
 --
 -- Compared with the vSL original: it runs the check at postq,
 -- after a virus scanning service (delegate svc::clamsmtpd) added its
--- verdict header. vsmtpd has no services to delegate to, and postq rules do
--- not run yet, so the rule runs at preq on the header as it arrives: a
--- scanner in front of this server (a content filter relaying to us) or the
--- sending system added it. ctx:quarantine(name) is the same as
--- status.quarantine(name).
+-- verdict header. vsmtpd has no services to delegate to, so the verdict
+-- header is there when the message arrives: a scanner in front of this
+-- server (a content filter relaying to us) or the sending system added it.
+-- The rule runs at preq, on the header as it arrives; a postq rule would
+-- do the same once the message is queued (see the offline-stages
+-- example). ctx:quarantine(name) is the same as status.quarantine(name).
 
 return {
   preq = {

@@ -5,7 +5,8 @@
 -- Infected (...)". At preq, once the whole message is in:
 --   * a message whose X-Virus-Status says infected is quarantined: the
 --     client gets its usual 250, the message goes to
---     <spool>/quarantine/virus/ and is never delivered;
+--     <spool>/quarantine/virus/ and is not delivered (unless an
+--     administrator releases it: "vsmtpctl quarantine release virus ID");
 --   * a message flagged by the spam scanner, or whose Subject looks like
 --     spam, gets an "X-Spam: yes" header (appended at the end of the
 --     header), which mailbox filters can sort on. It is still delivered;

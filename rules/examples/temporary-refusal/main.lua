@@ -4,8 +4,8 @@
 -- again later; much spamware never does. Greylisting builds on that: the
 -- first attempt from an unknown (client, sender, recipient) is refused
 -- with 451 and a retry some minutes later is let through. That needs a
--- memory of past attempts shared by all sessions, which vsmtpd does not
--- have yet (shared state through Redis is planned).
+-- memory of past attempts shared by all sessions, which vsmtpd's rules do
+-- not have: each session starts from the state the rules loaded with.
 --
 -- This policy does the stateless part: a client whose HELO name looks like
 -- a home connection (an IP address written out, "dsl", "dynamic", "pool",
