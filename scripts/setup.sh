@@ -12,6 +12,7 @@ libsasl2-modules sasl2-bin openssl
 dnsmasq-base
 libcmocka-dev clang libclang-rt-14-dev
 python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-hmac-perl
+groff-base
 postfix
 dovecot-core dovecot-lmtpd
 "

@@ -1,20 +1,31 @@
 /*
- * vsmtpctl.c - the administrator's tool: check, try and test rules.
+ * vsmtpctl.c - the administrator's tool: check, try and test rules, and
+ * hand the queue and quarantine commands to vsmtpctl_queue.c.
  *
- *   vsmtpctl [-c conf] rules check FILE
- *   vsmtpctl [-c conf] rules run FILE [--ip IP] [--helo NAME] [--from ADDR]
- *                      [--rcpt ADDR]... [--listener NAME] [--tls] [--auth USER]
+ *   vsmtpctl [-c FILE] rules check RULES-FILE
+ *   vsmtpctl [-c FILE] rules run RULES-FILE --rcpt ADDR... [--ip IP] [--helo NAME]
+ *                      [--from ADDR] [--listener NAME] [--tls] [--auth USER]
  *                      [MESSAGE-FILE]
- *   vsmtpctl [-c conf] rules test TEST-FILE...
+ *   vsmtpctl [-c FILE] rules test TEST-FILE...
+ *   vsmtpctl [-c FILE] queue|quarantine ...
  *
+ * Every level of the command line is read with getopt_long, and each takes
+ * -h / --help: the whole help before a command, that command group's after
+ * one; help goes to stdout with status 0, a usage error to stderr (a line
+ * saying what was wrong, then the group's synopsis) with status 2. The
+ * help text is one table of command groups (ctl_help_table), which
+ * man/vsmtpctl.8 follows option for option. A rules command's options are
+ * read before the configuration, so that its help never depends on it.
  * The rules are compiled exactly as the daemon compiles them, with the
  * hostname, local domains, trusted networks and limits of the configuration
  * (-c, else /etc/vsmtpd/vsmtpd.conf when it exists, else the defaults).
  * Exit status: 0 accepted / valid / all tests passed, 1 refused / invalid /
- * a test failed, 2 usage or environment error.
+ * a test failed, 2 usage or environment error, 3 a rule overran its CPU
+ * time (and, for the queue commands, the daemon cannot be reached).
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +34,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "cli.h"
 #include "config.h"
 #include "log.h"
 #include "rules.h"
@@ -31,6 +43,14 @@
 
 #define CTL_MAX_RCPTS 1000
 #define CTL_MESSAGE_MAX (64u << 20)
+#define CTL_SHORT_OPTIONS "+:c:hV"
+#define CTL_GROUP_OPTIONS "+:h" /* between a group's name and its command */
+#define CTL_RULES_OPTIONS ":h"  /* of a rules command: --help and the long ones */
+
+enum { CTL_EXIT_USAGE = 2 };
+
+/* The options of rules run that have no short letter. */
+enum { OPT_IP = CLI_LONG_ONLY, OPT_HELO, OPT_FROM, OPT_RCPT, OPT_LISTENER, OPT_AUTH, OPT_TLS };
 
 /* What the rules are compiled with. */
 struct ctl_settings {
@@ -42,25 +62,123 @@ struct ctl_settings {
 	struct rules_limits limits;
 };
 
-/* usage - the synopsis, then exit. */
-static void usage(int status) __attribute__((noreturn));
-static void usage(int status)
+/* One command group's part of the help. */
+struct ctl_help {
+	const char *group;             /* "rules", "queue", "quarantine" */
+	const char *const synopsis[5]; /* after "vsmtpctl [-c FILE] ", NULL-terminated */
+	const char *options;           /* what the commands and their options do */
+	int control;                   /* takes -s and --json: talks to the daemon */
+};
+
+/* The help, one entry per command group, in the order of man/vsmtpctl.8. */
+static const struct ctl_help ctl_help_table[] = {
+	{"rules",
+	 {"rules check RULES-FILE",
+	  "rules run RULES-FILE --rcpt ADDR [--rcpt ADDR]...\n"
+	  "                          [--ip IP] [--helo NAME] [--from ADDR] [--listener NAME]\n"
+	  "                          [--tls] [--auth USER] [MESSAGE-FILE]",
+	  "rules test TEST-FILE...", NULL},
+	 "rules: compile a rules file as the daemon does (check), run one transaction\n"
+	 "through it (run), or run the cases of test files, in TAP (test).\n"
+	 "  --rcpt ADDR         a recipient (repeatable; at least one)\n"
+	 "  --ip IP             the client's address (default 127.0.0.1)\n"
+	 "  --helo NAME         the client's HELO name (default client.example)\n"
+	 "  --from ADDR         the sender (default the null sender)\n"
+	 "  --listener NAME     the listener the client came in on (default smtp)\n"
+	 "  --tls               the session is encrypted\n"
+	 "  --auth USER         the client authenticated as USER\n"
+	 "  MESSAGE-FILE        the message for the preq stage (default a minimal one)\n",
+	 0},
+	{"queue",
+	 {"queue list [--sender S] [--recipient R] [--queue Q]\n"
+	  "                          [--min-age AGE] [--max-age AGE]",
+	  "queue show ID", "queue hold|release|requeue|remove ID...", "queue flush [ID...]",
+	  NULL},
+	 "queue: the running daemon's queue, over its control socket: list it, show a\n"
+	 "message, keep messages from delivery (hold) and let them go (release), start\n"
+	 "them over (requeue), delete them (remove), try deferred mail now (flush).\n"
+	 "  --sender S          only messages whose sender contains S, in any case\n"
+	 "  --recipient R       only messages with a recipient that contains R\n"
+	 "  --queue Q           only queue Q: active, deferred, hold, quarantine, dead\n"
+	 "                      or corrupt (default active, deferred, hold and dead)\n"
+	 "  --min-age AGE       only messages that arrived at least AGE ago (30s, 5m, 1h, 2d)\n"
+	 "  --max-age AGE       only messages that arrived at most AGE ago\n",
+	 1},
+	{"quarantine",
+	 {"quarantine list [NAME]", "quarantine release|remove NAME ID...", NULL},
+	 "quarantine: what the rules quarantined: list it (all, or quarantine NAME),\n"
+	 "deliver messages after all (release) or delete them (remove).\n",
+	 1},
+};
+
+#define CTL_NGROUPS (sizeof(ctl_help_table) / sizeof(ctl_help_table[0]))
+
+/* The options every queue and quarantine command takes. */
+static const char ctl_control_help[] =
+    "queue and quarantine commands, anywhere after the group's name:\n"
+    "  -s, --socket PATH   the control socket (default: [server] control_socket of\n"
+    "                      the configuration, else /run/vsmtpd/control)\n"
+    "  --json              print the daemon's answer as it came, one JSON object\n";
+
+/* ctl_help_group - the help table's entry for group, NULL when none. */
+static const struct ctl_help *ctl_help_group(const char *group)
 {
-	fprintf(status ? stderr : stdout,
-		"usage: vsmtpctl [-c conf] rules check FILE\n"
-		"       vsmtpctl [-c conf] rules run FILE [--ip IP] [--helo NAME] [--from ADDR]\n"
-		"                          [--rcpt ADDR]... [--listener NAME] [--tls] [--auth USER]\n"
-		"                          [MESSAGE-FILE]\n"
-		"       vsmtpctl [-c conf] rules test TEST-FILE...\n"
-		"       vsmtpctl [-c conf] queue list [--sender S] [--recipient R] [--queue Q]\n"
-		"                          [--min-age AGE] [--max-age AGE] [--json]\n"
-		"       vsmtpctl [-c conf] queue show ID [--json]\n"
-		"       vsmtpctl [-c conf] queue remove|hold|release|requeue ID...\n"
-		"       vsmtpctl [-c conf] queue flush [ID...]\n"
-		"       vsmtpctl [-c conf] quarantine list [NAME] [--json]\n"
-		"       vsmtpctl [-c conf] quarantine release|remove NAME ID...\n"
-		"  (queue and quarantine commands: -s PATH for another control socket)\n");
-	exit(status);
+	for (size_t i = 0; group != NULL && i < CTL_NGROUPS; i++)
+		if (strcmp(group, ctl_help_table[i].group) == 0)
+			return &ctl_help_table[i];
+	return NULL;
+}
+
+/* ctl_synopsis - the synopsis lines of one group (only), or of all of them. */
+static void ctl_synopsis(FILE *fp, const struct ctl_help *only)
+{
+	const char *lead = "usage:";
+
+	for (size_t i = 0; i < CTL_NGROUPS; i++) {
+		if (only != NULL && only != &ctl_help_table[i])
+			continue;
+		for (const char *const *line = ctl_help_table[i].synopsis; *line != NULL; line++) {
+			fprintf(fp, "%s vsmtpctl [-c FILE] %s\n", lead, *line);
+			lead = "      ";
+		}
+	}
+	if (only == NULL)
+		fprintf(fp, "       vsmtpctl -h | --help | -V | --version\n");
+}
+
+/* ctl_usage - the help of one command group, or of everything when group is NULL. */
+void ctl_usage(FILE *fp, const char *group)
+{
+	const struct ctl_help *only = ctl_help_group(group);
+
+	ctl_synopsis(fp, only);
+	if (only == NULL)
+		fprintf(fp,
+			"  -c FILE             the configuration (default %s,\n"
+			"                      else the built-in defaults)\n"
+			"  -h, --help          print this help and exit; after a command group,\n"
+			"                      that group's help\n"
+			"  -V, --version       print the version and exit\n",
+			CONFIG_DEFAULT_PATH);
+	for (size_t i = 0; i < CTL_NGROUPS; i++)
+		if (only == NULL || only == &ctl_help_table[i])
+			fprintf(fp, "%s", ctl_help_table[i].options);
+	if (only == NULL || only->control)
+		fprintf(fp, "%s", ctl_control_help);
+	fprintf(fp, "Exit status: 0 done (valid, accepted, passed), 1 refused, invalid or failed,\n"
+		    "2 usage or configuration error, 3 vsmtpd cannot be reached or a rule overran\n"
+		    "its CPU time. See vsmtpctl(8).\n");
+}
+
+/* ctl_usage_error - after a message: the synopsis on stderr; the usage exit status. */
+int ctl_usage_error(const char *group)
+{
+	const struct ctl_help *only = ctl_help_group(group);
+
+	ctl_synopsis(stderr, only);
+	fprintf(stderr, "Try 'vsmtpctl%s%s --help' for more information.\n", only ? " " : "",
+		only ? only->group : "");
+	return CTL_EXIT_USAGE;
 }
 
 /* ctl_settings_load - the configuration's settings, or the defaults. */
@@ -121,17 +239,23 @@ static struct rules *ctl_rules_load(const char *path, const struct ctl_settings 
 	return r;
 }
 
+/* What a rules command got on its command line. */
+struct ctl_rules_args {
+	struct offline_tx tx; /* rules run's transaction, from its options */
+	const char *rcpts[CTL_MAX_RCPTS];
+	int nargs;            /* the operands: files */
+	char **args;
+};
+
 /* ctl_check - rules check FILE. */
-static int ctl_check(int argc, char **argv, const struct ctl_settings *st)
+static int ctl_check(struct ctl_rules_args *a, const struct ctl_settings *st)
 {
 	struct rules *r;
 	int i;
 
-	if (argc != 1)
-		usage(2);
-	if ((r = ctl_rules_load(argv[0], st)) == NULL)
+	if ((r = ctl_rules_load(a->args[0], st)) == NULL)
 		return 1;
-	printf("%s: rules are valid\n", argv[0]);
+	printf("%s: rules are valid\n", a->args[0]);
 	for (i = 0; i < RULE_STAGE_COUNT; i++)
 		if (rules_count(r, i) > 0)
 			printf("  %-12s %zu rule%s\n", rules_stage_name(i), rules_count(r, i),
@@ -209,66 +333,25 @@ static void ctl_step_print(void *arg, const struct offline_step *step)
 	}
 }
 
-/* ctl_run - rules run FILE [options] [MESSAGE-FILE]. */
-static int ctl_run(int argc, char **argv, const struct ctl_settings *st)
+/* ctl_run - rules run FILE [MESSAGE-FILE], with the transaction of the options. */
+static int ctl_run(struct ctl_rules_args *a, const struct ctl_settings *st)
 {
-	static const struct option opts[] = {
-		{"ip", required_argument, NULL, 'i'},   {"helo", required_argument, NULL, 'h'},
-		{"from", required_argument, NULL, 'f'}, {"rcpt", required_argument, NULL, 'r'},
-		{"listener", required_argument, NULL, 'l'}, {"auth", required_argument, NULL, 'a'},
-		{"tls", no_argument, NULL, 't'},            {NULL, 0, NULL, 0},
-	};
-	const char *rcpts[CTL_MAX_RCPTS];
-	struct offline_tx tx = {.server_name = st->hostname, .rcpts = rcpts};
+	struct offline_tx *tx = &a->tx;
 	struct ctl_run_state rs = {.after = OFFLINE_AFTER_NONE};
 	enum offline_outcome out;
 	struct rules *r;
 	char *message = NULL;
-	int opt;
 
-	optind = 0; /* glibc: a full restart, the first scan stopped at "rules" */
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'i':
-			tx.client_ip = optarg;
-			break;
-		case 'h':
-			tx.helo = optarg;
-			break;
-		case 'f':
-			tx.mail_from = optarg;
-			break;
-		case 'r':
-			if (tx.nrcpts == CTL_MAX_RCPTS)
-				usage(2);
-			rcpts[tx.nrcpts++] = optarg;
-			break;
-		case 'l':
-			tx.listener = optarg;
-			break;
-		case 'a':
-			tx.authid = optarg;
-			break;
-		case 't':
-			tx.tls = 1;
-			break;
-		default:
-			usage(2);
-		}
-	}
-	if (optind >= argc || argc - optind > 2 || tx.nrcpts == 0) {
-		fprintf(stderr, "vsmtpctl: rules run needs a rules file and at least one --rcpt\n");
-		usage(2);
-	}
-	if (argc - optind == 2 && (message = ctl_read_file(argv[optind + 1], &tx.message_len)) == NULL)
+	tx->server_name = st->hostname;
+	if (a->nargs == 2 && (message = ctl_read_file(a->args[1], &tx->message_len)) == NULL)
 		return 2;
-	tx.message = message;
-	if ((r = ctl_rules_load(argv[optind], st)) == NULL) {
+	tx->message = message;
+	if ((r = ctl_rules_load(a->args[0], st)) == NULL) {
 		free(message);
 		return 1;
 	}
 	rules_set_trace(r, ctl_trace_print, NULL);
-	out = rules_offline_run(r, &tx, ctl_step_print, &rs, NULL);
+	out = rules_offline_run(r, tx, ctl_step_print, &rs, NULL);
 	/* The outcome is the client's; what postq or delivery then did with a
 	 * queued message follows it when they stopped its delivery. */
 	if (rs.after != OFFLINE_AFTER_NONE && rs.after != OFFLINE_AFTER_DELIVERED)
@@ -541,14 +624,12 @@ out:
 }
 
 /* ctl_test - rules test FILE...: TAP output, exit 1 on any failure. */
-static int ctl_test(int argc, char **argv, const struct ctl_settings *st)
+static int ctl_test(struct ctl_rules_args *a, const struct ctl_settings *st)
 {
 	int i, number = 0, failed = 0, rc;
 
-	if (argc < 1)
-		usage(2);
-	for (i = 0; i < argc; i++) {
-		if ((rc = ctl_test_file(argv[i], st, &number)) < 0)
+	for (i = 0; i < a->nargs; i++) {
+		if ((rc = ctl_test_file(a->args[i], st, &number)) < 0)
 			return 2;
 		failed += rc;
 	}
@@ -558,17 +639,212 @@ static int ctl_test(int argc, char **argv, const struct ctl_settings *st)
 	return failed > 0 ? 1 : 0;
 }
 
+/* ---- the command line ------------------------------------------------- */
+
+/* The options of rules check and rules test: --help alone. */
+static const struct option ctl_help_options[] = {
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* The options of rules run: the transaction, and --help. */
+static const struct option ctl_run_options[] = {
+	{"ip", required_argument, NULL, OPT_IP},
+	{"helo", required_argument, NULL, OPT_HELO},
+	{"from", required_argument, NULL, OPT_FROM},
+	{"rcpt", required_argument, NULL, OPT_RCPT},
+	{"listener", required_argument, NULL, OPT_LISTENER},
+	{"auth", required_argument, NULL, OPT_AUTH},
+	{"tls", no_argument, NULL, OPT_TLS},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* One rules command: its options, its operands, what runs it. */
+struct ctl_rules_command {
+	const char *name;
+	const struct option *options;
+	int min_args, max_args;
+	const char *operands; /* for the message when their number is wrong */
+	int transaction;      /* takes rules run's options, and needs a --rcpt */
+	int (*run)(struct ctl_rules_args *a, const struct ctl_settings *st);
+};
+
+static const struct ctl_rules_command ctl_rules_commands[] = {
+	{"check", ctl_help_options, 1, 1, "one rules file", 0, ctl_check},
+	{"run", ctl_run_options, 1, 2, "a rules file and at most one message file", 1, ctl_run},
+	{"test", ctl_help_options, 1, INT_MAX, "one or more test files", 0, ctl_test},
+};
+
+/* ctl_run_option - one option of rules run into the transaction; 0, or -1 when too many. */
+static int ctl_run_option(int opt, struct ctl_rules_args *a)
+{
+	struct offline_tx *tx = &a->tx;
+
+	switch (opt) {
+	case OPT_IP:
+		tx->client_ip = optarg;
+		break;
+	case OPT_HELO:
+		tx->helo = optarg;
+		break;
+	case OPT_FROM:
+		tx->mail_from = optarg;
+		break;
+	case OPT_RCPT:
+		if (tx->nrcpts == CTL_MAX_RCPTS) {
+			fprintf(stderr, "vsmtpctl: at most %d --rcpt\n", CTL_MAX_RCPTS);
+			return -1;
+		}
+		a->rcpts[tx->nrcpts++] = optarg;
+		break;
+	case OPT_LISTENER:
+		tx->listener = optarg;
+		break;
+	case OPT_AUTH:
+		tx->authid = optarg;
+		break;
+	case OPT_TLS:
+		tx->tls = 1;
+		break;
+	}
+	return 0;
+}
+
+/* ctl_rules_parse - the options and operands of command c (argv[0] is its
+ * name); -1 to go on, else the exit status (help printed, or a usage error). */
+static int ctl_rules_parse(const struct ctl_rules_command *c, int argc, char **argv,
+			   struct ctl_rules_args *a)
+{
+	int opt;
+
+	a->tx.rcpts = a->rcpts;
+	optind = 0; /* glibc: a full restart, the earlier scans stopped at the command */
+	while ((opt = getopt_long(argc, argv, CTL_RULES_OPTIONS, c->options, NULL)) != -1) {
+		if (opt == 'h') {
+			ctl_usage(stdout, "rules");
+			return 0;
+		}
+		if (opt == '?' || opt == ':') {
+			cli_option_error("vsmtpctl", opt, argv, CTL_RULES_OPTIONS);
+			return ctl_usage_error("rules");
+		}
+		if (ctl_run_option(opt, a) < 0)
+			return ctl_usage_error("rules");
+	}
+	a->args = argv + optind;
+	a->nargs = argc - optind;
+	if (a->nargs < c->min_args || a->nargs > c->max_args) {
+		fprintf(stderr, "vsmtpctl: rules %s takes %s\n", c->name, c->operands);
+		return ctl_usage_error("rules");
+	}
+	if (c->transaction && a->tx.nrcpts == 0) {
+		fprintf(stderr, "vsmtpctl: rules run needs at least one --rcpt\n");
+		return ctl_usage_error("rules");
+	}
+	return -1;
+}
+
+/* ctl_rules_command - the rules command called name, NULL after a message. */
+static const struct ctl_rules_command *ctl_rules_command(const char *name)
+{
+	size_t n = sizeof(ctl_rules_commands) / sizeof(ctl_rules_commands[0]);
+
+	for (size_t i = 0; name != NULL && i < n; i++)
+		if (strcmp(name, ctl_rules_commands[i].name) == 0)
+			return &ctl_rules_commands[i];
+	if (name == NULL)
+		fprintf(stderr, "vsmtpctl: rules needs a command: check, run or test\n");
+	else
+		fprintf(stderr, "vsmtpctl: unknown command: rules %s\n", name);
+	return NULL;
+}
+
+/* ctl_group_options - --help between a group's name and its command (argv[0]
+ * is the group); -1 to go on with argv[optind], else the exit status. */
+static int ctl_group_options(const char *group, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int opt;
+
+	optind = 0; /* glibc: a full restart */
+	while ((opt = getopt_long(argc, argv, CTL_GROUP_OPTIONS, opts, NULL)) != -1) {
+		if (opt == 'h') {
+			ctl_usage(stdout, group);
+			return 0;
+		}
+		cli_option_error("vsmtpctl", opt, argv, CTL_GROUP_OPTIONS);
+		return ctl_usage_error(group);
+	}
+	return -1;
+}
+
+/* ctl_rules_main - rules check|run|test (argv[0] is "rules"). */
+static int ctl_rules_main(const char *conf, int argc, char **argv)
+{
+	const struct ctl_rules_command *c;
+	struct ctl_rules_args a;
+	struct ctl_settings st;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	if ((rc = ctl_group_options("rules", argc, argv)) >= 0)
+		return rc;
+	if ((c = ctl_rules_command(optind < argc ? argv[optind] : NULL)) == NULL)
+		return ctl_usage_error("rules");
+	if ((rc = ctl_rules_parse(c, argc - optind, argv + optind, &a)) >= 0)
+		return rc;
+	/* Rule log lines (log(), failures) go to stderr, as for any tool. */
+	log_open(LOG_TARGET_STDERR, LOG_DEBUG, LOG_MAIL);
+	log_set_role("vsmtpctl");
+	if (ctl_settings_load(conf, &st) < 0)
+		return 2;
+	rc = c->run(&a, &st);
+	free(st.local_domains);
+	free(st.trusted_networks);
+	free(st.dns_servers);
+	return rc;
+}
+
+/* The command groups: rules here, the daemon's queue in vsmtpctl_queue.c. */
+static const struct {
+	const char *name;
+	int (*main)(const char *conf, int argc, char **argv);
+} ctl_groups[] = {
+	{"rules", ctl_rules_main},
+	{"queue", ctl_queue_main},
+	{"quarantine", ctl_queue_main},
+};
+
+/* ctl_group_run - the command group argv[0]; the exit status. */
+static int ctl_group_run(const char *conf, int argc, char **argv)
+{
+	for (size_t i = 0; i < sizeof(ctl_groups) / sizeof(ctl_groups[0]); i++)
+		if (strcmp(argv[0], ctl_groups[i].name) == 0)
+			return ctl_groups[i].main(conf, argc, argv);
+	fprintf(stderr, "vsmtpctl: unknown command: %s\n", argv[0]);
+	return ctl_usage_error(NULL);
+}
+
+/* main - the options before the command, then the command group. */
 int main(int argc, char **argv)
 {
-	struct ctl_settings st;
+	static const struct option opts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
 	const char *conf = NULL;
-	int opt, rc;
+	int opt;
 
 	/* Line by line, also into a pipe: the report interleaves with the log
 	 * lines on stderr, and a rule that overruns its CPU time ends the
 	 * process without flushing stdio. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((opt = getopt(argc, argv, "+c:hV")) != -1) {
+	while ((opt = getopt_long(argc, argv, CTL_SHORT_OPTIONS, opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			conf = optarg;
@@ -577,35 +853,16 @@ int main(int argc, char **argv)
 			printf("vsmtpctl %s\n", VSMTPD_VERSION);
 			return 0;
 		case 'h':
-			usage(0);
-			break;
+			ctl_usage(stdout, NULL);
+			return 0;
 		default:
-			usage(2);
+			cli_option_error("vsmtpctl", opt, argv, CTL_SHORT_OPTIONS);
+			return ctl_usage_error(NULL);
 		}
 	}
-	/* The queue commands talk to the running daemon: no rules to load. */
-	if (argc - optind >= 2 &&
-	    (strcmp(argv[optind], "queue") == 0 || strcmp(argv[optind], "quarantine") == 0))
-		return ctl_queue_main(conf, argc - optind, argv + optind);
-	if (argc - optind < 2 || strcmp(argv[optind], "rules") != 0)
-		usage(2);
-	/* Rule log lines (log(), failures) go to stderr, as for any tool. */
-	log_open(LOG_TARGET_STDERR, LOG_DEBUG, LOG_MAIL);
-	log_set_role("vsmtpctl");
-	if (ctl_settings_load(conf, &st) < 0)
-		return 2;
-	argv += optind + 1;
-	argc -= optind + 1;
-	if (strcmp(argv[0], "check") == 0)
-		rc = ctl_check(argc - 1, argv + 1, &st);
-	else if (strcmp(argv[0], "run") == 0)
-		rc = ctl_run(argc, argv, &st);
-	else if (strcmp(argv[0], "test") == 0)
-		rc = ctl_test(argc - 1, argv + 1, &st);
-	else
-		usage(2);
-	free(st.local_domains);
-	free(st.trusted_networks);
-	free(st.dns_servers);
-	return rc;
+	if (optind == argc) {
+		fprintf(stderr, "vsmtpctl: no command given\n");
+		return ctl_usage_error(NULL);
+	}
+	return ctl_group_run(conf, argc - optind, argv + optind);
 }

@@ -1,13 +1,17 @@
 /*
  * vsmtpctl_queue.c - vsmtpctl's queue and quarantine commands.
  *
- *   vsmtpctl [-c conf] queue list [--sender S] [--recipient R] [--queue Q]
- *                                 [--min-age AGE] [--max-age AGE] [--json]
- *   vsmtpctl [-c conf] queue show ID [--json]
- *   vsmtpctl [-c conf] queue remove|hold|release|requeue ID...
- *   vsmtpctl [-c conf] queue flush [ID...]
- *   vsmtpctl [-c conf] quarantine list [NAME] [--json]
- *   vsmtpctl [-c conf] quarantine release|remove NAME ID...
+ *   vsmtpctl [-c FILE] queue list [--sender S] [--recipient R] [--queue Q]
+ *                                 [--min-age AGE] [--max-age AGE]
+ *   vsmtpctl [-c FILE] queue show ID
+ *   vsmtpctl [-c FILE] queue remove|hold|release|requeue ID...
+ *   vsmtpctl [-c FILE] queue flush [ID...]
+ *   vsmtpctl [-c FILE] quarantine list [NAME]
+ *   vsmtpctl [-c FILE] quarantine release|remove NAME ID...
+ *
+ * Every one of them also takes -s / --socket PATH, --json and -h / --help
+ * anywhere after the group's name (getopt_long permutes); the help text is
+ * vsmtpctl.c's, ctl_usage().
  *
  * Each command is one request to the running daemon over its control socket
  * ([server] control_socket, or -s PATH): a JSON object on one line, answered
@@ -31,6 +35,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli.h"
 #include "config.h"
 #include "spool.h"
 #include "vsmtpctl_queue.h"
@@ -51,68 +56,65 @@ struct ctl_args {
 	char **args;
 };
 
-/* ctl_queue_usage - the synopsis on stderr; returns the usage exit status. */
-static int ctl_queue_usage(void)
-{
-	fprintf(stderr,
-	        "usage: vsmtpctl [-c conf] queue list [--sender S] [--recipient R] [--queue Q]\n"
-	        "                          [--min-age AGE] [--max-age AGE] [--json]\n"
-	        "       vsmtpctl [-c conf] queue show ID [--json]\n"
-	        "       vsmtpctl [-c conf] queue remove|hold|release|requeue ID...\n"
-	        "       vsmtpctl [-c conf] queue flush [ID...]\n"
-	        "       vsmtpctl [-c conf] quarantine list [NAME] [--json]\n"
-	        "       vsmtpctl [-c conf] quarantine release|remove NAME ID...\n"
-	        "  Q: active, deferred, hold, quarantine, dead or corrupt; AGE: 30s, 5m, 1h, 2d\n"
-	        "  -s PATH: the control socket (default: [server] control_socket)\n");
-	return CTL_USAGE;
-}
+/* The options of list that have no short letter, and --json. */
+enum { OPT_SENDER = CLI_LONG_ONLY, OPT_RECIPIENT, OPT_QUEUE, OPT_MIN_AGE, OPT_MAX_AGE, OPT_JSON };
 
-/* ctl_parse_args - options and positional arguments; 0, or -1 on a usage error. */
+#define CTL_QUEUE_OPTIONS ":s:h"
+
+/* ctl_parse_args - options and positional arguments; 0, 1 for --help, or -1
+ * after a message on a usage error. */
 static int ctl_parse_args(int argc, char **argv, struct ctl_args *a)
 {
 	static const struct option opts[] = {
-	    {"sender", required_argument, NULL, 'S'},  {"recipient", required_argument, NULL, 'R'},
-	    {"queue", required_argument, NULL, 'Q'},   {"min-age", required_argument, NULL, 'm'},
-	    {"max-age", required_argument, NULL, 'M'}, {"json", no_argument, NULL, 'j'},
-	    {"socket", required_argument, NULL, 's'},  {NULL, 0, NULL, 0},
+	    {"sender", required_argument, NULL, OPT_SENDER},
+	    {"recipient", required_argument, NULL, OPT_RECIPIENT},
+	    {"queue", required_argument, NULL, OPT_QUEUE},
+	    {"min-age", required_argument, NULL, OPT_MIN_AGE},
+	    {"max-age", required_argument, NULL, OPT_MAX_AGE},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int opt;
 
 	memset(a, 0, sizeof(*a));
 	optind = 0; /* a full restart of getopt: main's scan stopped at the command */
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, CTL_QUEUE_OPTIONS, opts, NULL)) != -1) {
 		switch (opt) {
-		case 'S':
+		case OPT_SENDER:
 			a->sender = optarg;
 			break;
-		case 'R':
+		case OPT_RECIPIENT:
 			a->recipient = optarg;
 			break;
-		case 'Q':
+		case OPT_QUEUE:
 			a->queue = optarg;
 			break;
-		case 'm':
+		case OPT_MIN_AGE:
 			a->min_age = optarg;
 			break;
-		case 'M':
+		case OPT_MAX_AGE:
 			a->max_age = optarg;
 			break;
-		case 'j':
+		case OPT_JSON:
 			a->json = 1;
 			break;
 		case 's':
 			a->socket = optarg;
 			break;
+		case 'h':
+			return 1;
 		default:
-			fprintf(stderr, "vsmtpctl: unknown option or missing value: %s\n",
-			        argv[optind - 1]);
+			cli_option_error("vsmtpctl", opt, argv, CTL_QUEUE_OPTIONS);
 			return -1;
 		}
 	}
 	/* argv[0] is the command word itself ("queue"), as getopt expects. */
-	if (optind >= argc)
+	if (optind >= argc) {
+		fprintf(stderr, "vsmtpctl: %s needs a command\n", argv[0]);
 		return -1;
+	}
 	a->args = argv + optind;
 	a->nargs = argc - optind;
 	return 0;
@@ -762,10 +764,19 @@ int ctl_queue_main(const char *conf, int argc, char **argv)
 	char *path, *raw = NULL;
 	cJSON *req, *ans;
 
-	if (ctl_parse_args(argc, argv, &a) < 0)
-		return ctl_queue_usage();
-	if ((req = ctl_build(quarantine, &a, &cmd, &usage)) == NULL)
-		return usage ? ctl_queue_usage() : CTL_USAGE;
+	if ((rc = ctl_parse_args(argc, argv, &a)) != 0) {
+		if (rc < 0)
+			return ctl_usage_error(argv[0]);
+		ctl_usage(stdout, argv[0]);
+		return CTL_OK;
+	}
+	if ((req = ctl_build(quarantine, &a, &cmd, &usage)) == NULL) {
+		if (!usage)
+			return CTL_USAGE;
+		fprintf(stderr, "vsmtpctl: %s %s: unknown command or wrong arguments\n", argv[0],
+		        a.args[0]);
+		return ctl_usage_error(argv[0]);
+	}
 	if ((path = ctl_socket_path(conf, a.socket)) == NULL) {
 		cJSON_Delete(req);
 		return CTL_USAGE;
