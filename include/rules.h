@@ -172,6 +172,10 @@ struct rules_limits {
 	unsigned load_ms;      /* CPU time loading the file may take, 0 for 250 ms */
 };
 
+struct config;
+/* rules_limits_of - the limits a configuration sets for its rules. */
+struct rules_limits rules_limits_of(const struct config *cfg);
+
 /*
  * The CPU time limit is the backstop for what the instruction budget cannot
  * see: time spent inside one library call (a backtracking string pattern).
@@ -204,7 +208,6 @@ struct rules *rules_load(const char *path, const struct rules_limits *limits,
  * rules_load_config - rules_load() with the file, limits and settings of a
  * configuration.
  */
-struct config;
 struct rules *rules_load_config(const struct config *cfg, char *err, size_t errlen);
 
 /* rules_free - release a ruleset (NULL is fine). */

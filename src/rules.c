@@ -1262,13 +1262,19 @@ struct rules *rules_load(const char *path, const struct rules_limits *limits,
 	return r;
 }
 
+/* rules_limits_of - the limits a configuration sets for its rules. */
+struct rules_limits rules_limits_of(const struct config *cfg)
+{
+	return (struct rules_limits){.instructions = cfg->rules_instruction_limit,
+				     .memory = cfg->rules_memory_limit,
+				     .cpu_ms = cfg->rules_time_limit_ms,
+				     .load_ms = cfg->rules_load_time_limit_ms};
+}
+
 /* rules_load_config - compile the rules a configuration names. */
 struct rules *rules_load_config(const struct config *cfg, char *err, size_t errlen)
 {
-	struct rules_limits limits = {.instructions = cfg->rules_instruction_limit,
-				      .memory = cfg->rules_memory_limit,
-				      .cpu_ms = cfg->rules_time_limit_ms,
-				      .load_ms = cfg->rules_load_time_limit_ms};
+	struct rules_limits limits = rules_limits_of(cfg);
 	struct rules_settings settings = {.hostname = cfg->hostname,
 					  .local_domains = cfg->local_domains,
 					  .trusted_networks = cfg->trusted_networks,

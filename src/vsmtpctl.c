@@ -210,9 +210,7 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 	st->trusted_networks = strdup(cfg->trusted_networks);
 	st->dns_servers = cfg->rules_dns_servers[0] ? strdup(cfg->rules_dns_servers) : NULL;
 	st->dns_timeout_ms = cfg->rules_dns_timeout_ms;
-	st->limits = (struct rules_limits){.instructions = cfg->rules_instruction_limit,
-					   .memory = cfg->rules_memory_limit,
-					   .cpu_ms = cfg->rules_time_limit_ms};
+	st->limits = rules_limits_of(cfg);
 	config_free(cfg);
 	return st->local_domains && st->trusted_networks ? 0 : -1;
 }

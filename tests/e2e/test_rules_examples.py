@@ -415,3 +415,15 @@ def test_a_rules_file_that_never_finishes_loading_is_stopped(ctl_conf, tmp_path)
         pytest.fail("rules check still running after 5 s")
     assert r.returncode == 1, r.stderr
     assert "main.lua: loading took longer than 250 ms of CPU time" in r.stderr, r.stderr
+
+
+def test_vsmtpctl_loads_rules_with_the_configured_load_time_limit(tmp_path):
+    """vsmtpctl compiles rules as the daemon does: [rules] load_time_limit
+    of its configuration applies."""
+    (tmp_path / "main.lua").write_text("while true do end\nreturn {}\n")
+    conf = tmp_path / "vsmtpd.conf"
+    conf.write_text(CTL_CONF + "load_time_limit = 100ms\n")
+    r = subprocess.run([vsmtpctl_binary(), "-c", str(conf), "rules", "check", "main.lua"],
+                       cwd=str(tmp_path), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "main.lua: loading took longer than 100 ms of CPU time" in r.stderr, r.stderr
