@@ -13,19 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data_filter.h" /* enum bare_eol_policy */
+#include "log.h"         /* enum log_target */
+
 #define CONFIG_DEFAULT_PATH "/etc/vsmtpd/vsmtpd.conf"
 #define CONFIG_DEFAULT_RULES "/etc/vsmtpd/rules/main.lua"
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ADDRESSES 16
 #define CONFIG_MAX_SNI 64
 
-enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 
-/* What to do with a message whose DATA holds a bare CR or bare LF. */
-enum bare_eol_policy {
-	BARE_EOL_REJECT,    /* refuse the message with 550 5.6.0 (default) */
-	BARE_EOL_NORMALIZE, /* store it with every bare CR / LF turned into CRLF */
-};
 
 /* What a listener speaks. */
 enum listener_kind {

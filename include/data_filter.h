@@ -20,9 +20,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-
 enum data_filter_mode { DATA_FILTER_DATA, DATA_FILTER_BDAT };
+
+/* What to do with a message whose DATA holds a bare CR or bare LF. */
+enum bare_eol_policy {
+	BARE_EOL_REJECT,    /* refuse the message with 550 5.6.0 (default) */
+	BARE_EOL_NORMALIZE, /* store it with every bare CR / LF turned into CRLF */
+};
 
 /* Problems found; several may be set. */
 #define DATA_FILTER_BARE_CR 0x01

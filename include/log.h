@@ -10,7 +10,8 @@
 #include <stdarg.h>
 #include <syslog.h>
 
-#include "config.h"
+/* Where log lines go ([server] log). */
+enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 
 /* log_open - start logging; before it, everything goes to stderr. */
 void log_open(enum log_target target, int level, int facility);

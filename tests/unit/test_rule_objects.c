@@ -58,13 +58,13 @@ static int lua_session_address(lua_State *L)
 	return 1;
 }
 
-/* lua_client_ip - client_ip(s): rule_ip_from_string() then rule_ip_push(). */
+/* lua_client_ip - client_ip(s): netaddr_ip_parse() then rule_ip_push(). */
 static int lua_client_ip(lua_State *L)
 {
-	struct rule_ip ip;
+	struct netaddr_ip ip;
 
-	if (rule_ip_from_string(luaL_checkstring(L, 1), &ip) < 0)
-		return luaL_error(L, "rule_ip_from_string refused it");
+	if (netaddr_ip_parse(luaL_checkstring(L, 1), &ip) < 0)
+		return luaL_error(L, "netaddr_ip_parse refused it");
 	rule_ip_push(L, &ip);
 	return 1;
 }
@@ -278,16 +278,16 @@ static void test_metatables_are_protected(void **state)
 static void test_networks_contain(void **state)
 {
 	(void)state;
-	assert_true(rule_networks_contain("127.0.0.0/8 ::1", "127.0.0.1"));
-	assert_true(rule_networks_contain("127.0.0.0/8 ::1", "127.255.0.9"));
-	assert_true(rule_networks_contain("127.0.0.0/8 ::1", "::1"));
-	assert_true(rule_networks_contain("10.0.0.0/8", "::ffff:10.1.2.3"));
-	assert_true(rule_networks_contain("192.0.2.7", "192.0.2.7"));
-	assert_false(rule_networks_contain("192.0.2.7", "192.0.2.8"));
-	assert_false(rule_networks_contain("10.0.0.0/8 ::1", "11.0.0.1"));
-	assert_false(rule_networks_contain("2001:db8::/32", "2001:db9::1"));
-	assert_false(rule_networks_contain("", "127.0.0.1"));
-	assert_false(rule_networks_contain("127.0.0.0/8", "unknown"));
+	assert_true(netaddr_list_contains("127.0.0.0/8 ::1", "127.0.0.1"));
+	assert_true(netaddr_list_contains("127.0.0.0/8 ::1", "127.255.0.9"));
+	assert_true(netaddr_list_contains("127.0.0.0/8 ::1", "::1"));
+	assert_true(netaddr_list_contains("10.0.0.0/8", "::ffff:10.1.2.3"));
+	assert_true(netaddr_list_contains("192.0.2.7", "192.0.2.7"));
+	assert_false(netaddr_list_contains("192.0.2.7", "192.0.2.8"));
+	assert_false(netaddr_list_contains("10.0.0.0/8 ::1", "11.0.0.1"));
+	assert_false(netaddr_list_contains("2001:db8::/32", "2001:db9::1"));
+	assert_false(netaddr_list_contains("", "127.0.0.1"));
+	assert_false(netaddr_list_contains("127.0.0.0/8", "unknown"));
 }
 
 /* test_netset_contains_any_member - strings, nets, ips and other netsets as members. */
@@ -515,20 +515,20 @@ static void test_address_check_takes_tables_and_strings(void **state)
 	        "not an address: \"bad\"");
 }
 
-/* test_ip_helpers_for_the_engine - rule_ip_from_string() and rule_ip_push(). */
+/* test_ip_helpers_for_the_engine - netaddr_ip_parse() and rule_ip_push(). */
 static void test_ip_helpers_for_the_engine(void **state)
 {
-	struct rule_ip ip;
-	char buf[RULE_IP_TEXT_MAX];
+	struct netaddr_ip ip;
+	char buf[NETADDR_IP_TEXT_MAX];
 
-	assert_int_equal(rule_ip_from_string("2001:db8::1", &ip), 0);
-	assert_string_equal(rule_ip_to_string(&ip, buf, sizeof(buf)), "2001:db8::1");
-	assert_int_equal(rule_ip_from_string("192.0.2.1", &ip), 0);
+	assert_int_equal(netaddr_ip_parse("2001:db8::1", &ip), 0);
+	assert_string_equal(netaddr_ip_format(&ip, buf, sizeof(buf)), "2001:db8::1");
+	assert_int_equal(netaddr_ip_parse("192.0.2.1", &ip), 0);
 	assert_int_equal(ip.addr[0], 192);
 	assert_int_equal(ip.addr[4], 0);
-	assert_null(rule_ip_to_string(&ip, buf, 4));
-	assert_int_equal(rule_ip_from_string("unknown", &ip), -1);
-	assert_int_equal(rule_ip_from_string("", &ip), -1);
+	assert_null(netaddr_ip_format(&ip, buf, 4));
+	assert_int_equal(netaddr_ip_parse("unknown", &ip), -1);
+	assert_int_equal(netaddr_ip_parse("", &ip), -1);
 	run_ok(*state, "local c = client_ip('::ffff:10.1.2.3')\n"
 	               "assert(networks.private:contains(c) and c == ip('::ffff:10.1.2.3'))");
 }

@@ -32,6 +32,7 @@
 #include <lualib.h>
 
 #include "rule_objects.h"
+#include "resolver.h"
 #include "rules_dns.h"
 #include "sandbox.h"
 
@@ -456,83 +457,83 @@ static void test_name_check(void **state)
 	char big[300];
 
 	(void)state;
-	assert_int_equal(rules_dns_name_check("example.org", 11), 11);
-	assert_int_equal(rules_dns_name_check("example.org.", 12), 11);
-	assert_int_equal(rules_dns_name_check("_dmarc.Example.ORG", 18), 18);
-	assert_int_equal(rules_dns_name_check("2.0.0.127.zen.example", 21), 21);
-	assert_int_equal(rules_dns_name_check("localhost", 9), 9);
-	assert_int_equal(rules_dns_name_check("", 0), 0);
-	assert_int_equal(rules_dns_name_check(".", 1), 0);
-	assert_int_equal(rules_dns_name_check("a..b", 4), 0);
-	assert_int_equal(rules_dns_name_check(".a", 2), 0);
-	assert_int_equal(rules_dns_name_check("a.b..", 5), 0);
-	assert_int_equal(rules_dns_name_check("a b", 3), 0);
-	assert_int_equal(rules_dns_name_check("a\\.b", 4), 0);
-	assert_int_equal(rules_dns_name_check("caf\xc3\xa9.fr", 8), 0);
-	assert_int_equal(rules_dns_name_check("*.example", 9), 0);
+	assert_int_equal(resolver_name_check("example.org", 11), 11);
+	assert_int_equal(resolver_name_check("example.org.", 12), 11);
+	assert_int_equal(resolver_name_check("_dmarc.Example.ORG", 18), 18);
+	assert_int_equal(resolver_name_check("2.0.0.127.zen.example", 21), 21);
+	assert_int_equal(resolver_name_check("localhost", 9), 9);
+	assert_int_equal(resolver_name_check("", 0), 0);
+	assert_int_equal(resolver_name_check(".", 1), 0);
+	assert_int_equal(resolver_name_check("a..b", 4), 0);
+	assert_int_equal(resolver_name_check(".a", 2), 0);
+	assert_int_equal(resolver_name_check("a.b..", 5), 0);
+	assert_int_equal(resolver_name_check("a b", 3), 0);
+	assert_int_equal(resolver_name_check("a\\.b", 4), 0);
+	assert_int_equal(resolver_name_check("caf\xc3\xa9.fr", 8), 0);
+	assert_int_equal(resolver_name_check("*.example", 9), 0);
 	/* 63-byte labels pass, 64 do not */
 	memset(big, 'a', 64);
 	big[64] = '\0';
-	assert_int_equal(rules_dns_name_check(big, 63), 63);
-	assert_int_equal(rules_dns_name_check(big, 64), 0);
+	assert_int_equal(resolver_name_check(big, 63), 63);
+	assert_int_equal(resolver_name_check(big, 64), 0);
 	/* 253 bytes pass (254 with the trailing dot), 254 do not */
 	memset(big, 'a', sizeof(big));
 	for (size_t i = 50; i < sizeof(big); i += 51)
 		big[i] = '.';
 	big[252] = 'a';
 	big[253] = '.';
-	assert_int_equal(rules_dns_name_check(big, 253), 253);
-	assert_int_equal(rules_dns_name_check(big, 254), 253);
+	assert_int_equal(resolver_name_check(big, 253), 253);
+	assert_int_equal(resolver_name_check(big, 254), 253);
 	big[253] = 'a';
-	assert_int_equal(rules_dns_name_check(big, 254), 0);
+	assert_int_equal(resolver_name_check(big, 254), 0);
 }
 
 static void test_reverse_names(void **state)
 {
-	char out[RULES_DNS_REVERSE_MAX];
+	char out[RESOLVER_REVERSE_MAX];
 
 	(void)state;
-	assert_int_equal(rules_dns_reverse_name("192.0.2.1", out, sizeof(out)), 22);
+	assert_int_equal(resolver_reverse_name("192.0.2.1", out, sizeof(out)), 22);
 	assert_string_equal(out, "1.2.0.192.in-addr.arpa");
-	rules_dns_reverse_name("255.255.255.255", out, sizeof(out));
+	resolver_reverse_name("255.255.255.255", out, sizeof(out));
 	assert_string_equal(out, "255.255.255.255.in-addr.arpa");
-	assert_int_equal(rules_dns_reverse_name("2001:db8::567:89ab", out, sizeof(out)), 72);
+	assert_int_equal(resolver_reverse_name("2001:db8::567:89ab", out, sizeof(out)), 72);
 	assert_string_equal(out, "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa");
-	rules_dns_reverse_name("::1", out, sizeof(out));
+	resolver_reverse_name("::1", out, sizeof(out));
 	assert_string_equal(out, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa");
 	/* IPv4-mapped: the IPv4 name */
-	rules_dns_reverse_name("::ffff:198.51.100.7", out, sizeof(out));
+	resolver_reverse_name("::ffff:198.51.100.7", out, sizeof(out));
 	assert_string_equal(out, "7.100.51.198.in-addr.arpa");
-	assert_int_equal(rules_dns_reverse_name("192.0.2", out, sizeof(out)), -1);
-	assert_int_equal(rules_dns_reverse_name("192.0.2.01", out, sizeof(out)), -1);
-	assert_int_equal(rules_dns_reverse_name("example.org", out, sizeof(out)), -1);
-	assert_int_equal(rules_dns_reverse_name("fe80::1%eth0", out, sizeof(out)), -1);
-	assert_int_equal(rules_dns_reverse_name("", out, sizeof(out)), -1);
-	assert_int_equal(rules_dns_reverse_name("192.0.2.1", out, 20), -1);
+	assert_int_equal(resolver_reverse_name("192.0.2", out, sizeof(out)), -1);
+	assert_int_equal(resolver_reverse_name("192.0.2.01", out, sizeof(out)), -1);
+	assert_int_equal(resolver_reverse_name("example.org", out, sizeof(out)), -1);
+	assert_int_equal(resolver_reverse_name("fe80::1%eth0", out, sizeof(out)), -1);
+	assert_int_equal(resolver_reverse_name("", out, sizeof(out)), -1);
+	assert_int_equal(resolver_reverse_name("192.0.2.1", out, 20), -1);
 }
 
 static void test_server_words(void **state)
 {
 	(void)state;
-	assert_null(rules_dns_check_server("127.0.0.1"));
-	assert_null(rules_dns_check_server("127.0.0.1:5353"));
-	assert_null(rules_dns_check_server("::1"));
-	assert_null(rules_dns_check_server("2001:db8::53"));
-	assert_null(rules_dns_check_server("[::1]"));
-	assert_null(rules_dns_check_server("[2001:db8::53]:65535"));
-	assert_non_null(rules_dns_check_server("localhost"));
-	assert_non_null(rules_dns_check_server("127.0.0.1:0"));
-	assert_non_null(rules_dns_check_server("127.0.0.1:65536"));
-	assert_non_null(rules_dns_check_server("127.0.0.1:99999"));
-	assert_non_null(rules_dns_check_server("127.0.0.1:"));
-	assert_non_null(rules_dns_check_server("127.0.0.1:53x"));
-	assert_non_null(rules_dns_check_server("127.0.0.1:+53"));
-	assert_non_null(rules_dns_check_server("[127.0.0.1]:53"));
-	assert_non_null(rules_dns_check_server("[::1"));
-	assert_non_null(rules_dns_check_server("[::1]53"));
-	assert_non_null(rules_dns_check_server("fe80::1%eth0"));
-	assert_non_null(rules_dns_check_server("1.2.3"));
-	assert_non_null(rules_dns_check_server(""));
+	assert_null(resolver_check_server("127.0.0.1"));
+	assert_null(resolver_check_server("127.0.0.1:5353"));
+	assert_null(resolver_check_server("::1"));
+	assert_null(resolver_check_server("2001:db8::53"));
+	assert_null(resolver_check_server("[::1]"));
+	assert_null(resolver_check_server("[2001:db8::53]:65535"));
+	assert_non_null(resolver_check_server("localhost"));
+	assert_non_null(resolver_check_server("127.0.0.1:0"));
+	assert_non_null(resolver_check_server("127.0.0.1:65536"));
+	assert_non_null(resolver_check_server("127.0.0.1:99999"));
+	assert_non_null(resolver_check_server("127.0.0.1:"));
+	assert_non_null(resolver_check_server("127.0.0.1:53x"));
+	assert_non_null(resolver_check_server("127.0.0.1:+53"));
+	assert_non_null(resolver_check_server("[127.0.0.1]:53"));
+	assert_non_null(resolver_check_server("[::1"));
+	assert_non_null(resolver_check_server("[::1]53"));
+	assert_non_null(resolver_check_server("fe80::1%eth0"));
+	assert_non_null(resolver_check_server("1.2.3"));
+	assert_non_null(resolver_check_server(""));
 }
 
 static void test_open_errors(void **state)

@@ -44,9 +44,6 @@
 /* Bytes of a bad value quoted back in an error message. */
 #define RULE_QUOTE_MAX 200
 
-/* Text this long is no IP address (INET6_ADDRSTRLEN is 46). */
-#define RULE_IP_INPUT_MAX 64
-
 /* RFC 1035 2.3.4: 255 octets in wire format, so 253 as dotted text. */
 #define RULE_DOMAIN_MAX 253
 #define RULE_LABEL_MAX 63
@@ -187,207 +184,36 @@ static int rule_raise_top(lua_State *L)
 	return lua_error(L);
 }
 
-/* rule_ip_len - bytes of an address of the family. */
-static size_t rule_ip_len(int family)
-{
-	return family == AF_INET ? 4 : 16;
-}
-
-/* rule_ip_bits - bits of an address of the family. */
-static unsigned rule_ip_bits(int family)
-{
-	return family == AF_INET ? 32 : 128;
-}
-
-/* rule_ip_from_string - parse an IPv4 or IPv6 address. */
-int rule_ip_from_string(const char *s, struct rule_ip *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (strchr(s, ':')) {
-		if (inet_pton(AF_INET6, s, out->addr) != 1)
-			return -1;
-		out->family = AF_INET6;
-		return 0;
-	}
-	if (inet_pton(AF_INET, s, out->addr) != 1)
-		return -1;
-	out->family = AF_INET;
-	return 0;
-}
-
-/* rule_ip_to_string - canonical text of ip, NULL if buf is too small. */
-const char *rule_ip_to_string(const struct rule_ip *ip, char *buf, size_t len)
-{
-	if (ip->family != AF_INET && ip->family != AF_INET6)
-		return NULL;
-	return inet_ntop(ip->family, ip->addr, buf, (socklen_t)len);
-}
-
 /* rule_ip_parse - a Lua string as an address: no NUL inside, bounded. */
-static int rule_ip_parse(const char *s, size_t len, struct rule_ip *out)
+static int rule_ip_parse(const char *s, size_t len, struct netaddr_ip *out)
 {
-	if (len >= RULE_IP_INPUT_MAX || strlen(s) != len)
+	if (len >= NETADDR_IP_INPUT_MAX || strlen(s) != len)
 		return -1;
-	return rule_ip_from_string(s, out);
+	return netaddr_ip_parse(s, out);
 }
 
 /* rule_ip_push - push ip as a "vsmtpd.ip" userdata. */
-void rule_ip_push(lua_State *L, const struct rule_ip *ip)
+void rule_ip_push(lua_State *L, const struct netaddr_ip *ip)
 {
-	struct rule_ip *u = lua_newuserdatauv(L, sizeof(*u), 0);
+	struct netaddr_ip *u = lua_newuserdatauv(L, sizeof(*u), 0);
 
 	*u = *ip;
 	luaL_setmetatable(L, META_IP);
 }
 
-/* rule_bits_equal - the first bits bits of a and b are the same. */
-static int rule_bits_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
-{
-	unsigned whole = bits / 8, rest = bits % 8;
-	unsigned char mask;
-
-	if (memcmp(a, b, whole) != 0)
-		return 0;
-	if (rest == 0)
-		return 1;
-	mask = (unsigned char)(0xff << (8 - rest));
-	return ((a[whole] ^ b[whole]) & mask) == 0;
-}
-
-/* rule_host_bits_clear - no bit of ip past prefix is set. */
-static int rule_host_bits_clear(const struct rule_ip *ip, unsigned prefix)
-{
-	size_t i = prefix / 8, len = rule_ip_len(ip->family);
-
-	if (prefix % 8 != 0 && (ip->addr[i++] & (0xff >> (prefix % 8))) != 0)
-		return 0;
-	for (; i < len; i++)
-		if (ip->addr[i] != 0)
-			return 0;
-	return 1;
-}
-
-/*
- * rule_net_unmap - a network inside ::ffff:0:0/96 becomes the IPv4 network
- * it maps: a dual-stack socket shows IPv4 clients that way, and they must
- * match the IPv4 networks the administrator wrote.
- */
-static void rule_net_unmap(struct rule_net *n)
-{
-	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	if (n->ip.family != AF_INET6 || n->prefix < 96 || memcmp(n->ip.addr, mapped, 12) != 0)
-		return;
-	memmove(n->ip.addr, n->ip.addr + 12, 4);
-	memset(n->ip.addr + 4, 0, 12);
-	n->ip.family = AF_INET;
-	n->prefix -= 96;
-}
-
-/* rule_net_from_ip - the network of the one address ip. */
-static void rule_net_from_ip(const struct rule_ip *ip, struct rule_net *out)
-{
-	out->ip = *ip;
-	out->prefix = rule_ip_bits(ip->family);
-}
-
-/* rule_prefix_parse - one to three decimal digits, at most max. */
-static int rule_prefix_parse(const char *s, unsigned max, unsigned *out)
-{
-	unsigned v = 0;
-	size_t i;
-
-	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
-		if (i == 3)
-			return -1;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (i == 0 || s[i] != '\0' || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-/* rule_net_from_string - "address/prefix" or a bare address; RULE_NET_*. */
-int rule_net_from_string(const char *s, struct rule_net *out)
-{
-	const char *slash = strchr(s, '/');
-	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-	char buf[RULE_IP_INPUT_MAX];
-
-	if (alen >= sizeof(buf))
-		return RULE_NET_INVALID;
-	memcpy(buf, s, alen);
-	buf[alen] = '\0';
-	if (rule_ip_from_string(buf, &out->ip) < 0)
-		return RULE_NET_INVALID;
-	rule_net_from_ip(&out->ip, out);
-	if (slash && rule_prefix_parse(slash + 1, out->prefix, &out->prefix) < 0)
-		return RULE_NET_INVALID;
-	/* "10.0.0.1/8" is more often a typo than a way to write 10.0.0.0/8. */
-	if (!rule_host_bits_clear(&out->ip, out->prefix))
-		return RULE_NET_HOST_BITS;
-	return RULE_NET_OK;
-}
-
 /* rule_net_parse - a Lua string as a network; -1 with a message pushed. */
-static int rule_net_parse(lua_State *L, const char *s, size_t len, struct rule_net *out)
+static int rule_net_parse(lua_State *L, const char *s, size_t len, struct netaddr_net *out)
 {
-	int r = RULE_NET_INVALID;
+	int r = NETADDR_INVALID;
 
-	if (strlen(s) == len && len < 2 * RULE_IP_INPUT_MAX)
-		r = rule_net_from_string(s, out);
-	if (r == RULE_NET_OK)
+	if (strlen(s) == len && len < 2 * NETADDR_IP_INPUT_MAX)
+		r = netaddr_net_parse(s, out);
+	if (r == NETADDR_OK)
 		return 0;
 	rule_push_bad(
-	    L, r == RULE_NET_HOST_BITS ? "host bits set in network " : "not an IP network: ", s,
+	    L, r == NETADDR_HOST_BITS ? "host bits set in network " : "not an IP network: ", s,
 	    len);
 	return -1;
-}
-
-/* rule_net_format - "address/prefix" into buf. */
-static void rule_net_format(const struct rule_net *n, char *buf, size_t len)
-{
-	char ip[RULE_IP_TEXT_MAX];
-
-	if (!rule_ip_to_string(&n->ip, ip, sizeof(ip)))
-		ip[0] = '\0';
-	snprintf(buf, len, "%s/%u", ip, n->prefix);
-}
-
-/* rule_net_covers - outer contains inner; both unmapped. */
-static int rule_net_covers(const struct rule_net *outer, const struct rule_net *inner)
-{
-	return outer->ip.family == inner->ip.family && inner->prefix >= outer->prefix &&
-	       rule_bits_equal(outer->ip.addr, inner->ip.addr, outer->prefix);
-}
-
-/* rule_networks_contain - whether ip is in one of the space separated networks. */
-int rule_networks_contain(const char *networks, const char *ip)
-{
-	struct rule_net host, net;
-	char word[2 * RULE_IP_INPUT_MAX];
-	const char *p = networks;
-	size_t n;
-
-	if (rule_net_from_string(ip, &host) != RULE_NET_OK)
-		return 0;
-	rule_net_unmap(&host);
-	while (*p != '\0') {
-		p += strspn(p, " ");
-		n = strcspn(p, " ");
-		if (n > 0 && n < sizeof(word)) {
-			memcpy(word, p, n);
-			word[n] = '\0';
-			if (rule_net_from_string(word, &net) == RULE_NET_OK) {
-				rule_net_unmap(&net);
-				if (rule_net_covers(&net, &host))
-					return 1;
-			}
-		}
-		p += n;
-	}
-	return 0;
 }
 
 /*
@@ -396,27 +222,27 @@ int rule_networks_contain(const char *networks, const char *ip)
  * a string that is no address (the engine's "unknown" client), raises for
  * other types.
  */
-static int rule_contains_arg(lua_State *L, int idx, struct rule_net *out)
+static int rule_contains_arg(lua_State *L, int idx, struct netaddr_net *out)
 {
-	const struct rule_ip *ip;
-	const struct rule_net *net;
-	struct rule_ip parsed;
+	const struct netaddr_ip *ip;
+	const struct netaddr_net *net;
+	struct netaddr_ip parsed;
 	const char *s;
 	size_t len;
 
 	if ((ip = luaL_testudata(L, idx, META_IP)) != NULL) {
-		rule_net_from_ip(ip, out);
+		netaddr_net_of_ip(ip, out);
 	} else if ((net = luaL_testudata(L, idx, META_NET)) != NULL) {
 		*out = *net;
 	} else if (lua_type(L, idx) == LUA_TSTRING) {
 		s = lua_tolstring(L, idx, &len);
 		if (rule_ip_parse(s, len, &parsed) < 0)
 			return 0;
-		rule_net_from_ip(&parsed, out);
+		netaddr_net_of_ip(&parsed, out);
 	} else {
 		return luaL_typeerror(L, idx, "ip, net or address string");
 	}
-	rule_net_unmap(out);
+	netaddr_net_unmap(out);
 	return 1;
 }
 
@@ -425,7 +251,7 @@ static int rule_ip_construct(lua_State *L, int family, const char *what)
 {
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
-	struct rule_ip ip;
+	struct netaddr_ip ip;
 
 	if (rule_ip_parse(s, len, &ip) < 0 || (family != AF_UNSPEC && ip.family != family)) {
 		rule_push_bad(L, what, s, len);
@@ -456,7 +282,7 @@ static int lua_ip6_new(lua_State *L)
 /* lua_ip_is_v4 - a:is_v4(). */
 static int lua_ip_is_v4(lua_State *L)
 {
-	const struct rule_ip *ip = luaL_checkudata(L, 1, META_IP);
+	const struct netaddr_ip *ip = luaL_checkudata(L, 1, META_IP);
 
 	lua_pushboolean(L, ip->family == AF_INET);
 	return 1;
@@ -465,7 +291,7 @@ static int lua_ip_is_v4(lua_State *L)
 /* lua_ip_is_v6 - a:is_v6(). */
 static int lua_ip_is_v6(lua_State *L)
 {
-	const struct rule_ip *ip = luaL_checkudata(L, 1, META_IP);
+	const struct netaddr_ip *ip = luaL_checkudata(L, 1, META_IP);
 
 	lua_pushboolean(L, ip->family == AF_INET6);
 	return 1;
@@ -474,18 +300,18 @@ static int lua_ip_is_v6(lua_State *L)
 /* lua_ip_tostring - tostring(a): the canonical text. */
 static int lua_ip_tostring(lua_State *L)
 {
-	const struct rule_ip *ip = luaL_checkudata(L, 1, META_IP);
-	char buf[RULE_IP_TEXT_MAX];
+	const struct netaddr_ip *ip = luaL_checkudata(L, 1, META_IP);
+	char buf[NETADDR_IP_TEXT_MAX];
 
-	lua_pushstring(L, rule_ip_to_string(ip, buf, sizeof(buf)) ? buf : "?");
+	lua_pushstring(L, netaddr_ip_format(ip, buf, sizeof(buf)) ? buf : "?");
 	return 1;
 }
 
 /* lua_ip_eq - a == b: Lua calls it for any two userdata, so either may be no ip. */
 static int lua_ip_eq(lua_State *L)
 {
-	const struct rule_ip *a = luaL_testudata(L, 1, META_IP);
-	const struct rule_ip *b = luaL_testudata(L, 2, META_IP);
+	const struct netaddr_ip *a = luaL_testudata(L, 1, META_IP);
+	const struct netaddr_ip *b = luaL_testudata(L, 2, META_IP);
 
 	lua_pushboolean(L, a && b && a->family == b->family &&
 	                       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0);
@@ -509,7 +335,7 @@ static int lua_net_new(lua_State *L)
 {
 	size_t len;
 	const char *s = luaL_checklstring(L, 1, &len);
-	struct rule_net parsed, *n;
+	struct netaddr_net parsed, *n;
 
 	if (rule_net_parse(L, s, len, &parsed) < 0)
 		return rule_raise_top(L);
@@ -522,25 +348,25 @@ static int lua_net_new(lua_State *L)
 /* lua_net_contains - n:contains(ip, net or address string). */
 static int lua_net_contains(lua_State *L)
 {
-	struct rule_net self = *(struct rule_net *)luaL_checkudata(L, 1, META_NET);
-	struct rule_net x;
+	struct netaddr_net self = *(struct netaddr_net *)luaL_checkudata(L, 1, META_NET);
+	struct netaddr_net x;
 
 	if (!rule_contains_arg(L, 2, &x)) {
 		lua_pushboolean(L, 0);
 		return 1;
 	}
-	rule_net_unmap(&self);
-	lua_pushboolean(L, rule_net_covers(&self, &x));
+	netaddr_net_unmap(&self);
+	lua_pushboolean(L, netaddr_net_covers(&self, &x));
 	return 1;
 }
 
 /* lua_net_tostring - tostring(n): "address/prefix". */
 static int lua_net_tostring(lua_State *L)
 {
-	const struct rule_net *n = luaL_checkudata(L, 1, META_NET);
-	char buf[RULE_IP_TEXT_MAX + 8];
+	const struct netaddr_net *n = luaL_checkudata(L, 1, META_NET);
+	char buf[NETADDR_IP_TEXT_MAX + 8];
 
-	rule_net_format(n, buf, sizeof(buf));
+	netaddr_net_format(n, buf, sizeof(buf));
 	lua_pushstring(L, buf);
 	return 1;
 }
@@ -548,8 +374,8 @@ static int lua_net_tostring(lua_State *L)
 /* lua_net_eq - n == m: same family, address and prefix. */
 static int lua_net_eq(lua_State *L)
 {
-	const struct rule_net *a = luaL_testudata(L, 1, META_NET);
-	const struct rule_net *b = luaL_testudata(L, 2, META_NET);
+	const struct netaddr_net *a = luaL_testudata(L, 1, META_NET);
+	const struct netaddr_net *b = luaL_testudata(L, 2, META_NET);
 
 	lua_pushboolean(L, a && b && a->ip.family == b->ip.family && a->prefix == b->prefix &&
 	                       memcmp(a->ip.addr, b->ip.addr, sizeof(a->ip.addr)) == 0);
@@ -595,14 +421,14 @@ static void rule_netset_resize(lua_State *L, struct rule_netset *set, size_t cap
 }
 
 /* rule_netset_add - append network n (unmapped here) to a set being built. */
-static void rule_netset_add(lua_State *L, struct rule_netset *set, const struct rule_net *n)
+static void rule_netset_add(lua_State *L, struct rule_netset *set, const struct netaddr_net *n)
 {
-	struct rule_net u = *n;
+	struct netaddr_net u = *n;
 	struct rule_netset_entry *e;
 
 	if (set->n == set->cap)
 		rule_netset_resize(L, set, set->cap ? set->cap * 2 : 16);
-	rule_net_unmap(&u);
+	netaddr_net_unmap(&u);
 	e = &set->e[set->n++];
 	e->v6 = u.ip.family == AF_INET6;
 	e->prefix = (unsigned char)u.prefix;
@@ -610,7 +436,7 @@ static void rule_netset_add(lua_State *L, struct rule_netset *set, const struct 
 }
 
 /* rule_entry_net - an entry of a set as a network. */
-static void rule_entry_net(const struct rule_netset_entry *e, struct rule_net *out)
+static void rule_entry_net(const struct rule_netset_entry *e, struct netaddr_net *out)
 {
 	out->ip.family = e->v6 ? AF_INET6 : AF_INET;
 	memcpy(out->ip.addr, e->addr, sizeof(out->ip.addr));
@@ -636,7 +462,7 @@ static int rule_entry_covers(const struct rule_netset_entry *outer,
                              const struct rule_netset_entry *inner)
 {
 	return outer->v6 == inner->v6 && inner->prefix >= outer->prefix &&
-	       rule_bits_equal(outer->addr, inner->addr, outer->prefix);
+	       netaddr_bits_equal(outer->addr, inner->addr, outer->prefix);
 }
 
 /*
@@ -670,11 +496,11 @@ static void rule_netset_finish(lua_State *L, struct rule_netset *set)
 }
 
 /* rule_netset_find - some network of set contains x (unmapped). */
-static int rule_netset_find(const struct rule_netset *set, const struct rule_net *x)
+static int rule_netset_find(const struct rule_netset *set, const struct netaddr_net *x)
 {
 	int v6 = x->ip.family == AF_INET6;
 	size_t first = v6 ? set->n4 : 0, lo = first, hi = v6 ? set->n : set->n4;
-	size_t len = rule_ip_len(x->ip.family);
+	size_t len = netaddr_ip_len(x->ip.family);
 	const struct rule_netset_entry *e;
 
 	/* lo ends at the first entry whose address is above x's. */
@@ -689,7 +515,7 @@ static int rule_netset_find(const struct rule_netset *set, const struct rule_net
 	if (lo == first)
 		return 0;
 	e = &set->e[lo - 1];
-	return x->prefix >= e->prefix && rule_bits_equal(e->addr, x->ip.addr, e->prefix);
+	return x->prefix >= e->prefix && netaddr_bits_equal(e->addr, x->ip.addr, e->prefix);
 }
 
 /*
@@ -700,9 +526,9 @@ static int rule_netset_find(const struct rule_netset *set, const struct rule_net
 static int rule_netset_add_value(lua_State *L, struct rule_netset *set, int idx)
 {
 	const struct rule_netset *other;
-	const struct rule_net *net;
-	const struct rule_ip *ip;
-	struct rule_net n;
+	const struct netaddr_net *net;
+	const struct netaddr_ip *ip;
+	struct netaddr_net n;
 	const char *s;
 	size_t len, i;
 
@@ -714,7 +540,7 @@ static int rule_netset_add_value(lua_State *L, struct rule_netset *set, int idx)
 	} else if ((net = luaL_testudata(L, idx, META_NET)) != NULL) {
 		rule_netset_add(L, set, net);
 	} else if ((ip = luaL_testudata(L, idx, META_IP)) != NULL) {
-		rule_net_from_ip(ip, &n);
+		netaddr_net_of_ip(ip, &n);
 		rule_netset_add(L, set, &n);
 	} else if ((other = luaL_testudata(L, idx, META_NETSET)) != NULL) {
 		for (i = 0; i < other->n; i++) {
@@ -755,7 +581,7 @@ static int lua_netset_new(lua_State *L)
 static int lua_netset_contains(lua_State *L)
 {
 	const struct rule_netset *set = luaL_checkudata(L, 1, META_NETSET);
-	struct rule_net x;
+	struct netaddr_net x;
 
 	lua_pushboolean(L, rule_contains_arg(L, 2, &x) && rule_netset_find(set, &x));
 	return 1;
@@ -774,8 +600,8 @@ static int lua_netset_len(lua_State *L)
 static int lua_netset_tostring(lua_State *L)
 {
 	const struct rule_netset *set = luaL_checkudata(L, 1, META_NETSET);
-	char text[RULE_IP_TEXT_MAX + 8];
-	struct rule_net n;
+	char text[NETADDR_IP_TEXT_MAX + 8];
+	struct netaddr_net n;
 	luaL_Buffer b;
 	size_t i;
 
@@ -784,7 +610,7 @@ static int lua_netset_tostring(lua_State *L)
 	luaL_addvalue(&b);
 	for (i = 0; i < set->n && i < RULE_NETSET_SHOW; i++) {
 		rule_entry_net(&set->e[i], &n);
-		rule_net_format(&n, text, sizeof(text));
+		netaddr_net_format(&n, text, sizeof(text));
 		luaL_addstring(&b, i == 0 ? ": " : ", ");
 		luaL_addstring(&b, text);
 	}
@@ -881,10 +707,10 @@ static const char *const rule_non_routable[] = {
 static void rule_netset_push_builtin(lua_State *L, const char *const *nets)
 {
 	struct rule_netset *set = rule_netset_push(L);
-	struct rule_net n;
+	struct netaddr_net n;
 
 	for (; *nets; nets++) {
-		if (rule_net_from_string(*nets, &n) != RULE_NET_OK)
+		if (netaddr_net_parse(*nets, &n) != NETADDR_OK)
 			luaL_error(L, "bad built-in network %s", *nets);
 		rule_netset_add(L, set, &n);
 	}
@@ -1457,7 +1283,7 @@ static void rule_list_set(lua_State *L, struct rule_list_load *ld)
 /* rule_ip_list_add - an IP address or network. */
 static int rule_ip_list_add(lua_State *L, struct rule_list_load *ld, const char *s, size_t len)
 {
-	struct rule_net n;
+	struct netaddr_net n;
 
 	if (rule_net_parse(L, s, len, &n) < 0)
 		return -1;

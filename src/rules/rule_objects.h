@@ -85,6 +85,8 @@
 
 #include <lua.h>
 
+#include "netaddr.h"
+
 /*
  * The registry key under which the rule engine stores the rules folder (a
  * string) while the rules are being loaded, and only then: list functions
@@ -98,49 +100,9 @@
 /* Room for any address text rule_address_check() writes, NUL included. */
 #define RULE_ADDRESS_TEXT_MAX 256
 
-/* Room for rule_ip_to_string() (INET6_ADDRSTRLEN). */
-#define RULE_IP_TEXT_MAX 46
-
-/* An IP address; 4 bytes of addr are used for AF_INET, the rest are zero. */
-struct rule_ip {
-	int family;             /* AF_INET or AF_INET6 */
-	unsigned char addr[16]; /* network byte order */
-};
-
-/*
- * rule_ip_from_string - parse an IPv4 or IPv6 address (inet_pton syntax:
- * dotted quad without leading zeros, RFC 4291 text without zone). Returns 0,
- * or -1 when s is no address. An IPv4-mapped IPv6 address stays AF_INET6.
- */
-int rule_ip_from_string(const char *s, struct rule_ip *out);
-
-/* A network: an address and a prefix length; no bits set past the prefix. */
-struct rule_net {
-	struct rule_ip ip;
-	unsigned prefix;
-};
-
-enum { RULE_NET_OK = 0, RULE_NET_INVALID = -1, RULE_NET_HOST_BITS = -2 };
-
-/*
- * rule_net_from_string - "address/prefix" or a bare address (a host
- * network). RULE_NET_OK, RULE_NET_INVALID, or RULE_NET_HOST_BITS for an
- * address with bits set past its prefix ("10.0.0.1/8", usually a typo).
- */
-int rule_net_from_string(const char *s, struct rule_net *out);
-
-/*
- * rule_networks_contain - whether the address ip lies in one of networks:
- * space separated "address/prefix" or addresses, as config_load keeps
- * [rules] trusted_networks. IPv4-mapped IPv6 addresses count as IPv4.
- */
-int rule_networks_contain(const char *networks, const char *ip);
-
-/* rule_ip_to_string - canonical text of ip into buf; buf, or NULL if it does not fit. */
-const char *rule_ip_to_string(const struct rule_ip *ip, char *buf, size_t len);
 
 /* rule_ip_push - push ip as a "vsmtpd.ip" userdata. Needs rule_objects_open(). */
-void rule_ip_push(lua_State *L, const struct rule_ip *ip);
+void rule_ip_push(lua_State *L, const struct netaddr_ip *ip);
 
 /*
  * rule_address_push - push an address table ("vsmtpd.address") for an

@@ -46,14 +46,12 @@
 
 #include "log.h"
 #include "mx_lookup.h"
-#include "rules_dns.h"
+#include "resolver.h"
 
 #define MX_HOSTS_MAX 16             /* MX hosts of a domain that are looked up */
 #define MX_FAMILY_ADDRS_MAX 4       /* addresses of one family of one MX host */
 #define MX_HOST_FAMILY_ADDRS_MAX 16 /* of one family of a relay host (mx_lookup_host) */
 #define MX_TIMEOUT_DEFAULT 10000    /* ms, for a timeout of 0 */
-#define MX_TRIES 2                  /* attempts per server */
-#define MX_TRY_MIN_MS 100           /* the shortest wait before a retry */
 #define MX_NAME_LOG_MAX 64          /* bytes of a bad name quoted in a reason */
 
 /* A socket c-ares wants watched. */
@@ -102,7 +100,7 @@ struct mx_family {
 };
 
 struct mx_host {
-	char name[RULES_DNS_NAME_MAX + 1];
+	char name[RESOLVER_NAME_MAX + 1];
 	unsigned preference;
 	long tiebreak; /* random: the order among hosts of equal preference */
 	struct mx_family fam[2];
@@ -112,7 +110,7 @@ struct mx_host {
 struct mx_lookup {
 	struct mx_resolver *r;
 	struct mx_lookup *prev, *next;
-	char name[RULES_DNS_NAME_MAX + 1]; /* the domain (or host), no trailing dot */
+	char name[RESOLVER_NAME_MAX + 1]; /* the domain (or host), no trailing dot */
 	unsigned port;
 	int host_only;  /* mx_lookup_host: no MX query */
 	int implicit;   /* no MX record: the domain is its own host */
@@ -209,63 +207,16 @@ static void mx_sock_state(void *data, ares_socket_t fd, int readable, int writab
 	r->socks = s;
 }
 
-/* mx_seed_rand - c-ares 1.18 keys its query ids from /dev/urandom and,
- * should that not open (a confined process), from rand(): seed it. */
-static void mx_seed_rand(void)
-{
-	unsigned seed;
-	struct timespec ts;
-
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		seed = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec ^ ((unsigned)getpid() << 16);
-	}
-	srand(seed);
-}
-
-/* mx_channel_open - the channel with every option given, so that c-ares
- * reads no file; servers from the list. ARES_* status. */
-static int mx_channel_open(struct mx_resolver *r, const struct rules_dns_server *servers,
+/* mx_channel_open - the channel, reading no file, driven by the loop. */
+static int mx_channel_open(struct mx_resolver *r, const struct resolver_server *servers,
 			   size_t nservers)
 {
-	struct ares_addr_port_node nodes[RULES_DNS_SERVERS_MAX];
-	struct ares_options opts;
-	unsigned try_ms;
-	size_t i;
-	int rc;
+	int rc = resolver_channel_open(&r->channel, servers, nservers, r->timeout_ms,
+				       mx_sock_state, r);
 
-	memset(&opts, 0, sizeof(opts));
-	opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
-	/* c-ares 1.18 doubles the wait each round: tries 2 take 3 waits per server */
-	try_ms = r->timeout_ms / (3 * (unsigned)nservers);
-	opts.timeout = (int)(try_ms < MX_TRY_MIN_MS ? MX_TRY_MIN_MS : try_ms);
-	opts.tries = MX_TRIES;
-	opts.ndots = 1;
-	opts.lookups = (char *)"b";
-	opts.sock_state_cb = mx_sock_state;
-	opts.sock_state_cb_data = r;
-	mx_seed_rand();
-	rc = ares_init_options(&r->channel, &opts,
-			       ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-				       ARES_OPT_NDOTS | ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS |
-				       ARES_OPT_SERVERS | ARES_OPT_SORTLIST | ARES_OPT_NOROTATE |
-				       ARES_OPT_SOCK_STATE_CB);
-	if (rc != ARES_SUCCESS) {
+	if (rc != ARES_SUCCESS)
 		r->channel = NULL;
-		return rc;
-	}
-	memset(nodes, 0, sizeof(nodes));
-	for (i = 0; i < nservers; i++) {
-		nodes[i].next = i + 1 < nservers ? &nodes[i + 1] : NULL;
-		nodes[i].family = servers[i].family;
-		if (servers[i].family == AF_INET)
-			memcpy(&nodes[i].addr.addr4, servers[i].addr, 4);
-		else
-			memcpy(&nodes[i].addr.addr6, servers[i].addr, 16);
-		nodes[i].udp_port = (int)servers[i].port;
-		nodes[i].tcp_port = (int)servers[i].port;
-	}
-	return ares_set_servers_ports(r->channel, nodes);
+	return rc;
 }
 
 /* mx_seed_shuffle - the resolver's own random state for shuffling. */
@@ -285,7 +236,7 @@ static void mx_seed_shuffle(struct mx_resolver *r)
 struct mx_resolver *mx_resolver_new(struct event_base *base, const char *servers,
 				    unsigned timeout_ms, char *err, size_t errlen)
 {
-	struct rules_dns_server list[RULES_DNS_SERVERS_MAX];
+	struct resolver_server list[RESOLVER_SERVERS_MAX];
 	struct mx_resolver *r;
 	int n, rc;
 
@@ -293,7 +244,7 @@ struct mx_resolver *mx_resolver_new(struct event_base *base, const char *servers
 		snprintf(err, errlen, "dns: cannot initialize c-ares: %s", ares_strerror(rc));
 		return NULL;
 	}
-	if ((n = rules_dns_servers_read(servers, list, err, errlen)) < 0) {
+	if ((n = resolver_servers_read(servers, list, err, errlen)) < 0) {
 		ares_library_cleanup();
 		return NULL;
 	}
@@ -624,7 +575,7 @@ static int mx_before(const struct mx_host *a, const struct mx_host *b)
  * listed twice is kept once (the first seen). */
 static void mx_host_insert(struct mx_lookup *l, const struct ares_mx_reply *mx)
 {
-	size_t i, j, len = rules_dns_name_check(mx->host, strlen(mx->host));
+	size_t i, j, len = resolver_name_check(mx->host, strlen(mx->host));
 	struct mx_host h;
 
 	if (len == 0)
@@ -862,9 +813,9 @@ static void mx_take_literal(struct mx_lookup *l, const char *text, int family,
  * (the lookup failed) when it is no domain name. */
 static int mx_set_name(struct mx_lookup *l, const char *name)
 {
-	size_t n = strnlen(name, RULES_DNS_NAME_MAX + 2);
+	size_t n = strnlen(name, RESOLVER_NAME_MAX + 2);
 
-	n = rules_dns_name_check(name, n);
+	n = resolver_name_check(name, n);
 	if (n == 0) {
 		snprintf(l->name, sizeof(l->name), "%.*s", MX_NAME_LOG_MAX, name);
 		mx_fail(l, MX_NOTFOUND, mx_status_text(ARES_EBADNAME));

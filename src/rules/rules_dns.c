@@ -13,10 +13,8 @@
  * the owner's pid is kept, and a process that inherited a channel drops it
  * and makes its own.
  *
- * c-ares 1.18 keys its query id generator from /dev/urandom and, when that
- * cannot be opened (as under Landlock), from rand(). So rand() is seeded
- * from getrandom() just before a channel is created: otherwise every
- * confined session would send the same sequence of query ids.
+ * The channel itself comes from resolver_channel_open() (resolver.c),
+ * which also seeds the query ids c-ares draws in a confined process.
  *
  * A call sends its queries (two for A and AAAA) and then polls the
  * channel's sockets until every answer is in or its deadline passes, when
@@ -35,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,19 +41,18 @@
 #include <lua.h>
 
 #include "rule_objects.h"
+#include "resolver.h"
 #include "rules_dns.h"
 
 #define RULES_DNS_MT "vsmtpd.dns"
 #define RULES_DNS_IP_MT "vsmtpd.ip" /* rule_objects.c's ip() values */
-#define RULES_DNS_TRIES 2           /* attempts per server */
-#define RULES_DNS_TRY_MIN_MS 100    /* the shortest wait before a retry */
 #define RULES_DNS_QUOTE_MAX 64      /* bytes of a bad value quoted in an error */
 
 /* The `dns` table's state: a userdata, upvalue of its functions. */
 struct rules_dns {
 	unsigned timeout_ms;
 	size_t nservers;
-	struct rules_dns_server servers[RULES_DNS_SERVERS_MAX];
+	struct resolver_server servers[RESOLVER_SERVERS_MAX];
 	ares_channel channel; /* NULL until the first lookup */
 	pid_t owner;          /* the process that created channel */
 	int library;          /* ares_library_init() to undo */
@@ -93,252 +89,11 @@ struct dns_call {
 
 /* ---- checks and names ------------------------------------------------- */
 
-/* dns_is_label_char - what a label may hold: LDH and '_' (_dmarc, ...). */
-static int dns_is_label_char(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
-}
-
-/* rules_dns_name_check - the name's length without its trailing dot, or 0. */
-size_t rules_dns_name_check(const char *name, size_t len)
-{
-	size_t i, label = 0;
-
-	if (len > 0 && name[len - 1] == '.')
-		len--;
-	if (len == 0 || len > RULES_DNS_NAME_MAX)
-		return 0;
-	for (i = 0; i < len; i++) {
-		if (name[i] == '.') {
-			if (label == 0)
-				return 0;
-			label = 0;
-		} else if (!dns_is_label_char((unsigned char)name[i]) || ++label > 63) {
-			return 0;
-		}
-	}
-	return label == 0 ? 0 : len;
-}
-
-/* dns_reverse_ip - the reverse name of ip into out; its length or -1. */
-static int dns_reverse_ip(const struct rule_ip *ip, char *out, size_t outlen)
-{
-	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *a = ip->addr;
-	size_t pos = 0;
-	int i, n;
-
-	if (outlen < RULES_DNS_REVERSE_MAX)
-		return -1;
-	if (ip->family == AF_INET6 && memcmp(a, mapped, sizeof(mapped)) == 0)
-		a += 12; /* ::ffff:a.b.c.d is a.b.c.d */
-	else if (ip->family == AF_INET6) {
-		for (i = 15; i >= 0; i--) {
-			out[pos++] = hex[a[i] & 0xf];
-			out[pos++] = '.';
-			out[pos++] = hex[a[i] >> 4];
-			out[pos++] = '.';
-		}
-		memcpy(out + pos, "ip6.arpa", sizeof("ip6.arpa"));
-		return (int)(pos + sizeof("ip6.arpa") - 1);
-	} else if (ip->family != AF_INET) {
-		return -1;
-	}
-	n = snprintf(out, outlen, "%u.%u.%u.%u.in-addr.arpa", a[3], a[2], a[1], a[0]);
-	return n > 0 && (size_t)n < outlen ? n : -1;
-}
-
-/* rules_dns_reverse_name - the PTR query name of an address given as text. */
-int rules_dns_reverse_name(const char *ip, char *out, size_t outlen)
-{
-	struct rule_ip addr;
-
-	if (rule_ip_from_string(ip, &addr) < 0)
-		return -1;
-	return dns_reverse_ip(&addr, out, outlen);
-}
-
-/* dns_parse_port - 1..65535 in decimal, nothing else; -1 when not. */
-static long dns_parse_port(const char *s)
-{
-	long v = 0;
-	size_t i;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		if (s[i] < '0' || s[i] > '9' || i >= 5)
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return i == 0 || v < 1 || v > 65535 ? -1 : v;
-}
-
-/* dns_server_parse - one server word into out; NULL or why not. */
-static const char *dns_server_parse(const char *word, struct rules_dns_server *out)
-{
-	char host[INET6_ADDRSTRLEN];
-	const char *port = NULL, *end;
-	size_t hostlen;
-	long p = 53;
-
-	memset(out, 0, sizeof(*out));
-	if (word[0] == '[') {
-		if ((end = strchr(word, ']')) == NULL)
-			return "is not an address: a '[' without its ']'";
-		hostlen = (size_t)(end - word - 1);
-		word++;
-		if (end[1] == ':')
-			port = end + 2;
-		else if (end[1] != '\0')
-			return "is not an address: only \":port\" may follow \"[address]\"";
-		out->family = AF_INET6;
-	} else if ((end = strchr(word, ':')) != NULL && strchr(end + 1, ':') == NULL) {
-		hostlen = (size_t)(end - word); /* a.b.c.d:port */
-		port = end + 1;
-		out->family = AF_INET;
-	} else {
-		hostlen = strlen(word); /* a.b.c.d, or an IPv6 address without port */
-		out->family = end != NULL ? AF_INET6 : AF_INET;
-	}
-	if (hostlen == 0 || hostlen >= sizeof(host))
-		return "is not an IP address, as in 192.0.2.1, 192.0.2.1:53 or [2001:db8::1]:53";
-	memcpy(host, word, hostlen);
-	host[hostlen] = '\0';
-	if (inet_pton(out->family, host, out->addr) != 1)
-		return out->family == AF_INET6
-			       ? "is not an IPv6 address, as in [2001:db8::1]:53"
-			       : "is not an IP address, as in 192.0.2.1, 192.0.2.1:53 or [2001:db8::1]:53";
-	if (port != NULL && (p = dns_parse_port(port)) < 0)
-		return "has a bad port: 1 to 65535";
-	out->port = (unsigned)p;
-	return NULL;
-}
-
-/* rules_dns_check_server - is word one server address? */
-const char *rules_dns_check_server(const char *word)
-{
-	struct rules_dns_server s;
-
-	return dns_server_parse(word, &s);
-}
-
-/* dns_parse_servers - the words of list into out (*n of them); 0 or -1 with err. */
-static int dns_parse_servers(const char *list, struct rules_dns_server *out, size_t *n_out,
-			     char *err, size_t errlen)
-{
-	char word[128];
-	const char *p = list, *why;
-	size_t n;
-
-	for (;;) {
-		p += strspn(p, " \t,");
-		if (*p == '\0')
-			return 0;
-		n = strcspn(p, " \t,");
-		if (n >= sizeof(word)) {
-			snprintf(err, errlen, "dns_servers: \"%.40s...\" is not an IP address", p);
-			return -1;
-		}
-		memcpy(word, p, n);
-		word[n] = '\0';
-		p += n;
-		if (*n_out == RULES_DNS_SERVERS_MAX) {
-			snprintf(err, errlen, "dns_servers: at most %d servers", RULES_DNS_SERVERS_MAX);
-			return -1;
-		}
-		if ((why = dns_server_parse(word, &out[*n_out])) != NULL) {
-			snprintf(err, errlen, "dns_servers: \"%s\" %s", word, why);
-			return -1;
-		}
-		(*n_out)++;
-	}
-}
-
-/* dns_system_servers - the system's resolvers, as c-ares reads them, into
- * out (*n of them); 0 or -1 with err. */
-static int dns_system_servers(struct rules_dns_server *out, size_t *n_out, char *err,
-			      size_t errlen)
-{
-	struct ares_addr_port_node *list = NULL, *n;
-	ares_channel ch;
-	int rc;
-
-	if ((rc = ares_init(&ch)) != ARES_SUCCESS) {
-		snprintf(err, errlen, "dns_servers: cannot read the system's DNS resolvers: %s",
-			 ares_strerror(rc));
-		return -1;
-	}
-	rc = ares_get_servers_ports(ch, &list);
-	for (n = list; rc == ARES_SUCCESS && n != NULL && *n_out < RULES_DNS_SERVERS_MAX;
-	     n = n->next) {
-		struct rules_dns_server *s = &out[*n_out];
-
-		if (n->family == AF_INET)
-			memcpy(s->addr, &n->addr.addr4, 4);
-		else if (n->family == AF_INET6)
-			memcpy(s->addr, &n->addr.addr6, 16);
-		else
-			continue;
-		s->family = n->family;
-		s->port = n->udp_port > 0 && n->udp_port <= 65535 ? (unsigned)n->udp_port : 53;
-		(*n_out)++;
-	}
-	ares_free_data(list);
-	ares_destroy(ch);
-	if (rc != ARES_SUCCESS) {
-		snprintf(err, errlen, "dns_servers: cannot read the system's DNS resolvers: %s",
-			 ares_strerror(rc));
-		return -1;
-	}
-	if (*n_out == 0) {
-		snprintf(err, errlen, "dns_servers: the system has no DNS resolver "
-				      "(/etc/resolv.conf): set dns_servers");
-		return -1;
-	}
-	return 0;
-}
-
-/* rules_dns_servers_read - the servers of list, or the system's. */
-int rules_dns_servers_read(const char *list, struct rules_dns_server *out, char *err,
-			   size_t errlen)
-{
-	size_t n = 0;
-	int rc;
-
-	if (list != NULL && list[strspn(list, " \t,")] != '\0')
-		rc = dns_parse_servers(list, out, &n, err, errlen);
-	else
-		rc = dns_system_servers(out, &n, err, errlen);
-	return rc < 0 ? -1 : (int)n;
-}
-
-/* ---- the channel ------------------------------------------------------ */
-
-/* dns_seed_rand - see the top of the file: c-ares 1.18 may key its query
- * ids from rand(). */
-static void dns_seed_rand(void)
-{
-	unsigned seed;
-	struct timespec ts;
-
-	if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		seed = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec ^ ((unsigned)getpid() << 16);
-	}
-	srand(seed);
-}
-
 /* dns_channel - this process's channel, created on first use. Returns an
  * ARES_* status. */
 static int dns_channel(struct rules_dns *d)
 {
-	struct ares_addr_port_node nodes[RULES_DNS_SERVERS_MAX];
-	struct ares_options opts;
 	pid_t pid = getpid();
-	ares_channel ch;
-	unsigned try_ms;
-	size_t i;
 	int rc;
 
 	if (d->channel != NULL && d->owner == pid)
@@ -348,44 +103,11 @@ static int dns_channel(struct rules_dns *d)
 		ares_destroy(d->channel);
 		d->channel = NULL;
 	}
-	/* All of it, so that c-ares has nothing to read from a file: servers
-	 * (set below), search domains, ndots, lookups, sortlist, rotation. */
-	memset(&opts, 0, sizeof(opts));
-	opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
-	try_ms = d->timeout_ms / (3 * (unsigned)d->nservers);
-	opts.timeout = (int)(try_ms < RULES_DNS_TRY_MIN_MS ? RULES_DNS_TRY_MIN_MS : try_ms);
-	opts.tries = RULES_DNS_TRIES;
-	opts.ndots = 1;
-	opts.domains = NULL;
-	opts.ndomains = 0;
-	opts.lookups = (char *)"b";
-	opts.servers = NULL;
-	opts.nservers = 0;
-	opts.sortlist = NULL;
-	opts.nsort = 0;
-	dns_seed_rand();
-	rc = ares_init_options(&ch, &opts,
-			       ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_NDOTS |
-				       ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS | ARES_OPT_SERVERS |
-				       ARES_OPT_SORTLIST | ARES_OPT_NOROTATE);
-	if (rc != ARES_SUCCESS)
-		return rc;
-	memset(nodes, 0, sizeof(nodes));
-	for (i = 0; i < d->nservers; i++) {
-		nodes[i].next = i + 1 < d->nservers ? &nodes[i + 1] : NULL;
-		nodes[i].family = d->servers[i].family;
-		if (d->servers[i].family == AF_INET)
-			memcpy(&nodes[i].addr.addr4, d->servers[i].addr, 4);
-		else
-			memcpy(&nodes[i].addr.addr6, d->servers[i].addr, 16);
-		nodes[i].udp_port = (int)d->servers[i].port;
-		nodes[i].tcp_port = (int)d->servers[i].port;
-	}
-	if ((rc = ares_set_servers_ports(ch, nodes)) != ARES_SUCCESS) {
-		ares_destroy(ch);
+	rc = resolver_channel_open(&d->channel, d->servers, d->nservers, d->timeout_ms, NULL, NULL);
+	if (rc != ARES_SUCCESS) {
+		d->channel = NULL;
 		return rc;
 	}
-	d->channel = ch;
 	d->owner = pid;
 	return ARES_SUCCESS;
 }
@@ -817,13 +539,13 @@ static int lua_dns_lookup(lua_State *L)
 		     {"TXT", ns_t_txt}, {"PTR", ns_t_ptr}};
 	struct rules_dns *d = lua_touserdata(L, lua_upvalueindex(1));
 	struct dns_call c;
-	char name[RULES_DNS_NAME_MAX + 1];
+	char name[RESOLVER_NAME_MAX + 1];
 	size_t len, tlen, n, i;
 	const char *s = luaL_checklstring(L, 1, &len);
 	const char *type = luaL_optlstring(L, 2, NULL, &tlen);
 
 	memset(&c, 0, sizeof(c));
-	if ((n = strlen(s) == len ? rules_dns_name_check(s, len) : 0) == 0)
+	if ((n = strlen(s) == len ? resolver_name_check(s, len) : 0) == 0)
 		return dns_raise_bad(L, "dns.lookup", "not a domain name:", s, len);
 	memcpy(name, s, n);
 	name[n] = '\0';
@@ -848,9 +570,9 @@ static int lua_dns_lookup(lua_State *L)
 static int lua_dns_rlookup(lua_State *L)
 {
 	struct rules_dns *d = lua_touserdata(L, lua_upvalueindex(1));
-	const struct rule_ip *ud = luaL_testudata(L, 1, RULES_DNS_IP_MT);
-	char name[RULES_DNS_REVERSE_MAX];
-	struct rule_ip ip;
+	const struct netaddr_ip *ud = luaL_testudata(L, 1, RULES_DNS_IP_MT);
+	char name[RESOLVER_REVERSE_MAX];
+	struct netaddr_ip ip;
 	struct dns_call c;
 	const char *s;
 	size_t len;
@@ -859,10 +581,10 @@ static int lua_dns_rlookup(lua_State *L)
 		ip = *ud;
 	} else {
 		s = luaL_checklstring(L, 1, &len);
-		if (strlen(s) != len || len >= 64 || rule_ip_from_string(s, &ip) < 0)
+		if (strlen(s) != len || len >= NETADDR_IP_INPUT_MAX || netaddr_ip_parse(s, &ip) < 0)
 			return dns_raise_bad(L, "dns.rlookup", "not an IP address:", s, len);
 	}
-	if (dns_reverse_ip(&ip, name, sizeof(name)) < 0)
+	if (resolver_reverse_ip(&ip, name, sizeof(name)) < 0)
 		return luaL_error(L, "dns.rlookup: not an IP address");
 	memset(&c, 0, sizeof(c));
 	c.q[0].type = ns_t_ptr;
@@ -897,7 +619,7 @@ int rules_dns_open(lua_State *L, const char *servers, unsigned timeout_ms, char 
 		snprintf(err, errlen, "dns: cannot initialize c-ares: %s", ares_strerror(rc));
 		return -1;
 	}
-	rc = rules_dns_servers_read(servers, cfg.servers, err, errlen);
+	rc = resolver_servers_read(servers, cfg.servers, err, errlen);
 	if (rc < 0) {
 		ares_library_cleanup();
 		return -1;

@@ -27,8 +27,8 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
-#include "rule_objects.h"
-#include "rules_dns.h"
+#include "netaddr.h"
+#include "resolver.h"
 
 #define LISTENER_NAME_MAX 32
 #define SNI_NAME_MAX 255
@@ -1221,12 +1221,12 @@ static const char *check_domain_word(const char *word)
  * will parse it, so a mistake is reported here, with its line. */
 static const char *check_network_word(const char *word)
 {
-	struct rule_net net;
+	struct netaddr_net net;
 
-	switch (rule_net_from_string(word, &net)) {
-	case RULE_NET_OK:
+	switch (netaddr_net_parse(word, &net)) {
+	case NETADDR_OK:
 		return NULL;
-	case RULE_NET_HOST_BITS:
+	case NETADDR_HOST_BITS:
 		return "has bits set past its prefix (10.0.0.0/8, not 10.0.0.1/8)";
 	default:
 		return "is not an IP network (address/prefix, as in 192.168.0.0/16)";
@@ -1281,7 +1281,7 @@ static int parse_mechanisms(struct loader *ld, const struct key_def *def, void *
 static int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field,
                              const char *value)
 {
-	return word_list(ld, def, field, value, rules_dns_check_server, false);
+	return word_list(ld, def, field, value, resolver_check_server, false);
 }
 
 /* find_key - the entry of keys[] for key in section, or NULL. */

@@ -43,7 +43,7 @@
 #include "log.h"
 #include "message.h"
 #include "rules.h"
-#include "rule_objects.h"
+#include "netaddr.h"
 #include "sigevent.h"
 #include "smtp_auth.h"
 #include "smtp_parse.h"
@@ -669,7 +669,7 @@ static int smtp_starttls_offered(const struct smtp_session *s)
 static int smtp_auth_plaintext_ok(const struct smtp_session *s)
 {
 	return s->cfg->auth_allow_plaintext && s->listener->tls != LISTENER_TLS_ENCRYPT &&
-	       rule_networks_contain(s->cfg->auth_plaintext_networks, s->client_ip);
+	       netaddr_list_contains(s->cfg->auth_plaintext_networks, s->client_ip);
 }
 
 /* smtp_auth_offered - whether EHLO lists AUTH now. */
