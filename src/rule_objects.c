@@ -394,7 +394,8 @@ int rule_networks_contain(const char *networks, const char *ip)
  * rule_contains_arg - argument idx of a contains() method as an unmapped
  * network: an ip, a net, or a string holding an IP address. Returns 0 for
  * a string that is no address (the engine's "unknown" client), raises for
- * other types.
+ * other types. out is cleared first, so that it is set on every path the
+ * compiler sees: luaL_typeerror never returns, but is not declared so.
  */
 static int rule_contains_arg(lua_State *L, int idx, struct rule_net *out)
 {
@@ -404,6 +405,7 @@ static int rule_contains_arg(lua_State *L, int idx, struct rule_net *out)
 	const char *s;
 	size_t len;
 
+	memset(out, 0, sizeof(*out));
 	if ((ip = luaL_testudata(L, idx, META_IP)) != NULL) {
 		rule_net_from_ip(ip, out);
 	} else if ((net = luaL_testudata(L, idx, META_NET)) != NULL) {
