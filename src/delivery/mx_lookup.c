@@ -53,6 +53,8 @@
 #define MX_HOST_FAMILY_ADDRS_MAX 16 /* of one family of a relay host (mx_lookup_host) */
 #define MX_TIMEOUT_DEFAULT 10000    /* ms, for a timeout of 0 */
 #define MX_NAME_LOG_MAX 64          /* bytes of a bad name quoted in a reason */
+/* Room for the text of a reason after its "name: ", so that the whole fits. */
+#define MX_REASON_TEXT_MAX (sizeof(((struct mx_result *)0)->reason) - MX_NAME_LOG_MAX - 2)
 
 /* A socket c-ares wants watched. */
 struct mx_sock {
@@ -374,7 +376,8 @@ static void mx_finish(struct mx_lookup *l)
 	event_active(l->done_ev, EV_TIMEOUT, 1);
 }
 
-/* mx_fail - finish with a failure and its reason, "name: text". */
+/* mx_fail - finish with a failure and its reason, "name: text" (whole when
+ * text is shorter than MX_REASON_TEXT_MAX). */
 static void mx_fail(struct mx_lookup *l, enum mx_status status, const char *text)
 {
 	char name[MX_NAME_LOG_MAX + 1];
@@ -429,7 +432,7 @@ static int mx_host_failure(const struct mx_host *h, int *temporary)
 /* mx_conclude_empty - no host has an address: why, and how permanent. */
 static void mx_conclude_empty(struct mx_lookup *l)
 {
-	char text[192], host[MX_NAME_LOG_MAX + 1];
+	char text[MX_REASON_TEXT_MAX], host[MX_NAME_LOG_MAX + 1];
 	const struct mx_host *why = NULL;
 	int status = ARES_ENODATA, temporary = 0, t;
 	size_t i;

@@ -51,6 +51,8 @@
 #define SMTP_FEED_CHUNK 65536 /* message bytes queued at a time */
 #define SMTP_WRITE_LOW 16384  /* queue more message once the output is below this */
 #define SMTP_QUIT_WAIT 5      /* seconds for the reply to QUIT at most */
+/* "host[addr]": a whole smtp_client_addr host, an address in brackets, the NUL. */
+#define SMTP_REMOTE_MAX (sizeof(((struct smtp_client_addr *)0)->host) + INET6_ADDRSTRLEN + 2)
 
 enum smtp_state {
 	SMTP_S_NEW,        /* never connected */
@@ -117,9 +119,9 @@ struct smtp_conn {
 	int plain_retry;                /* 1: MAY's handshake failed, 2: at it again without TLS */
 	int all_5xx;                    /* -1 no failure yet, 1 every failure was a 5xx, 0 not */
 	struct smtp_client_result last; /* why the last attempt failed */
-	char remote[300];               /* "host[addr]" of the address tried */
-	char said[300];                 /* the same once it replied */
-	char where[320]; /* "host[addr]:port" or the socket's path, for connect errors */
+	char remote[SMTP_REMOTE_MAX];   /* "host[addr]" of the address tried */
+	char said[SMTP_REMOTE_MAX];     /* the same once it replied */
+	char where[SMTP_REMOTE_MAX + 16]; /* "host[addr]:port" or the socket's path, for connect errors */
 
 	/* the session */
 	struct smtp_ext ext, ext_new;

@@ -220,7 +220,8 @@ static int rule_net_parse(lua_State *L, const char *s, size_t len, struct netadd
  * rule_contains_arg - argument idx of a contains() method as an unmapped
  * network: an ip, a net, or a string holding an IP address. Returns 0 for
  * a string that is no address (the engine's "unknown" client), raises for
- * other types.
+ * other types. out is cleared first, so that it is set on every path the
+ * compiler sees: luaL_typeerror never returns, but is not declared so.
  */
 static int rule_contains_arg(lua_State *L, int idx, struct netaddr_net *out)
 {
@@ -230,6 +231,7 @@ static int rule_contains_arg(lua_State *L, int idx, struct netaddr_net *out)
 	const char *s;
 	size_t len;
 
+	memset(out, 0, sizeof(*out));
 	if ((ip = luaL_testudata(L, idx, META_IP)) != NULL) {
 		netaddr_net_of_ip(ip, out);
 	} else if ((net = luaL_testudata(L, idx, META_NET)) != NULL) {

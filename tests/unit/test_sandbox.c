@@ -126,9 +126,10 @@ static int worker_child(const char *dir)
 static void make_file(const char *dir, const char *name)
 {
 	char path[600];
-	int fd;
+	int n, fd;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+	assert_true(n > 0 && (size_t)n < sizeof(path));
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "data\n", 5), 5);

@@ -347,7 +347,8 @@ static int sink_ready(int port, const char *path)
 		struct sockaddr_un *un = (struct sockaddr_un *)&ss;
 
 		un->sun_family = AF_UNIX;
-		snprintf(un->sun_path, sizeof(un->sun_path), "%s", path);
+		assert_true(strlen(path) < sizeof(un->sun_path));
+		memcpy(un->sun_path, path, strlen(path));
 		len = sizeof(*un);
 	} else {
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
