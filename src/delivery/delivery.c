@@ -44,7 +44,7 @@
 #include "smtp_parse.h"
 #include "spool.h"
 #include "send_mail.h"
-#include "spool_client.h"
+#include "queue_client.h"
 
 #define DLV_BUCKETS 4096
 #define DLV_OPEN_FACTOR 4      /* attempts open at once: this many times max_deliveries */
@@ -67,7 +67,7 @@ static const char *const notice_names[] = {"", "delivered", "relayed", "sent"};
 struct dlv_rcpt {
 	enum dlv_status status;
 	enum dlv_notice notice;
-	char reply[SMTP_CLIENT_REPLY_MAX];
+	char reply[MTA_REPLY_MAX];
 	char enhanced[16];
 	char remote[DLV_REMOTE_MAX];
 	int remote_said;
@@ -107,9 +107,9 @@ struct dlv_attempt {
 	int64_t first_attempt;
 	struct dlv_job *jobs;
 	size_t njobs, jobs_left;
-	struct smtp_client_rcpt *crcpts;    /* grouped by job */
+	struct mta_rcpt *crcpts;    /* grouped by job */
 	size_t *index;                      /* crcpts[k] is recipient index[k] */
-	struct smtp_client_result *results; /* parallel to crcpts */
+	struct mta_result *results; /* parallel to crcpts */
 	int64_t started;
 };
 
@@ -460,7 +460,7 @@ static int dlv_rules_service(void *arg, enum rule_service kind, const char *name
 {
 	struct dlv_attempt *a = arg;
 
-	return spool_client_service(a->m->w->sess_fd, kind, name, file[0] ? file : a->m->id, data,
+	return queue_client_service(a->m->w->sess_fd, kind, name, file[0] ? file : a->m->id, data,
 				    len);
 }
 
@@ -546,7 +546,7 @@ static void dlv_verdict_reply(const struct rule_verdict *v, int def_code, const 
 static void dlv_refuse_pending(struct dlv_attempt *a, const struct rule_verdict *v,
 			       const char *stage)
 {
-	char reply[SMTP_CLIENT_REPLY_MAX], enh[16];
+	char reply[MTA_REPLY_MAX], enh[16];
 	int code;
 	size_t i;
 
@@ -606,7 +606,7 @@ static int dlv_rewrite(struct dlv_attempt *a, struct message *msg, struct rule_c
 	copy.postq_done = 1;
 	copy.faccept = a->faccept;
 	snprintf(old, sizeof(old), "%s", a->m->id);
-	err = spool_client_submit(a->m->w->sess_fd, &copy,
+	err = queue_client_submit(a->m->w->sess_fd, &copy,
 				  text ? text : a->map, text ? len : a->content_len);
 	free(text);
 	free(vars);
@@ -905,9 +905,9 @@ static const char *dlv_kind_name(enum dlv_kind kind)
  * the final delivery; "relayed" to an SMTP peer without DSN.
  */
 static enum dlv_notice dlv_notice_owed(const struct dlv_attempt *a, size_t i, enum dlv_kind kind,
-				       const struct smtp_client_result *r)
+				       const struct mta_result *r)
 {
-	if (r->outcome != SMTP_CLIENT_SENT || r->dsn_passed ||
+	if (r->outcome != MTA_SENT || r->dsn_passed ||
 	    !dsn_wanted(&a->env, &a->env.rcpts[i], DSN_DELIVERED))
 		return NOTICE_NONE;
 	return kind == DLV_MX || kind == DLV_RELAY ? NOTICE_RELAYED : NOTICE_DELIVERED;
@@ -920,11 +920,11 @@ static void dlv_job_done(struct dlv_job *job)
 	size_t k;
 
 	for (k = 0; k < job->msg.nrcpts; k++) {
-		const struct smtp_client_result *r = &job->results[k];
+		const struct mta_result *r = &job->results[k];
 		size_t i = a->index[&job->msg.rcpts[k] - a->crcpts];
 		struct dlv_rcpt *dr = &a->rcpts[i];
-		dr->status = r->outcome == SMTP_CLIENT_SENT	    ? RCPT_SENT
-			     : r->outcome == SMTP_CLIENT_DEFERRED ? RCPT_DEFERRED
+		dr->status = r->outcome == MTA_SENT	    ? RCPT_SENT
+			     : r->outcome == MTA_DEFERRED ? RCPT_DEFERRED
 								  : RCPT_FAILED;
 		snprintf(dr->reply, sizeof(dr->reply), "%s", r->reply);
 		snprintf(dr->enhanced, sizeof(dr->enhanced), "%s", r->enhanced);
@@ -988,7 +988,7 @@ static int dlv_jobs_make(struct dlv_attempt *a)
 	}
 	/* Each job's recipients are a contiguous run of crcpts: reorder by job. */
 	{
-		struct smtp_client_rcpt *sorted = calloc(n ? n : 1, sizeof(*sorted));
+		struct mta_rcpt *sorted = calloc(n ? n : 1, sizeof(*sorted));
 		size_t *index = calloc(n ? n : 1, sizeof(*index));
 
 		if (sorted == NULL || index == NULL) {
@@ -1126,7 +1126,7 @@ static int dlv_report_send(struct dlv_attempt *a, const struct dlv_report *rep, 
 	notice.smtputf8 = a->env.smtputf8;
 	notice.body = SMTP_BODY_8BITMIME;
 	if (err == 0)
-		err = spool_client_submit(a->m->w->sess_fd, &notice, text, len);
+		err = queue_client_submit(a->m->w->sess_fd, &notice, text, len);
 	if (err == 0)
 		log_info("%s: sender %s: %s", a->m->id, what, notice.id);
 	else
@@ -1203,7 +1203,7 @@ static void dlv_expire(struct dlv_attempt *a, int64_t now)
 		return;
 	for (i = 0; i < a->env.nrcpts; i++) {
 		struct dlv_rcpt *dr = &a->rcpts[i];
-		char reason[SMTP_CLIENT_REPLY_MAX];
+		char reason[MTA_REPLY_MAX];
 
 		if (dr->status != RCPT_DEFERRED)
 			continue;
@@ -1496,7 +1496,7 @@ static void dlv_flush(struct dlv_worker *w, const char *id)
 
 /*
  * dlv_sess_cb - the session channel is readable between requests: the
- * queue has gone, or spool_client shut the channel after an answer went
+ * queue has gone, or queue_client shut the channel after an answer went
  * astray. Either way it cannot be used again: start afresh (the master
  * restarts the worker; attempts under way are tried again).
  */

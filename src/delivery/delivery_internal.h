@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "smtp_client.h"
+#include "mta.h"
 
 struct event_base;
 struct dlv_transport;
@@ -30,8 +30,8 @@ enum dlv_kind {
 struct dlv_job {
 	enum dlv_kind kind;
 	char target[300];
-	struct smtp_client_job msg;         /* sender, recipients, content, options */
-	struct smtp_client_result *results; /* msg.nrcpts, filled by the transport */
+	struct mta_job msg;         /* sender, recipients, content, options */
+	struct mta_result *results; /* msg.nrcpts, filled by the transport */
 	char remote[300];                   /* who answered: "host[address]", "" for none */
 	void (*done)(struct dlv_job *job);  /* called once when results are in */
 	void *owner;                        /* the attempt, for done */

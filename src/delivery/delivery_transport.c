@@ -40,7 +40,7 @@ struct dlv_dest;
 
 /* A connection kept open between two jobs. */
 struct dlv_idle {
-	struct smtp_conn *conn;
+	struct mta_conn *conn;
 	struct event *timer;
 	struct dlv_dest *dest;
 	struct dlv_idle *next;
@@ -62,7 +62,7 @@ struct dlv_run {
 	struct dlv_transport *t;
 	struct dlv_dest *dest;
 	struct dlv_job *job;
-	struct smtp_client_dest cd;
+	struct mta_dest cd;
 	char unix_path[108];
 	struct dlv_run *next; /* in the local threads' lists */
 };
@@ -88,13 +88,13 @@ struct dlv_transport {
 static void dlv_transport_pump(struct dlv_transport *t);
 
 /* dlv_result_set - the same outcome for every recipient of a job. */
-static void dlv_result_set(struct dlv_job *job, enum smtp_client_outcome outcome,
+static void dlv_result_set(struct dlv_job *job, enum mta_outcome outcome,
 			   const char *enhanced, const char *reason)
 {
 	size_t i;
 
 	for (i = 0; i < job->msg.nrcpts; i++) {
-		struct smtp_client_result *r = &job->results[i];
+		struct mta_result *r = &job->results[i];
 
 		memset(r, 0, sizeof(*r));
 		r->outcome = outcome;
@@ -145,7 +145,7 @@ static void dlv_run_finish_later(struct dlv_run *run)
 static void dlv_local_one(struct dlv_transport *t, struct dlv_job *job, size_t i)
 {
 	const struct config *cfg = t->cfg;
-	struct smtp_client_result *r = &job->results[i];
+	struct mta_result *r = &job->results[i];
 	const char *rcpt = job->msg.rcpts[i].address;
 	char full[600];
 	struct local_result lr;
@@ -162,9 +162,9 @@ static void dlv_local_one(struct dlv_transport *t, struct dlv_job *job, size_t i
 		mbox_deliver(cfg->mbox_path, rcpt, job->msg.mail_from, job->msg.content,
 			     job->msg.content_len, DLV_MBOX_LOCK_TIMEOUT, &lr);
 	memset(r, 0, sizeof(*r));
-	r->outcome = lr.outcome == LOCAL_DELIVERED  ? SMTP_CLIENT_SENT
-		     : lr.outcome == LOCAL_DEFERRED ? SMTP_CLIENT_DEFERRED
-						    : SMTP_CLIENT_FAILED;
+	r->outcome = lr.outcome == LOCAL_DELIVERED  ? MTA_SENT
+		     : lr.outcome == LOCAL_DEFERRED ? MTA_DEFERRED
+						    : MTA_FAILED;
 	snprintf(r->enhanced, sizeof(r->enhanced), "%s", lr.enhanced);
 	snprintf(r->reply, sizeof(r->reply), "%s", lr.reason);
 }
@@ -242,8 +242,8 @@ static void dlv_idle_drop(struct dlv_idle *idle)
 			break;
 		}
 	event_free(idle->timer);
-	smtp_conn_set_idle_fn(idle->conn, NULL, NULL);
-	smtp_conn_close(idle->conn);
+	mta_conn_set_idle_fn(idle->conn, NULL, NULL);
+	mta_conn_close(idle->conn);
 	free(idle);
 }
 
@@ -254,55 +254,55 @@ static void dlv_idle_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* dlv_idle_broken - the peer closed an idle connection. */
-static void dlv_idle_broken(void *arg, struct smtp_conn *conn)
+static void dlv_idle_broken(void *arg, struct mta_conn *conn)
 {
 	dlv_idle_drop(arg);
 }
 
 /* dlv_idle_keep - keep conn for the next job of dest, or close it. */
-static void dlv_idle_keep(struct dlv_dest *dest, struct smtp_conn *conn)
+static void dlv_idle_keep(struct dlv_dest *dest, struct mta_conn *conn)
 {
 	struct timeval tv = {.tv_sec = dest->t->cfg->connection_cache_time};
 	struct dlv_idle *idle;
 
-	if (!smtp_conn_reusable(conn) ||
+	if (!mta_conn_reusable(conn) ||
 	    (dest->t->cfg->connection_cache_time == 0 && dest->wait == NULL) ||
 	    (idle = calloc(1, sizeof(*idle))) == NULL) {
-		smtp_conn_close(conn);
+		mta_conn_close(conn);
 		return;
 	}
 	idle->conn = conn;
 	idle->dest = dest;
 	if ((idle->timer = evtimer_new(dest->t->base, dlv_idle_timeout_cb, idle)) == NULL) {
-		smtp_conn_close(conn);
+		mta_conn_close(conn);
 		free(idle);
 		return;
 	}
 	evtimer_add(idle->timer, &tv);
-	smtp_conn_set_idle_fn(conn, dlv_idle_broken, idle);
+	mta_conn_set_idle_fn(conn, dlv_idle_broken, idle);
 	idle->next = dest->idle;
 	dest->idle = idle;
 }
 
 /* dlv_idle_take - an idle connection of dest, or NULL. */
-static struct smtp_conn *dlv_idle_take(struct dlv_dest *dest)
+static struct mta_conn *dlv_idle_take(struct dlv_dest *dest)
 {
 	struct dlv_idle *idle = dest->idle;
-	struct smtp_conn *conn;
+	struct mta_conn *conn;
 
 	if (idle == NULL)
 		return NULL;
 	dest->idle = idle->next;
 	conn = idle->conn;
-	smtp_conn_set_idle_fn(conn, NULL, NULL);
+	mta_conn_set_idle_fn(conn, NULL, NULL);
 	event_free(idle->timer);
 	free(idle);
 	return conn;
 }
 
 /* dlv_smtp_done - a connection finished the run's job. */
-static void dlv_smtp_done(void *arg, struct smtp_conn *conn,
-			  const struct smtp_client_result *results, const char *remote)
+static void dlv_smtp_done(void *arg, struct mta_conn *conn,
+			  const struct mta_result *results, const char *remote)
 {
 	struct dlv_run *run = arg;
 	struct dlv_job *job = run->job;
@@ -316,14 +316,14 @@ static void dlv_smtp_done(void *arg, struct smtp_conn *conn,
 /* dlv_smtp_start - the addresses are known: send on a kept or new connection. */
 static void dlv_smtp_start(struct dlv_run *run)
 {
-	struct smtp_conn *conn = dlv_idle_take(run->dest);
+	struct mta_conn *conn = dlv_idle_take(run->dest);
 
-	if (conn == NULL && (conn = smtp_conn_new(run->t->base, &run->cd)) == NULL) {
-		dlv_result_set(run->job, SMTP_CLIENT_DEFERRED, "4.3.0", "out of memory");
+	if (conn == NULL && (conn = mta_conn_new(run->t->base, &run->cd)) == NULL) {
+		dlv_result_set(run->job, MTA_DEFERRED, "4.3.0", "out of memory");
 		dlv_run_finish_later(run);
 		return;
 	}
-	smtp_conn_send(conn, &run->job->msg, dlv_smtp_done, run);
+	mta_conn_send(conn, &run->job->msg, dlv_smtp_done, run);
 }
 
 /* dlv_resolved - the lookup for a run is over. */
@@ -338,13 +338,13 @@ static void dlv_resolved(void *arg, const struct mx_result *res)
 		dlv_smtp_start(run);
 		return;
 	case MX_NULL:
-		dlv_result_set(run->job, SMTP_CLIENT_FAILED, "5.1.10", res->reason);
+		dlv_result_set(run->job, MTA_FAILED, "5.1.10", res->reason);
 		break;
 	case MX_NOTFOUND:
-		dlv_result_set(run->job, SMTP_CLIENT_FAILED, "5.1.2", res->reason);
+		dlv_result_set(run->job, MTA_FAILED, "5.1.2", res->reason);
 		break;
 	default:
-		dlv_result_set(run->job, SMTP_CLIENT_DEFERRED, "4.4.3", res->reason);
+		dlv_result_set(run->job, MTA_DEFERRED, "4.4.3", res->reason);
 		break;
 	}
 	dlv_run_finish(run);
@@ -354,7 +354,7 @@ static void dlv_resolved(void *arg, const struct mx_result *res)
 static int dlv_client_dest(struct dlv_run *run, char *host, size_t hostlen, unsigned *port)
 {
 	const struct config *cfg = run->t->cfg;
-	struct smtp_client_dest *cd = &run->cd;
+	struct mta_dest *cd = &run->cd;
 	const char *path;
 	int bracketed;
 
@@ -413,7 +413,7 @@ static void dlv_run_start(struct dlv_run *run)
 		return;
 	}
 	if (dlv_client_dest(run, host, sizeof(host), &port) < 0) {
-		dlv_result_set(run->job, SMTP_CLIENT_FAILED, "5.3.5", "not a valid destination");
+		dlv_result_set(run->job, MTA_FAILED, "5.3.5", "not a valid destination");
 		dlv_run_finish_later(run);
 		return;
 	}
@@ -468,7 +468,7 @@ static void dlv_dest_start_one(struct dlv_transport *t, struct dlv_dest *d)
 	if ((run = calloc(1, sizeof(*run))) == NULL) {
 		d->active--;
 		t->active--;
-		dlv_result_set(job, SMTP_CLIENT_DEFERRED, "4.3.0", "out of memory");
+		dlv_result_set(job, MTA_DEFERRED, "4.3.0", "out of memory");
 		job->done(job);
 		return;
 	}
@@ -506,7 +506,7 @@ void dlv_transport_submit(struct dlv_transport *t, struct dlv_job *job)
 	if (d == NULL) {
 		struct dlv_run *run = calloc(1, sizeof(*run));
 
-		dlv_result_set(job, SMTP_CLIENT_DEFERRED, "4.3.0", "out of memory");
+		dlv_result_set(job, MTA_DEFERRED, "4.3.0", "out of memory");
 		if (run == NULL)
 			abort(); /* nothing left to report with */
 		run->t = t;
@@ -545,7 +545,7 @@ struct dlv_transport *dlv_transport_new(struct event_base *base, const struct co
 	}
 	t->base = base;
 	t->cfg = cfg;
-	if (smtp_client_tls_init(cfg->tls_ca_file, err, errlen) < 0)
+	if (mta_tls_init(cfg->tls_ca_file, err, errlen) < 0)
 		return NULL;
 	t->resolver = mx_resolver_new(base, cfg->delivery_dns_servers, cfg->delivery_dns_timeout_ms,
 				      err, errlen);

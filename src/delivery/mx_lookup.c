@@ -393,7 +393,7 @@ static void mx_fail(struct mx_lookup *l, enum mx_status status, const char *text
 static void mx_add_addr(struct mx_lookup *l, const char *host, int family,
 			const unsigned char *addr)
 {
-	struct smtp_client_addr *a = &l->res.addrs[l->res.naddrs++];
+	struct mta_addr *a = &l->res.addrs[l->res.naddrs++];
 
 	memset(a, 0, sizeof(*a));
 	snprintf(a->host, sizeof(a->host), "%s", host);
@@ -474,7 +474,7 @@ static void mx_conclude(struct mx_lookup *l)
 	l->res.naddrs = 0;
 	for (i = 0; i < l->nhosts; i++)
 		for (f = MX_V4; f <= MX_V6; f++)
-			for (j = 0; j < l->hosts[i].fam[f].n && l->res.naddrs < SMTP_CLIENT_MAX_ADDRS;
+			for (j = 0; j < l->hosts[i].fam[f].n && l->res.naddrs < MTA_MAX_ADDRS;
 			     j++)
 				mx_add_addr(l, l->hosts[i].name, families[f],
 					    l->hosts[i].fam[f].addr[j]);

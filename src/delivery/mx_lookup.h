@@ -14,14 +14,14 @@
  * Only the DNS servers are asked (A, AAAA and MX queries): never
  * /etc/hosts, no search domains. At most the best 16 MX hosts are looked
  * up, with at most 4 addresses of each family each (16 of each for
- * mx_lookup_host), and SMTP_CLIENT_MAX_ADDRS in all.
+ * mx_lookup_host), and MTA_MAX_ADDRS in all.
  */
 #ifndef VSMTPD_MX_LOOKUP_H
 #define VSMTPD_MX_LOOKUP_H
 
 #include <stddef.h>
 
-#include "smtp_client.h"
+#include "mta.h"
 
 struct event_base;
 struct mx_resolver;
@@ -41,7 +41,7 @@ struct mx_result {
 	 * "example.org: DNS lookup timed out", "example.org: no MX host has an
 	 * address (mx1.example.org: DNS server failure (SERVFAIL))" */
 	char reason[256];
-	struct smtp_client_addr addrs[SMTP_CLIENT_MAX_ADDRS];
+	struct mta_addr addrs[MTA_MAX_ADDRS];
 	size_t naddrs;     /* in the order to try; ports set to the lookup's port */
 };
 

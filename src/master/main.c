@@ -22,7 +22,7 @@
 #include "config.h"
 #include "master.h"
 #include "rules.h"
-#include "smtp_auth.h"
+#include "smtpd_auth.h"
 #include "tls_server.h"
 
 #define MAX_OVERRIDES 64
@@ -137,7 +137,7 @@ static int load(const struct args *a, struct loaded *l)
 	/* No certificate configured is no error: err stays empty. */
 	if ((l->tls = tls_server_load(l->cfg, err, sizeof(err))) == NULL && err[0] != '\0')
 		goto fail;
-	if (smtp_auth_configure(l->cfg, err, sizeof(err)) < 0)
+	if (smtpd_auth_configure(l->cfg, err, sizeof(err)) < 0)
 		goto fail;
 	return 0;
 fail:

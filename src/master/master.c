@@ -36,9 +36,9 @@
 #include "control.h"
 #include "delivery.h"
 #include "sandbox.h"
-#include "smtp_auth.h"
+#include "smtpd_auth.h"
 #include "tls_server.h"
-#include "smtp_session.h"
+#include "smtpd_session.h"
 #include "spool.h"
 
 #define MASTER_ACCEPT_BATCH 64
@@ -327,7 +327,7 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 			fatal("cannot confine the session: %s", strerror(errno));
 		if (m->sandbox_fd >= 0)
 			close(m->sandbox_fd);
-		smtp_session_main(cfg, master_listener_conf(cfg, l->conf), m->rules, m->tls, fd,
+		smtpd_session_main(cfg, master_listener_conf(cfg, l->conf), m->rules, m->tls, fd,
 				  sp[0]);
 	}
 	close(sp[0]);
@@ -788,10 +788,10 @@ static void master_reload(struct master *m)
 		config_free(cfg);
 		return;
 	}
-	if (smtp_auth_configure(cfg, err, sizeof(err)) < 0) {
+	if (smtpd_auth_configure(cfg, err, sizeof(err)) < 0) {
 		log_err("reload failed, keeping the running configuration: %s", err);
 		/* The last good [auth] settings are still Cyrus's. */
-		smtp_auth_configure(m->cfg, err, sizeof(err));
+		smtpd_auth_configure(m->cfg, err, sizeof(err));
 		tls_server_free(tls);
 		rules_free(rules);
 		config_free(cfg);
@@ -799,7 +799,7 @@ static void master_reload(struct master *m)
 	}
 	if (master_sandbox(m, cfg) < 0) {
 		log_err("reload failed, keeping the running configuration");
-		smtp_auth_configure(m->cfg, err, sizeof(err));
+		smtpd_auth_configure(m->cfg, err, sizeof(err));
 		tls_server_free(tls);
 		rules_free(rules);
 		config_free(cfg);
@@ -816,7 +816,7 @@ static void master_reload(struct master *m)
 	free(cfg->spool_dir);
 	if ((cfg->spool_dir = strdup(m->boot_cfg->spool_dir)) == NULL) {
 		log_err("reload failed: out of memory");
-		smtp_auth_configure(m->cfg, err, sizeof(err));
+		smtpd_auth_configure(m->cfg, err, sizeof(err));
 		master_sandbox(m, m->cfg);
 		tls_server_free(tls);
 		rules_free(rules);

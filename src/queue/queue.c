@@ -498,7 +498,7 @@ static void queue_ctl_cb(evutil_socket_t fd, short what, void *arg)
 		case IPC_CONTROL_CLIENT:
 			if (passfd == -1)
 				fatal("control client message without a descriptor");
-			queue_control_client(q, passfd);
+			queue_admin_client(q, passfd);
 			break;
 		case IPC_QUEUE_SETTINGS:
 			q->min_free_space = m.a;

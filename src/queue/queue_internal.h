@@ -1,7 +1,7 @@
 /*
  * queue_internal.h - the queue process's state, shared by its parts:
  * queue.c (sessions, group commit, recovery), queue_delivery.c (the channel
- * to the delivery worker and the delivery state files) and queue_control.c
+ * to the delivery worker and the delivery state files) and queue_admin.c
  * (vsmtpctl's requests).
  */
 #ifndef VSMTPD_QUEUE_INTERNAL_H
@@ -113,9 +113,9 @@ void queue_state_remove(struct queue *q, const char *id);
 /* queue_state_next - the next_attempt time a state holds (0: due now). */
 int64_t queue_state_next(const struct cJSON *state);
 
-/* ---- queue_control.c: requests from vsmtpctl ---- */
+/* ---- queue_admin.c: requests from vsmtpctl ---- */
 
-/* queue_control_client - serve one vsmtpctl connection handed over by the master. */
-void queue_control_client(struct queue *q, int fd);
+/* queue_admin_client - serve one vsmtpctl connection handed over by the master. */
+void queue_admin_client(struct queue *q, int fd);
 
 #endif

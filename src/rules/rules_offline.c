@@ -1,7 +1,7 @@
 /*
  * rules_offline.c - run one transaction through the rules without a client.
  *
- * Mirrors smtp_session.c: the same order of stages, the same rule context
+ * Mirrors smtpd_session.c: the same order of stages, the same rule context
  * and the same replies, so `vsmtpctl rules run` tells the truth about what
  * a client would see. Refusals stop where the session would stop them: a
  * refused MAIL ends the transaction, a refused RCPT only drops that
@@ -94,7 +94,7 @@ static void offline_reply(struct offline_step *step, const char *normal, const c
 
 	step->refused = v->status == RULE_DENY || v->status == RULE_REJECT ||
 			v->status == RULE_INFO || v->status == RULE_ERROR;
-	/* As smtp_auth_accepted: the rules choose whether, not what, to answer. */
+	/* As smtpd_auth_accepted: the rules choose whether, not what, to answer. */
 	if (step->stage == RULE_STAGE_AUTHENTICATE) {
 		snprintf(step->reply, sizeof(step->reply), "%s",
 			 !step->refused		    ? normal
@@ -102,7 +102,7 @@ static void offline_reply(struct offline_step *step, const char *normal, const c
 						   : "535 5.7.8 Error: authentication failed");
 		return;
 	}
-	/* As smtp_greet and smtp_cmd_helo: an accept code's text goes into
+	/* As smtpd_greet and smtpd_cmd_helo: an accept code's text goes into
 	 * the greeting or the HELO reply, whose codes are fixed. */
 	if (!step->refused && positive && v->has_reply && v->reply.text[0] &&
 	    step->stage == RULE_STAGE_CONNECT)

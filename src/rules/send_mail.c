@@ -19,7 +19,7 @@
 #include "mail_header.h"
 #include "send_mail.h"
 #include "smtp_parse.h"
-#include "spool_client.h"
+#include "queue_client.h"
 
 #define SEND_MAIL_LINE_MAX 998 /* octets of a line, CRLF excluded (RFC 5322 2.1.1) */
 
@@ -330,12 +330,12 @@ int send_mail_queue(int queue_fd, const struct rule_mail *mail, const char *host
 	size_t mlen;
 	int fd = -1, err, eightbit;
 
-	if ((err = spool_client_open_rules_file(queue_fd, mail->path, &fd)) != 0)
+	if ((err = queue_client_open_rules_file(queue_fd, mail->path, &fd)) != 0)
 		return err;
 	err = send_mail_build(fd, mail->from, host, max_size, &msg, &mlen, &eightbit);
 	close(fd);
 	if (err == 0 && (err = send_mail_envelope(&env, mail, host, eightbit)) == 0 &&
-	    (err = spool_client_submit(queue_fd, &env, msg, mlen)) == 0)
+	    (err = queue_client_submit(queue_fd, &env, msg, mlen)) == 0)
 		memcpy(id, env.id, SPOOL_ID_LEN + 1);
 	free(msg);
 	envelope_clear(&env);

@@ -288,7 +288,7 @@ static void lookup(const char *servers, unsigned timeout_ms, int host_only, cons
 }
 
 /* addr_text - "host 127.0.0.1" of one result address; checks the port. */
-static const char *addr_text(const struct smtp_client_addr *a)
+static const char *addr_text(const struct mta_addr *a)
 {
 	static char out[512];
 	char ip[INET6_ADDRSTRLEN] = "?";

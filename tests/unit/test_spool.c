@@ -23,7 +23,7 @@
 #include "queue.h"
 #include "smtp_parse.h"
 #include "spool.h"
-#include "spool_client.h"
+#include "queue_client.h"
 
 /* make_spool - a fresh spool tree in a temporary directory. */
 static char *make_spool(void)
@@ -304,9 +304,9 @@ static void test_a_stray_answer_shuts_the_queue_channel(void **state)
 	(void)state;
 	assert_int_equal(ipc_socketpair(fds), 0);
 	assert_int_equal(ipc_send(fds[1], &stray, -1), 0);
-	assert_int_equal(spool_client_open_rules_file(fds[0], "notice.eml", &fd), EPROTO);
+	assert_int_equal(queue_client_open_rules_file(fds[0], "notice.eml", &fd), EPROTO);
 	assert_int_equal(fd, -1);
-	assert_int_equal(spool_client_open_rules_file(fds[0], "notice.eml", &fd), EPIPE);
+	assert_int_equal(queue_client_open_rules_file(fds[0], "notice.eml", &fd), EPIPE);
 	/* The queue's end got the first request, then the end of the channel. */
 	assert_int_equal(ipc_recv(fds[1], &got, &passfd), 1);
 	assert_int_equal(got.type, IPC_RULE_FILE);

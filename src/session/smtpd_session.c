@@ -1,11 +1,11 @@
 /*
- * smtp_session.c - the SMTP server side of one connection (RFC 5321).
+ * smtpd_session.c - the SMTP server side of one connection (RFC 5321).
  *
  * One process per connection, forked by the master, confined by the sandbox
  * and holding nothing of the spool but the descriptor of the message it is
  * receiving. A command table maps each verb to its handler; the session
  * state (HELO, counters, limits) outlives transactions, the transaction state
- * (struct smtp_tx) is reset by RSET, HELO/EHLO and the end of a message.
+ * (struct smtpd_tx) is reset by RSET, HELO/EHLO and the end of a message.
  *
  * Input is handled line by line from the bufferevent. Pipelined commands are
  * all answered into the output buffer before it is flushed; a command that
@@ -45,37 +45,37 @@
 #include "rules.h"
 #include "netaddr.h"
 #include "sigevent.h"
-#include "smtp_auth.h"
+#include "smtpd_auth.h"
 #include "smtp_parse.h"
-#include "smtp_session.h"
+#include "smtpd_session.h"
 #include "send_mail.h"
-#include "spool_client.h"
+#include "queue_client.h"
 #include "tls_server.h"
 
-#define SMTP_INPUT_HIGH_WATER (256u * 1024)
-#define SMTP_OUTPUT_HIGH_WATER (256u * 1024) /* replies a client has not read */
-#define SMTP_WRITE_BUFFER (64u * 1024)
-#define SMTP_IDS_LOG_MAX 512
-#define SMTP_TLS_FLUSH_MS 5000 /* for the last encrypted bytes of a closing session */
+#define SMTPD_INPUT_HIGH_WATER (256u * 1024)
+#define SMTPD_OUTPUT_HIGH_WATER (256u * 1024) /* replies a client has not read */
+#define SMTPD_WRITE_BUFFER (64u * 1024)
+#define SMTPD_IDS_LOG_MAX 512
+#define SMTPD_TLS_FLUSH_MS 5000 /* for the last encrypted bytes of a closing session */
 
-enum smtp_state {
-	SMTP_STATE_INIT,  /* greeted, waiting for HELO / EHLO */
-	SMTP_STATE_READY, /* no transaction */
-	SMTP_STATE_MAIL,  /* MAIL accepted */
-	SMTP_STATE_RCPT,  /* at least one recipient */
-	SMTP_STATE_DATA,  /* reading DATA content */
-	SMTP_STATE_BDAT,  /* reading the bytes of a BDAT chunk */
+enum smtpd_state {
+	SMTPD_STATE_INIT,  /* greeted, waiting for HELO / EHLO */
+	SMTPD_STATE_READY, /* no transaction */
+	SMTPD_STATE_MAIL,  /* MAIL accepted */
+	SMTPD_STATE_RCPT,  /* at least one recipient */
+	SMTPD_STATE_DATA,  /* reading DATA content */
+	SMTPD_STATE_BDAT,  /* reading the bytes of a BDAT chunk */
 };
 
-enum smtp_wait {
-	SMTP_WAIT_NONE,
-	SMTP_WAIT_CREATE, /* the queue is creating the message file */
-	SMTP_WAIT_COMMIT, /* the queue is committing the message */
-	SMTP_WAIT_DELAY,  /* error delay past the soft limit */
+enum smtpd_wait {
+	SMTPD_WAIT_NONE,
+	SMTPD_WAIT_CREATE, /* the queue is creating the message file */
+	SMTPD_WAIT_COMMIT, /* the queue is committing the message */
+	SMTPD_WAIT_DELAY,  /* error delay past the soft limit */
 };
 
 /* The transaction: from MAIL to the reply to the end of the message. */
-struct smtp_tx {
+struct smtpd_tx {
 	struct envelope env;
 	int fd;                   /* the message file, from the queue */
 	int utf8;                 /* MAIL carried SMTPUTF8 */
@@ -86,7 +86,7 @@ struct smtp_tx {
 	int has_mail_reply, has_final_reply; /* a rule's accept code replaces ours */
 	struct rule_reply mail_reply, final_reply;
 	size_t wlen;
-	char wbuf[SMTP_WRITE_BUFFER]; /* last: not zeroed by smtp_tx_new */
+	char wbuf[SMTPD_WRITE_BUFFER]; /* last: not zeroed by smtpd_tx_new */
 };
 
 struct smtp_session {
@@ -124,14 +124,14 @@ struct smtp_session {
 	char helo[SMTP_DOMAIN_MAX + 1];
 	int esmtp;
 
-	enum smtp_state state;
-	enum smtp_wait wait;
-	struct smtp_tx *tx;
+	enum smtpd_state state;
+	enum smtpd_wait wait;
+	struct smtpd_tx *tx;
 
 	/* BDAT chunk being read */
 	uint64_t bdat_left;
 	int bdat_last;
-	enum smtp_state bdat_prev; /* where a refused chunk returns to */
+	enum smtpd_state bdat_prev; /* where a refused chunk returns to */
 	const char *bdat_refusal; /* the chunk is read only to be refused */
 
 	int discarding;      /* inside an overlong command line */
@@ -146,35 +146,35 @@ struct smtp_session {
 	unsigned cmd_total[SMTP_VERB_COUNT];
 	unsigned cmd_ok[SMTP_VERB_COUNT];
 	unsigned queued;
-	char ids[SMTP_IDS_LOG_MAX];
+	char ids[SMTPD_IDS_LOG_MAX];
 };
 
-static void smtp_input_process(struct smtp_session *s);
-static void smtp_close(struct smtp_session *s, const char *result);
-static const char *smtp_lost_result(const struct smtp_session *s);
-static void smtp_greet(struct smtp_session *s);
-static void smtp_read_cb(struct bufferevent *bev, void *arg);
-static void smtp_write_cb(struct bufferevent *bev, void *arg);
-static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
-static void smtp_finish(struct smtp_session *s);
+static void smtpd_input_process(struct smtp_session *s);
+static void smtpd_close(struct smtp_session *s, const char *result);
+static const char *smtpd_lost_result(const struct smtp_session *s);
+static void smtpd_greet(struct smtp_session *s);
+static void smtpd_read_cb(struct bufferevent *bev, void *arg);
+static void smtpd_write_cb(struct bufferevent *bev, void *arg);
+static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg);
+static void smtpd_finish(struct smtp_session *s);
 
 /* What a session says when a rule overruns its CPU time: prepared in
  * advance, since the signal handler may only write(). -1 once TLS is on. */
-static int smtp_overrun_fd = -1;
-static char smtp_overrun_reply[300];
+static int smtpd_overrun_fd = -1;
+static char smtpd_overrun_reply[300];
 
-/* smtp_input_high_water - room for the longest command line allowed, so an
+/* smtpd_input_high_water - room for the longest command line allowed, so an
  * overlong one is always seen whole and refused rather than stalling. */
-static size_t smtp_input_high_water(const struct config *cfg)
+static size_t smtpd_input_high_water(const struct config *cfg)
 {
-	return cfg->max_command_line + 1 > SMTP_INPUT_HIGH_WATER ? cfg->max_command_line + 1
-								 : SMTP_INPUT_HIGH_WATER;
+	return cfg->max_command_line + 1 > SMTPD_INPUT_HIGH_WATER ? cfg->max_command_line + 1
+								 : SMTPD_INPUT_HIGH_WATER;
 }
 
-/* smtp_reply - send one reply line (printf style, CRLF added). */
-static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+/* smtpd_reply - send one reply line (printf style, CRLF added). */
+static void smtpd_reply(struct smtp_session *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+static void smtpd_reply(struct smtp_session *s, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	char line[1024];
@@ -196,8 +196,8 @@ static void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* smtp_tx_flush - write the buffered content to the message file. */
-static void smtp_tx_flush(struct smtp_tx *tx)
+/* smtpd_tx_flush - write the buffered content to the message file. */
+static void smtpd_tx_flush(struct smtpd_tx *tx)
 {
 	size_t off = 0;
 	ssize_t n;
@@ -215,15 +215,15 @@ static void smtp_tx_flush(struct smtp_tx *tx)
 	tx->wlen = 0;
 }
 
-/* smtp_tx_write - append content bytes (the data filter's sink). */
-static void smtp_tx_write(void *arg, const char *buf, size_t len)
+/* smtpd_tx_write - append content bytes (the data filter's sink). */
+static void smtpd_tx_write(void *arg, const char *buf, size_t len)
 {
-	struct smtp_tx *tx = arg;
+	struct smtpd_tx *tx = arg;
 	size_t n;
 
 	while (len > 0 && tx->write_error == 0) {
 		if (tx->wlen == sizeof(tx->wbuf))
-			smtp_tx_flush(tx);
+			smtpd_tx_flush(tx);
 		n = sizeof(tx->wbuf) - tx->wlen;
 		if (n > len)
 			n = len;
@@ -234,8 +234,8 @@ static void smtp_tx_write(void *arg, const char *buf, size_t len)
 	}
 }
 
-/* smtp_queue_send - a request to the queue; 0 or -1 when it has gone. */
-static int smtp_queue_send(struct smtp_session *s, uint32_t type, const char *id, uint64_t a,
+/* smtpd_queue_send - a request to the queue; 0 or -1 when it has gone. */
+static int smtpd_queue_send(struct smtp_session *s, uint32_t type, const char *id, uint64_t a,
 			   uint64_t b)
 {
 	struct ipc_msg m = {.type = type, .a = a, .b = b};
@@ -247,16 +247,16 @@ static int smtp_queue_send(struct smtp_session *s, uint32_t type, const char *id
 	return ipc_send(s->queue_fd, &m, -1);
 }
 
-/* smtp_tx_free - end the transaction; the queue drops an uncommitted file. */
-static void smtp_tx_free(struct smtp_session *s, int tell_queue)
+/* smtpd_tx_free - end the transaction; the queue drops an uncommitted file. */
+static void smtpd_tx_free(struct smtp_session *s, int tell_queue)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 
 	if (tx == NULL)
 		return;
 	if (tx->fd >= 0) {
 		if (tell_queue)
-			smtp_queue_send(s, IPC_MSG_ABORT, tx->env.id, 0, 0);
+			smtpd_queue_send(s, IPC_MSG_ABORT, tx->env.id, 0, 0);
 		close(tx->fd);
 	}
 	envelope_clear(&tx->env);
@@ -272,23 +272,23 @@ static void smtp_tx_free(struct smtp_session *s, int tell_queue)
 	rules_tx_end(&s->rctx);
 }
 
-/* smtp_tx_reset - abandon any transaction and go back to the ready state. */
-static void smtp_tx_reset(struct smtp_session *s)
+/* smtpd_tx_reset - abandon any transaction and go back to the ready state. */
+static void smtpd_tx_reset(struct smtp_session *s)
 {
-	smtp_tx_free(s, 1);
-	s->state = s->helo[0] ? SMTP_STATE_READY : SMTP_STATE_INIT;
+	smtpd_tx_free(s, 1);
+	s->state = s->helo[0] ? SMTPD_STATE_READY : SMTPD_STATE_INIT;
 }
 
-/* smtp_set_read_timeout - the inactivity limit for what we wait for now. */
-static void smtp_set_read_timeout(struct smtp_session *s, unsigned seconds)
+/* smtpd_set_read_timeout - the inactivity limit for what we wait for now. */
+static void smtpd_set_read_timeout(struct smtp_session *s, unsigned seconds)
 {
 	struct timeval tv = {.tv_sec = seconds};
 
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-/* smtp_log_id - remember a queue id for the summary line. */
-static void smtp_log_id(struct smtp_session *s, const char *id)
+/* smtpd_log_id - remember a queue id for the summary line. */
+static void smtpd_log_id(struct smtp_session *s, const char *id)
 {
 	size_t len = strlen(s->ids);
 
@@ -302,9 +302,9 @@ static void smtp_log_id(struct smtp_session *s, const char *id)
 	strcat(s->ids, id);
 }
 
-/* smtp_protocol - the protocol name for Received: (RFC 3848, RFC 6531):
+/* smtpd_protocol - the protocol name for Received: (RFC 3848, RFC 6531):
  * ESMTP, then S for TLS and A for AUTH; UTF8SMTP the same way. */
-static const char *smtp_protocol(const struct smtp_session *s)
+static const char *smtpd_protocol(const struct smtp_session *s)
 {
 	static const char *const names[2][4] = {
 	    {"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"},
@@ -317,10 +317,10 @@ static const char *smtp_protocol(const struct smtp_session *s)
 	return names[utf8][(s->tls_active ? 1 : 0) + (s->authenticated ? 2 : 0)];
 }
 
-/* smtp_tx_received - write the Received: header (RFC 5321 4.4). */
-static void smtp_tx_received(struct smtp_session *s)
+/* smtpd_tx_received - write the Received: header (RFC 5321 4.4). */
+static void smtpd_tx_received(struct smtp_session *s)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 	char date[64], line[1024];
 	time_t now = time(NULL);
 	struct tm tm;
@@ -336,7 +336,7 @@ static void smtp_tx_received(struct smtp_session *s)
 			      s->tls_info.cipher, s->tls_info.bits, s->tls_info.alg_bits);
 	if (n > 0 && (size_t)n < sizeof(line))
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "\tby %s (vsmtpd) with %s id %s",
-			      s->cfg->hostname, smtp_protocol(s), tx->env.id);
+			      s->cfg->hostname, smtpd_protocol(s), tx->env.id);
 	if (n > 0 && (size_t)n < sizeof(line) && tx->env.nrcpts == 1)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\n\tfor <%s>",
 			      tx->env.rcpts[0].address);
@@ -344,40 +344,40 @@ static void smtp_tx_received(struct smtp_session *s)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, "; %s\r\n", date);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return; /* cannot happen with bounded helo, host and address */
-	smtp_tx_write(tx, line, (size_t)n);
+	smtpd_tx_write(tx, line, (size_t)n);
 }
 
-/* smtp_content_start - DATA or the first BDAT: prepare to receive content. */
-static void smtp_content_start(struct smtp_session *s, enum data_filter_mode mode)
+/* smtpd_content_start - DATA or the first BDAT: prepare to receive content. */
+static void smtpd_content_start(struct smtp_session *s, enum data_filter_mode mode)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 
 	data_filter_init(&tx->df, mode, s->cfg->bare_eol, s->cfg->max_text_line,
-			 s->cfg->max_message_size, smtp_tx_write, tx);
-	smtp_tx_received(s);
-	smtp_set_read_timeout(s, s->cfg->timeout_data);
+			 s->cfg->max_message_size, smtpd_tx_write, tx);
+	smtpd_tx_received(s);
+	smtpd_set_read_timeout(s, s->cfg->timeout_data);
 }
 
-/* smtp_storage_reply - the reply for a failed write or commit. */
-static void smtp_storage_reply(struct smtp_session *s, int err)
+/* smtpd_storage_reply - the reply for a failed write or commit. */
+static void smtpd_storage_reply(struct smtp_session *s, int err)
 {
 	if (err == EFBIG)
-		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 	else if (err == ENOSPC || err == EDQUOT)
-		smtp_reply(s, "452 4.3.1 Insufficient system storage");
+		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
 	else
-		smtp_reply(s, "451 4.3.0 Error: queue file write error");
+		smtpd_reply(s, "451 4.3.0 Error: queue file write error");
 }
 
-/* smtp_reply_rule - send a reply a rule chose. */
-static void smtp_reply_rule(struct smtp_session *s, const struct rule_reply *r)
+/* smtpd_reply_rule - send a reply a rule chose. */
+static void smtpd_reply_rule(struct smtp_session *s, const struct rule_reply *r)
 {
-	smtp_reply(s, "%d%s%s%s%s", r->code, r->enhanced[0] ? " " : "", r->enhanced,
+	smtpd_reply(s, "%d%s%s%s%s", r->code, r->enhanced[0] ? " " : "", r->enhanced,
 		   r->text[0] ? " " : "", r->text);
 }
 
-/* smtp_rules - run a stage's rules for the session. */
-static enum rule_status smtp_rules(struct smtp_session *s, enum rule_stage stage,
+/* smtpd_rules - run a stage's rules for the session. */
+static enum rule_status smtpd_rules(struct smtp_session *s, enum rule_stage stage,
 				   struct rule_verdict *v)
 {
 	if (s->rules == NULL) {
@@ -388,10 +388,10 @@ static enum rule_status smtp_rules(struct smtp_session *s, enum rule_stage stage
 }
 
 /*
- * smtp_rules_refused - act on a verdict that refuses: send its reply (and
+ * smtpd_rules_refused - act on a verdict that refuses: send its reply (and
  * for deny, close). Returns 1 when the command is refused, 0 when it goes on.
  */
-static int smtp_rules_refused(struct smtp_session *s, enum rule_stage stage,
+static int smtpd_rules_refused(struct smtp_session *s, enum rule_stage stage,
 			      const struct rule_verdict *v)
 {
 	if (v->status != RULE_DENY && v->status != RULE_REJECT && v->status != RULE_INFO &&
@@ -401,20 +401,20 @@ static int smtp_rules_refused(struct smtp_session *s, enum rule_stage stage,
 		   s->tx && s->tx->env.id[0] ? s->tx->env.id : "NOQUEUE", rules_stage_name(stage),
 		   s->helo[0] ? s->helo : "unknown", s->client_ip, rules_status_name(v->status),
 		   v->rule, v->reply.code, v->reply.enhanced, v->reply.text);
-	smtp_reply_rule(s, &v->reply);
+	smtpd_reply_rule(s, &v->reply);
 	if (v->status == RULE_DENY || stage == RULE_STAGE_CONNECT)
-		smtp_close(s, v->status == RULE_DENY ? "denied by rules" : "refused by rules");
+		smtpd_close(s, v->status == RULE_DENY ? "denied by rules" : "refused by rules");
 	return 1;
 }
 
-/* smtp_rules_accept_reply - whether the verdict's accept code replaces ours. */
-static int smtp_rules_accept_reply(const struct rule_verdict *v)
+/* smtpd_rules_accept_reply - whether the verdict's accept code replaces ours. */
+static int smtpd_rules_accept_reply(const struct rule_verdict *v)
 {
 	return (v->status == RULE_ACCEPT || v->status == RULE_FACCEPT) && v->has_reply;
 }
 
-/* smtp_preq_load - read the message back from its file for the preq rules. */
-static struct message *smtp_preq_load(struct smtp_tx *tx)
+/* smtpd_preq_load - read the message back from its file for the preq rules. */
+static struct message *smtpd_preq_load(struct smtpd_tx *tx)
 {
 	struct message *msg;
 	size_t off = 0, len = (size_t)tx->written;
@@ -438,8 +438,8 @@ static struct message *smtp_preq_load(struct smtp_tx *tx)
 	return msg;
 }
 
-/* smtp_preq_store - write a message the rules changed over the file's content. */
-static int smtp_preq_store(struct smtp_tx *tx, const struct message *msg)
+/* smtpd_preq_store - write a message the rules changed over the file's content. */
+static int smtpd_preq_store(struct smtpd_tx *tx, const struct message *msg)
 {
 	size_t len, off = 0;
 	char *buf = message_serialize(msg, &len);
@@ -465,44 +465,44 @@ static int smtp_preq_store(struct smtp_tx *tx, const struct message *msg)
 }
 
 /*
- * smtp_preq - run the preq rules on the complete message; 1 when the
+ * smtpd_preq - run the preq rules on the complete message; 1 when the
  * message is refused (the reply is sent), 0 when it goes on to the queue.
  */
-static int smtp_preq(struct smtp_session *s)
+static int smtpd_preq(struct smtp_session *s)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 	struct rule_verdict v;
 	struct message *msg = NULL;
 	int err = 0;
 
 	if (s->rules != NULL && rules_stage_used(s->rules, RULE_STAGE_PREQ) && !s->rctx.skip_all) {
-		if ((msg = smtp_preq_load(tx)) == NULL) {
+		if ((msg = smtpd_preq_load(tx)) == NULL) {
 			log_err("%s: cannot read the message back for the rules", tx->env.id);
-			smtp_reply(s, "451 4.3.0 Error: queue file read error");
+			smtpd_reply(s, "451 4.3.0 Error: queue file read error");
 			return 1;
 		}
 		s->rctx.msg = msg;
 	}
-	smtp_rules(s, RULE_STAGE_PREQ, &v);
+	smtpd_rules(s, RULE_STAGE_PREQ, &v);
 	s->rctx.msg = NULL;
 	if (msg != NULL && message_modified(msg) && v.status != RULE_DENY &&
 	    v.status != RULE_REJECT && v.status != RULE_INFO && v.status != RULE_ERROR)
-		err = smtp_preq_store(tx, msg);
+		err = smtpd_preq_store(tx, msg);
 	message_free(msg);
-	if (smtp_rules_refused(s, RULE_STAGE_PREQ, &v))
+	if (smtpd_rules_refused(s, RULE_STAGE_PREQ, &v))
 		return 1;
 	if (err != 0) {
 		log_err("%s: cannot write the message the rules changed: %s", tx->env.id,
 			strerror(err));
-		smtp_storage_reply(s, err);
+		smtpd_storage_reply(s, err);
 		return 1;
 	}
-	if (smtp_rules_accept_reply(&v)) {
+	if (smtpd_rules_accept_reply(&v)) {
 		tx->has_final_reply = 1;
 		tx->final_reply = v.reply;
 	}
 	if (v.status == RULE_QUARANTINE && envelope_set(&tx->env.quarantine, v.quarantine) < 0) {
-		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		smtpd_reply(s, "451 4.3.0 Error: out of memory");
 		return 1;
 	}
 	/* A faccept skips every later rule: the postq and delivery ones too. */
@@ -510,75 +510,75 @@ static int smtp_preq(struct smtp_session *s)
 	return 0;
 }
 
-/* smtp_message_end - the content is complete: check it and ask for the commit. */
-static void smtp_message_end(struct smtp_session *s)
+/* smtpd_message_end - the content is complete: check it and ask for the commit. */
+static void smtpd_message_end(struct smtp_session *s)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 	const char *refusal = data_filter_reply(&tx->df);
 	char *json;
 	size_t jlen;
 	uint64_t content_len;
 
-	smtp_set_read_timeout(s, s->cfg->timeout_command);
-	s->state = SMTP_STATE_READY;
+	smtpd_set_read_timeout(s, s->cfg->timeout_command);
+	s->state = SMTPD_STATE_READY;
 	if (refusal != NULL) {
 		log_notice("%s: refused message from %s[%s]: %s", tx->env.id, s->helo, s->client_ip,
 			   refusal);
-		smtp_reply(s, "%s", refusal);
-		smtp_tx_reset(s);
+		smtpd_reply(s, "%s", refusal);
+		smtpd_tx_reset(s);
 		return;
 	}
-	smtp_tx_flush(tx);
-	if (tx->write_error == 0 && smtp_preq(s)) {
-		smtp_tx_reset(s);
+	smtpd_tx_flush(tx);
+	if (tx->write_error == 0 && smtpd_preq(s)) {
+		smtpd_tx_reset(s);
 		return;
 	}
 	if (tx->env.nrcpts == 0) {
 		/* The rules took every recipient away: nothing is left to deliver. */
 		log_notice("%s: discarded: the rules removed every recipient", tx->env.id);
-		smtp_reply(s, "250 2.0.0 Ok: discarded");
-		smtp_tx_reset(s);
+		smtpd_reply(s, "250 2.0.0 Ok: discarded");
+		smtpd_tx_reset(s);
 		return;
 	}
 	content_len = tx->written;
 	tx->env.received_at = time(NULL);
 	free(tx->env.vars);
 	tx->env.vars = rules_tx_vars(&s->rctx);
-	if (envelope_set(&tx->env.protocol, smtp_protocol(s)) < 0 ||
+	if (envelope_set(&tx->env.protocol, smtpd_protocol(s)) < 0 ||
 	    (json = envelope_to_json(&tx->env)) == NULL) {
-		smtp_reply(s, "451 4.3.0 Error: out of memory");
-		smtp_tx_reset(s);
+		smtpd_reply(s, "451 4.3.0 Error: out of memory");
+		smtpd_tx_reset(s);
 		return;
 	}
 	jlen = strlen(json);
-	smtp_tx_write(tx, json, jlen);
+	smtpd_tx_write(tx, json, jlen);
 	free(json);
-	smtp_tx_flush(tx);
+	smtpd_tx_flush(tx);
 	if (tx->write_error != 0) {
 		log_err("%s: cannot write message file: %s", tx->env.id, strerror(tx->write_error));
-		smtp_storage_reply(s, tx->write_error);
-		smtp_tx_reset(s);
+		smtpd_storage_reply(s, tx->write_error);
+		smtpd_tx_reset(s);
 		return;
 	}
-	if (smtp_queue_send(s, IPC_MSG_COMMIT, tx->env.id, content_len, jlen) < 0) {
-		smtp_reply(s, "451 4.3.0 Error: queue unavailable");
-		smtp_tx_reset(s);
+	if (smtpd_queue_send(s, IPC_MSG_COMMIT, tx->env.id, content_len, jlen) < 0) {
+		smtpd_reply(s, "451 4.3.0 Error: queue unavailable");
+		smtpd_tx_reset(s);
 		return;
 	}
-	s->wait = SMTP_WAIT_COMMIT;
+	s->wait = SMTPD_WAIT_COMMIT;
 }
 
-/* smtp_committed - the queue's answer to a commit. */
-static void smtp_committed(struct smtp_session *s, const struct ipc_msg *m)
+/* smtpd_committed - the queue's answer to a commit. */
+static void smtpd_committed(struct smtp_session *s, const struct ipc_msg *m)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 
-	if (tx == NULL || s->wait != SMTP_WAIT_COMMIT || strcmp(m->id, tx->env.id) != 0)
+	if (tx == NULL || s->wait != SMTPD_WAIT_COMMIT || strcmp(m->id, tx->env.id) != 0)
 		fatal("commit answer for %s that no transaction waits for", m->id);
-	s->wait = SMTP_WAIT_NONE;
+	s->wait = SMTPD_WAIT_NONE;
 	if (m->status != 0) {
-		smtp_storage_reply(s, m->status);
-		smtp_tx_free(s, 0);
+		smtpd_storage_reply(s, m->status);
+		smtpd_tx_free(s, 0);
 		return;
 	}
 	log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, client=%s[%s], proto=%s%s%s", tx->env.id,
@@ -588,45 +588,45 @@ static void smtp_committed(struct smtp_session *s, const struct ipc_msg *m)
 	if (tx->env.quarantine != NULL)
 		log_notice("%s: quarantined in %s", tx->env.id, tx->env.quarantine);
 	if (tx->has_final_reply)
-		smtp_reply_rule(s, &tx->final_reply);
+		smtpd_reply_rule(s, &tx->final_reply);
 	else
-		smtp_reply(s, "250 2.0.0 Ok: queued as %s", tx->env.id);
+		smtpd_reply(s, "250 2.0.0 Ok: queued as %s", tx->env.id);
 	s->cmd_ok[tx->chunking ? SMTP_VERB_BDAT : SMTP_VERB_DATA]++;
 	s->queued++;
-	smtp_log_id(s, tx->env.id);
-	smtp_tx_free(s, 0);
+	smtpd_log_id(s, tx->env.id);
+	smtpd_tx_free(s, 0);
 }
 
-/* smtp_created - the queue's answer to MAIL's request for a message file. */
-static void smtp_created(struct smtp_session *s, const struct ipc_msg *m, int fd)
+/* smtpd_created - the queue's answer to MAIL's request for a message file. */
+static void smtpd_created(struct smtp_session *s, const struct ipc_msg *m, int fd)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 
-	if (tx == NULL || s->wait != SMTP_WAIT_CREATE)
+	if (tx == NULL || s->wait != SMTPD_WAIT_CREATE)
 		fatal("message file %s that no transaction waits for", m->id);
-	s->wait = SMTP_WAIT_NONE;
+	s->wait = SMTPD_WAIT_NONE;
 	if (m->status != 0 || fd < 0) {
 		if (fd >= 0)
 			close(fd);
 		if (m->status == ENOSPC)
-			smtp_reply(s, "452 4.3.1 Insufficient system storage");
+			smtpd_reply(s, "452 4.3.1 Insufficient system storage");
 		else
-			smtp_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
-		smtp_tx_free(s, 0);
+			smtpd_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
+		smtpd_tx_free(s, 0);
 		return;
 	}
 	tx->fd = fd;
 	memcpy(tx->env.id, m->id, SPOOL_ID_LEN + 1);
-	s->state = SMTP_STATE_MAIL;
+	s->state = SMTPD_STATE_MAIL;
 	s->cmd_ok[SMTP_VERB_MAIL]++;
 	if (tx->has_mail_reply)
-		smtp_reply_rule(s, &tx->mail_reply);
+		smtpd_reply_rule(s, &tx->mail_reply);
 	else
-		smtp_reply(s, "250 2.1.0 Ok");
+		smtpd_reply(s, "250 2.1.0 Ok");
 }
 
-/* smtp_queue_cb - answers from the queue process. */
-static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
+/* smtpd_queue_cb - answers from the queue process. */
+static void smtpd_queue_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	struct ipc_msg m;
@@ -634,11 +634,11 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 
 	while ((n = ipc_recv((int)fd, &m, &passfd)) > 0) {
 		if (m.type == IPC_MSG_CREATED)
-			smtp_created(s, &m, passfd);
+			smtpd_created(s, &m, passfd);
 		else if (m.type == IPC_MSG_COMMITTED)
-			smtp_committed(s, &m);
+			smtpd_committed(s, &m);
 		else if (m.type == IPC_RULE_DONE && passfd >= 0)
-			close(passfd); /* late: spool_client has shut the channel */
+			close(passfd); /* late: queue_client has shut the channel */
 		else if (m.type != IPC_RULE_DONE)
 			fatal("unexpected message type %u from the queue", m.type);
 	}
@@ -647,40 +647,40 @@ static void smtp_queue_cb(evutil_socket_t fd, short what, void *arg)
 		event_del(s->queue_ev);
 		close(s->queue_fd);
 		s->queue_fd = -1;
-		if (s->wait == SMTP_WAIT_CREATE || s->wait == SMTP_WAIT_COMMIT) {
-			s->wait = SMTP_WAIT_NONE;
-			smtp_reply(s, "421 4.3.0 %s Error: queue unavailable, closing connection",
+		if (s->wait == SMTPD_WAIT_CREATE || s->wait == SMTPD_WAIT_COMMIT) {
+			s->wait = SMTPD_WAIT_NONE;
+			smtpd_reply(s, "421 4.3.0 %s Error: queue unavailable, closing connection",
 				   s->cfg->hostname);
-			smtp_close(s, "queue unavailable");
+			smtpd_close(s, "queue unavailable");
 			return;
 		}
 	}
-	smtp_input_process(s);
+	smtpd_input_process(s);
 }
 
-/* smtp_starttls_offered - whether STARTTLS may be used now. */
-static int smtp_starttls_offered(const struct smtp_session *s)
+/* smtpd_starttls_offered - whether STARTTLS may be used now. */
+static int smtpd_starttls_offered(const struct smtp_session *s)
 {
 	return s->tls != NULL && s->listener->tls != LISTENER_TLS_NONE && !s->tls_active;
 }
 
-/* smtp_auth_plaintext_ok - whether this client may authenticate without
+/* smtpd_auth_plaintext_ok - whether this client may authenticate without
  * TLS: never on a listener that requires TLS first. */
-static int smtp_auth_plaintext_ok(const struct smtp_session *s)
+static int smtpd_auth_plaintext_ok(const struct smtp_session *s)
 {
 	return s->cfg->auth_allow_plaintext && s->listener->tls != LISTENER_TLS_ENCRYPT &&
 	       netaddr_list_contains(s->cfg->auth_plaintext_networks, s->client_ip);
 }
 
-/* smtp_auth_offered - whether EHLO lists AUTH now. */
-static int smtp_auth_offered(const struct smtp_session *s)
+/* smtpd_auth_offered - whether EHLO lists AUTH now. */
+static int smtpd_auth_offered(const struct smtp_session *s)
 {
 	return s->sasl != NULL && !s->authenticated &&
-	       (s->tls_active || smtp_auth_plaintext_ok(s));
+	       (s->tls_active || smtpd_auth_plaintext_ok(s));
 }
 
-/* smtp_cmd_helo - HELO and EHLO: identify the client, reset the transaction. */
-static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
+/* smtpd_cmd_helo - HELO and EHLO: identify the client, reset the transaction. */
+static void smtpd_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 {
 	const char *err = smtp_helo_parse(args);
 	char helo[sizeof(s->helo)];
@@ -690,7 +690,7 @@ static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 	size_t len;
 
 	if (err != NULL) {
-		smtp_reply(s, "%s", err);
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	args += strspn(args, " \t");
@@ -698,62 +698,62 @@ static void smtp_cmd_helo(struct smtp_session *s, const char *args, int esmtp)
 	while (len > 0 && (args[len - 1] == ' ' || args[len - 1] == '\t'))
 		len--;
 	snprintf(helo, sizeof(helo), "%.*s", (int)len, args);
-	smtp_tx_reset(s);
+	smtpd_tx_reset(s);
 	s->rctx.helo = helo;
-	smtp_rules(s, RULE_STAGE_HELO, &v);
+	smtpd_rules(s, RULE_STAGE_HELO, &v);
 	s->rctx.helo = s->helo;
-	if (smtp_rules_refused(s, RULE_STAGE_HELO, &v))
+	if (smtpd_rules_refused(s, RULE_STAGE_HELO, &v))
 		return;
 	memcpy(s->helo, helo, sizeof(s->helo));
 	s->conn_skip_all = s->rctx.skip_all;
 	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
 	s->esmtp = esmtp;
-	s->state = SMTP_STATE_READY;
-	if (smtp_rules_accept_reply(&v) && v.reply.text[0])
+	s->state = SMTPD_STATE_READY;
+	if (smtpd_rules_accept_reply(&v) && v.reply.text[0])
 		greeting = v.reply.text;
 	if (!esmtp) {
-		smtp_reply(s, "250 %s", greeting);
+		smtpd_reply(s, "250 %s", greeting);
 		return;
 	}
-	smtp_reply(s, "250-%s", greeting);
-	smtp_reply(s, "250-PIPELINING");
-	smtp_reply(s, "250-SIZE %" PRIu64, s->cfg->max_message_size);
-	smtp_reply(s, "250-8BITMIME");
-	smtp_reply(s, "250-SMTPUTF8");
-	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
-	smtp_reply(s, "250-CHUNKING");
-	starttls = smtp_starttls_offered(s);
-	auth = smtp_auth_offered(s) ? smtp_auth_mechanisms(s->sasl) : "";
-	smtp_reply(s, "250%sDSN", starttls || auth[0] ? "-" : " ");
+	smtpd_reply(s, "250-%s", greeting);
+	smtpd_reply(s, "250-PIPELINING");
+	smtpd_reply(s, "250-SIZE %" PRIu64, s->cfg->max_message_size);
+	smtpd_reply(s, "250-8BITMIME");
+	smtpd_reply(s, "250-SMTPUTF8");
+	smtpd_reply(s, "250-ENHANCEDSTATUSCODES");
+	smtpd_reply(s, "250-CHUNKING");
+	starttls = smtpd_starttls_offered(s);
+	auth = smtpd_auth_offered(s) ? smtpd_auth_mechanisms(s->sasl) : "";
+	smtpd_reply(s, "250%sDSN", starttls || auth[0] ? "-" : " ");
 	if (starttls)
-		smtp_reply(s, "250%sSTARTTLS", auth[0] ? "-" : " ");
+		smtpd_reply(s, "250%sSTARTTLS", auth[0] ? "-" : " ");
 	if (auth[0])
-		smtp_reply(s, "250 AUTH %s", auth);
+		smtpd_reply(s, "250 AUTH %s", auth);
 }
 
-/* smtp_cmd_ehlo - EHLO. */
-static void smtp_cmd_ehlo(struct smtp_session *s, const char *args)
+/* smtpd_cmd_ehlo - EHLO. */
+static void smtpd_cmd_ehlo(struct smtp_session *s, const char *args)
 {
-	smtp_cmd_helo(s, args, 1);
+	smtpd_cmd_helo(s, args, 1);
 }
 
-/* smtp_cmd_helo_plain - HELO. */
-static void smtp_cmd_helo_plain(struct smtp_session *s, const char *args)
+/* smtpd_cmd_helo_plain - HELO. */
+static void smtpd_cmd_helo_plain(struct smtp_session *s, const char *args)
 {
-	smtp_cmd_helo(s, args, 0);
+	smtpd_cmd_helo(s, args, 0);
 }
 
-/* smtp_tx_new - a transaction for an accepted MAIL command. */
-static struct smtp_tx *smtp_tx_new(struct smtp_session *s, const struct smtp_mail *mail)
+/* smtpd_tx_new - a transaction for an accepted MAIL command. */
+static struct smtpd_tx *smtpd_tx_new(struct smtp_session *s, const struct smtp_mail *mail)
 {
-	struct smtp_tx *tx = malloc(sizeof(*tx));
+	struct smtpd_tx *tx = malloc(sizeof(*tx));
 	char from[SMTP_PATH_MAX + 1];
 
 	if (tx == NULL)
 		return NULL;
 	/* The write buffer is filled before it is read: zeroing its 64 KiB for
 	 * every transaction would only cost page faults. */
-	memset(tx, 0, offsetof(struct smtp_tx, wbuf));
+	memset(tx, 0, offsetof(struct smtpd_tx, wbuf));
 	tx->fd = -1;
 	tx->utf8 = mail->smtputf8;
 	tx->env.client_port = s->client_port;
@@ -781,62 +781,62 @@ static struct smtp_tx *smtp_tx_new(struct smtp_session *s, const struct smtp_mai
 	return tx;
 }
 
-/* smtp_cmd_mail - MAIL: start a transaction; the queue creates its file. */
-static void smtp_cmd_mail(struct smtp_session *s, const char *args)
+/* smtpd_cmd_mail - MAIL: start a transaction; the queue creates its file. */
+static void smtpd_cmd_mail(struct smtp_session *s, const char *args)
 {
 	struct smtp_mail mail;
 	struct rule_verdict v;
 	const char *err;
 
-	if (s->state == SMTP_STATE_INIT) {
-		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+	if (s->state == SMTPD_STATE_INIT) {
+		smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
-	if (s->state != SMTP_STATE_READY) {
-		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
+	if (s->state != SMTPD_STATE_READY) {
+		smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
 	if (s->listener->tls == LISTENER_TLS_ENCRYPT && !s->tls_active) {
-		smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+		smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		return;
 	}
 	if (s->listener->auth == LISTENER_AUTH_REQUIRED && !s->authenticated) {
-		smtp_reply(s, "530 5.7.0 Authentication required");
+		smtpd_reply(s, "530 5.7.0 Authentication required");
 		return;
 	}
 	if ((err = smtp_mail_parse(args, &mail)) != NULL) {
-		smtp_reply(s, "%s", err);
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	if (mail.size_given && mail.size > s->cfg->max_message_size) {
-		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
 		return;
 	}
-	if ((s->tx = smtp_tx_new(s, &mail)) == NULL) {
-		smtp_reply(s, "451 4.3.0 Error: out of memory");
+	if ((s->tx = smtpd_tx_new(s, &mail)) == NULL) {
+		smtpd_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
 	s->rctx.env = &s->tx->env;
 	s->rctx.mail_timestamp = time(NULL);
-	smtp_rules(s, RULE_STAGE_MAIL, &v);
-	if (smtp_rules_refused(s, RULE_STAGE_MAIL, &v)) {
-		smtp_tx_free(s, 0);
+	smtpd_rules(s, RULE_STAGE_MAIL, &v);
+	if (smtpd_rules_refused(s, RULE_STAGE_MAIL, &v)) {
+		smtpd_tx_free(s, 0);
 		return;
 	}
-	if (smtp_rules_accept_reply(&v)) {
+	if (smtpd_rules_accept_reply(&v)) {
 		s->tx->has_mail_reply = 1;
 		s->tx->mail_reply = v.reply;
 	}
-	if (smtp_queue_send(s, IPC_MSG_CREATE, NULL, mail.size, 0) < 0) {
-		smtp_tx_free(s, 0);
-		smtp_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
+	if (smtpd_queue_send(s, IPC_MSG_CREATE, NULL, mail.size, 0) < 0) {
+		smtpd_tx_free(s, 0);
+		smtpd_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
 		return;
 	}
-	s->wait = SMTP_WAIT_CREATE;
+	s->wait = SMTPD_WAIT_CREATE;
 }
 
-/* smtp_cmd_rcpt - RCPT: add a recipient. */
-static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
+/* smtpd_cmd_rcpt - RCPT: add a recipient. */
+static void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 {
 	struct smtp_rcpt rcpt;
 	char to[SMTP_PATH_MAX + 1];
@@ -844,20 +844,20 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	struct rule_verdict v;
 	const char *err;
 
-	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
-		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
+	if (s->state != SMTPD_STATE_MAIL && s->state != SMTPD_STATE_RCPT) {
+		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if (s->tx->chunking) {
-		smtp_reply(s, "503 5.5.1 Error: RCPT after BDAT");
+		smtpd_reply(s, "503 5.5.1 Error: RCPT after BDAT");
 		return;
 	}
 	if ((err = smtp_rcpt_parse(args, s->tx->utf8, &rcpt)) != NULL) {
-		smtp_reply(s, "%s", err);
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	if (s->tx->env.nrcpts >= s->cfg->max_recipients) {
-		smtp_reply(s, "452 4.5.3 Error: too many recipients");
+		smtpd_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	smtp_address_format(&rcpt.to, to, sizeof(to));
@@ -866,21 +866,21 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	if (s->rules != NULL && rules_stage_used(s->rules, RULE_STAGE_RCPT) &&
 	    envelope_copy_rcpts(&before, &s->tx->env) < 0) {
 		envelope_clear(&before);
-		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		smtpd_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
 	if (envelope_add_rcpt(&s->tx->env, to, rcpt.notify,
 			      rcpt.orcpt_type[0] ? rcpt.orcpt_type : NULL,
 			      rcpt.orcpt_type[0] ? rcpt.orcpt : NULL) < 0) {
 		envelope_clear(&before);
-		smtp_reply(s, "451 4.3.0 Error: out of memory");
+		smtpd_reply(s, "451 4.3.0 Error: out of memory");
 		return;
 	}
 	/* The rules see the recipient in rcpt_list already. */
 	s->rctx.rcpt = to;
-	smtp_rules(s, RULE_STAGE_RCPT, &v);
+	smtpd_rules(s, RULE_STAGE_RCPT, &v);
 	s->rctx.rcpt = NULL;
-	if (smtp_rules_refused(s, RULE_STAGE_RCPT, &v)) {
+	if (smtpd_rules_refused(s, RULE_STAGE_RCPT, &v)) {
 		envelope_swap_rcpts(&s->tx->env, &before);
 		envelope_clear(&before);
 		return;
@@ -888,212 +888,212 @@ static void smtp_cmd_rcpt(struct smtp_session *s, const char *args)
 	envelope_clear(&before);
 	/* Even when the rules took every recipient away: the client was told
 	 * 250, so DATA goes on, and the end of the message says "discarded". */
-	s->state = SMTP_STATE_RCPT;
-	if (smtp_rules_accept_reply(&v))
-		smtp_reply_rule(s, &v.reply);
+	s->state = SMTPD_STATE_RCPT;
+	if (smtpd_rules_accept_reply(&v))
+		smtpd_reply_rule(s, &v.reply);
 	else
-		smtp_reply(s, "250 2.1.5 Ok");
+		smtpd_reply(s, "250 2.1.5 Ok");
 }
 
-/* smtp_tx_refusal - why DATA / BDAT cannot start now, or NULL. */
-static const char *smtp_tx_refusal(const struct smtp_session *s)
+/* smtpd_tx_refusal - why DATA / BDAT cannot start now, or NULL. */
+static const char *smtpd_tx_refusal(const struct smtp_session *s)
 {
-	if (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_READY)
+	if (s->state == SMTPD_STATE_INIT || s->state == SMTPD_STATE_READY)
 		return "503 5.5.1 Error: need MAIL command";
-	if (s->state == SMTP_STATE_MAIL)
+	if (s->state == SMTPD_STATE_MAIL)
 		return "503 5.5.1 Error: need RCPT command";
 	return NULL;
 }
 
-/* smtp_cmd_data - DATA: receive dot-terminated content. */
-static void smtp_cmd_data(struct smtp_session *s, const char *args)
+/* smtpd_cmd_data - DATA: receive dot-terminated content. */
+static void smtpd_cmd_data(struct smtp_session *s, const char *args)
 {
-	const char *err = smtp_tx_refusal(s);
+	const char *err = smtpd_tx_refusal(s);
 
 	if (*args != '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: DATA");
+		smtpd_reply(s, "501 5.5.4 Syntax: DATA");
 		return;
 	}
 	if (err == NULL && s->tx->chunking)
 		err = "503 5.5.1 Error: DATA after BDAT";
 	if (err != NULL) {
-		smtp_reply(s, "%s", err);
+		smtpd_reply(s, "%s", err);
 		return;
 	}
-	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	smtp_content_start(s, DATA_FILTER_DATA);
-	s->state = SMTP_STATE_DATA;
+	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtpd_content_start(s, DATA_FILTER_DATA);
+	s->state = SMTPD_STATE_DATA;
 }
 
-/* smtp_cmd_bdat - BDAT (RFC 3030): a chunk of exactly the given size. */
-static void smtp_cmd_bdat(struct smtp_session *s, const char *args)
+/* smtpd_cmd_bdat - BDAT (RFC 3030): a chunk of exactly the given size. */
+static void smtpd_cmd_bdat(struct smtp_session *s, const char *args)
 {
 	const char *err;
 	uint64_t size;
 	int last;
 
 	if ((err = smtp_bdat_parse(args, &size, &last)) != NULL) {
-		smtp_reply(s, "%s", err);
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	/* Whatever the answer, the chunk's bytes follow: read them first. */
 	s->bdat_left = size;
 	s->bdat_last = last;
-	s->bdat_refusal = smtp_tx_refusal(s);
+	s->bdat_refusal = smtpd_tx_refusal(s);
 	s->bdat_prev = s->state;
-	s->state = SMTP_STATE_BDAT;
+	s->state = SMTPD_STATE_BDAT;
 	if (s->bdat_refusal == NULL && !s->tx->chunking) {
 		s->tx->chunking = 1;
-		smtp_content_start(s, DATA_FILTER_BDAT);
+		smtpd_content_start(s, DATA_FILTER_BDAT);
 	}
-	smtp_set_read_timeout(s, s->cfg->timeout_data);
+	smtpd_set_read_timeout(s, s->cfg->timeout_data);
 }
 
-/* smtp_bdat_end - all bytes of a chunk are in: answer it. */
-static void smtp_bdat_end(struct smtp_session *s)
+/* smtpd_bdat_end - all bytes of a chunk are in: answer it. */
+static void smtpd_bdat_end(struct smtp_session *s)
 {
-	struct smtp_tx *tx = s->tx;
+	struct smtpd_tx *tx = s->tx;
 	const char *refusal = s->bdat_refusal;
 
 	s->bdat_refusal = NULL;
 	if (refusal != NULL) {
 		s->state = s->bdat_prev;
-		smtp_set_read_timeout(s, s->cfg->timeout_command);
-		smtp_reply(s, "%s", refusal);
+		smtpd_set_read_timeout(s, s->cfg->timeout_command);
+		smtpd_reply(s, "%s", refusal);
 		return;
 	}
 	if (s->bdat_last) {
 		data_filter_finish(&tx->df);
-		smtp_message_end(s);
+		smtpd_message_end(s);
 		return;
 	}
-	s->state = SMTP_STATE_RCPT;
-	smtp_set_read_timeout(s, s->cfg->timeout_command);
+	s->state = SMTPD_STATE_RCPT;
+	smtpd_set_read_timeout(s, s->cfg->timeout_command);
 	if ((refusal = data_filter_reply(&tx->df)) != NULL) {
 		/* RFC 3030: after an error the client sends no more chunks. */
-		smtp_reply(s, "%s", refusal);
-		smtp_tx_reset(s);
+		smtpd_reply(s, "%s", refusal);
+		smtpd_tx_reset(s);
 		return;
 	}
 	s->cmd_ok[SMTP_VERB_BDAT]++;
-	smtp_reply(s, "250 2.0.0 %" PRIu64 " octets received", tx->df.size);
+	smtpd_reply(s, "250 2.0.0 %" PRIu64 " octets received", tx->df.size);
 }
 
-/* smtp_cmd_rset - RSET. */
-static void smtp_cmd_rset(struct smtp_session *s, const char *args)
+/* smtpd_cmd_rset - RSET. */
+static void smtpd_cmd_rset(struct smtp_session *s, const char *args)
 {
 	if (*args != '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: RSET");
+		smtpd_reply(s, "501 5.5.4 Syntax: RSET");
 		return;
 	}
-	smtp_tx_reset(s);
-	smtp_reply(s, "250 2.0.0 Ok");
+	smtpd_tx_reset(s);
+	smtpd_reply(s, "250 2.0.0 Ok");
 }
 
-/* smtp_cmd_noop - NOOP (an argument is allowed and ignored). */
-static void smtp_cmd_noop(struct smtp_session *s, const char *args)
+/* smtpd_cmd_noop - NOOP (an argument is allowed and ignored). */
+static void smtpd_cmd_noop(struct smtp_session *s, const char *args)
 {
-	smtp_reply(s, "250 2.0.0 Ok");
+	smtpd_reply(s, "250 2.0.0 Ok");
 }
 
-/* smtp_cmd_quit - QUIT. */
-static void smtp_cmd_quit(struct smtp_session *s, const char *args)
+/* smtpd_cmd_quit - QUIT. */
+static void smtpd_cmd_quit(struct smtp_session *s, const char *args)
 {
 	if (*args != '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: QUIT");
+		smtpd_reply(s, "501 5.5.4 Syntax: QUIT");
 		return;
 	}
-	smtp_reply(s, "221 2.0.0 Bye");
-	smtp_close(s, "ok");
+	smtpd_reply(s, "221 2.0.0 Bye");
+	smtpd_close(s, "ok");
 }
 
-/* smtp_cmd_help - HELP. */
-static void smtp_cmd_help(struct smtp_session *s, const char *args)
+/* smtpd_cmd_help - HELP. */
+static void smtpd_cmd_help(struct smtp_session *s, const char *args)
 {
-	smtp_reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT");
-	smtp_reply(s, "214 2.0.0 HELP VRFY EXPN STARTTLS AUTH; see RFC 5321");
+	smtpd_reply(s, "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT");
+	smtpd_reply(s, "214 2.0.0 HELP VRFY EXPN STARTTLS AUTH; see RFC 5321");
 }
 
-/* smtp_cmd_vrfy - VRFY: never tells whether a user exists. */
-static void smtp_cmd_vrfy(struct smtp_session *s, const char *args)
+/* smtpd_cmd_vrfy - VRFY: never tells whether a user exists. */
+static void smtpd_cmd_vrfy(struct smtp_session *s, const char *args)
 {
 	if (*args == '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: VRFY address");
+		smtpd_reply(s, "501 5.5.4 Syntax: VRFY address");
 		return;
 	}
-	smtp_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+	smtpd_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
-/* smtp_cmd_expn - EXPN: lists are not disclosed. */
-static void smtp_cmd_expn(struct smtp_session *s, const char *args)
+/* smtpd_cmd_expn - EXPN: lists are not disclosed. */
+static void smtpd_cmd_expn(struct smtp_session *s, const char *args)
 {
-	smtp_reply(s, "502 5.5.1 Error: EXPN not supported");
+	smtpd_reply(s, "502 5.5.1 Error: EXPN not supported");
 }
 
-/* smtp_cmd_unknown - anything else. */
-static void smtp_cmd_unknown(struct smtp_session *s, const char *args)
+/* smtpd_cmd_unknown - anything else. */
+static void smtpd_cmd_unknown(struct smtp_session *s, const char *args)
 {
-	smtp_reply(s, "500 5.5.2 Error: command not recognized");
+	smtpd_reply(s, "500 5.5.2 Error: command not recognized");
 }
 
-/* smtp_cmd_starttls - STARTTLS (RFC 3207): the handshake follows this read. */
-static void smtp_cmd_starttls(struct smtp_session *s, const char *args)
+/* smtpd_cmd_starttls - STARTTLS (RFC 3207): the handshake follows this read. */
+static void smtpd_cmd_starttls(struct smtp_session *s, const char *args)
 {
 	if (*args != '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
 	if (s->tls_active) {
-		smtp_reply(s, "503 5.5.1 Error: TLS already active");
+		smtpd_reply(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
-	if (!smtp_starttls_offered(s)) {
-		smtp_reply(s, "502 5.5.1 Error: STARTTLS not available");
+	if (!smtpd_starttls_offered(s)) {
+		smtpd_reply(s, "502 5.5.1 Error: STARTTLS not available");
 		return;
 	}
-	if (s->state == SMTP_STATE_INIT) {
-		smtp_reply(s, "503 5.5.1 Error: send EHLO first");
+	if (s->state == SMTPD_STATE_INIT) {
+		smtpd_reply(s, "503 5.5.1 Error: send EHLO first");
 		return;
 	}
 	if (s->tx != NULL) {
-		smtp_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return;
 	}
-	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	smtpd_reply(s, "220 2.0.0 Ready to start TLS");
 	s->tls_pending = 1;
 }
 
-/* smtp_auth_failed - count a failed AUTH; past the limit, hang up. */
-static void smtp_auth_failed(struct smtp_session *s)
+/* smtpd_auth_failed - count a failed AUTH; past the limit, hang up. */
+static void smtpd_auth_failed(struct smtp_session *s)
 {
 	if (++s->auth_failures < s->cfg->auth_max_failures)
 		return;
 	log_notice("%s: too many failed authentication attempts (%u)", s->client_ip,
 		   s->auth_failures);
-	smtp_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
+	smtpd_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
 		   s->cfg->hostname);
-	smtp_close(s, "too many failed authentication attempts");
+	smtpd_close(s, "too many failed authentication attempts");
 }
 
-/* smtp_auth_end - an exchange is over without success: a fresh start for the next. */
-static void smtp_auth_end(struct smtp_session *s)
+/* smtpd_auth_end - an exchange is over without success: a fresh start for the next. */
+static void smtpd_auth_end(struct smtp_session *s)
 {
 	s->auth_pending = 0;
-	if (smtp_auth_reset(s->sasl) < 0)
+	if (smtpd_auth_reset(s->sasl) < 0)
 		log_err("%s: cannot reset the SASL state", s->client_ip);
 }
 
-/* smtp_auth_accepted - Cyrus accepted the credentials: now the rules decide. */
-static void smtp_auth_accepted(struct smtp_session *s)
+/* smtpd_auth_accepted - Cyrus accepted the credentials: now the rules decide. */
+static void smtpd_auth_accepted(struct smtp_session *s)
 {
 	struct rule_verdict v;
 
 	s->auth_pending = 0;
-	snprintf(s->authid, sizeof(s->authid), "%s", smtp_auth_user(s->sasl));
+	snprintf(s->authid, sizeof(s->authid), "%s", smtpd_auth_user(s->sasl));
 	s->rctx.is_authenticated = 1;
 	s->rctx.auth_mechanism = s->auth_mech;
 	s->rctx.auth_authid = s->authid;
-	smtp_rules(s, RULE_STAGE_AUTHENTICATE, &v);
+	smtpd_rules(s, RULE_STAGE_AUTHENTICATE, &v);
 	if (v.status == RULE_DENY || v.status == RULE_REJECT || v.status == RULE_INFO ||
 	    v.status == RULE_ERROR) {
 		s->rctx.is_authenticated = 0;
@@ -1103,16 +1103,16 @@ static void smtp_auth_accepted(struct smtp_session *s)
 			   s->client_ip, s->authid, s->auth_mech, v.rule,
 			   rules_status_name(v.status));
 		s->authid[0] = '\0';
-		smtp_auth_end(s);
+		smtpd_auth_end(s);
 		if (v.status == RULE_ERROR) {
-			smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+			smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 			return;
 		}
-		smtp_reply(s, "535 5.7.8 Error: authentication failed");
+		smtpd_reply(s, "535 5.7.8 Error: authentication failed");
 		if (v.status == RULE_DENY)
-			smtp_close(s, "denied by rules");
+			smtpd_close(s, "denied by rules");
 		else
-			smtp_auth_failed(s);
+			smtpd_auth_failed(s);
 		return;
 	}
 	s->authenticated = 1;
@@ -1122,122 +1122,122 @@ static void smtp_auth_accepted(struct smtp_session *s)
 	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
 	s->cmd_ok[SMTP_VERB_AUTH]++;
 	log_info("%s: authenticated as %s with %s", s->client_ip, s->authid, s->auth_mech);
-	smtp_reply(s, "235 2.7.0 Authentication successful");
+	smtpd_reply(s, "235 2.7.0 Authentication successful");
 }
 
-/* smtp_auth_outcome - answer one step of the exchange. */
-static void smtp_auth_outcome(struct smtp_session *s, enum smtp_auth_result r,
+/* smtpd_auth_outcome - answer one step of the exchange. */
+static void smtpd_auth_outcome(struct smtp_session *s, enum smtpd_auth_result r,
 			      const char *challenge, const char *why)
 {
 	switch (r) {
-	case SMTP_AUTH_CONTINUE:
-		/* Not through smtp_reply: a challenge may be longer than its line. */
+	case SMTPD_AUTH_CONTINUE:
+		/* Not through smtpd_reply: a challenge may be longer than its line. */
 		s->auth_pending = 1;
 		s->last_code = 334;
 		log_debug("%s: >>> 334 (challenge, %zu bytes)", s->client_ip, strlen(challenge));
 		evbuffer_add_printf(bufferevent_get_output(s->bev), "334 %s\r\n", challenge);
 		return;
-	case SMTP_AUTH_OK:
-		smtp_auth_accepted(s);
+	case SMTPD_AUTH_OK:
+		smtpd_auth_accepted(s);
 		return;
-	case SMTP_AUTH_NOMECH:
-		smtp_auth_end(s);
-		smtp_reply(s, "504 5.5.4 Unrecognized authentication type");
+	case SMTPD_AUTH_NOMECH:
+		smtpd_auth_end(s);
+		smtpd_reply(s, "504 5.5.4 Unrecognized authentication type");
 		return;
-	case SMTP_AUTH_TEMP:
+	case SMTPD_AUTH_TEMP:
 		log_warn("%s: authentication with %s could not be checked: %s", s->client_ip,
 			 s->auth_mech, why);
-		smtp_auth_end(s);
-		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+		smtpd_auth_end(s);
+		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
-	case SMTP_AUTH_BAD_BASE64:
+	case SMTPD_AUTH_BAD_BASE64:
 		log_notice("%s: authentication failed with %s: %s", s->client_ip, s->auth_mech,
 			   why);
-		smtp_auth_end(s);
-		smtp_reply(s, "501 5.5.2 Error: cannot decode response");
-		smtp_auth_failed(s);
+		smtpd_auth_end(s);
+		smtpd_reply(s, "501 5.5.2 Error: cannot decode response");
+		smtpd_auth_failed(s);
 		return;
-	case SMTP_AUTH_FAIL:
+	case SMTPD_AUTH_FAIL:
 		log_notice("%s: authentication failed with %s: %s", s->client_ip, s->auth_mech,
 			   why);
-		smtp_auth_end(s);
-		smtp_reply(s, "535 5.7.8 Error: authentication failed");
-		smtp_auth_failed(s);
+		smtpd_auth_end(s);
+		smtpd_reply(s, "535 5.7.8 Error: authentication failed");
+		smtpd_auth_failed(s);
 		return;
 	}
 }
 
-/* smtp_auth_response - a line of the client inside an AUTH exchange. */
-static void smtp_auth_response(struct smtp_session *s, const char *line)
+/* smtpd_auth_response - a line of the client inside an AUTH exchange. */
+static void smtpd_auth_response(struct smtp_session *s, const char *line)
 {
-	char challenge[SMTP_AUTH_LINE_MAX + 4];
+	char challenge[SMTPD_AUTH_LINE_MAX + 4];
 	const char *why = "";
-	enum smtp_auth_result r;
+	enum smtpd_auth_result r;
 
 	log_debug("%s: <<< (AUTH response, %zu bytes)", s->client_ip, strlen(line));
 	s->last_code = 0;
 	if (strcmp(line, "*") == 0) {
 		log_notice("%s: authentication with %s cancelled by the client", s->client_ip,
 			   s->auth_mech);
-		smtp_auth_end(s);
-		smtp_reply(s, "501 5.0.0 Authentication cancelled");
-		smtp_auth_failed(s);
+		smtpd_auth_end(s);
+		smtpd_reply(s, "501 5.0.0 Authentication cancelled");
+		smtpd_auth_failed(s);
 		return;
 	}
-	r = smtp_auth_step(s->sasl, line, challenge, sizeof(challenge), &why);
-	smtp_auth_outcome(s, r, challenge, why);
+	r = smtpd_auth_step(s->sasl, line, challenge, sizeof(challenge), &why);
+	smtpd_auth_outcome(s, r, challenge, why);
 }
 
-/* smtp_auth_too_long - a response past SMTP_AUTH_LINE_MAX ends the exchange. */
-static void smtp_auth_too_long(struct smtp_session *s)
+/* smtpd_auth_too_long - a response past SMTPD_AUTH_LINE_MAX ends the exchange. */
+static void smtpd_auth_too_long(struct smtp_session *s)
 {
 	log_notice("%s: authentication with %s: response line too long", s->client_ip,
 		   s->auth_mech);
-	smtp_auth_end(s);
-	smtp_reply(s, "500 5.5.6 Authentication exchange line is too long");
-	smtp_auth_failed(s);
+	smtpd_auth_end(s);
+	smtpd_reply(s, "500 5.5.6 Authentication exchange line is too long");
+	smtpd_auth_failed(s);
 }
 
-/* smtp_cmd_auth - AUTH mechanism [initial-response] (RFC 4954). */
-static void smtp_cmd_auth(struct smtp_session *s, const char *args)
+/* smtpd_cmd_auth - AUTH mechanism [initial-response] (RFC 4954). */
+static void smtpd_cmd_auth(struct smtp_session *s, const char *args)
 {
-	char challenge[SMTP_AUTH_LINE_MAX + 4], mech[sizeof(s->auth_mech)];
+	char challenge[SMTPD_AUTH_LINE_MAX + 4], mech[sizeof(s->auth_mech)];
 	const char *response = NULL, *why = "", *sp;
-	enum smtp_auth_result r;
+	enum smtpd_auth_result r;
 	size_t n;
 
 	if (s->listener->auth == LISTENER_AUTH_NO) {
-		smtp_reply(s, "503 5.5.1 Error: authentication not enabled");
+		smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
 		return;
 	}
 	if (s->sasl == NULL) {
-		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
+		smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
 		return;
 	}
-	if (s->state == SMTP_STATE_INIT) {
-		smtp_reply(s, "503 5.5.1 Error: send EHLO first");
+	if (s->state == SMTPD_STATE_INIT) {
+		smtpd_reply(s, "503 5.5.1 Error: send EHLO first");
 		return;
 	}
 	if (s->authenticated) {
-		smtp_reply(s, "503 5.5.1 Error: already authenticated");
+		smtpd_reply(s, "503 5.5.1 Error: already authenticated");
 		return;
 	}
 	if (s->tx != NULL) {
-		smtp_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+		smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
 		return;
 	}
-	if (!s->tls_active && !smtp_auth_plaintext_ok(s)) {
+	if (!s->tls_active && !smtpd_auth_plaintext_ok(s)) {
 		if (s->listener->tls == LISTENER_TLS_ENCRYPT)
-			smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+			smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
 		else
-			smtp_reply(s, "538 5.7.11 Encryption required for requested "
+			smtpd_reply(s, "538 5.7.11 Encryption required for requested "
 				      "authentication mechanism");
 		return;
 	}
 	n = strcspn(args, " ");
 	sp = args + n;
 	if (n == 0 || n >= sizeof(mech) || (*sp == ' ' && (sp[1] == '\0' || strchr(sp + 1, ' ')))) {
-		smtp_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
 		return;
 	}
 	memcpy(mech, args, n);
@@ -1248,63 +1248,63 @@ static void smtp_cmd_auth(struct smtp_session *s, const char *args)
 	if (*sp == ' ')
 		response = sp + 1;
 	memcpy(s->auth_mech, mech, sizeof(mech));
-	r = smtp_auth_start(s->sasl, mech, response, challenge, sizeof(challenge), &why);
-	smtp_auth_outcome(s, r, challenge, why);
+	r = smtpd_auth_start(s->sasl, mech, response, challenge, sizeof(challenge), &why);
+	smtpd_auth_outcome(s, r, challenge, why);
 }
 
-static void (*const smtp_commands[SMTP_VERB_COUNT])(struct smtp_session *, const char *) = {
-	[SMTP_VERB_UNKNOWN] = smtp_cmd_unknown, [SMTP_VERB_HELO] = smtp_cmd_helo_plain,
-	[SMTP_VERB_EHLO] = smtp_cmd_ehlo,       [SMTP_VERB_MAIL] = smtp_cmd_mail,
-	[SMTP_VERB_RCPT] = smtp_cmd_rcpt,       [SMTP_VERB_DATA] = smtp_cmd_data,
-	[SMTP_VERB_BDAT] = smtp_cmd_bdat,       [SMTP_VERB_RSET] = smtp_cmd_rset,
-	[SMTP_VERB_NOOP] = smtp_cmd_noop,       [SMTP_VERB_QUIT] = smtp_cmd_quit,
-	[SMTP_VERB_HELP] = smtp_cmd_help,       [SMTP_VERB_VRFY] = smtp_cmd_vrfy,
-	[SMTP_VERB_EXPN] = smtp_cmd_expn,       [SMTP_VERB_STARTTLS] = smtp_cmd_starttls,
-	[SMTP_VERB_AUTH] = smtp_cmd_auth,
+static void (*const smtpd_commands[SMTP_VERB_COUNT])(struct smtp_session *, const char *) = {
+	[SMTP_VERB_UNKNOWN] = smtpd_cmd_unknown, [SMTP_VERB_HELO] = smtpd_cmd_helo_plain,
+	[SMTP_VERB_EHLO] = smtpd_cmd_ehlo,       [SMTP_VERB_MAIL] = smtpd_cmd_mail,
+	[SMTP_VERB_RCPT] = smtpd_cmd_rcpt,       [SMTP_VERB_DATA] = smtpd_cmd_data,
+	[SMTP_VERB_BDAT] = smtpd_cmd_bdat,       [SMTP_VERB_RSET] = smtpd_cmd_rset,
+	[SMTP_VERB_NOOP] = smtpd_cmd_noop,       [SMTP_VERB_QUIT] = smtpd_cmd_quit,
+	[SMTP_VERB_HELP] = smtpd_cmd_help,       [SMTP_VERB_VRFY] = smtpd_cmd_vrfy,
+	[SMTP_VERB_EXPN] = smtpd_cmd_expn,       [SMTP_VERB_STARTTLS] = smtpd_cmd_starttls,
+	[SMTP_VERB_AUTH] = smtpd_cmd_auth,
 };
 
-/* smtp_delay_cb - the error delay is over: let the reply go and read on. */
-static void smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
+/* smtpd_delay_cb - the error delay is over: let the reply go and read on. */
+static void smtpd_delay_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 
-	s->wait = SMTP_WAIT_NONE;
+	s->wait = SMTPD_WAIT_NONE;
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	smtp_input_process(s);
+	smtpd_input_process(s);
 }
 
-/* smtp_error_limits - after a failed command: slow down or hang up. */
-static void smtp_error_limits(struct smtp_session *s)
+/* smtpd_error_limits - after a failed command: slow down or hang up. */
+static void smtpd_error_limits(struct smtp_session *s)
 {
 	struct timeval tv;
 
 	if (s->closing || s->last_code < 400)
 		return;
 	if (s->errors >= s->cfg->hard_error_limit) {
-		smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-		smtp_close(s, "too many errors");
+		smtpd_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		smtpd_close(s, "too many errors");
 		return;
 	}
-	if (s->errors > s->cfg->soft_error_limit && s->wait == SMTP_WAIT_NONE) {
+	if (s->errors > s->cfg->soft_error_limit && s->wait == SMTPD_WAIT_NONE) {
 		/* Hold the reply back, like Postfix's smtpd_error_sleep_time. */
 		tv.tv_sec = s->cfg->error_delay_ms / 1000;
 		tv.tv_usec = (s->cfg->error_delay_ms % 1000) * 1000;
 		bufferevent_disable(s->bev, EV_WRITE);
-		s->wait = SMTP_WAIT_DELAY;
+		s->wait = SMTPD_WAIT_DELAY;
 		evtimer_add(s->delay_ev, &tv);
 	}
 }
 
-/* smtp_command - run one command line. */
-static void smtp_command(struct smtp_session *s, const char *line, size_t len)
+/* smtpd_command - run one command line. */
+static void smtpd_command(struct smtp_session *s, const char *line, size_t len)
 {
 	const char *err, *args;
 	enum smtp_verb verb;
 
 	if (s->shutdown && s->tx == NULL) {
-		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
+		smtpd_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
 			   s->cfg->hostname);
-		smtp_close(s, "shutdown");
+		smtpd_close(s, "shutdown");
 		return;
 	}
 	/* An AUTH line may carry a password, and so may a line that is no
@@ -1323,48 +1323,48 @@ static void smtp_command(struct smtp_session *s, const char *line, size_t len)
 	s->last_code = 0;
 	if ((err = smtp_line_check(line, len, 1)) != NULL) {
 		s->cmd_total[SMTP_VERB_UNKNOWN]++;
-		smtp_reply(s, "%s", err);
+		smtpd_reply(s, "%s", err);
 	} else {
 		verb = smtp_verb_parse(line, &args);
 		s->cmd_total[verb]++;
-		smtp_commands[verb](s, args);
+		smtpd_commands[verb](s, args);
 		/* MAIL, DATA, BDAT and AUTH succeed when their last reply is positive:
 		 * they count themselves then. */
 		if (s->last_code != 0 && s->last_code < 400 && verb != SMTP_VERB_MAIL &&
 		    verb != SMTP_VERB_DATA && verb != SMTP_VERB_BDAT && verb != SMTP_VERB_AUTH)
 			s->cmd_ok[verb]++;
 	}
-	smtp_error_limits(s);
+	smtpd_error_limits(s);
 }
 
-/* smtp_line_too_long - refuse a line past the limit, once. */
-static void smtp_line_too_long(struct smtp_session *s)
+/* smtpd_line_too_long - refuse a line past the limit, once. */
+static void smtpd_line_too_long(struct smtp_session *s)
 {
 	if (s->auth_pending) {
-		smtp_auth_too_long(s);
+		smtpd_auth_too_long(s);
 	} else {
 		s->cmd_total[SMTP_VERB_UNKNOWN]++;
-		smtp_reply(s, "500 5.5.2 Error: line too long");
+		smtpd_reply(s, "500 5.5.2 Error: line too long");
 	}
-	smtp_error_limits(s);
+	smtpd_error_limits(s);
 }
 
-/* smtp_line_process - take one command line from in; 0 when more is needed. */
-static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
+/* smtpd_line_process - take one command line from in; 0 when more is needed. */
+static int smtpd_line_process(struct smtp_session *s, struct evbuffer *in)
 {
 	size_t eol_len, len, max = s->cfg->max_command_line;
 	struct evbuffer_ptr pos = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
 	char *line;
 
 	if (s->auth_pending)
-		max = SMTP_AUTH_LINE_MAX + 2;
+		max = SMTPD_AUTH_LINE_MAX + 2;
 	if (pos.pos < 0) {
 		if (evbuffer_get_length(in) < max)
 			return 0;
 		/* No end of line within the limit: refuse once, skip to the LF. */
 		if (!s->discarding) {
 			s->discarding = 1;
-			smtp_line_too_long(s);
+			smtpd_line_too_long(s);
 		}
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return 0;
@@ -1373,7 +1373,7 @@ static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
 	if (s->discarding || len + 1 > max) {
 		evbuffer_drain(in, len + 1);
 		if (!s->discarding)
-			smtp_line_too_long(s);
+			smtpd_line_too_long(s);
 		s->discarding = 0;
 		return 1;
 	}
@@ -1382,23 +1382,23 @@ static int smtp_line_process(struct smtp_session *s, struct evbuffer *in)
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
 	if (s->auth_pending) {
-		smtp_auth_response(s, line);
-		smtp_error_limits(s);
+		smtpd_auth_response(s, line);
+		smtpd_error_limits(s);
 	} else {
-		smtp_command(s, line, len);
+		smtpd_command(s, line, len);
 	}
 	evbuffer_drain(in, (size_t)pos.pos + 1);
 	return 1;
 }
 
-/* smtp_content_process - feed DATA or BDAT bytes; 0 when more is needed. */
-static int smtp_content_process(struct smtp_session *s, struct evbuffer *in)
+/* smtpd_content_process - feed DATA or BDAT bytes; 0 when more is needed. */
+static int smtpd_content_process(struct smtp_session *s, struct evbuffer *in)
 {
 	struct evbuffer_iovec vec;
 	size_t avail, take, used;
 
 	while (evbuffer_peek(in, -1, NULL, &vec, 1) > 0 && (avail = vec.iov_len) > 0) {
-		if (s->state == SMTP_STATE_BDAT) {
+		if (s->state == SMTPD_STATE_BDAT) {
 			take = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
 			if (s->bdat_refusal == NULL)
 				data_filter_feed(&s->tx->df, vec.iov_base, take);
@@ -1413,22 +1413,22 @@ static int smtp_content_process(struct smtp_session *s, struct evbuffer *in)
 		if (s->tx->df.done)
 			break;
 	}
-	if (s->state == SMTP_STATE_BDAT && s->bdat_left == 0) {
-		smtp_bdat_end(s);
-		smtp_error_limits(s);
+	if (s->state == SMTPD_STATE_BDAT && s->bdat_left == 0) {
+		smtpd_bdat_end(s);
+		smtpd_error_limits(s);
 		return 1;
 	}
-	if (s->state == SMTP_STATE_DATA && s->tx->df.done) {
+	if (s->state == SMTPD_STATE_DATA && s->tx->df.done) {
 		s->last_code = 0;
-		smtp_message_end(s);
-		smtp_error_limits(s);
+		smtpd_message_end(s);
+		smtpd_error_limits(s);
 		return 1;
 	}
 	return 0;
 }
 
-/* smtp_tls_begin - put TLS between the socket and the session. */
-static void smtp_tls_begin(struct smtp_session *s)
+/* smtpd_tls_begin - put TLS between the socket and the session. */
+static void smtpd_tls_begin(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct bufferevent *tls_bev;
@@ -1467,15 +1467,15 @@ static void smtp_tls_begin(struct smtp_session *s)
 	s->bev = tls_bev;
 	s->tls_handshaking = 1;
 	/* The rule overrun handler cannot write plaintext into TLS. */
-	smtp_overrun_fd = -1;
-	bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, smtp_input_high_water(s->cfg));
-	smtp_set_read_timeout(s, s->cfg->tls_handshake_timeout);
+	smtpd_overrun_fd = -1;
+	bufferevent_setcb(s->bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, smtpd_input_high_water(s->cfg));
+	smtpd_set_read_timeout(s, s->cfg->tls_handshake_timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-/* smtp_tls_ready - the handshake is done. */
-static void smtp_tls_ready(struct smtp_session *s)
+/* smtpd_tls_ready - the handshake is done. */
+static void smtpd_tls_ready(struct smtp_session *s)
 {
 	s->tls_handshaking = 0;
 	s->tls_active = 1;
@@ -1489,15 +1489,15 @@ static void smtp_tls_ready(struct smtp_session *s)
 	s->rctx.tls_bits = s->tls_info.bits;
 	s->rctx.tls_sni = s->tls_info.sni;
 	if (s->sasl != NULL)
-		smtp_auth_set_tls(s->sasl, (unsigned)s->tls_info.bits);
-	smtp_set_read_timeout(s, s->cfg->timeout_command);
+		smtpd_auth_set_tls(s->sasl, (unsigned)s->tls_info.bits);
+	smtpd_set_read_timeout(s, s->cfg->timeout_command);
 	if (s->listener->kind_id == LISTENER_SUBMISSIONS && s->cmd_total[SMTP_VERB_STARTTLS] == 0) {
-		smtp_greet(s);
+		smtpd_greet(s);
 		return;
 	}
 	/* RFC 3207 4.2: forget what the client said before, AUTH included;
 	 * the client starts again with EHLO, and the helo stage runs again. */
-	smtp_tx_reset(s);
+	smtpd_tx_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = 0;
 	if (s->authenticated) {
@@ -1506,64 +1506,64 @@ static void smtp_tls_ready(struct smtp_session *s)
 		s->rctx.is_authenticated = 0;
 		s->rctx.auth_mechanism = NULL;
 		s->rctx.auth_authid = NULL;
-		if (s->sasl != NULL && smtp_auth_reset(s->sasl) == 0)
-			smtp_auth_set_tls(s->sasl, (unsigned)s->tls_info.bits);
+		if (s->sasl != NULL && smtpd_auth_reset(s->sasl) == 0)
+			smtpd_auth_set_tls(s->sasl, (unsigned)s->tls_info.bits);
 	}
-	s->state = SMTP_STATE_INIT;
+	s->state = SMTPD_STATE_INIT;
 	s->conn_skip_all = s->connect_skip_all;
 	memcpy(s->conn_quarantine, s->connect_quarantine, sizeof(s->conn_quarantine));
 	s->rctx.skip_all = s->conn_skip_all;
 	memcpy(s->rctx.quarantine, s->conn_quarantine, sizeof(s->rctx.quarantine));
-	smtp_input_process(s);
+	smtpd_input_process(s);
 }
 
-/* smtp_input_process - handle whatever the client sent, as far as we may. */
-static void smtp_input_process(struct smtp_session *s)
+/* smtpd_input_process - handle whatever the client sent, as far as we may. */
+static void smtpd_input_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	int more;
 
-	while (!s->closing && s->wait == SMTP_WAIT_NONE && !s->tls_pending &&
+	while (!s->closing && s->wait == SMTPD_WAIT_NONE && !s->tls_pending &&
 	       !s->tls_handshaking) {
 		/* A client that pipelines without reading its replies waits until
 		 * it has read them: the write callback resumes us. */
-		if (evbuffer_get_length(out) > SMTP_OUTPUT_HIGH_WATER)
+		if (evbuffer_get_length(out) > SMTPD_OUTPUT_HIGH_WATER)
 			return;
-		if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
-			more = smtp_content_process(s, in);
+		if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT)
+			more = smtpd_content_process(s, in);
 		else
-			more = smtp_line_process(s, in);
+			more = smtpd_line_process(s, in);
 		if (!more)
 			break;
 	}
 	if (s->tls_pending && !s->closing) {
-		smtp_tls_begin(s);
+		smtpd_tls_begin(s);
 		return;
 	}
-	if (s->closing || s->wait != SMTP_WAIT_NONE || s->tls_handshaking)
+	if (s->closing || s->wait != SMTPD_WAIT_NONE || s->tls_handshaking)
 		return;
 	if (s->eof) {
 		/* A half-closed client still reads: it got every reply it asked for. */
-		smtp_close(s, smtp_lost_result(s));
+		smtpd_close(s, smtpd_lost_result(s));
 		return;
 	}
 	if (s->shutdown && s->tx == NULL && evbuffer_get_length(in) == 0 &&
-	    s->state != SMTP_STATE_BDAT) {
-		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
+	    s->state != SMTPD_STATE_BDAT) {
+		smtpd_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
 			   s->cfg->hostname);
-		smtp_close(s, "shutdown");
+		smtpd_close(s, "shutdown");
 	}
 }
 
-/* smtp_read_cb - bytes from the client. */
-static void smtp_read_cb(struct bufferevent *bev, void *arg)
+/* smtpd_read_cb - bytes from the client. */
+static void smtpd_read_cb(struct bufferevent *bev, void *arg)
 {
-	smtp_input_process(arg);
+	smtpd_input_process(arg);
 }
 
-/* smtp_counts - "ehlo=1 mail=1 rcpt=0/1 ... commands=3/4" for the summary. */
-static void smtp_counts(const struct smtp_session *s, char *buf, size_t len)
+/* smtpd_counts - "ehlo=1 mail=1 rcpt=0/1 ... commands=3/4" for the summary. */
+static void smtpd_counts(const struct smtp_session *s, char *buf, size_t len)
 {
 	unsigned total = 0, ok = 0;
 	size_t off = 0;
@@ -1594,11 +1594,11 @@ static void smtp_counts(const struct smtp_session *s, char *buf, size_t len)
 }
 
 /*
- * smtp_tls_flush - with TLS, the last reply may still sit encrypted in the
+ * smtpd_tls_flush - with TLS, the last reply may still sit encrypted in the
  * socket's buffer when the session's own buffer is empty: send it, with a
  * close_notify after it, before the process exits.
  */
-static void smtp_tls_flush(struct smtp_session *s)
+static void smtpd_tls_flush(struct smtp_session *s)
 {
 	struct bufferevent *raw = bufferevent_get_underlying(s->bev);
 	struct timespec start, now;
@@ -1624,15 +1624,15 @@ static void smtp_tls_flush(struct smtp_session *s)
 		if (errno != EAGAIN && errno != EINTR)
 			return;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = SMTP_TLS_FLUSH_MS - ((now.tv_sec - start.tv_sec) * 1000 +
+		left = SMTPD_TLS_FLUSH_MS - ((now.tv_sec - start.tv_sec) * 1000 +
 					    (now.tv_nsec - start.tv_nsec) / 1000000);
 		if (left <= 0 || poll(&pfd, 1, (int)left) < 0)
 			return;
 	}
 }
 
-/* smtp_finish - log the summary line and stop the loop. */
-static void smtp_finish(struct smtp_session *s)
+/* smtpd_finish - log the summary line and stop the loop. */
+static void smtpd_finish(struct smtp_session *s)
 {
 	char counts[512];
 	char *p;
@@ -1640,8 +1640,8 @@ static void smtp_finish(struct smtp_session *s)
 	if (s->finished)
 		return;
 	s->finished = 1;
-	smtp_tls_flush(s);
-	smtp_counts(s, counts, sizeof(counts));
+	smtpd_tls_flush(s);
+	smtpd_counts(s, counts, sizeof(counts));
 	for (p = counts; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
@@ -1651,25 +1651,25 @@ static void smtp_finish(struct smtp_session *s)
 	event_base_loopbreak(s->base);
 }
 
-/* smtp_write_cb - output drained: a closing session is done, another reads on. */
-static void smtp_write_cb(struct bufferevent *bev, void *arg)
+/* smtpd_write_cb - output drained: a closing session is done, another reads on. */
+static void smtpd_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_session *s = arg;
 
 	if (s->closing)
-		smtp_finish(s);
+		smtpd_finish(s);
 	else if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-		smtp_input_process(s);
+		smtpd_input_process(s);
 }
 
-/* smtp_finish_cb - smtp_finish, from the event loop. */
-static void smtp_finish_cb(evutil_socket_t fd, short what, void *arg)
+/* smtpd_finish_cb - smtpd_finish, from the event loop. */
+static void smtpd_finish_cb(evutil_socket_t fd, short what, void *arg)
 {
-	smtp_finish(arg);
+	smtpd_finish(arg);
 }
 
-/* smtp_close - stop reading; finish once the last reply is out. */
-static void smtp_close(struct smtp_session *s, const char *result)
+/* smtpd_close - stop reading; finish once the last reply is out. */
+static void smtpd_close(struct smtp_session *s, const char *result)
 {
 	s->closing = 1;
 	s->result = result;
@@ -1678,26 +1678,26 @@ static void smtp_close(struct smtp_session *s, const char *result)
 	/* From the loop, not from here: the command that closes is not done
 	 * yet (its counts), and with TLS the output is never seen waiting. */
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
-	    event_base_once(s->base, -1, EV_TIMEOUT, smtp_finish_cb, s, &(struct timeval){0}) < 0)
-		smtp_finish(s);
+	    event_base_once(s->base, -1, EV_TIMEOUT, smtpd_finish_cb, s, &(struct timeval){0}) < 0)
+		smtpd_finish(s);
 }
 
-/* smtp_lost_result - how to describe a connection that ended under us. */
-static const char *smtp_lost_result(const struct smtp_session *s)
+/* smtpd_lost_result - how to describe a connection that ended under us. */
+static const char *smtpd_lost_result(const struct smtp_session *s)
 {
-	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT)
+	if (s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT)
 		return "lost connection during message content";
 	return s->tx ? "lost connection in a transaction" : "lost connection";
 }
 
-/* smtp_event_cb - end of file, errors and timeouts on the client socket. */
-static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+/* smtpd_event_cb - end of file, errors and timeouts on the client socket. */
+static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 	char why[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		smtp_tls_ready(s);
+		smtpd_tls_ready(s);
 		return;
 	}
 	if (s->tls_handshaking) {
@@ -1712,39 +1712,39 @@ static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 							  : "connection error");
 		log_notice("TLS handshake failed from %s: %s", s->client_ip, why);
 		s->result = "TLS handshake failed";
-		smtp_finish(s);
+		smtpd_finish(s);
 		return;
 	}
 	if (s->closing) {
-		smtp_finish(s);
+		smtpd_finish(s);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
-		smtp_close(s, "timeout");
+		smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+		smtpd_close(s, "timeout");
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
 		s->eof = 1;
-		smtp_input_process(s);
+		smtpd_input_process(s);
 		return;
 	}
-	s->result = smtp_lost_result(s);
-	smtp_finish(s);
+	s->result = smtpd_lost_result(s);
+	smtpd_finish(s);
 }
 
-/* smtp_term_cb - SIGTERM: finish the transaction under way, then leave. */
-static void smtp_term_cb(int signo, void *arg)
+/* smtpd_term_cb - SIGTERM: finish the transaction under way, then leave. */
+static void smtpd_term_cb(int signo, void *arg)
 {
 	struct smtp_session *s = arg;
 
 	s->shutdown = 1;
-	if (s->wait == SMTP_WAIT_NONE)
-		smtp_input_process(s);
+	if (s->wait == SMTPD_WAIT_NONE)
+		smtpd_input_process(s);
 }
 
-/* smtp_sockaddr - the text and port of an address. */
-static void smtp_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
+/* smtpd_sockaddr - the text and port of an address. */
+static void smtpd_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t iplen,
 			  unsigned *port)
 {
 	if (ss->ss_family == AF_INET) {
@@ -1760,8 +1760,8 @@ static void smtp_sockaddr(const struct sockaddr_storage *ss, char *ip, size_t ip
 	}
 }
 
-/* smtp_peer - fill in the client's and our own address. */
-static void smtp_peer(struct smtp_session *s, int fd)
+/* smtpd_peer - fill in the client's and our own address. */
+static void smtpd_peer(struct smtp_session *s, int fd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -1769,29 +1769,29 @@ static void smtp_peer(struct smtp_session *s, int fd)
 	strcpy(s->client_ip, "unknown");
 	strcpy(s->server_ip, "unknown");
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-		smtp_sockaddr(&ss, s->client_ip, sizeof(s->client_ip), &s->client_port);
+		smtpd_sockaddr(&ss, s->client_ip, sizeof(s->client_ip), &s->client_port);
 	len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-		smtp_sockaddr(&ss, s->server_ip, sizeof(s->server_ip), &s->server_port);
+		smtpd_sockaddr(&ss, s->server_ip, sizeof(s->server_ip), &s->server_port);
 }
 
 /*
- * smtp_rules_service - a rule's request outside the sandbox, answered by the
+ * smtpd_rules_service - a rule's request outside the sandbox, answered by the
  * queue process: whether an account exists, or saving a copy. Synchronous,
  * like the rule that asks; no other request of ours is outstanding while
  * rules run. Returns 0 or an errno value.
  */
-static int smtp_rules_service(void *arg, enum rule_service kind, const char *name,
+static int smtpd_rules_service(void *arg, enum rule_service kind, const char *name,
 			      const char *file, const char *data, size_t len)
 {
 	struct smtp_session *s = arg;
 
-	return spool_client_service(s->queue_fd, kind, name, file, data, len);
+	return queue_client_service(s->queue_fd, kind, name, file, data, len);
 }
 
-/* smtp_rules_send_mail - send_mail() from a rule: the queue opens the file,
+/* smtpd_rules_send_mail - send_mail() from a rule: the queue opens the file,
  * the message is queued over our channel, synchronously like the rule. */
-static int smtp_rules_send_mail(void *arg, const struct rule_mail *mail, char *id)
+static int smtpd_rules_send_mail(void *arg, const struct rule_mail *mail, char *id)
 {
 	struct smtp_session *s = arg;
 	int err = send_mail_queue(s->queue_fd, mail, s->cfg->hostname, s->cfg->max_message_size,
@@ -1803,16 +1803,16 @@ static int smtp_rules_send_mail(void *arg, const struct rule_mail *mail, char *i
 }
 
 
-/* smtp_rules_overrun - a rule ran past [rules] time_limit: tell the client. */
-static void smtp_rules_overrun(void)
+/* smtpd_rules_overrun - a rule ran past [rules] time_limit: tell the client. */
+static void smtpd_rules_overrun(void)
 {
-	if (smtp_overrun_fd >= 0 &&
-	    write(smtp_overrun_fd, smtp_overrun_reply, strlen(smtp_overrun_reply)) < 0)
-		smtp_overrun_fd = -1;
+	if (smtpd_overrun_fd >= 0 &&
+	    write(smtpd_overrun_fd, smtpd_overrun_reply, strlen(smtpd_overrun_reply)) < 0)
+		smtpd_overrun_fd = -1;
 }
 
-/* smtp_rules_init - what the rules see of the connection. */
-static void smtp_rules_init(struct smtp_session *s)
+/* smtpd_rules_init - what the rules see of the connection. */
+static void smtpd_rules_init(struct smtp_session *s)
 {
 	s->rctx = (struct rule_ctx){
 		.client_ip = s->client_ip,
@@ -1824,36 +1824,36 @@ static void smtp_rules_init(struct smtp_session *s)
 		.listener_kind = s->listener->kind,
 		.connection_timestamp = time(NULL),
 		.helo = s->helo,
-		.service = smtp_rules_service,
-		.send_mail = smtp_rules_send_mail,
+		.service = smtpd_rules_service,
+		.send_mail = smtpd_rules_send_mail,
 		.service_arg = s,
 	};
-	smtp_overrun_fd = bufferevent_getfd(s->bev);
-	snprintf(smtp_overrun_reply, sizeof(smtp_overrun_reply),
+	smtpd_overrun_fd = bufferevent_getfd(s->bev);
+	snprintf(smtpd_overrun_reply, sizeof(smtpd_overrun_reply),
 		 "421 4.3.0 %s Error: local policy error, closing connection\r\n", s->cfg->hostname);
-	rules_set_overrun(smtp_rules_overrun);
+	rules_set_overrun(smtpd_rules_overrun);
 	rules_reseed(s->rules);
 }
 
-/* smtp_greet - the connect stage, then the greeting (or a refusal). */
-static void smtp_greet(struct smtp_session *s)
+/* smtpd_greet - the connect stage, then the greeting (or a refusal). */
+static void smtpd_greet(struct smtp_session *s)
 {
 	struct rule_verdict v;
 
-	smtp_rules(s, RULE_STAGE_CONNECT, &v);
-	if (smtp_rules_refused(s, RULE_STAGE_CONNECT, &v))
+	smtpd_rules(s, RULE_STAGE_CONNECT, &v);
+	if (smtpd_rules_refused(s, RULE_STAGE_CONNECT, &v))
 		return;
 	s->conn_skip_all = s->connect_skip_all = s->rctx.skip_all;
 	memcpy(s->conn_quarantine, s->rctx.quarantine, sizeof(s->conn_quarantine));
 	memcpy(s->connect_quarantine, s->rctx.quarantine, sizeof(s->connect_quarantine));
-	if (smtp_rules_accept_reply(&v) && v.reply.text[0])
-		smtp_reply(s, "220 %s %s", s->cfg->hostname, v.reply.text);
+	if (smtpd_rules_accept_reply(&v) && v.reply.text[0])
+		smtpd_reply(s, "220 %s %s", s->cfg->hostname, v.reply.text);
 	else
-		smtp_reply(s, "220 %s %s", s->cfg->hostname, s->cfg->banner);
+		smtpd_reply(s, "220 %s %s", s->cfg->hostname, s->cfg->banner);
 }
 
-/* smtp_session_main - the session process. */
-void smtp_session_main(const struct config *cfg, const struct listener_config *listener,
+/* smtpd_session_main - the session process. */
+void smtpd_session_main(const struct config *cfg, const struct listener_config *listener,
 		       struct rules *rules, struct tls_server *tls, int fd, int queue_fd)
 {
 	struct smtp_session s = {.cfg = cfg,
@@ -1868,41 +1868,41 @@ void smtp_session_main(const struct config *cfg, const struct listener_config *l
 	 * gathered before each write, so Nagle's algorithm has nothing to
 	 * merge; with TLS it would hold a reply behind the session ticket
 	 * until the client's delayed ACK (40 ms on Linux). */
-	smtp_peer(&s, fd);
+	smtpd_peer(&s, fd);
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)) < 0)
 		log_debug("TCP_NODELAY: %s", strerror(errno));
 	if ((s.base = evloop_new()) == NULL ||
 	    (s.bev = bufferevent_socket_new(s.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL ||
-	    (s.queue_ev = event_new(s.base, queue_fd, EV_READ | EV_PERSIST, smtp_queue_cb, &s)) ==
+	    (s.queue_ev = event_new(s.base, queue_fd, EV_READ | EV_PERSIST, smtpd_queue_cb, &s)) ==
 		    NULL ||
-	    (s.delay_ev = evtimer_new(s.base, smtp_delay_cb, &s)) == NULL ||
-	    (s.term_ev = sigevent_new(s.base, sigs, 1, smtp_term_cb, &s)) == NULL ||
+	    (s.delay_ev = evtimer_new(s.base, smtpd_delay_cb, &s)) == NULL ||
+	    (s.term_ev = sigevent_new(s.base, sigs, 1, smtpd_term_cb, &s)) == NULL ||
 	    event_add(s.queue_ev, NULL) < 0)
 		fatal("cannot set up the session event loop");
 	log_info("connect from %s:%u on %s", s.client_ip, s.client_port, listener->name);
-	bufferevent_setcb(s.bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, &s);
-	bufferevent_setwatermark(s.bev, EV_READ, 0, smtp_input_high_water(cfg));
-	smtp_set_read_timeout(&s, cfg->timeout_command);
+	bufferevent_setcb(s.bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, &s);
+	bufferevent_setwatermark(s.bev, EV_READ, 0, smtpd_input_high_water(cfg));
+	smtpd_set_read_timeout(&s, cfg->timeout_command);
 	bufferevent_enable(s.bev, EV_READ | EV_WRITE);
 	if (listener->auth != LISTENER_AUTH_NO) {
 		snprintf(local, sizeof(local), "%s;%u", s.server_ip, s.server_port);
 		snprintf(remote, sizeof(remote), "%s;%u", s.client_ip, s.client_port);
 		/* Without it AUTH answers 454: the log says why. */
-		s.sasl = smtp_auth_new(cfg, local, remote);
+		s.sasl = smtpd_auth_new(cfg, local, remote);
 	}
-	smtp_rules_init(&s);
+	smtpd_rules_init(&s);
 	if (listener->kind_id == LISTENER_SUBMISSIONS) {
 		/* TLS from the first byte: the greeting waits for the handshake. */
 		if (tls == NULL)
 			fatal("listener %s needs TLS, and no certificate is loaded", listener->name);
-		smtp_tls_begin(&s);
+		smtpd_tls_begin(&s);
 	} else {
-		smtp_greet(&s);
+		smtpd_greet(&s);
 	}
 
 	event_base_dispatch(s.base);
-	smtp_tx_free(&s, 1);
-	smtp_auth_free(s.sasl);
+	smtpd_tx_free(&s, 1);
+	smtpd_auth_free(s.sasl);
 	rules_ctx_release(&s.rctx);
 	exit(0);
 }

@@ -1,5 +1,5 @@
 /*
- * test_smtp_client.c - the SMTP/LMTP client against real peers on loopback.
+ * test_mta.c - the SMTP/LMTP client against real peers on loopback.
  *
  * Two kinds of peer: Postfix's smtp-sink (a real SMTP/LMTP server that can
  * refuse commands and dump what it received), and a scripted peer this test
@@ -41,7 +41,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
-#include "smtp_client.h"
+#include "mta.h"
 #include "smtp_parse.h"
 
 #define SINK "/usr/sbin/smtp-sink"
@@ -475,31 +475,31 @@ struct outcome {
 	int done;
 	int calls;
 	size_t n;
-	struct smtp_client_result r[8];
+	struct mta_result r[8];
 	char remote[300];
 	/* what the callback does next */
-	const struct smtp_client_job *next_job;
+	const struct mta_job *next_job;
 	struct outcome *next_out;
 	int close_in_cb;
 };
 
-static int in_send; /* the done callback must never run inside smtp_conn_send */
+static int in_send; /* the done callback must never run inside mta_conn_send */
 static int deadline_hit;
 static int idle_calls;
 
-static void on_done(void *arg, struct smtp_conn *conn, const struct smtp_client_result *res,
+static void on_done(void *arg, struct mta_conn *conn, const struct mta_result *res,
                     const char *remote);
 
-/* send_job - smtp_conn_send, watching that the callback does not come from inside. */
-static void send_job(struct smtp_conn *conn, const struct smtp_client_job *job, struct outcome *o)
+/* send_job - mta_conn_send, watching that the callback does not come from inside. */
+static void send_job(struct mta_conn *conn, const struct mta_job *job, struct outcome *o)
 {
 	in_send = 1;
-	smtp_conn_send(conn, job, on_done, o);
+	mta_conn_send(conn, job, on_done, o);
 	in_send = 0;
 }
 
 /* on_done - keep the results; then what the test asked for (another job, close). */
-static void on_done(void *arg, struct smtp_conn *conn, const struct smtp_client_result *res,
+static void on_done(void *arg, struct mta_conn *conn, const struct mta_result *res,
                     const char *remote)
 {
 	struct outcome *o = arg;
@@ -512,18 +512,18 @@ static void on_done(void *arg, struct smtp_conn *conn, const struct smtp_client_
 		o->r[i] = res[i];
 	snprintf(o->remote, sizeof(o->remote), "%s", remote);
 	if (o->next_job != NULL) {
-		assert_true(smtp_conn_reusable(conn));
+		assert_true(mta_conn_reusable(conn));
 		send_job(conn, o->next_job, o->next_out);
 	} else if (o->close_in_cb) {
-		smtp_conn_close(conn);
+		mta_conn_close(conn);
 	}
 }
 
 /* on_idle - the peer closed an idle connection: forget it. */
-static void on_idle(void *arg, struct smtp_conn *conn)
+static void on_idle(void *arg, struct mta_conn *conn)
 {
 	idle_calls++;
-	smtp_conn_close(conn);
+	mta_conn_close(conn);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -561,7 +561,7 @@ static void drain(struct event_base *base)
 }
 
 /* dest_init - a destination with short timeouts and no address yet. */
-static void dest_init(struct smtp_client_dest *d)
+static void dest_init(struct mta_dest *d)
 {
 	memset(d, 0, sizeof(*d));
 	d->tls = CLIENT_TLS_NONE;
@@ -572,9 +572,9 @@ static void dest_init(struct smtp_client_dest *d)
 }
 
 /* dest_add - another address: 127.0.0.1:port named host. */
-static void dest_add(struct smtp_client_dest *d, const char *host, int port)
+static void dest_add(struct mta_dest *d, const char *host, int port)
 {
-	struct smtp_client_addr *a = &d->addrs[d->naddrs++];
+	struct mta_addr *a = &d->addrs[d->naddrs++];
 	struct sockaddr_in *in = (struct sockaddr_in *)&a->sa;
 
 	snprintf(a->host, sizeof(a->host), "%s", host);
@@ -585,7 +585,7 @@ static void dest_add(struct smtp_client_dest *d, const char *host, int port)
 	a->salen = sizeof(*in);
 }
 
-static const struct smtp_client_rcpt rcpts3[] = {
+static const struct mta_rcpt rcpts3[] = {
     {"a@example.org", 0, NULL, NULL},
     {"b@example.org", 0, NULL, NULL},
     {"c@example.org", 0, NULL, NULL},
@@ -594,7 +594,7 @@ static const struct smtp_client_rcpt rcpts3[] = {
 static const char short_msg[] = "Subject: hi\r\n\r\nhello\r\n";
 
 /* job_init - a job for the first n of rcpts3 with a short message. */
-static void job_init(struct smtp_client_job *j, size_t n)
+static void job_init(struct mta_job *j, size_t n)
 {
 	memset(j, 0, sizeof(*j));
 	j->mail_from = "sender@example.net";
@@ -605,11 +605,11 @@ static void job_init(struct smtp_client_job *j, size_t n)
 }
 
 /* deliver - one job on a new connection to d, then QUIT; the outcome in o. */
-static void deliver(const struct smtp_client_dest *d, const struct smtp_client_job *j,
+static void deliver(const struct mta_dest *d, const struct mta_job *j,
                     struct outcome *o, int seconds)
 {
 	struct event_base *base = event_base_new();
-	struct smtp_conn *conn = smtp_conn_new(base, d);
+	struct mta_conn *conn = mta_conn_new(base, d);
 
 	memset(o, 0, sizeof(*o));
 	o->n = j->nrcpts;
@@ -617,13 +617,13 @@ static void deliver(const struct smtp_client_dest *d, const struct smtp_client_j
 	assert_false(o->done);
 	assert_true(run_until(base, &o->done, seconds));
 	assert_int_equal(o->calls, 1);
-	smtp_conn_close(conn);
+	mta_conn_close(conn);
 	drain(base);
 	event_base_free(base);
 }
 
 /* assert_result - outcome, code and the start of the reply of one recipient. */
-static void assert_result(const struct smtp_client_result *r, enum smtp_client_outcome outcome,
+static void assert_result(const struct mta_result *r, enum mta_outcome outcome,
                           int code, const char *enhanced, const char *reply_start)
 {
 	if (r->outcome != outcome || r->code != code || strcmp(r->enhanced, enhanced) != 0 ||
@@ -641,12 +641,12 @@ static void test_sink_delivery_is_exact(void **state)
 {
 	static const char msg[] = "Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\n"
 	                          "middle\r\n. space\r\nno final newline";
-	static const struct smtp_client_rcpt r[] = {
+	static const struct mta_rcpt r[] = {
 	    {"bob@example.org", SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE, "rfc822",
 	     "bob+x@example.org"},
 	};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	char dir[128], dump[8192];
 	int port = free_port();
@@ -665,7 +665,7 @@ static void test_sink_delivery_is_exact(void **state)
 	j.envid = "env+1";
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 Ok");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 Ok");
 	assert_int_equal(o.r[0].remote_said, 1);
 	/* smtp-sink offers DSN and got NOTIFY: its notices, not ours */
 	assert_int_equal(o.r[0].dsn_passed, 1);
@@ -684,8 +684,8 @@ static void test_sink_delivery_is_exact(void **state)
 static void test_sink_no_8bitmime_no_params(void **state)
 {
 	static const char *const opts[] = {"-8", "-N", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	char dir[128], dump[8192];
 	int port = free_port();
@@ -701,7 +701,7 @@ static void test_sink_no_8bitmime_no_params(void **state)
 	j.envid = "e1";
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_SENT);
+	assert_int_equal(o.r[0].outcome, MTA_SENT);
 	assert_int_equal(o.r[0].dsn_passed, 0);
 	assert_int_equal(dump_read(dir, dump, sizeof(dump)), 1);
 	assert_non_null(strstr(dump, "X-Mail-Args: <sender@example.net>\n"));
@@ -710,8 +710,8 @@ static void test_sink_no_8bitmime_no_params(void **state)
 /* A message that needs SMTPUTF8 fails for every recipient, and no MAIL is sent. */
 static void test_sink_smtputf8_not_offered_fails(void **state)
 {
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	char dir[128], dump[64];
 	int port = free_port();
@@ -725,9 +725,9 @@ static void test_sink_smtputf8_not_offered_fails(void **state)
 	j.smtputf8 = 1;
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_FAILED, 0, "5.6.7",
+	assert_result(&o.r[0], MTA_FAILED, 0, "5.6.7",
 	              "SMTPUTF8 not supported by mx.example.org[127.0.0.1]");
-	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 0, "5.6.7", "SMTPUTF8 not supported");
+	assert_result(&o.r[1], MTA_FAILED, 0, "5.6.7", "SMTPUTF8 not supported");
 	assert_int_equal(o.r[0].remote_said, 0);
 	assert_int_equal(dump_read(dir, dump, sizeof(dump)), 0);
 }
@@ -736,8 +736,8 @@ static void test_sink_smtputf8_not_offered_fails(void **state)
 static void test_sink_without_pipelining(void **state)
 {
 	static const char *const opts[] = {"-p", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port = free_port();
 	pid_t sink = sink_start(opts, port, NULL, NULL);
@@ -747,8 +747,8 @@ static void test_sink_without_pipelining(void **state)
 	job_init(&j, 3);
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 Ok");
-	assert_result(&o.r[2], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 Ok");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 Ok");
+	assert_result(&o.r[2], MTA_SENT, 250, "2.0.0", "250 2.0.0 Ok");
 }
 
 /* RCPT refused with 4xx defers, with 5xx fails; the peer's words are kept. */
@@ -756,8 +756,8 @@ static void test_sink_rcpt_refused(void **state)
 {
 	static const char *const soft[] = {"-r", "RCPT", NULL};
 	static const char *const hard[] = {"-f", "RCPT", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port = free_port();
 	pid_t sink = sink_start(soft, port, NULL, NULL);
@@ -767,10 +767,10 @@ static void test_sink_rcpt_refused(void **state)
 	job_init(&j, 2);
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 450, "4.3.0",
+	assert_result(&o.r[0], MTA_DEFERRED, 450, "4.3.0",
 	              "450 4.3.0 Error: command failed");
 	assert_int_equal(o.r[0].remote_said, 1);
-	assert_int_equal(o.r[1].outcome, SMTP_CLIENT_DEFERRED);
+	assert_int_equal(o.r[1].outcome, MTA_DEFERRED);
 
 	port = free_port();
 	sink = sink_start(hard, port, NULL, NULL);
@@ -778,16 +778,16 @@ static void test_sink_rcpt_refused(void **state)
 	dest_add(&d, "localhost", port);
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_FAILED, 500, "5.3.0", "500 5.3.0 Error: command failed");
-	assert_int_equal(o.r[1].outcome, SMTP_CLIENT_FAILED);
+	assert_result(&o.r[0], MTA_FAILED, 500, "5.3.0", "500 5.3.0 Error: command failed");
+	assert_int_equal(o.r[1].outcome, MTA_FAILED);
 }
 
 /* A refused end of message fails every accepted recipient. */
 static void test_sink_dot_refused(void **state)
 {
 	static const char *const opts[] = {"-f", ".", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port = free_port();
 	pid_t sink = sink_start(opts, port, NULL, NULL);
@@ -797,15 +797,15 @@ static void test_sink_dot_refused(void **state)
 	job_init(&j, 2);
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_FAILED, 500, "5.3.0", "500 5.3.0");
-	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 500, "5.3.0", "500 5.3.0");
+	assert_result(&o.r[0], MTA_FAILED, 500, "5.3.0", "500 5.3.0");
+	assert_result(&o.r[1], MTA_FAILED, 500, "5.3.0", "500 5.3.0");
 }
 
 /* A refused connection moves on to the next address. */
 static void test_sink_fallback_after_refused(void **state)
 {
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int dead = free_port(), port = free_port();
 	pid_t sink = sink_start(NULL, port, NULL, NULL);
@@ -816,15 +816,15 @@ static void test_sink_fallback_after_refused(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_SENT);
+	assert_int_equal(o.r[0].outcome, MTA_SENT);
 	assert_string_equal(o.remote, "mx2.example.org[127.0.0.1]");
 }
 
 /* No address answers: deferred with the local reason, nothing from a peer. */
 static void test_all_refused_defers(void **state)
 {
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	char want[128];
 	int dead = free_port();
@@ -835,22 +835,22 @@ static void test_all_refused_defers(void **state)
 	deliver(&d, &j, &o, 10);
 	snprintf(want, sizeof(want), "connect to mx.example.org[127.0.0.1]:%d: Connection refused",
 	         dead);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.4.1", want);
-	assert_result(&o.r[1], SMTP_CLIENT_DEFERRED, 0, "4.4.1", want);
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.4.1", want);
+	assert_result(&o.r[1], MTA_DEFERRED, 0, "4.4.1", want);
 	assert_int_equal(o.r[0].remote_said, 0);
 	assert_string_equal(o.remote, "");
 
 	/* No address at all: the same, still from the loop. */
 	d.naddrs = 0;
 	deliver(&d, &j, &o, 10);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.4.1", "no address to connect to");
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.4.1", "no address to connect to");
 }
 
 /* A peer that never greets is given up after the command timeout. */
 static void test_greeting_timeout(void **state)
 {
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port, lfd = listen_any(&port);
 	time_t start = time(NULL);
@@ -862,7 +862,7 @@ static void test_greeting_timeout(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	close(lfd);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.4.2",
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.4.2",
 	              "timeout waiting for the greeting from slow.example.org[127.0.0.1]");
 	assert_true(time(NULL) - start <= 4);
 }
@@ -871,8 +871,8 @@ static void test_greeting_timeout(void **state)
 static void test_sink_lmtp_unix(void **state)
 {
 	static const char *const opts[] = {"-L", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	char path[128];
 	pid_t sink;
@@ -887,9 +887,9 @@ static void test_sink_lmtp_unix(void **state)
 	sink_stop(sink);
 	unlink(path);
 	/* smtp-sink's LMTP answer to the dot, once per recipient */
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.2.0", "250 2.2.0 Ok");
-	assert_result(&o.r[1], SMTP_CLIENT_SENT, 250, "2.2.0", "250 2.2.0 Ok");
-	assert_result(&o.r[2], SMTP_CLIENT_SENT, 250, "2.2.0", "250 2.2.0 Ok");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.2.0", "250 2.2.0 Ok");
+	assert_result(&o.r[1], MTA_SENT, 250, "2.2.0", "250 2.2.0 Ok");
+	assert_result(&o.r[2], MTA_SENT, 250, "2.2.0", "250 2.2.0 Ok");
 	assert_string_equal(o.remote, path);
 	assert_int_equal(o.r[0].dsn_passed, 1); /* smtp-sink's LHLO offers DSN too */
 }
@@ -897,8 +897,8 @@ static void test_sink_lmtp_unix(void **state)
 /* TLS required but STARTTLS not offered: deferred 4.7.5. */
 static void test_sink_tls_required_not_offered(void **state)
 {
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port = free_port();
 	pid_t sink = sink_start(NULL, port, NULL, NULL);
@@ -909,7 +909,7 @@ static void test_sink_tls_required_not_offered(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	sink_stop(sink);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.7.5",
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.7.5",
 	              "TLS is required, but was not offered by relay.example.org[127.0.0.1]");
 }
 
@@ -938,8 +938,8 @@ static void test_pipelined_mixed_rcpts(void **state)
 	    "S221 bye\r\n",
 	    "E",
 	    NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -949,10 +949,10 @@ static void test_pipelined_mixed_rcpts(void **state)
 	job_init(&j, 3);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 queued as X");
-	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 550, "5.1.1",
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 queued as X");
+	assert_result(&o.r[1], MTA_FAILED, 550, "5.1.1",
 	              "550 5.1.1 <b@example.org>: no such user here");
-	assert_result(&o.r[2], SMTP_CLIENT_DEFERRED, 451, "4.3.0", "451 4.3.0 try later");
+	assert_result(&o.r[2], MTA_DEFERRED, 451, "4.3.0", "451 4.3.0 try later");
 }
 
 /*
@@ -993,14 +993,14 @@ static void test_dsn_passed_per_recipient(void **state)
 	    "RQUIT",
 	    "S221 bye\r\n",
 	    NULL};
-	static const struct smtp_client_rcpt r[] = {
+	static const struct mta_rcpt r[] = {
 	    {"a@example.org", SMTP_NOTIFY_SUCCESS, NULL, NULL},
 	    {"b@example.org", SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE, "rfc822",
 	     "b+x@example.org"},
 	    {"c\r\nRSET@example.org", SMTP_NOTIFY_SUCCESS, NULL, NULL},
 	};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(with_dsn, &port);
@@ -1011,9 +1011,9 @@ static void test_dsn_passed_per_recipient(void **state)
 	j.rcpts = r;
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 queued");
-	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 550, "5.1.1", "550 5.1.1 no such user");
-	assert_result(&o.r[2], SMTP_CLIENT_FAILED, 0, "5.1.3", "bad recipient address syntax");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 queued");
+	assert_result(&o.r[1], MTA_FAILED, 550, "5.1.1", "550 5.1.1 no such user");
+	assert_result(&o.r[2], MTA_FAILED, 0, "5.1.3", "bad recipient address syntax");
 	assert_int_equal(o.r[0].dsn_passed, 1);
 	assert_int_equal(o.r[1].dsn_passed, 1);
 	assert_int_equal(o.r[2].dsn_passed, 0);
@@ -1023,7 +1023,7 @@ static void test_dsn_passed_per_recipient(void **state)
 	dest_add(&d, "peer.example.org", port);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 queued");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 queued");
 	assert_int_equal(o.r[0].dsn_passed, 0);
 	assert_int_equal(o.r[1].dsn_passed, 0);
 	assert_int_equal(o.r[2].dsn_passed, 0);
@@ -1048,8 +1048,8 @@ static void test_no_pipelining_waits(void **state)
 	                                     "RQUIT",
 	                                     "S221 bye\r\n",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1059,8 +1059,8 @@ static void test_no_pipelining_waits(void **state)
 	job_init(&j, 2);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_FAILED, 550, "5.0.0", "550 no");
-	assert_result(&o.r[1], SMTP_CLIENT_DEFERRED, 450, "4.0.0", "450 later");
+	assert_result(&o.r[0], MTA_FAILED, 550, "5.0.0", "550 no");
+	assert_result(&o.r[1], MTA_DEFERRED, 450, "4.0.0", "450 later");
 }
 
 /* LMTP: after the dot, one reply per accepted recipient, in order. */
@@ -1083,8 +1083,8 @@ static void test_lmtp_per_recipient_replies(void **state)
 	    "RQUIT",
 	    "S221 bye\r\n",
 	    NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1095,9 +1095,9 @@ static void test_lmtp_per_recipient_replies(void **state)
 	job_init(&j, 3);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 a saved");
-	assert_result(&o.r[1], SMTP_CLIENT_FAILED, 550, "5.1.1", "550 5.1.1 unknown b");
-	assert_result(&o.r[2], SMTP_CLIENT_DEFERRED, 452, "4.2.2", "452 4.2.2 c is over quota");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 a saved");
+	assert_result(&o.r[1], MTA_FAILED, 550, "5.1.1", "550 5.1.1 unknown b");
+	assert_result(&o.r[2], MTA_DEFERRED, 452, "4.2.2", "452 4.2.2 c is over quota");
 }
 
 /* A 5xx greeting from every address fails; a 4xx among them defers. */
@@ -1105,8 +1105,8 @@ static void test_greeting_5xx(void **state)
 {
 	static const char *const no[] = {"A", "S554 5.7.1 go away\r\n", "E", NULL};
 	static const char *const later[] = {"A", "S421 4.3.2 busy\r\n", "E", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int p1, p2;
 	pid_t a = peer_start(no, &p1), b = peer_start(no, &p2);
@@ -1118,7 +1118,7 @@ static void test_greeting_5xx(void **state)
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(a), 0);
 	assert_int_equal(child_wait(b), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_FAILED, 554, "5.7.1", "554 5.7.1 go away");
+	assert_result(&o.r[0], MTA_FAILED, 554, "5.7.1", "554 5.7.1 go away");
 	assert_string_equal(o.remote, "mx2[127.0.0.1]");
 
 	a = peer_start(later, &p1);
@@ -1129,7 +1129,7 @@ static void test_greeting_5xx(void **state)
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(a), 0);
 	assert_int_equal(child_wait(b), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 554, "4.7.1", "554 5.7.1 go away");
+	assert_result(&o.r[0], MTA_DEFERRED, 554, "4.7.1", "554 5.7.1 go away");
 }
 
 /* EHLO refused with 5xx: HELO, and no extension is used. */
@@ -1153,8 +1153,8 @@ static void test_helo_fallback(void **state)
 	                                     "RQUIT",
 	                                     "S221 bye\r\n",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1165,7 +1165,7 @@ static void test_helo_fallback(void **state)
 	j.ret = SMTP_RET_FULL;
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 ok");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 ok");
 }
 
 /* SIZE: MAIL says the size; a message over the peer's limit fails 5.3.4 before MAIL. */
@@ -1187,8 +1187,8 @@ static void test_size_limit(void **state)
 	                                   "S250 ok\r\n",
 	                                   "RQUIT",
 	                                   NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(big, &port);
@@ -1198,7 +1198,7 @@ static void test_size_limit(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_FAILED, 0, "5.3.4",
+	assert_result(&o.r[0], MTA_FAILED, 0, "5.3.4",
 	              "message size 22 exceeds size limit 10 of small[127.0.0.1]");
 
 	/* Under the limit: MAIL says SIZE= (the peer checks it). */
@@ -1207,7 +1207,7 @@ static void test_size_limit(void **state)
 	dest_add(&d, "small", port);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_SENT);
+	assert_int_equal(o.r[0].outcome, MTA_SENT);
 }
 
 /* Replies are bounded: an endless line is a protocol error, the mail waits. */
@@ -1215,8 +1215,8 @@ static void test_overlong_reply_line(void **state)
 {
 	static char longline[4200];
 	static const char *script[] = {"A", "S220 p\r\n", "REHLO", NULL, "E", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer;
@@ -1232,7 +1232,7 @@ static void test_overlong_reply_line(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.5.0",
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.5.0",
 	              "protocol error from chatty[127.0.0.1]: reply line too long");
 }
 
@@ -1241,8 +1241,8 @@ static void test_too_many_reply_lines(void **state)
 {
 	static char many[101 * 8 + 16];
 	static const char *script[] = {"A", "S220 p\r\n", "REHLO", NULL, "E", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	size_t i, n = 0;
 	int port;
@@ -1259,7 +1259,7 @@ static void test_too_many_reply_lines(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.5.0", "protocol error from chatty");
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.5.0", "protocol error from chatty");
 }
 
 /* No reply to RCPT: the wait ends with the command timeout, naming RCPT. */
@@ -1268,8 +1268,8 @@ static void test_rcpt_reply_timeout(void **state)
 	static const char *const script[] = {"A",          "S220 p\r\n", "REHLO",
 	                                     "S250 p\r\n", "RMAIL",      "S250 ok\r\n",
 	                                     "RRCPT",      "W2500",      NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1280,7 +1280,7 @@ static void test_rcpt_reply_timeout(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	child_wait(peer);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.4.2",
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.4.2",
 	              "timeout waiting for the reply to RCPT from mute[127.0.0.1]");
 }
 
@@ -1291,8 +1291,8 @@ static void test_lost_during_message(void **state)
 	                                     "RMAIL", "S250 ok\r\n", "RRCPT", "S250 ok\r\n",
 	                                     "RDATA", "S354 go\r\n", "W200",  "C",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	size_t len = 8 << 20, i;
 	char *big = malloc(len);
@@ -1310,7 +1310,7 @@ static void test_lost_during_message(void **state)
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
 	free(big);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.4.2",
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.4.2",
 	              "lost connection with gone[127.0.0.1]");
 }
 
@@ -1338,11 +1338,11 @@ static void test_connection_reuse(void **state)
 	                                     "RQUIT",
 	                                     "S221 bye\r\n",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j1, j2;
+	struct mta_dest d;
+	struct mta_job j1, j2;
 	struct outcome o1, o2;
 	struct event_base *base = event_base_new();
-	struct smtp_conn *conn;
+	struct mta_conn *conn;
 	int port;
 	pid_t peer = peer_start(script, &port);
 
@@ -1356,19 +1356,19 @@ static void test_connection_reuse(void **state)
 	o2.n = 2;
 	o1.next_job = &j2;
 	o1.next_out = &o2;
-	conn = smtp_conn_new(base, &d);
-	assert_false(smtp_conn_reusable(conn));
+	conn = mta_conn_new(base, &d);
+	assert_false(mta_conn_reusable(conn));
 	send_job(conn, &j1, &o1);
 	assert_true(run_until(base, &o2.done, 10));
 	assert_int_equal(o1.calls, 1);
 	assert_int_equal(o2.calls, 1);
-	assert_true(smtp_conn_reusable(conn));
-	smtp_conn_close(conn);
+	assert_true(mta_conn_reusable(conn));
+	mta_conn_close(conn);
 	drain(base);
 	event_base_free(base);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o1.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 first");
-	assert_result(&o2.r[1], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 second");
+	assert_result(&o1.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 first");
+	assert_result(&o2.r[1], MTA_SENT, 250, "2.0.0", "250 2.0.0 second");
 }
 
 /* The peer closes an idle connection: the idle callback hears of it. */
@@ -1378,11 +1378,11 @@ static void test_idle_close_calls_idle_fn(void **state)
 	                                     "RMAIL", "S250 ok\r\n",         "RRCPT", "S250 ok\r\n",
 	                                     "RDATA", "S354 go\r\n",         "D",     "S250 ok\r\n",
 	                                     "W100",  "S421 4.4.2 idle\r\n", "C",     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	struct event_base *base = event_base_new();
-	struct smtp_conn *conn;
+	struct mta_conn *conn;
 	int port;
 	pid_t peer = peer_start(script, &port);
 
@@ -1392,11 +1392,11 @@ static void test_idle_close_calls_idle_fn(void **state)
 	memset(&o, 0, sizeof(o));
 	o.n = 1;
 	idle_calls = 0;
-	conn = smtp_conn_new(base, &d);
-	smtp_conn_set_idle_fn(conn, on_idle, NULL);
+	conn = mta_conn_new(base, &d);
+	mta_conn_set_idle_fn(conn, on_idle, NULL);
 	send_job(conn, &j, &o);
 	assert_true(run_until(base, &o.done, 10));
-	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_SENT);
+	assert_int_equal(o.r[0].outcome, MTA_SENT);
 	/* on_idle closes (frees) the connection. */
 	drain(base);
 	event_base_free(base);
@@ -1409,11 +1409,11 @@ static void test_close_from_callback(void **state)
 {
 	static const char *const script[] = {"A",     "S220 p\r\n",   "REHLO", "S250 p\r\n",
 	                                     "RQUIT", "S221 bye\r\n", "E",     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	struct event_base *base = event_base_new();
-	struct smtp_conn *conn;
+	struct mta_conn *conn;
 	int port;
 	pid_t peer = peer_start(script, &port);
 
@@ -1424,13 +1424,13 @@ static void test_close_from_callback(void **state)
 	memset(&o, 0, sizeof(o));
 	o.n = 1;
 	o.close_in_cb = 1;
-	conn = smtp_conn_new(base, &d);
+	conn = mta_conn_new(base, &d);
 	send_job(conn, &j, &o);
 	assert_true(run_until(base, &o.done, 10));
 	drain(base);
 	event_base_free(base);
 	assert_int_equal(child_wait(peer), 0);
-	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_FAILED);
+	assert_int_equal(o.r[0].outcome, MTA_FAILED);
 }
 
 /* AUTH PLAIN with the credentials; a refusal defers 4.7.8 (never a bounce). */
@@ -1460,8 +1460,8 @@ static void test_auth_plain(void **state)
 	                                 "S535 5.7.8 bad credentials\r\n",
 	                                 "E",
 	                                 NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(ok, &port);
@@ -1473,14 +1473,14 @@ static void test_auth_plain(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_int_equal(o.r[0].outcome, SMTP_CLIENT_SENT);
+	assert_int_equal(o.r[0].outcome, MTA_SENT);
 
 	peer = peer_start(no, &port);
 	d.naddrs = 0;
 	dest_add(&d, "relay", port);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 535, "4.7.8", "535 5.7.8 bad credentials");
+	assert_result(&o.r[0], MTA_DEFERRED, 535, "4.7.8", "535 5.7.8 bad credentials");
 }
 
 /* AUTH LOGIN when PLAIN is not offered; no mechanism at all defers. */
@@ -1495,8 +1495,8 @@ static void test_auth_login(void **state)
 	                                 "RQUIT",       NULL};
 	static const char *const none[] = {
 	    "A", "S220 p\r\n", "REHLO", "S250-p\r\n250 AUTH CRAM-MD5\r\n", "E", NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(ok, &port);
@@ -1508,14 +1508,14 @@ static void test_auth_login(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 451, "4.0.0", "451 not now");
+	assert_result(&o.r[0], MTA_DEFERRED, 451, "4.0.0", "451 not now");
 
 	peer = peer_start(none, &port);
 	d.naddrs = 0;
 	dest_add(&d, "relay", port);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.7.8", "no usable AUTH mechanism");
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.7.8", "no usable AUTH mechanism");
 }
 
 /* STARTTLS with a verified certificate, then EHLO again inside TLS. */
@@ -1539,8 +1539,8 @@ static void test_starttls_verified(void **state)
 	                                     "RQUIT",
 	                                     "S221 bye\r\n",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1553,7 +1553,7 @@ static void test_starttls_verified(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 over tls");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 over tls");
 }
 
 /* A certificate for another name: deferred 4.7.5, the message is not sent. */
@@ -1562,8 +1562,8 @@ static void test_starttls_wrong_name_defers(void **state)
 	static const char *const script[] = {
 	    "A",         "S220 p\r\n",        "REHLO", "S250-p\r\n250 STARTTLS\r\n",
 	    "RSTARTTLS", "S220 go ahead\r\n", "t",     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1577,7 +1577,7 @@ static void test_starttls_wrong_name_defers(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	child_wait(peer);
-	assert_result(&o.r[0], SMTP_CLIENT_DEFERRED, 0, "4.7.5", "TLS handshake with localhost");
+	assert_result(&o.r[0], MTA_DEFERRED, 0, "4.7.5", "TLS handshake with localhost");
 	assert_non_null(strstr(o.r[0].reply, "certificate verification failed"));
 }
 
@@ -1600,8 +1600,8 @@ static void test_implicit_tls(void **state)
 	                                     "RQUIT",
 	                                     "S221 bye\r\n",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1614,7 +1614,7 @@ static void test_implicit_tls(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 implicit");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 implicit");
 }
 
 /* MAY: a failed handshake reconnects to the same address and stays in plaintext. */
@@ -1641,8 +1641,8 @@ static void test_may_falls_back_to_plaintext(void **state)
 	                                     "S250 2.0.0 plain\r\n",
 	                                     "RQUIT",
 	                                     NULL};
-	struct smtp_client_dest d;
-	struct smtp_client_job j;
+	struct mta_dest d;
+	struct mta_job j;
 	struct outcome o;
 	int port;
 	pid_t peer = peer_start(script, &port);
@@ -1653,7 +1653,7 @@ static void test_may_falls_back_to_plaintext(void **state)
 	job_init(&j, 1);
 	deliver(&d, &j, &o, 10);
 	assert_int_equal(child_wait(peer), 0);
-	assert_result(&o.r[0], SMTP_CLIENT_SENT, 250, "2.0.0", "250 2.0.0 plain");
+	assert_result(&o.r[0], MTA_SENT, 250, "2.0.0", "250 2.0.0 plain");
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -1671,7 +1671,7 @@ static int group_setup(void **state)
 		return -1;
 	chmod(tmpdir, 0755);
 	cert_make();
-	if (smtp_client_tls_init(ca_path, err, sizeof(err)) != 0) {
+	if (mta_tls_init(ca_path, err, sizeof(err)) != 0) {
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}

@@ -1,5 +1,5 @@
 /*
- * smtp_auth.c - the SASL side of SMTP AUTH, on Cyrus SASL 2.
+ * smtpd_auth.c - the SASL side of SMTP AUTH, on Cyrus SASL 2.
  *
  * Cyrus does the mechanisms and the password checks (its sasldb auxprop
  * plugin, or saslauthd); this file gives it vsmtpd's settings, limits what
@@ -15,16 +15,16 @@
 #include <sasl/saslutil.h>
 
 #include "log.h"
-#include "smtp_auth.h"
+#include "smtpd_auth.h"
 
-#define SMTP_AUTH_MECHS_MAX 512
+#define SMTPD_AUTH_MECHS_MAX 512
 
 /* What the option callback answers: copies, since a reload frees the config. */
 static struct {
 	char pwcheck_method[16];
 	char sasldb_path[4096];
 	char saslauthd_path[128];
-	char mechanisms[SMTP_AUTH_MECHS_MAX];
+	char mechanisms[SMTPD_AUTH_MECHS_MAX];
 } auth_options;
 
 static int auth_initialised;
@@ -34,7 +34,7 @@ struct smtp_auth {
 	const struct config *cfg;
 	char local[64], remote[64];
 	unsigned tls_bits;
-	char offered[SMTP_AUTH_MECHS_MAX];
+	char offered[SMTPD_AUTH_MECHS_MAX];
 	char user[256];
 };
 
@@ -110,8 +110,8 @@ static void auth_available_text(char *buf, size_t len)
 		snprintf(buf, len, "none");
 }
 
-/* smtp_auth_configure - initialise Cyrus once and take cfg's settings. */
-int smtp_auth_configure(const struct config *cfg, char *err, size_t errlen)
+/* smtpd_auth_configure - initialise Cyrus once and take cfg's settings. */
+int smtpd_auth_configure(const struct config *cfg, char *err, size_t errlen)
 {
 	char *copy, *tok, *save = NULL, avail[512];
 	size_t i;
@@ -203,8 +203,8 @@ static int auth_open(struct smtp_auth *a)
 	return 0;
 }
 
-/* smtp_auth_new - the SASL state of one session. */
-struct smtp_auth *smtp_auth_new(const struct config *cfg, const char *local, const char *remote)
+/* smtpd_auth_new - the SASL state of one session. */
+struct smtp_auth *smtpd_auth_new(const struct config *cfg, const char *local, const char *remote)
 {
 	struct smtp_auth *a = calloc(1, sizeof(*a));
 
@@ -220,8 +220,8 @@ struct smtp_auth *smtp_auth_new(const struct config *cfg, const char *local, con
 	return a;
 }
 
-/* smtp_auth_free - dispose of the Cyrus connection. */
-void smtp_auth_free(struct smtp_auth *a)
+/* smtpd_auth_free - dispose of the Cyrus connection. */
+void smtpd_auth_free(struct smtp_auth *a)
 {
 	if (a == NULL)
 		return;
@@ -230,16 +230,16 @@ void smtp_auth_free(struct smtp_auth *a)
 	free(a);
 }
 
-/* smtp_auth_reset - a fresh Cyrus connection: Cyrus has no "abort". */
-int smtp_auth_reset(struct smtp_auth *a)
+/* smtpd_auth_reset - a fresh Cyrus connection: Cyrus has no "abort". */
+int smtpd_auth_reset(struct smtp_auth *a)
 {
 	if (a->conn != NULL)
 		sasl_dispose(&a->conn);
 	return auth_open(a);
 }
 
-/* smtp_auth_set_tls - tell Cyrus the connection is encrypted. */
-void smtp_auth_set_tls(struct smtp_auth *a, unsigned bits)
+/* smtpd_auth_set_tls - tell Cyrus the connection is encrypted. */
+void smtpd_auth_set_tls(struct smtp_auth *a, unsigned bits)
 {
 	a->tls_bits = bits;
 	if (a->conn != NULL && auth_set_props(a) < 0)
@@ -247,11 +247,11 @@ void smtp_auth_set_tls(struct smtp_auth *a, unsigned bits)
 	a->offered[0] = '\0';
 }
 
-/* smtp_auth_mechanisms - [auth] mechanisms that Cyrus offers here. */
-const char *smtp_auth_mechanisms(struct smtp_auth *a)
+/* smtpd_auth_mechanisms - [auth] mechanisms that Cyrus offers here. */
+const char *smtpd_auth_mechanisms(struct smtp_auth *a)
 {
 	const char *list = NULL;
-	char copy[SMTP_AUTH_MECHS_MAX], *tok, *save = NULL;
+	char copy[SMTPD_AUTH_MECHS_MAX], *tok, *save = NULL;
 	size_t used = 0;
 	unsigned len;
 	int count;
@@ -263,7 +263,7 @@ const char *smtp_auth_mechanisms(struct smtp_auth *a)
 	/* In the order of the configuration, which is the administrator's preference. */
 	snprintf(copy, sizeof(copy), "%s", auth_options.mechanisms);
 	for (tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-		char padded[SMTP_AUTH_MECHS_MAX + 2];
+		char padded[SMTPD_AUTH_MECHS_MAX + 2];
 
 		snprintf(padded, sizeof(padded), " %s ", tok);
 		if (strcasestr(list, padded) == NULL)
@@ -276,12 +276,12 @@ const char *smtp_auth_mechanisms(struct smtp_auth *a)
 	return a->offered;
 }
 
-/* smtp_auth_offers - whether mech is one we offer. */
-int smtp_auth_offers(struct smtp_auth *a, const char *mech)
+/* smtpd_auth_offers - whether mech is one we offer. */
+int smtpd_auth_offers(struct smtp_auth *a, const char *mech)
 {
-	char copy[SMTP_AUTH_MECHS_MAX], *tok, *save = NULL;
+	char copy[SMTPD_AUTH_MECHS_MAX], *tok, *save = NULL;
 
-	snprintf(copy, sizeof(copy), "%s", smtp_auth_mechanisms(a));
+	snprintf(copy, sizeof(copy), "%s", smtpd_auth_mechanisms(a));
 	for (tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
 		if (strcasecmp(tok, mech) == 0)
 			return 1;
@@ -299,7 +299,7 @@ static int auth_decode(const char *b64, int initial, char *buf, size_t buflen, u
 		buf[0] = '\0';
 		return 0;
 	}
-	if (len == 0 || len > SMTP_AUTH_LINE_MAX)
+	if (len == 0 || len > SMTPD_AUTH_LINE_MAX)
 		return -1;
 	if (sasl_decode64(b64, (unsigned)len, buf, (unsigned)buflen, outlen) != SASL_OK)
 		return -1;
@@ -307,7 +307,7 @@ static int auth_decode(const char *b64, int initial, char *buf, size_t buflen, u
 }
 
 /* auth_result - Cyrus's answer as ours; the challenge encoded on CONTINUE. */
-static enum smtp_auth_result auth_result(struct smtp_auth *a, int rc, const char *out,
+static enum smtpd_auth_result auth_result(struct smtp_auth *a, int rc, const char *out,
 					 unsigned outlen, char *challenge, size_t chlen,
 					 const char **why)
 {
@@ -318,29 +318,29 @@ static enum smtp_auth_result auth_result(struct smtp_auth *a, int rc, const char
 	case SASL_CONTINUE:
 		if (sasl_encode64(out, outlen, challenge, (unsigned)chlen, &enclen) != SASL_OK) {
 			*why = "challenge too long";
-			return SMTP_AUTH_TEMP;
+			return SMTPD_AUTH_TEMP;
 		}
-		return SMTP_AUTH_CONTINUE;
+		return SMTPD_AUTH_CONTINUE;
 	case SASL_OK:
 		if (sasl_getprop(a->conn, SASL_USERNAME, &user) != SASL_OK || user == NULL) {
 			*why = "no user name from SASL";
-			return SMTP_AUTH_TEMP;
+			return SMTPD_AUTH_TEMP;
 		}
 		if (strlen(user) >= sizeof(a->user)) {
 			*why = "user name too long";
-			return SMTP_AUTH_FAIL;
+			return SMTPD_AUTH_FAIL;
 		}
 		snprintf(a->user, sizeof(a->user), "%s", (const char *)user);
-		return SMTP_AUTH_OK;
+		return SMTPD_AUTH_OK;
 	case SASL_NOMECH:
 	case SASL_TOOWEAK:
 	case SASL_ENCRYPT:
 		*why = sasl_errstring(rc, NULL, NULL);
-		return SMTP_AUTH_NOMECH;
+		return SMTPD_AUTH_NOMECH;
 	case SASL_BADPROT:
 		/* The client's data does not fit the mechanism: its fault. */
 		*why = sasl_errdetail(a->conn);
-		return SMTP_AUTH_FAIL;
+		return SMTPD_AUTH_FAIL;
 	case SASL_BADAUTH:
 	case SASL_NOUSER:
 	case SASL_NOAUTHZ:
@@ -350,20 +350,20 @@ static enum smtp_auth_result auth_result(struct smtp_auth *a, int rc, const char
 	case SASL_NOVERIFY:
 	case SASL_WEAKPASS:
 		*why = sasl_errdetail(a->conn);
-		return SMTP_AUTH_FAIL;
+		return SMTPD_AUTH_FAIL;
 	default:
 		/* SASL_TRYAGAIN, SASL_UNAVAIL, SASL_FAIL, SASL_NOMEM...: the store. */
 		*why = sasl_errdetail(a->conn);
-		return SMTP_AUTH_TEMP;
+		return SMTPD_AUTH_TEMP;
 	}
 }
 
-/* smtp_auth_start - AUTH mech [initial-response]. */
-enum smtp_auth_result smtp_auth_start(struct smtp_auth *a, const char *mech,
+/* smtpd_auth_start - AUTH mech [initial-response]. */
+enum smtpd_auth_result smtpd_auth_start(struct smtp_auth *a, const char *mech,
 				      const char *response, char *challenge, size_t chlen,
 				      const char **why)
 {
-	char buf[SMTP_AUTH_LINE_MAX];
+	char buf[SMTPD_AUTH_LINE_MAX];
 	const char *out = NULL;
 	unsigned inlen = 0, outlen = 0;
 	int rc;
@@ -371,25 +371,25 @@ enum smtp_auth_result smtp_auth_start(struct smtp_auth *a, const char *mech,
 	*why = "";
 	if (a->conn == NULL && auth_open(a) < 0) {
 		*why = "no SASL connection";
-		return SMTP_AUTH_TEMP;
+		return SMTPD_AUTH_TEMP;
 	}
-	if (!smtp_auth_offers(a, mech)) {
+	if (!smtpd_auth_offers(a, mech)) {
 		*why = "mechanism not offered";
-		return SMTP_AUTH_NOMECH;
+		return SMTPD_AUTH_NOMECH;
 	}
 	if (response != NULL && auth_decode(response, 1, buf, sizeof(buf), &inlen) < 0) {
 		*why = "bad base64";
-		return SMTP_AUTH_BAD_BASE64;
+		return SMTPD_AUTH_BAD_BASE64;
 	}
 	rc = sasl_server_start(a->conn, mech, response ? buf : NULL, inlen, &out, &outlen);
 	return auth_result(a, rc, out, outlen, challenge, chlen, why);
 }
 
-/* smtp_auth_step - one more response from the client. */
-enum smtp_auth_result smtp_auth_step(struct smtp_auth *a, const char *response, char *challenge,
+/* smtpd_auth_step - one more response from the client. */
+enum smtpd_auth_result smtpd_auth_step(struct smtp_auth *a, const char *response, char *challenge,
 				     size_t chlen, const char **why)
 {
-	char buf[SMTP_AUTH_LINE_MAX];
+	char buf[SMTPD_AUTH_LINE_MAX];
 	const char *out = NULL;
 	unsigned inlen = 0, outlen = 0;
 	int rc;
@@ -397,14 +397,14 @@ enum smtp_auth_result smtp_auth_step(struct smtp_auth *a, const char *response, 
 	*why = "";
 	if (auth_decode(response, 0, buf, sizeof(buf), &inlen) < 0) {
 		*why = "bad base64";
-		return SMTP_AUTH_BAD_BASE64;
+		return SMTPD_AUTH_BAD_BASE64;
 	}
 	rc = sasl_server_step(a->conn, buf, inlen, &out, &outlen);
 	return auth_result(a, rc, out, outlen, challenge, chlen, why);
 }
 
-/* smtp_auth_user - who authenticated. */
-const char *smtp_auth_user(struct smtp_auth *a)
+/* smtpd_auth_user - who authenticated. */
+const char *smtpd_auth_user(struct smtp_auth *a)
 {
 	return a->user;
 }

@@ -1,5 +1,5 @@
 /*
- * smtp_client.c - the SMTP and LMTP client of the delivery worker.
+ * mta.c - the SMTP and LMTP client of the delivery worker.
  *
  * A connection is one state machine on the worker's libevent loop. Every
  * reply is read whole (bounded: 2048 bytes a line, 100 lines) before it is
@@ -42,46 +42,46 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
-#include "smtp_client.h"
+#include "mta.h"
 #include "smtp_parse.h"
 #include "tls_server.h"
 
-#define SMTP_LINE_MAX 2048    /* the longest reply line taken */
-#define SMTP_REPLY_LINES 100  /* the most lines in one reply */
-#define SMTP_FEED_CHUNK 65536 /* message bytes queued at a time */
-#define SMTP_WRITE_LOW 16384  /* queue more message once the output is below this */
-#define SMTP_QUIT_WAIT 5      /* seconds for the reply to QUIT at most */
-/* "host[addr]": a whole smtp_client_addr host, an address in brackets, the NUL. */
-#define SMTP_REMOTE_MAX (sizeof(((struct smtp_client_addr *)0)->host) + INET6_ADDRSTRLEN + 2)
+#define MTA_LINE_MAX 2048    /* the longest reply line taken */
+#define MTA_REPLY_LINES 100  /* the most lines in one reply */
+#define MTA_FEED_CHUNK 65536 /* message bytes queued at a time */
+#define MTA_WRITE_LOW 16384  /* queue more message once the output is below this */
+#define MTA_QUIT_WAIT 5      /* seconds for the reply to QUIT at most */
+/* "host[addr]": a whole mta_addr host, an address in brackets, the NUL. */
+#define MTA_REMOTE_MAX (sizeof(((struct mta_addr *)0)->host) + INET6_ADDRSTRLEN + 2)
 
-enum smtp_state {
-	SMTP_S_NEW,        /* never connected */
-	SMTP_S_CONNECTING, /* TCP or unix connect under way */
-	SMTP_S_HANDSHAKE,  /* TLS handshake (implicit or after STARTTLS) */
-	SMTP_S_GREETING,
-	SMTP_S_EHLO, /* or LHLO */
-	SMTP_S_HELO,
-	SMTP_S_STARTTLS,
-	SMTP_S_AUTH,
-	SMTP_S_READY,     /* session up, no transaction */
-	SMTP_S_TX,        /* replies to [RSET] MAIL RCPT... DATA */
-	SMTP_S_CONTENT,   /* writing the message */
-	SMTP_S_DOT,       /* replies to the final dot */
-	SMTP_S_DOT_ABORT, /* the reply to a lone dot after a 354 with no recipient */
-	SMTP_S_QUIT,      /* closing: the caller forgot the connection */
-	SMTP_S_DEAD,      /* connection gone; a new job connects again */
+enum mta_state {
+	MTA_S_NEW,        /* never connected */
+	MTA_S_CONNECTING, /* TCP or unix connect under way */
+	MTA_S_HANDSHAKE,  /* TLS handshake (implicit or after STARTTLS) */
+	MTA_S_GREETING,
+	MTA_S_EHLO, /* or LHLO */
+	MTA_S_HELO,
+	MTA_S_STARTTLS,
+	MTA_S_AUTH,
+	MTA_S_READY,     /* session up, no transaction */
+	MTA_S_TX,        /* replies to [RSET] MAIL RCPT... DATA */
+	MTA_S_CONTENT,   /* writing the message */
+	MTA_S_DOT,       /* replies to the final dot */
+	MTA_S_DOT_ABORT, /* the reply to a lone dot after a 354 with no recipient */
+	MTA_S_QUIT,      /* closing: the caller forgot the connection */
+	MTA_S_DEAD,      /* connection gone; a new job connects again */
 };
 
 /* What a reply answers during a transaction. */
-enum smtp_step { SMTP_STEP_RSET, SMTP_STEP_MAIL, SMTP_STEP_RCPT, SMTP_STEP_DATA };
+enum mta_step { MTA_STEP_RSET, MTA_STEP_MAIL, MTA_STEP_RCPT, MTA_STEP_DATA };
 
 /* Per recipient of the job under way. */
-#define SMTP_R_SET 0x1      /* results[i] holds its outcome */
-#define SMTP_R_ACCEPTED 0x2 /* RCPT got 2xx: waits for the final dot */
-#define SMTP_R_DSN 0x4      /* its RCPT carried the DSN parameters to a peer offering DSN */
+#define MTA_R_SET 0x1      /* results[i] holds its outcome */
+#define MTA_R_ACCEPTED 0x2 /* RCPT got 2xx: waits for the final dot */
+#define MTA_R_DSN 0x4      /* its RCPT carried the DSN parameters to a peer offering DSN */
 
 /* The peer's service extensions, from its last EHLO/LHLO reply. */
-struct smtp_ext {
+struct mta_ext {
 	int pipelining;
 	int starttls;
 	int auth_plain;
@@ -95,18 +95,18 @@ struct smtp_ext {
 };
 
 /* The reply being read. */
-struct smtp_reply {
+struct mta_reply {
 	int code;
 	unsigned nlines;
 	char enhanced[16];
-	char text[SMTP_CLIENT_REPLY_MAX]; /* "550 5.1.1 ...", lines joined */
+	char text[MTA_REPLY_MAX]; /* "550 5.1.1 ...", lines joined */
 	size_t len;
 };
 
-struct smtp_conn {
+struct mta_conn {
 	struct event_base *base;
-	struct smtp_client_dest dest; /* its strings are ours */
-	enum smtp_state state;
+	struct mta_dest dest; /* its strings are ours */
+	enum mta_state state;
 	struct bufferevent *bev;
 	unsigned gen; /* bumped when bev changes: a read loop on the old one stops */
 	int fd;       /* while connecting */
@@ -118,28 +118,28 @@ struct smtp_conn {
 	size_t addr;
 	int plain_retry;                /* 1: MAY's handshake failed, 2: at it again without TLS */
 	int all_5xx;                    /* -1 no failure yet, 1 every failure was a 5xx, 0 not */
-	struct smtp_client_result last; /* why the last attempt failed */
-	char remote[SMTP_REMOTE_MAX];   /* "host[addr]" of the address tried */
-	char said[SMTP_REMOTE_MAX];     /* the same once it replied */
-	char where[SMTP_REMOTE_MAX + 16]; /* "host[addr]:port" or the socket's path, for connect errors */
+	struct mta_result last; /* why the last attempt failed */
+	char remote[MTA_REMOTE_MAX];   /* "host[addr]" of the address tried */
+	char said[MTA_REMOTE_MAX];     /* the same once it replied */
+	char where[MTA_REMOTE_MAX + 16]; /* "host[addr]:port" or the socket's path, for connect errors */
 
 	/* the session */
-	struct smtp_ext ext, ext_new;
+	struct mta_ext ext, ext_new;
 	int tls_active;
 	int authed;
 	int auth_login; /* AUTH LOGIN rather than PLAIN */
 	int auth_step;
 	int used;         /* a transaction ran: RSET before the next */
 	int peer_closing; /* 421: the peer is going away */
-	struct smtp_reply reply;
+	struct mta_reply reply;
 	SSL_CTX *own_ctx; /* when dest.ca_file is not the shared context's */
 
 	/* the job */
-	const struct smtp_client_job *job;
-	smtp_client_done_fn fn;
+	const struct mta_job *job;
+	mta_done_fn fn;
 	void *fn_arg;
-	struct smtp_client_result *results;
-	unsigned char *rstate; /* SMTP_R_* per recipient */
+	struct mta_result *results;
+	unsigned char *rstate; /* MTA_R_* per recipient */
 	size_t *sent;          /* the recipients given to RCPT, in order */
 	size_t nsent;
 	size_t naccepted;
@@ -150,25 +150,25 @@ struct smtp_conn {
 	size_t feed_off;
 	int feed_bol, feed_done;
 
-	void (*idle_fn)(void *arg, struct smtp_conn *conn);
+	void (*idle_fn)(void *arg, struct mta_conn *conn);
 	void *idle_arg;
 };
 
-static SSL_CTX *smtp_client_ctx;
-static char smtp_client_ctx_ca[PATH_MAX];
+static SSL_CTX *mta_ctx;
+static char mta_ctx_ca[PATH_MAX];
 
-static void smtp_read_cb(struct bufferevent *bev, void *arg);
-static void smtp_write_cb(struct bufferevent *bev, void *arg);
-static void smtp_event_cb(struct bufferevent *bev, short what, void *arg);
-static void smtp_connect_next(struct smtp_conn *c);
-static void smtp_session_next(struct smtp_conn *c);
-static void smtp_job_finish(struct smtp_conn *c, int keep);
-static void smtp_fail_result(struct smtp_conn *c, const struct smtp_client_result *r, int perm);
+static void mta_read_cb(struct bufferevent *bev, void *arg);
+static void mta_write_cb(struct bufferevent *bev, void *arg);
+static void mta_event_cb(struct bufferevent *bev, short what, void *arg);
+static void mta_connect_next(struct mta_conn *c);
+static void mta_session_next(struct mta_conn *c);
+static void mta_job_finish(struct mta_conn *c, int keep);
+static void mta_fail_result(struct mta_conn *c, const struct mta_result *r, int perm);
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* smtp_strdup - a copy of s, NULL for NULL; out of memory is fatal. */
-static char *smtp_strdup(const char *s)
+/* mta_strdup - a copy of s, NULL for NULL; out of memory is fatal. */
+static char *mta_strdup(const char *s)
 {
 	char *d;
 
@@ -179,14 +179,14 @@ static char *smtp_strdup(const char *s)
 	return d;
 }
 
-/* smtp_set - whether an optional string is given. */
-static int smtp_set(const char *s)
+/* mta_set - whether an optional string is given. */
+static int mta_set(const char *s)
 {
 	return s != NULL && *s != '\0';
 }
 
-/* smtp_safe - whether s can go on a command line: no control characters. */
-static int smtp_safe(const char *s)
+/* mta_safe - whether s can go on a command line: no control characters. */
+static int mta_safe(const char *s)
 {
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -194,8 +194,8 @@ static int smtp_safe(const char *s)
 	return 1;
 }
 
-/* smtp_xtext - s encoded as RFC 3461 xtext; the caller frees it. */
-static char *smtp_xtext(const char *s)
+/* mta_xtext - s encoded as RFC 3461 xtext; the caller frees it. */
+static char *mta_xtext(const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	char *out = malloc(strlen(s) * 3 + 1), *p = out;
@@ -217,8 +217,8 @@ static char *smtp_xtext(const char *s)
 	return out;
 }
 
-/* smtp_base64 - s (n bytes) in base64; the caller frees it. */
-static char *smtp_base64(const char *s, size_t n)
+/* mta_base64 - s (n bytes) in base64; the caller frees it. */
+static char *mta_base64(const char *s, size_t n)
 {
 	char *out = malloc(4 * ((n + 2) / 3) + 1);
 
@@ -228,8 +228,8 @@ static char *smtp_base64(const char *s, size_t n)
 	return out;
 }
 
-/* smtp_is_ip_literal - whether name is an address, not a host name. */
-static int smtp_is_ip_literal(const char *name)
+/* mta_is_ip_literal - whether name is an address, not a host name. */
+static int mta_is_ip_literal(const char *name)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
 	char tmp[256];
@@ -245,8 +245,8 @@ static int smtp_is_ip_literal(const char *name)
 	return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
-/* smtp_addr_text - the address of sa as text, its port in *port. */
-static void smtp_addr_text(const struct sockaddr_storage *sa, char *buf, size_t len, unsigned *port)
+/* mta_addr_text - the address of sa as text, its port in *port. */
+static void mta_addr_text(const struct sockaddr_storage *sa, char *buf, size_t len, unsigned *port)
 {
 	buf[0] = '\0';
 	*port = 0;
@@ -263,12 +263,12 @@ static void smtp_addr_text(const struct sockaddr_storage *sa, char *buf, size_t 
 	}
 }
 
-/* smtp_is_local - a unix socket or a loopback address: AUTH needs no TLS there. */
-static int smtp_is_local(const struct smtp_conn *c)
+/* mta_is_local - a unix socket or a loopback address: AUTH needs no TLS there. */
+static int mta_is_local(const struct mta_conn *c)
 {
 	const struct sockaddr_storage *sa;
 
-	if (smtp_set(c->dest.unix_path))
+	if (mta_set(c->dest.unix_path))
 		return 1;
 	sa = &c->dest.addrs[c->addr].sa;
 	if (sa->ss_family == AF_INET)
@@ -282,29 +282,29 @@ static int smtp_is_local(const struct smtp_conn *c)
 	return 0;
 }
 
-/* smtp_naddrs - how many addresses the destination has to try. */
-static size_t smtp_naddrs(const struct smtp_conn *c)
+/* mta_naddrs - how many addresses the destination has to try. */
+static size_t mta_naddrs(const struct mta_conn *c)
 {
-	return smtp_set(c->dest.unix_path) ? 1 : c->dest.naddrs;
+	return mta_set(c->dest.unix_path) ? 1 : c->dest.naddrs;
 }
 
 /* ---- results ------------------------------------------------------------ */
 
-/* smtp_outcome_of - what a reply code means for a recipient. */
-static enum smtp_client_outcome smtp_outcome_of(int code)
+/* mta_outcome_of - what a reply code means for a recipient. */
+static enum mta_outcome mta_outcome_of(int code)
 {
 	if (code >= 200 && code < 300)
-		return SMTP_CLIENT_SENT;
+		return MTA_SENT;
 	if (code >= 500 && code < 600)
-		return SMTP_CLIENT_FAILED;
-	return SMTP_CLIENT_DEFERRED;
+		return MTA_FAILED;
+	return MTA_DEFERRED;
 }
 
-/* smtp_result_fix - the enhanced code's class follows the outcome ("x.0.0" when none came). */
-static void smtp_result_fix(struct smtp_client_result *r)
+/* mta_result_fix - the enhanced code's class follows the outcome ("x.0.0" when none came). */
+static void mta_result_fix(struct mta_result *r)
 {
-	char cls = r->outcome == SMTP_CLIENT_SENT       ? '2'
-	           : r->outcome == SMTP_CLIENT_DEFERRED ? '4'
+	char cls = r->outcome == MTA_SENT       ? '2'
+	           : r->outcome == MTA_DEFERRED ? '4'
 	                                                : '5';
 
 	if (r->enhanced[0] == '\0')
@@ -313,23 +313,23 @@ static void smtp_result_fix(struct smtp_client_result *r)
 		r->enhanced[0] = cls;
 }
 
-/* smtp_result_local - r as a local reason: no reply from the peer. */
-static void smtp_result_local(struct smtp_client_result *r, enum smtp_client_outcome outcome,
+/* mta_result_local - r as a local reason: no reply from the peer. */
+static void mta_result_local(struct mta_result *r, enum mta_outcome outcome,
                               const char *enhanced, const char *fmt, va_list ap)
 	__attribute__((format(printf, 4, 0)));
-static void smtp_result_local(struct smtp_client_result *r, enum smtp_client_outcome outcome,
+static void mta_result_local(struct mta_result *r, enum mta_outcome outcome,
                               const char *enhanced, const char *fmt, va_list ap)
 {
 	memset(r, 0, sizeof(*r));
 	r->outcome = outcome;
 	snprintf(r->enhanced, sizeof(r->enhanced), "%s", enhanced);
 	vsnprintf(r->reply, sizeof(r->reply), fmt, ap);
-	smtp_result_fix(r);
+	mta_result_fix(r);
 }
 
-/* smtp_result_reply - r from the reply just read, enhanced replacing the peer's when given. */
-static void smtp_result_reply(const struct smtp_conn *c, struct smtp_client_result *r,
-                              enum smtp_client_outcome outcome, const char *enhanced)
+/* mta_result_reply - r from the reply just read, enhanced replacing the peer's when given. */
+static void mta_result_reply(const struct mta_conn *c, struct mta_result *r,
+                              enum mta_outcome outcome, const char *enhanced)
 {
 	memset(r, 0, sizeof(*r));
 	r->outcome = outcome;
@@ -338,53 +338,53 @@ static void smtp_result_reply(const struct smtp_conn *c, struct smtp_client_resu
 	         enhanced != NULL ? enhanced : c->reply.enhanced);
 	snprintf(r->reply, sizeof(r->reply), "%s", c->reply.text);
 	r->remote_said = 1;
-	smtp_result_fix(r);
+	mta_result_fix(r);
 }
 
-/* smtp_rcpt_set - recipient i's outcome, unless it has one already. */
-static void smtp_rcpt_set(struct smtp_conn *c, size_t i, const struct smtp_client_result *r)
+/* mta_rcpt_set - recipient i's outcome, unless it has one already. */
+static void mta_rcpt_set(struct mta_conn *c, size_t i, const struct mta_result *r)
 {
-	if (c->rstate[i] & SMTP_R_SET)
+	if (c->rstate[i] & MTA_R_SET)
 		return;
 	c->results[i] = *r;
-	c->rstate[i] |= SMTP_R_SET;
+	c->rstate[i] |= MTA_R_SET;
 }
 
-/* smtp_rcpt_set_all - every recipient without an outcome gets r. */
-static void smtp_rcpt_set_all(struct smtp_conn *c, const struct smtp_client_result *r)
+/* mta_rcpt_set_all - every recipient without an outcome gets r. */
+static void mta_rcpt_set_all(struct mta_conn *c, const struct mta_result *r)
 {
 	size_t i;
 
 	for (i = 0; i < c->job->nrcpts; i++)
-		smtp_rcpt_set(c, i, r);
+		mta_rcpt_set(c, i, r);
 }
 
-/* smtp_rcpt_fail_all - every recipient without an outcome: a local reason. */
+/* mta_rcpt_fail_all - every recipient without an outcome: a local reason. */
 __attribute__((format(printf, 4, 5))) static void
-smtp_rcpt_fail_all(struct smtp_conn *c, enum smtp_client_outcome outcome, const char *enhanced,
+mta_rcpt_fail_all(struct mta_conn *c, enum mta_outcome outcome, const char *enhanced,
                    const char *fmt, ...)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	va_list ap;
 
 	va_start(ap, fmt);
-	smtp_result_local(&r, outcome, enhanced, fmt, ap);
+	mta_result_local(&r, outcome, enhanced, fmt, ap);
 	va_end(ap);
-	smtp_rcpt_set_all(c, &r);
+	mta_rcpt_set_all(c, &r);
 }
 
 /* ---- the connection's plumbing ------------------------------------------ */
 
-/* smtp_wait - arm the deadline of the current wait. */
-static void smtp_wait(struct smtp_conn *c, unsigned seconds)
+/* mta_wait - arm the deadline of the current wait. */
+static void mta_wait(struct mta_conn *c, unsigned seconds)
 {
 	struct timeval tv = {seconds > 0 ? (time_t)seconds : 1, 0};
 
 	evtimer_add(c->timer, &tv);
 }
 
-/* smtp_teardown - drop the connection (socket, TLS, connect in progress). */
-static void smtp_teardown(struct smtp_conn *c)
+/* mta_teardown - drop the connection (socket, TLS, connect in progress). */
+static void mta_teardown(struct mta_conn *c)
 {
 	if (c->bev != NULL) {
 		struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -410,11 +410,11 @@ static void smtp_teardown(struct smtp_conn *c)
 	c->authed = 0;
 	c->peer_closing = 0;
 	c->reply.nlines = 0;
-	c->state = SMTP_S_DEAD;
+	c->state = MTA_S_DEAD;
 }
 
-/* smtp_job_clear - forget the job's bookkeeping (not the results). */
-static void smtp_job_clear(struct smtp_conn *c)
+/* mta_job_clear - forget the job's bookkeeping (not the results). */
+static void mta_job_clear(struct mta_conn *c)
 {
 	free(c->rstate);
 	free(c->sent);
@@ -425,13 +425,13 @@ static void smtp_job_clear(struct smtp_conn *c)
 	c->fn_arg = NULL;
 }
 
-/* smtp_conn_free - release everything; the connection is gone. */
-static void smtp_conn_free(struct smtp_conn *c)
+/* mta_conn_free - release everything; the connection is gone. */
+static void mta_conn_free(struct mta_conn *c)
 {
-	smtp_teardown(c);
+	mta_teardown(c);
 	event_free(c->timer);
 	event_free(c->finish_ev);
-	smtp_job_clear(c);
+	mta_job_clear(c);
 	free(c->results);
 	if (c->own_ctx != NULL)
 		SSL_CTX_free(c->own_ctx);
@@ -447,8 +447,8 @@ static void smtp_conn_free(struct smtp_conn *c)
 	free(c);
 }
 
-/* smtp_cmd - write one command line; shown at debug unless secret. */
-__attribute__((format(printf, 3, 4))) static void smtp_cmd(struct smtp_conn *c, int secret,
+/* mta_cmd - write one command line; shown at debug unless secret. */
+__attribute__((format(printf, 3, 4))) static void mta_cmd(struct mta_conn *c, int secret,
                                                            const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -471,76 +471,76 @@ __attribute__((format(printf, 3, 4))) static void smtp_cmd(struct smtp_conn *c, 
 	free(line);
 }
 
-/* smtp_wait_name - what the current wait is for, for messages. */
-static const char *smtp_wait_name(const struct smtp_conn *c)
+/* mta_wait_name - what the current wait is for, for messages. */
+static const char *mta_wait_name(const struct mta_conn *c)
 {
 	size_t step;
 
 	switch (c->state) {
-	case SMTP_S_GREETING:
+	case MTA_S_GREETING:
 		return "the greeting";
-	case SMTP_S_EHLO:
+	case MTA_S_EHLO:
 		return c->dest.lmtp ? "the reply to LHLO" : "the reply to EHLO";
-	case SMTP_S_HELO:
+	case MTA_S_HELO:
 		return "the reply to HELO";
-	case SMTP_S_STARTTLS:
+	case MTA_S_STARTTLS:
 		return "the reply to STARTTLS";
-	case SMTP_S_AUTH:
+	case MTA_S_AUTH:
 		return "the reply to AUTH";
-	case SMTP_S_TX:
+	case MTA_S_TX:
 		step = c->tx_replied - (size_t)c->tx_rset;
 		if (c->tx_rset && c->tx_replied == 0)
 			return "the reply to RSET";
 		if (step == 0)
 			return "the reply to MAIL";
 		return step <= c->nsent ? "the reply to RCPT" : "the reply to DATA";
-	case SMTP_S_DOT:
-	case SMTP_S_DOT_ABORT:
+	case MTA_S_DOT:
+	case MTA_S_DOT_ABORT:
 		return "the reply to the end of the message";
-	case SMTP_S_QUIT:
+	case MTA_S_QUIT:
 		return "the reply to QUIT";
 	default:
 		return "a reply";
 	}
 }
 
-/* smtp_fail - the current wait failed for a local reason. */
+/* mta_fail - the current wait failed for a local reason. */
 __attribute__((format(printf, 3, 4))) static void
-smtp_fail(struct smtp_conn *c, const char *enhanced, const char *fmt, ...)
+mta_fail(struct mta_conn *c, const char *enhanced, const char *fmt, ...)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	va_list ap;
 
 	va_start(ap, fmt);
-	smtp_result_local(&r, SMTP_CLIENT_DEFERRED, enhanced, fmt, ap);
+	mta_result_local(&r, MTA_DEFERRED, enhanced, fmt, ap);
 	va_end(ap);
 	log_debug("%s: %s", c->remote, r.reply);
-	smtp_fail_result(c, &r, 0);
+	mta_fail_result(c, &r, 0);
 }
 
-/* smtp_fail_reply - the current wait failed on the peer's reply. */
-static void smtp_fail_reply(struct smtp_conn *c, const char *enhanced)
+/* mta_fail_reply - the current wait failed on the peer's reply. */
+static void mta_fail_reply(struct mta_conn *c, const char *enhanced)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	int perm =
-	    c->reply.code >= 500 && (c->state == SMTP_S_GREETING || c->state == SMTP_S_HELO ||
-	                             (c->state == SMTP_S_EHLO && c->dest.lmtp));
+	    c->reply.code >= 500 && (c->state == MTA_S_GREETING || c->state == MTA_S_HELO ||
+	                             (c->state == MTA_S_EHLO && c->dest.lmtp));
 
-	smtp_result_reply(c, &r, smtp_outcome_of(c->reply.code), enhanced);
-	smtp_fail_result(c, &r, perm);
+	mta_result_reply(c, &r, mta_outcome_of(c->reply.code), enhanced);
+	mta_fail_result(c, &r, perm);
 }
 
 /* ---- connecting --------------------------------------------------------- */
 
-/* smtp_attempt_fail - this address did not work out: the next one, or the end. */
-static void smtp_attempt_fail(struct smtp_conn *c, const struct smtp_client_result *r, int perm)
+/* mta_attempt_fail - this address did not work out: the next one, or the end. */
+static void mta_attempt_fail(struct mta_conn *c, const struct mta_result *r, int perm)
 {
 	c->last = *r;
 	if (!perm)
 		c->all_5xx = 0;
 	else if (c->all_5xx < 0)
 		c->all_5xx = 1;
-	smtp_teardown(c);
+	mta_teardown(c);
 	if (c->plain_retry == 1) {
 		c->plain_retry = 2;
 		log_info("%s: TLS failed, trying again without TLS", c->remote);
@@ -548,83 +548,83 @@ static void smtp_attempt_fail(struct smtp_conn *c, const struct smtp_client_resu
 		c->plain_retry = 0;
 		c->addr++;
 	}
-	smtp_connect_next(c);
+	mta_connect_next(c);
 }
 
-/* smtp_attempt_exhausted - no address is left: the job ends with the last reason. */
-static void smtp_attempt_exhausted(struct smtp_conn *c)
+/* mta_attempt_exhausted - no address is left: the job ends with the last reason. */
+static void mta_attempt_exhausted(struct mta_conn *c)
 {
-	struct smtp_client_result r = c->last;
+	struct mta_result r = c->last;
 
 	if (r.reply[0] == '\0')
 		snprintf(r.reply, sizeof(r.reply), "no address to connect to");
-	r.outcome = c->all_5xx == 1 ? SMTP_CLIENT_FAILED : SMTP_CLIENT_DEFERRED;
+	r.outcome = c->all_5xx == 1 ? MTA_FAILED : MTA_DEFERRED;
 	if (r.enhanced[0] == '\0')
 		snprintf(r.enhanced, sizeof(r.enhanced), "4.4.1");
-	smtp_result_fix(&r);
-	smtp_rcpt_set_all(c, &r);
-	smtp_job_finish(c, 0);
+	mta_result_fix(&r);
+	mta_rcpt_set_all(c, &r);
+	mta_job_finish(c, 0);
 }
 
-/* smtp_bev_setup - c->bev is the new way to the peer: callbacks, reading on. */
-static void smtp_bev_setup(struct smtp_conn *c)
+/* mta_bev_setup - c->bev is the new way to the peer: callbacks, reading on. */
+static void mta_bev_setup(struct mta_conn *c)
 {
 	c->gen++;
-	bufferevent_setcb(c->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, c);
+	bufferevent_setcb(c->bev, mta_read_cb, mta_write_cb, mta_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-/* smtp_conn_ctx - the TLS context for this destination, made when first needed. */
-static SSL_CTX *smtp_conn_ctx(struct smtp_conn *c, char *err, size_t errlen);
+/* mta_conn_ctx - the TLS context for this destination, made when first needed. */
+static SSL_CTX *mta_conn_ctx(struct mta_conn *c, char *err, size_t errlen);
 
-/* smtp_tls_name - the name for SNI and verification ("" for none). */
-static const char *smtp_tls_name(const struct smtp_conn *c)
+/* mta_tls_name - the name for SNI and verification ("" for none). */
+static const char *mta_tls_name(const struct mta_conn *c)
 {
-	if (smtp_set(c->dest.tls_name))
+	if (mta_set(c->dest.tls_name))
 		return c->dest.tls_name;
-	if (smtp_set(c->dest.unix_path))
+	if (mta_set(c->dest.unix_path))
 		return "";
 	return c->dest.addrs[c->addr].host;
 }
 
-/* smtp_tls_fail - TLS did not come up: MAY tries plaintext, the rest defers. */
-__attribute__((format(printf, 2, 3))) static void smtp_tls_fail(struct smtp_conn *c,
+/* mta_tls_fail - TLS did not come up: MAY tries plaintext, the rest defers. */
+__attribute__((format(printf, 2, 3))) static void mta_tls_fail(struct mta_conn *c,
                                                                 const char *fmt, ...)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	va_list ap;
 
 	va_start(ap, fmt);
-	smtp_result_local(&r, SMTP_CLIENT_DEFERRED, "4.7.5", fmt, ap);
+	mta_result_local(&r, MTA_DEFERRED, "4.7.5", fmt, ap);
 	va_end(ap);
 	log_info("%s", r.reply);
 	if (c->dest.tls == CLIENT_TLS_MAY && c->plain_retry == 0)
 		c->plain_retry = 1;
-	smtp_fail_result(c, &r, 0);
+	mta_fail_result(c, &r, 0);
 }
 
-/* smtp_tls_start - put TLS over the connection and start the handshake. */
-static void smtp_tls_start(struct smtp_conn *c)
+/* mta_tls_start - put TLS over the connection and start the handshake. */
+static void mta_tls_start(struct mta_conn *c)
 {
-	const char *name = smtp_tls_name(c);
+	const char *name = mta_tls_name(c);
 	struct bufferevent *tls_bev;
 	char err[256];
 	SSL_CTX *ctx;
 	SSL *ssl;
 
-	if ((ctx = smtp_conn_ctx(c, err, sizeof(err))) == NULL) {
-		smtp_tls_fail(c, "cannot use TLS with %s: %s", c->remote, err);
+	if ((ctx = mta_conn_ctx(c, err, sizeof(err))) == NULL) {
+		mta_tls_fail(c, "cannot use TLS with %s: %s", c->remote, err);
 		return;
 	}
 	if ((ssl = SSL_new(ctx)) == NULL)
 		fatal("smtp client: cannot start TLS: %s",
 		      tls_error_text(err, sizeof(err), "out of memory"));
-	if (*name != '\0' && !smtp_is_ip_literal(name))
+	if (*name != '\0' && !mta_is_ip_literal(name))
 		SSL_set_tlsext_host_name(ssl, name);
 	if (c->dest.tls_verify) {
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
 		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		if (*name != '\0' && smtp_is_ip_literal(name))
+		if (*name != '\0' && mta_is_ip_literal(name))
 			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
 		else if (*name != '\0')
 			SSL_set1_host(ssl, name);
@@ -641,13 +641,13 @@ static void smtp_tls_start(struct smtp_conn *c)
 		      tls_error_text(err, sizeof(err), "out of memory"));
 	bufferevent_openssl_set_allow_dirty_shutdown(tls_bev, 1);
 	c->bev = tls_bev;
-	smtp_bev_setup(c);
-	c->state = SMTP_S_HANDSHAKE;
-	smtp_wait(c, c->dest.command_timeout);
+	mta_bev_setup(c);
+	c->state = MTA_S_HANDSHAKE;
+	mta_wait(c, c->dest.command_timeout);
 }
 
-/* smtp_tls_failed_text - why the handshake on bev failed. */
-static void smtp_tls_failed_text(struct smtp_conn *c, char *buf, size_t len)
+/* mta_tls_failed_text - why the handshake on bev failed. */
+static void mta_tls_failed_text(struct mta_conn *c, char *buf, size_t len)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 	unsigned long e, first = 0;
@@ -668,56 +668,56 @@ static void smtp_tls_failed_text(struct smtp_conn *c, char *buf, size_t len)
 	ERR_clear_error();
 }
 
-/* smtp_connected - the transport is up: TLS at once, or wait for the greeting. */
-static void smtp_connected(struct smtp_conn *c)
+/* mta_connected - the transport is up: TLS at once, or wait for the greeting. */
+static void mta_connected(struct mta_conn *c)
 {
 	c->bev =
 	    bufferevent_socket_new(c->base, c->fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL)
 		fatal("smtp client: out of memory");
 	c->fd = -1;
-	smtp_bev_setup(c);
+	mta_bev_setup(c);
 	log_debug("%s: connected", c->remote);
 	if (c->dest.tls == CLIENT_TLS_IMPLICIT) {
-		smtp_tls_start(c);
+		mta_tls_start(c);
 		return;
 	}
-	c->state = SMTP_S_GREETING;
-	smtp_wait(c, c->dest.command_timeout);
+	c->state = MTA_S_GREETING;
+	mta_wait(c, c->dest.command_timeout);
 }
 
-/* smtp_connect_cb - the non-blocking connect finished or timed out. */
-static void smtp_connect_cb(evutil_socket_t fd, short what, void *arg)
+/* mta_connect_cb - the non-blocking connect finished or timed out. */
+static void mta_connect_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct smtp_conn *c = arg;
+	struct mta_conn *c = arg;
 	int err = 0;
 	socklen_t len = sizeof(err);
 
 	event_free(c->connect_ev);
 	c->connect_ev = NULL;
 	if (what & EV_TIMEOUT) {
-		smtp_fail(c, "4.4.1", "connect to %s: Connection timed out", c->where);
+		mta_fail(c, "4.4.1", "connect to %s: Connection timed out", c->where);
 		return;
 	}
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err != 0) {
-		smtp_fail(c, "4.4.1", "connect to %s: %s", c->where, strerror(err));
+		mta_fail(c, "4.4.1", "connect to %s: %s", c->where, strerror(err));
 		return;
 	}
-	smtp_connected(c);
+	mta_connected(c);
 }
 
-/* smtp_connect_addr - where to connect: the socket address and its name for messages. */
-static int smtp_connect_addr(struct smtp_conn *c, struct sockaddr_storage *ss, socklen_t *sslen)
+/* mta_connect_addr - where to connect: the socket address and its name for messages. */
+static int mta_connect_addr(struct mta_conn *c, struct sockaddr_storage *ss, socklen_t *sslen)
 {
 	char *where = c->where;
 	size_t wlen = sizeof(c->where);
-	const struct smtp_client_addr *a;
+	const struct mta_addr *a;
 	char text[INET6_ADDRSTRLEN];
 	unsigned port;
 
-	if (smtp_set(c->dest.unix_path)) {
+	if (mta_set(c->dest.unix_path)) {
 		struct sockaddr_un *un = (struct sockaddr_un *)ss;
 
 		snprintf(c->remote, sizeof(c->remote), "%s", c->dest.unix_path);
@@ -731,7 +731,7 @@ static int smtp_connect_addr(struct smtp_conn *c, struct sockaddr_storage *ss, s
 		return 0;
 	}
 	a = &c->dest.addrs[c->addr];
-	smtp_addr_text(&a->sa, text, sizeof(text), &port);
+	mta_addr_text(&a->sa, text, sizeof(text), &port);
 	snprintf(c->remote, sizeof(c->remote), "%s[%s]", a->host, text);
 	snprintf(where, wlen, "%s:%u", c->remote, port);
 	if (a->salen == 0 || a->salen > sizeof(*ss) ||
@@ -742,19 +742,19 @@ static int smtp_connect_addr(struct smtp_conn *c, struct sockaddr_storage *ss, s
 	return 0;
 }
 
-/* smtp_connect_start - begin connecting to the current address; -1 when it failed at once. */
-static int smtp_connect_start(struct smtp_conn *c)
+/* mta_connect_start - begin connecting to the current address; -1 when it failed at once. */
+static int mta_connect_start(struct mta_conn *c)
 {
 	struct sockaddr_storage ss;
 	struct timeval tv = {c->dest.connect_timeout > 0 ? (time_t)c->dest.connect_timeout : 1, 0};
-	struct smtp_client_result r;
+	struct mta_result r;
 	socklen_t sslen = 0;
 	int fd;
 
 	c->said[0] = '\0';
-	c->state = SMTP_S_CONNECTING;
+	c->state = MTA_S_CONNECTING;
 	memset(&ss, 0, sizeof(ss));
-	if (smtp_connect_addr(c, &ss, &sslen) < 0) {
+	if (mta_connect_addr(c, &ss, &sslen) < 0) {
 		errno = EINVAL;
 		goto failed;
 	}
@@ -769,46 +769,46 @@ static int smtp_connect_start(struct smtp_conn *c)
 		goto failed;
 	}
 	c->fd = fd;
-	c->connect_ev = event_new(c->base, fd, EV_WRITE, smtp_connect_cb, c);
+	c->connect_ev = event_new(c->base, fd, EV_WRITE, mta_connect_cb, c);
 	if (c->connect_ev == NULL)
 		fatal("smtp client: out of memory");
 	event_add(c->connect_ev, &tv);
 	return 0;
 failed:
 	memset(&r, 0, sizeof(r));
-	r.outcome = SMTP_CLIENT_DEFERRED;
+	r.outcome = MTA_DEFERRED;
 	snprintf(r.enhanced, sizeof(r.enhanced), "4.4.1");
 	snprintf(r.reply, sizeof(r.reply), "connect to %s: %s", c->where, strerror(errno));
 	log_debug("%s", r.reply);
 	c->last = r;
 	c->all_5xx = 0;
-	c->state = SMTP_S_DEAD;
+	c->state = MTA_S_DEAD;
 	return -1;
 }
 
-/* smtp_connect_next - connect to this address or a later one; past the last, the job fails. */
-static void smtp_connect_next(struct smtp_conn *c)
+/* mta_connect_next - connect to this address or a later one; past the last, the job fails. */
+static void mta_connect_next(struct mta_conn *c)
 {
 	memset(&c->ext, 0, sizeof(c->ext));
-	for (; c->addr < smtp_naddrs(c); c->addr++, c->plain_retry = 0)
-		if (smtp_connect_start(c) == 0)
+	for (; c->addr < mta_naddrs(c); c->addr++, c->plain_retry = 0)
+		if (mta_connect_start(c) == 0)
 			return;
-	smtp_attempt_exhausted(c);
+	mta_attempt_exhausted(c);
 }
 
 /* ---- the session -------------------------------------------------------- */
 
-/* smtp_send_ehlo - EHLO, or LHLO for LMTP. */
-static void smtp_send_ehlo(struct smtp_conn *c)
+/* mta_send_ehlo - EHLO, or LHLO for LMTP. */
+static void mta_send_ehlo(struct mta_conn *c)
 {
 	memset(&c->ext_new, 0, sizeof(c->ext_new));
-	smtp_cmd(c, 0, "%s %s", c->dest.lmtp ? "LHLO" : "EHLO", c->dest.helo_name);
-	c->state = SMTP_S_EHLO;
-	smtp_wait(c, c->dest.command_timeout);
+	mta_cmd(c, 0, "%s %s", c->dest.lmtp ? "LHLO" : "EHLO", c->dest.helo_name);
+	c->state = MTA_S_EHLO;
+	mta_wait(c, c->dest.command_timeout);
 }
 
-/* smtp_ext_line - note the extension that one line of the EHLO reply names. */
-static void smtp_ext_line(struct smtp_ext *e, const char *text)
+/* mta_ext_line - note the extension that one line of the EHLO reply names. */
+static void mta_ext_line(struct mta_ext *e, const char *text)
 {
 	char kw[32];
 	size_t n = strcspn(text, " =");
@@ -839,7 +839,7 @@ static void smtp_ext_line(struct smtp_ext *e, const char *text)
 		v = strtoull(arg, &end, 10);
 		e->size_max = (errno == 0 && end != arg && *arg >= '0' && *arg <= '9') ? v : 0;
 	} else if (strcasecmp(kw, "AUTH") == 0) {
-		char mechs[SMTP_LINE_MAX + 1], *tok, *save = NULL;
+		char mechs[MTA_LINE_MAX + 1], *tok, *save = NULL;
 
 		snprintf(mechs, sizeof(mechs), "%s", arg);
 		for (tok = strtok_r(mechs, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
@@ -851,46 +851,46 @@ static void smtp_ext_line(struct smtp_ext *e, const char *text)
 	}
 }
 
-/* smtp_on_greeting - the peer's first reply: 2xx says go on. */
-static void smtp_on_greeting(struct smtp_conn *c)
+/* mta_on_greeting - the peer's first reply: 2xx says go on. */
+static void mta_on_greeting(struct mta_conn *c)
 {
 	if (c->reply.code / 100 != 2) {
-		smtp_fail_reply(c, NULL);
+		mta_fail_reply(c, NULL);
 		return;
 	}
-	smtp_send_ehlo(c);
+	mta_send_ehlo(c);
 }
 
-/* smtp_on_ehlo - extensions known, or HELO after a 5xx (not with LMTP). */
-static void smtp_on_ehlo(struct smtp_conn *c)
+/* mta_on_ehlo - extensions known, or HELO after a 5xx (not with LMTP). */
+static void mta_on_ehlo(struct mta_conn *c)
 {
 	if (c->reply.code / 100 == 2) {
 		c->ext = c->ext_new;
-		smtp_session_next(c);
+		mta_session_next(c);
 		return;
 	}
 	if (c->reply.code / 100 == 5 && !c->dest.lmtp) {
 		memset(&c->ext, 0, sizeof(c->ext));
-		smtp_cmd(c, 0, "HELO %s", c->dest.helo_name);
-		c->state = SMTP_S_HELO;
-		smtp_wait(c, c->dest.command_timeout);
+		mta_cmd(c, 0, "HELO %s", c->dest.helo_name);
+		c->state = MTA_S_HELO;
+		mta_wait(c, c->dest.command_timeout);
 		return;
 	}
-	smtp_fail_reply(c, NULL);
+	mta_fail_reply(c, NULL);
 }
 
-/* smtp_on_helo - the plain SMTP greeting is done, or not. */
-static void smtp_on_helo(struct smtp_conn *c)
+/* mta_on_helo - the plain SMTP greeting is done, or not. */
+static void mta_on_helo(struct mta_conn *c)
 {
 	if (c->reply.code / 100 != 2) {
-		smtp_fail_reply(c, NULL);
+		mta_fail_reply(c, NULL);
 		return;
 	}
-	smtp_session_next(c);
+	mta_session_next(c);
 }
 
-/* smtp_on_starttls - 220: the handshake; otherwise MAY goes on in plaintext. */
-static void smtp_on_starttls(struct smtp_conn *c)
+/* mta_on_starttls - 220: the handshake; otherwise MAY goes on in plaintext. */
+static void mta_on_starttls(struct mta_conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t injected = evbuffer_get_length(in);
@@ -903,21 +903,21 @@ static void smtp_on_starttls(struct smtp_conn *c)
 			           c->remote, injected);
 			evbuffer_drain(in, injected);
 		}
-		smtp_tls_start(c);
+		mta_tls_start(c);
 		return;
 	}
 	if (c->dest.tls == CLIENT_TLS_MAY) {
 		log_info("%s: STARTTLS refused (%s), going on without TLS", c->remote,
 		         c->reply.text);
 		c->ext.starttls = 0;
-		smtp_session_next(c);
+		mta_session_next(c);
 		return;
 	}
-	smtp_fail_reply(c, "4.7.5");
+	mta_fail_reply(c, "4.7.5");
 }
 
-/* smtp_tls_done - the handshake finished: log it, then greet or say EHLO again. */
-static void smtp_tls_done(struct smtp_conn *c)
+/* mta_tls_done - the handshake finished: log it, then greet or say EHLO again. */
+static void mta_tls_done(struct mta_conn *c)
 {
 	struct tls_info info;
 
@@ -926,18 +926,18 @@ static void smtp_tls_done(struct smtp_conn *c)
 	log_info("TLS established to %s: %s %s", c->remote, info.version, info.cipher);
 	c->tls_active = 1;
 	if (c->dest.tls == CLIENT_TLS_IMPLICIT) {
-		c->state = SMTP_S_GREETING;
-		smtp_wait(c, c->dest.command_timeout);
+		c->state = MTA_S_GREETING;
+		mta_wait(c, c->dest.command_timeout);
 		/* The greeting may have come with the end of the handshake. */
-		smtp_read_cb(c->bev, c);
+		mta_read_cb(c->bev, c);
 		return;
 	}
 	/* RFC 3207 4.2: what the peer said before TLS counts no more. */
-	smtp_send_ehlo(c);
+	mta_send_ehlo(c);
 }
 
-/* smtp_auth_plain - the PLAIN response (RFC 4616) in base64; the caller cleanses and frees it. */
-static char *smtp_auth_plain(const struct smtp_conn *c)
+/* mta_auth_plain - the PLAIN response (RFC 4616) in base64; the caller cleanses and frees it. */
+static char *mta_auth_plain(const struct mta_conn *c)
 {
 	const char *user = c->dest.auth_user;
 	const char *pass = c->dest.auth_password != NULL ? c->dest.auth_password : "";
@@ -950,81 +950,81 @@ static char *smtp_auth_plain(const struct smtp_conn *c)
 	memcpy(raw + 1, user, ul);
 	raw[ul + 1] = '\0';
 	memcpy(raw + ul + 2, pass, pl);
-	b64 = smtp_base64(raw, ul + pl + 2);
+	b64 = mta_base64(raw, ul + pl + 2);
 	OPENSSL_cleanse(raw, ul + pl + 2);
 	free(raw);
 	return b64;
 }
 
-/* smtp_auth_begin - AUTH PLAIN (preferred) or LOGIN. */
-static void smtp_auth_begin(struct smtp_conn *c)
+/* mta_auth_begin - AUTH PLAIN (preferred) or LOGIN. */
+static void mta_auth_begin(struct mta_conn *c)
 {
-	if (!c->tls_active && !smtp_is_local(c)) {
-		smtp_fail(c, "4.7.8", "not sending credentials to %s without TLS", c->remote);
+	if (!c->tls_active && !mta_is_local(c)) {
+		mta_fail(c, "4.7.8", "not sending credentials to %s without TLS", c->remote);
 		return;
 	}
 	c->auth_step = 0;
-	c->state = SMTP_S_AUTH;
+	c->state = MTA_S_AUTH;
 	if (c->ext.auth_plain) {
-		char *b64 = smtp_auth_plain(c);
+		char *b64 = mta_auth_plain(c);
 
 		c->auth_login = 0;
-		smtp_cmd(c, 1, "AUTH PLAIN %s", b64);
+		mta_cmd(c, 1, "AUTH PLAIN %s", b64);
 		OPENSSL_cleanse(b64, strlen(b64));
 		free(b64);
 	} else if (c->ext.auth_login) {
 		c->auth_login = 1;
-		smtp_cmd(c, 0, "AUTH LOGIN");
+		mta_cmd(c, 0, "AUTH LOGIN");
 	} else {
-		smtp_fail(c, "4.7.8", "no usable AUTH mechanism offered by %s (PLAIN or LOGIN)",
+		mta_fail(c, "4.7.8", "no usable AUTH mechanism offered by %s (PLAIN or LOGIN)",
 		          c->remote);
 		return;
 	}
-	smtp_wait(c, c->dest.command_timeout);
+	mta_wait(c, c->dest.command_timeout);
 }
 
-/* smtp_auth_send - one base64 line: the PLAIN response (part NULL) or a LOGIN part. */
-static void smtp_auth_send(struct smtp_conn *c, const char *part)
+/* mta_auth_send - one base64 line: the PLAIN response (part NULL) or a LOGIN part. */
+static void mta_auth_send(struct mta_conn *c, const char *part)
 {
-	char *b64 = part == NULL ? smtp_auth_plain(c) : smtp_base64(part, strlen(part));
+	char *b64 = part == NULL ? mta_auth_plain(c) : mta_base64(part, strlen(part));
 
-	smtp_cmd(c, 1, "%s", b64);
+	mta_cmd(c, 1, "%s", b64);
 	OPENSSL_cleanse(b64, strlen(b64));
 	free(b64);
 	c->auth_step++;
-	smtp_wait(c, c->dest.command_timeout);
+	mta_wait(c, c->dest.command_timeout);
 }
 
-/* smtp_on_auth - the reply to AUTH or to one of its lines. */
-static void smtp_on_auth(struct smtp_conn *c)
+/* mta_on_auth - the reply to AUTH or to one of its lines. */
+static void mta_on_auth(struct mta_conn *c)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	int code = c->reply.code;
 	const char *pass = c->dest.auth_password != NULL ? c->dest.auth_password : "";
 
 	if (code / 100 == 2) {
 		c->authed = 1;
 		log_debug("%s: authenticated as %s", c->remote, c->dest.auth_user);
-		smtp_session_next(c);
+		mta_session_next(c);
 		return;
 	}
 	if (code == 334 && !c->auth_login && c->auth_step == 0) {
-		smtp_auth_send(c, NULL);
+		mta_auth_send(c, NULL);
 		return;
 	}
 	if (code == 334 && c->auth_login && c->auth_step < 2) {
-		smtp_auth_send(c, c->auth_step == 0 ? c->dest.auth_user : pass);
+		mta_auth_send(c, c->auth_step == 0 ? c->dest.auth_user : pass);
 		return;
 	}
 	/* Wrong credentials are for an administrator to fix: the mail waits. */
 	log_warn("%s: authentication as %s failed: %s", c->remote, c->dest.auth_user,
 	         c->reply.text);
-	smtp_result_reply(c, &r, SMTP_CLIENT_DEFERRED, "4.7.8");
-	smtp_fail_result(c, &r, 0);
+	mta_result_reply(c, &r, MTA_DEFERRED, "4.7.8");
+	mta_fail_result(c, &r, 0);
 }
 
-/* smtp_want_starttls - whether this session should say STARTTLS now. */
-static int smtp_want_starttls(const struct smtp_conn *c)
+/* mta_want_starttls - whether this session should say STARTTLS now. */
+static int mta_want_starttls(const struct mta_conn *c)
 {
 	if (c->tls_active)
 		return 0;
@@ -1032,47 +1032,47 @@ static int smtp_want_starttls(const struct smtp_conn *c)
 	       (c->dest.tls == CLIENT_TLS_MAY && c->plain_retry != 2);
 }
 
-static void smtp_tx_begin(struct smtp_conn *c);
+static void mta_tx_begin(struct mta_conn *c);
 
-/* smtp_session_next - after EHLO: STARTTLS, AUTH, then the transaction. */
-static void smtp_session_next(struct smtp_conn *c)
+/* mta_session_next - after EHLO: STARTTLS, AUTH, then the transaction. */
+static void mta_session_next(struct mta_conn *c)
 {
 	char err[256];
 
-	if (smtp_want_starttls(c)) {
-		if (c->ext.starttls && smtp_conn_ctx(c, err, sizeof(err)) != NULL) {
-			smtp_cmd(c, 0, "STARTTLS");
-			c->state = SMTP_S_STARTTLS;
-			smtp_wait(c, c->dest.command_timeout);
+	if (mta_want_starttls(c)) {
+		if (c->ext.starttls && mta_conn_ctx(c, err, sizeof(err)) != NULL) {
+			mta_cmd(c, 0, "STARTTLS");
+			c->state = MTA_S_STARTTLS;
+			mta_wait(c, c->dest.command_timeout);
 			return;
 		}
 		if (c->dest.tls == CLIENT_TLS_ENCRYPT) {
 			if (c->ext.starttls)
-				smtp_fail(c, "4.7.5", "cannot use TLS with %s: %s", c->remote, err);
+				mta_fail(c, "4.7.5", "cannot use TLS with %s: %s", c->remote, err);
 			else
-				smtp_fail(c, "4.7.5", "TLS is required, but was not offered by %s",
+				mta_fail(c, "4.7.5", "TLS is required, but was not offered by %s",
 				          c->remote);
 			return;
 		}
 		if (c->ext.starttls)
 			log_warn("%s: STARTTLS offered but unusable: %s", c->remote, err);
 	}
-	if (smtp_set(c->dest.auth_user) && !c->authed) {
-		smtp_auth_begin(c);
+	if (mta_set(c->dest.auth_user) && !c->authed) {
+		mta_auth_begin(c);
 		return;
 	}
-	c->state = SMTP_S_READY;
+	c->state = MTA_S_READY;
 	evtimer_del(c->timer);
 	if (c->job != NULL)
-		smtp_tx_begin(c);
+		mta_tx_begin(c);
 }
 
 /* ---- the transaction ---------------------------------------------------- */
 
-/* smtp_tx_write_mail - MAIL FROM with the parameters the peer understands. */
-static void smtp_tx_write_mail(struct smtp_conn *c)
+/* mta_tx_write_mail - MAIL FROM with the parameters the peer understands. */
+static void mta_tx_write_mail(struct mta_conn *c)
 {
-	const struct smtp_client_job *j = c->job;
+	const struct mta_job *j = c->job;
 	char size[32] = "", *envid = NULL;
 	const char *ret = "";
 
@@ -1082,17 +1082,17 @@ static void smtp_tx_write_mail(struct smtp_conn *c)
 		ret = " RET=FULL";
 	else if (c->ext.dsn && j->ret == SMTP_RET_HDRS)
 		ret = " RET=HDRS";
-	if (c->ext.dsn && smtp_set(j->envid))
-		envid = smtp_xtext(j->envid);
-	smtp_cmd(c, 0, "MAIL FROM:<%s>%s%s%s%s%s%s", j->mail_from != NULL ? j->mail_from : "", size,
+	if (c->ext.dsn && mta_set(j->envid))
+		envid = mta_xtext(j->envid);
+	mta_cmd(c, 0, "MAIL FROM:<%s>%s%s%s%s%s%s", j->mail_from != NULL ? j->mail_from : "", size,
 	         j->body == SMTP_BODY_8BITMIME && c->ext.eightbitmime ? " BODY=8BITMIME" : "",
 	         j->smtputf8 ? " SMTPUTF8" : "", ret, envid != NULL ? " ENVID=" : "",
 	         envid != NULL ? envid : "");
 	free(envid);
 }
 
-/* smtp_tx_write_rcpt - RCPT TO for one recipient, with its DSN parameters when offered. */
-static void smtp_tx_write_rcpt(struct smtp_conn *c, const struct smtp_client_rcpt *r)
+/* mta_tx_write_rcpt - RCPT TO for one recipient, with its DSN parameters when offered. */
+static void mta_tx_write_rcpt(struct mta_conn *c, const struct mta_rcpt *r)
 {
 	char notify[64] = "", *orcpt = NULL;
 
@@ -1113,115 +1113,115 @@ static void smtp_tx_write_rcpt(struct smtp_conn *c, const struct smtp_client_rcp
 			             : "",
 			         r->notify & SMTP_NOTIFY_DELAY ? "DELAY" : "");
 	}
-	if (c->ext.dsn && smtp_set(r->orcpt_type) && smtp_set(r->orcpt))
-		orcpt = smtp_xtext(r->orcpt);
-	smtp_cmd(c, 0, "RCPT TO:<%s>%s%s%s%s%s", r->address, notify, orcpt != NULL ? " ORCPT=" : "",
+	if (c->ext.dsn && mta_set(r->orcpt_type) && mta_set(r->orcpt))
+		orcpt = mta_xtext(r->orcpt);
+	mta_cmd(c, 0, "RCPT TO:<%s>%s%s%s%s%s", r->address, notify, orcpt != NULL ? " ORCPT=" : "",
 	         orcpt != NULL ? r->orcpt_type : "", orcpt != NULL ? ";" : "",
 	         orcpt != NULL ? orcpt : "");
 	free(orcpt);
 }
 
-/* smtp_step_of - what the reply to transaction step s answers, and for which recipient. */
-static enum smtp_step smtp_step_of(const struct smtp_conn *c, size_t s, size_t *rcpt)
+/* mta_step_of - what the reply to transaction step s answers, and for which recipient. */
+static enum mta_step mta_step_of(const struct mta_conn *c, size_t s, size_t *rcpt)
 {
 	if (c->tx_rset) {
 		if (s == 0)
-			return SMTP_STEP_RSET;
+			return MTA_STEP_RSET;
 		s--;
 	}
 	if (s == 0)
-		return SMTP_STEP_MAIL;
+		return MTA_STEP_MAIL;
 	if (s <= c->nsent) {
 		*rcpt = s - 1;
-		return SMTP_STEP_RCPT;
+		return MTA_STEP_RCPT;
 	}
-	return SMTP_STEP_DATA;
+	return MTA_STEP_DATA;
 }
 
-/* smtp_tx_write_step - the command of transaction step s. */
-static void smtp_tx_write_step(struct smtp_conn *c, size_t s)
+/* mta_tx_write_step - the command of transaction step s. */
+static void mta_tx_write_step(struct mta_conn *c, size_t s)
 {
 	size_t k = 0;
 
-	switch (smtp_step_of(c, s, &k)) {
-	case SMTP_STEP_RSET:
-		smtp_cmd(c, 0, "RSET");
+	switch (mta_step_of(c, s, &k)) {
+	case MTA_STEP_RSET:
+		mta_cmd(c, 0, "RSET");
 		break;
-	case SMTP_STEP_MAIL:
-		smtp_tx_write_mail(c);
+	case MTA_STEP_MAIL:
+		mta_tx_write_mail(c);
 		break;
-	case SMTP_STEP_RCPT:
+	case MTA_STEP_RCPT:
 		if (c->ext.dsn)
-			c->rstate[c->sent[k]] |= SMTP_R_DSN;
-		smtp_tx_write_rcpt(c, &c->job->rcpts[c->sent[k]]);
+			c->rstate[c->sent[k]] |= MTA_R_DSN;
+		mta_tx_write_rcpt(c, &c->job->rcpts[c->sent[k]]);
 		break;
-	case SMTP_STEP_DATA:
-		smtp_cmd(c, 0, "DATA");
+	case MTA_STEP_DATA:
+		mta_cmd(c, 0, "DATA");
 		break;
 	}
 }
 
-/* smtp_tx_write - the next command, or with PIPELINING all that are left, in one write. */
-static void smtp_tx_write(struct smtp_conn *c)
+/* mta_tx_write - the next command, or with PIPELINING all that are left, in one write. */
+static void mta_tx_write(struct mta_conn *c)
 {
 	do
-		smtp_tx_write_step(c, c->tx_written++);
+		mta_tx_write_step(c, c->tx_written++);
 	while (c->ext.pipelining && c->tx_written < c->tx_steps);
-	smtp_wait(c, c->dest.command_timeout);
+	mta_wait(c, c->dest.command_timeout);
 }
 
-/* smtp_tx_refuse - the job cannot go to this peer: every recipient fails, no MAIL is sent. */
-static int smtp_tx_refuse(struct smtp_conn *c)
+/* mta_tx_refuse - the job cannot go to this peer: every recipient fails, no MAIL is sent. */
+static int mta_tx_refuse(struct mta_conn *c)
 {
-	const struct smtp_client_job *j = c->job;
+	const struct mta_job *j = c->job;
 
 	if (j->smtputf8 && !c->ext.smtputf8) {
-		smtp_rcpt_fail_all(c, SMTP_CLIENT_FAILED, "5.6.7", "SMTPUTF8 not supported by %s",
+		mta_rcpt_fail_all(c, MTA_FAILED, "5.6.7", "SMTPUTF8 not supported by %s",
 		                   c->remote);
 		return 1;
 	}
 	if (c->ext.size && c->ext.size_max > 0 && j->content_len > c->ext.size_max) {
-		smtp_rcpt_fail_all(c, SMTP_CLIENT_FAILED, "5.3.4",
+		mta_rcpt_fail_all(c, MTA_FAILED, "5.3.4",
 		                   "message size %zu exceeds size limit %llu of %s", j->content_len,
 		                   c->ext.size_max, c->remote);
 		return 1;
 	}
-	if ((j->mail_from != NULL && !smtp_safe(j->mail_from)) ||
-	    (smtp_set(j->envid) && !smtp_safe(j->envid))) {
-		smtp_rcpt_fail_all(c, SMTP_CLIENT_FAILED, "5.1.7", "bad sender address syntax");
+	if ((j->mail_from != NULL && !mta_safe(j->mail_from)) ||
+	    (mta_set(j->envid) && !mta_safe(j->envid))) {
+		mta_rcpt_fail_all(c, MTA_FAILED, "5.1.7", "bad sender address syntax");
 		return 1;
 	}
 	return 0;
 }
 
-/* smtp_tx_begin - the session is ready: start the job's transaction. */
-static void smtp_tx_begin(struct smtp_conn *c)
+/* mta_tx_begin - the session is ready: start the job's transaction. */
+static void mta_tx_begin(struct mta_conn *c)
 {
-	const struct smtp_client_job *j = c->job;
-	struct smtp_client_result bad;
+	const struct mta_job *j = c->job;
+	struct mta_result bad;
 	size_t i;
 
-	if (smtp_tx_refuse(c)) {
-		smtp_job_finish(c, 1);
+	if (mta_tx_refuse(c)) {
+		mta_job_finish(c, 1);
 		return;
 	}
 	memset(&bad, 0, sizeof(bad));
-	bad.outcome = SMTP_CLIENT_FAILED;
+	bad.outcome = MTA_FAILED;
 	snprintf(bad.enhanced, sizeof(bad.enhanced), "5.1.3");
 	snprintf(bad.reply, sizeof(bad.reply), "bad recipient address syntax");
 	c->nsent = c->naccepted = 0;
 	for (i = 0; i < j->nrcpts; i++) {
-		const struct smtp_client_rcpt *r = &j->rcpts[i];
+		const struct mta_rcpt *r = &j->rcpts[i];
 
-		if (r->address == NULL || !smtp_safe(r->address) ||
-		    (r->orcpt_type != NULL && !smtp_safe(r->orcpt_type)) ||
-		    (r->orcpt != NULL && !smtp_safe(r->orcpt)))
-			smtp_rcpt_set(c, i, &bad);
+		if (r->address == NULL || !mta_safe(r->address) ||
+		    (r->orcpt_type != NULL && !mta_safe(r->orcpt_type)) ||
+		    (r->orcpt != NULL && !mta_safe(r->orcpt)))
+			mta_rcpt_set(c, i, &bad);
 		else
 			c->sent[c->nsent++] = i;
 	}
 	if (c->nsent == 0) {
-		smtp_job_finish(c, 1);
+		mta_job_finish(c, 1);
 		return;
 	}
 	c->tx_rset = c->used;
@@ -1229,17 +1229,17 @@ static void smtp_tx_begin(struct smtp_conn *c)
 	c->mail_ok = 0;
 	c->tx_steps = (size_t)c->tx_rset + 1 + c->nsent + 1;
 	c->tx_written = c->tx_replied = 0;
-	c->state = SMTP_S_TX;
-	smtp_tx_write(c);
+	c->state = MTA_S_TX;
+	mta_tx_write(c);
 }
 
-/* smtp_content_feed - queue the next piece of the message, dot-stuffed, by reference. */
-static void smtp_content_feed(struct smtp_conn *c)
+/* mta_content_feed - queue the next piece of the message, dot-stuffed, by reference. */
+static void mta_content_feed(struct mta_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	const char *m = c->job->content;
 	size_t len = c->job->content_len, off = c->feed_off, seg = off;
-	size_t end = len - off > SMTP_FEED_CHUNK ? off + SMTP_FEED_CHUNK : len;
+	size_t end = len - off > MTA_FEED_CHUNK ? off + MTA_FEED_CHUNK : len;
 	const char *nl;
 
 	while (off < end) {
@@ -1270,255 +1270,255 @@ static void smtp_content_feed(struct smtp_conn *c)
 	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 }
 
-/* smtp_content_start - the peer said 354: send the message. */
-static void smtp_content_start(struct smtp_conn *c)
+/* mta_content_start - the peer said 354: send the message. */
+static void mta_content_start(struct mta_conn *c)
 {
-	c->state = SMTP_S_CONTENT;
+	c->state = MTA_S_CONTENT;
 	c->feed_off = 0;
 	c->feed_bol = 1;
 	c->feed_done = 0;
 	log_debug("%s: > (message, %zu bytes)", c->remote, c->job->content_len);
-	bufferevent_setwatermark(c->bev, EV_WRITE, SMTP_WRITE_LOW, 0);
-	smtp_content_feed(c);
-	smtp_wait(c, c->dest.data_timeout);
+	bufferevent_setwatermark(c->bev, EV_WRITE, MTA_WRITE_LOW, 0);
+	mta_content_feed(c);
+	mta_wait(c, c->dest.data_timeout);
 }
 
-/* smtp_content_sent - the message is out: wait for the dot's reply (one per recipient, LMTP). */
-static void smtp_content_sent(struct smtp_conn *c)
+/* mta_content_sent - the message is out: wait for the dot's reply (one per recipient, LMTP). */
+static void mta_content_sent(struct mta_conn *c)
 {
-	c->state = SMTP_S_DOT;
+	c->state = MTA_S_DOT;
 	c->dot_next = 0;
 	c->dot_left = c->dest.lmtp ? c->naccepted : 1;
-	smtp_wait(c, c->dest.data_timeout);
+	mta_wait(c, c->dest.data_timeout);
 }
 
-/* smtp_tx_data_reply - the reply to DATA: 354 sends the message, anything else ends it. */
-static void smtp_tx_data_reply(struct smtp_conn *c)
+/* mta_tx_data_reply - the reply to DATA: 354 sends the message, anything else ends it. */
+static void mta_tx_data_reply(struct mta_conn *c)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	size_t i;
 
 	if (c->reply.code == 354 && c->naccepted > 0) {
-		smtp_content_start(c);
+		mta_content_start(c);
 		return;
 	}
 	if (c->reply.code == 354) {
 		/* No recipient to take the message, yet the peer waits for it:
 		 * an empty message with no recipient ends the transaction. */
-		smtp_cmd(c, 0, ".");
-		c->state = SMTP_S_DOT_ABORT;
-		smtp_wait(c, c->dest.command_timeout);
+		mta_cmd(c, 0, ".");
+		c->state = MTA_S_DOT_ABORT;
+		mta_wait(c, c->dest.command_timeout);
 		return;
 	}
-	smtp_result_reply(c, &r, c->reply.code >= 500 ? SMTP_CLIENT_FAILED : SMTP_CLIENT_DEFERRED,
+	mta_result_reply(c, &r, c->reply.code >= 500 ? MTA_FAILED : MTA_DEFERRED,
 	                  NULL);
 	for (i = 0; i < c->nsent; i++)
-		if (c->rstate[c->sent[i]] & SMTP_R_ACCEPTED)
-			smtp_rcpt_set(c, c->sent[i], &r);
-	smtp_job_finish(c, 1);
+		if (c->rstate[c->sent[i]] & MTA_R_ACCEPTED)
+			mta_rcpt_set(c, c->sent[i], &r);
+	mta_job_finish(c, 1);
 }
 
-/* smtp_on_tx - a reply to RSET, MAIL, RCPT or DATA, in the order they were sent. */
-static void smtp_on_tx(struct smtp_conn *c)
+/* mta_on_tx - a reply to RSET, MAIL, RCPT or DATA, in the order they were sent. */
+static void mta_on_tx(struct mta_conn *c)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	size_t k = 0, s = c->tx_replied++;
 	int ok = c->reply.code / 100 == 2;
 
-	switch (smtp_step_of(c, s, &k)) {
-	case SMTP_STEP_RSET:
+	switch (mta_step_of(c, s, &k)) {
+	case MTA_STEP_RSET:
 		break;
-	case SMTP_STEP_MAIL:
+	case MTA_STEP_MAIL:
 		c->mail_ok = ok;
 		if (!ok) {
-			smtp_result_reply(c, &r, smtp_outcome_of(c->reply.code), NULL);
-			smtp_rcpt_set_all(c, &r);
+			mta_result_reply(c, &r, mta_outcome_of(c->reply.code), NULL);
+			mta_rcpt_set_all(c, &r);
 		}
 		break;
-	case SMTP_STEP_RCPT:
-		if (ok && c->mail_ok && !(c->rstate[c->sent[k]] & SMTP_R_SET)) {
-			c->rstate[c->sent[k]] |= SMTP_R_ACCEPTED;
+	case MTA_STEP_RCPT:
+		if (ok && c->mail_ok && !(c->rstate[c->sent[k]] & MTA_R_SET)) {
+			c->rstate[c->sent[k]] |= MTA_R_ACCEPTED;
 			c->naccepted++;
 		} else if (!ok) {
-			smtp_result_reply(c, &r, smtp_outcome_of(c->reply.code), NULL);
-			smtp_rcpt_set(c, c->sent[k], &r);
+			mta_result_reply(c, &r, mta_outcome_of(c->reply.code), NULL);
+			mta_rcpt_set(c, c->sent[k], &r);
 		}
 		break;
-	case SMTP_STEP_DATA:
-		smtp_tx_data_reply(c);
+	case MTA_STEP_DATA:
+		mta_tx_data_reply(c);
 		return;
 	}
 	if (c->tx_replied < c->tx_written) {
-		smtp_wait(c, c->dest.command_timeout);
+		mta_wait(c, c->dest.command_timeout);
 		return;
 	}
 	/* Without PIPELINING: stop as soon as nothing can come of it. */
-	if (!c->mail_ok && smtp_step_of(c, s, &k) != SMTP_STEP_RSET) {
-		smtp_job_finish(c, 1);
+	if (!c->mail_ok && mta_step_of(c, s, &k) != MTA_STEP_RSET) {
+		mta_job_finish(c, 1);
 		return;
 	}
 	if (c->tx_written == c->tx_steps - 1 && c->naccepted == 0) {
-		smtp_job_finish(c, 1);
+		mta_job_finish(c, 1);
 		return;
 	}
-	smtp_tx_write(c);
+	mta_tx_write(c);
 }
 
-/* smtp_on_dot - the reply to the final dot: for all (SMTP) or the next recipient (LMTP). */
-static void smtp_on_dot(struct smtp_conn *c)
+/* mta_on_dot - the reply to the final dot: for all (SMTP) or the next recipient (LMTP). */
+static void mta_on_dot(struct mta_conn *c)
 {
-	struct smtp_client_result r;
-	enum smtp_client_outcome o = smtp_outcome_of(c->reply.code);
+	struct mta_result r;
+	enum mta_outcome o = mta_outcome_of(c->reply.code);
 
-	smtp_result_reply(c, &r, o, NULL);
+	mta_result_reply(c, &r, o, NULL);
 	if (!c->dest.lmtp) {
 		size_t i;
 
 		for (i = 0; i < c->nsent; i++)
-			if (c->rstate[c->sent[i]] & SMTP_R_ACCEPTED)
-				smtp_rcpt_set(c, c->sent[i], &r);
+			if (c->rstate[c->sent[i]] & MTA_R_ACCEPTED)
+				mta_rcpt_set(c, c->sent[i], &r);
 	} else {
 		while (c->dot_next < c->nsent &&
-		       !(c->rstate[c->sent[c->dot_next]] & SMTP_R_ACCEPTED))
+		       !(c->rstate[c->sent[c->dot_next]] & MTA_R_ACCEPTED))
 			c->dot_next++;
 		if (c->dot_next < c->nsent)
-			smtp_rcpt_set(c, c->sent[c->dot_next++], &r);
+			mta_rcpt_set(c, c->sent[c->dot_next++], &r);
 	}
 	if (--c->dot_left > 0) {
-		smtp_wait(c, c->dest.data_timeout);
+		mta_wait(c, c->dest.data_timeout);
 		return;
 	}
-	smtp_job_finish(c, 1);
+	mta_job_finish(c, 1);
 }
 
-/* smtp_on_early - a reply while the message is still going out: the peer gave up on it. */
-static void smtp_on_early(struct smtp_conn *c)
+/* mta_on_early - a reply while the message is still going out: the peer gave up on it. */
+static void mta_on_early(struct mta_conn *c)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	size_t i;
 
 	if (c->feed_done && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		/* All of it was out; the write callback is still to come. */
-		smtp_content_sent(c);
-		smtp_on_dot(c);
+		mta_content_sent(c);
+		mta_on_dot(c);
 		return;
 	}
-	smtp_result_reply(c, &r, c->reply.code >= 500 ? SMTP_CLIENT_FAILED : SMTP_CLIENT_DEFERRED,
+	mta_result_reply(c, &r, c->reply.code >= 500 ? MTA_FAILED : MTA_DEFERRED,
 	                  NULL);
 	for (i = 0; i < c->nsent; i++)
-		if (c->rstate[c->sent[i]] & SMTP_R_ACCEPTED)
-			smtp_rcpt_set(c, c->sent[i], &r);
+		if (c->rstate[c->sent[i]] & MTA_R_ACCEPTED)
+			mta_rcpt_set(c, c->sent[i], &r);
 	/* The rest of the message cannot be taken back: the connection goes. */
-	smtp_job_finish(c, 0);
+	mta_job_finish(c, 0);
 }
 
-/* smtp_tx_fail - the connection failed during a transaction. */
-static void smtp_tx_fail(struct smtp_conn *c, const struct smtp_client_result *r)
+/* mta_tx_fail - the connection failed during a transaction. */
+static void mta_tx_fail(struct mta_conn *c, const struct mta_result *r)
 {
-	smtp_rcpt_set_all(c, r);
-	smtp_job_finish(c, 0);
+	mta_rcpt_set_all(c, r);
+	mta_job_finish(c, 0);
 }
 
 /* ---- job end, idle, failure dispatch ------------------------------------ */
 
-/* smtp_job_finish - every recipient has its outcome: hand them over from an event. */
-static void smtp_job_finish(struct smtp_conn *c, int keep)
+/* mta_job_finish - every recipient has its outcome: hand them over from an event. */
+static void mta_job_finish(struct mta_conn *c, int keep)
 {
-	struct smtp_client_result r;
+	struct mta_result r;
 	size_t i;
 
 	/* Every recipient has one outcome, whatever path led here. */
 	memset(&r, 0, sizeof(r));
-	r.outcome = SMTP_CLIENT_DEFERRED;
+	r.outcome = MTA_DEFERRED;
 	snprintf(r.enhanced, sizeof(r.enhanced), "4.4.2");
 	snprintf(r.reply, sizeof(r.reply), "no reply from %s", c->remote);
 	for (i = 0; i < c->job->nrcpts; i++) {
-		smtp_rcpt_set(c, i, &r);
-		c->results[i].dsn_passed = (c->rstate[i] & SMTP_R_DSN) != 0;
+		mta_rcpt_set(c, i, &r);
+		c->results[i].dsn_passed = (c->rstate[i] & MTA_R_DSN) != 0;
 	}
 	if (c->peer_closing || c->bev == NULL)
 		keep = 0;
 	if (keep) {
-		c->state = SMTP_S_READY;
+		c->state = MTA_S_READY;
 		evtimer_del(c->timer);
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 	} else {
-		smtp_teardown(c);
+		mta_teardown(c);
 	}
 	event_active(c->finish_ev, EV_TIMEOUT, 1);
 }
 
-/* smtp_finish_cb - call the job's callback; nothing of c is touched after it. */
-static void smtp_finish_cb(evutil_socket_t fd, short what, void *arg)
+/* mta_finish_cb - call the job's callback; nothing of c is touched after it. */
+static void mta_finish_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct smtp_conn *c = arg;
-	struct smtp_client_result *results = c->results;
-	smtp_client_done_fn fn = c->fn;
+	struct mta_conn *c = arg;
+	struct mta_result *results = c->results;
+	mta_done_fn fn = c->fn;
 	void *fn_arg = c->fn_arg;
 	char remote[sizeof(c->said)];
 
 	memcpy(remote, c->said, sizeof(remote));
 	c->results = NULL;
-	smtp_job_clear(c);
+	mta_job_clear(c);
 	fn(fn_arg, c, results, remote);
 	free(results);
 }
 
-/* smtp_idle_broken - the peer closed or broke an idle connection. */
-static void smtp_idle_broken(struct smtp_conn *c)
+/* mta_idle_broken - the peer closed or broke an idle connection. */
+static void mta_idle_broken(struct mta_conn *c)
 {
 	int had_job = c->job != NULL;
 
 	log_debug("%s: connection closed while idle", c->remote);
-	smtp_teardown(c);
+	mta_teardown(c);
 	/* Last: the idle callback may close (free) the connection. */
 	if (!had_job && c->idle_fn != NULL)
 		c->idle_fn(c->idle_arg, c);
 }
 
-/* smtp_fail_result - the current wait failed with r: what that means depends on the state. */
-static void smtp_fail_result(struct smtp_conn *c, const struct smtp_client_result *r, int perm)
+/* mta_fail_result - the current wait failed with r: what that means depends on the state. */
+static void mta_fail_result(struct mta_conn *c, const struct mta_result *r, int perm)
 {
 	switch (c->state) {
-	case SMTP_S_CONNECTING:
-	case SMTP_S_HANDSHAKE:
-	case SMTP_S_GREETING:
-	case SMTP_S_EHLO:
-	case SMTP_S_HELO:
-	case SMTP_S_STARTTLS:
-	case SMTP_S_AUTH:
-		smtp_attempt_fail(c, r, perm);
+	case MTA_S_CONNECTING:
+	case MTA_S_HANDSHAKE:
+	case MTA_S_GREETING:
+	case MTA_S_EHLO:
+	case MTA_S_HELO:
+	case MTA_S_STARTTLS:
+	case MTA_S_AUTH:
+		mta_attempt_fail(c, r, perm);
 		break;
-	case SMTP_S_TX:
-	case SMTP_S_CONTENT:
-	case SMTP_S_DOT:
-	case SMTP_S_DOT_ABORT:
-		smtp_tx_fail(c, r);
+	case MTA_S_TX:
+	case MTA_S_CONTENT:
+	case MTA_S_DOT:
+	case MTA_S_DOT_ABORT:
+		mta_tx_fail(c, r);
 		break;
-	case SMTP_S_READY:
-		smtp_idle_broken(c);
+	case MTA_S_READY:
+		mta_idle_broken(c);
 		break;
-	case SMTP_S_QUIT:
-		smtp_conn_free(c);
+	case MTA_S_QUIT:
+		mta_conn_free(c);
 		break;
-	case SMTP_S_NEW:
-	case SMTP_S_DEAD:
+	case MTA_S_NEW:
+	case MTA_S_DEAD:
 		break;
 	}
 }
 
 /* ---- reading replies ---------------------------------------------------- */
 
-/* smtp_line_get - the next line of input into buf; 1 got one, 0 needs more, -1 too long. */
-static int smtp_line_get(struct evbuffer *in, char *buf, size_t *len)
+/* mta_line_get - the next line of input into buf; 1 got one, 0 needs more, -1 too long. */
+static int mta_line_get(struct evbuffer *in, char *buf, size_t *len)
 {
 	struct evbuffer_ptr p;
 	size_t eol_len = 0, i;
 
 	p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 	if (p.pos < 0)
-		return evbuffer_get_length(in) > SMTP_LINE_MAX ? -1 : 0;
-	if ((size_t)p.pos > SMTP_LINE_MAX)
+		return evbuffer_get_length(in) > MTA_LINE_MAX ? -1 : 0;
+	if ((size_t)p.pos > MTA_LINE_MAX)
 		return -1;
 	evbuffer_remove(in, buf, (size_t)p.pos);
 	evbuffer_drain(in, eol_len);
@@ -1536,8 +1536,8 @@ static int smtp_line_get(struct evbuffer *in, char *buf, size_t *len)
 	return 1;
 }
 
-/* smtp_enhanced_parse - "5.1.1" at the start of text when its class matches code. */
-static size_t smtp_enhanced_parse(const char *text, int code, char *out, size_t outlen)
+/* mta_enhanced_parse - "5.1.1" at the start of text when its class matches code. */
+static size_t mta_enhanced_parse(const char *text, int code, char *out, size_t outlen)
 {
 	const char *p = text;
 	int part;
@@ -1563,8 +1563,8 @@ static size_t smtp_enhanced_parse(const char *text, int code, char *out, size_t 
 	return (size_t)(p - text);
 }
 
-/* smtp_reply_append - add s to the joined text of the reply, as room allows. */
-static void smtp_reply_append(struct smtp_reply *r, const char *s)
+/* mta_reply_append - add s to the joined text of the reply, as room allows. */
+static void mta_reply_append(struct mta_reply *r, const char *s)
 {
 	size_t n = strlen(s), room = sizeof(r->text) - 1 - r->len;
 
@@ -1575,10 +1575,10 @@ static void smtp_reply_append(struct smtp_reply *r, const char *s)
 	r->text[r->len] = '\0';
 }
 
-/* smtp_reply_line - take one line of a reply; 1 when it was the last, -1 on a protocol error. */
-static int smtp_reply_line(struct smtp_conn *c, const char *line, size_t len)
+/* mta_reply_line - take one line of a reply; 1 when it was the last, -1 on a protocol error. */
+static int mta_reply_line(struct mta_conn *c, const char *line, size_t len)
 {
-	struct smtp_reply *r = &c->reply;
+	struct mta_reply *r = &c->reply;
 	const char *text = len > 4 ? line + 4 : "";
 	int code;
 
@@ -1592,30 +1592,30 @@ static int smtp_reply_line(struct smtp_conn *c, const char *line, size_t len)
 		r->len = 0;
 		snprintf(r->text, sizeof(r->text), "%d", code);
 		r->len = 3;
-		smtp_enhanced_parse(text, code, r->enhanced, sizeof(r->enhanced));
+		mta_enhanced_parse(text, code, r->enhanced, sizeof(r->enhanced));
 	} else {
 		size_t skip;
 
 		if (code != r->code)
 			return -1;
 		/* A continuation repeats the enhanced code: once is enough. */
-		skip = smtp_enhanced_parse(text, code, NULL, 0);
+		skip = mta_enhanced_parse(text, code, NULL, 0);
 		if (skip > 0 && strncmp(text, r->enhanced, skip) == 0)
 			text += skip + (text[skip] == ' ');
 	}
-	if (++r->nlines > SMTP_REPLY_LINES)
+	if (++r->nlines > MTA_REPLY_LINES)
 		return -1;
 	if (*text != '\0') {
-		smtp_reply_append(r, " ");
-		smtp_reply_append(r, text);
+		mta_reply_append(r, " ");
+		mta_reply_append(r, text);
 	}
-	if (c->state == SMTP_S_EHLO && r->nlines > 1 && code / 100 == 2)
-		smtp_ext_line(&c->ext_new, text);
+	if (c->state == MTA_S_EHLO && r->nlines > 1 && code / 100 == 2)
+		mta_ext_line(&c->ext_new, text);
 	return len == 3 || line[3] == ' ';
 }
 
-/* smtp_reply_dispatch - a whole reply came: to the state it answers; 1 when c may be gone. */
-static int smtp_reply_dispatch(struct smtp_conn *c)
+/* mta_reply_dispatch - a whole reply came: to the state it answers; 1 when c may be gone. */
+static int mta_reply_dispatch(struct mta_conn *c)
 {
 	log_debug("%s: < %s", c->remote, c->reply.text);
 	memcpy(c->said, c->remote, sizeof(c->said));
@@ -1623,164 +1623,164 @@ static int smtp_reply_dispatch(struct smtp_conn *c)
 	if (c->reply.code == 421)
 		c->peer_closing = 1;
 	switch (c->state) {
-	case SMTP_S_GREETING:
-		smtp_on_greeting(c);
+	case MTA_S_GREETING:
+		mta_on_greeting(c);
 		break;
-	case SMTP_S_EHLO:
-		smtp_on_ehlo(c);
+	case MTA_S_EHLO:
+		mta_on_ehlo(c);
 		break;
-	case SMTP_S_HELO:
-		smtp_on_helo(c);
+	case MTA_S_HELO:
+		mta_on_helo(c);
 		break;
-	case SMTP_S_STARTTLS:
-		smtp_on_starttls(c);
+	case MTA_S_STARTTLS:
+		mta_on_starttls(c);
 		break;
-	case SMTP_S_AUTH:
-		smtp_on_auth(c);
+	case MTA_S_AUTH:
+		mta_on_auth(c);
 		break;
-	case SMTP_S_TX:
-		smtp_on_tx(c);
+	case MTA_S_TX:
+		mta_on_tx(c);
 		break;
-	case SMTP_S_CONTENT:
-		smtp_on_early(c);
+	case MTA_S_CONTENT:
+		mta_on_early(c);
 		break;
-	case SMTP_S_DOT:
-		smtp_on_dot(c);
+	case MTA_S_DOT:
+		mta_on_dot(c);
 		break;
-	case SMTP_S_DOT_ABORT:
-		smtp_job_finish(c, 1);
+	case MTA_S_DOT_ABORT:
+		mta_job_finish(c, 1);
 		break;
-	case SMTP_S_QUIT:
-		smtp_conn_free(c);
+	case MTA_S_QUIT:
+		mta_conn_free(c);
 		return 1;
 	default:
 		/* Nothing was asked: an idle peer talking is going away. */
-		smtp_idle_broken(c);
+		mta_idle_broken(c);
 		return 1;
 	}
 	return 0;
 }
 
 /*
- * smtp_read_cb - read whole replies while the same connection lasts. The
+ * mta_read_cb - read whole replies while the same connection lasts. The
  * paths that may free c (QUIT, the idle callback) return at once; the
  * others stop the loop when the connection changed (TLS, a new address).
  */
-static void smtp_read_cb(struct bufferevent *bev, void *arg)
+static void mta_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct smtp_conn *c = arg;
-	char line[SMTP_LINE_MAX + 1];
+	struct mta_conn *c = arg;
+	char line[MTA_LINE_MAX + 1];
 	unsigned gen = c->gen;
 	size_t len;
 	int got;
 
-	if (c->state == SMTP_S_HANDSHAKE || c->state == SMTP_S_CONNECTING)
+	if (c->state == MTA_S_HANDSHAKE || c->state == MTA_S_CONNECTING)
 		return;
 	for (;;) {
 		struct evbuffer *in = bufferevent_get_input(c->bev);
 
-		if ((got = smtp_line_get(in, line, &len)) == 0)
+		if ((got = mta_line_get(in, line, &len)) == 0)
 			return;
 		if (got < 0) {
-			smtp_fail(c, "4.5.0", "protocol error from %s: reply line too long",
+			mta_fail(c, "4.5.0", "protocol error from %s: reply line too long",
 			          c->remote);
 			return;
 		}
-		if (c->reply.nlines == 0 && c->state == SMTP_S_READY) {
-			smtp_idle_broken(c);
+		if (c->reply.nlines == 0 && c->state == MTA_S_READY) {
+			mta_idle_broken(c);
 			return;
 		}
-		if ((got = smtp_reply_line(c, line, len)) < 0) {
+		if ((got = mta_reply_line(c, line, len)) < 0) {
 			c->reply.nlines = 0;
-			smtp_fail(c, "4.5.0", "protocol error from %s: malformed reply", c->remote);
+			mta_fail(c, "4.5.0", "protocol error from %s: malformed reply", c->remote);
 			return;
 		}
 		if (got == 0)
 			continue;
 		c->reply.nlines = 0;
-		if (smtp_reply_dispatch(c) || c->gen != gen || c->bev == NULL)
+		if (mta_reply_dispatch(c) || c->gen != gen || c->bev == NULL)
 			return;
 	}
 }
 
-/* smtp_write_cb - the output drained: queue more of the message, or wait for its reply. */
-static void smtp_write_cb(struct bufferevent *bev, void *arg)
+/* mta_write_cb - the output drained: queue more of the message, or wait for its reply. */
+static void mta_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct smtp_conn *c = arg;
+	struct mta_conn *c = arg;
 
-	if (c->state != SMTP_S_CONTENT)
+	if (c->state != MTA_S_CONTENT)
 		return;
 	if (!c->feed_done) {
-		smtp_content_feed(c);
-		smtp_wait(c, c->dest.data_timeout);
+		mta_content_feed(c);
+		mta_wait(c, c->dest.data_timeout);
 		return;
 	}
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		smtp_content_sent(c);
+		mta_content_sent(c);
 }
 
-/* smtp_lost - the connection closed or broke: what it means depends on what was under way. */
-static void smtp_lost(struct smtp_conn *c)
+/* mta_lost - the connection closed or broke: what it means depends on what was under way. */
+static void mta_lost(struct mta_conn *c)
 {
-	if (c->state == SMTP_S_QUIT) {
-		smtp_conn_free(c);
+	if (c->state == MTA_S_QUIT) {
+		mta_conn_free(c);
 		return;
 	}
-	if (c->state == SMTP_S_READY) {
-		smtp_idle_broken(c);
+	if (c->state == MTA_S_READY) {
+		mta_idle_broken(c);
 		return;
 	}
-	if (c->state == SMTP_S_CONTENT)
-		smtp_fail(c, "4.4.2", "lost connection with %s while sending the message",
+	if (c->state == MTA_S_CONTENT)
+		mta_fail(c, "4.4.2", "lost connection with %s while sending the message",
 		          c->remote);
 	else
-		smtp_fail(c, "4.4.2", "lost connection with %s while waiting for %s", c->remote,
-		          smtp_wait_name(c));
+		mta_fail(c, "4.4.2", "lost connection with %s while waiting for %s", c->remote,
+		          mta_wait_name(c));
 }
 
-/* smtp_event_cb - handshake done, end of file or error. */
-static void smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+/* mta_event_cb - handshake done, end of file or error. */
+static void mta_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct smtp_conn *c = arg;
+	struct mta_conn *c = arg;
 	unsigned gen = c->gen;
 	char why[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (c->state == SMTP_S_HANDSHAKE)
-			smtp_tls_done(c);
+		if (c->state == MTA_S_HANDSHAKE)
+			mta_tls_done(c);
 		return;
 	}
-	if (c->state == SMTP_S_HANDSHAKE) {
-		smtp_tls_failed_text(c, why, sizeof(why));
-		smtp_tls_fail(c, "TLS handshake with %s failed: %s", c->remote, why);
+	if (c->state == MTA_S_HANDSHAKE) {
+		mta_tls_failed_text(c, why, sizeof(why));
+		mta_tls_fail(c, "TLS handshake with %s failed: %s", c->remote, why);
 		return;
 	}
 	/* A last reply ("421 ... closing") may sit in the input still. */
-	if (c->state != SMTP_S_QUIT && c->state != SMTP_S_READY) {
-		smtp_read_cb(bev, c);
+	if (c->state != MTA_S_QUIT && c->state != MTA_S_READY) {
+		mta_read_cb(bev, c);
 		if (c->gen != gen || c->bev == NULL)
 			return;
 	}
-	smtp_lost(c);
+	mta_lost(c);
 }
 
-/* smtp_timer_cb - the current wait took too long. */
-static void smtp_timer_cb(evutil_socket_t fd, short what, void *arg)
+/* mta_timer_cb - the current wait took too long. */
+static void mta_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct smtp_conn *c = arg;
+	struct mta_conn *c = arg;
 
 	switch (c->state) {
-	case SMTP_S_QUIT:
-		smtp_conn_free(c);
+	case MTA_S_QUIT:
+		mta_conn_free(c);
 		break;
-	case SMTP_S_HANDSHAKE:
-		smtp_tls_fail(c, "timeout during the TLS handshake with %s", c->remote);
+	case MTA_S_HANDSHAKE:
+		mta_tls_fail(c, "timeout during the TLS handshake with %s", c->remote);
 		break;
-	case SMTP_S_CONTENT:
-		smtp_fail(c, "4.4.2", "timeout sending the message to %s", c->remote);
+	case MTA_S_CONTENT:
+		mta_fail(c, "4.4.2", "timeout sending the message to %s", c->remote);
 		break;
 	default:
-		smtp_fail(c, "4.4.2", "timeout waiting for %s from %s", smtp_wait_name(c),
+		mta_fail(c, "4.4.2", "timeout waiting for %s from %s", mta_wait_name(c),
 		          c->remote);
 		break;
 	}
@@ -1788,8 +1788,8 @@ static void smtp_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- TLS context -------------------------------------------------------- */
 
-/* smtp_ctx_new - a client context with the CA store of ca_file (or the system's). */
-static SSL_CTX *smtp_ctx_new(const char *ca_file, char *err, size_t errlen)
+/* mta_ctx_new - a client context with the CA store of ca_file (or the system's). */
+static SSL_CTX *mta_ctx_new(const char *ca_file, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	int ok;
@@ -1801,7 +1801,7 @@ static SSL_CTX *smtp_ctx_new(const char *ca_file, char *err, size_t errlen)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (smtp_set(ca_file))
+	if (mta_set(ca_file))
 		ok = SSL_CTX_load_verify_locations(ctx, ca_file, NULL);
 	else
 		ok = SSL_CTX_set_default_verify_paths(ctx);
@@ -1809,7 +1809,7 @@ static SSL_CTX *smtp_ctx_new(const char *ca_file, char *err, size_t errlen)
 		char why[200];
 
 		snprintf(err, errlen, "cannot load the CA certificates of %s: %s",
-		         smtp_set(ca_file) ? ca_file : "the system",
+		         mta_set(ca_file) ? ca_file : "the system",
 		         tls_error_text(why, sizeof(why), "unknown error"));
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -1817,75 +1817,75 @@ static SSL_CTX *smtp_ctx_new(const char *ca_file, char *err, size_t errlen)
 	return ctx;
 }
 
-/* smtp_client_tls_init - make the shared client TLS context; 0 or -1 with err. */
-int smtp_client_tls_init(const char *ca_file, char *err, size_t errlen)
+/* mta_tls_init - make the shared client TLS context; 0 or -1 with err. */
+int mta_tls_init(const char *ca_file, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = smtp_ctx_new(ca_file, err, errlen);
+	SSL_CTX *ctx = mta_ctx_new(ca_file, err, errlen);
 
 	if (ctx == NULL)
 		return -1;
 	/* Connections under way keep a reference to the old one. */
-	if (smtp_client_ctx != NULL)
-		SSL_CTX_free(smtp_client_ctx);
-	smtp_client_ctx = ctx;
-	snprintf(smtp_client_ctx_ca, sizeof(smtp_client_ctx_ca), "%s",
+	if (mta_ctx != NULL)
+		SSL_CTX_free(mta_ctx);
+	mta_ctx = ctx;
+	snprintf(mta_ctx_ca, sizeof(mta_ctx_ca), "%s",
 	         ca_file != NULL ? ca_file : "");
 	return 0;
 }
 
-/* smtp_conn_ctx - the TLS context for this destination, made when first needed. */
-static SSL_CTX *smtp_conn_ctx(struct smtp_conn *c, char *err, size_t errlen)
+/* mta_conn_ctx - the TLS context for this destination, made when first needed. */
+static SSL_CTX *mta_conn_ctx(struct mta_conn *c, char *err, size_t errlen)
 {
 	const char *ca = c->dest.ca_file != NULL ? c->dest.ca_file : "";
 
-	if (smtp_client_ctx != NULL && strcmp(ca, smtp_client_ctx_ca) == 0)
-		return smtp_client_ctx;
-	if (smtp_client_ctx == NULL && *ca == '\0') {
-		if (smtp_client_tls_init(ca, err, errlen) < 0)
+	if (mta_ctx != NULL && strcmp(ca, mta_ctx_ca) == 0)
+		return mta_ctx;
+	if (mta_ctx == NULL && *ca == '\0') {
+		if (mta_tls_init(ca, err, errlen) < 0)
 			return NULL;
-		return smtp_client_ctx;
+		return mta_ctx;
 	}
 	/* A destination with a CA file of its own: a context for it alone. */
 	if (c->own_ctx == NULL)
-		c->own_ctx = smtp_ctx_new(ca, err, errlen);
+		c->own_ctx = mta_ctx_new(ca, err, errlen);
 	return c->own_ctx;
 }
 
 /* ---- the interface ------------------------------------------------------ */
 
-/* smtp_conn_new - a connection object for dest (copied); it connects on its first job. */
-struct smtp_conn *smtp_conn_new(struct event_base *base, const struct smtp_client_dest *dest)
+/* mta_conn_new - a connection object for dest (copied); it connects on its first job. */
+struct mta_conn *mta_conn_new(struct event_base *base, const struct mta_dest *dest)
 {
-	struct smtp_conn *c = calloc(1, sizeof(*c));
+	struct mta_conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL)
 		fatal("smtp client: out of memory");
 	c->base = base;
 	c->dest = *dest;
-	if (c->dest.naddrs > SMTP_CLIENT_MAX_ADDRS)
-		c->dest.naddrs = SMTP_CLIENT_MAX_ADDRS;
-	c->dest.unix_path = smtp_strdup(dest->unix_path);
-	c->dest.tls_name = smtp_strdup(dest->tls_name);
-	c->dest.ca_file = smtp_strdup(dest->ca_file);
-	c->dest.auth_user = smtp_strdup(dest->auth_user);
-	c->dest.auth_password = smtp_strdup(dest->auth_password);
-	c->dest.helo_name = smtp_strdup(smtp_set(dest->helo_name) ? dest->helo_name : "localhost");
+	if (c->dest.naddrs > MTA_MAX_ADDRS)
+		c->dest.naddrs = MTA_MAX_ADDRS;
+	c->dest.unix_path = mta_strdup(dest->unix_path);
+	c->dest.tls_name = mta_strdup(dest->tls_name);
+	c->dest.ca_file = mta_strdup(dest->ca_file);
+	c->dest.auth_user = mta_strdup(dest->auth_user);
+	c->dest.auth_password = mta_strdup(dest->auth_password);
+	c->dest.helo_name = mta_strdup(mta_set(dest->helo_name) ? dest->helo_name : "localhost");
 	c->fd = -1;
-	c->state = SMTP_S_NEW;
-	c->timer = evtimer_new(base, smtp_timer_cb, c);
-	c->finish_ev = event_new(base, -1, 0, smtp_finish_cb, c);
+	c->state = MTA_S_NEW;
+	c->timer = evtimer_new(base, mta_timer_cb, c);
+	c->finish_ev = event_new(base, -1, 0, mta_finish_cb, c);
 	if (c->timer == NULL || c->finish_ev == NULL)
 		fatal("smtp client: out of memory");
 	return c;
 }
 
-/* smtp_conn_send - deliver job on conn; fn is called exactly once, never from inside this call. */
-void smtp_conn_send(struct smtp_conn *conn, const struct smtp_client_job *job,
-                    smtp_client_done_fn fn, void *arg)
+/* mta_conn_send - deliver job on conn; fn is called exactly once, never from inside this call. */
+void mta_conn_send(struct mta_conn *conn, const struct mta_job *job,
+                    mta_done_fn fn, void *arg)
 {
-	struct smtp_conn *c = conn;
+	struct mta_conn *c = conn;
 
-	if (c->job != NULL || c->state == SMTP_S_QUIT)
+	if (c->job != NULL || c->state == MTA_S_QUIT)
 		fatal("smtp client: a job given to a busy or closed connection");
 	c->job = job;
 	c->fn = fn;
@@ -1900,50 +1900,50 @@ void smtp_conn_send(struct smtp_conn *conn, const struct smtp_client_job *job,
 		event_active(c->finish_ev, EV_TIMEOUT, 1);
 		return;
 	}
-	if (c->state == SMTP_S_READY && c->bev != NULL) {
-		smtp_tx_begin(c);
+	if (c->state == MTA_S_READY && c->bev != NULL) {
+		mta_tx_begin(c);
 		return;
 	}
 	/* Never connected, or the connection went: start over. */
-	smtp_teardown(c);
+	mta_teardown(c);
 	c->addr = 0;
 	c->plain_retry = 0;
 	c->all_5xx = -1;
 	c->used = 0;
 	memset(&c->last, 0, sizeof(c->last));
-	smtp_connect_next(c);
+	mta_connect_next(c);
 }
 
-/* smtp_conn_reusable - whether conn may take another job. */
-int smtp_conn_reusable(const struct smtp_conn *conn)
+/* mta_conn_reusable - whether conn may take another job. */
+int mta_conn_reusable(const struct mta_conn *conn)
 {
-	return conn->state == SMTP_S_READY && conn->bev != NULL && conn->job == NULL &&
+	return conn->state == MTA_S_READY && conn->bev != NULL && conn->job == NULL &&
 	       !conn->peer_closing;
 }
 
-/* smtp_conn_set_idle_fn - fn(arg, conn) when an idle connection breaks. */
-void smtp_conn_set_idle_fn(struct smtp_conn *conn, void (*fn)(void *arg, struct smtp_conn *conn),
+/* mta_conn_set_idle_fn - fn(arg, conn) when an idle connection breaks. */
+void mta_conn_set_idle_fn(struct mta_conn *conn, void (*fn)(void *arg, struct mta_conn *conn),
                            void *arg)
 {
 	conn->idle_fn = fn;
 	conn->idle_arg = fn != NULL ? arg : NULL;
 }
 
-/* smtp_conn_close - QUIT when connected and idle, then free conn in the background. */
-void smtp_conn_close(struct smtp_conn *conn)
+/* mta_conn_close - QUIT when connected and idle, then free conn in the background. */
+void mta_conn_close(struct mta_conn *conn)
 {
-	struct smtp_conn *c = conn;
-	struct timeval tv = {SMTP_QUIT_WAIT, 0};
+	struct mta_conn *c = conn;
+	struct timeval tv = {MTA_QUIT_WAIT, 0};
 
-	if (c->state != SMTP_S_READY || c->bev == NULL || c->job != NULL) {
-		smtp_conn_free(c);
+	if (c->state != MTA_S_READY || c->bev == NULL || c->job != NULL) {
+		mta_conn_free(c);
 		return;
 	}
 	event_del(c->finish_ev);
 	c->idle_fn = NULL;
-	smtp_cmd(c, 0, "QUIT");
-	c->state = SMTP_S_QUIT;
-	if (c->dest.command_timeout > 0 && c->dest.command_timeout < SMTP_QUIT_WAIT)
+	mta_cmd(c, 0, "QUIT");
+	c->state = MTA_S_QUIT;
+	if (c->dest.command_timeout > 0 && c->dest.command_timeout < MTA_QUIT_WAIT)
 		tv.tv_sec = c->dest.command_timeout;
 	evtimer_add(c->timer, &tv);
 }

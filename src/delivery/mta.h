@@ -1,7 +1,7 @@
 /*
- * smtp_client.h - the SMTP and LMTP client of the delivery worker.
+ * mta.h - the SMTP and LMTP client of the delivery worker.
  *
- * One struct smtp_conn is one connection to one destination, driven by the
+ * One struct mta_conn is one connection to one destination, driven by the
  * worker's libevent loop. It connects to the destination's addresses in
  * order (the next one when a connection fails or the greeting is not 2xx),
  * says EHLO (LHLO for LMTP), does STARTTLS or implicit TLS as the
@@ -10,7 +10,7 @@
  * batch when the peer offers PIPELINING), DATA with dot-stuffing, and the
  * reply to the final dot (one per accepted recipient with LMTP, RFC 2033).
  * After a message the connection can carry another one (RSET between two)
- * until smtp_conn_close.
+ * until mta_conn_close.
  *
  * With CLIENT_TLS_MAY a failed TLS handshake is followed by a new
  * connection to the same address without STARTTLS (as Postfix does); with
@@ -21,8 +21,8 @@
  * Every recipient of a job gets exactly one outcome. Nothing here retries:
  * the worker decides what a deferral means.
  */
-#ifndef VSMTPD_SMTP_CLIENT_H
-#define VSMTPD_SMTP_CLIENT_H
+#ifndef VSMTPD_MTA_H
+#define VSMTPD_MTA_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,23 +31,23 @@
 #include "config.h"
 
 struct event_base;
-struct smtp_conn;
+struct mta_conn;
 
-#define SMTP_CLIENT_MAX_ADDRS 32
-#define SMTP_CLIENT_REPLY_MAX 512
+#define MTA_MAX_ADDRS 32
+#define MTA_REPLY_MAX 512
 
 /* One address to try, with the name it was found under. */
-struct smtp_client_addr {
+struct mta_addr {
 	char host[256];                /* "mx1.example.org", or the literal */
 	struct sockaddr_storage sa;    /* with the port set */
 	socklen_t salen;
 };
 
 /* Where a connection goes and how it behaves there. */
-struct smtp_client_dest {
+struct mta_dest {
 	int lmtp;                      /* LHLO and per-recipient final replies */
 	const char *unix_path;         /* a unix socket, else the addresses */
-	struct smtp_client_addr addrs[SMTP_CLIENT_MAX_ADDRS];
+	struct mta_addr addrs[MTA_MAX_ADDRS];
 	size_t naddrs;                 /* tried in this order */
 	enum client_tls tls;
 	int tls_verify;                /* check the certificate chain and the host name */
@@ -62,7 +62,7 @@ struct smtp_client_dest {
 };
 
 /* A recipient of a job. */
-struct smtp_client_rcpt {
+struct mta_rcpt {
 	const char *address;           /* "user@domain" */
 	unsigned notify;               /* SMTP_NOTIFY_* bits, 0: not given */
 	const char *orcpt_type;        /* DSN ORCPT=, NULL when not given */
@@ -70,9 +70,9 @@ struct smtp_client_rcpt {
 };
 
 /* One message for one destination. */
-struct smtp_client_job {
+struct mta_job {
 	const char *mail_from;         /* "" for the null sender */
-	const struct smtp_client_rcpt *rcpts;
+	const struct mta_rcpt *rcpts;
 	size_t nrcpts;
 	const char *content;           /* the message: CRLF lines, not dot-stuffed */
 	size_t content_len;
@@ -83,21 +83,21 @@ struct smtp_client_job {
 };
 
 /* What became of a recipient. */
-enum smtp_client_outcome {
-	SMTP_CLIENT_SENT,     /* 2xx: the peer took it */
-	SMTP_CLIENT_DEFERRED, /* 4xx, timeout, connection or TLS failure: try later */
-	SMTP_CLIENT_FAILED,   /* 5xx, or a permanent local reason: bounce */
+enum mta_outcome {
+	MTA_SENT,     /* 2xx: the peer took it */
+	MTA_DEFERRED, /* 4xx, timeout, connection or TLS failure: try later */
+	MTA_FAILED,   /* 5xx, or a permanent local reason: bounce */
 };
 
-struct smtp_client_result {
-	enum smtp_client_outcome outcome;
+struct mta_result {
+	enum mta_outcome outcome;
 	int code;                             /* the reply code, 0 when none came */
 	char enhanced[16];                    /* "5.1.1", class as outcome; "4.0.0" when none came */
 	/* What to log and to put in a bounce: "550 5.1.1 <bob@example.org>: no
 	 * such user" as the peer said it (one line, continuation lines joined
 	 * with spaces), or the local reason ("connect to 127.0.0.1:25:
 	 * Connection refused"). */
-	char reply[SMTP_CLIENT_REPLY_MAX];
+	char reply[MTA_REPLY_MAX];
 	int remote_said;                      /* reply came from the peer (Diagnostic-Code: smtp) */
 	/* The peer offered DSN and got the recipient's NOTIFY and ORCPT with
 	 * its RCPT: success notices are its business (RFC 3461 5.2.2). */
@@ -111,43 +111,43 @@ struct smtp_client_result {
  * Remote-MTA), "" when none did. The connection may be given another job
  * from this callback, or closed; results is valid during the call only.
  */
-typedef void (*smtp_client_done_fn)(void *arg, struct smtp_conn *conn,
-				    const struct smtp_client_result *results, const char *remote);
+typedef void (*mta_done_fn)(void *arg, struct mta_conn *conn,
+				    const struct mta_result *results, const char *remote);
 
-/* smtp_conn_new - a connection object for dest (copied); it connects on its first job. */
-struct smtp_conn *smtp_conn_new(struct event_base *base, const struct smtp_client_dest *dest);
+/* mta_conn_new - a connection object for dest (copied); it connects on its first job. */
+struct mta_conn *mta_conn_new(struct event_base *base, const struct mta_dest *dest);
 
 /*
- * smtp_conn_send - deliver job (which, with what it points to, must stay
+ * mta_conn_send - deliver job (which, with what it points to, must stay
  * valid until fn is called) on conn; fn is called exactly once, never from
  * inside this call. Only one job at a time per connection. A connection
  * that broke or was never made connects (again) from the first address.
  */
-void smtp_conn_send(struct smtp_conn *conn, const struct smtp_client_job *job,
-		    smtp_client_done_fn fn, void *arg);
+void mta_conn_send(struct mta_conn *conn, const struct mta_job *job,
+		    mta_done_fn fn, void *arg);
 
 /*
- * smtp_conn_reusable - whether conn may take another job: connected, idle,
+ * mta_conn_reusable - whether conn may take another job: connected, idle,
  * the last exchange ended well.
  */
-int smtp_conn_reusable(const struct smtp_conn *conn);
+int mta_conn_reusable(const struct mta_conn *conn);
 
 /*
- * smtp_conn_set_idle_fn - fn(arg, conn) is called when an idle connection
+ * mta_conn_set_idle_fn - fn(arg, conn) is called when an idle connection
  * is closed by the peer or breaks, so the caller can forget it (and must
- * then call smtp_conn_close). NULL removes it.
+ * then call mta_conn_close). NULL removes it.
  */
-void smtp_conn_set_idle_fn(struct smtp_conn *conn, void (*fn)(void *arg, struct smtp_conn *conn),
+void mta_conn_set_idle_fn(struct mta_conn *conn, void (*fn)(void *arg, struct mta_conn *conn),
 			   void *arg);
 
 /*
- * smtp_conn_close - say QUIT when connected and idle, then free conn (in
+ * mta_conn_close - say QUIT when connected and idle, then free conn (in
  * the background: the caller forgets it now). A job under way gets no
  * callback.
  */
-void smtp_conn_close(struct smtp_conn *conn);
+void mta_conn_close(struct mta_conn *conn);
 
-/* smtp_client_tls_init - make the shared client TLS context; 0 or -1 with err. */
-int smtp_client_tls_init(const char *ca_file, char *err, size_t errlen);
+/* mta_tls_init - make the shared client TLS context; 0 or -1 with err. */
+int mta_tls_init(const char *ca_file, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * spool_client.c - blocking requests to the queue process (see spool_client.h).
+ * queue_client.c - blocking requests to the queue process (see queue_client.h).
  */
 #include <errno.h>
 #include <poll.h>
@@ -13,20 +13,20 @@
 
 #include "ipc.h"
 #include "log.h"
-#include "spool_client.h"
+#include "queue_client.h"
 
 /*
- * spool_client_wait - the next record, which must be of type; *passfd
+ * queue_client_wait - the next record, which must be of type; *passfd
  * gets a descriptor sent with it. 0, or an errno value (EPIPE when the
  * queue has gone, ETIMEDOUT, EPROTO for another record).
  */
-static int spool_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
+static int queue_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
 				 int timeout_ms);
 
-static int spool_client_wait(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
+static int queue_client_wait(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
 			     int timeout_ms)
 {
-	int err = spool_client_wait_one(fd, type, m, passfd, timeout_ms);
+	int err = queue_client_wait_one(fd, type, m, passfd, timeout_ms);
 
 	/* Records carry no request number: after a lost or strange answer the
 	 * next one could be taken for the answer to a later request. The
@@ -41,8 +41,8 @@ static int spool_client_wait(int fd, uint32_t type, struct ipc_msg *m, int *pass
 	return err;
 }
 
-/* spool_client_wait_one - spool_client_wait without the clean-up. */
-static int spool_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
+/* queue_client_wait_one - queue_client_wait without the clean-up. */
+static int queue_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *passfd,
 				 int timeout_ms)
 {
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -68,8 +68,8 @@ static int spool_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *
 	}
 }
 
-/* spool_client_write - all of len bytes at off. 0 or an errno value. */
-static int spool_client_write(int fd, const char *data, size_t len, off_t off)
+/* queue_client_write - all of len bytes at off. 0 or an errno value. */
+static int queue_client_write(int fd, const char *data, size_t len, off_t off)
 {
 	size_t done = 0;
 	ssize_t w;
@@ -85,11 +85,11 @@ static int spool_client_write(int fd, const char *data, size_t len, off_t off)
 }
 
 /*
- * spool_client_request - send m with data (len bytes, in a memfd) unless
+ * queue_client_request - send m with data (len bytes, in a memfd) unless
  * data is NULL, and wait for the answer; *passfd (when not NULL) gets the
  * descriptor that comes with it. 0 or an errno value.
  */
-static int spool_client_request(int queue_fd, struct ipc_msg *m, const char *data, size_t len,
+static int queue_client_request(int queue_fd, struct ipc_msg *m, const char *data, size_t len,
 				int *passfd)
 {
 	int fd = -1, got = -1, err = 0;
@@ -99,7 +99,7 @@ static int spool_client_request(int queue_fd, struct ipc_msg *m, const char *dat
 	if (data != NULL) {
 		if ((fd = memfd_create("vsmtpd-rule-request", MFD_CLOEXEC)) < 0)
 			return errno;
-		err = spool_client_write(fd, data, len, 0);
+		err = queue_client_write(fd, data, len, 0);
 	}
 	if (err == 0 && ipc_send(queue_fd, m, fd) < 0)
 		err = errno;
@@ -107,8 +107,8 @@ static int spool_client_request(int queue_fd, struct ipc_msg *m, const char *dat
 		close(fd);
 	if (err != 0)
 		return err;
-	if ((err = spool_client_wait(queue_fd, IPC_RULE_DONE, m, &got,
-				     SPOOL_CLIENT_SERVICE_TIMEOUT_MS)) != 0)
+	if ((err = queue_client_wait(queue_fd, IPC_RULE_DONE, m, &got,
+				     QUEUE_CLIENT_SERVICE_TIMEOUT_MS)) != 0)
 		return err;
 	if (passfd != NULL && m->status == 0)
 		*passfd = got;
@@ -117,8 +117,8 @@ static int spool_client_request(int queue_fd, struct ipc_msg *m, const char *dat
 	return m->status;
 }
 
-/* spool_client_service - a rule's request, with the data in a memfd. */
-int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
+/* queue_client_service - a rule's request, with the data in a memfd. */
+int queue_client_service(int queue_fd, enum rule_service kind, const char *name,
 			 const char *file, const char *data, size_t len)
 {
 	struct ipc_msg m = {.type = kind == RULE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
@@ -130,25 +130,25 @@ int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
 		memcpy(m.id, file, SPOOL_ID_LEN + 1);
 	else
 		spool_id_next(&last_id, m.id); /* before the queue named the message */
-	return spool_client_request(queue_fd, &m, data, len, NULL);
+	return queue_client_request(queue_fd, &m, data, len, NULL);
 }
 
-/* spool_client_open_rules_file - the path travels in a memfd: it may be
+/* queue_client_open_rules_file - the path travels in a memfd: it may be
  * longer than a record's text. */
-int spool_client_open_rules_file(int queue_fd, const char *path, int *fd)
+int queue_client_open_rules_file(int queue_fd, const char *path, int *fd)
 {
 	struct ipc_msg m = {.type = IPC_RULE_FILE};
 	int err;
 
 	*fd = -1;
-	err = spool_client_request(queue_fd, &m, path, strlen(path), fd);
+	err = queue_client_request(queue_fd, &m, path, strlen(path), fd);
 	if (err == 0 && *fd < 0)
 		err = EPROTO;
 	return err;
 }
 
-/* spool_client_submit - create, write and commit one message. */
-int spool_client_submit(int queue_fd, struct envelope *env, const char *content, size_t len)
+/* queue_client_submit - create, write and commit one message. */
+int queue_client_submit(int queue_fd, struct envelope *env, const char *content, size_t len)
 {
 	struct ipc_msg m = {.type = IPC_MSG_CREATE, .a = len};
 	char *json = NULL;
@@ -157,7 +157,7 @@ int spool_client_submit(int queue_fd, struct envelope *env, const char *content,
 
 	if (ipc_send(queue_fd, &m, -1) < 0)
 		return errno;
-	if ((err = spool_client_wait(queue_fd, IPC_MSG_CREATED, &m, &fd, SPOOL_CLIENT_TIMEOUT_MS)) != 0)
+	if ((err = queue_client_wait(queue_fd, IPC_MSG_CREATED, &m, &fd, QUEUE_CLIENT_TIMEOUT_MS)) != 0)
 		return err;
 	if (m.status != 0 || fd < 0) {
 		if (fd >= 0)
@@ -170,8 +170,8 @@ int spool_client_submit(int queue_fd, struct envelope *env, const char *content,
 		goto abort;
 	}
 	elen = strlen(json);
-	if ((err = spool_client_write(fd, content, len, 0)) != 0 ||
-	    (err = spool_client_write(fd, json, elen, (off_t)len)) != 0)
+	if ((err = queue_client_write(fd, content, len, 0)) != 0 ||
+	    (err = queue_client_write(fd, json, elen, (off_t)len)) != 0)
 		goto abort;
 	free(json);
 	close(fd);
@@ -179,7 +179,7 @@ int spool_client_submit(int queue_fd, struct envelope *env, const char *content,
 	memcpy(m.id, env->id, SPOOL_ID_LEN + 1);
 	if (ipc_send(queue_fd, &m, -1) < 0)
 		return errno;
-	if ((err = spool_client_wait(queue_fd, IPC_MSG_COMMITTED, &m, &fd, SPOOL_CLIENT_TIMEOUT_MS)) != 0)
+	if ((err = queue_client_wait(queue_fd, IPC_MSG_COMMITTED, &m, &fd, QUEUE_CLIENT_TIMEOUT_MS)) != 0)
 		return err;
 	if (fd >= 0)
 		close(fd);

@@ -1,11 +1,11 @@
 /*
- * spool_client.h - blocking requests to the queue process over a session
+ * queue_client.h - blocking requests to the queue process over a session
  * channel, for code that waits for the answer anyway: a rule's service
  * request in a session, and the messages the delivery worker writes
  * (bounces, rewritten copies).
  */
-#ifndef VSMTPD_SPOOL_CLIENT_H
-#define VSMTPD_SPOOL_CLIENT_H
+#ifndef VSMTPD_QUEUE_CLIENT_H
+#define VSMTPD_QUEUE_CLIENT_H
 
 #include <stddef.h>
 
@@ -13,30 +13,30 @@
 #include "rules.h"
 #include "spool.h"
 
-#define SPOOL_CLIENT_TIMEOUT_MS 60000         /* a message's creation or commit */
-#define SPOOL_CLIENT_SERVICE_TIMEOUT_MS 10000 /* a rule's request: the rule waits */
+#define QUEUE_CLIENT_TIMEOUT_MS 60000         /* a message's creation or commit */
+#define QUEUE_CLIENT_SERVICE_TIMEOUT_MS 10000 /* a rule's request: the rule waits */
 
 /*
- * spool_client_service - a rule's request (an account's existence, or a
+ * queue_client_service - a rule's request (an account's existence, or a
  * copy of the message to save as app_dir/name/file) answered by the queue.
  * Returns 0 or an errno value (ENOENT: no such account).
  */
-int spool_client_service(int queue_fd, enum rule_service kind, const char *name,
+int queue_client_service(int queue_fd, enum rule_service kind, const char *name,
 			 const char *file, const char *data, size_t len);
 
 /*
- * spool_client_open_rules_file - a descriptor, read-only, for the file path
+ * queue_client_open_rules_file - a descriptor, read-only, for the file path
  * of the rules folder (send_mail()), opened by the queue. 0 with *fd set,
  * or an errno value (ENOENT, EACCES for a path leaving the folder, EFBIG).
  */
-int spool_client_open_rules_file(int queue_fd, const char *path, int *fd);
+int queue_client_open_rules_file(int queue_fd, const char *path, int *fd);
 
 /*
- * spool_client_submit - queue a new message: content (len bytes, as it
+ * queue_client_submit - queue a new message: content (len bytes, as it
  * will be delivered) with env, whose id this sets to the new message's.
  * Returns 0 once the message is committed (on stable storage), or an errno
  * value (nothing was queued).
  */
-int spool_client_submit(int queue_fd, struct envelope *env, const char *content, size_t len);
+int queue_client_submit(int queue_fd, struct envelope *env, const char *content, size_t len);
 
 #endif

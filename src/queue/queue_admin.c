@@ -1,5 +1,5 @@
 /*
- * queue_control.c - vsmtpctl's requests, served by the queue process.
+ * queue_admin.c - vsmtpctl's requests, served by the queue process.
  *
  * The master accepts a connection on the control socket, checks the peer's
  * credentials and hands the descriptor over. Here the connection carries one
@@ -38,19 +38,19 @@
 #include "queue_internal.h"
 #include "spool.h"
 
-#define CONTROL_REQUEST_MAX (64u * 1024) /* bytes of a request line */
-#define CONTROL_TIMEOUT_SEC 10           /* for the request, and for each write of the answer */
-#define CONTROL_CONTENT_MAX (1u << 20)   /* bytes of message text in a "show" answer */
-#define CONTROL_LIST_MAX 100000          /* messages in a list answer (count covers all) */
+#define ADMIN_REQUEST_MAX (64u * 1024) /* bytes of a request line */
+#define ADMIN_TIMEOUT_SEC 10           /* for the request, and for each write of the answer */
+#define ADMIN_CONTENT_MAX (1u << 20)   /* bytes of message text in a "show" answer */
+#define ADMIN_LIST_MAX 100000          /* messages in a list answer (count covers all) */
 
 /* Where a message file is. */
-enum control_loc { LOC_QUEUE, LOC_HOLD, LOC_DEAD, LOC_QUARANTINE, LOC_CORRUPT, LOC_COUNT };
+enum admin_loc { LOC_QUEUE, LOC_HOLD, LOC_DEAD, LOC_QUARANTINE, LOC_CORRUPT, LOC_COUNT };
 
-static const char *const control_loc_dir[LOC_COUNT] = {SPOOL_QUEUE, SPOOL_HOLD, SPOOL_DEAD,
+static const char *const admin_loc_dir[LOC_COUNT] = {SPOOL_QUEUE, SPOOL_HOLD, SPOOL_DEAD,
                                                        SPOOL_QUARANTINE, SPOOL_CORRUPT};
 
 /* One vsmtpctl connection. */
-struct control_conn {
+struct admin_conn {
 	struct queue *q;
 	struct bufferevent *bev;
 	long uid; /* the peer's, -1 when unknown */
@@ -58,20 +58,20 @@ struct control_conn {
 };
 
 /* A message file found in the spool. */
-struct control_msg {
+struct admin_msg {
 	char id[SPOOL_ID_LEN + 1];
-	enum control_loc loc;
+	enum admin_loc loc;
 	char qname[SPOOL_FOLDER_NAME_MAX + 1]; /* the quarantine, for LOC_QUARANTINE */
 };
 
 /* A growing set of them. */
-struct control_set {
-	struct control_msg *v;
+struct admin_set {
+	struct admin_msg *v;
 	size_t n, cap;
 };
 
 /* What a list keeps. */
-struct control_filter {
+struct admin_filter {
 	const char *sender, *recipient; /* substrings, case-insensitive; NULL: any */
 	const char *queue;              /* "active", "deferred", ...; NULL: queue, hold and dead */
 	double min_age, max_age;        /* seconds; -1: no bound */
@@ -79,7 +79,7 @@ struct control_filter {
 };
 
 /* A message file, opened and checked. */
-struct control_file {
+struct admin_file {
 	int fd;
 	struct stat st;
 	int valid; /* trailer and envelope good: env and clen are set */
@@ -88,7 +88,7 @@ struct control_file {
 };
 
 /* A command that takes ids: its request name, what the log says, the work. */
-struct control_op {
+struct admin_op {
 	const char *cmd;
 	const char *done;
 	int (*fn)(struct queue *q, const char *id, const char *qname, char *err, size_t errlen);
@@ -96,8 +96,8 @@ struct control_op {
 
 /* ---- spool access ---- */
 
-/* control_dir_open - the directory of a location, or -1 with errno. */
-static int control_dir_open(struct queue *q, enum control_loc loc, const char *qname)
+/* admin_dir_open - the directory of a location, or -1 with errno. */
+static int admin_dir_open(struct queue *q, enum admin_loc loc, const char *qname)
 {
 	char path[sizeof(SPOOL_QUARANTINE) + SPOOL_FOLDER_NAME_MAX + 2];
 
@@ -109,16 +109,16 @@ static int control_dir_open(struct queue *q, enum control_loc loc, const char *q
 		}
 		snprintf(path, sizeof(path), "%s/%s", SPOOL_QUARANTINE, qname);
 	} else {
-		snprintf(path, sizeof(path), "%s", control_loc_dir[loc]);
+		snprintf(path, sizeof(path), "%s", admin_loc_dir[loc]);
 	}
 	return openat(q->spool_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
-/* control_exists - whether loc holds a regular file id. */
-static int control_exists(struct queue *q, enum control_loc loc, const char *qname, const char *id)
+/* admin_exists - whether loc holds a regular file id. */
+static int admin_exists(struct queue *q, enum admin_loc loc, const char *qname, const char *id)
 {
 	struct stat st;
-	int dir = control_dir_open(q, loc, qname), found;
+	int dir = admin_dir_open(q, loc, qname), found;
 
 	if (dir < 0)
 		return 0;
@@ -127,11 +127,11 @@ static int control_exists(struct queue *q, enum control_loc loc, const char *qna
 	return found;
 }
 
-/* control_set_add - append a message to a set; 0 or -1. */
-static int control_set_add(struct control_set *set, const char *id, enum control_loc loc,
+/* admin_set_add - append a message to a set; 0 or -1. */
+static int admin_set_add(struct admin_set *set, const char *id, enum admin_loc loc,
                            const char *qname)
 {
-	struct control_msg *m;
+	struct admin_msg *m;
 
 	if (set->n == set->cap) {
 		size_t cap = set->cap ? set->cap * 2 : 64;
@@ -148,13 +148,13 @@ static int control_set_add(struct control_set *set, const char *id, enum control
 	return 0;
 }
 
-/* control_scan_dir - add every message file of one location; a missing directory is empty. */
-static int control_scan_dir(struct queue *q, enum control_loc loc, const char *qname,
-                            struct control_set *set)
+/* admin_scan_dir - add every message file of one location; a missing directory is empty. */
+static int admin_scan_dir(struct queue *q, enum admin_loc loc, const char *qname,
+                            struct admin_set *set)
 {
 	struct dirent *de;
 	DIR *d;
-	int fd = control_dir_open(q, loc, qname), rc = 0;
+	int fd = admin_dir_open(q, loc, qname), rc = 0;
 
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
@@ -164,20 +164,20 @@ static int control_scan_dir(struct queue *q, enum control_loc loc, const char *q
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL)
 		if (spool_id_valid(de->d_name))
-			rc = control_set_add(set, de->d_name, loc, qname);
+			rc = admin_set_add(set, de->d_name, loc, qname);
 	closedir(d);
 	return rc;
 }
 
-/* control_scan_quarantine - add the messages of quarantine name, or of every one (NULL). */
-static int control_scan_quarantine(struct queue *q, const char *name, struct control_set *set)
+/* admin_scan_quarantine - add the messages of quarantine name, or of every one (NULL). */
+static int admin_scan_quarantine(struct queue *q, const char *name, struct admin_set *set)
 {
 	struct dirent *de;
 	DIR *d;
 	int fd, rc = 0;
 
 	if (name != NULL)
-		return control_scan_dir(q, LOC_QUARANTINE, name, set);
+		return admin_scan_dir(q, LOC_QUARANTINE, name, set);
 	if ((fd = openat(q->spool_fd, SPOOL_QUARANTINE,
 	                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return errno == ENOENT ? 0 : -1;
@@ -187,16 +187,16 @@ static int control_scan_quarantine(struct queue *q, const char *name, struct con
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL)
 		if (spool_folder_name_ok(de->d_name))
-			rc = control_scan_dir(q, LOC_QUARANTINE, de->d_name, set);
+			rc = admin_scan_dir(q, LOC_QUARANTINE, de->d_name, set);
 	closedir(d);
 	return rc;
 }
 
-/* control_locate - where id is: queue, hold, dead, a quarantine, corrupt. 0, or -1 if nowhere. */
-static int control_locate(struct queue *q, const char *id, struct control_msg *m)
+/* admin_locate - where id is: queue, hold, dead, a quarantine, corrupt. 0, or -1 if nowhere. */
+static int admin_locate(struct queue *q, const char *id, struct admin_msg *m)
 {
-	struct control_set set = {0};
-	enum control_loc loc;
+	struct admin_set set = {0};
+	enum admin_loc loc;
 	int rc = -1;
 
 	memcpy(m->id, id, sizeof(m->id));
@@ -204,12 +204,12 @@ static int control_locate(struct queue *q, const char *id, struct control_msg *m
 	for (loc = LOC_QUEUE; loc < LOC_COUNT; loc++) {
 		if (loc == LOC_QUARANTINE)
 			continue;
-		if (control_exists(q, loc, NULL, id)) {
+		if (admin_exists(q, loc, NULL, id)) {
 			m->loc = loc;
 			return 0;
 		}
 	}
-	if (control_scan_quarantine(q, NULL, &set) == 0)
+	if (admin_scan_quarantine(q, NULL, &set) == 0)
 		for (size_t i = 0; i < set.n; i++)
 			if (strcmp(set.v[i].id, id) == 0) {
 				*m = set.v[i];
@@ -220,10 +220,10 @@ static int control_locate(struct queue *q, const char *id, struct control_msg *m
 	return rc;
 }
 
-/* control_file_open - open a message file and check it; 0, or -1 with errno. */
-static int control_file_open(struct queue *q, const struct control_msg *m, struct control_file *f)
+/* admin_file_open - open a message file and check it; 0, or -1 with errno. */
+static int admin_file_open(struct queue *q, const struct admin_msg *m, struct admin_file *f)
 {
-	int dir = control_dir_open(q, m->loc, m->qname);
+	int dir = admin_dir_open(q, m->loc, m->qname);
 
 	memset(f, 0, sizeof(*f));
 	f->fd = -1;
@@ -237,8 +237,8 @@ static int control_file_open(struct queue *q, const struct control_msg *m, struc
 	return 0;
 }
 
-/* control_file_close - release what control_file_open took. */
-static void control_file_close(struct control_file *f)
+/* admin_file_close - release what admin_file_open took. */
+static void admin_file_close(struct admin_file *f)
 {
 	envelope_clear(&f->env);
 	if (f->fd >= 0)
@@ -246,13 +246,13 @@ static void control_file_close(struct control_file *f)
 	f->fd = -1;
 }
 
-/* control_move - rename id between locations without replacing anything, durably. */
-static int control_move(struct queue *q, const struct control_msg *from, enum control_loc to,
+/* admin_move - rename id between locations without replacing anything, durably. */
+static int admin_move(struct queue *q, const struct admin_msg *from, enum admin_loc to,
                         const char *to_name)
 {
-	int src = control_dir_open(q, from->loc, from->qname), dst = -1, err = 0;
+	int src = admin_dir_open(q, from->loc, from->qname), dst = -1, err = 0;
 
-	if (src < 0 || (dst = control_dir_open(q, to, to_name)) < 0 ||
+	if (src < 0 || (dst = admin_dir_open(q, to, to_name)) < 0 ||
 	    queue_file_move(src, dst, from->id) < 0)
 		err = errno;
 	if (src >= 0)
@@ -263,10 +263,10 @@ static int control_move(struct queue *q, const struct control_msg *from, enum co
 	return err ? -1 : 0;
 }
 
-/* control_unlink - remove id from its location, durably. */
-static int control_unlink(struct queue *q, const struct control_msg *m)
+/* admin_unlink - remove id from its location, durably. */
+static int admin_unlink(struct queue *q, const struct admin_msg *m)
 {
-	int dir = control_dir_open(q, m->loc, m->qname), err = 0;
+	int dir = admin_dir_open(q, m->loc, m->qname), err = 0;
 
 	if (dir < 0)
 		return -1;
@@ -279,8 +279,8 @@ static int control_unlink(struct queue *q, const struct control_msg *m)
 
 /* ---- JSON helpers ---- */
 
-/* control_utf8_valid - the length of the longest valid UTF-8 prefix of s without NUL. */
-static size_t control_utf8_valid(const unsigned char *s, size_t n)
+/* admin_utf8_valid - the length of the longest valid UTF-8 prefix of s without NUL. */
+static size_t admin_utf8_valid(const unsigned char *s, size_t n)
 {
 	size_t i = 0, k;
 	uint32_t cp;
@@ -290,8 +290,8 @@ static size_t control_utf8_valid(const unsigned char *s, size_t n)
 	return i;
 }
 
-/* control_utf8_fix - replace each byte that is not part of valid UTF-8 with '?', in place. */
-static void control_utf8_fix(char *s)
+/* admin_utf8_fix - replace each byte that is not part of valid UTF-8 with '?', in place. */
+static void admin_utf8_fix(char *s)
 {
 	size_t n = strlen(s), i = 0, k;
 	uint32_t cp;
@@ -305,20 +305,20 @@ static void control_utf8_fix(char *s)
 	}
 }
 
-/* control_json_fix - make every string and key of a tree valid UTF-8. */
-static void control_json_fix(cJSON *item)
+/* admin_json_fix - make every string and key of a tree valid UTF-8. */
+static void admin_json_fix(cJSON *item)
 {
 	for (; item != NULL; item = item->next) {
 		if (item->string != NULL)
-			control_utf8_fix(item->string);
+			admin_utf8_fix(item->string);
 		if (cJSON_IsString(item) && item->valuestring != NULL)
-			control_utf8_fix(item->valuestring);
-		control_json_fix(item->child);
+			admin_utf8_fix(item->valuestring);
+		admin_json_fix(item->child);
 	}
 }
 
-/* control_base64 - RFC 4648 base64 of n bytes; malloc'ed, NULL without memory. */
-static char *control_base64(const unsigned char *in, size_t n)
+/* admin_base64 - RFC 4648 base64 of n bytes; malloc'ed, NULL without memory. */
+static char *admin_base64(const unsigned char *in, size_t n)
 {
 	static const char abc[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -347,32 +347,32 @@ static char *control_base64(const unsigned char *in, size_t n)
 	return out;
 }
 
-/* control_str - a string member of obj, NULL when absent or not a string. */
-static const char *control_str(const cJSON *obj, const char *key)
+/* admin_str - a string member of obj, NULL when absent or not a string. */
+static const char *admin_str(const cJSON *obj, const char *key)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
 
 	return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-/* control_num - a number member of obj, dflt when absent or not a number. */
-static double control_num(const cJSON *obj, const char *key, double dflt)
+/* admin_num - a number member of obj, dflt when absent or not a number. */
+static double admin_num(const cJSON *obj, const char *key, double dflt)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
 
 	return cJSON_IsNumber(it) ? it->valuedouble : dflt;
 }
 
-/* control_set_num - obj[key] = v, replacing whatever was there. */
-static void control_set_num(cJSON *obj, const char *key, double v)
+/* admin_set_num - obj[key] = v, replacing whatever was there. */
+static void admin_set_num(cJSON *obj, const char *key, double v)
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
 	cJSON_AddNumberToObject(obj, key, v);
 }
 
-/* control_error - a failed answer {"ok":false,"error":text}. */
-static cJSON *control_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static cJSON *control_error(const char *fmt, ...)
+/* admin_error - a failed answer {"ok":false,"error":text}. */
+static cJSON *admin_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static cJSON *admin_error(const char *fmt, ...)
 {
 	cJSON *a = cJSON_CreateObject();
 	char text[512];
@@ -388,27 +388,27 @@ static cJSON *control_error(const char *fmt, ...)
 
 /* ---- delivery state ---- */
 
-/* control_status_final - whether a recipient status is an end: sent, failed, none. */
-static int control_status_final(const char *status)
+/* admin_status_final - whether a recipient status is an end: sent, failed, none. */
+static int admin_status_final(const char *status)
 {
 	return status != NULL && (strcmp(status, "sent") == 0 || strcmp(status, "failed") == 0 ||
 	                          strcmp(status, "none") == 0);
 }
 
-/* control_state_rcpt - the state's entry for address (NULL: never tried). */
-static const cJSON *control_state_rcpt(const cJSON *state, const char *address)
+/* admin_state_rcpt - the state's entry for address (NULL: never tried). */
+static const cJSON *admin_state_rcpt(const cJSON *state, const char *address)
 {
 	const cJSON *r;
 	const char *a;
 
 	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(
-	                          state, "rcpts")) if ((a = control_str(r, "address")) != NULL &&
+	                          state, "rcpts")) if ((a = admin_str(r, "address")) != NULL &&
 	                                               strcmp(a, address) == 0) return r;
 	return NULL;
 }
 
-/* control_last_reply - the latest reply of a deferred recipient, else the latest reply at all. */
-static const char *control_last_reply(const cJSON *state)
+/* admin_last_reply - the latest reply of a deferred recipient, else the latest reply at all. */
+static const char *admin_last_reply(const cJSON *state)
 {
 	const char *best = NULL, *reply;
 	double best_at = -1;
@@ -417,22 +417,22 @@ static const char *control_last_reply(const cJSON *state)
 
 	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(state, "rcpts"))
 	{
-		if ((reply = control_str(r, "reply")) == NULL)
+		if ((reply = admin_str(r, "reply")) == NULL)
 			continue;
 		deferred =
-		    control_str(r, "status") && strcmp(control_str(r, "status"), "deferred") == 0;
+		    admin_str(r, "status") && strcmp(admin_str(r, "status"), "deferred") == 0;
 		if (deferred < best_deferred ||
-		    (deferred == best_deferred && control_num(r, "at", 0) < best_at))
+		    (deferred == best_deferred && admin_num(r, "at", 0) < best_at))
 			continue;
 		best = reply;
-		best_at = control_num(r, "at", 0);
+		best_at = admin_num(r, "at", 0);
 		best_deferred = deferred;
 	}
 	return best;
 }
 
-/* control_state_sync - make state/<id> durable: queue_state_write does not sync. */
-static int control_state_sync(struct queue *q, const char *id)
+/* admin_state_sync - make state/<id> durable: queue_state_write does not sync. */
+static int admin_state_sync(struct queue *q, const char *id)
 {
 	int fd = openat(q->state_fd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), err = 0;
 
@@ -444,8 +444,8 @@ static int control_state_sync(struct queue *q, const char *id)
 	return err;
 }
 
-/* control_state_reset - requeue: non-final recipients pending, no attempts, postq again. */
-static int control_state_reset(struct queue *q, const char *id)
+/* admin_state_reset - requeue: non-final recipients pending, no attempts, postq again. */
+static int admin_state_reset(struct queue *q, const char *id)
 {
 	cJSON *st = queue_state_read(q, id), *r;
 	char *text;
@@ -454,11 +454,11 @@ static int control_state_reset(struct queue *q, const char *id)
 	if (st == NULL)
 		return 0; /* never tried: everything is pending already */
 	cJSON_DeleteItemFromObjectCaseSensitive(st, "postq");
-	control_set_num(st, "attempts", 0);
-	control_set_num(st, "next_attempt", 0);
+	admin_set_num(st, "attempts", 0);
+	admin_set_num(st, "next_attempt", 0);
 	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(st, "rcpts"))
 	{
-		if (!cJSON_IsObject(r) || control_status_final(control_str(r, "status")))
+		if (!cJSON_IsObject(r) || admin_status_final(admin_str(r, "status")))
 			continue;
 		cJSON_DeleteItemFromObjectCaseSensitive(r, "status");
 		cJSON_DeleteItemFromObjectCaseSensitive(r, "reply");
@@ -472,13 +472,13 @@ static int control_state_reset(struct queue *q, const char *id)
 		return ENOMEM;
 	err = queue_state_write(q, id, text, strlen(text));
 	free(text);
-	return err ? err : control_state_sync(q, id);
+	return err ? err : admin_state_sync(q, id);
 }
 
 /* ---- list and show ---- */
 
-/* control_queue_name - the queue a message is in, as list and show name it. */
-static const char *control_queue_name(const struct control_msg *m, const cJSON *state, int64_t now)
+/* admin_queue_name - the queue a message is in, as list and show name it. */
+static const char *admin_queue_name(const struct admin_msg *m, const cJSON *state, int64_t now)
 {
 	switch (m->loc) {
 	case LOC_QUEUE:
@@ -494,8 +494,8 @@ static const char *control_queue_name(const struct control_msg *m, const cJSON *
 	}
 }
 
-/* control_match_rcpt - whether a recipient of env contains needle. */
-static int control_match_rcpt(const struct envelope *env, const char *needle)
+/* admin_match_rcpt - whether a recipient of env contains needle. */
+static int admin_match_rcpt(const struct envelope *env, const char *needle)
 {
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if (strcasestr(env->rcpts[i].address, needle) != NULL)
@@ -503,8 +503,8 @@ static int control_match_rcpt(const struct envelope *env, const char *needle)
 	return 0;
 }
 
-/* control_keep - whether a message passes the filter. */
-static int control_keep(const struct control_filter *flt, const struct control_file *f,
+/* admin_keep - whether a message passes the filter. */
+static int admin_keep(const struct admin_filter *flt, const struct admin_file *f,
                         const char *queue, int64_t arrival)
 {
 	double age = (double)(flt->now - arrival);
@@ -515,26 +515,26 @@ static int control_keep(const struct control_filter *flt, const struct control_f
 		return 0;
 	if (flt->sender && strcasestr(f->env.mail_from, flt->sender) == NULL)
 		return 0;
-	if (flt->recipient && !control_match_rcpt(&f->env, flt->recipient))
+	if (flt->recipient && !admin_match_rcpt(&f->env, flt->recipient))
 		return 0;
 	return (flt->min_age < 0 || age >= flt->min_age) &&
 	       (flt->max_age < 0 || age <= flt->max_age);
 }
 
-/* control_entry_rcpts - the recipients of a list entry with their delivery status. */
-static void control_entry_rcpts(cJSON *e, const struct envelope *env, const cJSON *state)
+/* admin_entry_rcpts - the recipients of a list entry with their delivery status. */
+static void admin_entry_rcpts(cJSON *e, const struct envelope *env, const cJSON *state)
 {
 	cJSON *rs = cJSON_AddArrayToObject(e, "recipients"), *o;
 	const cJSON *sr;
 	const char *s;
 
 	for (size_t i = 0; i < env->nrcpts; i++) {
-		sr = control_state_rcpt(state, env->rcpts[i].address);
+		sr = admin_state_rcpt(state, env->rcpts[i].address);
 		o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "address", env->rcpts[i].address);
-		s = control_str(sr, "status");
+		s = admin_str(sr, "status");
 		cJSON_AddStringToObject(o, "status", s ? s : "pending");
-		if ((s = control_str(sr, "reply")) != NULL)
+		if ((s = admin_str(sr, "reply")) != NULL)
 			cJSON_AddStringToObject(o, "reply", s);
 		else
 			cJSON_AddNullToObject(o, "reply");
@@ -542,12 +542,12 @@ static void control_entry_rcpts(cJSON *e, const struct envelope *env, const cJSO
 	}
 }
 
-/* control_entry - the list entry of an opened message. */
-static cJSON *control_entry(const struct control_msg *m, const struct control_file *f,
+/* admin_entry - the list entry of an opened message. */
+static cJSON *admin_entry(const struct admin_msg *m, const struct admin_file *f,
                             const char *queue, int64_t arrival, const cJSON *state)
 {
 	cJSON *e = cJSON_CreateObject();
-	const char *reply = control_last_reply(state);
+	const char *reply = admin_last_reply(state);
 
 	cJSON_AddStringToObject(e, "id", m->id);
 	cJSON_AddStringToObject(e, "queue", queue);
@@ -557,12 +557,12 @@ static cJSON *control_entry(const struct control_msg *m, const struct control_fi
 	cJSON_AddNumberToObject(e, "arrival", (double)arrival);
 	if (f->valid) {
 		cJSON_AddStringToObject(e, "sender", f->env.mail_from);
-		control_entry_rcpts(e, &f->env, state);
+		admin_entry_rcpts(e, &f->env, state);
 	} else {
 		cJSON_AddNullToObject(e, "sender");
 		cJSON_AddArrayToObject(e, "recipients");
 	}
-	cJSON_AddNumberToObject(e, "attempts", control_num(state, "attempts", 0));
+	cJSON_AddNumberToObject(e, "attempts", admin_num(state, "attempts", 0));
 	cJSON_AddNumberToObject(e, "next_attempt", state ? (double)queue_state_next(state) : 0);
 	if (reply != NULL)
 		cJSON_AddStringToObject(e, "last_reply", reply);
@@ -571,21 +571,21 @@ static cJSON *control_entry(const struct control_msg *m, const struct control_fi
 	return e;
 }
 
-/* control_msg_cmp - order of a listing: by id (arrival), then location. */
-static int control_msg_cmp(const void *a, const void *b)
+/* admin_msg_cmp - order of a listing: by id (arrival), then location. */
+static int admin_msg_cmp(const void *a, const void *b)
 {
-	const struct control_msg *x = a, *y = b;
+	const struct admin_msg *x = a, *y = b;
 	int c = strcmp(x->id, y->id);
 
 	return c ? c : (int)x->loc - (int)y->loc;
 }
 
-/* control_list_set - the list answer for the messages of set that pass the filter. */
-static cJSON *control_list_set(struct queue *q, struct control_set *set,
-                               const struct control_filter *flt)
+/* admin_list_set - the list answer for the messages of set that pass the filter. */
+static cJSON *admin_list_set(struct queue *q, struct admin_set *set,
+                               const struct admin_filter *flt)
 {
 	cJSON *a = cJSON_CreateObject(), *msgs, *state;
-	struct control_file f;
+	struct admin_file f;
 	double total = 0, count = 0;
 	const char *queue;
 	int64_t arrival;
@@ -593,37 +593,37 @@ static cJSON *control_list_set(struct queue *q, struct control_set *set,
 	cJSON_AddBoolToObject(a, "ok", 1);
 	msgs = cJSON_AddArrayToObject(a, "messages");
 	if (set->n > 0)
-		qsort(set->v, set->n, sizeof(set->v[0]), control_msg_cmp);
+		qsort(set->v, set->n, sizeof(set->v[0]), admin_msg_cmp);
 	for (size_t i = 0; i < set->n; i++) {
-		const struct control_msg *m = &set->v[i];
+		const struct admin_msg *m = &set->v[i];
 
-		if (control_file_open(q, m, &f) < 0) {
-			control_file_close(&f); /* gone since the scan: not listed */
+		if (admin_file_open(q, m, &f) < 0) {
+			admin_file_close(&f); /* gone since the scan: not listed */
 			continue;
 		}
 		state = m->loc == LOC_QUEUE || m->loc == LOC_HOLD || m->loc == LOC_DEAD
 		            ? queue_state_read(q, m->id)
 		            : NULL;
-		queue = control_queue_name(m, state, flt->now);
+		queue = admin_queue_name(m, state, flt->now);
 		arrival = f.valid ? f.env.received_at : (int64_t)f.st.st_mtime;
-		if (control_keep(flt, &f, queue, arrival)) {
+		if (admin_keep(flt, &f, queue, arrival)) {
 			count++;
 			total += f.valid ? (double)f.clen : (double)f.st.st_size;
-			if (count <= CONTROL_LIST_MAX)
+			if (count <= ADMIN_LIST_MAX)
 				cJSON_AddItemToArray(msgs,
-				                     control_entry(m, &f, queue, arrival, state));
+				                     admin_entry(m, &f, queue, arrival, state));
 		}
 		cJSON_Delete(state);
-		control_file_close(&f);
+		admin_file_close(&f);
 	}
 	cJSON_AddNumberToObject(a, "total_size", total);
 	cJSON_AddNumberToObject(a, "count", count);
-	cJSON_AddBoolToObject(a, "truncated", count > CONTROL_LIST_MAX);
+	cJSON_AddBoolToObject(a, "truncated", count > ADMIN_LIST_MAX);
 	return a;
 }
 
-/* control_age - an optional age bound of a list request into *out (-1 when absent); 0 or -1. */
-static int control_age(const cJSON *req, const char *key, double *out)
+/* admin_age - an optional age bound of a list request into *out (-1 when absent); 0 or -1. */
+static int admin_age(const cJSON *req, const char *key, double *out)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(req, key);
 
@@ -636,8 +636,8 @@ static int control_age(const cJSON *req, const char *key, double *out)
 	return 0;
 }
 
-/* control_filter_parse - the filter of a list request; NULL, or an error answer. */
-static cJSON *control_filter_parse(const cJSON *req, struct control_filter *flt)
+/* admin_filter_parse - the filter of a list request; NULL, or an error answer. */
+static cJSON *admin_filter_parse(const cJSON *req, struct admin_filter *flt)
 {
 	static const char *const queues[] = {"active",     "deferred", "hold",
 	                                     "quarantine", "dead",     "corrupt"};
@@ -651,73 +651,73 @@ static cJSON *control_filter_parse(const cJSON *req, struct control_filter *flt)
 		const cJSON *it = cJSON_GetObjectItemCaseSensitive(req, keys[i]);
 
 		if (it != NULL && !cJSON_IsString(it))
-			return control_error("\"%s\" must be a string", keys[i]);
+			return admin_error("\"%s\" must be a string", keys[i]);
 		*vals[i] = it ? it->valuestring : NULL;
 	}
-	if (control_age(req, "min_age", &flt->min_age) < 0 ||
-	    control_age(req, "max_age", &flt->max_age) < 0)
-		return control_error("\"min_age\" and \"max_age\" must be numbers of seconds");
+	if (admin_age(req, "min_age", &flt->min_age) < 0 ||
+	    admin_age(req, "max_age", &flt->max_age) < 0)
+		return admin_error("\"min_age\" and \"max_age\" must be numbers of seconds");
 	if (flt->queue == NULL)
 		return NULL;
 	for (i = 0; i < sizeof(queues) / sizeof(queues[0]); i++)
 		if (strcmp(flt->queue, queues[i]) == 0)
 			return NULL;
-	return control_error("unknown queue \"%.64s\" (active, deferred, hold, quarantine, dead, "
+	return admin_error("unknown queue \"%.64s\" (active, deferred, hold, quarantine, dead, "
 	                     "corrupt)",
 	                     flt->queue);
 }
 
-/* control_list - {"cmd":"list", filters...}. */
-static cJSON *control_list(struct queue *q, const cJSON *req)
+/* admin_list - {"cmd":"list", filters...}. */
+static cJSON *admin_list(struct queue *q, const cJSON *req)
 {
-	struct control_filter flt;
-	struct control_set set = {0};
+	struct admin_filter flt;
+	struct admin_set set = {0};
 	cJSON *a;
 	int rc = 0;
 
-	if ((a = control_filter_parse(req, &flt)) != NULL)
+	if ((a = admin_filter_parse(req, &flt)) != NULL)
 		return a;
 	if (flt.queue == NULL) {
-		rc = control_scan_dir(q, LOC_QUEUE, NULL, &set) < 0 ||
-		     control_scan_dir(q, LOC_HOLD, NULL, &set) < 0 ||
-		     control_scan_dir(q, LOC_DEAD, NULL, &set) < 0;
+		rc = admin_scan_dir(q, LOC_QUEUE, NULL, &set) < 0 ||
+		     admin_scan_dir(q, LOC_HOLD, NULL, &set) < 0 ||
+		     admin_scan_dir(q, LOC_DEAD, NULL, &set) < 0;
 	} else if (strcmp(flt.queue, "active") == 0 || strcmp(flt.queue, "deferred") == 0) {
-		rc = control_scan_dir(q, LOC_QUEUE, NULL, &set);
+		rc = admin_scan_dir(q, LOC_QUEUE, NULL, &set);
 	} else if (strcmp(flt.queue, "quarantine") == 0) {
-		rc = control_scan_quarantine(q, NULL, &set);
+		rc = admin_scan_quarantine(q, NULL, &set);
 	} else {
-		rc = control_scan_dir(q,
+		rc = admin_scan_dir(q,
 		                      strcmp(flt.queue, "hold") == 0   ? LOC_HOLD
 		                      : strcmp(flt.queue, "dead") == 0 ? LOC_DEAD
 		                                                       : LOC_CORRUPT,
 		                      NULL, &set);
 	}
-	a = rc != 0 ? control_error("cannot read the spool: %s", strerror(errno))
-	            : control_list_set(q, &set, &flt);
+	a = rc != 0 ? admin_error("cannot read the spool: %s", strerror(errno))
+	            : admin_list_set(q, &set, &flt);
 	free(set.v);
 	return a;
 }
 
-/* control_quarantine_list - {"cmd":"quarantine-list","name":N?}. */
-static cJSON *control_quarantine_list(struct queue *q, const cJSON *req)
+/* admin_quarantine_list - {"cmd":"quarantine-list","name":N?}. */
+static cJSON *admin_quarantine_list(struct queue *q, const cJSON *req)
 {
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(req, "name");
-	struct control_filter flt = {.min_age = -1, .max_age = -1, .now = (int64_t)time(NULL)};
-	struct control_set set = {0};
+	struct admin_filter flt = {.min_age = -1, .max_age = -1, .now = (int64_t)time(NULL)};
+	struct admin_set set = {0};
 	cJSON *a;
 
 	if (name != NULL && (!cJSON_IsString(name) || !spool_folder_name_ok(name->valuestring)))
-		return control_error("invalid quarantine name");
-	if (control_scan_quarantine(q, name ? name->valuestring : NULL, &set) < 0)
-		a = control_error("cannot read the quarantine: %s", strerror(errno));
+		return admin_error("invalid quarantine name");
+	if (admin_scan_quarantine(q, name ? name->valuestring : NULL, &set) < 0)
+		a = admin_error("cannot read the quarantine: %s", strerror(errno));
 	else
-		a = control_list_set(q, &set, &flt);
+		a = admin_list_set(q, &set, &flt);
 	free(set.v);
 	return a;
 }
 
-/* control_pread_all - read n bytes at off; 0 or -1. */
-static int control_pread_all(int fd, void *buf, size_t n, off_t off)
+/* admin_pread_all - read n bytes at off; 0 or -1. */
+static int admin_pread_all(int fd, void *buf, size_t n, off_t off)
 {
 	size_t got = 0;
 	ssize_t k;
@@ -736,28 +736,28 @@ static int control_pread_all(int fd, void *buf, size_t n, off_t off)
 	return 0;
 }
 
-/* control_show_content - the first CONTROL_CONTENT_MAX bytes of the message, as text or base64. */
-static int control_show_content(cJSON *a, int fd, uint64_t len)
+/* admin_show_content - the first ADMIN_CONTENT_MAX bytes of the message, as text or base64. */
+static int admin_show_content(cJSON *a, int fd, uint64_t len)
 {
-	size_t n = len > CONTROL_CONTENT_MAX ? CONTROL_CONTENT_MAX : (size_t)len, valid;
+	size_t n = len > ADMIN_CONTENT_MAX ? ADMIN_CONTENT_MAX : (size_t)len, valid;
 	unsigned char *buf = malloc(n + 1);
 	char *b64;
 
-	if (buf == NULL || control_pread_all(fd, buf, n, 0) < 0) {
+	if (buf == NULL || admin_pread_all(fd, buf, n, 0) < 0) {
 		free(buf);
 		return -1;
 	}
-	valid = control_utf8_valid(buf, n);
+	valid = admin_utf8_valid(buf, n);
 	/* The cut at the size limit may split a character: that is still text. */
 	if (valid < n && len > n && n - valid < 4 && buf[valid] >= 0xC2 &&
-	    control_utf8_valid(buf + valid, n - valid) == 0)
+	    admin_utf8_valid(buf + valid, n - valid) == 0)
 		n = valid;
 	if (valid == n) {
 		buf[n] = '\0';
 		cJSON_AddStringToObject(a, "content", (char *)buf);
 		cJSON_AddStringToObject(a, "content_encoding", "text");
 	} else {
-		if ((b64 = control_base64(buf, n)) == NULL) {
+		if ((b64 = admin_base64(buf, n)) == NULL) {
 			free(buf);
 			return -1;
 		}
@@ -770,46 +770,46 @@ static int control_show_content(cJSON *a, int fd, uint64_t len)
 	return 0;
 }
 
-/* control_show_envelope - the envelope as stored: the JSON between content and trailer. */
-static cJSON *control_show_envelope(const struct control_file *f)
+/* admin_show_envelope - the envelope as stored: the JSON between content and trailer. */
+static cJSON *admin_show_envelope(const struct admin_file *f)
 {
 	size_t elen = (size_t)((uint64_t)f->st.st_size - f->clen - SPOOL_TRAILER_LEN);
 	char *text = malloc(elen);
 	cJSON *env = NULL;
 
-	if (text != NULL && control_pread_all(f->fd, text, elen, (off_t)f->clen) == 0)
+	if (text != NULL && admin_pread_all(f->fd, text, elen, (off_t)f->clen) == 0)
 		env = cJSON_ParseWithLength(text, elen);
 	free(text);
 	return env;
 }
 
-/* control_show - {"cmd":"show","id":ID}. */
-static cJSON *control_show(struct queue *q, const cJSON *req)
+/* admin_show - {"cmd":"show","id":ID}. */
+static cJSON *admin_show(struct queue *q, const cJSON *req)
 {
-	const char *id = control_str(req, "id");
-	struct control_file f;
-	struct control_msg m;
+	const char *id = admin_str(req, "id");
+	struct admin_file f;
+	struct admin_msg m;
 	cJSON *a, *state = NULL, *env = NULL;
 	int64_t arrival;
 
 	if (id == NULL || !spool_id_valid(id))
-		return control_error("invalid queue id");
-	if (control_locate(q, id, &m) < 0)
-		return control_error("%s: no such message", id);
-	if (control_file_open(q, &m, &f) < 0) {
-		a = control_error("%s: %s", id, strerror(errno));
-		control_file_close(&f);
+		return admin_error("invalid queue id");
+	if (admin_locate(q, id, &m) < 0)
+		return admin_error("%s: no such message", id);
+	if (admin_file_open(q, &m, &f) < 0) {
+		a = admin_error("%s: %s", id, strerror(errno));
+		admin_file_close(&f);
 		return a;
 	}
 	if (m.loc == LOC_QUEUE || m.loc == LOC_HOLD || m.loc == LOC_DEAD)
 		state = queue_state_read(q, id);
 	if (f.valid)
-		env = control_show_envelope(&f);
+		env = admin_show_envelope(&f);
 	arrival = f.valid ? f.env.received_at : (int64_t)f.st.st_mtime;
 	a = cJSON_CreateObject();
 	cJSON_AddBoolToObject(a, "ok", 1);
 	cJSON_AddStringToObject(a, "id", id);
-	cJSON_AddStringToObject(a, "queue", control_queue_name(&m, state, (int64_t)time(NULL)));
+	cJSON_AddStringToObject(a, "queue", admin_queue_name(&m, state, (int64_t)time(NULL)));
 	if (m.loc == LOC_QUARANTINE)
 		cJSON_AddStringToObject(a, "quarantine", m.qname);
 	cJSON_AddNumberToObject(a, "size", f.valid ? (double)f.clen : (double)f.st.st_size);
@@ -818,20 +818,20 @@ static cJSON *control_show(struct queue *q, const cJSON *req)
 	cJSON_AddItemToObject(a, "state", state ? state : cJSON_CreateNull());
 	/* A corrupt file has no trusted boundary: show its first bytes as they are.
 	 */
-	if (control_show_content(a, f.fd, f.valid ? f.clen : (uint64_t)f.st.st_size) < 0) {
+	if (admin_show_content(a, f.fd, f.valid ? f.clen : (uint64_t)f.st.st_size) < 0) {
 		cJSON_Delete(a);
-		a = control_error("%s: cannot read the message: %s", id, strerror(errno));
+		a = admin_error("%s: cannot read the message: %s", id, strerror(errno));
 	}
-	control_file_close(&f);
+	admin_file_close(&f);
 	return a;
 }
 
 /* ---- commands on ids ---- */
 
-/* control_fail - a per-id error text; returns -1. */
-static int control_fail(char *err, size_t errlen, const char *fmt, ...)
+/* admin_fail - a per-id error text; returns -1. */
+static int admin_fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int control_fail(char *err, size_t errlen, const char *fmt, ...)
+static int admin_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -841,32 +841,32 @@ static int control_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* control_where - "in hold/" etc. for an error about a message found elsewhere. */
-static const char *control_where(const struct control_msg *m, char *buf, size_t len)
+/* admin_where - "in hold/" etc. for an error about a message found elsewhere. */
+static const char *admin_where(const struct admin_msg *m, char *buf, size_t len)
 {
 	if (m->loc == LOC_QUARANTINE)
 		snprintf(buf, len, "it is in %s/%s/", SPOOL_QUARANTINE, m->qname);
 	else
-		snprintf(buf, len, "it is in %s/", control_loc_dir[m->loc]);
+		snprintf(buf, len, "it is in %s/", admin_loc_dir[m->loc]);
 	return buf;
 }
 
-/* control_remove_one - remove a message wherever it is, and its state. */
-static int control_remove_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_remove_one - remove a message wherever it is, and its state. */
+static int admin_remove_one(struct queue *q, const char *id, const char *qname, char *err,
                               size_t errlen)
 {
-	struct control_msg m;
+	struct admin_msg m;
 
-	if (control_locate(q, id, &m) < 0)
-		return control_fail(err, errlen, "no such message");
+	if (admin_locate(q, id, &m) < 0)
+		return admin_fail(err, errlen, "no such message");
 	if (m.loc == LOC_QUEUE)
 		queue_dlv_withdraw(q, id);
-	if (control_unlink(q, &m) < 0) {
+	if (admin_unlink(q, &m) < 0) {
 		int e = errno;
 
 		if (m.loc == LOC_QUEUE)
 			queue_dlv_announce(q, id, 0);
-		return control_fail(err, errlen, "cannot remove: %s", strerror(e));
+		return admin_fail(err, errlen, "cannot remove: %s", strerror(e));
 	}
 	/* The message first: a crash in between leaves a state without a
 	 * message, never a message that would be delivered again as new. */
@@ -875,84 +875,84 @@ static int control_remove_one(struct queue *q, const char *id, const char *qname
 	return 0;
 }
 
-/* control_hold_one - queue/ID -> hold/ID: not delivered until released. */
-static int control_hold_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_hold_one - queue/ID -> hold/ID: not delivered until released. */
+static int admin_hold_one(struct queue *q, const char *id, const char *qname, char *err,
                             size_t errlen)
 {
-	struct control_msg m;
+	struct admin_msg m;
 	char where[200];
 
-	if (control_locate(q, id, &m) < 0)
-		return control_fail(err, errlen, "no such message");
+	if (admin_locate(q, id, &m) < 0)
+		return admin_fail(err, errlen, "no such message");
 	if (m.loc == LOC_HOLD)
-		return control_fail(err, errlen, "already held");
+		return admin_fail(err, errlen, "already held");
 	if (m.loc != LOC_QUEUE)
-		return control_fail(err, errlen, "not in the queue: %s",
-		                    control_where(&m, where, sizeof(where)));
+		return admin_fail(err, errlen, "not in the queue: %s",
+		                    admin_where(&m, where, sizeof(where)));
 	queue_dlv_withdraw(q, id);
-	if (control_move(q, &m, LOC_HOLD, NULL) < 0) {
+	if (admin_move(q, &m, LOC_HOLD, NULL) < 0) {
 		int e = errno;
 		cJSON *st = queue_state_read(q, id);
 
 		queue_dlv_announce(q, id, st ? queue_state_next(st) : 0);
 		cJSON_Delete(st);
-		return control_fail(err, errlen, "cannot move to %s/: %s", SPOOL_HOLD, strerror(e));
+		return admin_fail(err, errlen, "cannot move to %s/: %s", SPOOL_HOLD, strerror(e));
 	}
 	return 0;
 }
 
-/* control_release_one - hold/ID -> queue/ID, due now. */
-static int control_release_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_release_one - hold/ID -> queue/ID, due now. */
+static int admin_release_one(struct queue *q, const char *id, const char *qname, char *err,
                                size_t errlen)
 {
-	struct control_msg m;
+	struct admin_msg m;
 	char where[200];
 
-	if (control_locate(q, id, &m) < 0)
-		return control_fail(err, errlen, "no such message");
+	if (admin_locate(q, id, &m) < 0)
+		return admin_fail(err, errlen, "no such message");
 	if (m.loc != LOC_HOLD)
-		return control_fail(err, errlen, "not held: %s",
-		                    control_where(&m, where, sizeof(where)));
-	if (control_move(q, &m, LOC_QUEUE, NULL) < 0)
-		return control_fail(err, errlen, "cannot move to %s/: %s", SPOOL_QUEUE,
+		return admin_fail(err, errlen, "not held: %s",
+		                    admin_where(&m, where, sizeof(where)));
+	if (admin_move(q, &m, LOC_QUEUE, NULL) < 0)
+		return admin_fail(err, errlen, "cannot move to %s/: %s", SPOOL_QUEUE,
 		                    strerror(errno));
 	queue_dlv_announce(q, id, 0);
 	return 0;
 }
 
-/* control_flush_one - ask the worker to try a queued message now. */
-static int control_flush_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_flush_one - ask the worker to try a queued message now. */
+static int admin_flush_one(struct queue *q, const char *id, const char *qname, char *err,
                              size_t errlen)
 {
-	struct control_msg m;
+	struct admin_msg m;
 	char where[200];
 
-	if (control_locate(q, id, &m) < 0)
-		return control_fail(err, errlen, "no such message");
+	if (admin_locate(q, id, &m) < 0)
+		return admin_fail(err, errlen, "no such message");
 	if (m.loc == LOC_HOLD)
-		return control_fail(err, errlen, "held: release it first");
+		return admin_fail(err, errlen, "held: release it first");
 	if (m.loc != LOC_QUEUE)
-		return control_fail(err, errlen, "not in the queue: %s",
-		                    control_where(&m, where, sizeof(where)));
+		return admin_fail(err, errlen, "not in the queue: %s",
+		                    admin_where(&m, where, sizeof(where)));
 	queue_dlv_flush(q, id);
 	return 0;
 }
 
-/* control_requeue_one - forget the attempts: the postq and delivery rules run again. */
-static int control_requeue_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_requeue_one - forget the attempts: the postq and delivery rules run again. */
+static int admin_requeue_one(struct queue *q, const char *id, const char *qname, char *err,
                                size_t errlen)
 {
-	struct control_msg m;
+	struct admin_msg m;
 	char where[200];
 	int e;
 
-	if (control_locate(q, id, &m) < 0)
-		return control_fail(err, errlen, "no such message");
+	if (admin_locate(q, id, &m) < 0)
+		return admin_fail(err, errlen, "no such message");
 	if (m.loc != LOC_QUEUE && m.loc != LOC_HOLD)
-		return control_fail(err, errlen, "not in the queue: %s",
-		                    control_where(&m, where, sizeof(where)));
-	if ((e = control_state_reset(q, id)) != 0)
-		return control_fail(err, errlen, "cannot rewrite its state: %s", strerror(e));
+		return admin_fail(err, errlen, "not in the queue: %s",
+		                    admin_where(&m, where, sizeof(where)));
+	if ((e = admin_state_reset(q, id)) != 0)
+		return admin_fail(err, errlen, "cannot rewrite its state: %s", strerror(e));
 	/* A held message keeps waiting for its release. */
 	if (m.loc == LOC_QUEUE) {
 		queue_dlv_withdraw(q, id);
@@ -961,64 +961,64 @@ static int control_requeue_one(struct queue *q, const char *id, const char *qnam
 	return 0;
 }
 
-/* control_qrelease_one - quarantine/N/ID -> queue/ID, marked released, due now. */
-static int control_qrelease_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_qrelease_one - quarantine/N/ID -> queue/ID, marked released, due now. */
+static int admin_qrelease_one(struct queue *q, const char *id, const char *qname, char *err,
                                 size_t errlen)
 {
 	static const char released[] = "{\"released\":1}";
-	struct control_msg m = {.loc = LOC_QUARANTINE};
+	struct admin_msg m = {.loc = LOC_QUARANTINE};
 	int e;
 
 	memcpy(m.id, id, sizeof(m.id));
 	snprintf(m.qname, sizeof(m.qname), "%s", qname);
-	if (!control_exists(q, LOC_QUARANTINE, qname, id))
-		return control_fail(err, errlen, "no such message in quarantine %s", qname);
-	if (control_exists(q, LOC_QUEUE, NULL, id))
-		return control_fail(err, errlen, "a message with this id is in the queue already");
+	if (!admin_exists(q, LOC_QUARANTINE, qname, id))
+		return admin_fail(err, errlen, "no such message in quarantine %s", qname);
+	if (admin_exists(q, LOC_QUEUE, NULL, id))
+		return admin_fail(err, errlen, "a message with this id is in the queue already");
 	/* The state first: the worker must never see the message without
 	 * "released", or its rules would quarantine it again. */
 	if ((e = queue_state_write(q, id, released, sizeof(released) - 1)) != 0 ||
-	    (e = control_state_sync(q, id)) != 0) {
+	    (e = admin_state_sync(q, id)) != 0) {
 		queue_state_remove(q, id);
-		return control_fail(err, errlen, "cannot write its state: %s", strerror(e));
+		return admin_fail(err, errlen, "cannot write its state: %s", strerror(e));
 	}
-	if (control_move(q, &m, LOC_QUEUE, NULL) < 0) {
+	if (admin_move(q, &m, LOC_QUEUE, NULL) < 0) {
 		e = errno;
 		queue_state_remove(q, id);
-		return control_fail(err, errlen, "cannot move to %s/: %s", SPOOL_QUEUE,
+		return admin_fail(err, errlen, "cannot move to %s/: %s", SPOOL_QUEUE,
 		                    strerror(e));
 	}
 	queue_dlv_announce(q, id, 0);
 	return 0;
 }
 
-/* control_qremove_one - remove quarantine/N/ID. */
-static int control_qremove_one(struct queue *q, const char *id, const char *qname, char *err,
+/* admin_qremove_one - remove quarantine/N/ID. */
+static int admin_qremove_one(struct queue *q, const char *id, const char *qname, char *err,
                                size_t errlen)
 {
-	struct control_msg m = {.loc = LOC_QUARANTINE};
+	struct admin_msg m = {.loc = LOC_QUARANTINE};
 
 	memcpy(m.id, id, sizeof(m.id));
 	snprintf(m.qname, sizeof(m.qname), "%s", qname);
-	if (!control_exists(q, LOC_QUARANTINE, qname, id))
-		return control_fail(err, errlen, "no such message in quarantine %s", qname);
-	if (control_unlink(q, &m) < 0)
-		return control_fail(err, errlen, "cannot remove: %s", strerror(errno));
+	if (!admin_exists(q, LOC_QUARANTINE, qname, id))
+		return admin_fail(err, errlen, "no such message in quarantine %s", qname);
+	if (admin_unlink(q, &m) < 0)
+		return admin_fail(err, errlen, "cannot remove: %s", strerror(errno));
 	return 0;
 }
 
-static const struct control_op control_ops[] = {
-    {"remove", "removed", control_remove_one},
-    {"hold", "held", control_hold_one},
-    {"release", "released", control_release_one},
-    {"flush", "flushed", control_flush_one},
-    {"requeue", "requeued", control_requeue_one},
-    {"quarantine-release", "released", control_qrelease_one},
-    {"quarantine-remove", "removed", control_qremove_one},
+static const struct admin_op admin_ops[] = {
+    {"remove", "removed", admin_remove_one},
+    {"hold", "held", admin_hold_one},
+    {"release", "released", admin_release_one},
+    {"flush", "flushed", admin_flush_one},
+    {"requeue", "requeued", admin_requeue_one},
+    {"quarantine-release", "released", admin_qrelease_one},
+    {"quarantine-remove", "removed", admin_qremove_one},
 };
 
-/* control_each_id - run op on every id of the request; one result per id. */
-static cJSON *control_each_id(struct control_conn *c, const struct control_op *op, const cJSON *req)
+/* admin_each_id - run op on every id of the request; one result per id. */
+static cJSON *admin_each_id(struct admin_conn *c, const struct admin_op *op, const cJSON *req)
 {
 	const cJSON *ids = cJSON_GetObjectItemCaseSensitive(req, "ids"), *it;
 	const char *qname = NULL;
@@ -1027,13 +1027,13 @@ static cJSON *control_each_id(struct control_conn *c, const struct control_op *o
 	cJSON *a, *results, *r;
 
 	if (strncmp(op->cmd, "quarantine-", 11) == 0) {
-		qname = control_str(req, "name");
+		qname = admin_str(req, "name");
 		if (qname == NULL || !spool_folder_name_ok(qname))
-			return control_error("invalid quarantine name");
+			return admin_error("invalid quarantine name");
 		snprintf(from, sizeof(from), " from quarantine %s", qname);
 	}
 	if (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) == 0)
-		return control_error("%s needs \"ids\": an array of queue ids", op->cmd);
+		return admin_error("%s needs \"ids\": an array of queue ids", op->cmd);
 	a = cJSON_CreateObject();
 	cJSON_AddBoolToObject(a, "ok", 1);
 	results = cJSON_AddArrayToObject(a, "results");
@@ -1046,7 +1046,7 @@ static cJSON *control_each_id(struct control_conn *c, const struct control_op *o
 		cJSON_AddStringToObject(r, "id", id);
 		/* Only a valid id is ever used in a path. */
 		if (!spool_id_valid(id))
-			control_fail(err, sizeof(err), "invalid queue id");
+			admin_fail(err, sizeof(err), "invalid queue id");
 		if (!spool_id_valid(id) || op->fn(c->q, id, qname, err, sizeof(err)) < 0) {
 			failed++;
 			cJSON_AddBoolToObject(r, "ok", 0);
@@ -1071,8 +1071,8 @@ static cJSON *control_each_id(struct control_conn *c, const struct control_op *o
 	return a;
 }
 
-/* control_flush_all - {"cmd":"flush"} without ids: every deferred message, now. */
-static cJSON *control_flush_all(struct control_conn *c)
+/* admin_flush_all - {"cmd":"flush"} without ids: every deferred message, now. */
+static cJSON *admin_flush_all(struct admin_conn *c)
 {
 	cJSON *a = cJSON_CreateObject();
 
@@ -1083,41 +1083,41 @@ static cJSON *control_flush_all(struct control_conn *c)
 	return a;
 }
 
-/* control_dispatch - the answer to one request. */
-static cJSON *control_dispatch(struct control_conn *c, const cJSON *req)
+/* admin_dispatch - the answer to one request. */
+static cJSON *admin_dispatch(struct admin_conn *c, const cJSON *req)
 {
-	const char *cmd = control_str(req, "cmd");
+	const char *cmd = admin_str(req, "cmd");
 	size_t i;
 
 	if (!cJSON_IsObject(req))
-		return control_error("the request is not a JSON object");
+		return admin_error("the request is not a JSON object");
 	if (cmd == NULL)
-		return control_error("the request has no \"cmd\" string");
+		return admin_error("the request has no \"cmd\" string");
 	if (strcmp(cmd, "list") == 0)
-		return control_list(c->q, req);
+		return admin_list(c->q, req);
 	if (strcmp(cmd, "show") == 0)
-		return control_show(c->q, req);
+		return admin_show(c->q, req);
 	if (strcmp(cmd, "quarantine-list") == 0)
-		return control_quarantine_list(c->q, req);
+		return admin_quarantine_list(c->q, req);
 	if (strcmp(cmd, "flush") == 0 && cJSON_GetObjectItemCaseSensitive(req, "ids") == NULL)
-		return control_flush_all(c);
-	for (i = 0; i < sizeof(control_ops) / sizeof(control_ops[0]); i++)
-		if (strcmp(cmd, control_ops[i].cmd) == 0)
-			return control_each_id(c, &control_ops[i], req);
-	return control_error("unknown command \"%.64s\"", cmd);
+		return admin_flush_all(c);
+	for (i = 0; i < sizeof(admin_ops) / sizeof(admin_ops[0]); i++)
+		if (strcmp(cmd, admin_ops[i].cmd) == 0)
+			return admin_each_id(c, &admin_ops[i], req);
+	return admin_error("unknown command \"%.64s\"", cmd);
 }
 
 /* ---- the connection ---- */
 
-/* control_conn_free - close the connection. */
-static void control_conn_free(struct control_conn *c)
+/* admin_conn_free - close the connection. */
+static void admin_conn_free(struct admin_conn *c)
 {
 	bufferevent_free(c->bev);
 	free(c);
 }
 
-/* control_answer - send the answer (takes it), then close once it is written. */
-static void control_answer(struct control_conn *c, cJSON *a)
+/* admin_answer - send the answer (takes it), then close once it is written. */
+static void admin_answer(struct admin_conn *c, cJSON *a)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char *text;
@@ -1125,17 +1125,17 @@ static void control_answer(struct control_conn *c, cJSON *a)
 	c->answered = 1;
 	bufferevent_disable(c->bev, EV_READ);
 	if (a == NULL) {
-		control_conn_free(c);
+		admin_conn_free(c);
 		return;
 	}
-	control_json_fix(a);
+	admin_json_fix(a);
 	text = cJSON_PrintUnformatted(a);
 	cJSON_Delete(a);
 	if (text == NULL || evbuffer_add(out, text, strlen(text)) < 0 ||
 	    evbuffer_add(out, "\n", 1) < 0) {
 		log_err("control: uid %ld: cannot build the answer", c->uid);
 		free(text);
-		control_conn_free(c);
+		admin_conn_free(c);
 		return;
 	}
 	free(text);
@@ -1144,21 +1144,21 @@ static void control_answer(struct control_conn *c, cJSON *a)
 	bufferevent_enable(c->bev, EV_WRITE);
 }
 
-/* control_request - parse and run one request line. */
-static void control_request(struct control_conn *c, const char *line, size_t len)
+/* admin_request - parse and run one request line. */
+static void admin_request(struct admin_conn *c, const char *line, size_t len)
 {
 	cJSON *req = cJSON_ParseWithLength(line, len);
 
 	if (req == NULL) {
-		control_answer(c, control_error("the request is not valid JSON"));
+		admin_answer(c, admin_error("the request is not valid JSON"));
 		return;
 	}
-	control_answer(c, control_dispatch(c, req));
+	admin_answer(c, admin_dispatch(c, req));
 	cJSON_Delete(req);
 }
 
-/* control_take_line - the request line from the input, at end of file the rest; 1 when run. */
-static int control_take_line(struct control_conn *c, int at_eof)
+/* admin_take_line - the request line from the input, at end of file the rest; 1 when run. */
+static int admin_take_line(struct admin_conn *c, int at_eof)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t eol_len = 0, len;
@@ -1166,64 +1166,64 @@ static int control_take_line(struct control_conn *c, int at_eof)
 	char *line;
 
 	len = p.pos >= 0 ? (size_t)p.pos : evbuffer_get_length(in);
-	if (len > CONTROL_REQUEST_MAX) {
-		control_answer(c,
-		               control_error("request longer than %u bytes", CONTROL_REQUEST_MAX));
+	if (len > ADMIN_REQUEST_MAX) {
+		admin_answer(c,
+		               admin_error("request longer than %u bytes", ADMIN_REQUEST_MAX));
 		return 1;
 	}
 	if (p.pos < 0 && (!at_eof || len == 0))
 		return 0;
 	if ((line = malloc(len + 1)) == NULL) {
-		control_answer(c, control_error("out of memory"));
+		admin_answer(c, admin_error("out of memory"));
 		return 1;
 	}
 	evbuffer_remove(in, line, len);
 	line[len] = '\0';
-	control_request(c, line, len);
+	admin_request(c, line, len);
 	free(line);
 	return 1;
 }
 
-/* control_read_cb - request bytes arrived. */
-static void control_read_cb(struct bufferevent *bev, void *arg)
+/* admin_read_cb - request bytes arrived. */
+static void admin_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct control_conn *c = arg;
+	struct admin_conn *c = arg;
 
 	if (!c->answered)
-		control_take_line(c, 0);
+		admin_take_line(c, 0);
 }
 
-/* control_write_cb - the answer is out: done. */
-static void control_write_cb(struct bufferevent *bev, void *arg)
+/* admin_write_cb - the answer is out: done. */
+static void admin_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct control_conn *c = arg;
+	struct admin_conn *c = arg;
 
 	if (c->answered)
-		control_conn_free(c);
+		admin_conn_free(c);
 }
 
-/* control_event_cb - end of file, an error or a timeout. */
-static void control_event_cb(struct bufferevent *bev, short what, void *arg)
+/* admin_event_cb - end of file, an error or a timeout. */
+static void admin_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct control_conn *c = arg;
+	struct admin_conn *c = arg;
 
-	if (!c->answered && (what & BEV_EVENT_EOF) && control_take_line(c, 1))
+	if (!c->answered && (what & BEV_EVENT_EOF) && admin_take_line(c, 1))
 		return; /* a request without its newline: answered all the same */
 	if ((what & BEV_EVENT_TIMEOUT) && !c->answered) {
 		log_notice("control: uid %ld: no complete request within %d s", c->uid,
-		           CONTROL_TIMEOUT_SEC);
-		control_answer(
-		    c, control_error("no complete request within %d s", CONTROL_TIMEOUT_SEC));
+		           ADMIN_TIMEOUT_SEC);
+		admin_answer(
+		    c, admin_error("no complete request within %d s", ADMIN_TIMEOUT_SEC));
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
 		log_notice("control: uid %ld: the answer was not read within %d s: dropped", c->uid,
-		           CONTROL_TIMEOUT_SEC);
-	control_conn_free(c);
+		           ADMIN_TIMEOUT_SEC);
+	admin_conn_free(c);
 }
 
-/* control_peer_uid - the uid of the process at the other end of a Unix socket, -1 if unknown. */
-static long control_peer_uid(int fd)
+/* admin_peer_uid - the uid of the process at the other end of a Unix socket, -1 if unknown. */
+static long admin_peer_uid(int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -1233,11 +1233,11 @@ static long control_peer_uid(int fd)
 	return (long)cred.uid;
 }
 
-/* queue_control_client - serve one vsmtpctl connection handed over by the master. */
-void queue_control_client(struct queue *q, int fd)
+/* queue_admin_client - serve one vsmtpctl connection handed over by the master. */
+void queue_admin_client(struct queue *q, int fd)
 {
-	struct timeval tv = {CONTROL_TIMEOUT_SEC, 0};
-	struct control_conn *c = calloc(1, sizeof(*c));
+	struct timeval tv = {ADMIN_TIMEOUT_SEC, 0};
+	struct admin_conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL || evutil_make_socket_nonblocking(fd) < 0 ||
 	    (c->bev = bufferevent_socket_new(q->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
@@ -1247,10 +1247,10 @@ void queue_control_client(struct queue *q, int fd)
 		return;
 	}
 	c->q = q;
-	c->uid = control_peer_uid(fd);
+	c->uid = admin_peer_uid(fd);
 	/* One byte past the limit is enough to tell a request is too long. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_REQUEST_MAX + 1);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, ADMIN_REQUEST_MAX + 1);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
-	bufferevent_setcb(c->bev, control_read_cb, control_write_cb, control_event_cb, c);
+	bufferevent_setcb(c->bev, admin_read_cb, admin_write_cb, admin_event_cb, c);
 	bufferevent_enable(c->bev, EV_READ);
 }
