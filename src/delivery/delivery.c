@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include "io.h"
 #include "delivery.h"
 #include "delivery_internal.h"
 #include "dsn.h"
@@ -428,9 +429,8 @@ out:
 static void dlv_state_save(struct dlv_attempt *a, int64_t next)
 {
 	char *text = dlv_state_text(a, next);
-	size_t len, off = 0;
-	ssize_t n;
-	int fd;
+	size_t len;
+	int fd, err;
 
 	if (text == NULL) {
 		log_err("%s: out of memory saving its delivery state", a->m->id);
@@ -442,12 +442,10 @@ static void dlv_state_save(struct dlv_attempt *a, int64_t next)
 		free(text);
 		return;
 	}
-	while (off < len && (n = write(fd, text + off, len - off)) > 0)
-		off += (size_t)n;
-	if (off == len)
+	if ((err = io_write_all(fd, text, len, -1, NULL)) == 0)
 		dlv_send(a->m->w, "state", a->m->id, NULL, NULL, NULL, NULL, fd);
 	else
-		log_err("%s: cannot save its delivery state: %s", a->m->id, strerror(errno));
+		log_err("%s: cannot save its delivery state: %s", a->m->id, strerror(err));
 	close(fd);
 	free(text);
 }

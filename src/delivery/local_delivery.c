@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "utf8.h"
+#include "io.h"
 #include "local_delivery.h"
 #include "log.h"
 
@@ -327,18 +328,8 @@ static int path_join(char *out, size_t outlen, const char *a, const char *b, con
 /* writer_flush - write out the buffer; the first error sticks in w->err. */
 static void writer_flush(struct ld_writer *w)
 {
-	size_t off = 0;
-	ssize_t n;
-
-	while (w->err == 0 && off < w->used) {
-		n = write(w->fd, w->buf + off, w->used - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			w->err = errno;
-		else
-			off += (size_t)n;
-	}
+	if (w->err == 0)
+		w->err = io_write_all(w->fd, w->buf, w->used, -1, NULL);
 	w->used = 0;
 }
 

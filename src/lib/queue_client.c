@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "ipc.h"
 #include "log.h"
 #include "queue_client.h"
@@ -71,17 +72,7 @@ static int queue_client_wait_one(int fd, uint32_t type, struct ipc_msg *m, int *
 /* queue_client_write - all of len bytes at off. 0 or an errno value. */
 static int queue_client_write(int fd, const char *data, size_t len, off_t off)
 {
-	size_t done = 0;
-	ssize_t w;
-
-	while (done < len) {
-		w = pwrite(fd, data + done, len - done, off + (off_t)done);
-		if (w > 0)
-			done += (size_t)w;
-		else if (w < 0 && errno != EINTR)
-			return errno;
-	}
-	return 0;
+	return io_write_all(fd, data, len, off, NULL);
 }
 
 /*

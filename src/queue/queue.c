@@ -28,6 +28,7 @@
 
 #include <event2/event.h>
 
+#include "io.h"
 #include "evloop.h"
 #include "ipc.h"
 #include "log.h"
@@ -309,7 +310,8 @@ static int queue_rule_copy(int in, int out, uint64_t limit)
 	char buf[65536];
 	uint64_t total = 0;
 	off_t off = 0;
-	ssize_t n, w;
+	ssize_t n;
+	int err;
 
 	while ((n = pread(in, buf, sizeof(buf), off)) != 0) {
 		if (n < 0 && errno == EINTR)
@@ -319,14 +321,8 @@ static int queue_rule_copy(int in, int out, uint64_t limit)
 		if ((total += (uint64_t)n) > limit)
 			return EFBIG;
 		off += n;
-		for (w = 0; w < n;) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-
-			if (k < 0 && errno != EINTR)
-				return errno;
-			if (k > 0)
-				w += k;
-		}
+		if ((err = io_write_all(out, buf, (size_t)n, -1, NULL)) != 0)
+			return err;
 	}
 	return 0;
 }

@@ -36,6 +36,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "io.h"
 #include "data_filter.h"
 #include "envelope.h"
 #include "evloop.h"
@@ -200,17 +201,9 @@ static void smtpd_reply(struct smtp_session *s, const char *fmt, ...)
 static void smtpd_tx_flush(struct smtpd_tx *tx)
 {
 	size_t off = 0;
-	ssize_t n;
 
-	while (off < tx->wlen && tx->write_error == 0) {
-		n = write(tx->fd, tx->wbuf + off, tx->wlen - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			tx->write_error = n < 0 ? errno : EIO;
-		else
-			off += (size_t)n;
-	}
+	if (tx->write_error == 0)
+		tx->write_error = io_write_all(tx->fd, tx->wbuf, tx->wlen, -1, &off);
 	tx->written += off;
 	tx->wlen = 0;
 }
@@ -441,23 +434,16 @@ static struct message *smtpd_preq_load(struct smtpd_tx *tx)
 /* smtpd_preq_store - write a message the rules changed over the file's content. */
 static int smtpd_preq_store(struct smtpd_tx *tx, const struct message *msg)
 {
-	size_t len, off = 0;
+	size_t len;
 	char *buf = message_serialize(msg, &len);
-	ssize_t n;
+	int err;
 
 	if (buf == NULL)
 		return ENOMEM;
-	while (off < len) {
-		n = pwrite(tx->fd, buf + off, len - off, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			free(buf);
-			return n < 0 ? errno : EIO;
-		}
-		off += (size_t)n;
-	}
+	err = io_write_all(tx->fd, buf, len, 0, NULL);
 	free(buf);
+	if (err != 0)
+		return err;
 	if (ftruncate(tx->fd, (off_t)len) < 0 || lseek(tx->fd, (off_t)len, SEEK_SET) < 0)
 		return errno;
 	tx->written = len;
