@@ -2,11 +2,18 @@
  * smtpd_commands.c - the commands of an SMTP session (RFC 5321), and
  * their dispatch.
  *
- * A command table maps each verb to its handler. HELO and EHLO identify
- * the client and reset the transaction; STARTTLS hands the connection to
- * TLS after this read; AUTH (RFC 4954) runs an exchange whose lines are
- * responses, not commands, until it ends. The transaction's commands
- * (MAIL, RCPT, DATA, BDAT) are in smtpd_transaction.c.
+ * A command table maps each verb to its handler, the session states it is
+ * refused in (with the reply for each), and flags: whether it takes an
+ * argument, whether it is allowed before STARTTLS on a listener that
+ * requires TLS and before AUTH on one that requires it, whether the handler
+ * checks the state itself, and whether it counts its own success. The
+ * dispatch applies them in that order: syntax, state, TLS, AUTH; a handler
+ * keeps only the checks that belong to it.
+ *
+ * HELO and EHLO identify the client and reset the transaction; STARTTLS
+ * hands the connection to TLS after this read; AUTH (RFC 4954) runs an
+ * exchange whose lines are responses, not commands, until it ends. The
+ * transaction's commands (MAIL, RCPT, DATA, BDAT) are in smtpd_transaction.c.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -110,10 +117,6 @@ static void smtpd_cmd_helo_plain(struct smtp_session *s, const char *args)
 /* smtpd_cmd_rset - RSET. */
 static void smtpd_cmd_rset(struct smtp_session *s, const char *args)
 {
-	if (*args != '\0') {
-		smtpd_reply(s, "501 5.5.4 Syntax: RSET");
-		return;
-	}
 	smtpd_tx_reset(s);
 	smtpd_reply(s, "250 2.0.0 Ok");
 }
@@ -127,10 +130,6 @@ static void smtpd_cmd_noop(struct smtp_session *s, const char *args)
 /* smtpd_cmd_quit - QUIT. */
 static void smtpd_cmd_quit(struct smtp_session *s, const char *args)
 {
-	if (*args != '\0') {
-		smtpd_reply(s, "501 5.5.4 Syntax: QUIT");
-		return;
-	}
 	smtpd_reply(s, "221 2.0.0 Bye");
 	smtpd_close(s, "ok");
 }
@@ -167,10 +166,8 @@ static void smtpd_cmd_unknown(struct smtp_session *s, const char *args)
 /* smtpd_cmd_starttls - STARTTLS (RFC 3207): the handshake follows this read. */
 static void smtpd_cmd_starttls(struct smtp_session *s, const char *args)
 {
-	if (*args != '\0') {
-		smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
-		return;
-	}
+	const char *err;
+
 	if (s->tls_active) {
 		smtpd_reply(s, "503 5.5.1 Error: TLS already active");
 		return;
@@ -179,12 +176,8 @@ static void smtpd_cmd_starttls(struct smtp_session *s, const char *args)
 		smtpd_reply(s, "502 5.5.1 Error: STARTTLS not available");
 		return;
 	}
-	if (s->state == SMTPD_STATE_INIT) {
-		smtpd_reply(s, "503 5.5.1 Error: send EHLO first");
-		return;
-	}
-	if (s->tx != NULL) {
-		smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+	if ((err = smtpd_state_refusal(s, SMTP_VERB_STARTTLS)) != NULL) {
+		smtpd_reply(s, "%s", err);
 		return;
 	}
 	smtpd_reply(s, "220 2.0.0 Ready to start TLS");
@@ -380,22 +373,122 @@ static void smtpd_cmd_auth(struct smtp_session *s, const char *args)
 	smtpd_auth_outcome(s, r, challenge, why);
 }
 
-static void (*const smtpd_commands[SMTP_VERB_COUNT])(struct smtp_session *, const char *) = {
-	[SMTP_VERB_UNKNOWN] = smtpd_cmd_unknown, [SMTP_VERB_HELO] = smtpd_cmd_helo_plain,
-	[SMTP_VERB_EHLO] = smtpd_cmd_ehlo,       [SMTP_VERB_MAIL] = smtpd_cmd_mail,
-	[SMTP_VERB_RCPT] = smtpd_cmd_rcpt,       [SMTP_VERB_DATA] = smtpd_cmd_data,
-	[SMTP_VERB_BDAT] = smtpd_cmd_bdat,       [SMTP_VERB_RSET] = smtpd_cmd_rset,
-	[SMTP_VERB_NOOP] = smtpd_cmd_noop,       [SMTP_VERB_QUIT] = smtpd_cmd_quit,
-	[SMTP_VERB_HELP] = smtpd_cmd_help,       [SMTP_VERB_VRFY] = smtpd_cmd_vrfy,
-	[SMTP_VERB_EXPN] = smtpd_cmd_expn,       [SMTP_VERB_STARTTLS] = smtpd_cmd_starttls,
-	[SMTP_VERB_AUTH] = smtpd_cmd_auth,
+/* What the command table says of a verb, besides its handler. */
+enum smtpd_cmd_flag {
+	SMTPD_CMD_NO_ARGS = 1 << 0,   /* an argument is refused: "501 5.5.4 Syntax: VERB" */
+	SMTPD_CMD_PRE_TLS = 1 << 1,   /* allowed before STARTTLS where the listener requires it */
+	SMTPD_CMD_PRE_AUTH = 1 << 2,  /* allowed before AUTH where the listener requires it */
+	SMTPD_CMD_OWN_STATE = 1 << 3, /* the handler checks the state after checks of its own */
+	SMTPD_CMD_OWN_COUNT = 1 << 4, /* counts its own success: its positive reply may come later */
 };
+
+#define SMTPD_CMD_ANYTIME (SMTPD_CMD_PRE_TLS | SMTPD_CMD_PRE_AUTH)
+
+/* A verb: its handler, its reply in each session state it is refused in
+ * (NULL: allowed in every state), and its flags. */
+struct smtpd_cmd {
+	void (*handler)(struct smtp_session *s, const char *args);
+	const char *const *refusals; /* indexed by enum smtpd_state */
+	unsigned flags;
+};
+
+/* MAIL: after HELO/EHLO, outside a transaction. */
+static const char *const smtpd_mail_refusals[SMTPD_STATE_COUNT] = {
+	[SMTPD_STATE_INIT] = "503 5.5.1 Error: send HELO/EHLO first",
+	[SMTPD_STATE_MAIL] = "503 5.5.1 Error: nested MAIL command",
+	[SMTPD_STATE_RCPT] = "503 5.5.1 Error: nested MAIL command",
+	[SMTPD_STATE_DATA] = "503 5.5.1 Error: nested MAIL command",
+	[SMTPD_STATE_BDAT] = "503 5.5.1 Error: nested MAIL command",
+};
+
+/* RCPT: inside a transaction. */
+static const char *const smtpd_rcpt_refusals[SMTPD_STATE_COUNT] = {
+	[SMTPD_STATE_INIT] = "503 5.5.1 Error: need MAIL command",
+	[SMTPD_STATE_READY] = "503 5.5.1 Error: need MAIL command",
+	[SMTPD_STATE_DATA] = "503 5.5.1 Error: need MAIL command",
+	[SMTPD_STATE_BDAT] = "503 5.5.1 Error: need MAIL command",
+};
+
+/* DATA and BDAT: once there is a recipient. */
+static const char *const smtpd_content_refusals[SMTPD_STATE_COUNT] = {
+	[SMTPD_STATE_INIT] = "503 5.5.1 Error: need MAIL command",
+	[SMTPD_STATE_READY] = "503 5.5.1 Error: need MAIL command",
+	[SMTPD_STATE_MAIL] = "503 5.5.1 Error: need RCPT command",
+};
+
+/* STARTTLS: after EHLO, outside a transaction. */
+static const char *const smtpd_starttls_refusals[SMTPD_STATE_COUNT] = {
+	[SMTPD_STATE_INIT] = "503 5.5.1 Error: send EHLO first",
+	[SMTPD_STATE_MAIL] = "503 5.5.1 Error: MAIL transaction in progress",
+	[SMTPD_STATE_RCPT] = "503 5.5.1 Error: MAIL transaction in progress",
+	[SMTPD_STATE_DATA] = "503 5.5.1 Error: MAIL transaction in progress",
+	[SMTPD_STATE_BDAT] = "503 5.5.1 Error: MAIL transaction in progress",
+};
+
+/*
+ * The commands. BDAT reads its chunk before it answers, refused or not;
+ * STARTTLS refuses what TLS cannot do before its state; AUTH checks the
+ * state among its own checks (RFC 4954's order of replies).
+ */
+static const struct smtpd_cmd smtpd_commands[SMTP_VERB_COUNT] = {
+	[SMTP_VERB_UNKNOWN] = {smtpd_cmd_unknown, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_HELO] = {smtpd_cmd_helo_plain, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_EHLO] = {smtpd_cmd_ehlo, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_MAIL] = {smtpd_cmd_mail, smtpd_mail_refusals, SMTPD_CMD_OWN_COUNT},
+	[SMTP_VERB_RCPT] = {smtpd_cmd_rcpt, smtpd_rcpt_refusals, 0},
+	[SMTP_VERB_DATA] = {smtpd_cmd_data, smtpd_content_refusals,
+			    SMTPD_CMD_NO_ARGS | SMTPD_CMD_OWN_COUNT},
+	[SMTP_VERB_BDAT] = {smtpd_cmd_bdat, smtpd_content_refusals,
+			    SMTPD_CMD_ANYTIME | SMTPD_CMD_OWN_STATE | SMTPD_CMD_OWN_COUNT},
+	[SMTP_VERB_RSET] = {smtpd_cmd_rset, NULL, SMTPD_CMD_ANYTIME | SMTPD_CMD_NO_ARGS},
+	[SMTP_VERB_NOOP] = {smtpd_cmd_noop, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_QUIT] = {smtpd_cmd_quit, NULL, SMTPD_CMD_ANYTIME | SMTPD_CMD_NO_ARGS},
+	[SMTP_VERB_HELP] = {smtpd_cmd_help, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_VRFY] = {smtpd_cmd_vrfy, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_EXPN] = {smtpd_cmd_expn, NULL, SMTPD_CMD_ANYTIME},
+	[SMTP_VERB_STARTTLS] = {smtpd_cmd_starttls, smtpd_starttls_refusals,
+				SMTPD_CMD_ANYTIME | SMTPD_CMD_NO_ARGS | SMTPD_CMD_OWN_STATE},
+	[SMTP_VERB_AUTH] = {smtpd_cmd_auth, NULL,
+			    SMTPD_CMD_ANYTIME | SMTPD_CMD_OWN_STATE | SMTPD_CMD_OWN_COUNT},
+};
+
+/* smtpd_state_refusal - the command table's reply to verb in this state, or NULL. */
+const char *smtpd_state_refusal(const struct smtp_session *s, enum smtp_verb verb)
+{
+	const char *const *refusals = smtpd_commands[verb].refusals;
+
+	return refusals != NULL ? refusals[s->state] : NULL;
+}
+
+/* smtpd_command_allowed - the table's checks before a handler: 1 when it
+ * runs, 0 when the command is refused (the reply is sent). */
+static int smtpd_command_allowed(struct smtp_session *s, enum smtp_verb verb, const char *args)
+{
+	const struct smtpd_cmd *cmd = &smtpd_commands[verb];
+	const char *err = NULL;
+
+	if ((cmd->flags & SMTPD_CMD_NO_ARGS) && *args != '\0') {
+		smtpd_reply(s, "501 5.5.4 Syntax: %s", smtp_verb_name(verb));
+		return 0;
+	}
+	if (!(cmd->flags & SMTPD_CMD_OWN_STATE))
+		err = smtpd_state_refusal(s, verb);
+	if (err == NULL && !(cmd->flags & SMTPD_CMD_PRE_TLS) &&
+	    s->listener->tls == LISTENER_TLS_ENCRYPT && !s->tls_active)
+		err = "530 5.7.0 Must issue a STARTTLS command first";
+	if (err == NULL && !(cmd->flags & SMTPD_CMD_PRE_AUTH) &&
+	    s->listener->auth == LISTENER_AUTH_REQUIRED && !s->authenticated)
+		err = "530 5.7.0 Authentication required";
+	if (err != NULL)
+		smtpd_reply(s, "%s", err);
+	return err == NULL;
+}
 
 /* smtpd_command - run one command line. */
 void smtpd_command(struct smtp_session *s, const char *line, size_t len)
 {
 	const char *err, *args;
-	enum smtp_verb verb;
+	enum smtp_verb verb = smtp_verb_parse(line, &args);
 
 	if (s->shutdown && s->tx == NULL) {
 		smtpd_reply(s, "421 4.3.2 %s Service shutting down, closing connection",
@@ -406,7 +499,7 @@ void smtpd_command(struct smtp_session *s, const char *line, size_t len)
 	/* An AUTH line may carry a password, and so may a line that is no
 	 * command (a response pipelined behind a refused AUTH): log the
 	 * mechanism, or the length, only. */
-	switch (smtp_verb_parse(line, &args)) {
+	switch (verb) {
 	case SMTP_VERB_AUTH:
 		log_debug("%s: <<< AUTH %.*s ...", s->client_ip, (int)strcspn(args, " \t"), args);
 		break;
@@ -421,13 +514,11 @@ void smtpd_command(struct smtp_session *s, const char *line, size_t len)
 		s->cmd_total[SMTP_VERB_UNKNOWN]++;
 		smtpd_reply(s, "%s", err);
 	} else {
-		verb = smtp_verb_parse(line, &args);
 		s->cmd_total[verb]++;
-		smtpd_commands[verb](s, args);
-		/* MAIL, DATA, BDAT and AUTH succeed when their last reply is positive:
-		 * they count themselves then. */
-		if (s->last_code != 0 && s->last_code < 400 && verb != SMTP_VERB_MAIL &&
-		    verb != SMTP_VERB_DATA && verb != SMTP_VERB_BDAT && verb != SMTP_VERB_AUTH)
+		if (smtpd_command_allowed(s, verb, args))
+			smtpd_commands[verb].handler(s, args);
+		if (s->last_code != 0 && s->last_code < 400 &&
+		    !(smtpd_commands[verb].flags & SMTPD_CMD_OWN_COUNT))
 			s->cmd_ok[verb]++;
 	}
 	smtpd_error_limits(s);

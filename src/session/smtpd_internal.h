@@ -35,6 +35,7 @@ enum smtpd_state {
 	SMTPD_STATE_RCPT,  /* at least one recipient */
 	SMTPD_STATE_DATA,  /* reading DATA content */
 	SMTPD_STATE_BDAT,  /* reading the bytes of a BDAT chunk */
+	SMTPD_STATE_COUNT
 };
 
 enum smtpd_wait {
@@ -147,6 +148,8 @@ void smtpd_close(struct smtp_session *s, const char *result);
 
 /* smtpd_command - run one command line. */
 void smtpd_command(struct smtp_session *s, const char *line, size_t len);
+/* smtpd_state_refusal - the command table's reply to verb in this state, or NULL. */
+const char *smtpd_state_refusal(const struct smtp_session *s, enum smtp_verb verb);
 /* smtpd_auth_response - a line of the client inside an AUTH exchange. */
 void smtpd_auth_response(struct smtp_session *s, const char *line);
 /* smtpd_auth_too_long - a response past SMTPD_AUTH_LINE_MAX ends the exchange. */

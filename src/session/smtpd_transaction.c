@@ -8,7 +8,9 @@
  * a write buffer and the file, after our Received: header; the preq rules
  * see the whole message, then the envelope is appended and the queue asked
  * to commit. The requests that wait for the queue (MAIL, the end of a
- * message) suspend the session's input until the answer comes.
+ * message) suspend the session's input until the answer comes. The command
+ * table (smtpd_commands.c) has checked the state, TLS and AUTH before MAIL,
+ * RCPT and DATA run; BDAT asks it too, and answers once its chunk is read.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -472,22 +474,6 @@ void smtpd_cmd_mail(struct smtp_session *s, const char *args)
 	struct rule_verdict v;
 	const char *err;
 
-	if (s->state == SMTPD_STATE_INIT) {
-		smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-		return;
-	}
-	if (s->state != SMTPD_STATE_READY) {
-		smtpd_reply(s, "503 5.5.1 Error: nested MAIL command");
-		return;
-	}
-	if (s->listener->tls == LISTENER_TLS_ENCRYPT && !s->tls_active) {
-		smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-		return;
-	}
-	if (s->listener->auth == LISTENER_AUTH_REQUIRED && !s->authenticated) {
-		smtpd_reply(s, "530 5.7.0 Authentication required");
-		return;
-	}
 	if ((err = smtp_mail_parse(args, &mail)) != NULL) {
 		smtpd_reply(s, "%s", err);
 		return;
@@ -528,10 +514,6 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 	struct rule_verdict v;
 	const char *err;
 
-	if (s->state != SMTPD_STATE_MAIL && s->state != SMTPD_STATE_RCPT) {
-		smtpd_reply(s, "503 5.5.1 Error: need MAIL command");
-		return;
-	}
 	if (s->tx->chunking) {
 		smtpd_reply(s, "503 5.5.1 Error: RCPT after BDAT");
 		return;
@@ -579,29 +561,11 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtpd_reply(s, "250 2.1.5 Ok");
 }
 
-/* smtpd_tx_refusal - why DATA / BDAT cannot start now, or NULL. */
-static const char *smtpd_tx_refusal(const struct smtp_session *s)
-{
-	if (s->state == SMTPD_STATE_INIT || s->state == SMTPD_STATE_READY)
-		return "503 5.5.1 Error: need MAIL command";
-	if (s->state == SMTPD_STATE_MAIL)
-		return "503 5.5.1 Error: need RCPT command";
-	return NULL;
-}
-
 /* smtpd_cmd_data - DATA: receive dot-terminated content. */
 void smtpd_cmd_data(struct smtp_session *s, const char *args)
 {
-	const char *err = smtpd_tx_refusal(s);
-
-	if (*args != '\0') {
-		smtpd_reply(s, "501 5.5.4 Syntax: DATA");
-		return;
-	}
-	if (err == NULL && s->tx->chunking)
-		err = "503 5.5.1 Error: DATA after BDAT";
-	if (err != NULL) {
-		smtpd_reply(s, "%s", err);
+	if (s->tx->chunking) {
+		smtpd_reply(s, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
 	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -623,7 +587,7 @@ void smtpd_cmd_bdat(struct smtp_session *s, const char *args)
 	/* Whatever the answer, the chunk's bytes follow: read them first. */
 	s->bdat_left = size;
 	s->bdat_last = last;
-	s->bdat_refusal = smtpd_tx_refusal(s);
+	s->bdat_refusal = smtpd_state_refusal(s, SMTP_VERB_BDAT);
 	s->bdat_prev = s->state;
 	s->state = SMTPD_STATE_BDAT;
 	if (s->bdat_refusal == NULL && !s->tx->chunking) {
