@@ -57,7 +57,6 @@ static void smtpd_read_cb(struct bufferevent *bev, void *arg);
 static void smtpd_write_cb(struct bufferevent *bev, void *arg);
 static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg);
 
-
 /* What a session says when a rule overruns its CPU time: prepared in
  * advance, since the signal handler may only write(). -1 once TLS is on. */
 static int smtpd_overrun_fd = -1;
