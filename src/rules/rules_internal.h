@@ -1,12 +1,14 @@
 /*
  * rules_internal.h - what the pieces of the rule engine share: the ruleset
  * itself (src/rules.c), its sandbox (src/rules_sandbox.c), the statuses
- * rules return (src/rules_status.c), the ctx object (src/rules_ctx.c) and
- * the source scanner (src/rules_scan.c). Not for use outside the engine.
+ * rules return (src/rules_status.c), the ctx object (src/rules_ctx.c and
+ * src/rules_ctx_edit.c) and the source scanner (src/rules_scan.c). Not for
+ * use outside the engine.
  */
 #ifndef VSMTPD_RULES_INTERNAL_H
 #define VSMTPD_RULES_INTERNAL_H
 
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "rules.h"
@@ -114,6 +116,30 @@ void rules_ctx_open(lua_State *L);
  * makes the object at idx refuse every further use. */
 void rules_ctx_push(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage);
 void rules_ctx_invalidate(lua_State *L, int idx);
+
+/* A ctx object: valid for one stage. */
+struct ctx_ud {
+	struct rule_ctx *ctx; /* NULL once the stage is over */
+	enum rule_stage stage;
+};
+
+/* ctx_check - the live context of the ctx object at 1; raises when stale. */
+struct rule_ctx *ctx_check(lua_State *L, struct ctx_ud **udp);
+
+/* ctx_need_env - the envelope; raises before MAIL. */
+struct envelope *ctx_need_env(lua_State *L, struct rule_ctx *ctx, const char *what);
+
+/* ctx_need_msg - the message; raises before preq. */
+struct message *ctx_need_msg(lua_State *L, struct rule_ctx *ctx, const char *what);
+
+/* ctx_check_address - the address at idx (string or address object) into buf. */
+void ctx_check_address(lua_State *L, int idx, char *buf, size_t len);
+
+/* ctx_find_rcpt - the index of addr among the recipients, or -1. */
+long ctx_find_rcpt(const struct envelope *env, const char *addr);
+
+/* The ctx methods on the envelope and the message (rules_ctx_edit.c). */
+extern const luaL_Reg ctx_edit_methods[];
 
 /* rules_status_push_quarantine - push status.quarantine(name); raises on a
  * bad name. Shared by status.quarantine and ctx:quarantine. */
