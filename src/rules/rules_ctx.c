@@ -7,13 +7,14 @@
  * ctx is a userdata holding a pointer to the caller's struct rule_ctx. It is
  * valid for one stage only: afterwards the pointer is cleared, so a rule
  * that kept ctx in an upvalue gets an error instead of touching memory the
- * session has moved on from. Fields are computed when read; methods are
- * looked up in one luaL_Reg table, as in rspamd's lua_task.c.
+ * session has moved on from. Fields are computed when read, found by name
+ * in one table of {name, when readable, push function}; methods are looked
+ * up in luaL_Reg tables, as in rspamd's lua_task.c: the ones that read and
+ * edit the envelope and the message are in rules_ctx_edit.c.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
@@ -31,13 +32,8 @@
 #define CTX_VARS_MAX 256
 #define CTX_VAR_TEXT_MAX 4096
 
-struct ctx_ud {
-	struct rule_ctx *ctx; /* NULL once the stage is over */
-	enum rule_stage stage;
-};
-
 /* ctx_check - the live context of the ctx object at 1; raises when stale. */
-static struct rule_ctx *ctx_check(lua_State *L, struct ctx_ud **udp)
+struct rule_ctx *ctx_check(lua_State *L, struct ctx_ud **udp)
 {
 	struct ctx_ud *ud = luaL_checkudata(L, 1, CTX_MT);
 
@@ -49,7 +45,7 @@ static struct rule_ctx *ctx_check(lua_State *L, struct ctx_ud **udp)
 }
 
 /* ctx_need_env - the envelope; raises before MAIL. */
-static struct envelope *ctx_need_env(lua_State *L, struct rule_ctx *ctx, const char *what)
+struct envelope *ctx_need_env(lua_State *L, struct rule_ctx *ctx, const char *what)
 {
 	if (ctx->env == NULL)
 		luaL_error(L, "%s needs a transaction: available from the mail stage on", what);
@@ -57,22 +53,11 @@ static struct envelope *ctx_need_env(lua_State *L, struct rule_ctx *ctx, const c
 }
 
 /* ctx_need_msg - the message; raises before preq. */
-static struct message *ctx_need_msg(lua_State *L, struct rule_ctx *ctx, const char *what)
+struct message *ctx_need_msg(lua_State *L, struct rule_ctx *ctx, const char *what)
 {
 	if (ctx->msg == NULL)
 		luaL_error(L, "%s needs the message: available from the preq stage on", what);
 	return ctx->msg;
-}
-
-/* ctx_addr_equal - same mailbox: the local part exactly, the domain in any case. */
-static int ctx_addr_equal(const char *a, const char *b)
-{
-	const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
-
-	if (at_a == NULL || at_b == NULL)
-		return at_a == at_b && strcasecmp(a, b) == 0; /* "postmaster" */
-	return at_a - a == at_b - b && strncmp(a, b, (size_t)(at_a - a)) == 0 &&
-	       strcasecmp(at_a, at_b) == 0;
 }
 
 /* ---- fields ---------------------------------------------------------- */
@@ -154,92 +139,226 @@ static int ctx_push_message_field(lua_State *L, struct rule_ctx *ctx, const char
 	return 1;
 }
 
+/* ctx_field_auth - ctx.auth. */
+static void ctx_field_auth(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_auth(L, ctx);
+}
+
+/* ctx_field_body - ctx.body. */
+static void ctx_field_body(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_message_field(L, ctx, "body");
+}
+
+/* ctx_field_client_ip - ctx.client_ip, "unknown" when there is none. */
+static void ctx_field_client_ip(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushstring(L, ctx->client_ip ? ctx->client_ip : "unknown");
+}
+
+/* ctx_field_client_port - ctx.client_port. */
+static void ctx_field_client_port(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushinteger(L, ctx->client_port);
+}
+
+/* ctx_field_connection_timestamp - ctx.connection_timestamp. */
+static void ctx_field_connection_timestamp(lua_State *L, struct rule_ctx *ctx,
+					   enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushinteger(L, ctx->connection_timestamp);
+}
+
+/* ctx_field_helo - ctx.helo. */
+static void ctx_field_helo(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_string_or_nil(L, ctx->helo);
+}
+
+/* ctx_field_is_secured - ctx.is_secured. */
+static void ctx_field_is_secured(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushboolean(L, ctx->is_secured);
+}
+
+/* ctx_field_is_authenticated - ctx.is_authenticated. */
+static void ctx_field_is_authenticated(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushboolean(L, ctx->is_authenticated);
+}
+
+/* ctx_field_listener - ctx.listener. */
+static void ctx_field_listener(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_string_or_nil(L, ctx->listener);
+}
+
+/* ctx_field_listener_kind - ctx.listener_kind. */
+static void ctx_field_listener_kind(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_string_or_nil(L, ctx->listener_kind);
+}
+
+/* ctx_field_mail_from - ctx.mail_from. */
+static void ctx_field_mail_from(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	rule_address_push(L, ctx->env->mail_from ? ctx->env->mail_from : "");
+}
+
+/* ctx_field_mail_timestamp - ctx.mail_timestamp. */
+static void ctx_field_mail_timestamp(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushinteger(L, ctx->mail_timestamp);
+}
+
+/* ctx_field_message_id - ctx.message_id. */
+static void ctx_field_message_id(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_string_or_nil(L, ctx->env->id);
+}
+
+/* ctx_field_rcpt - ctx.rcpt, nil when there is none. */
+static void ctx_field_rcpt(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	if (ctx->rcpt == NULL)
+		lua_pushnil(L);
+	else
+		rule_address_push(L, ctx->rcpt);
+}
+
+/* ctx_field_rcpt_list - ctx.rcpt_list: empty without a transaction. */
+static void ctx_field_rcpt_list(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_rcpt_list(L, ctx->env);
+}
+
+/* ctx_field_raw - ctx.raw. */
+static void ctx_field_raw(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_message_field(L, ctx, "raw");
+}
+
+/* ctx_field_server_ip - ctx.server_ip. */
+static void ctx_field_server_ip(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_string_or_nil(L, ctx->server_ip);
+}
+
+/* ctx_field_server_port - ctx.server_port. */
+static void ctx_field_server_port(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	lua_pushinteger(L, ctx->server_port);
+}
+
+/* ctx_field_server_name - ctx.server_name. */
+static void ctx_field_server_name(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_string_or_nil(L, ctx->server_name);
+}
+
+/* ctx_field_stage - ctx.stage. */
+static void ctx_field_stage(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)ctx;
+	lua_pushstring(L, rules_stage_name(stage));
+}
+
+/* ctx_field_size - ctx.size. */
+static void ctx_field_size(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_message_field(L, ctx, "size");
+}
+
+/* ctx_field_tls - ctx.tls. */
+static void ctx_field_tls(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage)
+{
+	(void)stage;
+	ctx_push_tls(L, ctx);
+}
+
+/*
+ * When a field can be read. Every field is readable at every stage, but
+ * what it reads is filled in as the session goes: the connection's from
+ * connect on, the transaction's from mail on (nil before it), the
+ * message's from preq on (reading it before raises).
+ */
+enum ctx_when {
+	CTX_CONNECTION,
+	CTX_TRANSACTION, /* nil without a transaction */
+	CTX_MESSAGE,     /* raises without the message */
+};
+
+/* A field of ctx: its name, when it is readable, what pushes its value. */
+struct ctx_field {
+	const char *name;
+	enum ctx_when when;
+	void (*push)(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage);
+};
+
+static const struct ctx_field ctx_fields[] = {
+    {"auth", CTX_CONNECTION, ctx_field_auth},
+    {"body", CTX_MESSAGE, ctx_field_body},
+    {"client_ip", CTX_CONNECTION, ctx_field_client_ip},
+    {"client_port", CTX_CONNECTION, ctx_field_client_port},
+    {"connection_timestamp", CTX_CONNECTION, ctx_field_connection_timestamp},
+    {"helo", CTX_CONNECTION, ctx_field_helo},
+    {"is_secured", CTX_CONNECTION, ctx_field_is_secured},
+    {"is_authenticated", CTX_CONNECTION, ctx_field_is_authenticated},
+    {"listener", CTX_CONNECTION, ctx_field_listener},
+    {"listener_kind", CTX_CONNECTION, ctx_field_listener_kind},
+    {"mail_from", CTX_TRANSACTION, ctx_field_mail_from},
+    {"mail_timestamp", CTX_TRANSACTION, ctx_field_mail_timestamp},
+    {"message_id", CTX_TRANSACTION, ctx_field_message_id},
+    {"rcpt", CTX_CONNECTION, ctx_field_rcpt},
+    {"rcpt_list", CTX_CONNECTION, ctx_field_rcpt_list},
+    {"raw", CTX_MESSAGE, ctx_field_raw},
+    {"server_ip", CTX_CONNECTION, ctx_field_server_ip},
+    {"server_port", CTX_CONNECTION, ctx_field_server_port},
+    {"server_name", CTX_CONNECTION, ctx_field_server_name},
+    {"stage", CTX_CONNECTION, ctx_field_stage},
+    {"size", CTX_MESSAGE, ctx_field_size},
+    {"tls", CTX_CONNECTION, ctx_field_tls},
+};
+
 /* ctx_push_field - the value of ctx.<key>; 0 when key is no field. */
 static int ctx_push_field(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage,
 			  const char *key)
 {
-	const struct envelope *env = ctx->env;
+	const struct ctx_field *f;
+	size_t i;
 
-	switch (key[0]) {
-	case 'a':
-		if (strcmp(key, "auth") == 0)
-			return ctx_push_auth(L, ctx), 1;
-		break;
-	case 'b':
-		if (strcmp(key, "body") == 0)
-			return ctx_push_message_field(L, ctx, key);
-		break;
-	case 'c':
-		if (strcmp(key, "client_ip") == 0)
-			return lua_pushstring(L, ctx->client_ip ? ctx->client_ip : "unknown"), 1;
-		if (strcmp(key, "client_port") == 0)
-			return lua_pushinteger(L, ctx->client_port), 1;
-		if (strcmp(key, "connection_timestamp") == 0)
-			return lua_pushinteger(L, ctx->connection_timestamp), 1;
-		break;
-	case 'h':
-		if (strcmp(key, "helo") == 0)
-			return ctx_push_string_or_nil(L, ctx->helo), 1;
-		break;
-	case 'i':
-		if (strcmp(key, "is_secured") == 0)
-			return lua_pushboolean(L, ctx->is_secured), 1;
-		if (strcmp(key, "is_authenticated") == 0)
-			return lua_pushboolean(L, ctx->is_authenticated), 1;
-		break;
-	case 'l':
-		if (strcmp(key, "listener") == 0)
-			return ctx_push_string_or_nil(L, ctx->listener), 1;
-		if (strcmp(key, "listener_kind") == 0)
-			return ctx_push_string_or_nil(L, ctx->listener_kind), 1;
-		break;
-	case 'm':
-		if (strcmp(key, "mail_from") == 0) {
-			if (env == NULL)
-				lua_pushnil(L);
-			else
-				rule_address_push(L, env->mail_from ? env->mail_from : "");
-			return 1;
-		}
-		if (strcmp(key, "mail_timestamp") == 0) {
-			if (env == NULL)
-				lua_pushnil(L);
-			else
-				lua_pushinteger(L, ctx->mail_timestamp);
-			return 1;
-		}
-		if (strcmp(key, "message_id") == 0)
-			return ctx_push_string_or_nil(L, env ? env->id : NULL), 1;
-		break;
-	case 'r':
-		if (strcmp(key, "rcpt") == 0) {
-			if (ctx->rcpt == NULL)
-				lua_pushnil(L);
-			else
-				rule_address_push(L, ctx->rcpt);
-			return 1;
-		}
-		if (strcmp(key, "rcpt_list") == 0)
-			return ctx_push_rcpt_list(L, env), 1;
-		if (strcmp(key, "raw") == 0)
-			return ctx_push_message_field(L, ctx, key);
-		break;
-	case 's':
-		if (strcmp(key, "server_ip") == 0)
-			return ctx_push_string_or_nil(L, ctx->server_ip), 1;
-		if (strcmp(key, "server_port") == 0)
-			return lua_pushinteger(L, ctx->server_port), 1;
-		if (strcmp(key, "server_name") == 0)
-			return ctx_push_string_or_nil(L, ctx->server_name), 1;
-		if (strcmp(key, "stage") == 0)
-			return lua_pushstring(L, rules_stage_name(stage)), 1;
-		if (strcmp(key, "size") == 0)
-			return ctx_push_message_field(L, ctx, key);
-		break;
-	case 't':
-		if (strcmp(key, "tls") == 0)
-			return ctx_push_tls(L, ctx), 1;
-		break;
+	for (i = 0; i < sizeof(ctx_fields) / sizeof(ctx_fields[0]); i++) {
+		f = &ctx_fields[i];
+		if (strcmp(key, f->name) != 0)
+			continue;
+		if (f->when == CTX_MESSAGE)
+			ctx_need_msg(L, ctx, key);
+		if (f->when == CTX_TRANSACTION && ctx->env == NULL)
+			lua_pushnil(L);
+		else
+			f->push(L, ctx, stage);
+		return 1;
 	}
 	return 0;
 }
@@ -391,304 +510,6 @@ void rules_ctx_release(struct rule_ctx *ctx)
 	rules_tx_end(ctx);
 	cJSON_Delete(ctx->vars);
 	ctx->vars = NULL;
-}
-
-/* ---- the envelope ---------------------------------------------------- */
-
-/* ctx_check_address - the address at idx (string or address object) into buf. */
-static void ctx_check_address(lua_State *L, int idx, char *buf, size_t len)
-{
-	rule_address_check(L, idx, buf, len);
-}
-
-/* lua_ctx_rewrite_mail_from - ctx:rewrite_mail_from(addr); "" is the null sender. */
-static int lua_ctx_rewrite_mail_from(lua_State *L)
-{
-	struct rule_ctx *ctx = ctx_check(L, NULL);
-	struct envelope *env = ctx_need_env(L, ctx, "rewrite_mail_from");
-	char addr[RULE_ADDRESS_TEXT_MAX];
-
-	rule_sender_check(L, 2, addr, sizeof(addr));
-	if (envelope_set(&env->mail_from, addr) < 0)
-		return luaL_error(L, "out of memory");
-	return 0;
-}
-
-/* ctx_find_rcpt - the index of addr among the recipients, or -1. */
-static long ctx_find_rcpt(const struct envelope *env, const char *addr)
-{
-	size_t i;
-
-	for (i = 0; i < env->nrcpts; i++)
-		if (ctx_addr_equal(env->rcpts[i].address, addr))
-			return (long)i;
-	return -1;
-}
-
-/* ctx_add_rcpt - add addr unless it is there already; pushes whether added. */
-static int ctx_add_rcpt(lua_State *L, const char *what)
-{
-	struct rule_ctx *ctx = ctx_check(L, NULL);
-	struct envelope *env = ctx_need_env(L, ctx, what);
-	char addr[RULE_ADDRESS_TEXT_MAX];
-
-	ctx_check_address(L, 2, addr, sizeof(addr));
-	if (ctx_find_rcpt(env, addr) >= 0) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	if (envelope_add_rcpt(env, addr, 0, NULL, NULL) < 0)
-		return luaL_error(L, "out of memory");
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
-/* lua_ctx_add_rcpt - ctx:add_rcpt(addr): one more envelope recipient. */
-static int lua_ctx_add_rcpt(lua_State *L)
-{
-	return ctx_add_rcpt(L, "add_rcpt");
-}
-
-/* lua_ctx_bcc - ctx:bcc(addr): a blind copy, an envelope recipient the
- * headers never show. */
-static int lua_ctx_bcc(lua_State *L)
-{
-	return ctx_add_rcpt(L, "bcc");
-}
-
-/* lua_ctx_remove_rcpt - ctx:remove_rcpt(addr): returns whether it was there. */
-static int lua_ctx_remove_rcpt(lua_State *L)
-{
-	struct rule_ctx *ctx = ctx_check(L, NULL);
-	struct envelope *env = ctx_need_env(L, ctx, "remove_rcpt");
-	char addr[RULE_ADDRESS_TEXT_MAX];
-	long i;
-	int removed = 0;
-
-	ctx_check_address(L, 2, addr, sizeof(addr));
-	while ((i = ctx_find_rcpt(env, addr)) >= 0) {
-		envelope_remove_rcpt(env, (size_t)i);
-		removed = 1;
-	}
-	lua_pushboolean(L, removed);
-	return 1;
-}
-
-/* lua_ctx_rewrite_rcpt - ctx:rewrite_rcpt(old, new): returns whether old was there. */
-static int lua_ctx_rewrite_rcpt(lua_State *L)
-{
-	struct rule_ctx *ctx = ctx_check(L, NULL);
-	struct envelope *env = ctx_need_env(L, ctx, "rewrite_rcpt");
-	char old[RULE_ADDRESS_TEXT_MAX], new[RULE_ADDRESS_TEXT_MAX];
-	long i, dup;
-
-	ctx_check_address(L, 2, old, sizeof(old));
-	ctx_check_address(L, 3, new, sizeof(new));
-	if ((i = ctx_find_rcpt(env, old)) < 0) {
-		lua_pushboolean(L, 0);
-		return 1;
-	}
-	if ((dup = ctx_find_rcpt(env, new)) >= 0 && dup != i) {
-		envelope_remove_rcpt(env, (size_t)i); /* new is a recipient already */
-	} else if (envelope_set(&env->rcpts[i].address, new) < 0) {
-		return luaL_error(L, "out of memory");
-	}
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
-/* ---- the message ----------------------------------------------------- */
-
-/* ctx_header_name - argument idx as a header name (checked by the library too). */
-static const char *ctx_header_name(lua_State *L, int idx)
-{
-	size_t len;
-	const char *name = luaL_checklstring(L, idx, &len);
-
-	if (len == 0 || strlen(name) != len)
-		luaL_argerror(L, idx, "not a header name");
-	return name;
-}
-
-/* ctx_edit_failed - raise for a failed edit. */
-static int ctx_edit_failed(lua_State *L, const char *what)
-{
-	if (errno == ENOMEM)
-		return luaL_error(L, "%s: out of memory", what);
-	return luaL_error(L, "%s: invalid name, value or address (header names are printable "
-			     "ASCII without ':', values hold no CR or LF)",
-			  what);
-}
-
-/* lua_ctx_has_header - ctx:has_header(name). */
-static int lua_ctx_has_header(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "has_header");
-
-	lua_pushboolean(L, message_header_count(msg, ctx_header_name(L, 2)) > 0);
-	return 1;
-}
-
-/* lua_ctx_count_header - ctx:count_header(name). */
-static int lua_ctx_count_header(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "count_header");
-
-	lua_pushinteger(L, (lua_Integer)message_header_count(msg, ctx_header_name(L, 2)));
-	return 1;
-}
-
-/* lua_ctx_get_header - ctx:get_header(name [, n]): the nth (1-based, first
- * by default) value, unfolded, or nil. */
-static int lua_ctx_get_header(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "get_header");
-	const char *name = ctx_header_name(L, 2);
-	lua_Integer nth = luaL_optinteger(L, 3, 1);
-	size_t len;
-	char *value;
-
-	if (nth < 1 || (value = message_header_get(msg, name, (size_t)nth - 1, &len)) == NULL) {
-		if (nth >= 1 && errno == ENOMEM)
-			return luaL_error(L, "out of memory");
-		lua_pushnil(L);
-		return 1;
-	}
-	lua_pushlstring(L, value, len);
-	free(value);
-	return 1;
-}
-
-/* lua_ctx_get_all_headers - ctx:get_all_headers([name]): with a name, every
- * value of that header; without, every field as {name = ..., value = ...}. */
-static int lua_ctx_get_all_headers(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "get_all_headers");
-	const char *name = lua_isnoneornil(L, 2) ? NULL : ctx_header_name(L, 2);
-	size_t i, n = message_field_count(msg), nlen, vlen;
-	lua_Integer out = 0;
-	const char *fname;
-	char *value;
-
-	lua_newtable(L);
-	for (i = 0; i < n; i++) {
-		fname = message_field_name(msg, i, &nlen);
-		if (name != NULL && (strlen(name) != nlen || strncasecmp(fname, name, nlen) != 0))
-			continue;
-		if ((value = message_field_value(msg, i, &vlen)) == NULL)
-			return luaL_error(L, "out of memory");
-		if (name != NULL) {
-			lua_pushlstring(L, value, vlen);
-		} else {
-			lua_createtable(L, 0, 2);
-			lua_pushlstring(L, fname, nlen);
-			lua_setfield(L, -2, "name");
-			lua_pushlstring(L, value, vlen);
-			lua_setfield(L, -2, "value");
-		}
-		free(value);
-		lua_rawseti(L, -2, ++out);
-	}
-	return 1;
-}
-
-/* ctx_header_edit - the shared body of append, prepend and set. */
-static int ctx_header_edit(lua_State *L, const char *what,
-			   int (*edit)(struct message *, const char *, const char *))
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), what);
-	const char *name = ctx_header_name(L, 2);
-	size_t len;
-	const char *value = luaL_checklstring(L, 3, &len);
-
-	if (strlen(value) != len) /* a NUL would silently cut the value */
-		return luaL_argerror(L, 3, "a header value holds no NUL, CR or LF");
-	if (edit(msg, name, value) < 0)
-		return ctx_edit_failed(L, what);
-	return 0;
-}
-
-static int lua_ctx_append_header(lua_State *L)
-{
-	return ctx_header_edit(L, "append_header", message_header_append);
-}
-
-static int lua_ctx_prepend_header(lua_State *L)
-{
-	return ctx_header_edit(L, "prepend_header", message_header_prepend);
-}
-
-static int lua_ctx_set_header(lua_State *L)
-{
-	return ctx_header_edit(L, "set_header", message_header_set);
-}
-
-/* lua_ctx_rename_header - ctx:rename_header(old, new): how many were renamed. */
-static int lua_ctx_rename_header(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "rename_header");
-	ssize_t n = message_header_rename(msg, ctx_header_name(L, 2), ctx_header_name(L, 3));
-
-	if (n < 0)
-		return ctx_edit_failed(L, "rename_header");
-	lua_pushinteger(L, n);
-	return 1;
-}
-
-/* lua_ctx_remove_header - ctx:remove_header(name): how many were removed. */
-static int lua_ctx_remove_header(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "remove_header");
-	ssize_t n = message_header_remove(msg, ctx_header_name(L, 2));
-
-	if (n < 0)
-		return ctx_edit_failed(L, "remove_header");
-	lua_pushinteger(L, n);
-	return 1;
-}
-
-/* lua_ctx_add_to - ctx:add_to(addr): add a mailbox to the To header. */
-static int lua_ctx_add_to(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "add_to");
-	char addr[RULE_ADDRESS_TEXT_MAX];
-
-	ctx_check_address(L, 2, addr, sizeof(addr));
-	if (message_to_add(msg, addr) < 0) {
-		if (errno == EBADMSG)
-			return luaL_error(L, "add_to: the To header is malformed; left unchanged");
-		return ctx_edit_failed(L, "add_to");
-	}
-	return 0;
-}
-
-/* lua_ctx_remove_to - ctx:remove_to(addr): how many mailboxes went. */
-static int lua_ctx_remove_to(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "remove_to");
-	char addr[RULE_ADDRESS_TEXT_MAX];
-	ssize_t n;
-
-	ctx_check_address(L, 2, addr, sizeof(addr));
-	if ((n = message_to_remove(msg, addr)) < 0)
-		return ctx_edit_failed(L, "remove_to");
-	lua_pushinteger(L, n);
-	return 1;
-}
-
-/* lua_ctx_rewrite_to - ctx:rewrite_to(old, new): how many were rewritten. */
-static int lua_ctx_rewrite_to(lua_State *L)
-{
-	struct message *msg = ctx_need_msg(L, ctx_check(L, NULL), "rewrite_to");
-	char old[RULE_ADDRESS_TEXT_MAX], new[RULE_ADDRESS_TEXT_MAX];
-	ssize_t n;
-
-	ctx_check_address(L, 2, old, sizeof(old));
-	ctx_check_address(L, 3, new, sizeof(new));
-	if ((n = message_to_rewrite(msg, old, new)) < 0)
-		return ctx_edit_failed(L, "rewrite_to");
-	lua_pushinteger(L, n);
-	return 1;
 }
 
 /* ---- services outside the sandbox ----------------------------------- */
@@ -1073,23 +894,6 @@ void rules_ctx_open(lua_State *L)
 	static const luaL_Reg methods[] = {
 		{"set", lua_ctx_set},
 		{"get", lua_ctx_get},
-		{"rewrite_mail_from", lua_ctx_rewrite_mail_from},
-		{"add_rcpt", lua_ctx_add_rcpt},
-		{"remove_rcpt", lua_ctx_remove_rcpt},
-		{"rewrite_rcpt", lua_ctx_rewrite_rcpt},
-		{"bcc", lua_ctx_bcc},
-		{"has_header", lua_ctx_has_header},
-		{"get_header", lua_ctx_get_header},
-		{"get_all_headers", lua_ctx_get_all_headers},
-		{"count_header", lua_ctx_count_header},
-		{"append_header", lua_ctx_append_header},
-		{"prepend_header", lua_ctx_prepend_header},
-		{"set_header", lua_ctx_set_header},
-		{"rename_header", lua_ctx_rename_header},
-		{"remove_header", lua_ctx_remove_header},
-		{"add_to", lua_ctx_add_to},
-		{"remove_to", lua_ctx_remove_to},
-		{"rewrite_to", lua_ctx_rewrite_to},
 		{"quarantine", lua_ctx_quarantine},
 		{"write", lua_ctx_write},
 		{"dump", lua_ctx_dump},
@@ -1118,6 +922,7 @@ void rules_ctx_open(lua_State *L)
 	lua_pop(L, 1);
 	lua_newtable(L);
 	luaL_setfuncs(L, methods, 0);
+	luaL_setfuncs(L, ctx_edit_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 

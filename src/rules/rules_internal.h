@@ -1,11 +1,14 @@
 /*
  * rules_internal.h - what the pieces of the rule engine share: the ruleset
- * itself (src/rules.c), the ctx object (src/rules_ctx.c) and the source
- * scanner (src/rules_scan.c). Not for use outside the engine.
+ * itself (src/rules.c), its sandbox (src/rules_sandbox.c), the statuses
+ * rules return (src/rules_status.c), the ctx object (src/rules_ctx.c and
+ * src/rules_ctx_edit.c) and the source scanner (src/rules_scan.c). Not for
+ * use outside the engine.
  */
 #ifndef VSMTPD_RULES_INTERNAL_H
 #define VSMTPD_RULES_INTERNAL_H
 
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "rules.h"
@@ -36,6 +39,61 @@ struct rules {
 	unsigned mails_sent;      /* send_mail() calls in the stage running */
 };
 
+#define RULES_STATUS_MT "vsmtpd.status"
+#define RULES_RULE_MT "vsmtpd.rule"
+
+/* What status.*() returns: a status userdata. */
+struct rules_status {
+	enum rule_status status;
+	int has_reply;
+	struct rule_reply reply;
+	char quarantine[RULE_QUARANTINE_MAX];
+};
+
+/* rules_alloc - the Lua allocator: counts bytes and refuses past the limit. */
+void *rules_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* rules_open_sandbox - the libraries and globals rules may use. */
+void rules_open_sandbox(lua_State *L, const struct rules_settings *settings);
+
+/* rules_open_config - lua_CFunction setting the `config` table from the
+ * rules_settings light userdata argument. */
+int rules_open_config(lua_State *L);
+
+/* rules_set_global_guard - undefined reads raise; with locked, new globals too. */
+void rules_set_global_guard(lua_State *L, int locked);
+
+/* rules_msgh - the message handler of every protected call into the rules. */
+int rules_msgh(lua_State *L);
+
+/* rules_load_ms - the CPU time loading may take. */
+unsigned rules_load_ms(const struct rules *r);
+
+/* rules_run_top_level - run the file's top level under the load deadline,
+ * the message handler at -1; leaves the result, returns the status. */
+int rules_run_top_level(struct rules *r);
+
+/* rules_call - run the rule at rule_idx with a fresh budget; the pcall status. */
+int rules_call(struct rules *r, int rule_idx, int ctx_idx);
+
+/* rules_where - "file:line" of the Lua code level levels up the stack. */
+void rules_where(lua_State *L, int level, char *buf, size_t len);
+
+/* lua_rule - the rule "name" (fn) global. */
+int lua_rule(lua_State *L);
+
+/* lua_action - the action "name" (fn) global. */
+int lua_action(lua_State *L);
+
+/* rules_open_status - the status table, code() and the common codes. */
+void rules_open_status(lua_State *L);
+
+/* rules_default_reply - the code a refusal sends when the rule gave none. */
+void rules_default_reply(struct rule_verdict *v);
+
+/* rules_verdict_from - the verdict of a status userdata. */
+void rules_verdict_from(const struct rules_status *st, struct rule_verdict *v);
+
 /* send_mail() calls one stage may make: a rule in a loop must not flood the queue. */
 #define RULES_SEND_MAIL_MAX 10
 
@@ -58,6 +116,30 @@ void rules_ctx_open(lua_State *L);
  * makes the object at idx refuse every further use. */
 void rules_ctx_push(lua_State *L, struct rule_ctx *ctx, enum rule_stage stage);
 void rules_ctx_invalidate(lua_State *L, int idx);
+
+/* A ctx object: valid for one stage. */
+struct ctx_ud {
+	struct rule_ctx *ctx; /* NULL once the stage is over */
+	enum rule_stage stage;
+};
+
+/* ctx_check - the live context of the ctx object at 1; raises when stale. */
+struct rule_ctx *ctx_check(lua_State *L, struct ctx_ud **udp);
+
+/* ctx_need_env - the envelope; raises before MAIL. */
+struct envelope *ctx_need_env(lua_State *L, struct rule_ctx *ctx, const char *what);
+
+/* ctx_need_msg - the message; raises before preq. */
+struct message *ctx_need_msg(lua_State *L, struct rule_ctx *ctx, const char *what);
+
+/* ctx_check_address - the address at idx (string or address object) into buf. */
+void ctx_check_address(lua_State *L, int idx, char *buf, size_t len);
+
+/* ctx_find_rcpt - the index of addr among the recipients, or -1. */
+long ctx_find_rcpt(const struct envelope *env, const char *addr);
+
+/* The ctx methods on the envelope and the message (rules_ctx_edit.c). */
+extern const luaL_Reg ctx_edit_methods[];
 
 /* rules_status_push_quarantine - push status.quarantine(name); raises on a
  * bad name. Shared by status.quarantine and ctx:quarantine. */
