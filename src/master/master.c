@@ -1,5 +1,8 @@
 /*
- * master.c - the master process.
+ * master.c - the master process. The listeners and the session processes
+ * are in master_listen.c, the queue and delivery processes in
+ * master_child.c; this file holds the control socket, reaping, the
+ * graceful stop, reload, signals and start-up.
  *
  * Binds every listener, drops root, starts and supervises the queue process
  * and forks one session process per accepted connection. It enforces the
@@ -29,6 +32,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "master.h"
+#include "master_internal.h"
 #include "queue.h"
 #include "rules.h"
 #include <sys/stat.h>
@@ -40,520 +44,6 @@
 #include "tls_server.h"
 #include "smtpd_session.h"
 #include "spool.h"
-
-#define MASTER_ACCEPT_BATCH 64
-#define MASTER_LISTEN_BACKLOG 1024
-#define QUEUE_BACKOFF_MAX 60   /* seconds between queue restarts, at most */
-#define QUEUE_STABLE_AFTER 60  /* a queue up this long resets the backoff */
-#define QUEUE_STOP_TIMEOUT 30  /* seconds the queue gets to finish flushing */
-#define DELIVERY_STOP_TIMEOUT 10 /* seconds the worker gets to finish its deliveries */
-
-struct master;
-
-struct master_listener {
-	struct master *m;
-	int fd;
-	struct event *ev;
-	const struct listener_config *conf; /* in the start-up config, kept for good */
-	char address[64];
-};
-
-struct master_session {
-	pid_t pid;
-	char ip[INET6_ADDRSTRLEN];
-};
-
-struct master {
-	struct config *boot_cfg; /* the configuration at start: listeners, spool */
-	struct config *cfg;      /* the current one, for new sessions */
-	struct rules *rules;     /* compiled from cfg's rules file, inherited by sessions */
-	struct tls_server *tls;  /* cfg's certificates, NULL without; inherited too */
-	char *const *overrides;
-	size_t noverrides;
-	struct event_base *base;
-
-	struct master_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRESSES];
-	size_t nlisteners;
-
-	pid_t queue_pid;
-	int queue_ctl;
-	time_t queue_started;
-	unsigned queue_backoff;
-	struct event *queue_restart_ev, *queue_kill_ev;
-
-	pid_t dlv_pid;           /* the delivery worker, -1 when not running */
-	time_t dlv_started;
-	unsigned dlv_backoff;
-	int dlv_restart;         /* start it again at once when it exits (reload) */
-	struct event *dlv_restart_ev, *dlv_kill_ev;
-
-	int control_fd;          /* vsmtpctl's socket, -1 when it could not be made */
-	struct event *control_ev;
-
-	struct master_session *sessions;
-	size_t nsessions, sessions_cap;
-	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
-
-	int stopping;
-	struct event *grace_ev;
-	struct event *signal_ev[4];
-};
-
-static void master_queue_start(struct master *m);
-static void master_delivery_start(struct master *m);
-static void master_reap(struct master *m);
-
-/* master_split_address - "host:port" or "[v6]:port" into its parts. */
-static int master_split_address(const char *address, char *host, size_t hostlen, char *port,
-				size_t portlen)
-{
-	const char *colon;
-	size_t n;
-
-	if (address[0] == '[') {
-		const char *end = strchr(address, ']');
-
-		if (end == NULL || end[1] != ':')
-			return -1;
-		n = (size_t)(end - address - 1);
-		colon = end + 1;
-		address++;
-	} else {
-		if ((colon = strrchr(address, ':')) == NULL)
-			return -1;
-		n = (size_t)(colon - address);
-	}
-	if (n >= hostlen || strlen(colon + 1) >= portlen)
-		return -1;
-	memcpy(host, address, n);
-	host[n] = '\0';
-	strcpy(port, colon + 1);
-	return 0;
-}
-
-/* master_listen - bind and listen on one address; the fd or -1 (logged). */
-static int master_listen(const char *address, const char *name)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
-	struct addrinfo *ai = NULL;
-	char host[INET6_ADDRSTRLEN], port[8];
-	int fd = -1, one = 1, rc;
-
-	if (master_split_address(address, host, sizeof(host), port, sizeof(port)) < 0 ||
-	    (rc = getaddrinfo(host, port, &hints, &ai)) != 0) {
-		log_err("[listener:%s] %s: not an address:port", name, address);
-		return -1;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    (ai->ai_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, MASTER_LISTEN_BACKLOG) < 0) {
-		log_err("[listener:%s] cannot listen on %s: %s", name, address, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
-/* master_refuse - answer a connection we will not serve, and close it. */
-static void master_refuse(int fd, const char *reply)
-{
-	if (send(fd, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("cannot send refusal: %s", strerror(errno));
-	close(fd);
-}
-
-/* master_sessions_from - how many sessions the client address has. */
-static unsigned master_sessions_from(const struct master *m, const char *ip)
-{
-	unsigned n = 0;
-	size_t i;
-
-	for (i = 0; i < m->nsessions; i++)
-		if (strcmp(m->sessions[i].ip, ip) == 0)
-			n++;
-	return n;
-}
-
-/* master_session_add - record a running session. 0 or -1. */
-static int master_session_add(struct master *m, pid_t pid, const char *ip)
-{
-	struct master_session *s;
-
-	if (m->nsessions == m->sessions_cap) {
-		size_t cap = m->sessions_cap ? m->sessions_cap * 2 : 64;
-
-		if ((s = realloc(m->sessions, cap * sizeof(*s))) == NULL)
-			return -1;
-		m->sessions = s;
-		m->sessions_cap = cap;
-	}
-	s = &m->sessions[m->nsessions++];
-	s->pid = pid;
-	snprintf(s->ip, sizeof(s->ip), "%s", ip);
-	return 0;
-}
-
-/* master_session_remove - forget a session that has exited. 1 if it was one. */
-static int master_session_remove(struct master *m, pid_t pid)
-{
-	size_t i;
-
-	for (i = 0; i < m->nsessions; i++)
-		if (m->sessions[i].pid == pid) {
-			m->sessions[i] = m->sessions[--m->nsessions];
-			return 1;
-		}
-	return 0;
-}
-
-/* master_child_init - in a new child: forget the master's signals and sockets. */
-static void master_child_init(struct master *m, const sigset_t *mask)
-{
-	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
-	size_t i;
-
-	/* The master's handlers write into its own event loop: a signal meant
-	 * for the child must never reach it. */
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		signal(sigs[i], SIG_DFL);
-	sigprocmask(SIG_SETMASK, mask, NULL);
-	for (i = 0; i < m->nlisteners; i++)
-		close(m->listeners[i].fd);
-	if (m->queue_ctl >= 0)
-		close(m->queue_ctl);
-	if (m->control_fd >= 0)
-		close(m->control_fd);
-}
-
-/* master_fork - fork with signals blocked; in the child, set it up. */
-static pid_t master_fork(struct master *m)
-{
-	sigset_t all, old;
-	pid_t pid;
-
-	sigfillset(&all);
-	sigprocmask(SIG_BLOCK, &all, &old);
-	pid = fork();
-	if (pid == 0)
-		master_child_init(m, &old);
-	else
-		sigprocmask(SIG_SETMASK, &old, NULL);
-	return pid;
-}
-
-/* master_client_ip - the text form of a peer address. */
-static void master_client_ip(const struct sockaddr_storage *ss, char *buf, size_t len)
-{
-	if (ss->ss_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, buf, len);
-	else if (ss->ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, buf, len);
-	else
-		snprintf(buf, len, "unknown");
-}
-
-/*
- * master_listener_conf - the current settings of a listener: its sockets
- * stay as they were opened, but a reload may change its tls and auth.
- */
-static const struct listener_config *master_listener_conf(const struct config *cfg,
-							  const struct listener_config *boot)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->nlisteners; i++)
-		if (strcmp(cfg->listeners[i].name, boot->name) == 0 &&
-		    strcmp(cfg->listeners[i].kind, boot->kind) == 0)
-			return &cfg->listeners[i];
-	return boot;
-}
-
-/* master_session_start - check the limits and fork a session for fd. */
-static void master_session_start(struct master *m, struct master_listener *l, int fd,
-				 const char *ip)
-{
-	const struct config *cfg = m->cfg;
-	struct ipc_msg msg = {.type = IPC_SESSION_CHANNEL};
-	char reply[512];
-	int sp[2];
-	pid_t pid;
-
-	/* Under a burst the accepts can run ahead of SIGCHLD: sessions that
-	 * have already exited must not count against the limits. */
-	if (m->nsessions >= cfg->max_sessions ||
-	    master_sessions_from(m, ip) >= cfg->max_sessions_per_ip)
-		master_reap(m);
-	if (m->nsessions >= cfg->max_sessions) {
-		log_warn("refusing %s: %zu sessions, the limit", ip, m->nsessions);
-		snprintf(reply, sizeof(reply),
-			 "421 4.7.0 %s Error: too many connections, try again later\r\n",
-			 cfg->hostname);
-		master_refuse(fd, reply);
-		return;
-	}
-	if (master_sessions_from(m, ip) >= cfg->max_sessions_per_ip) {
-		log_warn("refusing %s: %u sessions from that address, the limit", ip,
-			 cfg->max_sessions_per_ip);
-		snprintf(reply, sizeof(reply),
-			 "421 4.7.0 %s Error: too many connections from %s\r\n", cfg->hostname, ip);
-		master_refuse(fd, reply);
-		return;
-	}
-	if (m->queue_ctl < 0 || ipc_socketpair(sp) < 0) {
-		snprintf(reply, sizeof(reply),
-			 "421 4.3.0 %s Error: service temporarily unavailable\r\n", cfg->hostname);
-		master_refuse(fd, reply);
-		return;
-	}
-	if (ipc_send(m->queue_ctl, &msg, sp[1]) < 0) {
-		log_err("cannot reach the queue process: %s", strerror(errno));
-		close(sp[0]);
-		close(sp[1]);
-		snprintf(reply, sizeof(reply),
-			 "421 4.3.0 %s Error: service temporarily unavailable\r\n", cfg->hostname);
-		master_refuse(fd, reply);
-		return;
-	}
-	close(sp[1]);
-	pid = master_fork(m);
-	if (pid == 0) {
-		log_set_role("smtp");
-		if (sandbox_enter(m->sandbox_fd) < 0)
-			fatal("cannot confine the session: %s", strerror(errno));
-		if (m->sandbox_fd >= 0)
-			close(m->sandbox_fd);
-		smtpd_session_main(cfg, master_listener_conf(cfg, l->conf), m->rules, m->tls, fd,
-				  sp[0]);
-	}
-	close(sp[0]);
-	close(fd);
-	if (pid < 0) {
-		log_err("cannot fork a session: %s", strerror(errno));
-		return;
-	}
-	if (master_session_add(m, pid, ip) < 0)
-		log_err("out of memory tracking session %d", (int)pid);
-}
-
-/* master_accept_cb - new connections on a listener. */
-static void master_accept_cb(evutil_socket_t lfd, short what, void *arg)
-{
-	struct master_listener *l = arg;
-	struct sockaddr_storage ss;
-	char ip[INET6_ADDRSTRLEN];
-	socklen_t len;
-	int i, fd;
-
-	for (i = 0; i < MASTER_ACCEPT_BATCH && !l->m->stopping; i++) {
-		len = sizeof(ss);
-		fd = accept4((int)lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_err("accept on %s: %s", l->address, strerror(errno));
-			return;
-		}
-		master_client_ip(&ss, ip, sizeof(ip));
-		master_session_start(l->m, l, fd, ip);
-	}
-}
-
-/* master_queue_settings - tell the queue the settings it takes from the config. */
-static void master_queue_settings(struct master *m)
-{
-	struct ipc_msg msg = {.type = IPC_QUEUE_SETTINGS,
-			      .a = m->cfg->min_free_space,
-			      .b = m->cfg->max_message_size};
-
-	if (m->queue_ctl >= 0 && ipc_send(m->queue_ctl, &msg, -1) < 0)
-		log_err("cannot update the queue settings: %s", strerror(errno));
-}
-
-/* master_queue_restart_cb - the backoff is over: start the queue again. */
-static void master_queue_restart_cb(evutil_socket_t fd, short what, void *arg)
-{
-	master_queue_start(arg);
-}
-
-/* master_queue_start - fork the queue process. */
-static void master_queue_start(struct master *m)
-{
-	struct timeval tv = {0};
-	int sp[2];
-	pid_t pid;
-
-	if (ipc_socketpair(sp) < 0 || (pid = master_fork(m)) < 0) {
-		log_err("cannot start the queue process: %s", strerror(errno));
-		tv.tv_sec = m->queue_backoff;
-		evtimer_add(m->queue_restart_ev, &tv);
-		return;
-	}
-	if (pid == 0) {
-		log_set_role("queue");
-		close(sp[0]);
-		if (m->sandbox_fd >= 0)
-			close(m->sandbox_fd);
-		queue_main(m->cfg, sp[1]);
-	}
-	close(sp[1]);
-	m->queue_ctl = sp[0];
-	m->queue_pid = pid;
-	m->queue_started = time(NULL);
-	master_queue_settings(m);
-	master_delivery_start(m);
-}
-
-/* master_queue_exited - the queue process died: restart it with backoff. */
-static void master_queue_exited(struct master *m, int status)
-{
-	struct timeval tv = {0};
-
-	close(m->queue_ctl);
-	m->queue_ctl = -1;
-	m->queue_pid = -1;
-	/* The worker's channels went with the queue: it must start over with
-	 * the next queue process. */
-	if (m->dlv_pid > 0) {
-		m->dlv_restart = 1;
-		kill(m->dlv_pid, SIGTERM);
-	}
-	if (m->stopping)
-		return;
-	if (WIFSIGNALED(status))
-		log_err("queue process killed by signal %d", WTERMSIG(status));
-	else
-		log_err("queue process exited with status %d", WEXITSTATUS(status));
-	if (time(NULL) - m->queue_started >= QUEUE_STABLE_AFTER)
-		m->queue_backoff = 1;
-	log_notice("restarting the queue process in %u s", m->queue_backoff);
-	tv.tv_sec = m->queue_backoff;
-	evtimer_add(m->queue_restart_ev, &tv);
-	m->queue_backoff = m->queue_backoff * 2 > QUEUE_BACKOFF_MAX ? QUEUE_BACKOFF_MAX
-								    : m->queue_backoff * 2;
-}
-
-/* master_queue_kill_cb - the queue did not stop in time. */
-static void master_queue_kill_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct master *m = arg;
-
-	if (m->queue_pid > 0) {
-		log_err("queue process did not stop in %d s: killing it", QUEUE_STOP_TIMEOUT);
-		kill(m->queue_pid, SIGKILL);
-	}
-}
-
-/* master_delivery_restart_cb - the backoff is over: start the worker again. */
-static void master_delivery_restart_cb(evutil_socket_t fd, short what, void *arg)
-{
-	master_delivery_start(arg);
-}
-
-/*
- * master_delivery_start - fork the delivery worker, with two channels to
- * the queue: the JSON delivery channel and an ordinary session channel for
- * the messages it creates (bounces). Only while the queue runs.
- */
-static void master_delivery_start(struct master *m)
-{
-	struct ipc_msg msg = {0};
-	struct timeval tv = {0};
-	int dlv[2] = {-1, -1}, sess[2] = {-1, -1};
-	pid_t pid;
-
-	if (m->stopping || m->queue_ctl < 0 || m->dlv_pid > 0)
-		return;
-	if (ipc_socketpair(dlv) < 0 || ipc_socketpair(sess) < 0 || (pid = master_fork(m)) < 0) {
-		log_err("cannot start the delivery worker: %s", strerror(errno));
-		if (dlv[0] >= 0) {
-			close(dlv[0]);
-			close(dlv[1]);
-		}
-		if (sess[0] >= 0) {
-			close(sess[0]);
-			close(sess[1]);
-		}
-		tv.tv_sec = m->dlv_backoff;
-		evtimer_add(m->dlv_restart_ev, &tv);
-		return;
-	}
-	if (pid == 0) {
-		log_set_role("delivery");
-		close(dlv[1]);
-		close(sess[1]);
-		if (m->sandbox_fd >= 0)
-			close(m->sandbox_fd);
-		delivery_main(m->cfg, m->rules, dlv[0], sess[0]);
-	}
-	close(dlv[0]);
-	close(sess[0]);
-	msg.type = IPC_DELIVERY_CHANNEL;
-	if (ipc_send(m->queue_ctl, &msg, dlv[1]) < 0)
-		log_err("cannot hand the delivery channel to the queue: %s", strerror(errno));
-	msg.type = IPC_SESSION_CHANNEL;
-	if (ipc_send(m->queue_ctl, &msg, sess[1]) < 0)
-		log_err("cannot hand the worker's session channel to the queue: %s",
-			strerror(errno));
-	close(dlv[1]);
-	close(sess[1]);
-	m->dlv_pid = pid;
-	m->dlv_started = time(NULL);
-}
-
-/* master_delivery_exited - the worker ended: start it again as the case asks. */
-static void master_delivery_exited(struct master *m, int status)
-{
-	struct timeval tv = {0};
-
-	int asked = m->dlv_restart;
-
-	m->dlv_pid = -1;
-	m->dlv_restart = 0;
-	evtimer_del(m->dlv_kill_ev);
-	if (m->stopping || m->queue_pid < 0)
-		return; /* stopping, or the next queue process starts a worker */
-	if (asked) {
-		master_delivery_start(m);
-		return;
-	}
-	if (WIFSIGNALED(status))
-		log_err("delivery worker killed by signal %d", WTERMSIG(status));
-	else
-		log_err("delivery worker exited with status %d", WEXITSTATUS(status));
-	if (time(NULL) - m->dlv_started >= QUEUE_STABLE_AFTER)
-		m->dlv_backoff = 1;
-	log_notice("restarting the delivery worker in %u s", m->dlv_backoff);
-	tv.tv_sec = m->dlv_backoff;
-	evtimer_add(m->dlv_restart_ev, &tv);
-	m->dlv_backoff = m->dlv_backoff * 2 > QUEUE_BACKOFF_MAX ? QUEUE_BACKOFF_MAX
-								: m->dlv_backoff * 2;
-}
-
-/* master_delivery_stop - ask the worker to finish what is under way and exit. */
-static void master_delivery_stop(struct master *m)
-{
-	struct timeval tv = {.tv_sec = DELIVERY_STOP_TIMEOUT};
-
-	if (m->dlv_pid <= 0 || evtimer_pending(m->dlv_kill_ev, NULL))
-		return;
-	kill(m->dlv_pid, SIGTERM);
-	evtimer_add(m->dlv_kill_ev, &tv);
-}
-
-/* master_delivery_kill_cb - the worker did not stop in time. */
-static void master_delivery_kill_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct master *m = arg;
-
-	if (m->dlv_pid > 0) {
-		log_err("delivery worker did not stop in %d s: killing it", DELIVERY_STOP_TIMEOUT);
-		kill(m->dlv_pid, SIGKILL);
-	}
-}
 
 /* master_control_cb - a vsmtpctl connection: check it, hand it to the queue. */
 static void master_control_cb(evutil_socket_t lfd, short what, void *arg)
@@ -580,7 +70,7 @@ static void master_control_cb(evutil_socket_t lfd, short what, void *arg)
 			msg.a = uid;
 			if (ipc_send(m->queue_ctl, &msg, fd) < 0)
 				log_err("control: cannot hand a connection to the queue: %s",
-					strerror(errno));
+				        strerror(errno));
 		}
 		close(fd);
 	}
@@ -608,7 +98,7 @@ static void master_stop_progress(struct master *m)
 }
 
 /* master_reap - collect exited children. */
-static void master_reap(struct master *m)
+void master_reap(struct master *m)
 {
 	int status;
 	pid_t pid;
@@ -627,11 +117,11 @@ static void master_reap(struct master *m)
 		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL &&
 		    WTERMSIG(status) != SIGTERM)
 			log_err("session process %d killed by signal %d", (int)pid,
-				WTERMSIG(status));
+			        WTERMSIG(status));
 		else if (WIFEXITED(status) && WEXITSTATUS(status) == RULES_EXIT_OVERRUN)
 			log_err("session process %d: a rule ran past [rules] time_limit; its "
-				"connection was closed with 421",
-				(int)pid);
+			        "connection was closed with 421",
+			        (int)pid);
 	}
 	master_stop_progress(m);
 }
@@ -658,7 +148,7 @@ static void master_stop(struct master *m)
 		return;
 	m->stopping = 1;
 	log_info("stopping: %zu sessions get up to %u s to finish", m->nsessions,
-		 m->cfg->shutdown_grace);
+	         m->cfg->shutdown_grace);
 	for (i = 0; i < m->nlisteners; i++) {
 		event_del(m->listeners[i].ev);
 		close(m->listeners[i].fd);
@@ -699,7 +189,7 @@ static int master_listeners_equal(const struct config *a, const struct config *b
  * which, in err.
  */
 static int master_tls_needed(const struct master *m, const struct config *cfg, char *err,
-			     size_t errlen)
+                             size_t errlen)
 {
 	size_t i;
 
@@ -709,9 +199,9 @@ static int master_tls_needed(const struct master *m, const struct config *cfg, c
 
 		if (l->kind_id == LISTENER_SUBMISSIONS || l->tls != LISTENER_TLS_NONE) {
 			snprintf(err, errlen,
-				 "listener %s is still open until a restart and needs TLS: keep "
-				 "[tls] certificate",
-				 l->name);
+			         "listener %s is still open until a restart and needs TLS: keep "
+			         "[tls] certificate",
+			         l->name);
 			return 1;
 		}
 	}
@@ -736,9 +226,10 @@ static int master_sandbox(struct master *m, const struct config *cfg)
 		if (cfg->auth_backend == AUTH_BACKEND_SASLDB) {
 			readable[1] = cfg->sasldb_path;
 			if (stat(cfg->sasldb_path, &st) < 0 || !S_ISREG(st.st_mode))
-				log_warn("[auth] sasldb_path %s is no file vsmtpd can reach: AUTH will "
-					 "answer 454 until it exists and vsmtpd is reloaded",
-					 cfg->sasldb_path);
+				log_warn(
+				    "[auth] sasldb_path %s is no file vsmtpd can reach: AUTH will "
+				    "answer 454 until it exists and vsmtpd is reloaded",
+				    cfg->sasldb_path);
 		}
 	}
 	fd = sandbox_prepare(readable, 2);
@@ -749,7 +240,7 @@ static int master_sandbox(struct master *m, const struct config *cfg)
 	}
 	if (fd < 0 && m->sandbox_fd < 0)
 		log_warn("this kernel has no Landlock: sessions run without file system "
-			 "confinement");
+		         "confinement");
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
 	m->sandbox_fd = fd;
@@ -777,7 +268,7 @@ static void master_reload(struct master *m)
 	}
 	if ((tls = tls_server_load(cfg, err, sizeof(err))) == NULL && err[0] != '\0') {
 		log_err("reload failed, keeping the running configuration and certificates: %s",
-			err);
+		        err);
 		rules_free(rules);
 		config_free(cfg);
 		return;
@@ -811,7 +302,7 @@ static void master_reload(struct master *m)
 	    strcmp(cfg->user, m->boot_cfg->user) != 0 ||
 	    strcmp(cfg->group ? cfg->group : "", m->boot_cfg->group ? m->boot_cfg->group : "") != 0)
 		log_warn("reload: spool_dir, user and group changes take effect only after a "
-			 "restart");
+		         "restart");
 	/* The queue keeps the spool it was started with, restarts included. */
 	free(cfg->spool_dir);
 	if ((cfg->spool_dir = strdup(m->boot_cfg->spool_dir)) == NULL) {
@@ -938,8 +429,8 @@ static int master_privileges(struct master *m)
 		return -1;
 	if (!root) {
 		log_info("not started as root: running as uid %d; [server] user applies only "
-			 "when started as root",
-			 (int)geteuid());
+		         "when started as root",
+		         (int)geteuid());
 		return 0;
 	}
 	if (privileges_drop(cfg->user, uid, gid) < 0) {
@@ -987,15 +478,15 @@ static int master_events(struct master *m)
 	m->dlv_restart_ev = evtimer_new(m->base, master_delivery_restart_cb, m);
 	m->dlv_kill_ev = evtimer_new(m->base, master_delivery_kill_cb, m);
 	if (m->control_fd >= 0) {
-		m->control_ev = event_new(m->base, m->control_fd, EV_READ | EV_PERSIST,
-					  master_control_cb, m);
+		m->control_ev =
+		    event_new(m->base, m->control_fd, EV_READ | EV_PERSIST, master_control_cb, m);
 		if (m->control_ev == NULL || event_add(m->control_ev, NULL) < 0)
 			return -1;
 	}
 	return m->queue_restart_ev && m->queue_kill_ev && m->grace_ev && m->dlv_restart_ev &&
-		       m->dlv_kill_ev
-		   ? 0
-		   : -1;
+	               m->dlv_kill_ev
+	           ? 0
+	           : -1;
 }
 
 /* master_free - release everything before a clean exit. */
@@ -1036,21 +527,21 @@ static void master_free(struct master *m)
 
 /* master_main - run the daemon. */
 int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
-		char *const *overrides, size_t noverrides)
+                char *const *overrides, size_t noverrides)
 {
 	struct master m = {.boot_cfg = cfg,
-			   .cfg = cfg,
-			   .rules = rules,
-			   .tls = tls,
-			   .overrides = overrides,
-			   .noverrides = noverrides,
-			   .queue_pid = -1,
-			   .queue_ctl = -1,
-			   .queue_backoff = 1,
-			   .dlv_pid = -1,
-			   .dlv_backoff = 1,
-			   .control_fd = -1,
-			   .sandbox_fd = -1};
+	                   .cfg = cfg,
+	                   .rules = rules,
+	                   .tls = tls,
+	                   .overrides = overrides,
+	                   .noverrides = noverrides,
+	                   .queue_pid = -1,
+	                   .queue_ctl = -1,
+	                   .queue_backoff = 1,
+	                   .dlv_pid = -1,
+	                   .dlv_backoff = 1,
+	                   .control_fd = -1,
+	                   .sandbox_fd = -1};
 
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	signal(SIGPIPE, SIG_IGN);

@@ -17,6 +17,6 @@
  * cfg and rules. Returns the process exit status.
  */
 int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
-		char *const *overrides, size_t noverrides);
+                char *const *overrides, size_t noverrides);
 
 #endif

@@ -1,0 +1,134 @@
+/*
+ * config_internal.h - what the parts of the configuration loader share:
+ * the sections, the key table's entry, the state of one config_load() call
+ * and the functions that cross between config.c (loading and reporting),
+ * config_keys.c (the key table and its per-key parsers), config_values.c
+ * (the syntax of values: numbers, sizes, durations, domains, paths,
+ * addresses) and config_check.c (the checks that tie keys together).
+ */
+#ifndef VSMTPD_CONFIG_INTERNAL_H
+#define VSMTPD_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+
+#define LISTENER_NAME_MAX 32
+#define SNI_NAME_MAX 255
+#define MAX_MESSAGE_SIZE_LIMIT (UINT64_C(1) << 40) /* 1T */
+#define LINE_LIMIT_MAX ((size_t)1 << 20)           /* 1M, for the two line lengths */
+
+/* Where a setting came from, besides a line number (> 0) of the file. */
+#define LINE_NONE 0
+#define LINE_CMDLINE (-1)
+
+enum section {
+	SEC_NONE,
+	SEC_SERVER,
+	SEC_LISTENER,
+	SEC_LIMITS,
+	SEC_TIMEOUTS,
+	SEC_SMTP,
+	SEC_RULES,
+	SEC_TLS,
+	SEC_SNI,
+	SEC_AUTH,
+	SEC_DELIVERY,
+	SEC_COUNT,
+};
+
+struct choice {
+	const char *name;
+	int value;
+};
+
+struct loader;
+struct key_def;
+
+typedef int (*key_parser)(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value);
+
+/* One key: where it is, how its text is read and where the result goes. */
+struct key_def {
+	enum section section;
+	const char *key;
+	key_parser parse;
+	size_t offset; /* in struct config, struct listener_config for [listener:NAME],
+	                  struct sni_config for [sni:NAME] */
+	uint64_t min;  /* bounds of a number, size or duration */
+	uint64_t max;
+	const struct choice *choices; /* the words parse_choice() accepts */
+	bool list;                    /* repeatable: each line adds values */
+};
+
+/* A listener address in binary form, to compare two of them. */
+struct address_key {
+	int family;
+	unsigned char addr[16];
+	unsigned port;
+};
+
+/* The number of entries of config_keys[] (checked where it is defined). */
+#define CONFIG_NKEYS 81
+
+/* Every key, in config_keys.c. */
+extern const struct key_def config_keys[];
+
+/* The state of one config_load() call. */
+struct loader {
+	struct config *cfg;
+	const char *file; /* the path as given, for messages */
+	FILE *fp;
+	char *buf; /* getline() buffer */
+	size_t bufsize;
+	int lineno;   /* of the line being read; 0 on the command line */
+	bool cmdline; /* applying an override */
+	bool failed;
+	int fail_line; /* line of the first error, to order it against inih's */
+	enum section section;
+	size_t listener;               /* the current [listener:NAME], an index */
+	size_t sni;                    /* the current [sni:NAME], an index */
+	char label[SNI_NAME_MAX + 16]; /* "[server]", "[listener:smtp]" */
+	int section_line[SEC_COUNT];
+	int listener_line[CONFIG_MAX_LISTENERS];
+	int sni_line[CONFIG_MAX_SNI];
+	bool addresses_overridden[CONFIG_MAX_LISTENERS];
+	int key_lines[CONFIG_NKEYS]; /* where each key of config_keys[] was set */
+	int listener_key_lines[CONFIG_MAX_LISTENERS][CONFIG_NKEYS]; /* the same, per listener */
+	int sni_key_lines[CONFIG_MAX_SNI][CONFIG_NKEYS];            /* and per [sni:NAME] */
+	char msg[1024];
+};
+
+/* config.c: where a message is located, and the errors it records. */
+void config_where(const struct loader *ld, int line, char *out, size_t outlen);
+__attribute__((format(printf, 3, 4))) int config_fail_at(struct loader *ld, int line,
+                                                         const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) int config_fail(struct loader *ld, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) int config_fail_raw(struct loader *ld, const char *fmt, ...);
+const char *config_shown(const char *text, char out[static 72]);
+__attribute__((format(printf, 4, 5))) int config_bad_value(struct loader *ld,
+                                                           const struct key_def *def,
+                                                           const char *value, const char *fmt, ...);
+int config_no_memory(struct loader *ld);
+int config_replace_string(struct loader *ld, char **slot, const char *value);
+
+/* config_keys.c: looking keys up. */
+const struct key_def *config_find_key(enum section section, const char *key);
+int *config_key_line(struct loader *ld, const struct key_def *def);
+
+/* config_values.c: the syntax of values. */
+int config_plain_number(const char *s, uint64_t *out);
+bool config_valid_domain(const char *name);
+char *config_absolute_path(const char *path);
+const char *config_check_address(const char *text, struct address_key *key);
+const char *config_check_domain_word(const char *word);
+const char *config_check_network_word(const char *word);
+const char *config_check_mechanism_word(const char *word);
+
+/* config_check.c: the checks that span keys, and the computed defaults. */
+int config_finish(struct loader *ld);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * master_internal.h - what the parts of the master share: its state and the
+ * functions that cross between master.c (the control socket, reaping,
+ * stopping, reload, signals and start-up), master_listen.c (the listeners,
+ * the session limits and the session processes) and master_child.c
+ * (forking, and the supervision of the queue and delivery processes with
+ * their restarts).
+ */
+#ifndef VSMTPD_MASTER_INTERNAL_H
+#define VSMTPD_MASTER_INTERNAL_H
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "rules.h"
+#include "tls_server.h"
+
+#define MASTER_ACCEPT_BATCH 64
+#define MASTER_LISTEN_BACKLOG 1024
+#define QUEUE_BACKOFF_MAX 60     /* seconds between queue restarts, at most */
+#define QUEUE_STABLE_AFTER 60    /* a queue up this long resets the backoff */
+#define QUEUE_STOP_TIMEOUT 30    /* seconds the queue gets to finish flushing */
+#define DELIVERY_STOP_TIMEOUT 10 /* seconds the worker gets to finish its deliveries */
+
+struct master;
+
+struct master_listener {
+	struct master *m;
+	int fd;
+	struct event *ev;
+	const struct listener_config *conf; /* in the start-up config, kept for good */
+	char address[64];
+};
+
+struct master_session {
+	pid_t pid;
+	char ip[INET6_ADDRSTRLEN];
+};
+
+struct master {
+	struct config *boot_cfg; /* the configuration at start: listeners, spool */
+	struct config *cfg;      /* the current one, for new sessions */
+	struct rules *rules;     /* compiled from cfg's rules file, inherited by sessions */
+	struct tls_server *tls;  /* cfg's certificates, NULL without; inherited too */
+	char *const *overrides;
+	size_t noverrides;
+	struct event_base *base;
+
+	struct master_listener listeners[CONFIG_MAX_LISTENERS * CONFIG_MAX_ADDRESSES];
+	size_t nlisteners;
+
+	pid_t queue_pid;
+	int queue_ctl;
+	time_t queue_started;
+	unsigned queue_backoff;
+	struct event *queue_restart_ev, *queue_kill_ev;
+
+	pid_t dlv_pid; /* the delivery worker, -1 when not running */
+	time_t dlv_started;
+	unsigned dlv_backoff;
+	int dlv_restart; /* start it again at once when it exits (reload) */
+	struct event *dlv_restart_ev, *dlv_kill_ev;
+
+	int control_fd; /* vsmtpctl's socket, -1 when it could not be made */
+	struct event *control_ev;
+
+	struct master_session *sessions;
+	size_t nsessions, sessions_cap;
+	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
+
+	int stopping;
+	struct event *grace_ev;
+	struct event *signal_ev[4];
+};
+
+/* master.c */
+
+/* master_reap - collect exited children. */
+void master_reap(struct master *m);
+
+/* master_listen.c: listeners and sessions. */
+
+/* master_listen - bind and listen on one address; the fd or -1 (logged). */
+int master_listen(const char *address, const char *name);
+
+/* master_session_remove - forget a session that has exited. 1 if it was one. */
+int master_session_remove(struct master *m, pid_t pid);
+
+/*
+ * master_listener_conf - the current settings of a listener: its sockets
+ * stay as they were opened, but a reload may change its tls and auth.
+ */
+const struct listener_config *master_listener_conf(const struct config *cfg,
+                                                   const struct listener_config *boot);
+
+/* master_accept_cb - new connections on a listener. */
+void master_accept_cb(evutil_socket_t lfd, short what, void *arg);
+
+/* master_child.c: forking and the queue and delivery processes. */
+
+/* master_fork - fork with signals blocked; in the child, set it up. */
+pid_t master_fork(struct master *m);
+
+/* master_queue_settings - tell the queue the settings it takes from the config. */
+void master_queue_settings(struct master *m);
+
+/* master_queue_restart_cb - the backoff is over: start the queue again. */
+void master_queue_restart_cb(evutil_socket_t fd, short what, void *arg);
+
+/* master_queue_start - fork the queue process. */
+void master_queue_start(struct master *m);
+
+/* master_queue_exited - the queue process died: restart it with backoff. */
+void master_queue_exited(struct master *m, int status);
+
+/* master_queue_kill_cb - the queue did not stop in time. */
+void master_queue_kill_cb(evutil_socket_t fd, short what, void *arg);
+
+/* master_delivery_restart_cb - the backoff is over: start the worker again. */
+void master_delivery_restart_cb(evutil_socket_t fd, short what, void *arg);
+
+/* master_delivery_exited - the worker ended: start it again as the case asks. */
+void master_delivery_exited(struct master *m, int status);
+
+/* master_delivery_stop - ask the worker to finish what is under way and exit. */
+void master_delivery_stop(struct master *m);
+
+/* master_delivery_kill_cb - the worker did not stop in time. */
+void master_delivery_kill_cb(evutil_socket_t fd, short what, void *arg);
+
+#endif
