@@ -392,59 +392,102 @@ static int queue_rule_file(struct queue *q, int pathfd, int *out)
 	return err;
 }
 
+/* queue_serve_user - IPC_RULE_USER: does an account exist? */
+static void queue_serve_user(struct queue_client *c, struct ipc_msg *m, int passfd)
+{
+	queue_rule_user(c, m);
+}
+
+/* queue_serve_save - IPC_RULE_SAVE: write() or dump() from a rule. */
+static void queue_serve_save(struct queue_client *c, struct ipc_msg *m, int passfd)
+{
+	int err = queue_rule_save(c->q, m, passfd);
+
+	if (err != 0)
+		log_warn("rules: cannot save %s/%s: %s", m->text, m->id, strerror(err));
+	queue_reply(c, IPC_RULE_DONE, err, m->id, -1);
+}
+
+/* queue_serve_file - IPC_RULE_FILE: a file of the rules folder, opened. */
+static void queue_serve_file(struct queue_client *c, struct ipc_msg *m, int passfd)
+{
+	int file = -1, err = queue_rule_file(c->q, passfd, &file);
+
+	queue_reply(c, IPC_RULE_DONE, err, m->id, file);
+	if (file != -1)
+		close(file);
+}
+
+/* queue_serve_create - IPC_MSG_CREATE: a new message file. */
+static void queue_serve_create(struct queue_client *c, struct ipc_msg *m, int passfd)
+{
+	queue_msg_create(c->q, c, m->a);
+}
+
+/* queue_serve_commit - IPC_MSG_COMMIT: commit a message. */
+static void queue_serve_commit(struct queue_client *c, struct ipc_msg *m, int passfd)
+{
+	queue_msg_commit(c->q, c, m);
+}
+
+/* queue_serve_abort - IPC_MSG_ABORT: drop a message file. */
+static void queue_serve_abort(struct queue_client *c, struct ipc_msg *m, int passfd)
+{
+	queue_msg_abort(c->q, c, m->id);
+}
+
+/*
+ * Every request a session channel carries (the fixed records of ipc.h),
+ * with its handler. Only the requests marked with_fd come with a
+ * descriptor; any other one is closed unread. The descriptor is closed
+ * after the handler returns.
+ */
+static const struct queue_session_op {
+	unsigned type;
+	int with_fd;
+	void (*serve)(struct queue_client *c, struct ipc_msg *m, int passfd);
+} queue_session_ops[] = {
+    {IPC_MSG_CREATE, 0, queue_serve_create}, {IPC_MSG_COMMIT, 0, queue_serve_commit},
+    {IPC_MSG_ABORT, 0, queue_serve_abort},   {IPC_RULE_USER, 0, queue_serve_user},
+    {IPC_RULE_SAVE, 1, queue_serve_save},    {IPC_RULE_FILE, 1, queue_serve_file},
+};
+
+/* queue_session_op_of - the table entry of a request type, or NULL. */
+static const struct queue_session_op *queue_session_op_of(unsigned type)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(queue_session_ops) / sizeof(queue_session_ops[0]); i++)
+		if (queue_session_ops[i].type == type)
+			return &queue_session_ops[i];
+	return NULL;
+}
+
 /* queue_client_cb - requests from a session. */
 static void queue_client_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue_client *c = arg;
 	struct queue *q = c->q;
+	const struct queue_session_op *op;
 	struct ipc_msg m;
 	int passfd, n;
 
 	while ((n = ipc_recv(fd, &m, &passfd)) > 0) {
 		m.text[IPC_TEXT_MAX] = '\0';
 		m.id[SPOOL_ID_LEN] = '\0';
-		if (passfd != -1 && m.type != IPC_RULE_SAVE && m.type != IPC_RULE_FILE) {
-			close(passfd); /* only a save and a file's path come with a descriptor */
+		op = queue_session_op_of(m.type);
+		if (passfd != -1 && (op == NULL || !op->with_fd)) {
+			close(passfd);
 			passfd = -1;
 		}
-		switch (m.type) {
-		case IPC_RULE_USER:
-			queue_rule_user(c, &m);
-			break;
-		case IPC_RULE_SAVE: {
-			int err = queue_rule_save(q, &m, passfd);
-
-			if (err != 0)
-				log_warn("rules: cannot save %s/%s: %s", m.text, m.id, strerror(err));
-			queue_reply(c, IPC_RULE_DONE, err, m.id, -1);
-			if (passfd != -1)
-				close(passfd);
-			break;
-		}
-		case IPC_RULE_FILE: {
-			int file = -1, err = queue_rule_file(q, passfd, &file);
-
-			queue_reply(c, IPC_RULE_DONE, err, m.id, file);
-			if (file != -1)
-				close(file);
-			if (passfd != -1)
-				close(passfd);
-			break;
-		}
-		case IPC_MSG_CREATE:
-			queue_msg_create(q, c, m.a);
-			break;
-		case IPC_MSG_COMMIT:
-			queue_msg_commit(q, c, &m);
-			break;
-		case IPC_MSG_ABORT:
-			queue_msg_abort(q, c, m.id);
-			break;
-		default:
+		if (op == NULL) {
 			log_err("unexpected message type %u from a session: closing it", m.type);
 			queue_client_close(q, c);
 			return;
 		}
+		op->serve(c, &m, passfd);
+		if (passfd != -1)
+			close(passfd);
 	}
 	if (n == 0 || errno != EAGAIN)
 		queue_client_close(q, c);
@@ -472,40 +515,68 @@ static void queue_client_add(struct queue *q, int fd)
 	q->clients = c;
 }
 
+/* queue_take_settings - IPC_QUEUE_SETTINGS: limits of the configuration. */
+static void queue_take_settings(struct queue *q, struct ipc_msg *m, int passfd)
+{
+	q->min_free_space = m->a;
+	/* Sessions started before a reload keep the limit they announced:
+	 * the bound only ever grows. */
+	if (m->b > q->max_message_size)
+		q->max_message_size = m->b;
+}
+
+/* queue_take_session - IPC_SESSION_CHANNEL: serve a new session. */
+static void queue_take_session(struct queue *q, struct ipc_msg *m, int passfd)
+{
+	queue_client_add(q, passfd);
+}
+
+/* queue_take_admin - IPC_CONTROL_CLIENT: serve a vsmtpctl connection. */
+static void queue_take_admin(struct queue *q, struct ipc_msg *m, int passfd)
+{
+	queue_admin_client(q, passfd);
+}
+
+/* queue_take_delivery - IPC_DELIVERY_CHANNEL: the delivery worker's channel. */
+static void queue_take_delivery(struct queue *q, struct ipc_msg *m, int passfd)
+{
+	queue_dlv_attach(q, passfd);
+}
+
+/*
+ * Every record the master sends the queue, with its handler; those with a
+ * name hand over a descriptor (the handler keeps it), and one missing is
+ * a broken invariant.
+ */
+static const struct queue_master_op {
+	unsigned type;
+	const char *fd_name; /* NULL: no descriptor */
+	void (*take)(struct queue *q, struct ipc_msg *m, int passfd);
+} queue_master_ops[] = {
+    {IPC_SESSION_CHANNEL, "session channel", queue_take_session},
+    {IPC_DELIVERY_CHANNEL, "delivery channel", queue_take_delivery},
+    {IPC_CONTROL_CLIENT, "control client", queue_take_admin},
+    {IPC_QUEUE_SETTINGS, NULL, queue_take_settings},
+};
+
 /* queue_ctl_cb - messages from the master. */
 static void queue_ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue *q = arg;
+	const struct queue_master_op *op = NULL;
 	struct ipc_msg m;
 	int passfd, n;
+	size_t i;
 
 	while ((n = ipc_recv(fd, &m, &passfd)) > 0) {
-		switch (m.type) {
-		case IPC_SESSION_CHANNEL:
-			if (passfd == -1)
-				fatal("session channel message without a descriptor");
-			queue_client_add(q, passfd);
-			break;
-		case IPC_DELIVERY_CHANNEL:
-			if (passfd == -1)
-				fatal("delivery channel message without a descriptor");
-			queue_dlv_attach(q, passfd);
-			break;
-		case IPC_CONTROL_CLIENT:
-			if (passfd == -1)
-				fatal("control client message without a descriptor");
-			queue_admin_client(q, passfd);
-			break;
-		case IPC_QUEUE_SETTINGS:
-			q->min_free_space = m.a;
-			/* Sessions started before a reload keep the limit they
-			 * announced: the bound only ever grows. */
-			if (m.b > q->max_message_size)
-				q->max_message_size = m.b;
-			break;
-		default:
+		for (i = 0, op = NULL; i < sizeof(queue_master_ops) / sizeof(queue_master_ops[0]); i++)
+			if (queue_master_ops[i].type == m.type)
+				op = &queue_master_ops[i];
+		if (op == NULL)
 			fatal("unexpected message type %u from the master", m.type);
-		}
+		if (op->fd_name != NULL && passfd == -1)
+			fatal("%s message without a descriptor", op->fd_name);
+		op->take(q, &m, passfd);
 	}
 	if (n == 0 || errno != EAGAIN) {
 		/* The master has gone: nobody supervises us any more. */
