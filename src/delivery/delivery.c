@@ -1507,39 +1507,51 @@ static void dlv_sess_cb(evutil_socket_t fd, short what, void *arg)
 	exit(0);
 }
 
+/* dlv_op_opened - "opened" from the queue, with the file and its state. */
+static void dlv_op_opened(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	dlv_opened(arg, msg, id, fds);
+}
+
+/* dlv_op_queued - "queued" from the queue, maybe with "next". */
+static void dlv_op_queued(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	dlv_queued(arg, id, dlv_json_int(msg, "next", 0));
+}
+
+/* dlv_op_withdraw - "withdraw" from the queue. */
+static void dlv_op_withdraw(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	dlv_withdraw(arg, id);
+}
+
+/* dlv_op_flush - "flush" from the queue, for one message or (no id) all. */
+static void dlv_op_flush(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	dlv_flush(arg, id);
+}
+
+/* The operations the queue sends. */
+static const struct ipc_json_op dlv_ops[] = {
+	{"opened", dlv_op_opened, 1},
+	{"queued", dlv_op_queued, 1},
+	{"withdraw", dlv_op_withdraw, 1},
+	{"flush", dlv_op_flush, 0},
+};
+
+static const struct ipc_json_reader dlv_reader = {
+	.ops = dlv_ops,
+	.nops = sizeof(dlv_ops) / sizeof(dlv_ops[0]),
+	.ids_required = 0,
+	.malformed = "malformed operation from the queue: ignored",
+	.peer = "the queue",
+	.bad_record = NULL,
+};
+
 /* dlv_channel_cb - operations from the queue. */
 static void dlv_channel_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct dlv_worker *w = arg;
-	int fds[IPC_FDS_MAX];
-	cJSON *msg;
-	size_t i;
-	int n;
-
-	while ((n = ipc_recv_json(fd, &msg, fds)) > 0) {
-		const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "op"));
-		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "id"));
-
-		if (op == NULL || (id != NULL && !spool_id_valid(id)))
-			log_err("malformed operation from the queue: ignored");
-		else if (strcmp(op, "opened") == 0 && id != NULL)
-			dlv_opened(w, msg, id, fds);
-		else if (strcmp(op, "queued") == 0 && id != NULL)
-			dlv_queued(w, id, dlv_json_int(msg, "next", 0));
-		else if (strcmp(op, "withdraw") == 0 && id != NULL)
-			dlv_withdraw(w, id);
-		else if (strcmp(op, "flush") == 0)
-			dlv_flush(w, id);
-		else
-			log_err("unknown operation %s from the queue: ignored", op);
-		cJSON_Delete(msg);
-		for (i = 0; i < IPC_FDS_MAX; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
-	}
-	if (n < 0 && errno == EBADMSG)
-		return;
-	if (n == 0 || errno != EAGAIN) {
+	if (!ipc_json_drain(fd, &dlv_reader, arg)) {
 		/* The queue has gone: whatever we would report has nowhere to go. */
 		log_notice("queue channel closed: stopping");
 		exit(0);
