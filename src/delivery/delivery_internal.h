@@ -165,7 +165,7 @@ void dlv_attempt_end(struct dlv_attempt *a);
 /* dlv_json_int - the number member key of obj, def when absent. */
 int64_t dlv_json_int(const struct cJSON *obj, const char *key, int64_t def);
 
-/* dlv_attempt_load - map the message file fd, read its envelope and the state in state_fd. 0 or -1. */
+/* dlv_attempt_load - map the message file fd, read its envelope and state_fd's state. 0 or -1. */
 int dlv_attempt_load(struct dlv_attempt *a, int fd, int state_fd);
 
 /* dlv_state_save - hand a's state, next attempt at next, to the queue. */
