@@ -50,7 +50,6 @@
 #include "send_mail.h"
 #include "queue_client.h"
 
-
 #define DLV_OPEN_FACTOR 4 /* attempts open at once: this many times max_deliveries */
 
 static void dlv_msg_due(struct dlv_msg *m);

@@ -213,7 +213,6 @@ int dlv_attempt_load(struct dlv_attempt *a, int fd, int state_fd)
 	return 0;
 }
 
-
 /* dlv_attempt_free - release what an attempt holds. */
 void dlv_attempt_free(struct dlv_attempt *a)
 {

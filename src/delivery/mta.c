@@ -52,7 +52,6 @@
 #include "smtp_parse.h"
 #include "tls_server.h"
 
-
 static SSL_CTX *mta_ctx;
 static char mta_ctx_ca[PATH_MAX];
 

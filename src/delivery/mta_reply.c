@@ -35,7 +35,6 @@
 #include "smtp_parse.h"
 #include "tls_server.h"
 
-
 /* ---- reading replies ---------------------------------------------------- */
 
 /* mta_line_get - the next line of input into buf; 1 got one, 0 needs more, -1 too long. */

@@ -37,7 +37,6 @@
 #include "smtp_parse.h"
 #include "tls_server.h"
 
-
 static void mta_session_next(struct mta_conn *c);
 
 /* ---- command helpers ----------------------------------------------------- */
