@@ -75,6 +75,35 @@ int ipc_send_json(int fd, const struct cJSON *obj, const int *fds, size_t nfds);
 int ipc_recv_json(int fd, struct cJSON **obj, int fds[IPC_FDS_MAX]);
 
 /*
+ * One operation of a JSON channel: a record whose "op" is name goes to
+ * handler with its "id" (NULL when it has none) and its descriptors. A
+ * handler keeps a descriptor by setting its slot to -1; the others are
+ * closed after it returns.
+ */
+struct ipc_json_op {
+	const char *name;
+	void (*handler)(void *arg, const struct cJSON *msg, const char *id, int fds[IPC_FDS_MAX]);
+	int needs_id; /* only a record with an id is this operation (else it is unknown) */
+};
+
+/* A JSON channel's reader: its operations and the lines it logs. */
+struct ipc_json_reader {
+	const struct ipc_json_op *ops;
+	size_t nops;
+	int ids_required;       /* a record without an id is malformed */
+	const char *malformed;  /* no "op", or an "id" that is no spool id */
+	const char *peer;       /* who writes: "unknown operation <op> from <peer>: ignored" */
+	const char *bad_record; /* a record that is no JSON object; NULL: nothing is logged */
+};
+
+/*
+ * ipc_json_drain - receive every record waiting on fd and dispatch each by
+ * its "op" through r->ops (arg goes to the handlers). Returns 1 while the
+ * channel is open, 0 when the peer has gone or the socket failed.
+ */
+int ipc_json_drain(int fd, const struct ipc_json_reader *r, void *arg);
+
+/*
  * An output queue on a non-blocking channel: records that do not fit in
  * the socket now wait, in order, and go out as room frees up, from the
  * event loop. Neither end ever blocks on the other.

@@ -1,9 +1,12 @@
 /*
  * delivery_internal.h - the parts of the delivery worker and what they
- * share: delivery.c (messages, schedule, rules, outcomes, bounces) hands
- * jobs to delivery_transport.c (destinations, concurrency, connection
- * reuse, DNS, the local delivery threads), which reports each job's
- * per-recipient results back.
+ * share: delivery.c (the channel to the queue, the schedule, attempts and
+ * their outcomes) with delivery_state.c (the message file and its state),
+ * delivery_rules.c (the postq and delivery rules), delivery_route.c
+ * (transports per recipient, jobs) and delivery_reports.c (bounces, delay
+ * and success notices), hands jobs to delivery_transport.c (destinations,
+ * concurrency, connection reuse, DNS, the local delivery threads), which
+ * reports each job's per-recipient results back.
  */
 #ifndef VSMTPD_DELIVERY_INTERNAL_H
 #define VSMTPD_DELIVERY_INTERNAL_H
@@ -12,9 +15,17 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dsn.h"
+#include "envelope.h"
 #include "mta.h"
+#include "rules.h"
+#include "spool.h"
 
+struct cJSON;
+struct event;
 struct event_base;
+struct ipc_outq;
+struct message;
 struct dlv_transport;
 
 /* How a job travels. */
@@ -56,5 +67,147 @@ size_t dlv_transport_busy(const struct dlv_transport *t);
 
 /* dlv_transport_free - close idle connections; only when nothing is busy. */
 void dlv_transport_free(struct dlv_transport *t);
+
+/* ---- the worker's messages and attempts ---- */
+
+#define DLV_BUCKETS 4096
+#define DLV_REMOTE_MAX 300 /* "host[address]" of the peer that answered */
+
+/* A recipient's status, as in the state file. */
+enum dlv_status { RCPT_PENDING, RCPT_DEFERRED, RCPT_SENT, RCPT_FAILED, RCPT_NONE };
+
+extern const char *const dlv_status_names[]; /* by enum dlv_status */
+
+/*
+ * A sent recipient's success notice (NOTIFY=SUCCESS), as in the state file
+ * ("success_notice"): owed with the action it reports, or queued already.
+ */
+enum dlv_notice { NOTICE_NONE, NOTICE_DELIVERED, NOTICE_RELAYED, NOTICE_SENT };
+
+/* A recipient as the worker tracks it across attempts. */
+struct dlv_rcpt {
+	enum dlv_status status;
+	enum dlv_notice notice;
+	char reply[MTA_REPLY_MAX];
+	char enhanced[16];
+	char remote[DLV_REMOTE_MAX];
+	int remote_said;
+	int64_t at;
+	enum rule_route route;
+	char target[RULE_ROUTE_TARGET_MAX];
+};
+
+struct dlv_attempt;
+
+/* A message the queue told us about. */
+struct dlv_msg {
+	char id[SPOOL_ID_LEN + 1];
+	struct event *timer;
+	int waiting;    /* due, waiting for a free attempt slot */
+	int opening;    /* "open" sent, waiting for "opened" */
+	struct dlv_attempt *att; /* the attempt under way */
+	int withdrawn;  /* forget it once the attempt is over */
+	int again;      /* announced again during the attempt: start afresh after it */
+	struct dlv_msg *hnext;   /* in its hash bucket */
+	struct dlv_msg *wnext;   /* in the waiting list */
+	struct dlv_worker *w;
+};
+
+/* One attempt at one message. */
+struct dlv_attempt {
+	struct dlv_msg *m;
+	char *map;            /* the file, mapped */
+	size_t map_len;
+	struct envelope env;
+	const char *content;  /* what is delivered: map, or edited below */
+	size_t content_len;
+	char *edited;         /* the delivery rules' edited message, malloc'ed */
+	struct dlv_rcpt *rcpts;
+	size_t nrcpts;        /* of rcpts: the envelope's recipients as queued */
+	int attempts, postq, released, warned, faccept;
+	int64_t first_attempt;
+	struct dlv_job *jobs;
+	size_t njobs, jobs_left;
+	struct mta_rcpt *crcpts;    /* grouped by job */
+	size_t *index;                      /* crcpts[k] is recipient index[k] */
+	struct mta_result *results; /* parallel to crcpts */
+	int64_t started;
+};
+
+/* The worker process; one instance, in delivery_main's frame. */
+struct dlv_worker {
+	const struct config *cfg;
+	struct rules *rules;
+	struct event_base *base;
+	int dlv_fd, sess_fd;
+	struct event *dlv_ev, *sess_ev;
+	struct ipc_outq *out;
+	struct dlv_transport *t;
+	struct dlv_msg *buckets[DLV_BUCKETS];
+	size_t nmsgs;
+	unsigned open;               /* attempts under way */
+	struct dlv_msg *wait, **wait_tail;
+	int stopping;
+	unsigned long delivered, deferred, failed;
+};
+
+/* ---- delivery.c: the worker core ---- */
+
+/* dlv_send - one operation to the queue: op and id, up to two string members, maybe fd. */
+void dlv_send(struct dlv_worker *w, const char *op, const char *id, const char *key,
+	      const char *value, const char *key2, const char *value2, int fd);
+
+/* dlv_attempt_end - every job of a is back (or there were none): conclude the attempt. */
+void dlv_attempt_end(struct dlv_attempt *a);
+
+/* ---- delivery_state.c: the message file and its delivery state ---- */
+
+/* dlv_json_int - the number member key of obj, def when absent. */
+int64_t dlv_json_int(const struct cJSON *obj, const char *key, int64_t def);
+
+/* dlv_attempt_load - map the message file fd, read its envelope and state_fd's state. 0 or -1. */
+int dlv_attempt_load(struct dlv_attempt *a, int fd, int state_fd);
+
+/* dlv_state_save - hand a's state, next attempt at next, to the queue. */
+void dlv_state_save(struct dlv_attempt *a, int64_t next);
+
+/* dlv_attempt_free - release what an attempt holds. */
+void dlv_attempt_free(struct dlv_attempt *a);
+
+/* ---- delivery_rules.c: the postq and delivery rules ---- */
+
+/* dlv_ctx_init - the rule context the offline stages see, from a's envelope and msg. */
+void dlv_ctx_init(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg);
+
+/*
+ * dlv_run_postq - the postq stage, once per message. 1 when the attempt
+ * goes on, 0 when the recipients got their outcome from the rules, -1 when
+ * the message is no longer this worker's (quarantined, or queued again).
+ */
+int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg);
+
+/* dlv_run_delivery - the delivery stage, at every attempt; as dlv_run_postq. */
+int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg);
+
+/* dlv_quarantine - the rules of stage kept the message in quarantine name: move it. */
+void dlv_quarantine(struct dlv_attempt *a, const char *name, const char *stage);
+
+/* ---- delivery_route.c: transports per recipient, jobs ---- */
+
+/* dlv_jobs_make - group the recipients still to deliver into jobs and submit them. 0 or -1. */
+int dlv_jobs_make(struct dlv_attempt *a);
+
+/* ---- delivery_reports.c: notifications to the sender ---- */
+
+/*
+ * dlv_notify - tell the sender about the recipients whose status is which
+ * and who want to hear of it (failures or delays). 0 when sent or not
+ * wanted, else an errno value.
+ */
+int dlv_notify(struct dlv_attempt *a, enum dsn_action action, enum dlv_status which,
+	       int64_t retry_until);
+
+/* dlv_notify_success - one success notice for every recipient owed one. 0 or an errno value. */
+int dlv_notify_success(struct dlv_attempt *a);
 
 #endif

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "ipc.h"
+#include "log.h"
 
 /* ipc_socketpair - make a message-preserving, non-blocking channel. */
 int ipc_socketpair(int fds[2])
@@ -184,6 +185,57 @@ int ipc_recv_json(int fd, cJSON **obj, int fds[IPC_FDS_MAX])
 		return -1;
 	}
 	return 1;
+}
+
+/* ipc_json_find - the operation of r named op that fits a record with or without an id. */
+static const struct ipc_json_op *ipc_json_find(const struct ipc_json_reader *r, const char *op,
+					       const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < r->nops; i++)
+		if (strcmp(r->ops[i].name, op) == 0 && (!r->ops[i].needs_id || id != NULL))
+			return &r->ops[i];
+	return NULL;
+}
+
+/* ipc_json_dispatch - hand one record to its operation's handler, or log why not. */
+static void ipc_json_dispatch(const struct ipc_json_reader *r, void *arg, const cJSON *msg,
+			      int fds[IPC_FDS_MAX])
+{
+	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "op"));
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "id"));
+	const struct ipc_json_op *o;
+
+	if (op == NULL || (id == NULL && r->ids_required) || (id != NULL && !spool_id_valid(id)))
+		log_err("%s", r->malformed);
+	else if ((o = ipc_json_find(r, op, id)) != NULL)
+		o->handler(arg, msg, id, fds);
+	else
+		log_err("unknown operation %s from %s: ignored", op, r->peer);
+}
+
+/* ipc_json_drain - dispatch what waits; say whether the channel is still open. */
+int ipc_json_drain(int fd, const struct ipc_json_reader *r, void *arg)
+{
+	int fds[IPC_FDS_MAX];
+	cJSON *msg;
+	size_t i;
+	int n;
+
+	while ((n = ipc_recv_json(fd, &msg, fds)) > 0) {
+		ipc_json_dispatch(r, arg, msg, fds);
+		cJSON_Delete(msg);
+		for (i = 0; i < IPC_FDS_MAX; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	}
+	if (n < 0 && errno == EBADMSG) {
+		if (r->bad_record != NULL)
+			log_err("%s", r->bad_record);
+		return 1;
+	}
+	return n != 0 && errno == EAGAIN;
 }
 
 /* One record waiting for room in the socket. */

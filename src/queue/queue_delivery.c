@@ -266,52 +266,54 @@ static void queue_dlv_move(struct queue *q, const char *id, const char *to, cons
 		close(dir);
 }
 
-/* queue_dlv_dispatch - one operation from the worker. */
-static void queue_dlv_dispatch(struct queue *q, cJSON *msg, int fds[IPC_FDS_MAX])
+/* queue_dlv_op_open - "open" from the worker. */
+static void queue_dlv_op_open(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
 {
-	const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "op"));
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "id"));
-
-	if (op == NULL || id == NULL || !spool_id_valid(id)) {
-		log_err("malformed message from the delivery worker: ignored");
-		return;
-	}
-	if (strcmp(op, "open") == 0)
-		queue_dlv_open(q, id);
-	else if (strcmp(op, "state") == 0)
-		queue_dlv_state(q, id, fds[0]);
-	else if (strcmp(op, "done") == 0)
-		queue_dlv_done(q, id);
-	else if (strcmp(op, "move") == 0)
-		queue_dlv_move(q, id,
-			       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "to")) ?: "",
-			       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "name")));
-	else
-		log_err("unknown operation %s from the delivery worker: ignored", op);
+	queue_dlv_open(arg, id);
 }
+
+/* queue_dlv_op_state - "state" from the worker, with its file. */
+static void queue_dlv_op_state(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	queue_dlv_state(arg, id, fds[0]);
+}
+
+/* queue_dlv_op_done - "done" from the worker. */
+static void queue_dlv_op_done(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	queue_dlv_done(arg, id);
+}
+
+/* queue_dlv_op_move - "move" from the worker: "to" and maybe "name". */
+static void queue_dlv_op_move(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	queue_dlv_move(arg, id,
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "to")) ?: "",
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "name")));
+}
+
+/* The operations the worker sends; every one names a message. */
+static const struct ipc_json_op queue_dlv_ops[] = {
+	{"open", queue_dlv_op_open, 1},
+	{"state", queue_dlv_op_state, 1},
+	{"done", queue_dlv_op_done, 1},
+	{"move", queue_dlv_op_move, 1},
+};
+
+static const struct ipc_json_reader queue_dlv_reader = {
+	.ops = queue_dlv_ops,
+	.nops = sizeof(queue_dlv_ops) / sizeof(queue_dlv_ops[0]),
+	.ids_required = 1,
+	.malformed = "malformed message from the delivery worker: ignored",
+	.peer = "the delivery worker",
+	.bad_record = "malformed record from the delivery worker: ignored",
+};
 
 /* queue_dlv_cb - read what the worker sent. */
 static void queue_dlv_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct queue *q = arg;
-	int fds[IPC_FDS_MAX];
-	cJSON *msg;
-	size_t i;
-	int n;
-
-	while ((n = ipc_recv_json(fd, &msg, fds)) > 0) {
-		queue_dlv_dispatch(q, msg, fds);
-		cJSON_Delete(msg);
-		for (i = 0; i < IPC_FDS_MAX; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
-	}
-	if (n < 0 && errno == EBADMSG) {
-		log_err("malformed record from the delivery worker: ignored");
-		return;
-	}
-	if (n == 0 || errno != EAGAIN)
-		queue_dlv_close(q);
+	if (!ipc_json_drain(fd, &queue_dlv_reader, arg))
+		queue_dlv_close(arg);
 }
 
 /* queue_dlv_close - the worker has gone. */
