@@ -6,6 +6,7 @@
  * own, picks a boundary found in none of them, then puts the message
  * together. Whatever the envelope and the content hold, the result is a
  * well-formed MIME message: CRLF line endings, no line over 998 octets.
+ * What the third part returns of the original is dsn_original.c's.
  *
  * Choices:
  *  - The report is message/delivery-status with "rfc822" addresses, unless
@@ -40,34 +41,19 @@
 
 #include "utf8.h"
 #include "dsn.h"
+#include "dsn_internal.h"
 #include "mail_header.h"
 #include "smtp_parse.h"
 
 #define DSN_LINE_SOFT 78  /* RFC 5322 2.1.1: fold past this when possible */
 #define DSN_TEXT_WIDTH 76 /* the explanation's lines */
-#define DSN_LINE_MAX 998  /* never longer */
 #define DSN_HOST_MAX 253
 #define DSN_VALUE_MAX 1000   /* a cleaned address */
 #define DSN_DIAG_MAX 4000    /* a cleaned diagnostic */
-#define DSN_HEADERS_MIN 8192 /* the returned header section may always be that long */
 #define DSN_DATE_MAX 64
 
-/* A growing buffer; after a failed allocation it stays failed. */
-struct dsn_buf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-/* What the report returns of the original. */
-struct dsn_original {
-	struct dsn_buf part;
-	int full;        /* the whole message, else its header section */
-	const char *why; /* why only the header, for the explanation */
-};
-
-/* buf_put - append n bytes. */
-static void buf_put(struct dsn_buf *b, const char *s, size_t n)
+/* dsn_buf_put - append n bytes. */
+void dsn_buf_put(struct dsn_buf *b, const char *s, size_t n)
 {
 	size_t cap;
 	char *p;
@@ -95,10 +81,10 @@ static void buf_put(struct dsn_buf *b, const char *s, size_t n)
 	b->len += n;
 }
 
-/* buf_puts - append a string. */
-static void buf_puts(struct dsn_buf *b, const char *s)
+/* dsn_buf_puts - append a string. */
+void dsn_buf_puts(struct dsn_buf *b, const char *s)
 {
-	buf_put(b, s, strlen(s));
+	dsn_buf_put(b, s, strlen(s));
 }
 
 /* buf_printf - append formatted text (short: one field or line). */
@@ -115,7 +101,7 @@ static void buf_printf(struct dsn_buf *b, const char *fmt, ...)
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		buf_put(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		dsn_buf_put(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 /* buf_has_8bit - whether the buffer holds an octet above 127. */
@@ -220,7 +206,7 @@ static void put_wrapped(struct dsn_buf *b, const char *first, const char *text, 
 	const char *w = text, *e;
 	int empty = 1;
 
-	buf_puts(b, first);
+	dsn_buf_puts(b, first);
 	while (*w != '\0') {
 		while (*w == ' ')
 			w++;
@@ -231,30 +217,30 @@ static void put_wrapped(struct dsn_buf *b, const char *first, const char *text, 
 			e = w + strlen(w);
 		wl = (size_t)(e - w);
 		if (!empty && col + 1 + wl > soft) {
-			buf_puts(b, "\r\n");
-			buf_puts(b, cont);
+			dsn_buf_puts(b, "\r\n");
+			dsn_buf_puts(b, cont);
 			col = clen;
 			empty = 1;
 		}
 		if (!empty) {
-			buf_put(b, " ", 1);
+			dsn_buf_put(b, " ", 1);
 			col++;
 		}
 		while (col + wl > DSN_LINE_MAX) {
 			n = char_start(w, DSN_LINE_MAX - col);
-			buf_put(b, w, n);
-			buf_puts(b, "\r\n");
-			buf_puts(b, cont);
+			dsn_buf_put(b, w, n);
+			dsn_buf_puts(b, "\r\n");
+			dsn_buf_puts(b, cont);
 			col = clen;
 			w += n;
 			wl -= n;
 		}
-		buf_put(b, w, wl);
+		dsn_buf_put(b, w, wl);
 		col += wl;
 		empty = 0;
 		w = e;
 	}
-	buf_puts(b, "\r\n");
+	dsn_buf_puts(b, "\r\n");
 }
 
 /* put_field - a header field "Name: value", folded. */
@@ -443,7 +429,7 @@ static void status_part(struct dsn_buf *b, const char *host, const struct envelo
 		put_field(b, "Arrival-Date", value);
 	}
 	for (i = 0; i < n; i++) {
-		buf_puts(b, "\r\n");
+		dsn_buf_puts(b, "\r\n");
 		put_rcpt_fields(b, &rcpts[i], global);
 	}
 }
@@ -470,7 +456,7 @@ static void rcpt_line(struct dsn_buf *b, const struct dsn_rcpt *r)
 		snprintf(line + n, sizeof(line) - (size_t)n, " (retried until %s)", date);
 	}
 	put_wrapped(b, "", line, "    ", DSN_TEXT_WIDTH);
-	buf_puts(b, "\r\n");
+	dsn_buf_puts(b, "\r\n");
 }
 
 /* text_section - the paragraph for one action and its recipients, when it has any. */
@@ -485,7 +471,7 @@ static void text_section(struct dsn_buf *b, const struct dsn_rcpt *rcpts, size_t
 	if (!any)
 		return;
 	put_wrapped(b, "", intro, "", DSN_TEXT_WIDTH);
-	buf_puts(b, "\r\n");
+	dsn_buf_puts(b, "\r\n");
 	for (i = 0; i < n; i++)
 		if (rcpts[i].action == action)
 			rcpt_line(b, &rcpts[i]);
@@ -499,7 +485,7 @@ static void text_part(struct dsn_buf *b, const char *host, const struct dsn_rcpt
 
 	snprintf(line, sizeof(line), "This is the mail system at host %s.", host);
 	put_wrapped(b, "", line, "", DSN_TEXT_WIDTH);
-	buf_puts(b, "\r\n");
+	dsn_buf_puts(b, "\r\n");
 	text_section(b, rcpts, n, DSN_FAILED,
 	             "Your message could not be delivered to one or more of its recipients. "
 	             "The mail system has given up on them; each address below is followed by "
@@ -517,127 +503,10 @@ static void text_part(struct dsn_buf *b, const char *host, const struct dsn_rcpt
 		put_wrapped(b, "", "Your message is attached below.", "", DSN_TEXT_WIDTH);
 	else
 		put_wrapped(b, "", orig->why, "", DSN_TEXT_WIDTH);
-	buf_puts(b, "\r\n");
+	dsn_buf_puts(b, "\r\n");
 	snprintf(line, sizeof(line), "If you need help, forward this report to postmaster@%s.",
 	         host);
 	put_wrapped(b, "", line, "", DSN_TEXT_WIDTH);
-}
-
-/*
- * orig_carriable - whether content can go into message/rfc822 unchanged:
- * no NUL, no CR but before LF, no line longer than DSN_LINE_MAX.
- */
-static int orig_carriable(const char *c, size_t len)
-{
-	size_t i, col = 0;
-
-	for (i = 0; i < len; i++) {
-		if (c[i] == '\n') {
-			col = 0;
-			continue;
-		}
-		if (c[i] == '\0' || (c[i] == '\r' && (i + 1 == len || c[i + 1] != '\n')))
-			return 0;
-		if (c[i] != '\r' && ++col > DSN_LINE_MAX)
-			return 0;
-	}
-	return 1;
-}
-
-/* orig_full - the whole content, a bare LF made CRLF, ending with CRLF. */
-static void orig_full(struct dsn_buf *b, const char *c, size_t len)
-{
-	const char *p = c, *end = c + len, *nl;
-	size_t n;
-
-	while (p < end) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		buf_put(b, p, n);
-		buf_puts(b, "\r\n");
-		p = nl != NULL ? nl + 1 : end;
-	}
-}
-
-/* line_is_field - whether a header line starts a field ("name:") or continues one. */
-static int line_is_field(const char *p, size_t n, int first)
-{
-	size_t i = 0;
-
-	if (!first && n > 0 && (p[0] == ' ' || p[0] == '\t'))
-		return 1;
-	while (i < n && p[i] > ' ' && p[i] < 0x7f && p[i] != ':')
-		i++;
-	if (i == 0)
-		return 0;
-	while (i < n && (p[i] == ' ' || p[i] == '\t'))
-		i++;
-	return i < n && p[i] == ':';
-}
-
-/* put_header_line - one line of the returned header: NUL dropped, lone CR a blank, cut at 998. */
-static void put_header_line(struct dsn_buf *b, const char *p, size_t n)
-{
-	size_t i, col = 0;
-	char c;
-
-	for (i = 0; i < n && col < DSN_LINE_MAX; i++) {
-		c = p[i] == '\r' ? ' ' : p[i];
-		if (c == '\0')
-			continue;
-		buf_put(b, &c, 1);
-		col++;
-	}
-	buf_puts(b, "\r\n");
-}
-
-/*
- * orig_headers - the header section of content (up to the empty line, or
- * the first line that is no field), whole lines up to limit bytes.
- */
-static void orig_headers(struct dsn_buf *b, const char *c, size_t len, size_t limit)
-{
-	const char *p = c, *end = c + len, *nl;
-	size_t n, used = 0;
-
-	while (p < end && used < limit) {
-		nl = memchr(p, '\n', (size_t)(end - p));
-		n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
-		if (n > 0 && p[n - 1] == '\r')
-			n--;
-		if (!line_is_field(p, n, p == c))
-			break;
-		put_header_line(b, p, n);
-		used += n + 2;
-		p = nl != NULL ? nl + 1 : end;
-	}
-}
-
-/* dsn_original - what to return of the original, and why only its header when so. */
-static void dsn_original(struct dsn_original *o, const struct envelope *env, const char *content,
-                         size_t len, int failure, size_t attach_limit)
-{
-	memset(o, 0, sizeof(*o));
-	if (!failure)
-		o->why = "The header of your message is attached below.";
-	else if (env->ret == SMTP_RET_HDRS)
-		o->why = "The header of your message is attached below (you asked for the "
-		         "header only).";
-	else if (len > attach_limit)
-		o->why = "The header of your message is attached below; the whole message is "
-		         "too large to be returned.";
-	else if (!orig_carriable(content, len))
-		o->why = "The header of your message is attached below; the whole message "
-		         "cannot be returned unchanged.";
-	else
-		o->full = 1;
-	if (o->full)
-		orig_full(&o->part, content, len);
-	else
-		orig_headers(&o->part, content, len,
-		             attach_limit > DSN_HEADERS_MIN ? attach_limit : DSN_HEADERS_MIN);
 }
 
 /* buf_contains - whether needle occurs in b. */
@@ -701,7 +570,7 @@ static void put_headers(struct dsn_buf *b, const char *host, const struct envelo
 	           global ? "global-delivery-status" : "delivery-status", boundary);
 	if (eightbit)
 		put_field(b, "Content-Transfer-Encoding", "8bit");
-	buf_puts(b, "\r\n");
+	dsn_buf_puts(b, "\r\n");
 }
 
 /* put_part - a body part: delimiter, its header, its content. */
@@ -713,19 +582,10 @@ static void put_part(struct dsn_buf *b, const char *boundary, const char *descri
 	put_field(b, "Content-Type", type);
 	if (buf_has_8bit(content))
 		put_field(b, "Content-Transfer-Encoding", "8bit");
-	buf_puts(b, "\r\n");
-	buf_put(b, content->p, content->len);
+	dsn_buf_puts(b, "\r\n");
+	dsn_buf_put(b, content->p, content->len);
 	/* The content ends with CRLF; this one belongs to the next delimiter. */
-	buf_puts(b, "\r\n");
-}
-
-/* orig_type - the media type and description of the returned original. */
-static const char *orig_type(const struct envelope *env, int full, const char **description)
-{
-	*description = full ? "Undelivered Message" : "Message Headers";
-	if (env->smtputf8)
-		return full ? "message/global" : "message/global-headers";
-	return full ? "message/rfc822" : "text/rfc822-headers";
+	dsn_buf_puts(b, "\r\n");
 }
 
 /* dsn_wanted - whether the sender asked (or, for failures, did not decline) to hear. */
@@ -793,11 +653,11 @@ char *dsn_build(const char *hostname, const struct envelope *env, const char *co
 	}
 	eightbit = buf_has_8bit(&parts[0]) || buf_has_8bit(&parts[1]) || buf_has_8bit(&orig.part);
 	put_headers(&msg, host, env, rcpts, nrcpts, global, eightbit, boundary, now);
-	buf_puts(&msg, "This is a MIME-encapsulated message.\r\n\r\n");
+	dsn_buf_puts(&msg, "This is a MIME-encapsulated message.\r\n\r\n");
 	put_part(&msg, boundary, "Notification", "text/plain; charset=utf-8", &parts[0]);
 	put_part(&msg, boundary, "Delivery report",
 	         global ? "message/global-delivery-status" : "message/delivery-status", &parts[1]);
-	type = orig_type(env, orig.full, &desc);
+	type = dsn_original_type(env, orig.full, &desc);
 	put_part(&msg, boundary, desc, type, &orig.part);
 	buf_printf(&msg, "--%s--\r\n", boundary);
 	oom = msg.oom || parts[0].oom || parts[1].oom || orig.part.oom;

@@ -1,8 +1,8 @@
 /*
  * message.c - an Internet message in memory (RFC 5322): header fields parsed
- * over the untouched input, edits that replace whole fields, the To
- * address-list editor, and serialization. The address lists themselves
- * are tokenized by message_addrlist.c.
+ * over the untouched input, edits that replace whole fields, and
+ * serialization. The To address-list editor is message_to.c; the address
+ * lists themselves are tokenized by message_addrlist.c.
  *
  * The input is never changed. A field is a span of it until an edit writes
  * the field anew into a buffer of its own; untouched spans are written back
@@ -18,36 +18,6 @@
 
 #include "message.h"
 #include "message_internal.h"
-
-struct field {
-	const char *raw; /* name, colon, value, line ending */
-	size_t len;
-	size_t name_len; /* without the blanks before the colon */
-	size_t colon;    /* offset of the colon in raw */
-	char *own;       /* raw's allocation once an edit has written the field */
-};
-
-struct message {
-	char *buf; /* the input */
-	size_t buf_len;
-	struct field *fields;
-	size_t count;
-	size_t cap;
-	const char *sep; /* the empty line between header and body, if any */
-	size_t sep_len;
-	const char *body;
-	size_t body_len;
-	const char *eol; /* the line ending of the lines written by edits */
-	int modified;
-};
-
-/* A growing byte string; failed records an allocation failure. */
-struct sbuf {
-	char *p;
-	size_t len;
-	size_t cap;
-	int failed;
-};
 
 /* ---- Bytes ---- */
 
@@ -103,8 +73,8 @@ static size_t eol_len(const char *raw, size_t len)
 	return (len >= 2 && raw[len - 2] == '\r') ? 2 : 1;
 }
 
-/* sb_put - append n bytes; after a failure, nothing more is stored. */
-static void sb_put(struct sbuf *b, const char *s, size_t n)
+/* message_sb_put - append n bytes; after a failure, nothing more is stored. */
+void message_sb_put(struct sbuf *b, const char *s, size_t n)
 {
 	size_t cap = b->cap ? b->cap : GROW_MIN;
 	char *p;
@@ -131,16 +101,16 @@ static void sb_put(struct sbuf *b, const char *s, size_t n)
 	b->len += n;
 }
 
-/* sb_str - append a NUL-terminated string. */
-static void sb_str(struct sbuf *b, const char *s)
+/* message_sb_str - append a NUL-terminated string. */
+void message_sb_str(struct sbuf *b, const char *s)
 {
-	sb_put(b, s, strlen(s));
+	message_sb_put(b, s, strlen(s));
 }
 
-/* sb_take - the built string (NUL-terminated) and its length, or NULL with ENOMEM. */
-static char *sb_take(struct sbuf *b, size_t *len)
+/* message_sb_take - the built string (NUL-terminated) and its length, or NULL with ENOMEM. */
+char *message_sb_take(struct sbuf *b, size_t *len)
 {
-	sb_put(b, "", 1);
+	message_sb_put(b, "", 1);
 	if (b->failed) {
 		free(b->p);
 		errno = ENOMEM;
@@ -189,28 +159,28 @@ static size_t fold_next(const char *v, size_t n, size_t i)
 }
 
 /*
- * fold_field - a new raw field "name: value" and eol, folded before blanks so
+ * message_fold_field - a new raw field "name: value" and eol, folded before blanks so
  * that lines stay within 78 characters where the blanks allow. Every
  * continuation line starts with a blank and holds a non-blank, so unfolding
  * gives back the (trimmed) value exactly. strict refuses a line over 998
  * characters (EINVAL); otherwise such a line, made of a word the message
  * already had, is written as it is.
  */
-static char *fold_field(const char *name, size_t name_len, const char *v, size_t n, const char *eol,
-                        int strict, size_t *out_len)
+char *message_fold_field(const char *name, size_t name_len, const char *v, size_t n,
+                         const char *eol, int strict, size_t *out_len)
 {
 	struct sbuf b = {0};
 	size_t line = name_len + 1;
 	size_t i, end;
 
 	trim(&v, &n);
-	sb_put(&b, name, name_len);
-	sb_put(&b, n ? ": " : ":", n ? 2 : 1);
+	message_sb_put(&b, name, name_len);
+	message_sb_put(&b, n ? ": " : ":", n ? 2 : 1);
 	line += n ? 1 : 0;
 	for (i = 0; i < n; i = end) {
 		end = fold_next(v, n, i);
 		if (i > 0 && line + (end - i) > MESSAGE_LINE_SOFT_MAX) {
-			sb_str(&b, eol);
+			message_sb_str(&b, eol);
 			line = 0;
 		}
 		line += end - i;
@@ -219,10 +189,10 @@ static char *fold_field(const char *name, size_t name_len, const char *v, size_t
 			errno = EINVAL;
 			return NULL;
 		}
-		sb_put(&b, v + i, end - i);
+		message_sb_put(&b, v + i, end - i);
 	}
-	sb_str(&b, eol);
-	return sb_take(&b, out_len);
+	message_sb_str(&b, eol);
+	return message_sb_take(&b, out_len);
 }
 
 /* ---- Parsing ---- */
@@ -483,8 +453,8 @@ char *message_field_value(const struct message *m, size_t index, size_t *len)
 	return unfold(f->raw + start, f->len - start - eol_len(f->raw, f->len), len);
 }
 
-/* field_is - field f is called name (len bytes), ignoring case. */
-static int field_is(const struct field *f, const char *name, size_t len)
+/* message_field_is - field f is called name (len bytes), ignoring case. */
+int message_field_is(const struct field *f, const char *name, size_t len)
 {
 	return message_case_eq(f->raw, f->name_len, name, len);
 }
@@ -496,7 +466,7 @@ size_t message_header_count(const struct message *m, const char *name)
 	size_t i, n = 0;
 
 	for (i = 0; i < m->count; i++)
-		n += field_is(&m->fields[i], name, len);
+		n += message_field_is(&m->fields[i], name, len);
 	return n;
 }
 
@@ -507,7 +477,7 @@ ssize_t message_header_index(const struct message *m, const char *name, size_t n
 	size_t i;
 
 	for (i = 0; i < m->count; i++)
-		if (field_is(&m->fields[i], name, len) && nth-- == 0)
+		if (message_field_is(&m->fields[i], name, len) && nth-- == 0)
 			return (ssize_t)i;
 	return -1;
 }
@@ -526,8 +496,8 @@ char *message_header_get(const struct message *m, const char *name, size_t nth, 
 
 /* ---- Edits of whole fields ---- */
 
-/* field_replace - field f is now raw (len bytes, owned), its name name_len long. */
-static void field_replace(struct field *f, char *raw, size_t len, size_t name_len)
+/* message_field_replace - field f is now raw (len bytes, owned), its name name_len long. */
+void message_field_replace(struct field *f, char *raw, size_t len, size_t name_len)
 {
 	free(f->own);
 	f->own = raw;
@@ -553,9 +523,9 @@ static int terminate_last(struct message *m)
 	f = &m->fields[m->count - 1];
 	if (eol_len(f->raw, f->len))
 		return 0;
-	sb_put(&b, f->raw, f->len);
-	sb_str(&b, m->eol);
-	raw = sb_take(&b, &len);
+	message_sb_put(&b, f->raw, f->len);
+	message_sb_str(&b, m->eol);
+	raw = message_sb_take(&b, &len);
 	if (!raw)
 		return -1;
 	free(f->own);
@@ -582,7 +552,7 @@ static int insert_field(struct message *m, size_t pos, char *raw, size_t len, si
 	memmove(f + 1, f, (m->count - pos) * sizeof(*f));
 	m->count++;
 	f->own = NULL;
-	field_replace(f, raw, len, name_len);
+	message_field_replace(f, raw, len, name_len);
 	if (m->sep_len == 0 && m->body_len > 0 && message_is_wsp(m->body[0])) {
 		m->sep = m->eol;
 		m->sep_len = strlen(m->eol);
@@ -591,8 +561,8 @@ static int insert_field(struct message *m, size_t pos, char *raw, size_t len, si
 	return 0;
 }
 
-/* add_field - a new field "name: value" at the top or after the last field. */
-static int add_field(struct message *m, int at_top, const char *name, const char *value)
+/* message_add_field - a new field "name: value" at the top or after the last field. */
+int message_add_field(struct message *m, int at_top, const char *name, const char *value)
 {
 	size_t len;
 	char *raw;
@@ -601,7 +571,7 @@ static int add_field(struct message *m, int at_top, const char *name, const char
 		errno = EINVAL;
 		return -1;
 	}
-	raw = fold_field(name, strlen(name), value, strlen(value), m->eol, 1, &len);
+	raw = message_fold_field(name, strlen(name), value, strlen(value), m->eol, 1, &len);
 	if (!raw)
 		return -1;
 	if (insert_field(m, at_top ? 0 : m->count, raw, len, strlen(name)) < 0) {
@@ -614,13 +584,13 @@ static int add_field(struct message *m, int at_top, const char *name, const char
 /* message_header_append - add a field after the last one. */
 int message_header_append(struct message *m, const char *name, const char *value)
 {
-	return add_field(m, 0, name, value);
+	return message_add_field(m, 0, name, value);
 }
 
 /* message_header_prepend - add a field at the top. */
 int message_header_prepend(struct message *m, const char *name, const char *value)
 {
-	return add_field(m, 1, name, value);
+	return message_add_field(m, 1, name, value);
 }
 
 /* message_header_set - replace the value of the first field called name, or append. */
@@ -637,12 +607,12 @@ int message_header_set(struct message *m, const char *name, const char *value)
 	}
 	i = message_header_index(m, name, 0);
 	if (i < 0)
-		return add_field(m, 0, name, value);
+		return message_add_field(m, 0, name, value);
 	f = &m->fields[i];
-	raw = fold_field(f->raw, f->name_len, value, strlen(value), m->eol, 1, &len);
+	raw = message_fold_field(f->raw, f->name_len, value, strlen(value), m->eol, 1, &len);
 	if (!raw)
 		return -1;
-	field_replace(f, raw, len, f->name_len);
+	message_field_replace(f, raw, len, f->name_len);
 	m->modified = 1;
 	return 0;
 }
@@ -672,9 +642,9 @@ static char *renamed(const struct field *f, const char *new_name, size_t *len)
 		errno = EINVAL;
 		return NULL;
 	}
-	sb_put(&b, new_name, name_len);
-	sb_put(&b, f->raw + f->colon, f->len - f->colon);
-	return sb_take(&b, len);
+	message_sb_put(&b, new_name, name_len);
+	message_sb_put(&b, f->raw + f->colon, f->len - f->colon);
+	return message_sb_take(&b, len);
 }
 
 /* message_header_rename - rename every field called old_name. */
@@ -699,7 +669,7 @@ ssize_t message_header_rename(struct message *m, const char *old_name, const cha
 		goto fail;
 	}
 	for (i = 0, k = 0; i < m->count; i++) {
-		if (!field_is(&m->fields[i], old_name, old_len))
+		if (!message_field_is(&m->fields[i], old_name, old_len))
 			continue;
 		raws[k] = renamed(&m->fields[i], new_name, &len);
 		if (!raws[k])
@@ -707,8 +677,8 @@ ssize_t message_header_rename(struct message *m, const char *old_name, const cha
 		lens[k++] = len;
 	}
 	for (i = 0, k = 0; i < m->count; i++)
-		if (field_is(&m->fields[i], old_name, old_len)) {
-			field_replace(&m->fields[i], raws[k], lens[k], strlen(new_name));
+		if (message_field_is(&m->fields[i], old_name, old_len)) {
+			message_field_replace(&m->fields[i], raws[k], lens[k], strlen(new_name));
 			k++;
 		}
 	free(raws);
@@ -734,7 +704,7 @@ ssize_t message_header_remove(struct message *m, const char *name)
 	}
 	len = strlen(name);
 	for (i = 0; i < m->count; i++) {
-		if (field_is(&m->fields[i], name, len))
+		if (message_field_is(&m->fields[i], name, len))
 			free(m->fields[i].own);
 		else
 			m->fields[j++] = m->fields[i];
@@ -745,290 +715,6 @@ ssize_t message_header_remove(struct message *m, const char *name)
 	m->count = j;
 	m->modified = 1;
 	return (ssize_t)len;
-}
-/* ---- Address-list edits (over message_addrlist.c's items) ---- */
-
-/* al_put_item - append the text of item it. */
-static void al_put_item(struct sbuf *b, const struct al_list *l, const struct al_item *it)
-{
-	sb_put(b, l->s + it->start, it->end - it->start);
-}
-
-/*
- * al_put_members - the members of group g that do not match addr, joined by
- * commas as they were; *removed counts the others.
- */
-static void al_put_members(struct sbuf *b, const struct al_list *l, size_t g, const char *addr,
-                           size_t *removed)
-{
-	size_t k, put = 0;
-
-	for (k = g + 1; k <= g + l->items[g].members; k++) {
-		if (al_matches(l, &l->items[k], addr)) {
-			(*removed)++;
-			continue;
-		}
-		if (put++)
-			sb_put(b, ",", 1);
-		al_put_item(b, l, &l->items[k]);
-	}
-}
-
-/*
- * al_remove - the list without the mailboxes equal to addr. The elements
- * kept are written as they were, each with the blanks that preceded it, and
- * joined by commas as before.
- */
-static void al_remove(const struct al_list *l, const char *addr, struct sbuf *b, size_t *removed)
-{
-	size_t i = 0, put = 0;
-
-	while (i < l->count) {
-		const struct al_item *it = &l->items[i];
-
-		if (it->kind != AL_GROUP && al_matches(l, it, addr)) {
-			(*removed)++;
-			i++;
-			continue;
-		}
-		if (put++)
-			sb_put(b, ",", 1);
-		if (it->kind != AL_GROUP) {
-			al_put_item(b, l, it);
-			i++;
-			continue;
-		}
-		sb_put(b, l->s + it->start, it->colon + 1 - it->start);
-		al_put_members(b, l, i, addr, removed);
-		sb_put(b, l->s + it->semi, it->end - it->semi);
-		i += 1 + it->members;
-	}
-}
-
-/* al_rewrite - the list with new_addr for the addr-spec of each mailbox equal to addr. */
-static void al_rewrite(const struct al_list *l, const char *addr, const char *new_addr,
-                       struct sbuf *b, size_t *rewritten)
-{
-	size_t i, pos = 0;
-
-	for (i = 0; i < l->count; i++) {
-		const struct al_item *it = &l->items[i];
-
-		if (!al_matches(l, it, addr))
-			continue;
-		sb_put(b, l->s + pos, it->addr - pos);
-		sb_str(b, new_addr);
-		pos = it->addr_end;
-		(*rewritten)++;
-	}
-	sb_put(b, l->s + pos, l->n - pos);
-}
-
-/* ---- The To helpers ---- */
-
-/* valid_addr - addr is a bare addr-spec the helpers can use. */
-static int valid_addr(const char *addr)
-{
-	struct al_item it;
-	size_t n;
-
-	if (!addr || strpbrk(addr, "\r\n"))
-		return 0;
-	n = strlen(addr);
-	if (n == 0 || n > MESSAGE_ADDR_MAX)
-		return 0;
-	return al_addr_spec(addr, 0, n, &it) && it.addr == 0 && it.addr_end == n;
-}
-
-/* A To field's new raw text, built before any field is changed. */
-struct to_change {
-	size_t index;
-	char *raw; /* NULL: remove the field */
-	size_t len;
-};
-
-/*
- * to_field_edit - the change of field index, if it has mailboxes equal to
- * addr: removed (new_addr NULL) or rewritten. *n gets how many; 0 leaves
- * ch->raw unset. -1 when out of memory.
- */
-static int to_field_edit(const struct message *m, size_t index, const char *addr,
-                         const char *new_addr, struct to_change *ch, size_t *n)
-{
-	const struct field *f = &m->fields[index];
-	struct sbuf b = {0};
-	struct al_list l;
-	size_t vlen, len;
-	char *v = message_field_value(m, index, &vlen);
-
-	*n = 0;
-	if (!v || al_parse(&l, v, vlen) < 0) {
-		free(v);
-		return -1;
-	}
-	if (!l.bad) {
-		if (new_addr)
-			al_rewrite(&l, addr, new_addr, &b, n);
-		else
-			al_remove(&l, addr, &b, n);
-	}
-	free(l.items);
-	free(v);
-	v = sb_take(&b, &len);
-	if (!v)
-		return -1;
-	ch->index = index;
-	ch->raw = NULL;
-	if (*n == 0 || (!new_addr && al_is_empty(v, len))) {
-		free(v);
-		return 0; /* unchanged, or the field is to go */
-	}
-	ch->raw = fold_field(f->raw, f->name_len, v, len, m->eol, 0, &ch->len);
-	free(v);
-	return ch->raw ? 0 : -1;
-}
-
-/* to_apply - make the changes, in field order; fields changed to NULL go. */
-static void to_apply(struct message *m, struct to_change *ch, size_t nch)
-{
-	size_t i, j = 0, k = 0;
-
-	for (i = 0; i < m->count; i++) {
-		if (k < nch && ch[k].index == i) {
-			if (!ch[k].raw) {
-				free(m->fields[i].own);
-				k++;
-				continue;
-			}
-			field_replace(&m->fields[i], ch[k].raw, ch[k].len, m->fields[i].name_len);
-			k++;
-		}
-		m->fields[j++] = m->fields[i];
-	}
-	m->count = j;
-	m->modified = 1;
-}
-
-/*
- * to_edit - remove (new_addr NULL) or rewrite the mailboxes equal to addr in
- * every To field. Returns how many, or -1.
- */
-static ssize_t to_edit(struct message *m, const char *addr, const char *new_addr)
-{
-	size_t nto = message_header_count(m, "To");
-	struct to_change *ch;
-	size_t i, k = 0, nch = 0, total = 0, n;
-
-	if (nto == 0)
-		return 0;
-	ch = calloc(nto, sizeof(*ch));
-	if (!ch) {
-		errno = ENOMEM;
-		return -1;
-	}
-	for (i = 0; i < m->count; i++) {
-		if (!field_is(&m->fields[i], "To", 2))
-			continue;
-		if (to_field_edit(m, i, addr, new_addr, &ch[nch], &n) < 0)
-			goto fail;
-		if (n) {
-			nch++;
-			total += n;
-		}
-	}
-	if (nch)
-		to_apply(m, ch, nch);
-	free(ch);
-	return (ssize_t)total;
-fail:
-	for (k = 0; k < nch; k++)
-		free(ch[k].raw);
-	free(ch);
-	errno = ENOMEM;
-	return -1;
-}
-
-/* message_to_remove - remove every mailbox equal to addr from the To fields. */
-ssize_t message_to_remove(struct message *m, const char *addr)
-{
-	if (!valid_addr(addr)) {
-		errno = EINVAL;
-		return -1;
-	}
-	return to_edit(m, addr, NULL);
-}
-
-/* message_to_rewrite - replace old_addr by new_addr in the To fields. */
-ssize_t message_to_rewrite(struct message *m, const char *old_addr, const char *new_addr)
-{
-	if (!valid_addr(old_addr) || !valid_addr(new_addr)) {
-		errno = EINVAL;
-		return -1;
-	}
-	return to_edit(m, old_addr, new_addr);
-}
-
-/*
- * to_added - list v (n bytes, tokenized in l) with addr after it. An
- * unclosed group at the end is closed first, so addr does not join it.
- */
-static char *to_added(const struct al_list *l, const char *v, size_t n, const char *addr,
-                      size_t *len)
-{
-	struct sbuf b = {0};
-	const struct al_item *last = NULL;
-	int close_group;
-	size_t k;
-
-	for (k = 0; k < l->count; k += 1 + (l->items[k].kind == AL_GROUP ? l->items[k].members : 0))
-		last = &l->items[k];
-	close_group = last && last->kind == AL_GROUP && last->semi == n;
-	sb_put(&b, v, n);
-	if (close_group)
-		sb_put(&b, ";", 1);
-	if (n > 0)
-		sb_str(&b, v[n - 1] == ',' && !close_group ? " " : ", ");
-	sb_str(&b, addr);
-	return sb_take(&b, len);
-}
-
-/* message_to_add - add addr to the first To field, or create one. */
-int message_to_add(struct message *m, const char *addr)
-{
-	struct al_list l;
-	struct field *f;
-	char *v, *list, *raw;
-	size_t vlen, list_len, len;
-	ssize_t i;
-
-	if (!valid_addr(addr)) {
-		errno = EINVAL;
-		return -1;
-	}
-	i = message_header_index(m, "To", 0);
-	if (i < 0)
-		return add_field(m, 0, "To", addr);
-	v = message_field_value(m, (size_t)i, &vlen);
-	if (!v || al_parse(&l, v, vlen) < 0) {
-		free(v);
-		return -1;
-	}
-	list = l.bad ? NULL : to_added(&l, v, vlen, addr, &list_len);
-	free(l.items);
-	free(v);
-	if (!list) {
-		if (l.bad)
-			errno = EBADMSG;
-		return -1;
-	}
-	f = &m->fields[i];
-	raw = fold_field(f->raw, f->name_len, list, list_len, m->eol, 0, &len);
-	free(list);
-	if (!raw)
-		return -1;
-	field_replace(f, raw, len, f->name_len);
-	m->modified = 1;
-	return 0;
 }
 
 /* ---- Serialization ---- */

@@ -1,7 +1,8 @@
 /*
- * message_internal.h - what message.c and message_addrlist.c share: the
- * byte helpers of message.c, the growth step of their arrays, and the
- * address list of a field value as the tokenizer splits it into items.
+ * message_internal.h - what message.c, message_addrlist.c and message_to.c
+ * share: the message and its fields, the byte helpers and field edits of
+ * message.c, the growth step of their arrays, and the address list of a
+ * field value as the tokenizer splits it into items.
  */
 #ifndef VSMTPD_MESSAGE_INTERNAL_H
 #define VSMTPD_MESSAGE_INTERNAL_H
@@ -10,6 +11,36 @@
 
 /* The initial size of a growing array or string. */
 #define GROW_MIN 16
+
+struct field {
+	const char *raw; /* name, colon, value, line ending */
+	size_t len;
+	size_t name_len; /* without the blanks before the colon */
+	size_t colon;    /* offset of the colon in raw */
+	char *own;       /* raw's allocation once an edit has written the field */
+};
+
+struct message {
+	char *buf; /* the input */
+	size_t buf_len;
+	struct field *fields;
+	size_t count;
+	size_t cap;
+	const char *sep; /* the empty line between header and body, if any */
+	size_t sep_len;
+	const char *body;
+	size_t body_len;
+	const char *eol; /* the line ending of the lines written by edits */
+	int modified;
+};
+
+/* A growing byte string; failed records an allocation failure. */
+struct sbuf {
+	char *p;
+	size_t len;
+	size_t cap;
+	int failed;
+};
 
 /* What an element of an address list is. */
 enum al_kind {
@@ -50,6 +81,16 @@ struct al_list {
 /* message.c: bytes. */
 int message_is_wsp(char c);
 int message_case_eq(const char *a, size_t alen, const char *b, size_t blen);
+void message_sb_put(struct sbuf *b, const char *s, size_t n);
+void message_sb_str(struct sbuf *b, const char *s);
+char *message_sb_take(struct sbuf *b, size_t *len);
+
+/* message.c: fields. */
+char *message_fold_field(const char *name, size_t name_len, const char *v, size_t n,
+                         const char *eol, int strict, size_t *out_len);
+int message_field_is(const struct field *f, const char *name, size_t len);
+void message_field_replace(struct field *f, char *raw, size_t len, size_t name_len);
+int message_add_field(struct message *m, int at_top, const char *name, const char *value);
 
 /* message_addrlist.c: the tokenizer and what it tells of the items. */
 int al_parse(struct al_list *l, const char *s, size_t n);

@@ -1,7 +1,7 @@
 /*
  * smtp_parse.c - parsing of SMTP command lines: verbs, forward and reverse
- * paths, ESMTP parameters (SIZE, BODY, SMTPUTF8, DSN, AUTH), HELO/EHLO and
- * BDAT arguments, and RFC 3461 xtext.
+ * paths, HELO/EHLO and BDAT arguments. The ESMTP parameters after a path
+ * (SIZE, BODY, SMTPUTF8, DSN, AUTH) and RFC 3461 xtext are smtp_params.c's.
  *
  * Every function reads one NUL-terminated line without its CRLF and writes
  * only into fixed-size caller structures, so any input is safe to feed. The
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "smtp_parse.h"
+#include "smtp_parse_internal.h"
 
 #define R_LINE_CHAR "500 5.5.2 Syntax error: invalid character in command"
 #define R_LINE_8BIT "500 5.5.2 Syntax error: 8-bit character in command"
@@ -27,11 +28,7 @@
 #define R_RCPT_BAD "501 5.1.3 Bad recipient address syntax"
 #define R_RCPT_LONG "501 5.1.3 Recipient address too long"
 #define R_NEED_UTF8 "553 5.6.7 Non-ASCII address requires SMTPUTF8"
-#define R_PARAM_UNKNOWN "555 5.5.4 Unsupported parameter"
 #define R_BDAT_SYNTAX "501 5.5.4 Syntax: BDAT size [LAST]"
-
-/* The longest keyword quoted back in a 555 reply; a longer one is cut. */
-#define SMTP_KEYWORD_ECHO_MAX 32
 
 /* Longest address literal content inet_pton is asked about. */
 #define SMTP_LITERAL_MAX 64
@@ -61,19 +58,19 @@ static int smtp_is_alpha(unsigned char c)
 }
 
 /* smtp_is_digit - ASCII digit. */
-static int smtp_is_digit(unsigned char c)
+int smtp_is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
 }
 
 /* smtp_is_alnum - ASCII letter or digit. */
-static int smtp_is_alnum(unsigned char c)
+int smtp_is_alnum(unsigned char c)
 {
 	return smtp_is_alpha(c) || smtp_is_digit(c);
 }
 
 /* smtp_ncaseeq - the n bytes at s equal word (n long), ignoring ASCII case. */
-static int smtp_ncaseeq(const char *s, size_t n, const char *word)
+int smtp_ncaseeq(const char *s, size_t n, const char *word)
 {
 	size_t i;
 
@@ -112,7 +109,7 @@ static int smtp_is_cont(unsigned char c)
  * refused (RFC 3629), since they are the usual way to sneak a second
  * spelling of an address past a comparison.
  */
-static size_t smtp_utf8_seq(const unsigned char *s)
+size_t smtp_utf8_seq(const unsigned char *s)
 {
 	unsigned char c = s[0];
 	unsigned char lo = 0x80, hi = 0xbf;
@@ -139,7 +136,7 @@ static size_t smtp_utf8_seq(const unsigned char *s)
 }
 
 /* smtp_parse_u64 - n decimal digits (1 to 20) that fit in 64 bits. */
-static int smtp_parse_u64(const char *s, size_t n, uint64_t *out)
+int smtp_parse_u64(const char *s, size_t n, uint64_t *out)
 {
 	uint64_t v = 0;
 	size_t i;
@@ -158,7 +155,7 @@ static int smtp_parse_u64(const char *s, size_t n, uint64_t *out)
 }
 
 /* smtp_skip_spaces - first byte of s that is not a space. */
-static const char *smtp_skip_spaces(const char *s)
+const char *smtp_skip_spaces(const char *s)
 {
 	while (*s == ' ')
 		s++;
@@ -440,327 +437,6 @@ static const char *smtp_path_parse(const char **pp, int rcpt, const struct smtp_
 	return NULL;
 }
 
-/* One ESMTP parameter, keyword[=value], pointing into the command line. */
-struct smtp_param {
-	const char *keyword;
-	size_t keyword_len;
-	const char *value; /* NULL when there is no '=' */
-	size_t value_len;
-};
-
-/* smtp_param_next - split off the next parameter at *pp; 0 at the end. */
-static int smtp_param_next(const char **pp, struct smtp_param *prm)
-{
-	const char *p = smtp_skip_spaces(*pp);
-	const char *end, *eq;
-
-	if (*p == '\0')
-		return 0;
-	end = p + strcspn(p, " ");
-	eq = memchr(p, '=', (size_t)(end - p));
-	prm->keyword = p;
-	prm->keyword_len = (size_t)((eq ? eq : end) - p);
-	prm->value = eq ? eq + 1 : NULL;
-	prm->value_len = eq ? (size_t)(end - eq - 1) : 0;
-	*pp = end;
-	return 1;
-}
-
-/* smtp_keyword_valid - RFC 5321 esmtp-keyword: alnum, then alnum or '-'. */
-static int smtp_keyword_valid(const char *s, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || !smtp_is_alnum((unsigned char)s[0]))
-		return 0;
-	for (i = 1; i < n; i++)
-		if (!smtp_is_alnum((unsigned char)s[i]) && s[i] != '-')
-			return 0;
-	return 1;
-}
-
-/*
- * smtp_param_unknown - the 555 reply naming an unknown keyword. The text
- * lives in a per-thread buffer, valid until this thread's next parse call.
- */
-static const char *smtp_param_unknown(const struct smtp_param *prm)
-{
-	static _Thread_local char reply[sizeof(R_PARAM_UNKNOWN) + SMTP_KEYWORD_ECHO_MAX + 2];
-	size_t n = prm->keyword_len;
-
-	if (!smtp_keyword_valid(prm->keyword, n))
-		return R_PARAM_UNKNOWN;
-	if (n > SMTP_KEYWORD_ECHO_MAX)
-		n = SMTP_KEYWORD_ECHO_MAX;
-	snprintf(reply, sizeof(reply), "%s: %.*s", R_PARAM_UNKNOWN, (int)n, prm->keyword);
-	return reply;
-}
-
-/* smtp_is_xchar - a byte that stands for itself in xtext. */
-static int smtp_is_xchar(unsigned char c)
-{
-	return c >= 33 && c <= 126 && c != '+' && c != '=';
-}
-
-/* smtp_hex_upper - value of an upper-case hex digit, -1 for anything else. */
-static int smtp_hex_upper(unsigned char c)
-{
-	if (smtp_is_digit(c))
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
- * smtp_xtext_decode - decode the n bytes of xtext at in into out (at most
- * max bytes and a NUL). Decoded characters must be printable ASCII, as the
- * values end up in DSN header fields; raw UTF-8 is let through only when
- * utf8 is set (the "utf-8" ORCPT type of RFC 6533 under SMTPUTF8). Returns
- * -1 when malformed, empty or too long.
- */
-static int smtp_xtext_decode(const char *in, size_t n, char *out, size_t max, int utf8)
-{
-	const unsigned char *u = (const unsigned char *)in;
-	size_t i = 0, o = 0, seq;
-	int hi, lo;
-
-	while (i < n) {
-		if (u[i] == '+') {
-			if (n - i < 3 || (hi = smtp_hex_upper(u[i + 1])) < 0 ||
-			    (lo = smtp_hex_upper(u[i + 2])) < 0 || hi * 16 + lo < 0x20 ||
-			    hi * 16 + lo > 0x7e || o + 1 > max)
-				return -1;
-			out[o++] = (char)(hi * 16 + lo);
-			i += 3;
-		} else if (smtp_is_xchar(u[i])) {
-			if (o + 1 > max)
-				return -1;
-			out[o++] = (char)u[i++];
-		} else if (utf8 && u[i] >= 0x80 && (seq = smtp_utf8_seq(u + i)) != 0 &&
-		           seq <= n - i) {
-			if (o + seq > max)
-				return -1;
-			memcpy(out + o, in + i, seq);
-			o += seq;
-			i += seq;
-		} else {
-			return -1;
-		}
-	}
-	if (o == 0)
-		return -1;
-	out[o] = '\0';
-	return (int)o;
-}
-
-/* smtp_value_is - the parameter's value is word, ignoring ASCII case. */
-static int smtp_value_is(const struct smtp_param *prm, const char *word)
-{
-	return prm->value && smtp_ncaseeq(prm->value, prm->value_len, word);
-}
-
-/* smtp_mail_param_size - SIZE=digits (RFC 1870). */
-static int smtp_mail_param_size(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_mail *mail = target;
-
-	if (!prm->value || smtp_parse_u64(prm->value, prm->value_len, &mail->size) < 0)
-		return -1;
-	mail->size_given = 1;
-	return 0;
-}
-
-/* smtp_mail_param_body - BODY=7BIT or BODY=8BITMIME (RFC 6152). */
-static int smtp_mail_param_body(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_mail *mail = target;
-
-	if (smtp_value_is(prm, "7BIT"))
-		mail->body = SMTP_BODY_7BIT;
-	else if (smtp_value_is(prm, "8BITMIME"))
-		mail->body = SMTP_BODY_8BITMIME;
-	else
-		return -1;
-	return 0;
-}
-
-/* smtp_mail_param_smtputf8 - SMTPUTF8, which takes no value (RFC 6531). */
-static int smtp_mail_param_smtputf8(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_mail *mail = target;
-
-	if (prm->value)
-		return -1;
-	mail->smtputf8 = 1;
-	return 0;
-}
-
-/* smtp_mail_param_ret - RET=FULL or RET=HDRS (RFC 3461 4.3). */
-static int smtp_mail_param_ret(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_mail *mail = target;
-
-	if (smtp_value_is(prm, "FULL"))
-		mail->ret = SMTP_RET_FULL;
-	else if (smtp_value_is(prm, "HDRS"))
-		mail->ret = SMTP_RET_HDRS;
-	else
-		return -1;
-	return 0;
-}
-
-/* smtp_mail_param_envid - ENVID=xtext (RFC 3461 4.4). */
-static int smtp_mail_param_envid(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_mail *mail = target;
-
-	if (!prm->value)
-		return -1;
-	if (smtp_xtext_decode(prm->value, prm->value_len, mail->envid, SMTP_ENVID_MAX, 0) < 0)
-		return -1;
-	return 0;
-}
-
-/* smtp_mail_param_auth - AUTH=xtext or AUTH=<> (RFC 4954 5). */
-static int smtp_mail_param_auth(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_mail *mail = target;
-
-	if (!prm->value)
-		return -1;
-	if (smtp_xtext_decode(prm->value, prm->value_len, mail->auth, SMTP_AUTH_PARAM_MAX, 0) < 0)
-		return -1;
-	return 0;
-}
-
-/* smtp_notify_word - the SMTP_NOTIFY_* bit of one NOTIFY list item, 0 if none. */
-static unsigned smtp_notify_word(const char *s, size_t n)
-{
-	if (smtp_ncaseeq(s, n, "NEVER"))
-		return SMTP_NOTIFY_NEVER;
-	if (smtp_ncaseeq(s, n, "SUCCESS"))
-		return SMTP_NOTIFY_SUCCESS;
-	if (smtp_ncaseeq(s, n, "FAILURE"))
-		return SMTP_NOTIFY_FAILURE;
-	if (smtp_ncaseeq(s, n, "DELAY"))
-		return SMTP_NOTIFY_DELAY;
-	return 0;
-}
-
-/* smtp_rcpt_param_notify - NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY. */
-static int smtp_rcpt_param_notify(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_rcpt *rcpt = target;
-	const char *p = prm->value, *end;
-	unsigned bits = 0, bit;
-
-	if (!p)
-		return -1;
-	end = p + prm->value_len;
-	for (;;) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *item_end = comma ? comma : end;
-
-		bit = smtp_notify_word(p, (size_t)(item_end - p));
-		if (bit == 0 || (bits & bit))
-			return -1;
-		bits |= bit;
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
-	if ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER)
-		return -1;
-	rcpt->notify = bits;
-	return 0;
-}
-
-/* smtp_rcpt_param_orcpt - ORCPT=rfc822;xtext or ORCPT=utf-8;... (RFC 3461, 6533). */
-static int smtp_rcpt_param_orcpt(void *target, const struct smtp_param *prm, int utf8)
-{
-	struct smtp_rcpt *rcpt = target;
-	const char *semi;
-	const char *type;
-	size_t type_len, i;
-
-	if (!prm->value)
-		return -1;
-	semi = memchr(prm->value, ';', prm->value_len);
-	if (!semi)
-		return -1;
-	type_len = (size_t)(semi - prm->value);
-	if (smtp_ncaseeq(prm->value, type_len, "rfc822"))
-		type = "rfc822";
-	else if (smtp_ncaseeq(prm->value, type_len, "utf-8"))
-		type = "utf-8";
-	else
-		return -1;
-	if (smtp_xtext_decode(semi + 1, prm->value_len - type_len - 1, rcpt->orcpt, SMTP_ORCPT_MAX,
-	                      utf8 && strcmp(type, "utf-8") == 0) < 0)
-		return -1;
-	for (i = 0; type[i]; i++)
-		rcpt->orcpt_type[i] = type[i];
-	rcpt->orcpt_type[i] = '\0';
-	return 0;
-}
-
-/* What a command accepts as parameter: its keyword and replies. */
-struct smtp_param_def {
-	const char *keyword;
-	const char *bad;
-	const char *duplicate;
-	int (*set)(void *target, const struct smtp_param *prm, int utf8);
-};
-
-static const struct smtp_param_def smtp_mail_params[] = {
-    {"SIZE", "501 5.5.4 Bad SIZE parameter", "501 5.5.4 Duplicate parameter: SIZE",
-     smtp_mail_param_size},
-    {"BODY", "501 5.5.4 Bad BODY parameter", "501 5.5.4 Duplicate parameter: BODY",
-     smtp_mail_param_body},
-    {"SMTPUTF8", "501 5.5.4 Bad SMTPUTF8 parameter", "501 5.5.4 Duplicate parameter: SMTPUTF8",
-     smtp_mail_param_smtputf8},
-    {"RET", "501 5.5.4 Bad RET parameter", "501 5.5.4 Duplicate parameter: RET",
-     smtp_mail_param_ret},
-    {"ENVID", "501 5.5.4 Bad ENVID parameter", "501 5.5.4 Duplicate parameter: ENVID",
-     smtp_mail_param_envid},
-    {"AUTH", "501 5.5.4 Bad AUTH parameter", "501 5.5.4 Duplicate parameter: AUTH",
-     smtp_mail_param_auth},
-};
-
-static const struct smtp_param_def smtp_rcpt_params[] = {
-    {"NOTIFY", "501 5.5.4 Bad NOTIFY parameter", "501 5.5.4 Duplicate parameter: NOTIFY",
-     smtp_rcpt_param_notify},
-    {"ORCPT", "501 5.5.4 Bad ORCPT parameter", "501 5.5.4 Duplicate parameter: ORCPT",
-     smtp_rcpt_param_orcpt},
-};
-
-/*
- * smtp_params_parse - the space-separated parameters at p, each one of defs
- * and each at most once, stored into target. Returns NULL or the reply.
- */
-static const char *smtp_params_parse(const char *p, const struct smtp_param_def *defs, size_t ndefs,
-                                     void *target, int utf8)
-{
-	struct smtp_param prm;
-	unsigned seen = 0;
-	size_t i;
-
-	while (smtp_param_next(&p, &prm)) {
-		for (i = 0; i < ndefs; i++)
-			if (smtp_ncaseeq(prm.keyword, prm.keyword_len, defs[i].keyword))
-				break;
-		if (i == ndefs)
-			return smtp_param_unknown(&prm);
-		if (seen & (1u << i))
-			return defs[i].duplicate;
-		seen |= 1u << i;
-		if (defs[i].set(target, &prm, utf8) < 0)
-			return defs[i].bad;
-	}
-	return NULL;
-}
-
 /* smtp_address_format - "local@domain", "postmaster" or "" into buf, like snprintf. */
 size_t smtp_address_format(const struct smtp_address *addr, char *buf, size_t len)
 {
@@ -831,8 +507,7 @@ const char *smtp_mail_parse(const char *args, struct smtp_mail *mail)
 		return err;
 	if (!smtp_path_after_ok(p))
 		return R_MAIL_SYNTAX;
-	err = smtp_params_parse(p, smtp_mail_params,
-	                        sizeof(smtp_mail_params) / sizeof(smtp_mail_params[0]), mail, 0);
+	err = smtp_mail_params_parse(p, mail);
 	if (err)
 		return err;
 	/* Only now is it known whether SMTPUTF8 came after the address. */
@@ -858,8 +533,7 @@ const char *smtp_rcpt_parse(const char *args, int utf8, struct smtp_rcpt *rcpt)
 		return R_RCPT_BAD;
 	if (!smtp_path_after_ok(p))
 		return R_RCPT_SYNTAX;
-	err = smtp_params_parse(p, smtp_rcpt_params,
-	                        sizeof(smtp_rcpt_params) / sizeof(smtp_rcpt_params[0]), rcpt, utf8);
+	err = smtp_rcpt_params_parse(p, utf8, rcpt);
 	if (err)
 		return err;
 	if (eightbit && !utf8)
@@ -884,33 +558,4 @@ const char *smtp_bdat_parse(const char *args, uint64_t *size, int *last)
 		return NULL;
 	}
 	return R_BDAT_SYNTAX;
-}
-
-/* smtp_xtext_encode - RFC 3461 xtext of in, into out (NUL-terminated). */
-size_t smtp_xtext_encode(const char *in, char *out, size_t outlen)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (; *in; in++) {
-		unsigned char c = (unsigned char)*in;
-		size_t need = smtp_is_xchar(c) ? 1 : 3;
-
-		if (o + need >= outlen) {
-			if (outlen > 0)
-				out[0] = '\0';
-			return (size_t)-1;
-		}
-		if (need == 1) {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '+';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 0xf];
-		}
-	}
-	if (outlen == 0)
-		return (size_t)-1;
-	out[o] = '\0';
-	return o;
 }

@@ -1,9 +1,9 @@
 /*
  * rules_internal.h - what the pieces of the rule engine share: the ruleset
  * itself (src/rules.c), its sandbox (src/rules_sandbox.c), the statuses
- * rules return (src/rules_status.c), the ctx object (src/rules_ctx.c and
- * src/rules_ctx_edit.c) and the source scanner (src/rules_scan.c). Not for
- * use outside the engine.
+ * rules return (src/rules_status.c), the ctx object (src/rules_ctx.c,
+ * src/rules_ctx_edit.c and src/rules_ctx_route.c) and the source scanner
+ * (src/rules_scan.c). Not for use outside the engine.
  */
 #ifndef VSMTPD_RULES_INTERNAL_H
 #define VSMTPD_RULES_INTERNAL_H
@@ -140,6 +140,9 @@ long ctx_find_rcpt(const struct envelope *env, const char *addr);
 
 /* The ctx methods on the envelope and the message (rules_ctx_edit.c). */
 extern const luaL_Reg ctx_edit_methods[];
+
+/* The ctx methods choosing each recipient's transport (rules_ctx_route.c). */
+extern const luaL_Reg ctx_route_methods[];
 
 /* rules_status_push_quarantine - push status.quarantine(name); raises on a
  * bad name. Shared by status.quarantine and ctx:quarantine. */
