@@ -10,8 +10,14 @@
 #include <stddef.h>
 
 #include "envelope.h"
-#include "rules.h"
 #include "spool.h"
+
+/* The requests a rule makes of the queue (rule_ctx.service). */
+enum queue_service {
+	QUEUE_SERVICE_USER_EXIST, /* name: an account */
+	QUEUE_SERVICE_WRITE,      /* name: a folder of app_dir; data: the raw message */
+	QUEUE_SERVICE_DUMP,       /* name: a folder of app_dir; data: the JSON dump */
+};
 
 #define QUEUE_CLIENT_TIMEOUT_MS 60000         /* a message's creation or commit */
 #define QUEUE_CLIENT_SERVICE_TIMEOUT_MS 10000 /* a rule's request: the rule waits */
@@ -21,7 +27,7 @@
  * copy of the message to save as app_dir/name/file) answered by the queue.
  * Returns 0 or an errno value (ENOENT: no such account).
  */
-int queue_client_service(int queue_fd, enum rule_service kind, const char *name,
+int queue_client_service(int queue_fd, enum queue_service kind, const char *name,
 			 const char *file, const char *data, size_t len);
 
 /*

@@ -16,6 +16,7 @@
 
 #include "envelope.h"
 #include "message.h"
+#include "queue_client.h" /* enum queue_service */
 
 enum rule_stage {
 	RULE_STAGE_CONNECT,
@@ -45,13 +46,6 @@ enum rule_status {
 #define RULE_NAME_MAX 128
 #define RULE_QUARANTINE_MAX 128
 #define RULE_FILE_NAME_MAX 33 /* a queue id, NUL included */
-
-/* Requests a rule makes through rule_ctx.service. */
-enum rule_service {
-	RULE_SERVICE_USER_EXIST, /* name: an account */
-	RULE_SERVICE_WRITE,      /* name: a folder of app_dir; data: the raw message */
-	RULE_SERVICE_DUMP,       /* name: a folder of app_dir; data: the JSON dump */
-};
 
 /*
  * How a recipient is to be delivered, as the delivery-stage rules chose
@@ -133,7 +127,7 @@ struct rule_ctx {
 	 * account exists, saving a copy of the message. 0, or an errno value
 	 * (ENOENT: no such account). NULL when there is nobody to ask.
 	 */
-	int (*service)(void *arg, enum rule_service kind, const char *name, const char *file,
+	int (*service)(void *arg, enum queue_service kind, const char *name, const char *file,
 		       const char *data, size_t len);
 	/*
 	 * send_mail(): queue the message mail describes; id gets its queue id

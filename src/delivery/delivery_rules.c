@@ -24,7 +24,7 @@
 #include "send_mail.h"
 
 /* dlv_rules_service - a rule's request: answered by the queue, as for a session. */
-static int dlv_rules_service(void *arg, enum rule_service kind, const char *name,
+static int dlv_rules_service(void *arg, enum queue_service kind, const char *name,
 			     const char *file, const char *data, size_t len)
 {
 	struct dlv_attempt *a = arg;

@@ -109,11 +109,11 @@ static int queue_client_request(int queue_fd, struct ipc_msg *m, const char *dat
 }
 
 /* queue_client_service - a rule's request, with the data in a memfd. */
-int queue_client_service(int queue_fd, enum rule_service kind, const char *name,
+int queue_client_service(int queue_fd, enum queue_service kind, const char *name,
 			 const char *file, const char *data, size_t len)
 {
-	struct ipc_msg m = {.type = kind == RULE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
-			    .a = kind == RULE_SERVICE_DUMP};
+	struct ipc_msg m = {.type = kind == QUEUE_SERVICE_USER_EXIST ? IPC_RULE_USER : IPC_RULE_SAVE,
+			    .a = kind == QUEUE_SERVICE_DUMP};
 	static uint64_t last_id;
 
 	snprintf(m.text, sizeof(m.text), "%s", name);

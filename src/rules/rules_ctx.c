@@ -514,7 +514,7 @@ void rules_ctx_release(struct rule_ctx *ctx)
 /* ---- services outside the sandbox ----------------------------------- */
 
 /* ctx_service - ask the world outside; raises when nobody can answer. */
-static int ctx_service(lua_State *L, struct rule_ctx *ctx, enum rule_service kind,
+static int ctx_service(lua_State *L, struct rule_ctx *ctx, enum queue_service kind,
 		       const char *name, const char *data, size_t len)
 {
 	char file[RULE_FILE_NAME_MAX];
@@ -549,7 +549,7 @@ static int lua_ctx_write(lua_State *L)
 
 	if (raw == NULL)
 		return luaL_error(L, "out of memory");
-	err = ctx_service(L, ctx, RULE_SERVICE_WRITE, dir, raw, len);
+	err = ctx_service(L, ctx, QUEUE_SERVICE_WRITE, dir, raw, len);
 	free(raw);
 	if (err != 0)
 		return luaL_error(L, "write(\"%s\"): %s", dir, strerror(err));
@@ -603,7 +603,7 @@ static int lua_ctx_dump(lua_State *L)
 
 	if (json == NULL)
 		return luaL_error(L, "out of memory");
-	err = ctx_service(L, ctx, RULE_SERVICE_DUMP, dir, json, strlen(json));
+	err = ctx_service(L, ctx, QUEUE_SERVICE_DUMP, dir, json, strlen(json));
 	free(json);
 	if (err != 0)
 		return luaL_error(L, "dump(\"%s\"): %s", dir, strerror(err));
@@ -629,7 +629,7 @@ int lua_user_exist(lua_State *L)
 		lua_pushboolean(L, 0); /* no account can have such a name */
 		return 1;
 	}
-	err = ctx_service(L, r->current, RULE_SERVICE_USER_EXIST, name, NULL, 0);
+	err = ctx_service(L, r->current, QUEUE_SERVICE_USER_EXIST, name, NULL, 0);
 	if (err != 0 && err != ENOENT)
 		return luaL_error(L, "user_exist(\"%s\"): %s", name, strerror(err));
 	lua_pushboolean(L, err == 0);

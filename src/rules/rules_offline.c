@@ -541,13 +541,13 @@ static enum offline_outcome offline_transaction(struct rules *r, struct rule_ctx
 
 /* offline_service - what the queue process does for a session, done here:
  * accounts are looked up; copies are only announced, nothing is written. */
-static int offline_service(void *arg, enum rule_service kind, const char *name, const char *file,
+static int offline_service(void *arg, enum queue_service kind, const char *name, const char *file,
 			   const char *data, size_t len)
 {
-	if (kind == RULE_SERVICE_USER_EXIST)
+	if (kind == QUEUE_SERVICE_USER_EXIST)
 		return getpwnam(name) != NULL ? 0 : ENOENT;
 	log_info("rules: would save %zu bytes as %s/%s.%s in [rules] app_dir", len, name,
-		 file[0] ? file : OFFLINE_ID, kind == RULE_SERVICE_DUMP ? "json" : "eml");
+		 file[0] ? file : OFFLINE_ID, kind == QUEUE_SERVICE_DUMP ? "json" : "eml");
 	return 0;
 }
 

@@ -585,7 +585,7 @@ static void smtpd_peer(struct smtp_session *s, int fd)
  * like the rule that asks; no other request of ours is outstanding while
  * rules run. Returns 0 or an errno value.
  */
-static int smtpd_rules_service(void *arg, enum rule_service kind, const char *name,
+static int smtpd_rules_service(void *arg, enum queue_service kind, const char *name,
 			      const char *file, const char *data, size_t len)
 {
 	struct smtp_session *s = arg;
