@@ -1,7 +1,7 @@
 /*
  * vsmtpctl_queue.h - vsmtpctl's queue and quarantine commands, which talk to
  * the running daemon over its control socket, and the help they share with
- * the rules commands of vsmtpctl.c.
+ * the rules commands of vsmtpctl_rules.c.
  */
 #ifndef VSMTPD_VSMTPCTL_QUEUE_H
 #define VSMTPD_VSMTPCTL_QUEUE_H

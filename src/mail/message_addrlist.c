@@ -1,6 +1,6 @@
 /*
  * message_addrlist.c - the address-list tokenizer (RFC 5322 3.4) behind the
- * To helpers of message.c: al_parse() splits a field value into items
+ * To helpers of message_to.c: al_parse() splits a field value into items
  * (mailboxes, groups with their members, and elements it does not
  * understand, kept as they are), each a span of the value, and tells
  * whether the list is lexically sound enough to be changed. Quoted strings,

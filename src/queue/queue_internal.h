@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "ipc.h"
 #include "spool.h"
 
 struct cJSON;
@@ -117,5 +118,19 @@ int64_t queue_state_next(const struct cJSON *state);
 
 /* queue_admin_client - serve one vsmtpctl connection handed over by the master. */
 void queue_admin_client(struct queue *q, int fd);
+
+/* ---- queue.c and queue_rules.c: the session channels ---- */
+
+/* queue_reply - answer a session; a session that has gone is not an error. */
+void queue_reply(struct queue_client *c, uint32_t type, int status, const char *id, int fd);
+
+/* queue_serve_user - IPC_RULE_USER: does an account exist? */
+void queue_serve_user(struct queue_client *c, struct ipc_msg *m, int passfd);
+
+/* queue_serve_save - IPC_RULE_SAVE: write() or dump() from a rule. */
+void queue_serve_save(struct queue_client *c, struct ipc_msg *m, int passfd);
+
+/* queue_serve_file - IPC_RULE_FILE: a file of the rules folder, opened. */
+void queue_serve_file(struct queue_client *c, struct ipc_msg *m, int passfd);
 
 #endif
