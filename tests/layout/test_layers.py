@@ -83,3 +83,9 @@ def test_the_architecture_document_lists_every_folder():
     listed = re.findall(r"^\| `src/([a-z]+)/` \|", plan, re.M)
     assert sorted(listed) == folders()
     assert set(folders()) == set(LAYERS) | ROLES | {"master"}
+    for folder in folders():
+        row = re.search(r"^\| `src/%s/` \|.*$" % folder, plan, re.M).group(0)
+        for path in sources(folder):
+            name = os.path.basename(path)
+            assert not name.endswith(".c") or f"`{name}`" in row, \
+                f"docs/architecture.md's floor plan does not name src/{folder}/{name}"
