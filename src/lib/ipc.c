@@ -15,6 +15,18 @@
 #include "ipc.h"
 #include "log.h"
 
+
+/* ipc_fds_close - close the descriptors a record passed and mark them gone. */
+static void ipc_fds_close(int fds[IPC_FDS_MAX])
+{
+	size_t i;
+
+	for (i = 0; i < IPC_FDS_MAX; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+}
 /* ipc_socketpair - make a message-preserving, non-blocking channel. */
 int ipc_socketpair(int fds[2])
 {
@@ -97,11 +109,7 @@ static ssize_t ipc_recvmsg(int fd, void *buf, size_t len, int fds[IPC_FDS_MAX])
 		}
 	}
 	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		for (i = 0; i < IPC_FDS_MAX; i++)
-			if (fds[i] != -1) {
-				close(fds[i]);
-				fds[i] = -1;
-			}
+		ipc_fds_close(fds);
 		errno = EBADMSG;
 		return -1;
 	}
@@ -166,7 +174,6 @@ int ipc_recv_json(int fd, cJSON **obj, int fds[IPC_FDS_MAX])
 {
 	char buf[IPC_JSON_MAX + 1];
 	ssize_t n = ipc_recvmsg(fd, buf, sizeof(buf) - 1, fds);
-	size_t i;
 
 	*obj = NULL;
 	if (n <= 0)
@@ -176,11 +183,7 @@ int ipc_recv_json(int fd, cJSON **obj, int fds[IPC_FDS_MAX])
 	if (*obj == NULL || !cJSON_IsObject(*obj)) {
 		cJSON_Delete(*obj);
 		*obj = NULL;
-		for (i = 0; i < IPC_FDS_MAX; i++)
-			if (fds[i] != -1) {
-				close(fds[i]);
-				fds[i] = -1;
-			}
+		ipc_fds_close(fds);
 		errno = EBADMSG;
 		return -1;
 	}
@@ -220,15 +223,12 @@ int ipc_json_drain(int fd, const struct ipc_json_reader *r, void *arg)
 {
 	int fds[IPC_FDS_MAX];
 	cJSON *msg;
-	size_t i;
 	int n;
 
 	while ((n = ipc_recv_json(fd, &msg, fds)) > 0) {
 		ipc_json_dispatch(r, arg, msg, fds);
 		cJSON_Delete(msg);
-		for (i = 0; i < IPC_FDS_MAX; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
+		ipc_fds_close(fds);
 	}
 	if (n < 0 && errno == EBADMSG) {
 		if (r->bad_record != NULL)
