@@ -243,16 +243,19 @@ static int ctx_header_edit(lua_State *L, const char *what,
 	return 0;
 }
 
+/* lua_ctx_append_header - add a field after the others. */
 static int lua_ctx_append_header(lua_State *L)
 {
 	return ctx_header_edit(L, "append_header", message_header_append);
 }
 
+/* lua_ctx_prepend_header - add a field before the others. */
 static int lua_ctx_prepend_header(lua_State *L)
 {
 	return ctx_header_edit(L, "prepend_header", message_header_prepend);
 }
 
+/* lua_ctx_set_header - replace the first such field, or append one. */
 static int lua_ctx_set_header(lua_State *L)
 {
 	return ctx_header_edit(L, "set_header", message_header_set);

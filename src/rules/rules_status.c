@@ -186,6 +186,7 @@ static int rules_status_with_code(lua_State *L, enum rule_status status, int req
 	return 1;
 }
 
+/* lua_status_next - go on to the next rule. */
 static int lua_status_next(lua_State *L)
 {
 	/* The most common answer by far: one shared object, no allocation. */
@@ -193,26 +194,31 @@ static int lua_status_next(lua_State *L)
 	return 1;
 }
 
+/* lua_status_accept - accept at this stage. */
 static int lua_status_accept(lua_State *L)
 {
 	return rules_status_with_code(L, RULE_ACCEPT, 0);
 }
 
+/* lua_status_faccept - accept, skipping every later rule. */
 static int lua_status_faccept(lua_State *L)
 {
 	return rules_status_with_code(L, RULE_FACCEPT, 0);
 }
 
+/* lua_status_deny - refuse and end the connection. */
 static int lua_status_deny(lua_State *L)
 {
 	return rules_status_with_code(L, RULE_DENY, 0);
 }
 
+/* lua_status_reject - refuse this command; the session goes on. */
 static int lua_status_reject(lua_State *L)
 {
 	return rules_status_with_code(L, RULE_REJECT, 0);
 }
 
+/* lua_status_info - answer with the given code and change nothing. */
 static int lua_status_info(lua_State *L)
 {
 	return rules_status_with_code(L, RULE_INFO, 1);
@@ -233,6 +239,7 @@ int rules_status_push_quarantine(lua_State *L, const char *name)
 	return 1;
 }
 
+/* lua_status_quarantine - accept into a quarantine folder. */
 static int lua_status_quarantine(lua_State *L)
 {
 	return rules_status_push_quarantine(L, luaL_checkstring(L, 1));
