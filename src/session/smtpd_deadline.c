@@ -50,7 +50,8 @@ static void smtpd_deadline_session_cb(evutil_socket_t fd, short what, void *arg)
 /* smtpd_deadline_arm - run ev in ms milliseconds. */
 static void smtpd_deadline_arm(struct event *ev, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
 	evtimer_add(ev, &tv);
 }
@@ -102,7 +103,8 @@ void smtpd_deadline_update(struct smtp_session *s)
 	}
 	if (dl->line_taken || !evtimer_pending(dl->command_ev, NULL)) {
 		dl->line_taken = 0;
-		smtpd_deadline_arm(dl->command_ev, (uint64_t)s->cfg->timeout_command_deadline * 1000);
+		smtpd_deadline_arm(dl->command_ev,
+				   (uint64_t)s->cfg->timeout_command_deadline * 1000);
 	}
 }
 

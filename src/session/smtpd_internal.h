@@ -5,8 +5,10 @@
  * socket, replies, timers, limits and the end of it); its commands
  * (smtpd_commands.c: the command table and its handlers); and the
  * transaction (struct smtpd_tx, smtpd_transaction.c: MAIL, RCPT, the message
- * file, DATA and BDAT content, the preq rules and the commit to the queue).
- * Nothing here is seen outside src/session.
+ * file, DATA and BDAT content, the preq rules and the commit to the queue);
+ * the deadlines (struct smtpd_deadlines, smtpd_deadline.c: a command
+ * line, a message transfer, the session). Nothing here is seen outside
+ * src/session.
  */
 #ifndef VSMTPD_SMTPD_INTERNAL_H
 #define VSMTPD_SMTPD_INTERNAL_H

@@ -7,10 +7,12 @@
  * end of a message. DATA or BDAT content goes through the data filter into
  * a write buffer and the file, after our Received: header; the preq rules
  * see the whole message, then the envelope is appended and the queue asked
- * to commit. The requests that wait for the queue (MAIL, the end of a
- * message) suspend the session's input until the answer comes. The command
- * table (smtpd_commands.c) has checked the state, TLS and AUTH before MAIL,
- * RCPT and DATA run; BDAT asks it too, and answers once its chunk is read.
+ * to commit; DATA and BDAT start the transfer's rate clock and its end
+ * stops it (smtpd_deadline.c). The requests that wait for the queue (MAIL,
+ * the end of a message) suspend the session's input until the answer comes.
+ * The command table (smtpd_commands.c) has checked the state, TLS and AUTH
+ * before MAIL, RCPT and DATA run; BDAT asks it too, and answers once its
+ * chunk is read.
  */
 #include <errno.h>
 #include <inttypes.h>
