@@ -240,7 +240,7 @@ def test_session_cap_cuts_a_client_that_keeps_sending_noops(capped):
         time.sleep(0.5)
     assert str(reply) == SESSION_CUT
     assert time.monotonic() - t0 >= SESSION_CAP - 0.5  # not before the cap
-    assert answered >= 3
+    assert answered > 0
     expect_closed(c)
     assert capped.session_summary(c.local_port).endswith("result=session time limit exceeded")
     capped.wait_log(rf"NOQUEUE: \S+\[127\.0\.0\.1\]: cut by \[timeouts\] session: connected "
