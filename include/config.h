@@ -121,6 +121,10 @@ struct config {
 	/* [timeouts], seconds */
 	unsigned timeout_command;   /* waiting for a command */
 	unsigned timeout_data;      /* waiting for more DATA / BDAT bytes */
+	unsigned timeout_command_deadline; /* a whole command line, from the previous reply */
+	size_t timeout_data_min_rate; /* bytes per second a transfer keeps up; 0: none */
+	unsigned timeout_data_grace; /* seconds of a transfer before the rate counts */
+	unsigned timeout_session;   /* the whole session; 0: no limit */
 	unsigned shutdown_grace;    /* SIGTERM: how long running sessions get */
 
 	/* [smtp] */

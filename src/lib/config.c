@@ -479,6 +479,10 @@ static struct config *config_new(void)
 	cfg->min_free_space = 0;
 	cfg->timeout_command = 300;
 	cfg->timeout_data = 300;
+	cfg->timeout_command_deadline = 0; /* computed: the value of command */
+	cfg->timeout_data_min_rate = 500;
+	cfg->timeout_data_grace = 0; /* computed: the value of data */
+	cfg->timeout_session = 3600;
 	cfg->shutdown_grace = 30;
 	cfg->bare_eol = BARE_EOL_REJECT;
 	cfg->rules_file = strdup(CONFIG_DEFAULT_RULES);

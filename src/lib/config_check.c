@@ -193,6 +193,11 @@ int config_finish(struct loader *ld)
 	}
 	if (cfg->min_free_space == 0)
 		cfg->min_free_space = cfg->max_message_size + cfg->max_message_size / 2;
+	/* Unset (their minimum is 1): as long as the idle timers they go with. */
+	if (cfg->timeout_command_deadline == 0)
+		cfg->timeout_command_deadline = cfg->timeout_command;
+	if (cfg->timeout_data_grace == 0)
+		cfg->timeout_data_grace = cfg->timeout_data;
 	if (cfg->hostname == NULL) {
 		char name[HOST_NAME_MAX + 1];
 		char shown_name[72];

@@ -5,8 +5,10 @@
  * socket, replies, timers, limits and the end of it); its commands
  * (smtpd_commands.c: the command table and its handlers); and the
  * transaction (struct smtpd_tx, smtpd_transaction.c: MAIL, RCPT, the message
- * file, DATA and BDAT content, the preq rules and the commit to the queue).
- * Nothing here is seen outside src/session.
+ * file, DATA and BDAT content, the preq rules and the commit to the queue);
+ * the deadlines (struct smtpd_deadlines, smtpd_deadline.c: a command
+ * line, a message transfer, the session). Nothing here is seen outside
+ * src/session.
  */
 #ifndef VSMTPD_SMTPD_INTERNAL_H
 #define VSMTPD_SMTPD_INTERNAL_H
@@ -14,6 +16,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -45,6 +48,19 @@ enum smtpd_wait {
 	SMTPD_WAIT_DELAY,  /* error delay past the soft limit */
 };
 
+/* The deadlines (smtpd_deadline.c): one timer each, armed per command line,
+ * per transfer and once per session, never per read. */
+struct smtpd_deadlines {
+	struct event *command_ev; /* the whole next command line */
+	struct event *data_ev;    /* the transfer's minimum rate */
+	struct event *session_ev; /* the whole session */
+	int line_taken;           /* a line was taken since command_ev was armed */
+	int transfer;             /* a DATA or BDAT transfer is under way */
+	struct timespec transfer_start;
+	uint64_t transfer_bytes;  /* content bytes of the transfer so far */
+	int session_over;         /* the cap struck while the queue had to answer */
+};
+
 /* The transaction: from MAIL to the reply to the end of the message. */
 struct smtpd_tx {
 	struct envelope env;
@@ -67,6 +83,7 @@ struct smtp_session {
 	struct bufferevent *bev;
 	int queue_fd;
 	struct event *queue_ev, *delay_ev, *term_ev;
+	struct smtpd_deadlines dl;
 
 	struct rules *rules;
 	struct rule_ctx rctx;
@@ -143,6 +160,25 @@ void smtpd_error_limits(struct smtp_session *s);
 void smtpd_input_process(struct smtp_session *s);
 /* smtpd_close - stop reading; finish once the last reply is out. */
 void smtpd_close(struct smtp_session *s, const char *result);
+/* smtpd_finish - log the summary line and stop the loop. */
+void smtpd_finish(struct smtp_session *s);
+/* smtpd_idle_timeout - the client stayed silent too long: 421 and close. */
+void smtpd_idle_timeout(struct smtp_session *s);
+
+/* smtpd_deadline.c: the deadlines. */
+
+/* smtpd_deadline_init - the session's deadline timers; the session cap starts. */
+int smtpd_deadline_init(struct smtp_session *s);
+/* smtpd_deadline_update - after input processing: run the command deadline
+ * while the session waits for a command line, stop it otherwise. */
+void smtpd_deadline_update(struct smtp_session *s);
+/* smtpd_deadline_session_due - cut a session whose cap struck during a queue
+ * request, once it is answered; 1 when the session is cut. */
+int smtpd_deadline_session_due(struct smtp_session *s);
+/* smtpd_deadline_transfer_start - DATA or BDAT: the rate clock starts (once a message). */
+void smtpd_deadline_transfer_start(struct smtp_session *s);
+/* smtpd_deadline_transfer_end - the content is complete or abandoned. */
+void smtpd_deadline_transfer_end(struct smtp_session *s);
 
 /* smtpd_commands.c: the commands. */
 

@@ -4,10 +4,10 @@
  * One process per connection, forked by the master, confined by the sandbox
  * and holding nothing of the spool but the descriptor of the message it is
  * receiving. This file is the connection: the accepted socket, its I/O
- * callbacks, replies, timeouts, the error limits, TLS, and the end of the
- * session with its summary line. The session state (HELO, counters, limits)
- * outlives transactions; the commands are in smtpd_commands.c, the
- * transaction in smtpd_transaction.c.
+ * callbacks, replies, idle timeouts, the error limits, TLS, and the end of
+ * the session with its summary line. The session state (HELO, counters,
+ * limits) outlives transactions; the commands are in smtpd_commands.c, the
+ * transaction in smtpd_transaction.c, the deadlines in smtpd_deadline.c.
  *
  * Input is handled line by line from the bufferevent. Pipelined commands are
  * all answered into the output buffer before it is flushed; a command that
@@ -210,6 +210,7 @@ static int smtpd_line_process(struct smtp_session *s, struct evbuffer *in)
 		return 0;
 	}
 	len = (size_t)pos.pos;
+	s->dl.line_taken = 1;
 	if (s->discarding || len + 1 > max) {
 		evbuffer_drain(in, len + 1);
 		if (!s->discarding)
@@ -321,8 +322,8 @@ static void smtpd_tls_ready(struct smtp_session *s)
 	smtpd_input_process(s);
 }
 
-/* smtpd_input_process - handle whatever the client sent, as far as we may. */
-void smtpd_input_process(struct smtp_session *s)
+/* smtpd_input_run - handle whatever the client sent, as far as we may. */
+static void smtpd_input_run(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
@@ -358,6 +359,16 @@ void smtpd_input_process(struct smtp_session *s)
 			   s->cfg->hostname);
 		smtpd_close(s, "shutdown");
 	}
+}
+
+/* smtpd_input_process - handle whatever the client sent, as far as we may;
+ * then the command deadline runs if we wait for a command line. */
+void smtpd_input_process(struct smtp_session *s)
+{
+	if (smtpd_deadline_session_due(s))
+		return;
+	smtpd_input_run(s);
+	smtpd_deadline_update(s);
 }
 
 /* smtpd_read_cb - bytes from the client. */
@@ -436,7 +447,7 @@ static void smtpd_tls_flush(struct smtp_session *s)
 }
 
 /* smtpd_finish - log the summary line and stop the loop. */
-static void smtpd_finish(struct smtp_session *s)
+void smtpd_finish(struct smtp_session *s)
 {
 	char counts[512];
 	char *p;
@@ -486,6 +497,13 @@ void smtpd_close(struct smtp_session *s, const char *result)
 		smtpd_finish(s);
 }
 
+/* smtpd_idle_timeout - the client stayed silent too long: 421 and close. */
+void smtpd_idle_timeout(struct smtp_session *s)
+{
+	smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	smtpd_close(s, "timeout");
+}
+
 /* smtpd_lost_result - how to describe a connection that ended under us. */
 static const char *smtpd_lost_result(const struct smtp_session *s)
 {
@@ -524,8 +542,7 @@ static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
-		smtpd_close(s, "timeout");
+		smtpd_idle_timeout(s);
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
@@ -654,6 +671,7 @@ static void smtpd_greet(struct smtp_session *s)
 		smtpd_reply(s, "220 %s %s", s->cfg->hostname, v.reply.text);
 	else
 		smtpd_reply(s, "220 %s %s", s->cfg->hostname, s->cfg->banner);
+	smtpd_deadline_update(s);
 }
 
 /* smtpd_session_main - the session process. */
@@ -681,7 +699,7 @@ void smtpd_session_main(const struct config *cfg, const struct listener_config *
 		    NULL ||
 	    (s.delay_ev = evtimer_new(s.base, smtpd_delay_cb, &s)) == NULL ||
 	    (s.term_ev = sigevent_new(s.base, sigs, 1, smtpd_term_cb, &s)) == NULL ||
-	    event_add(s.queue_ev, NULL) < 0)
+	    smtpd_deadline_init(&s) < 0 || event_add(s.queue_ev, NULL) < 0)
 		fatal("cannot set up the session event loop");
 	log_info("connect from %s:%u on %s", s.client_ip, s.client_port, listener->name);
 	bufferevent_setcb(s.bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, &s);

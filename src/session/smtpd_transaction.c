@@ -7,10 +7,12 @@
  * end of a message. DATA or BDAT content goes through the data filter into
  * a write buffer and the file, after our Received: header; the preq rules
  * see the whole message, then the envelope is appended and the queue asked
- * to commit. The requests that wait for the queue (MAIL, the end of a
- * message) suspend the session's input until the answer comes. The command
- * table (smtpd_commands.c) has checked the state, TLS and AUTH before MAIL,
- * RCPT and DATA run; BDAT asks it too, and answers once its chunk is read.
+ * to commit; DATA and BDAT start the transfer's rate clock and its end
+ * stops it (smtpd_deadline.c). The requests that wait for the queue (MAIL,
+ * the end of a message) suspend the session's input until the answer comes.
+ * The command table (smtpd_commands.c) has checked the state, TLS and AUTH
+ * before MAIL, RCPT and DATA run; BDAT asks it too, and answers once its
+ * chunk is read.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -84,6 +86,7 @@ void smtpd_tx_free(struct smtp_session *s, int tell_queue)
 
 	if (tx == NULL)
 		return;
+	smtpd_deadline_transfer_end(s);
 	if (tx->fd >= 0) {
 		if (tell_queue)
 			smtpd_queue_send(s, IPC_MSG_ABORT, tx->env.id, 0, 0);
@@ -291,6 +294,7 @@ static void smtpd_message_end(struct smtp_session *s)
 	uint64_t content_len;
 
 	smtpd_set_read_timeout(s, s->cfg->timeout_command);
+	smtpd_deadline_transfer_end(s);
 	s->state = SMTPD_STATE_READY;
 	if (refusal != NULL) {
 		log_notice("%s: refused message from %s[%s]: %s", tx->env.id, s->helo, s->client_ip,
@@ -570,6 +574,7 @@ void smtpd_cmd_data(struct smtp_session *s, const char *args)
 	}
 	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	smtpd_content_start(s, DATA_FILTER_DATA);
+	smtpd_deadline_transfer_start(s);
 	s->state = SMTPD_STATE_DATA;
 }
 
@@ -594,6 +599,8 @@ void smtpd_cmd_bdat(struct smtp_session *s, const char *args)
 		s->tx->chunking = 1;
 		smtpd_content_start(s, DATA_FILTER_BDAT);
 	}
+	/* The chunks of a message are one transfer; a refused chunk is one. */
+	smtpd_deadline_transfer_start(s);
 	smtpd_set_read_timeout(s, s->cfg->timeout_data);
 }
 
@@ -606,6 +613,8 @@ static void smtpd_bdat_end(struct smtp_session *s)
 	s->bdat_refusal = NULL;
 	if (refusal != NULL) {
 		s->state = s->bdat_prev;
+		if (tx == NULL || !tx->chunking)
+			smtpd_deadline_transfer_end(s);
 		smtpd_set_read_timeout(s, s->cfg->timeout_command);
 		smtpd_reply(s, "%s", refusal);
 		return;
@@ -639,6 +648,7 @@ int smtpd_content_process(struct smtp_session *s, struct evbuffer *in)
 			if (s->bdat_refusal == NULL)
 				data_filter_feed(&s->tx->df, vec.iov_base, take);
 			evbuffer_drain(in, take);
+			s->dl.transfer_bytes += take;
 			s->bdat_left -= take;
 			if (s->bdat_left == 0)
 				break;
@@ -646,6 +656,7 @@ int smtpd_content_process(struct smtp_session *s, struct evbuffer *in)
 		}
 		used = data_filter_feed(&s->tx->df, vec.iov_base, avail);
 		evbuffer_drain(in, used);
+		s->dl.transfer_bytes += used;
 		if (s->tx->df.done)
 			break;
 	}

@@ -119,9 +119,12 @@ def test_overlong_command_line_gets_one_reply(daemon):
 
 @pytest.fixture(scope="module")
 def long_lines(module_daemons):
-    # 1M is the largest max_command_line the configuration allows
+    # 1M is the largest max_command_line the configuration allows; the
+    # command deadline is longer than the idle timer, which is tested here
+    # (test_deadlines.py tests the deadline on an unfinished line)
     return module_daemons({"limits": {"max_command_line": "1M"},
-                           "timeouts": {"command": "2s", "shutdown_grace": "1s"}},
+                           "timeouts": {"command": "2s", "command_deadline": "20s",
+                                        "shutdown_grace": "1s"}},
                           label="-long-lines")
 
 

@@ -228,6 +228,10 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->min_free_space, 26214400 + 13107200);
 	assert_int_equal(cfg->timeout_command, 300);
 	assert_int_equal(cfg->timeout_data, 300);
+	assert_int_equal(cfg->timeout_command_deadline, 300);
+	assert_int_equal(cfg->timeout_data_min_rate, 500);
+	assert_int_equal(cfg->timeout_data_grace, 300);
+	assert_int_equal(cfg->timeout_session, 3600);
 	assert_int_equal(cfg->shutdown_grace, 30);
 	assert_int_equal(cfg->bare_eol, BARE_EOL_REJECT);
 	config_free(cfg);
@@ -268,6 +272,10 @@ static void test_every_key(void **state)
 	              "[timeouts]\n"
 	              "command = 1h\n"
 	              "data = 90\n"
+	              "command_deadline = 2h\n"
+	              "data_min_rate = 2k\n"
+	              "data_rate_grace = 45s\n"
+	              "session = 90m\n"
 	              "shutdown_grace = 2s\n"
 	              "\n"
 	              "[smtp]\n"
@@ -297,6 +305,10 @@ static void test_every_key(void **state)
 	assert_int_equal(cfg->min_free_space, 1073741824);
 	assert_int_equal(cfg->timeout_command, 3600);
 	assert_int_equal(cfg->timeout_data, 90);
+	assert_int_equal(cfg->timeout_command_deadline, 7200);
+	assert_int_equal(cfg->timeout_data_min_rate, 2048);
+	assert_int_equal(cfg->timeout_data_grace, 45);
+	assert_int_equal(cfg->timeout_session, 5400);
 	assert_int_equal(cfg->shutdown_grace, 2);
 	assert_int_equal(cfg->bare_eol, BARE_EOL_NORMALIZE);
 	config_free(cfg);
@@ -373,6 +385,28 @@ static void test_sizes_and_durations(void **state)
 	config_free(cfg);
 }
 
+/* test_deadline_defaults - the deadlines follow the idle timers unless set;
+ * the rate and the session cap can be turned off. */
+static void test_deadline_defaults(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok(MINIMAL "[timeouts]\ncommand = 10m\ndata = 2m\n");
+	assert_int_equal(cfg->timeout_command_deadline, 600);
+	assert_int_equal(cfg->timeout_data_grace, 120);
+	config_free(cfg);
+
+	cfg = load_ok(MINIMAL "[timeouts]\ncommand = 10m\ncommand_deadline = 1m\n"
+	                      "data_rate_grace = 1500ms\ndata_min_rate = 0\nsession = 0\n");
+	assert_int_equal(cfg->timeout_command, 600);
+	assert_int_equal(cfg->timeout_command_deadline, 60);
+	assert_int_equal(cfg->timeout_data_grace, 2);
+	assert_int_equal(cfg->timeout_data_min_rate, 0);
+	assert_int_equal(cfg->timeout_session, 0);
+	config_free(cfg);
+}
+
 /* test_bad_values - each bad value is named with its file, line and key. */
 static void test_bad_values(void **state)
 {
@@ -424,6 +458,16 @@ static void test_bad_values(void **state)
 	     "[timeouts] data: \"5 m\" is not a duration (such as 30s, 5m, 1h)"},
 	    {"[timeouts]\nshutdown_grace = 0ms\n", 2,
 	     "[timeouts] shutdown_grace: \"0ms\" is less than the minimum, 1s"},
+	    {"[timeouts]\ncommand_deadline = 0\n", 2,
+	     "[timeouts] command_deadline: \"0\" is less than the minimum, 1s"},
+	    {"[timeouts]\ndata_rate_grace = soon\n", 2,
+	     "[timeouts] data_rate_grace: \"soon\" is not a duration (such as 30s, 5m, 1h)"},
+	    {"[timeouts]\ndata_min_rate = 500/s\n", 2,
+	     "[timeouts] data_min_rate: \"500/s\" is not a size (such as 2048, 4k, 1M)"},
+	    {"[timeouts]\ndata_min_rate = 2G\n", 2,
+	     "[timeouts] data_min_rate: \"2G\" is more than the maximum, 1073741824 bytes"},
+	    {"[timeouts]\nsession = -1h\n", 2,
+	     "[timeouts] session: \"-1h\" is not a duration (such as 30s, 5m, 1h)"},
 	    {"[server]\nhostname = mail_host.example\n", 2,
 	     "[server] hostname: \"mail_host.example\" is not a valid domain name"},
 	    {"[server]\nhostname = -mx.example\n", 2,
@@ -977,6 +1021,7 @@ int main(void)
 	    cmocka_unit_test(test_every_key),
 	    cmocka_unit_test(test_choices),
 	    cmocka_unit_test(test_sizes_and_durations),
+	    cmocka_unit_test(test_deadline_defaults),
 	    cmocka_unit_test(test_bad_values),
 	    cmocka_unit_test(test_tls_auth),
 	    cmocka_unit_test(test_structure_errors),
