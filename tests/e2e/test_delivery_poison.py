@@ -192,8 +192,8 @@ def test_the_count_survives_a_restart(daemons):
     assert "running the postq rules on it: rule \"poison\"" in state["worker_failure"], state
 
     d.start()
-    if counted < 3:
+    if counted < 3:  # else it was held before the stop
         d.wait_log(died_line(poison, "postq", counted + 1, 3), WAIT)
-    d.wait_log(rf"{poison}: set aside in hold/ after 3 delivery worker failures", WAIT)
+        d.wait_log(rf"{poison}: set aside in hold/ after 3 delivery worker failures", WAIT)
     assert listed(d, poison, "--queue", "hold")["worker_failures"] == 3
     d.stop()
