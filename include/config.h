@@ -195,6 +195,7 @@ struct config {
 	unsigned bounce_queue_lifetime; /* the same for a bounce (null sender) */
 	unsigned delay_warning;       /* seconds before a delay warning, 0 for none */
 	size_t dsn_attach_limit;      /* bytes of the original a bounce carries at most */
+	unsigned max_worker_failures; /* worker deaths on one message before it is held */
 };
 
 /*
@@ -228,5 +229,11 @@ int config_parse_size(const char *text, uint64_t *bytes);
 int config_target_split(const char *text, char *host, size_t hostlen, unsigned *port,
 			const char **path, int *bracketed);
 int config_parse_duration(const char *text, uint64_t *ms);
+
+/*
+ * config_backoff - seconds to wait before attempt n + 1 (n >= 1): retry_min,
+ * doubled at each attempt, never more than retry_max.
+ */
+uint64_t config_backoff(unsigned retry_min, unsigned retry_max, unsigned n);
 
 #endif

@@ -15,6 +15,8 @@
 #define IPC_QUEUE_SETTINGS 100   /* a = min_free_space, b = max_message_size */
 #define IPC_DELIVERY_CHANNEL 101 /* the delivery worker's JSON channel (fd) */
 #define IPC_CONTROL_CLIENT 102   /* a vsmtpctl connection (fd), its peer's uid in a */
+/* [delivery] settings: a = max_worker_failures, b = retry_min | retry_max << 32 */
+#define IPC_QUEUE_DELIVERY_SETTINGS 103
 
 struct queue_recovery {
 	unsigned queued;     /* committed messages found */

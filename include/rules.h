@@ -176,11 +176,27 @@ struct rules_limits rules_limits_of(const struct config *cfg);
  * Such a call cannot be stopped safely, so the process is: when a rule call
  * runs past cpu_ms, fn (async-signal-safe, set with rules_set_overrun) is
  * called from the signal handler and the process exits with status
- * RULES_EXIT_OVERRUN. Without fn, a line goes to stderr first.
+ * RULES_EXIT_OVERRUN. Without fn, a line goes to stderr first. fn may read
+ * rules_running() to name the rule.
  */
 #define RULES_EXIT_OVERRUN 3
 typedef void (*rules_overrun_fn)(void);
 void rules_set_overrun(rules_overrun_fn fn);
+
+/*
+ * The rule call under way in this process: its stage, the rule's name and
+ * "file:line", as the log names rules; rule and where are NULL between
+ * calls. The strings stay valid until the call returns, so an overrun
+ * handler may copy them (they are read, never written, from the handler).
+ */
+struct rules_running {
+	enum rule_stage stage;
+	const char *rule;
+	const char *where;
+};
+
+/* rules_running - the rule call under way (see above); async-signal-safe. */
+const volatile struct rules_running *rules_running(void);
 
 /* Settings from the configuration that the rules can read as `config`. */
 struct rules_settings {

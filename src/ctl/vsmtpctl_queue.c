@@ -373,6 +373,8 @@ static void ctl_print_entry(const cJSON *msg)
 	       sender);
 	if (qname != NULL)
 		printf("(quarantine %s)\n", qname);
+	if (ctl_str(msg, "hold_reason") != NULL)
+		printf("(held: %s)\n", ctl_str(msg, "hold_reason"));
 	ctl_print_rcpts(msg);
 	printf("\n");
 }
@@ -502,6 +504,11 @@ static void ctl_print_show(const cJSON *ans)
 			printf(", next %s",
 			       ctl_time(ctl_num(state, "next_attempt"), 1, when, sizeof(when)));
 		printf("\n");
+		if (ctl_num(state, "worker_failures") > 0)
+			printf("Worker failures: %.0f, the last while %s\n",
+			       ctl_num(state, "worker_failures"), ctl_strd(state, "worker_failure", "?"));
+		if (ctl_str(state, "hold_reason") != NULL)
+			printf("Held:       %s\n", ctl_str(state, "hold_reason"));
 	} else if (cJSON_IsObject(env)) {
 		printf("Attempts:   none yet\n");
 	}

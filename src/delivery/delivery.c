@@ -20,6 +20,13 @@
  * This file holds the channel to the queue, the schedule and the attempts'
  * beginning and end; delivery_state.c, delivery_rules.c, delivery_route.c
  * and delivery_reports.c hold the steps (see delivery_internal.h).
+ *
+ * Whatever the worker does with one message alone (reading it, its rules,
+ * the end of its attempt) it notes first on the scoreboard it shares with
+ * the queue, and a rule that runs past [rules] time_limit adds itself there
+ * from the signal handler: if that work ends the worker, the queue knows
+ * the message and the rule, counts the failure and, after a few, holds the
+ * message (see queue_suspect.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +60,18 @@
 #define DLV_OPEN_FACTOR 4 /* attempts open at once: this many times max_deliveries */
 
 static void dlv_msg_due(struct dlv_msg *m);
+
+/* The scoreboard, for the overrun handler (one worker per process). */
+static struct scoreboard *dlv_board;
+
+/* dlv_rules_overrun - a rule ran past [rules] time_limit: name it on the
+ * scoreboard before the process exits (async-signal-safe: memory copies). */
+static void dlv_rules_overrun(void)
+{
+	const volatile struct rules_running *r = rules_running();
+
+	scoreboard_overrun(dlv_board, r->rule, r->where);
+}
 
 /* ---- messages ---- */
 
@@ -214,16 +233,6 @@ static void dlv_next_waiting(struct dlv_worker *w)
 
 /* ---- the end of an attempt ---- */
 
-/* dlv_backoff - seconds before attempt number n + 1 (n >= 1): doubling, capped. */
-static int64_t dlv_backoff(const struct config *cfg, int n)
-{
-	int64_t wait = cfg->retry_min;
-
-	while (--n > 0 && wait < cfg->retry_max)
-		wait *= 2;
-	return wait < cfg->retry_max ? wait : cfg->retry_max;
-}
-
 /* dlv_expire - past the queue lifetime, deferred recipients fail. */
 static void dlv_expire(struct dlv_attempt *a, int64_t now)
 {
@@ -277,8 +286,8 @@ static void dlv_attempt_close(struct dlv_attempt *a, int gone, int64_t next)
 		event_base_loopexit(w->base, NULL);
 }
 
-/* dlv_attempt_end - every job is back (or there were none): conclude. */
-void dlv_attempt_end(struct dlv_attempt *a)
+/* dlv_attempt_conclude - the outcomes of an attempt: state, notices, removal. */
+static void dlv_attempt_conclude(struct dlv_attempt *a)
 {
 	const struct config *cfg = a->m->w->cfg;
 	int64_t now = time(NULL), next = 0;
@@ -309,7 +318,8 @@ void dlv_attempt_end(struct dlv_attempt *a)
 		    dlv_notify(a, DSN_DELAYED, RCPT_DEFERRED,
 			       a->env.received_at + cfg->max_queue_lifetime) == 0)
 			a->warned = 1;
-		next = now + dlv_backoff(cfg, a->attempts);
+		next = now + (int64_t)config_backoff(cfg->retry_min, cfg->retry_max,
+						     (unsigned)a->attempts);
 		dlv_state_save(a, next);
 		a->m->w->deferred++;
 		dlv_attempt_close(a, 0, next);
@@ -350,10 +360,20 @@ void dlv_attempt_end(struct dlv_attempt *a)
 	dlv_attempt_close(a, 1, 0);
 }
 
+/* dlv_attempt_end - every job is back (or there were none): conclude, on the scoreboard. */
+void dlv_attempt_end(struct dlv_attempt *a)
+{
+	struct scoreboard *board = a->m->w->board;
+
+	scoreboard_enter(board, a->m->id, SCOREBOARD_END);
+	dlv_attempt_conclude(a); /* frees a */
+	scoreboard_leave(board);
+}
+
 /* ---- beginning an attempt ---- */
 
-/* dlv_attempt_begin - the queue sent the file: run the rules and start the jobs. */
-static void dlv_attempt_begin(struct dlv_msg *m, int fd, int state_fd)
+/* dlv_attempt_start - the queue sent the file: run the rules and start the jobs. */
+static void dlv_attempt_start(struct dlv_msg *m, int fd, int state_fd)
 {
 	struct dlv_attempt *a = calloc(1, sizeof(*a));
 	struct rule_ctx ctx;
@@ -401,6 +421,16 @@ static void dlv_attempt_begin(struct dlv_msg *m, int fd, int state_fd)
 		/* Everything is known now (or memory ran out: the same next time). */
 		dlv_attempt_end(a);
 	}
+}
+
+/* dlv_attempt_begin - dlv_attempt_start, noted on the scoreboard while it runs. */
+static void dlv_attempt_begin(struct dlv_msg *m, int fd, int state_fd)
+{
+	struct scoreboard *board = m->w->board;
+
+	scoreboard_enter(board, m->id, SCOREBOARD_PREPARE);
+	dlv_attempt_start(m, fd, state_fd); /* may free m */
+	scoreboard_leave(board);
 }
 
 /* ---- the channel ---- */
@@ -525,8 +555,25 @@ static void dlv_op_flush(void *arg, const cJSON *msg, const char *id, int fds[IP
 	dlv_flush(arg, id);
 }
 
+/* dlv_op_scoreboard - "scoreboard" from the queue: the page to note our work on. */
+static void dlv_op_scoreboard(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
+{
+	struct dlv_worker *w = arg;
+	struct scoreboard *board;
+
+	if (fds[0] < 0 || (board = scoreboard_map(fds[0])) == NULL) {
+		log_err("cannot map the scoreboard from the queue: %s",
+			strerror(fds[0] < 0 ? EBADF : errno));
+		return;
+	}
+	dlv_board = NULL;
+	scoreboard_unmap(w->board);
+	w->board = dlv_board = board;
+}
+
 /* The operations the queue sends. */
 static const struct ipc_json_op dlv_ops[] = {
+	{"scoreboard", dlv_op_scoreboard, 0},
 	{"opened", dlv_op_opened, 1},
 	{"queued", dlv_op_queued, 1},
 	{"withdraw", dlv_op_withdraw, 1},
@@ -575,6 +622,7 @@ void delivery_main(const struct config *cfg, struct rules *rules, int dlv_fd, in
 
 	w.wait_tail = &w.wait;
 	rules_reseed(rules);
+	rules_set_overrun(dlv_rules_overrun);
 	if ((w.base = evloop_new()) == NULL)
 		fatal("cannot create the event loop");
 	sig_ev = sigevent_new(w.base, sigs, 2, dlv_signal_cb, &w);

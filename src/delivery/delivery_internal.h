@@ -19,6 +19,7 @@
 #include "envelope.h"
 #include "mta.h"
 #include "rules.h"
+#include "scoreboard.h"
 #include "spool.h"
 
 struct cJSON;
@@ -132,6 +133,7 @@ struct dlv_attempt {
 	size_t *index;                      /* crcpts[k] is recipient index[k] */
 	struct mta_result *results; /* parallel to crcpts */
 	int64_t started;
+	struct cJSON *kept;   /* the state's members the queue owns, carried over */
 };
 
 /* The worker process; one instance, in delivery_main's frame. */
@@ -147,6 +149,7 @@ struct dlv_worker {
 	size_t nmsgs;
 	unsigned open;               /* attempts under way */
 	struct dlv_msg *wait, **wait_tail;
+	struct scoreboard *board; /* shared with the queue: what we work on (NULL until it comes) */
 	int stopping;
 	unsigned long delivered, deferred, failed;
 };

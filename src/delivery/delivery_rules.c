@@ -7,7 +7,8 @@
  * attempt and chooses a transport per recipient (ctx:deliver() and
  * friends); its edits to the message are delivered, not kept. A refusing
  * verdict gives the recipients still to deliver their outcome, a failing
- * rule defers them, and a quarantine moves the message away.
+ * rule defers them, and a quarantine moves the message away. While a stage
+ * runs, the scoreboard says so (see delivery.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -242,7 +243,9 @@ int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 		dlv_rule_error(a, "postq");
 		return 0;
 	}
+	scoreboard_enter(a->m->w->board, a->m->id, SCOREBOARD_POSTQ);
 	rules_run(a->m->w->rules, RULE_STAGE_POSTQ, ctx, &v);
+	scoreboard_enter(a->m->w->board, a->m->id, SCOREBOARD_PREPARE);
 	a->faccept = v.status == RULE_FACCEPT;
 	if (v.status == RULE_QUARANTINE) {
 		free(before);
@@ -310,7 +313,9 @@ int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message
 	}
 	ctx->route = dlv_rules_route;
 	ctx->route_arg = a;
+	scoreboard_enter(a->m->w->board, a->m->id, SCOREBOARD_DELIVERY);
 	rules_run(a->m->w->rules, RULE_STAGE_DELIVERY, ctx, &v);
+	scoreboard_enter(a->m->w->board, a->m->id, SCOREBOARD_PREPARE);
 	ctx->route = NULL;
 	after = dlv_rcpts_snapshot(&a->env);
 	changed = after == NULL || strcmp(before, after) != 0;

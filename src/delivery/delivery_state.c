@@ -5,7 +5,9 @@
  * envelope, then the state file that came with it: the counters and each
  * recipient's status, reply and success notice, matched to the envelope's
  * recipients by position. After the attempt the state goes back to the
- * queue as JSON text in a memfd; the worker never writes the spool.
+ * queue as JSON text in a memfd; the worker never writes the spool. The
+ * members the queue keeps there itself (how often a worker died on the
+ * message) are carried over unchanged.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +27,9 @@
 #define DLV_STATE_REPLY_MAX 400 /* bytes of a reply kept in the state */
 
 const char *const dlv_status_names[] = {"pending", "deferred", "sent", "failed", "none"};
+
+/* The state's members the queue writes (queue_suspect.c): carried over as they are. */
+static const char *const kept_names[] = {"worker_failures", "worker_failure"};
 
 /* A success notice's state, as in the state file, by enum dlv_notice. */
 static const char *const notice_names[] = {"", "delivered", "relayed", "sent"};
@@ -67,6 +72,21 @@ static enum dlv_notice dlv_notice_parse(const char *name)
 	return NOTICE_NONE;
 }
 
+/* dlv_state_keep - set aside the members of state the queue owns. */
+static void dlv_state_keep(struct dlv_attempt *a, const cJSON *state)
+{
+	const cJSON *item;
+	size_t i;
+
+	for (i = 0; i < sizeof(kept_names) / sizeof(kept_names[0]); i++) {
+		if ((item = cJSON_GetObjectItemCaseSensitive(state, kept_names[i])) == NULL)
+			continue;
+		if (a->kept == NULL && (a->kept = cJSON_CreateObject()) == NULL)
+			return;
+		cJSON_AddItemToObject(a->kept, kept_names[i], cJSON_Duplicate(item, 1));
+	}
+}
+
 /* dlv_state_load - the recipients' statuses and the counters from a state file. */
 static void dlv_state_load(struct dlv_attempt *a, int fd)
 {
@@ -93,6 +113,7 @@ static void dlv_state_load(struct dlv_attempt *a, int fd)
 	a->released = dlv_json_int(state, "released", 0) != 0;
 	a->warned = dlv_json_int(state, "warned", 0) != 0;
 	a->faccept = dlv_json_int(state, "faccept", 0) != 0;
+	dlv_state_keep(a, state);
 	rcpts = cJSON_GetObjectItemCaseSensitive(state, "rcpts");
 	cJSON_ArrayForEach(r, rcpts)
 	{
@@ -137,6 +158,8 @@ static char *dlv_state_text(const struct dlv_attempt *a, int64_t next)
 	    (a->faccept && cJSON_AddNumberToObject(s, "faccept", 1) == NULL) ||
 	    (rcpts = cJSON_AddArrayToObject(s, "rcpts")) == NULL)
 		goto out;
+	for (r = a->kept ? a->kept->child : NULL; r != NULL; r = r->next)
+		cJSON_AddItemToObject(s, r->string, cJSON_Duplicate(r, 1));
 	for (i = 0; i < a->env.nrcpts; i++) {
 		const struct dlv_rcpt *dr = &a->rcpts[i];
 		char reply[DLV_STATE_REPLY_MAX];
@@ -225,5 +248,6 @@ void dlv_attempt_free(struct dlv_attempt *a)
 	free(a->crcpts);
 	free(a->index);
 	free(a->results);
+	cJSON_Delete(a->kept);
 	free(a);
 }

@@ -533,6 +533,7 @@ static struct config *config_new(void)
 	cfg->bounce_queue_lifetime = 5 * 86400;
 	cfg->delay_warning = 0;
 	cfg->dsn_attach_limit = 64 << 10;
+	cfg->max_worker_failures = 3;
 	if (cfg->control_socket == NULL || cfg->maildir_path == NULL || cfg->mbox_path == NULL ||
 	    cfg->lmtp_target == NULL || cfg->relay_host == NULL || cfg->relay_auth_user == NULL ||
 	    cfg->relay_auth_password == NULL || cfg->delivery_dns_servers == NULL ||

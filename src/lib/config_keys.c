@@ -342,6 +342,8 @@ const struct key_def config_keys[] = {
 	                                      0,   UINT_MAX,               NULL,        false},
 	{SEC_DELIVERY, "dsn_attach_limit",    parse_size,      CFG(dsn_attach_limit),
 	                                      0,   1u << 30,               NULL,        false},
+	{SEC_DELIVERY, "max_worker_failures", parse_count,     CFG(max_worker_failures),
+	                                      1,   100,                    NULL,        false},
 };
 /* clang-format on */
 

@@ -3,6 +3,7 @@
  * numbers, sizes and durations, domain names, absolute paths, listener
  * addresses, delivery targets and the words of the listed keys. Each says
  * whether its text is well formed; the key parsers report what is not.
+ * Also the retry backoff the [delivery] durations give.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -113,6 +114,16 @@ int config_parse_duration(const char *text, uint64_t *ms)
 		return 0;
 	}
 	return -1;
+}
+
+/* config_backoff - retry_min doubled at each attempt after the first, capped at retry_max. */
+uint64_t config_backoff(unsigned retry_min, unsigned retry_max, unsigned n)
+{
+	uint64_t wait = retry_min;
+
+	while (n-- > 1 && wait < retry_max)
+		wait *= 2;
+	return wait < retry_max ? wait : retry_max;
 }
 
 /* config_valid_domain - whether name is a domain: dot-separated LDH labels. */

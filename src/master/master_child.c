@@ -80,8 +80,12 @@ void master_queue_settings(struct master *m)
 {
 	struct ipc_msg msg = {
 	    .type = IPC_QUEUE_SETTINGS, .a = m->cfg->min_free_space, .b = m->cfg->max_message_size};
+	struct ipc_msg dlv = {.type = IPC_QUEUE_DELIVERY_SETTINGS,
+			      .a = m->cfg->max_worker_failures,
+			      .b = m->cfg->retry_min | (uint64_t)m->cfg->retry_max << 32};
 
-	if (m->queue_ctl >= 0 && ipc_send(m->queue_ctl, &msg, -1) < 0)
+	if (m->queue_ctl >= 0 &&
+	    (ipc_send(m->queue_ctl, &msg, -1) < 0 || ipc_send(m->queue_ctl, &dlv, -1) < 0))
 		log_err("cannot update the queue settings: %s", strerror(errno));
 }
 
@@ -234,6 +238,10 @@ void master_delivery_exited(struct master *m, int status)
 	}
 	if (WIFSIGNALED(status))
 		log_err("delivery worker killed by signal %d", WTERMSIG(status));
+	else if (WEXITSTATUS(status) == RULES_EXIT_OVERRUN)
+		log_err("delivery worker exited with status %d: a rule ran past [rules] time_limit "
+			"(the queue names the message and the rule)",
+			WEXITSTATUS(status));
 	else
 		log_err("delivery worker exited with status %d", WEXITSTATUS(status));
 	if (time(NULL) - m->dlv_started >= QUEUE_STABLE_AFTER)

@@ -396,6 +396,14 @@ static void queue_take_settings(struct queue *q, struct ipc_msg *m, int passfd)
 		q->max_message_size = m->b;
 }
 
+/* queue_take_delivery_settings - IPC_QUEUE_DELIVERY_SETTINGS: for the messages the worker dies on. */
+static void queue_take_delivery_settings(struct queue *q, struct ipc_msg *m, int passfd)
+{
+	q->max_worker_failures = m->a > 0 && m->a <= 100 ? (unsigned)m->a : 3;
+	q->retry_min = (uint32_t)m->b > 0 ? (uint32_t)m->b : 1;
+	q->retry_max = (uint32_t)(m->b >> 32) > 0 ? (uint32_t)(m->b >> 32) : 1;
+}
+
 /* queue_take_session - IPC_SESSION_CHANNEL: serve a new session. */
 static void queue_take_session(struct queue *q, struct ipc_msg *m, int passfd)
 {
@@ -428,6 +436,7 @@ static const struct queue_master_op {
     {IPC_DELIVERY_CHANNEL, "delivery channel", queue_take_delivery},
     {IPC_CONTROL_CLIENT, "control client", queue_take_admin},
     {IPC_QUEUE_SETTINGS, NULL, queue_take_settings},
+    {IPC_QUEUE_DELIVERY_SETTINGS, NULL, queue_take_delivery_settings},
 };
 
 /* queue_ctl_cb - messages from the master. */
@@ -709,6 +718,9 @@ void queue_main(const struct config *cfg, int ctl)
 
 	q.min_free_space = cfg->min_free_space;
 	q.max_message_size = cfg->max_message_size;
+	q.max_worker_failures = cfg->max_worker_failures;
+	q.retry_min = cfg->retry_min;
+	q.retry_max = cfg->retry_max;
 	q.pending_tail = &q.pending;
 	pthread_mutex_init(&q.lock, NULL);
 	pthread_cond_init(&q.wake, NULL);

@@ -4,7 +4,8 @@
  * passes the filters), show (one message's envelope, delivery state and
  * text) and quarantine-list. A listing opens each message file, checks its
  * trailer and reads its envelope; the delivery state tells whether a queued
- * message is active or deferred and what its last reply was.
+ * message is active or deferred, what its last reply was, and, for one the
+ * delivery worker died on, how often and why the queue held it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -179,6 +180,11 @@ static cJSON *admin_entry(const struct admin_msg *m, const struct admin_file *f,
 		cJSON_AddStringToObject(e, "last_reply", reply);
 	else
 		cJSON_AddNullToObject(e, "last_reply");
+	/* A message the delivery worker died on, and why the queue held it. */
+	if (admin_num(state, "worker_failures", 0) > 0)
+		cJSON_AddNumberToObject(e, "worker_failures", admin_num(state, "worker_failures", 0));
+	if (admin_str(state, "hold_reason") != NULL)
+		cJSON_AddStringToObject(e, "hold_reason", admin_str(state, "hold_reason"));
 	return e;
 }
 

@@ -29,20 +29,8 @@
 #include "queue_internal.h"
 #include "spool.h"
 
-/* admin_state_sync - make state/<id> durable: queue_state_write does not sync. */
-static int admin_state_sync(struct queue *q, const char *id)
-{
-	int fd = openat(q->state_fd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), err = 0;
-
-	if (fd < 0)
-		return errno;
-	if (fsync(fd) < 0 || fsync(q->state_fd) < 0)
-		err = errno;
-	close(fd);
-	return err;
-}
-
-/* admin_state_reset - requeue: non-final recipients pending, no attempts, postq again. */
+/* admin_state_reset - requeue: non-final recipients pending, no attempts, postq again,
+ * no worker failures. */
 static int admin_state_reset(struct queue *q, const char *id)
 {
 	cJSON *st = queue_state_read(q, id), *r;
@@ -52,6 +40,7 @@ static int admin_state_reset(struct queue *q, const char *id)
 	if (st == NULL)
 		return 0; /* never tried: everything is pending already */
 	cJSON_DeleteItemFromObjectCaseSensitive(st, "postq");
+	queue_suspect_forget(st);
 	admin_set_num(st, "attempts", 0);
 	admin_set_num(st, "next_attempt", 0);
 	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(st, "rcpts"))
@@ -70,7 +59,7 @@ static int admin_state_reset(struct queue *q, const char *id)
 		return ENOMEM;
 	err = queue_state_write(q, id, text, strlen(text));
 	free(text);
-	return err ? err : admin_state_sync(q, id);
+	return err ? err : queue_state_sync(q, id);
 }
 
 /* ---- commands on ids ---- */
@@ -144,17 +133,41 @@ int admin_hold_one(struct queue *q, const char *id, const char *qname, char *err
 	return 0;
 }
 
-/* admin_release_one - hold/ID -> queue/ID, due now. */
+/* admin_state_release - release: the worker failures counted so far are forgotten. */
+static int admin_state_release(struct queue *q, const char *id)
+{
+	cJSON *st = queue_state_read(q, id);
+	char *text;
+	int err;
+
+	if (st == NULL || !queue_suspect_forget(st)) {
+		cJSON_Delete(st);
+		return 0;
+	}
+	admin_set_num(st, "next_attempt", 0);
+	text = cJSON_PrintUnformatted(st);
+	cJSON_Delete(st);
+	if (text == NULL)
+		return ENOMEM;
+	err = queue_state_write(q, id, text, strlen(text));
+	free(text);
+	return err ? err : queue_state_sync(q, id);
+}
+
+/* admin_release_one - hold/ID -> queue/ID, due now, its worker failures forgotten. */
 int admin_release_one(struct queue *q, const char *id, const char *qname, char *err, size_t errlen)
 {
 	struct admin_msg m;
 	char where[200];
+	int e;
 
 	if (admin_locate(q, id, &m) < 0)
 		return admin_fail(err, errlen, "no such message");
 	if (m.loc != LOC_HOLD)
 		return admin_fail(err, errlen, "not held: %s",
 		                  admin_where(&m, where, sizeof(where)));
+	if ((e = admin_state_release(q, id)) != 0)
+		return admin_fail(err, errlen, "cannot rewrite its state: %s", strerror(e));
 	if (admin_move(q, &m, LOC_QUEUE, NULL) < 0)
 		return admin_fail(err, errlen, "cannot move to %s/: %s", SPOOL_QUEUE,
 		                  strerror(errno));
@@ -217,7 +230,7 @@ int admin_qrelease_one(struct queue *q, const char *id, const char *qname, char 
 	/* The state first: the worker must never see the message without
 	 * "released", or its rules would quarantine it again. */
 	if ((e = queue_state_write(q, id, released, sizeof(released) - 1)) != 0 ||
-	    (e = admin_state_sync(q, id)) != 0) {
+	    (e = queue_state_sync(q, id)) != 0) {
 		queue_state_remove(q, id);
 		return admin_fail(err, errlen, "cannot write its state: %s", strerror(e));
 	}

@@ -7,7 +7,9 @@
  * asks ("open"), stores the state it sends back after each attempt
  * ("state"), and removes or moves a message once the worker is done with it
  * ("done", "move"). Messages the worker creates (bounces) go through an
- * ordinary session channel and the group commit, like received mail.
+ * ordinary session channel and the group commit, like received mail. Each
+ * worker also gets a scoreboard, which tells the queue what a worker that
+ * died was working on (queue_suspect.c).
  *
  * State files are written with a rename but not fsynced: losing the latest
  * one in a crash means some recipients are tried again (at least once),
@@ -164,6 +166,19 @@ int queue_state_write(struct queue *q, const char *id, const char *text, size_t 
 	return err;
 }
 
+/* queue_state_sync - fsync state/<id> and state/. */
+int queue_state_sync(struct queue *q, const char *id)
+{
+	int fd = openat(q->state_fd, id, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return errno;
+	if (fsync(fd) < 0 || fsync(q->state_fd) < 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
 /* queue_state_remove - drop state/<id>. */
 void queue_state_remove(struct queue *q, const char *id)
 {
@@ -316,9 +331,10 @@ static void queue_dlv_cb(evutil_socket_t fd, short what, void *arg)
 		queue_dlv_close(arg);
 }
 
-/* queue_dlv_close - the worker has gone. */
+/* queue_dlv_close - the worker has gone: what did it die on? */
 void queue_dlv_close(struct queue *q)
 {
+	queue_suspect_check(q);
 	if (q->dlv_ev != NULL) {
 		event_free(q->dlv_ev);
 		q->dlv_ev = NULL;
@@ -348,13 +364,17 @@ static void queue_dlv_announce_all(struct queue *q)
 	rewinddir(d);
 	while ((de = readdir(d)) != NULL) {
 		cJSON *state;
+		int64_t next;
 
 		if (!spool_id_valid(de->d_name))
 			continue;
 		state = queue_state_read(q, de->d_name);
-		queue_dlv_announce(q, de->d_name, queue_state_next(state));
+		next = queue_state_next(state);
+		if (queue_suspect_due(q, de->d_name, state, &next)) {
+			queue_dlv_announce(q, de->d_name, next);
+			n++;
+		}
 		cJSON_Delete(state);
-		n++;
 	}
 	closedir(d);
 	log_info("delivery worker connected: %u queued messages handed over", n);
@@ -363,6 +383,8 @@ static void queue_dlv_announce_all(struct queue *q)
 /* queue_dlv_attach - serve a new worker. */
 void queue_dlv_attach(struct queue *q, int fd)
 {
+	int board;
+
 	queue_dlv_close(q);
 	q->dlv_ev = event_new(q->base, fd, EV_READ | EV_PERSIST, queue_dlv_cb, q);
 	q->dlv_out = ipc_outq_new(q->base, fd);
@@ -377,5 +399,10 @@ void queue_dlv_attach(struct queue *q, int fd)
 		return;
 	}
 	q->dlv_fd = fd;
+	/* The scoreboard first: the worker has it before its first message. */
+	if ((board = queue_suspect_board(q)) >= 0) {
+		queue_dlv_send(q, queue_dlv_op("scoreboard", NULL), &board, 1);
+		close(board);
+	}
 	queue_dlv_announce_all(q);
 }

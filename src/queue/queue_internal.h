@@ -1,8 +1,9 @@
 /*
  * queue_internal.h - the queue process's state, shared by its parts:
  * queue.c (sessions, group commit, recovery), queue_delivery.c (the channel
- * to the delivery worker and the delivery state files) and queue_admin.c
- * (vsmtpctl's requests).
+ * to the delivery worker and the delivery state files), queue_suspect.c
+ * (the messages the worker died on) and queue_admin.c (vsmtpctl's
+ * requests).
  */
 #ifndef VSMTPD_QUEUE_INTERNAL_H
 #define VSMTPD_QUEUE_INTERNAL_H
@@ -18,6 +19,7 @@
 
 struct cJSON;
 struct queue_client;
+struct scoreboard;
 
 /* Room for the headers a session adds in front of the client's content. */
 #define QUEUE_HEADER_SLACK (64u * 1024)
@@ -69,6 +71,10 @@ struct queue {
 	int dlv_fd;
 	struct event *dlv_ev;
 	struct ipc_outq *dlv_out;
+	struct scoreboard *dlv_board; /* shared with that worker, NULL without */
+
+	/* [delivery] settings, from the master at start and after a reload */
+	unsigned max_worker_failures, retry_min, retry_max;
 };
 
 /* queue_subdir - open dir under parent, creating it (durably) when missing; -1 with errno. */
@@ -108,11 +114,39 @@ struct cJSON *queue_state_read(struct queue *q, const char *id);
 /* queue_state_write - replace state/<id> with text (write, then rename). 0 or an errno value. */
 int queue_state_write(struct queue *q, const char *id, const char *text, size_t len);
 
+/* queue_state_sync - make state/<id> durable (queue_state_write does not sync). 0 or an errno value. */
+int queue_state_sync(struct queue *q, const char *id);
+
 /* queue_state_remove - remove state/<id> if there is one. */
 void queue_state_remove(struct queue *q, const char *id);
 
 /* queue_state_next - the next_attempt time a state holds (0: due now). */
 int64_t queue_state_next(const struct cJSON *state);
+
+/* ---- queue_suspect.c: the messages the delivery worker died on ---- */
+
+/*
+ * queue_suspect_board - a new scoreboard for the worker about to be
+ * served, mapped as q->dlv_board: the descriptor to hand it, or -1 (logged).
+ */
+int queue_suspect_board(struct queue *q);
+
+/*
+ * queue_suspect_check - the worker's channel has closed: count a failure
+ * for the message its scoreboard names, if any (logged with the step and
+ * the rule), set that message aside in hold/ at the limit; drop the board.
+ */
+void queue_suspect_check(struct queue *q);
+
+/*
+ * queue_suspect_due - whether queue/<id> with state goes to a worker that
+ * has just connected: 0 when it has just been set aside, else 1, with
+ * *next put past the backoff of a message the worker died on.
+ */
+int queue_suspect_due(struct queue *q, const char *id, struct cJSON *state, int64_t *next);
+
+/* queue_suspect_forget - drop the failure count and hold reason from state; 1 if there were any. */
+int queue_suspect_forget(struct cJSON *state);
 
 /* ---- queue_admin.c: requests from vsmtpctl ---- */
 

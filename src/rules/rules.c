@@ -553,7 +553,7 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx,
 	lua_State *L = r->L;
 	const char *name, *where, *kind;
 	const struct rules_status *st;
-	int decided = 0, rule_idx = lua_gettop(L);
+	int decided = 0, rc, rule_idx = lua_gettop(L);
 
 	lua_getfield(L, -1, "name");
 	lua_getfield(L, -2, "where");
@@ -561,7 +561,10 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx,
 	name = lua_tostring(L, -3);
 	where = lua_tostring(L, -2);
 	kind = lua_tostring(L, -1);
-	if (rules_call(r, rule_idx, ctx_idx) != LUA_OK) {
+	rules_running_set(stage, name, where);
+	rc = rules_call(r, rule_idx, ctx_idx);
+	rules_running_set(stage, NULL, NULL);
+	if (rc != LUA_OK) {
 		char msg[1024];
 
 		rules_fail(r, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)",

@@ -73,6 +73,10 @@ unsigned rules_load_ms(const struct rules *r);
  * the message handler at -1; leaves the result, returns the status. */
 int rules_run_top_level(struct rules *r);
 
+/* rules_running_set - note the rule call about to start for rules_running()
+ * (rule and where NULL once it is over). */
+void rules_running_set(enum rule_stage stage, const char *rule, const char *where);
+
 /* rules_call - run the rule at rule_idx with a fresh budget; the pcall status. */
 int rules_call(struct rules *r, int rule_idx, int ctx_idx);
 

@@ -114,10 +114,27 @@ static void rules_budget_hook(lua_State *L, lua_Debug *ar)
 /* The process's overrun handler (one Lua state runs at a time per process). */
 static volatile rules_overrun_fn rules_overrun;
 
+/* The rule call under way, for the overrun handler (see rules.h). */
+static volatile struct rules_running rules_now;
+
 /* rules_set_overrun - what to do, signal-safely, before exiting on overrun. */
 void rules_set_overrun(rules_overrun_fn fn)
 {
 	rules_overrun = fn;
+}
+
+/* rules_running - the rule call under way, NULL names between calls. */
+const volatile struct rules_running *rules_running(void)
+{
+	return &rules_now;
+}
+
+/* rules_running_set - note the rule call about to start (rule NULL: none). */
+void rules_running_set(enum rule_stage stage, const char *rule, const char *where)
+{
+	rules_now.stage = stage;
+	rules_now.rule = rule;
+	rules_now.where = where;
 }
 
 /* rules_overrun_signal - SIGVTALRM: a rule call used up its CPU time. */

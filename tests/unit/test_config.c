@@ -234,6 +234,10 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->timeout_session, 3600);
 	assert_int_equal(cfg->shutdown_grace, 30);
 	assert_int_equal(cfg->bare_eol, BARE_EOL_REJECT);
+	assert_int_equal(cfg->max_worker_failures, 3);
+	config_free(cfg);
+	cfg = load_ok(MINIMAL "[delivery]\nmax_worker_failures = 1\n");
+	assert_int_equal(cfg->max_worker_failures, 1);
 	config_free(cfg);
 }
 
@@ -429,6 +433,10 @@ static void test_bad_values(void **state)
 	     "[limits] max_sessions_per_ip: \"0\" is less than the minimum, 1"},
 	    {"[limits]\nmax_recipients = 0\n", 2,
 	     "[limits] max_recipients: \"0\" is less than the minimum, 1"},
+	    {"[delivery]\nmax_worker_failures = 0\n", 2,
+	     "[delivery] max_worker_failures: \"0\" is less than the minimum, 1"},
+	    {"[delivery]\nmax_worker_failures = 101\n", 2,
+	     "[delivery] max_worker_failures: \"101\" is more than the maximum, 100"},
 	    {"\n[limits]\nmax_message_size = 25X\n", 3,
 	     "[limits] max_message_size: \"25X\" is not a size (such as 10240000, 512k, 25M, 1G)"},
 	    {"[limits]\nmax_message_size = 0\n", 2,

@@ -3,7 +3,8 @@
  * look like (and the errors when it does not), how stages decide, the
  * budgets and the sandbox, through rules_load() and rules_offline_run();
  * the delivery stage's transport methods (ctx:forward, ctx:maildir, ...)
- * through rules_run() with a route callback that records the choices.
+ * through rules_run() with a route callback that records the choices;
+ * what an overrun handler learns of the rule that ran past its CPU time.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -839,6 +841,70 @@ static void test_offline_stages_run_only_for_a_queued_message(void **state)
 	rules_free(r);
 }
 
+/* The pipe the overrun handler of the child below writes into. */
+static int overrun_pipe = -1;
+
+/* write_overrun - the overrun handler: the rule running, as "stage rule where"
+ * (snprintf is safe enough here: the child does nothing else). */
+static void write_overrun(void)
+{
+	const volatile struct rules_running *now = rules_running();
+	char line[512];
+
+	snprintf(line, sizeof(line), "%s %s %s", rules_stage_name(now->stage),
+		 now->rule ? now->rule : "(none)", now->where ? now->where : "(none)");
+	if (write(overrun_pipe, line, strlen(line)) < 0)
+		_exit(99);
+}
+
+static void test_overrun_handler_learns_the_rule(void **state)
+{
+	static const char text[] =
+	    "return {\n"
+	    "  postq = {\n"
+	    "    rule \"quick\" (function(ctx) return status.next() end),\n"
+	    "    rule \"backtracks\" (function(ctx)\n"
+	    "      ('a'):rep(40):match(('a?'):rep(40) .. ('a'):rep(40) .. 'b')\n"
+	    "      return status.next()\n"
+	    "    end),\n"
+	    "  },\n"
+	    "}\n";
+	struct rules_limits limits = {.instructions = 200000, .memory = 4 << 20, .cpu_ms = 50};
+	struct rules_settings settings = {.hostname = "mx.example.com"};
+	char err[1024], got[512] = "", want[600];
+	struct rule_verdict v;
+	struct rules *r;
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	r = rules_load(write_file("main.lua", text), &limits, &settings, err, sizeof(err));
+	if (r == NULL)
+		fail_msg("%s", err);
+	assert_null(rules_running()->rule); /* between calls: none */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		overrun_pipe = fds[1];
+		rules_set_overrun(write_overrun);
+		run_stage(r, RULE_STAGE_POSTQ, NULL, 0, &v);
+		_exit(0); /* not reached: the rule runs for ever */
+	}
+	close(fds[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), RULES_EXIT_OVERRUN);
+	n = read(fds[0], got, sizeof(got) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	got[n] = '\0';
+	snprintf(want, sizeof(want), "postq backtracks %s/main.lua:4", dir);
+	assert_string_equal(got, want);
+	rules_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -868,6 +934,7 @@ int main(void)
 		cmocka_unit_test(test_offline_run_reports_the_routes_after_queueing),
 		cmocka_unit_test(test_offline_postq_and_delivery_decide_the_queued_message),
 		cmocka_unit_test(test_offline_stages_run_only_for_a_queued_message),
+		cmocka_unit_test(test_overrun_handler_learns_the_rule),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
