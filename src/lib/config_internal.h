@@ -71,11 +71,13 @@ struct address_key {
 	unsigned port;
 };
 
-/* The number of entries of config_keys[] (checked where it is defined). */
-#define CONFIG_NKEYS 86
+/* Room for the entries of config_keys[] in the loader's per-key arrays
+ * (checked where the table is defined); config_nkeys is how many there are. */
+#define CONFIG_KEYS_MAX 128
 
-/* Every key, in config_keys.c. */
+/* Every key, in config_keys.c, and how many. */
 extern const struct key_def config_keys[];
+extern const size_t config_nkeys;
 
 /* The state of one config_load() call. */
 struct loader {
@@ -96,9 +98,9 @@ struct loader {
 	int listener_line[CONFIG_MAX_LISTENERS];
 	int sni_line[CONFIG_MAX_SNI];
 	bool addresses_overridden[CONFIG_MAX_LISTENERS];
-	int key_lines[CONFIG_NKEYS]; /* where each key of config_keys[] was set */
-	int listener_key_lines[CONFIG_MAX_LISTENERS][CONFIG_NKEYS]; /* the same, per listener */
-	int sni_key_lines[CONFIG_MAX_SNI][CONFIG_NKEYS];            /* and per [sni:NAME] */
+	int key_lines[CONFIG_KEYS_MAX]; /* where each key of config_keys[] was set */
+	int listener_key_lines[CONFIG_MAX_LISTENERS][CONFIG_KEYS_MAX]; /* the same, per listener */
+	int sni_key_lines[CONFIG_MAX_SNI][CONFIG_KEYS_MAX];            /* and per [sni:NAME] */
 	char msg[1024];
 };
 

@@ -347,8 +347,9 @@ const struct key_def config_keys[] = {
 };
 /* clang-format on */
 
-_Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) == CONFIG_NKEYS,
-               "CONFIG_NKEYS is not the number of entries of config_keys[]");
+_Static_assert(sizeof(config_keys) / sizeof(config_keys[0]) <= CONFIG_KEYS_MAX,
+               "config_keys[] has more entries than CONFIG_KEYS_MAX makes room for");
+const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);
 
 /* parse_hostname - [server] hostname: a domain name. */
 static int parse_hostname(struct loader *ld, const struct key_def *def, void *field,
@@ -794,7 +795,7 @@ const struct key_def *config_find_key(enum section section, const char *key)
 {
 	size_t i;
 
-	for (i = 0; i < CONFIG_NKEYS; i++)
+	for (i = 0; i < config_nkeys; i++)
 		if (config_keys[i].section == section && strcmp(config_keys[i].key, key) == 0)
 			return &config_keys[i];
 	return NULL;
