@@ -452,7 +452,11 @@ static int ctl_test_file(const char *path, const struct ctl_settings *base, int 
 	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
 	lua_settop(L, 0);
 	if (luaL_loadfilex(L, path, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
-		fprintf(stderr, "vsmtpctl: %s\n", lua_tostring(L, -1));
+		if (lua_type(L, -1) == LUA_TSTRING)
+			fprintf(stderr, "vsmtpctl: %s\n", lua_tostring(L, -1));
+		else /* described without running its metamethods */
+			fprintf(stderr, "vsmtpctl: %s: error object is a %s value\n", path,
+				luaL_typename(L, -1));
 		goto out;
 	}
 	if (!lua_istable(L, -1) || (rules_name = ctl_field(L, -1, "rules")) == NULL) {
