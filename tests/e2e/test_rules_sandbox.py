@@ -305,6 +305,44 @@ return {
         d.kill_all()
 
 
+# ------------------------------------------------------------ the log
+
+# A line break in what a rule logs, or a control character in what a client
+# sent, must not start a line of its own (one that looks like the daemon's)
+# nor reach a terminal as such: the log writes them out.
+LOG_RULES = r'''
+return {
+  connect = {
+    action "forge" (function(ctx)
+      log("info", "a\nvsmtpd master[1]: info: forged by a rule\r\n")
+    end),
+  },
+  preq = {
+    action "subject" (function(ctx) log("info", "subject: " .. ctx:get_header("Subject")) end),
+  },
+}
+'''
+
+
+def test_nothing_from_a_rule_or_a_client_forges_a_log_line(daemons):
+    d = daemons(rules=LOG_RULES, settings={"server": {"log_level": "debug"}})
+    with d.session() as c:
+        # a header value with control characters (and a fold), logged by a rule
+        c.send_message(b"Subject: hi\x1b[2J\x07 there\r\n\tvsmtpd master[1]: folded\r\n"
+                       b"\r\nbody\r\n")
+        # a command line with control characters, logged at debug level
+        r = c.cmd(b"NOOP \x1b[2J\x01vsmtpd master[1]: info: forged by a client")
+        assert r.code == 500, r
+        c.quit()
+    d.wait_log(r"<<< QUIT$")
+    log = d.log()
+    assert "a\\nvsmtpd master[1]: info: forged by a rule\\r\\n\n" in log
+    assert "subject: hi\\x1b[2J\\x07 there\\tvsmtpd master[1]: folded\n" in log
+    assert "<<< NOOP \\x1b[2J\\x01vsmtpd master[1]: info: forged by a client\n" in log
+    assert not re.search(r"^vsmtpd master\[1\]", log, re.M), log
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", log), log
+
+
 # ------------------------------------------------------------ no way around the budget
 
 # Lua runs a message handler with hooks off when the error comes from the
