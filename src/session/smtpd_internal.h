@@ -107,6 +107,7 @@ struct smtp_session {
 
 	int discarding;      /* inside an overlong command line */
 	int last_code;       /* of the latest reply */
+	int last_uncounted;  /* the latest reply, a 4xx, is no error of the client's */
 	unsigned errors;
 	int shutdown;        /* SIGTERM: leave at the next idle point */
 	int eof;             /* the client has sent all it will send */
@@ -137,6 +138,9 @@ int smtpd_rules_refused(struct smtp_session *s, enum rule_stage stage,
 			const struct rule_verdict *v);
 /* smtpd_rules_accept_reply - whether the verdict's accept code replaces ours. */
 int smtpd_rules_accept_reply(const struct rule_verdict *v);
+/* smtpd_reply_uncounted - the reply just sent counts as no error. */
+void smtpd_reply_uncounted(struct smtp_session *s);
+
 /* smtpd_error_limits - after a failed command: slow down or hang up. */
 void smtpd_error_limits(struct smtp_session *s);
 /* smtpd_input_process - handle whatever the client sent, as far as we may. */

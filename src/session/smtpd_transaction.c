@@ -524,6 +524,7 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	if (s->tx->env.nrcpts >= s->cfg->max_recipients) {
 		smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+		smtpd_reply_uncounted(s);
 		return;
 	}
 	smtp_address_format(&rcpt.to, to, sizeof(to));
