@@ -42,6 +42,7 @@ enum smtpd_wait {
 	SMTPD_WAIT_NONE,
 	SMTPD_WAIT_CREATE, /* the queue is creating the message file */
 	SMTPD_WAIT_COMMIT, /* the queue is committing the message */
+	SMTPD_WAIT_SPACE,  /* DATA or the first BDAT: may the content come? */
 	SMTPD_WAIT_DELAY,  /* error delay past the soft limit */
 };
 
@@ -51,6 +52,7 @@ struct smtpd_tx {
 	int fd;                   /* the message file, from the queue */
 	int utf8;                 /* MAIL carried SMTPUTF8 */
 	int chunking;             /* BDAT has started the content */
+	uint64_t size_hint;       /* MAIL's SIZE=, 0 without */
 	struct data_filter df;
 	uint64_t written;         /* content bytes written to fd */
 	int write_error;          /* errno of the first failed write */
