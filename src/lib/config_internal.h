@@ -72,7 +72,7 @@ struct address_key {
 };
 
 /* The number of entries of config_keys[] (checked where it is defined). */
-#define CONFIG_NKEYS 81
+#define CONFIG_NKEYS 82
 
 /* Every key, in config_keys.c. */
 extern const struct key_def config_keys[];

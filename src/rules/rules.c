@@ -473,6 +473,7 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 	struct rules_settings settings = {.hostname = cfg->hostname,
 					  .local_domains = cfg->local_domains,
 					  .trusted_networks = cfg->trusted_networks,
+					  .allow_routing_local_parts = cfg->allow_routing_local_parts,
 					  .dns_servers = cfg->rules_dns_servers,
 					  .dns_timeout_ms = cfg->rules_dns_timeout_ms};
 

@@ -519,7 +519,8 @@ static void rules_push_words(lua_State *L, const char *list)
 }
 
 /* rules_open_config - the `config` table: settings the policy builds on,
- * config.local_domains (a domain list) and config.trusted_networks (a netset). */
+ * config.local_domains (a domain list), config.trusted_networks (a netset)
+ * and config.allow_routing_local_parts (a boolean). */
 int rules_open_config(lua_State *L)
 {
 	const struct rules_settings *settings = lua_touserdata(L, 1);
@@ -535,6 +536,8 @@ int rules_open_config(lua_State *L)
 	rules_push_words(L, settings->trusted_networks);
 	lua_call(L, 1, 1);
 	lua_setfield(L, -2, "trusted_networks");
+	lua_pushboolean(L, settings->allow_routing_local_parts);
+	lua_setfield(L, -2, "allow_routing_local_parts");
 	lua_setglobal(L, "config");
 	return 0;
 }
