@@ -139,6 +139,7 @@ struct config {
 	unsigned rules_load_time_limit_ms; /* CPU time loading the rules may take */
 	char *local_domains;              /* lowercased domains, separated by single spaces */
 	char *trusted_networks;           /* addresses and address/prefix, single spaces */
+	int allow_routing_local_parts;    /* config.allow_routing_local_parts for the rules */
 	char *rules_dns_servers;          /* "" (the system's) or address[:port], single spaces */
 	unsigned rules_dns_timeout_ms;    /* bound of one dns.lookup / dns.rlookup call */
 

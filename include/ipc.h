@@ -28,6 +28,10 @@ enum ipc_type {
 				  * descriptor an IPC_RULE_FILE asked for) */
 	IPC_RULE_FILE,           /* session -> queue: open, for reading, the file of the
 				  * rules folder whose path the attached file holds */
+	IPC_MSG_SPACE,           /* session -> queue: may the content of id come (a = its
+				  * SIZE hint)? Asked at DATA and at the first BDAT */
+	IPC_MSG_SPACE_ANSWER,    /* queue -> session: status for id (ENOSPC: below the
+				  * free space reserve) */
 };
 
 #define IPC_TEXT_MAX 63

@@ -8,6 +8,7 @@
 #define VSMTPD_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <syslog.h>
 
 /* Where log lines go ([server] log). */
@@ -18,6 +19,10 @@ void log_open(enum log_target target, int level, int facility);
 
 /* log_set_role - name the process in every following line (after a fork). */
 void log_set_role(const char *role);
+
+/* log_escape - text with its control characters written out (\n, \r, \t,
+ * \xNN) into out: what every log line goes through. */
+void log_escape(const char *text, char *out, size_t outlen);
 
 /* log_msg - log at a syslog priority, printf style. */
 void log_msg(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -203,6 +203,7 @@ struct rules_settings {
 	const char *hostname;
 	const char *local_domains;    /* space-separated */
 	const char *trusted_networks; /* space-separated */
+	int allow_routing_local_parts; /* [rules] allow_routing_local_parts */
 	const char *dns_servers;      /* for `dns`: NULL or "" for the system's resolvers */
 	unsigned dns_timeout_ms;      /* per dns.* call; 0 for the default (5 s) */
 };

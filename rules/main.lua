@@ -6,6 +6,10 @@
 -- What it does:
 --   * mail for a local domain is accepted from anyone: the domains of
 --     [rules] local_domains, the server's own host name and "localhost";
+--     but not to a local part that routes the mail on (user%elsewhere,
+--     elsewhere!user, "user@elsewhere"), which vsmtpd would deliver to a
+--     local mailbox of that name and relay scanners report as an open
+--     relay: 550 5.7.1, unless [rules] allow_routing_local_parts = yes;
 --   * mail for any other domain is relayed only for authenticated sessions
 --     and for clients in [rules] trusted_networks (default: this host);
 --   * everything else is refused with 554 5.7.1 Relay access denied, so the
@@ -22,6 +26,13 @@ local function is_local(domain)
   return domain == hostname() or domain == "localhost" or config.local_domains:contains(domain)
 end
 
+-- routes_on - whether a local part names a further destination: the
+-- percent hack (user%elsewhere), a bang path (elsewhere!user) or an '@'
+-- (which only a quoted local part can hold).
+local function routes_on(local_part)
+  return local_part:find("[%%!@]") ~= nil
+end
+
 -- may_relay - whether this client may send mail anywhere.
 local function may_relay(ctx)
   return ctx.is_authenticated or config.trusted_networks:contains(ctx.client_ip)
@@ -33,6 +44,15 @@ return {
     rule "postmaster" (function(ctx)
       if ctx.rcpt.domain == "" then
         return status.accept()
+      end
+      return status.next()
+    end),
+
+    rule "no routing through local parts" (function(ctx)
+      if is_local(ctx.rcpt.domain) and routes_on(ctx.rcpt.local_part)
+          and not config.allow_routing_local_parts then
+        return status.reject(code(550, "5.7.1",
+                                  "Recipient address rejected: no routing by the local part"))
       end
       return status.next()
     end),

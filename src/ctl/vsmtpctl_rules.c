@@ -50,6 +50,7 @@ struct ctl_settings {
 	char hostname[256];
 	char *local_domains;
 	char *trusted_networks;
+	int allow_routing_local_parts;
 	char *dns_servers;
 	unsigned dns_timeout_ms;
 	struct rules_limits limits;
@@ -82,6 +83,7 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 	snprintf(st->hostname, sizeof(st->hostname), "%s", cfg->hostname);
 	st->local_domains = strdup(cfg->local_domains);
 	st->trusted_networks = strdup(cfg->trusted_networks);
+	st->allow_routing_local_parts = cfg->allow_routing_local_parts;
 	st->dns_servers = cfg->rules_dns_servers[0] ? strdup(cfg->rules_dns_servers) : NULL;
 	st->dns_timeout_ms = cfg->rules_dns_timeout_ms;
 	st->limits = rules_limits_of(cfg);
@@ -95,6 +97,7 @@ static struct rules *ctl_rules_load(const char *path, const struct ctl_settings 
 	struct rules_settings settings = {.hostname = st->hostname,
 					  .local_domains = st->local_domains,
 					  .trusted_networks = st->trusted_networks,
+					  .allow_routing_local_parts = st->allow_routing_local_parts,
 					  .dns_servers = st->dns_servers,
 					  .dns_timeout_ms = st->dns_timeout_ms};
 	char *abs = realpath(path, NULL), err[1024];
@@ -428,7 +431,9 @@ static void ctl_test_settings(lua_State *L, struct ctl_settings *st)
 		free(st->trusted_networks);
 		st->trusted_networks = strdup(s);
 	}
-	lua_pop(L, 1);
+	if (lua_getfield(L, -1, "allow_routing_local_parts") != LUA_TNIL)
+		st->allow_routing_local_parts = lua_toboolean(L, -1);
+	lua_pop(L, 2);
 }
 
 /* ctl_test_file - run one test file; the number of failures, -1 when it
@@ -452,7 +457,11 @@ static int ctl_test_file(const char *path, const struct ctl_settings *base, int 
 	luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
 	lua_settop(L, 0);
 	if (luaL_loadfilex(L, path, "t") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
-		fprintf(stderr, "vsmtpctl: %s\n", lua_tostring(L, -1));
+		if (lua_type(L, -1) == LUA_TSTRING)
+			fprintf(stderr, "vsmtpctl: %s\n", lua_tostring(L, -1));
+		else /* described without running its metamethods */
+			fprintf(stderr, "vsmtpctl: %s: error object is a %s value\n", path,
+				luaL_typename(L, -1));
 		goto out;
 	}
 	if (!lua_istable(L, -1) || (rules_name = ctl_field(L, -1, "rules")) == NULL) {

@@ -246,6 +246,8 @@ const struct key_def config_keys[] = {
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "local_domains",       parse_domains,   CFG(local_domains),
 	                                      0,   0,                      NULL,        false},
+	{SEC_RULES,    "allow_routing_local_parts", parse_choice, CFG(allow_routing_local_parts),
+	                                      0,   0,                      booleans,    false},
 	{SEC_RULES,    "trusted_networks",    parse_networks,  CFG(trusted_networks),
 	                                      0,   0,                      NULL,        false},
 	{SEC_RULES,    "dns_servers",         parse_dns_servers, CFG(rules_dns_servers),

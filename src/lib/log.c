@@ -4,6 +4,14 @@
  * On stderr a line is "role[pid]: level: text", the form journald and a
  * terminal both read well; syslog gets the same text under the "vsmtpd"
  * ident with the configured facility.
+ *
+ * Much of what is logged comes from outside: a client's HELO name,
+ * addresses, commands and login names, the messages of the rules' log().
+ * A line break in one would start a line that looks like the daemon's own,
+ * and other control characters can rewrite what a terminal shows. So every
+ * control character in the text is written out, here and nowhere else: \n,
+ * \r and \t as such, the others (and DEL) as \xNN. Bytes from 0x80 up pass
+ * unchanged (UTF-8 names and addresses).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,16 +52,52 @@ static const char *log_level_name(int prio)
 	return names[prio & 7];
 }
 
+/* log_escape - text with its control characters written out (\n, \r, \t,
+ * \xNN) into out, cut short rather than split in the middle of one. */
+void log_escape(const char *text, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)text;
+	size_t o = 0;
+	char esc[5];
+	size_t n;
+
+	if (outlen == 0)
+		return;
+	for (; *p != '\0'; p++) {
+		if (*p >= 0x20 && *p != 0x7f) {
+			esc[0] = (char)*p;
+			n = 1;
+		} else if (*p == '\n' || *p == '\r' || *p == '\t') {
+			esc[0] = '\\';
+			esc[1] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+			n = 2;
+		} else {
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[*p >> 4];
+			esc[3] = hex[*p & 15];
+			n = 4;
+		}
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, esc, n);
+		o += n;
+	}
+	out[o] = '\0';
+}
+
 /* log_vmsg - format and emit one line. */
 static void log_vmsg(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void log_vmsg(int prio, const char *fmt, va_list ap)
 {
-	char line[2048], out[2200];
+	char text[2048], line[2048], out[2200];
 	int saved = errno, n;
 
 	if (prio > log_level)
 		return;
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	log_escape(text, line, sizeof(line));
 	if (log_target == LOG_TARGET_SYSLOG) {
 		syslog(prio, "%s: %s", log_role, line);
 	} else {

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -64,16 +63,6 @@ static void queue_msg_discard(struct queue *q, struct queue_msg *m)
 	if (unlinkat(q->incoming_fd, m->id, 0) < 0 && errno != ENOENT)
 		log_warn("%s: cannot remove incoming file: %s", m->id, strerror(errno));
 	queue_msg_free(m);
-}
-
-/* queue_space_ok - whether the spool keeps min_free_space free after need bytes. */
-static int queue_space_ok(struct queue *q, uint64_t need)
-{
-	struct statvfs sv;
-
-	if (fstatvfs(q->spool_fd, &sv) < 0)
-		return 1; /* the write will tell */
-	return (uint64_t)sv.f_bavail * sv.f_frsize >= q->min_free_space + need;
 }
 
 /* queue_msg_create - IPC_MSG_CREATE: a new incoming file for a session. */
@@ -321,6 +310,7 @@ static const struct queue_session_op {
     {IPC_MSG_CREATE, 0, queue_serve_create}, {IPC_MSG_COMMIT, 0, queue_serve_commit},
     {IPC_MSG_ABORT, 0, queue_serve_abort},   {IPC_RULE_USER, 0, queue_serve_user},
     {IPC_RULE_SAVE, 1, queue_serve_save},    {IPC_RULE_FILE, 1, queue_serve_file},
+    {IPC_MSG_SPACE, 0, queue_serve_space},
 };
 
 /* queue_session_op_of - the table entry of a request type, or NULL. */
@@ -394,6 +384,7 @@ static void queue_take_settings(struct queue *q, struct ipc_msg *m, int passfd)
 	 * the bound only ever grows. */
 	if (m->b > q->max_message_size)
 		q->max_message_size = m->b;
+	queue_space_warn(q, m->b);
 }
 
 /* queue_take_delivery_settings - IPC_QUEUE_DELIVERY_SETTINGS: for the messages the worker dies on. */

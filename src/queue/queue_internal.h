@@ -2,8 +2,9 @@
  * queue_internal.h - the queue process's state, shared by its parts:
  * queue.c (sessions, group commit, recovery), queue_delivery.c (the channel
  * to the delivery worker and the delivery state files), queue_suspect.c
- * (the messages the worker died on) and queue_admin.c (vsmtpctl's
- * requests).
+ * (the messages the worker died on), queue_admin.c (vsmtpctl's requests),
+ * queue_rules.c (the rules' requests) and queue_space.c (the free space
+ * reserve).
  */
 #ifndef VSMTPD_QUEUE_INTERNAL_H
 #define VSMTPD_QUEUE_INTERNAL_H
@@ -157,6 +158,17 @@ void queue_admin_client(struct queue *q, int fd);
 
 /* queue_reply - answer a session; a session that has gone is not an error. */
 void queue_reply(struct queue_client *c, uint32_t type, int status, const char *id, int fd);
+
+/* ---- queue_space.c: the free space reserve ---- */
+
+/* queue_space_ok - whether the spool keeps min_free_space free after need bytes. */
+int queue_space_ok(const struct queue *q, uint64_t need);
+
+/* queue_space_warn - log a warning when the reserve is more than is free. */
+void queue_space_warn(const struct queue *q, uint64_t max_message_size);
+
+/* queue_serve_space - IPC_MSG_SPACE: may a transaction's content come? */
+void queue_serve_space(struct queue_client *c, struct ipc_msg *m, int passfd);
 
 /* queue_serve_user - IPC_RULE_USER: does an account exist? */
 void queue_serve_user(struct queue_client *c, struct ipc_msg *m, int passfd);

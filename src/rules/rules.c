@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -392,6 +391,7 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 		return -1;
 	}
 	rules_set_global_guard(L, 0);
+	rules_shared_open(L);
 	slash = strrchr(r->path, '/');
 	lua_pushlstring(L, r->path, slash > r->path ? (size_t)(slash - r->path) : 1);
 	lua_setfield(L, LUA_REGISTRYINDEX, RULES_DIR_KEY);
@@ -422,6 +422,7 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 		return -1;
 	rules_set_global_guard(L, 1);
 	lua_settop(L, 0);
+	rules_shared_keep(L);
 	lua_gc(L, LUA_GCCOLLECT);
 	return 0;
 }
@@ -472,6 +473,7 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 	struct rules_settings settings = {.hostname = cfg->hostname,
 					  .local_domains = cfg->local_domains,
 					  .trusted_networks = cfg->trusted_networks,
+					  .allow_routing_local_parts = cfg->allow_routing_local_parts,
 					  .dns_servers = cfg->rules_dns_servers,
 					  .dns_timeout_ms = cfg->rules_dns_timeout_ms};
 
@@ -505,28 +507,6 @@ int rules_stage_used(const struct rules *r, enum rule_stage stage)
 size_t rules_count(const struct rules *r, enum rule_stage stage)
 {
 	return r != NULL && stage < RULE_STAGE_COUNT ? r->stage_count[stage] : 0;
-}
-
-/* rules_reseed - new seeds for math.random: every session is forked from
- * the same state and would otherwise draw the same numbers. */
-void rules_reseed(struct rules *r)
-{
-	uint64_t seed[2] = {0, 0};
-	lua_State *L;
-	int top;
-
-	if (r == NULL || getrandom(seed, sizeof(seed), 0) != sizeof(seed))
-		return;
-	L = r->L;
-	top = lua_gettop(L);
-	lua_getglobal(L, LUA_MATHLIBNAME);
-	if (lua_istable(L, -1) && lua_getfield(L, -1, "randomseed") == LUA_TFUNCTION) {
-		lua_pushinteger(L, (lua_Integer)seed[0]);
-		lua_pushinteger(L, (lua_Integer)seed[1]);
-		if (lua_pcall(L, 2, 0, 0) != LUA_OK)
-			log_warn("rules: cannot seed math.random: %s", lua_tostring(L, -1));
-	}
-	lua_settop(L, top);
 }
 
 /* rules_set_trace - report every rule's outcome to fn. */
@@ -636,6 +616,7 @@ enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_c
 	rules_ctx_invalidate(L, ctx_idx);
 	r->current = NULL;
 	lua_settop(L, top);
+	rules_shared_restore(r);
 	if (v->status == RULE_FACCEPT)
 		ctx->skip_all = 1;
 	if (v->status == RULE_QUARANTINE) {

@@ -26,6 +26,7 @@ struct rules {
 	struct rules_limits limits;
 	uint64_t steps; /* VM instructions of the current rule call, roughly */
 	int killed;     /* the current call ran out of budget: stop it for good */
+	int reseed;     /* the stage running called math.randomseed() */
 	struct {
 		uint64_t cpu_deadline_ns;  /* thread CPU time to end by; 0 when not loading */
 		uint64_t wall_deadline_ns; /* CLOCK_MONOTONIC, the same limit from the start */
@@ -62,6 +63,17 @@ int rules_open_config(lua_State *L);
 
 /* rules_set_global_guard - undefined reads raise; with locked, new globals too. */
 void rules_set_global_guard(lua_State *L, int locked);
+
+/* rules_shared_open - wrap math.randomseed and record the tables every
+ * rule shares; once the sandbox is set up, before the file runs. */
+void rules_shared_open(lua_State *L);
+
+/* rules_shared_keep - copy the shared tables as the loaded file left them. */
+void rules_shared_keep(lua_State *L);
+
+/* rules_shared_restore - after a stage: put back the shared tables it
+ * changed, seed math.random afresh if it seeded it. */
+void rules_shared_restore(struct rules *r);
 
 /* rules_msgh - the message handler of every protected call into the rules. */
 int rules_msgh(lua_State *L);

@@ -10,7 +10,12 @@
  * rule cannot leave state behind by mistake. Every rule call is protected:
  * an instruction budget enforced by a count hook that, once spent, fires on
  * every instruction so no pcall can swallow it, and a memory budget enforced
- * by the allocator. A rule that fails in any way yields RULE_ERROR, which
+ * by the allocator. Lua runs some code with hooks off, where no budget
+ * reaches: a message handler called for an error raised in the hook (the
+ * budget's own), and finalizers. So xpcall() calls no handler of the rule's
+ * once the budget is spent, the engine's own handler then runs no
+ * metamethod, and no __gc can be set (setmetatable() refuses it, the
+ * engine's metatables are hidden). A rule that fails in any way yields RULE_ERROR, which
  * the caller answers with 451 4.3.0: never a crash, never an accept.
  *
  * Loading runs the file's top level in the master (at start, and on SIGHUP
@@ -92,6 +97,16 @@ static int rules_budget_spent(const struct rules *r)
 	return r->steps > r->limits.instructions;
 }
 
+/* rules_push_spent - push what a spent budget says: the load's or the call's. */
+static void rules_push_spent(lua_State *L, const struct rules *r)
+{
+	if (r->load.cpu_deadline_ns != 0)
+		lua_pushliteral(L, "loading took too long");
+	else
+		lua_pushfstring(L, "instruction budget exceeded (%I instructions)",
+				(lua_Integer)r->limits.instructions);
+}
+
 /* rules_budget_hook - the count hook: stop a rule, or a load, that ran out of budget. */
 static void rules_budget_hook(lua_State *L, lua_Debug *ar)
 {
@@ -105,10 +120,58 @@ static void rules_budget_hook(lua_State *L, lua_Debug *ar)
 	 * delays the end by one instruction. */
 	r->killed = 1;
 	lua_sethook(L, rules_budget_hook, LUA_MASKCOUNT, 1);
-	if (r->load.cpu_deadline_ns != 0)
-		luaL_error(L, "loading took too long");
-	luaL_error(L, "instruction budget exceeded (%I instructions)",
-		   (lua_Integer)r->limits.instructions);
+	luaL_where(L, 1);
+	rules_push_spent(L, r);
+	lua_concat(L, 2);
+	lua_error(L);
+}
+
+/*
+ * rules_guarded_handler - the message handler xpcall() passes on: the
+ * rule's own (the upvalue), unless the budget is spent. Lua calls a message
+ * handler where the error is raised, and the budget's error is raised
+ * inside the count hook, where Lua runs no hook: a handler run then would
+ * be out of every budget, an endless loop there out of reach of all but
+ * the CPU time limit. So once the budget is spent no handler of the rule's
+ * runs; the error passes as it is.
+ */
+static int rules_guarded_handler(lua_State *L)
+{
+	if (rules_from_state(L)->killed)
+		return 1;
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_insert(L, 1);
+	lua_call(L, lua_gettop(L) - 1, 1);
+	return 1;
+}
+
+/* lua_xpcall_guarded - xpcall(f, msgh, ...) with msgh guarded, and once the
+ * budget is spent the error raised again rather than returned. */
+static int lua_xpcall_guarded(lua_State *L)
+{
+	struct rules *r = rules_from_state(L);
+	int n = lua_gettop(L), status;
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_pushvalue(L, 2);
+	lua_pushcclosure(L, rules_guarded_handler, 1);
+	lua_replace(L, 2);
+	lua_pushboolean(L, 1); /* the first result */
+	lua_pushvalue(L, 1);
+	lua_rotate(L, 3, 2); /* f, handler, true, f, args... */
+	status = lua_pcall(L, n - 2, LUA_MULTRET, 2);
+	if (r->killed) {
+		luaL_where(L, 1);
+		rules_push_spent(L, r);
+		lua_concat(L, 2);
+		return lua_error(L);
+	}
+	if (status != LUA_OK) {
+		lua_pushboolean(L, 0);
+		lua_insert(L, -2);
+		return 2;
+	}
+	return lua_gettop(L) - 2;
 }
 
 /* The process's overrun handler (one Lua state runs at a time per process). */
@@ -419,6 +482,8 @@ void rules_open_sandbox(lua_State *L, const struct rules_settings *settings)
 	lua_pop(L, 1);
 	lua_pushcfunction(L, lua_load_text);
 	lua_setglobal(L, "load");
+	lua_pushcfunction(L, lua_xpcall_guarded);
+	lua_setglobal(L, "xpcall");
 	lua_getglobal(L, "setmetatable");
 	lua_pushcclosure(L, lua_setmetatable_safe, 1);
 	lua_setglobal(L, "setmetatable");
@@ -471,7 +536,8 @@ static void rules_push_words(lua_State *L, const char *list)
 }
 
 /* rules_open_config - the `config` table: settings the policy builds on,
- * config.local_domains (a domain list) and config.trusted_networks (a netset). */
+ * config.local_domains (a domain list), config.trusted_networks (a netset)
+ * and config.allow_routing_local_parts (a boolean). */
 int rules_open_config(lua_State *L)
 {
 	const struct rules_settings *settings = lua_touserdata(L, 1);
@@ -487,14 +553,25 @@ int rules_open_config(lua_State *L)
 	rules_push_words(L, settings->trusted_networks);
 	lua_call(L, 1, 1);
 	lua_setfield(L, -2, "trusted_networks");
+	lua_pushboolean(L, settings->allow_routing_local_parts);
+	lua_setfield(L, -2, "allow_routing_local_parts");
 	lua_setglobal(L, "config");
 	return 0;
 }
 
-/* rules_traceback - the message handler: keep the error, add nothing. Lua
- * already prefixes errors raised in rules with file:line. */
+/* rules_msgh - the message handler: keep the error, add nothing (Lua
+ * already prefixes errors raised in rules with file:line). An error object
+ * that is no string is described by its __tostring, which runs under the
+ * budget like the rule; once the budget is spent, the budget's error
+ * replaces it and no metamethod runs. */
 int rules_msgh(lua_State *L)
 {
+	struct rules *r = rules_from_state(L);
+
+	if (r->killed && lua_type(L, 1) != LUA_TSTRING) {
+		rules_push_spent(L, r);
+		return 1;
+	}
 	if (lua_type(L, 1) == LUA_TSTRING)
 		return 1;
 	if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)

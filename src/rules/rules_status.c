@@ -313,12 +313,18 @@ void rules_open_status(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pushliteral(L, "code");
 	lua_setfield(L, -2, "__name");
+	/* Hidden from getmetatable(): a rule could otherwise change every code
+	 * to come, or give them a __gc, which Lua runs out of every budget. */
+	lua_pushliteral(L, "code");
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 	luaL_newmetatable(L, RULES_STATUS_MT);
 	lua_pushcfunction(L, lua_status_tostring);
 	lua_setfield(L, -2, "__tostring");
 	lua_pushcfunction(L, lua_status_index);
 	lua_setfield(L, -2, "__index");
+	lua_pushliteral(L, "status");
+	lua_setfield(L, -2, "__metatable");
 	lua_pop(L, 1);
 
 	lua_newtable(L);

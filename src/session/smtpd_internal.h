@@ -45,6 +45,7 @@ enum smtpd_wait {
 	SMTPD_WAIT_NONE,
 	SMTPD_WAIT_CREATE, /* the queue is creating the message file */
 	SMTPD_WAIT_COMMIT, /* the queue is committing the message */
+	SMTPD_WAIT_SPACE,  /* DATA or the first BDAT: may the content come? */
 	SMTPD_WAIT_DELAY,  /* error delay past the soft limit */
 };
 
@@ -67,6 +68,7 @@ struct smtpd_tx {
 	int fd;                   /* the message file, from the queue */
 	int utf8;                 /* MAIL carried SMTPUTF8 */
 	int chunking;             /* BDAT has started the content */
+	uint64_t size_hint;       /* MAIL's SIZE=, 0 without */
 	struct data_filter df;
 	uint64_t written;         /* content bytes written to fd */
 	int write_error;          /* errno of the first failed write */
@@ -124,6 +126,7 @@ struct smtp_session {
 
 	int discarding;      /* inside an overlong command line */
 	int last_code;       /* of the latest reply */
+	int last_uncounted;  /* the latest reply, a 4xx, is no error of the client's */
 	unsigned errors;
 	int shutdown;        /* SIGTERM: leave at the next idle point */
 	int eof;             /* the client has sent all it will send */
@@ -154,6 +157,9 @@ int smtpd_rules_refused(struct smtp_session *s, enum rule_stage stage,
 			const struct rule_verdict *v);
 /* smtpd_rules_accept_reply - whether the verdict's accept code replaces ours. */
 int smtpd_rules_accept_reply(const struct rule_verdict *v);
+/* smtpd_reply_uncounted - the reply just sent counts as no error. */
+void smtpd_reply_uncounted(struct smtp_session *s);
+
 /* smtpd_error_limits - after a failed command: slow down or hang up. */
 void smtpd_error_limits(struct smtp_session *s);
 /* smtpd_input_process - handle whatever the client sent, as far as we may. */

@@ -86,6 +86,7 @@ void smtpd_reply(struct smtp_session *s, const char *fmt, ...)
 	if ((size_t)n >= sizeof(line))
 		n = sizeof(line) - 1;
 	s->last_code = atoi(line);
+	s->last_uncounted = 0;
 	if (s->last_code >= 400 && s->last_code != 421)
 		s->errors++;
 	log_debug("%s: >>> %s", s->client_ip, line);
@@ -155,12 +156,23 @@ static void smtpd_delay_cb(evutil_socket_t fd, short what, void *arg)
 	smtpd_input_process(s);
 }
 
+/* smtpd_reply_uncounted - the reply just sent is a refusal the client is
+ * expected to meet in normal use (a 452 for recipients past the limit, which
+ * RFC 5321 4.5.3.1.10 has it send again in a later transaction): it counts
+ * toward neither error limit, nor is it delayed. */
+void smtpd_reply_uncounted(struct smtp_session *s)
+{
+	if (s->last_code >= 400 && s->last_code != 421 && !s->last_uncounted && s->errors > 0)
+		s->errors--;
+	s->last_uncounted = 1;
+}
+
 /* smtpd_error_limits - after a failed command: slow down or hang up. */
 void smtpd_error_limits(struct smtp_session *s)
 {
 	struct timeval tv;
 
-	if (s->closing || s->last_code < 400)
+	if (s->closing || s->last_code < 400 || s->last_uncounted)
 		return;
 	if (s->errors >= s->cfg->hard_error_limit) {
 		smtpd_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);

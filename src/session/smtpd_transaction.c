@@ -9,10 +9,11 @@
  * see the whole message, then the envelope is appended and the queue asked
  * to commit; DATA and BDAT start the transfer's rate clock and its end
  * stops it (smtpd_deadline.c). The requests that wait for the queue (MAIL,
- * the end of a message) suspend the session's input until the answer comes.
- * The command table (smtpd_commands.c) has checked the state, TLS and AUTH
- * before MAIL, RCPT and DATA run; BDAT asks it too, and answers once its
- * chunk is read.
+ * the end of a message, and DATA or the first BDAT, which ask whether the
+ * spool still keeps its free space reserve) suspend the session's input
+ * until the answer comes. The command table (smtpd_commands.c) has checked
+ * the state, TLS and AUTH before MAIL, RCPT and DATA run; BDAT asks it too,
+ * and answers once its chunk is read.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -400,6 +401,38 @@ static void smtpd_created(struct smtp_session *s, const struct ipc_msg *m, int f
 		smtpd_reply(s, "250 2.1.0 Ok");
 }
 
+/* smtpd_space_answer - the queue's answer at DATA or the first BDAT: start
+ * the content, or refuse it (a BDAT chunk is read all the same). */
+static void smtpd_space_answer(struct smtp_session *s, const struct ipc_msg *m)
+{
+	const char *refusal = NULL;
+
+	if (s->tx == NULL || s->wait != SMTPD_WAIT_SPACE || strcmp(m->id, s->tx->env.id) != 0)
+		fatal("space answer for %s that no transaction waits for", m->id);
+	s->wait = SMTPD_WAIT_NONE;
+	if (m->status == ENOSPC || m->status == EDQUOT)
+		refusal = "452 4.3.1 Insufficient system storage";
+	else if (m->status != 0)
+		refusal = "451 4.3.0 Error: queue unavailable, try again later";
+	if (s->state == SMTPD_STATE_BDAT) {
+		s->bdat_refusal = refusal;
+		if (refusal == NULL) {
+			s->tx->chunking = 1;
+			smtpd_content_start(s, DATA_FILTER_BDAT);
+		}
+		return;
+	}
+	if (refusal != NULL) {
+		smtpd_reply(s, "%s", refusal);
+		smtpd_error_limits(s);
+		return;
+	}
+	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtpd_content_start(s, DATA_FILTER_DATA);
+	smtpd_deadline_transfer_start(s);
+	s->state = SMTPD_STATE_DATA;
+}
+
 /* smtpd_queue_cb - answers from the queue process. */
 void smtpd_queue_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -412,6 +445,8 @@ void smtpd_queue_cb(evutil_socket_t fd, short what, void *arg)
 			smtpd_created(s, &m, passfd);
 		else if (m.type == IPC_MSG_COMMITTED)
 			smtpd_committed(s, &m);
+		else if (m.type == IPC_MSG_SPACE_ANSWER)
+			smtpd_space_answer(s, &m);
 		else if (m.type == IPC_RULE_DONE && passfd >= 0)
 			close(passfd); /* late: queue_client has shut the channel */
 		else if (m.type != IPC_RULE_DONE)
@@ -422,7 +457,8 @@ void smtpd_queue_cb(evutil_socket_t fd, short what, void *arg)
 		event_del(s->queue_ev);
 		close(s->queue_fd);
 		s->queue_fd = -1;
-		if (s->wait == SMTPD_WAIT_CREATE || s->wait == SMTPD_WAIT_COMMIT) {
+		if (s->wait == SMTPD_WAIT_CREATE || s->wait == SMTPD_WAIT_COMMIT ||
+		    s->wait == SMTPD_WAIT_SPACE) {
 			s->wait = SMTPD_WAIT_NONE;
 			smtpd_reply(s, "421 4.3.0 %s Error: queue unavailable, closing connection",
 				   s->cfg->hostname);
@@ -446,6 +482,7 @@ static struct smtpd_tx *smtpd_tx_new(struct smtp_session *s, const struct smtp_m
 	memset(tx, 0, offsetof(struct smtpd_tx, wbuf));
 	tx->fd = -1;
 	tx->utf8 = mail->smtputf8;
+	tx->size_hint = mail->size;
 	tx->env.client_port = s->client_port;
 	tx->env.body = mail->body;
 	tx->env.smtputf8 = mail->smtputf8;
@@ -528,6 +565,7 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 	}
 	if (s->tx->env.nrcpts >= s->cfg->max_recipients) {
 		smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+		smtpd_reply_uncounted(s);
 		return;
 	}
 	smtp_address_format(&rcpt.to, to, sizeof(to));
@@ -565,17 +603,19 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 		smtpd_reply(s, "250 2.1.5 Ok");
 }
 
-/* smtpd_cmd_data - DATA: receive dot-terminated content. */
+/* smtpd_cmd_data - DATA: receive dot-terminated content, once the queue
+ * says there is room for it. */
 void smtpd_cmd_data(struct smtp_session *s, const char *args)
 {
 	if (s->tx->chunking) {
 		smtpd_reply(s, "503 5.5.1 Error: DATA after BDAT");
 		return;
 	}
-	smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	smtpd_content_start(s, DATA_FILTER_DATA);
-	smtpd_deadline_transfer_start(s);
-	s->state = SMTPD_STATE_DATA;
+	if (smtpd_queue_send(s, IPC_MSG_SPACE, s->tx->env.id, s->tx->size_hint, 0) < 0) {
+		smtpd_reply(s, "451 4.3.0 Error: queue unavailable, try again later");
+		return;
+	}
+	s->wait = SMTPD_WAIT_SPACE;
 }
 
 /* smtpd_cmd_bdat - BDAT (RFC 3030): a chunk of exactly the given size. */
@@ -595,13 +635,16 @@ void smtpd_cmd_bdat(struct smtp_session *s, const char *args)
 	s->bdat_refusal = smtpd_state_refusal(s, SMTP_VERB_BDAT);
 	s->bdat_prev = s->state;
 	s->state = SMTPD_STATE_BDAT;
-	if (s->bdat_refusal == NULL && !s->tx->chunking) {
-		s->tx->chunking = 1;
-		smtpd_content_start(s, DATA_FILTER_BDAT);
-	}
 	/* The chunks of a message are one transfer; a refused chunk is one. */
 	smtpd_deadline_transfer_start(s);
 	smtpd_set_read_timeout(s, s->cfg->timeout_data);
+	if (s->bdat_refusal == NULL && !s->tx->chunking) {
+		/* The chunk is read once the queue says whether there is room. */
+		if (smtpd_queue_send(s, IPC_MSG_SPACE, s->tx->env.id, s->tx->size_hint, 0) < 0)
+			s->bdat_refusal = "451 4.3.0 Error: queue unavailable, try again later";
+		else
+			s->wait = SMTPD_WAIT_SPACE;
+	}
 }
 
 /* smtpd_bdat_end - all bytes of a chunk are in: answer it. */

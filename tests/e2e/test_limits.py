@@ -1,5 +1,7 @@
 """[limits] and [timeouts]: recipients, message size, line lengths, error
 counting, session limits, free space and inactivity timeouts."""
+import re
+import signal
 import socket
 import time
 
@@ -239,14 +241,66 @@ def test_sessions_per_ip_and_in_total_are_limited(few_sessions):
     second.quit()
 
 
+RESERVE_WARNING = (r"queue\[\d+\]: warning: \[limits\] min_free_space: the spool file system "
+                   r"(\S+) has [0-9.]+[KMGTPE]? free, less than the reserve of {} the "
+                   r"configuration keeps: every message is refused with 452 4\.3\.1 until space "
+                   r"is freed or min_free_space is lowered \(unset, the reserve is 1\.5 x "
+                   r"max_message_size, 37\.5M here\)$")
+
+
 def test_min_free_space_refuses_mail_with_452(daemons):
     d = daemons({"limits": {"min_free_space": "1000T"}})
+    # said at start: a reserve larger than the free space refuses everything
+    m = d.wait_log(RESERVE_WARNING.format(r"1000\.0T"))
+    assert m[0].group(1) == d.spool
     with d.session() as c:
         c.expect("MAIL FROM:<a@example.org>", 452, "4.3.1")
         c.expect("RCPT TO:<b@example.net>", 503, "5.5.1")
         c.expect("NOOP", 250, "2.0.0")
     assert d.queued() == [] and d.incoming() == []
     d.wait_log(r"queue\[\d+\]: warning: spool file system below its free space reserve")
+
+
+def test_a_reserve_raised_meanwhile_refuses_the_content_at_data_and_bdat(daemons):
+    """The reserve is checked again before the content comes: a transaction
+    opened while there was room gets 452 4.3.1 at DATA (and at its first
+    BDAT) once there is none, here because a reload raised the reserve
+    between MAIL and DATA. The transaction stays open: once the reserve is
+    back, the same DATA goes through."""
+    d = daemons()
+    assert not re.search(RESERVE_WARNING.format(".*"), d.log(), re.M)
+    data, bdat = d.session(), d.session()
+    for c in (data, bdat):
+        c.mail()
+        c.rcpt()
+    d.settings["limits"]["min_free_space"] = "1000T"
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log(RESERVE_WARNING.format(r"1000\.0T"))  # the queue has the new reserve
+    data.expect("DATA", 452, "4.3.1")
+    bdat.send(b"BDAT 6 LAST\r\nhello\n")
+    r = bdat.read_reply()
+    assert str(r) == "452 4.3.1 Insufficient system storage", r
+    bdat.quit()
+    d.wait_log(r"queue\[\d+\]: warning: [0-9A-F]{16}: spool file system below its free space "
+               r"reserve: refusing the content", count=2)
+    assert d.queued() == []
+    d.settings["limits"]["min_free_space"] = None
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"configuration reloaded", count=2)
+    qid = e2e.wait_until(lambda: accepted_data(data), what="DATA to be accepted again")
+    data.quit()
+    assert d.queued() == [qid]
+
+
+def accepted_data(c):
+    """DATA and a message on c; its queue id, or None when DATA is refused."""
+    r = c.cmd("DATA")
+    if r.code != 354:
+        return None
+    c.send(b"Subject: room again\r\n\r\nbody\r\n.\r\n")
+    return queued_id(c.read_reply())
 
 
 @pytest.fixture(scope="module")

@@ -120,3 +120,35 @@ def test_half_closed_client_gets_every_reply_it_asked_for(daemon):
         assert c.read_reply().code == 221
         c.expect_eof()
     assert e2e.split_received(daemon.message(qid)[0])[1] == b"Subject: half-closed\r\n\r\nbody\r\n"
+
+
+def test_recipients_past_the_limit_do_not_count_as_errors(daemon):
+    """A pipelining client sending 200 recipients at once, twice the default
+    max_recipients: the 100 past the limit get 452 4.5.3, which RFC 5321
+    (4.5.3.1.10) has the client send again in a later transaction, so they
+    count toward no error limit (20 errors would close the session) and
+    the message goes through to the first 100."""
+    rcpts = [f"r{i}@example.net" for i in range(200)]
+    with daemon.session() as c:
+        c.send(b"MAIL FROM:<many@example.org>\r\n" +
+               b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in rcpts) + b"DATA\r\n")
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        replies = [c.read_reply() for _ in rcpts]
+        assert [str(r) for r in replies[:100]] == ["250 2.1.5 Ok"] * 100
+        assert [str(r) for r in replies[100:]] == ["452 4.5.3 Error: too many recipients"] * 100
+        assert c.read_reply().code == 354
+        c.send(b"Subject: many\r\n\r\nbody\r\n.\r\n")
+        qid = queued_id(c.read_reply())
+        # the rest in a second transaction of the same session
+        c.send(b"MAIL FROM:<many@example.org>\r\n" +
+               b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in rcpts[100:]) + b"DATA\r\n")
+        assert str(c.read_reply()) == "250 2.1.0 Ok"
+        assert [str(c.read_reply()) for _ in rcpts[100:]] == ["250 2.1.5 Ok"] * 100
+        assert c.read_reply().code == 354
+        c.send(b"Subject: many, the rest\r\n\r\nbody\r\n.\r\n")
+        second = queued_id(c.read_reply())
+        port = c.local_port
+        c.quit()
+    assert [r["address"] for r in daemon.message(qid)[1]["rcpts"]] == rcpts[:100]
+    assert [r["address"] for r in daemon.message(second)[1]["rcpts"]] == rcpts[100:]
+    assert daemon.session_summary(port).endswith("result=ok")

@@ -103,6 +103,57 @@ def test_default_policy_relays_for_trusted_networks(module_daemons):
     assert rc == 0, out
 
 
+# A local part that names a further destination (the percent hack, a bang
+# path, a quoted '@') is no local mailbox: vsmtpd does not route by it, so
+# it would deliver to a Maildir named after the remote address, and relay
+# scanners (nmap's smtp-open-relay) report such an accept as an open relay.
+ROUTING_REFUSED = "550 5.7.1 Recipient address rejected: no routing by the local part"
+ROUTING_LOCAL_PARTS = ["relaytest%remote.test@example.com", "remote.test!relaytest@example.com",
+                       '"relaytest@remote.test"@example.com', '"relay%test"@' + HOSTNAME,
+                       "a!b@localhost"]
+
+
+@pytest.mark.parametrize("rcpt", ROUTING_LOCAL_PARTS)
+def test_default_policy_refuses_routing_local_parts(untrusted, rcpt):
+    before = untrusted.queued()
+    with untrusted.session() as c:
+        c.mail()
+        assert str(c.cmd(f"RCPT TO:<{rcpt}>")) == ROUTING_REFUSED
+        c.expect("RCPT TO:<relaytest@example.com>", 250, "2.1.5")  # ordinary ones go on
+        qid = queued_id(c.data(b"Subject: local\r\n\r\nbody\r\n"))
+        c.quit()
+    assert untrusted.queued() == sorted(before + [qid])
+    assert [r["address"] for r in untrusted.message(qid)[1]["rcpts"]] == \
+        ["relaytest@example.com"]
+    untrusted.wait_log(r"rcpt client\.test\.example\[127\.0\.0\.1\]: reject by rule "
+                       r"\"no routing through local parts\": " + re.escape(ROUTING_REFUSED))
+
+
+def test_routing_local_parts_are_refused_for_trusted_clients_too(module_daemons):
+    d = module_daemons(rules=shipped_rules(), label="-trusted-routing",
+                       settings={"rules": {"local_domains": "example.com"}})
+    with d.session() as c:
+        c.mail()
+        assert str(c.cmd("RCPT TO:<relaytest%remote.test@example.com>")) == ROUTING_REFUSED
+        # what the client routes itself, through a domain of its own, is relayed
+        c.expect("RCPT TO:<relaytest%remote.test@example.net>", 250, "2.1.5")
+        c.quit()
+
+
+def test_routing_local_parts_are_accepted_when_configured(module_daemons):
+    d = module_daemons(rules=shipped_rules(), label="-routing", settings={
+        "rules": {"trusted_networks": "192.0.2.0/24", "local_domains": "example.com",
+                  "allow_routing_local_parts": "yes"}})
+    with d.session() as c:
+        c.mail()
+        for rcpt in ROUTING_LOCAL_PARTS + ["user@example.com"]:
+            c.expect(f"RCPT TO:<{rcpt}>", 250, "2.1.5")
+        assert str(c.cmd("RCPT TO:<relaytest%example.com@remote.test>")) == RELAY_DENIED
+        qid = queued_id(c.data(b"Subject: routed\r\n\r\nbody\r\n"))
+    assert [r["address"] for r in d.message(qid)[1]["rcpts"]] == \
+        ROUTING_LOCAL_PARTS + ["user@example.com"]
+
+
 # ------------------------------------------------------------ objects and lists
 
 OBJECT_RULES = r'''

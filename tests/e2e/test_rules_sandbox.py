@@ -227,6 +227,20 @@ def test_escape_attempt_at_load_time_fails_loading(tmp_path, code, why):
     assert why in err, err
 
 
+def test_a_test_file_failing_with_an_error_object_is_reported(tmp_path):
+    """vsmtpctl rules test names the kind of a test file's error object
+    without running its metamethods (one that never returns, here)."""
+    check_rules(tmp_path, "return {}\n")
+    (tmp_path / "rules" / "x.test.lua").write_text(
+        "error(setmetatable({}, {__tostring = function() while true do end end}))\n")
+    p = subprocess.run([e2e.vsmtpctl_binary(), "-c", str(tmp_path / "vsmtpd.conf"), "rules",
+                        "test", str(tmp_path / "rules" / "x.test.lua")],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                       cwd=tmp_path)
+    assert p.returncode == 2, p
+    assert "x.test.lua: error object is a table value" in p.stderr, p.stderr
+
+
 # ------------------------------------------------------------ the budget
 
 def refused_in_time(d, rcpt, timeout=3.0):
@@ -289,3 +303,198 @@ return {
             c.ehlo()
     finally:
         d.kill_all()
+
+
+# ------------------------------------------------------------ the log
+
+# A line break in what a rule logs, or a control character in what a client
+# sent, must not start a line of its own (one that looks like the daemon's)
+# nor reach a terminal as such: the log writes them out.
+LOG_RULES = r'''
+return {
+  connect = {
+    action "forge" (function(ctx)
+      log("info", "a\nvsmtpd master[1]: info: forged by a rule\r\n")
+    end),
+  },
+  preq = {
+    action "subject" (function(ctx) log("info", "subject: " .. ctx:get_header("Subject")) end),
+  },
+}
+'''
+
+
+def test_nothing_from_a_rule_or_a_client_forges_a_log_line(daemons):
+    d = daemons(rules=LOG_RULES, settings={"server": {"log_level": "debug"}})
+    with d.session() as c:
+        # a header value with control characters (and a fold), logged by a rule
+        c.send_message(b"Subject: hi\x1b[2J\x07 there\r\n\tvsmtpd master[1]: folded\r\n"
+                       b"\r\nbody\r\n")
+        # a command line with control characters, logged at debug level
+        r = c.cmd(b"NOOP \x1b[2J\x01vsmtpd master[1]: info: forged by a client")
+        assert r.code == 500, r
+        c.quit()
+    d.wait_log(r"<<< QUIT$")
+    log = d.log()
+    assert "a\\nvsmtpd master[1]: info: forged by a rule\\r\\n\n" in log
+    assert "subject: hi\\x1b[2J\\x07 there\\tvsmtpd master[1]: folded\n" in log
+    assert "<<< NOOP \\x1b[2J\\x01vsmtpd master[1]: info: forged by a client\n" in log
+    assert not re.search(r"^vsmtpd master\[1\]", log, re.M), log
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", log), log
+
+
+# ------------------------------------------------------------ no way around the budget
+
+# Lua runs a message handler with hooks off when the error comes from the
+# count hook (the budget's own), and finalizers always: every way into such
+# code must still end with the budget's error, a 451 4.3.0, long before the
+# CPU time limit (set far off here) would end the session with a 421.
+BUDGET_RULES = r'''
+local function loop() while true do end end
+local bodies = {
+  xpcall = function() xpcall(loop, loop) end,
+  nested = function()
+    xpcall(loop, function(e) xpcall(loop, function() xpcall(loop, loop) loop() end) loop() end)
+  end,
+  pcallxpcall = function() while true do pcall(xpcall, loop, loop) end end,
+  handlerafter = function() xpcall(function() error("x") end, loop) end,
+  tostring = function() error(setmetatable({}, {__tostring = loop})) end,
+  tostringhandler = function()
+    xpcall(function() error(setmetatable({}, {__tostring = loop})) end, tostring)
+  end,
+  index = function()
+    xpcall(function() error(setmetatable({}, {__index = loop})) end, function(e) return e.code end)
+  end,
+  gsub = function()
+    string.gsub(("a"):rep(1000), "a", function() pcall(loop) xpcall(loop, loop) end)
+  end,
+  sort = function()
+    local t = {} for i = 1, 100 do t[i] = 101 - i end
+    table.sort(t, function(a, b) xpcall(loop, loop) return a < b end)
+  end,
+  close = function()
+    local c <close> = setmetatable({}, {__close = function() xpcall(loop, loop) end})
+    loop()
+  end,
+  gc = function()
+    getmetatable(status.next()).__gc = loop
+    for i = 1, 100000 do local s = status.next() end
+  end,
+}
+
+return {
+  rcpt = {
+    rule "budget" (function(ctx)
+      local body = bodies[ctx.rcpt.local_part]
+      if body then body() return status.accept() end
+      return status.next()
+    end),
+  },
+  postq = {
+    rule "postq budget" (function(ctx)
+      local body = bodies[ctx.mail_from.local_part]
+      if body then body() end
+      return status.next()
+    end),
+  },
+}
+'''
+
+BUDGET_BODIES = ["xpcall", "nested", "pcallxpcall", "handlerafter", "tostring",
+                 "tostringhandler", "index", "gsub", "sort", "close", "gc"]
+BUDGET_ERROR = "instruction budget exceeded (2000000 instructions)"
+
+
+@pytest.fixture(scope="module")
+def budget(module_daemons):
+    return module_daemons(label="-budget", rules=BUDGET_RULES,
+                          settings={"rules": {"instruction_limit": "2000000",
+                                              "time_limit": "60s"}})
+
+
+@pytest.mark.parametrize("body", BUDGET_BODIES)
+def test_no_way_around_the_budget_in_a_session(budget, body):
+    with budget.session(timeout=30) as c:
+        pid = budget.session_pid(c.local_port)
+        c.mail()
+        r = c.cmd(f"RCPT TO:<{body}@example.net>")
+        assert str(r) == POLICY_ERROR, f"{body}: {r!r}"
+        c.rcpt("after@example.net")  # the session goes on
+        c.quit()
+    m = budget.wait_log(rf'smtp\[{pid}\]: error: rules: rule "budget" \(\S+main\.lua:\d+\) '
+                        rf'at rcpt failed: (.*)$')
+    want = "attempt to index a string value" if body == "gc" else BUDGET_ERROR
+    assert want in m[0].group(1), m[0].group(0)
+    assert "time_limit" not in budget.log()
+
+
+def test_no_way_around_the_budget_in_the_delivery_worker(budget):
+    """The postq rule loops in an xpcall handler: the message is deferred
+    with the rules' error, the worker goes on with the next message."""
+    with budget.session() as c:
+        first = c.send_message(b"Subject: loop\r\n\r\nbody\r\n", sender="xpcall@example.org")
+        second = c.send_message(b"Subject: fine\r\n\r\nbody\r\n", sender="fine@example.org")
+        c.quit()
+    m = budget.wait_log(r'delivery\[(\d+)\]: error: rules: rule "postq budget" '
+                        r'\(\S+main\.lua:\d+\) at postq failed: (.*)$', timeout=30)
+    assert BUDGET_ERROR in m[0].group(2), m[0].group(0)
+    budget.wait_log(rf"{first}: .*451 4\.3\.0 error in the postq rules", timeout=30)
+    # the worker was not stopped: the second message got its attempt too
+    budget.wait_log(rf"delivery\[{m[0].group(1)}\]: .*{second}", timeout=30)
+    assert "delivery worker exited" not in budget.log()
+
+
+# ------------------------------------------------------------ one message, then the next
+
+# The delivery worker runs the postq rules of message after message in one
+# Lua state: what a rule changes in the shared tables for one message (the
+# strings' metatable, a library table, a global, math.random's seed) must
+# not be what the rules see for the next.
+SHARED_RULES = r'''
+local function poison()
+  getmetatable("").__index = {upper = function() return "poisoned" end}
+  string.lower = function() return "poisoned" end
+  setmetatable(table, {__index = function(_, k) return k end})
+  math.randomseed(42)
+  hostname = function() return "evil.example" end
+  string = {}
+end
+
+local function seen()
+  local got = math.random(0, 1 << 50)
+  math.randomseed(42)
+  local seeded = math.random(0, 1 << 50)
+  return table.concat({("x"):upper(), string.lower("Y"), tostring(table.nothing),
+                       hostname(), tostring(got ~= seeded)}, " ")
+end
+
+return {
+  postq = {
+    action "shared" (function(ctx)
+      log("info", "postq for " .. ctx.mail_from.local_part .. " sees: " .. seen())
+      if ctx.mail_from.local_part == "poison" then
+        poison()
+        log("info", "postq for poison leaves: " .. ("x"):upper() .. " " .. hostname())
+      end
+    end),
+  },
+}
+'''
+
+
+def test_one_message_does_not_change_what_the_next_sees(daemons):
+    d = daemons(rules=SHARED_RULES)
+    clean = f"X y nil {HOSTNAME} true"
+    with d.session() as c:
+        c.send_message(b"Subject: one\r\n\r\nbody\r\n", sender="poison@example.org")
+        first = d.wait_log(r"delivery\[(\d+)\]: info: rules: \S+: postq for poison sees: (.*)$",
+                           timeout=30)
+        assert first[0].group(2) == clean
+        left = d.wait_log(r"postq for poison leaves: (.*)$")
+        assert left[0].group(1) == "poisoned evil.example"
+        c.send_message(b"Subject: two\r\n\r\nbody\r\n", sender="clean@example.org")
+        c.quit()
+    second = d.wait_log(r"delivery\[(\d+)\]: info: rules: \S+: postq for clean sees: (.*)$",
+                        timeout=30)
+    assert second[0].group(1) == first[0].group(1), "not the same delivery worker"
+    assert second[0].group(2) == clean

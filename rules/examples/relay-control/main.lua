@@ -10,6 +10,9 @@
 --   * everybody else may only send mail to the local domains: [rules]
 --     local_domains (config.local_domains), the host name and "localhost",
 --     and to the bare "postmaster" that RFC 5321 says must always work;
+--     not to a local part that routes the mail on (user%elsewhere,
+--     elsewhere!user, "user@elsewhere"), unless [rules]
+--     allow_routing_local_parts = yes;
 --   * any other recipient is refused with 554 5.7.1 Relay access denied.
 --     The trailing rule uses reject, not deny: that one recipient is
 --     refused and the client may go on with the others.
@@ -25,6 +28,12 @@ local me = hostname()
 -- is_local - whether mail for this domain stays here.
 local function is_local(domain)
   return domain == me or domain == "localhost" or config.local_domains:contains(domain)
+end
+
+-- routes_on - whether a local part names a further destination: '%', '!'
+-- or a quoted '@'.
+local function routes_on(local_part)
+  return local_part:find("[%%!@]") ~= nil
 end
 
 return {
@@ -47,6 +56,11 @@ return {
     end),
 
     rule "local domains" (function(ctx)
+      if is_local(ctx.rcpt.domain) and routes_on(ctx.rcpt.local_part)
+          and not config.allow_routing_local_parts then
+        return status.reject(code(550, "5.7.1",
+                                  "Recipient address rejected: no routing by the local part"))
+      end
       if is_local(ctx.rcpt.domain) then
         return status.accept()
       end

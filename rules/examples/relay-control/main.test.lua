@@ -36,6 +36,15 @@ return {
     stages = { rcpt = "reject" },
   },
   {
+    name = "no routing by the local part of a local address",
+    ip = "203.0.113.5", from = "alice@example.org",
+    rcpt = { "relaytest%remote.test@example.com", "remote.test!relaytest@example.com",
+             "\"relaytest@remote.test\"@example.com" },
+    expect = "refused",
+    reply = "550 5.7.1 Recipient address rejected: no routing by the local part",
+    stages = { rcpt = "reject" },
+  },
+  {
     name = "a subdomain of a local domain is not local",
     ip = "203.0.113.5", from = "alice@example.org", rcpt = "bob@sub.example.com",
     expect = "refused", reply = "554 5.7.1 Relay access denied",
