@@ -61,4 +61,12 @@ struct lua_State;
 int rules_dns_open(struct lua_State *L, const char *servers, unsigned timeout_ms, char *err,
 		   size_t errlen);
 
+/*
+ * rules_dns_forked - in a child of the process that registered `dns` in
+ * L: close the parent's channel (its sockets are still the parent's
+ * descriptors here), so that the child, once it has closed what it
+ * inherited, never closes a descriptor number that has become its own.
+ */
+void rules_dns_forked(struct lua_State *L);
+
 #endif

@@ -500,12 +500,17 @@ class Daemon:
                 raise
         return self
 
+    def command(self):
+        """The command line that starts the daemon (a subclass may wrap it,
+        as long as the daemon ends up in the same process)."""
+        return [self.binary, "-c", self.conf_path]
+
     def _spawn(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         self.log_path = os.path.join(self.dir, f"vsmtpd-{self.starts}.log")
         with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
+            self.proc = subprocess.Popen(self.command(),
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          cwd=self.dir, start_new_session=True)
         self.pgid = self.proc.pid

@@ -1,0 +1,238 @@
+/*
+ * syscall_filter.c - the seccomp filters of the confined processes.
+ *
+ * Landlock takes away files; it does not cover what a process can reach
+ * without a path: a Unix socket connect()ed by name (the control socket),
+ * a signal to a process of the same user (the queue, the master), ptrace
+ * and process_vm_readv on those processes. A session, whose code parses
+ * what hostile clients send, and the delivery worker, which parses what
+ * remote servers answer, each install a filter (libseccomp, classic BPF)
+ * that refuses those calls:
+ *
+ *  - sockets only of the families the process needs: Internet sockets
+ *    (the rules' DNS through c-ares, SMTP and LMTP for the worker) and
+ *    Unix sockets only where a peer needs them (the worker's LMTP,
+ *    saslauthd for a session); no socket pairs for sessions;
+ *  - signals only to its own pid (the filter is made in the process, so
+ *    the pid is a constant of it): kill, tkill, tgkill and the queueing
+ *    calls, and no pidfd at all (pidfd_open, pidfd_send_signal,
+ *    pidfd_getfd); nor F_SETOWN or FIOSETOWN, which name a process to
+ *    send SIGIO to;
+ *  - no ptrace, process_vm_readv/writev, process_madvise or kcmp;
+ *  - no new process (fork, vfork, clone without CLONE_THREAD; clone3,
+ *    whose flags a filter cannot read, answers ENOSYS so that the C
+ *    library falls back to clone): a child would outlive its parent and
+ *    no longer be known as one of the daemon's processes;
+ *  - no io_uring (its operations make sockets and connect without the
+ *    system calls the filter sees), no new namespaces (unshare, setns),
+ *    no bpf, userfaultfd or perf_event_open, the usual first steps of an
+ *    attack on the kernel itself.
+ *
+ * Everything else is allowed: the filter is a deny list over the calls
+ * that reach other processes, not an allow list of everything TLS, SASL,
+ * Lua, c-ares and libevent may call. A refused call fails with EPERM
+ * rather than killing the process, so that a legitimate use we missed
+ * shows as an error in the log. Calls of another architecture (int 0x80
+ * on x86_64, x32) are refused by libseccomp's architecture check, which
+ * kills: nothing in vsmtpd makes them.
+ *
+ * Sanitizer builds leave ptrace and new processes alone: LeakSanitizer
+ * stops the process's threads from a clone of its own with ptrace when
+ * the process exits. Landlock (a confined process cannot ptrace one
+ * outside its domain) and the processes' dumpability still refuse ptrace
+ * of the other processes there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/seccomp.h>
+#include <linux/sockios.h>
+
+#include "syscall_filter.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SYSFILTER_SANITIZER 1
+#else
+#define SYSFILTER_SANITIZER 0
+#endif
+
+/* Calls refused outright (EPERM), to every confined process. */
+static const int sysfilter_denied[] = {
+    SCMP_SYS(process_vm_readv),  SCMP_SYS(process_vm_writev), SCMP_SYS(process_madvise),
+    SCMP_SYS(kcmp),              SCMP_SYS(pidfd_open),        SCMP_SYS(pidfd_send_signal),
+    SCMP_SYS(pidfd_getfd),       SCMP_SYS(io_uring_setup),    SCMP_SYS(io_uring_enter),
+    SCMP_SYS(io_uring_register), SCMP_SYS(unshare),           SCMP_SYS(setns),
+    SCMP_SYS(bpf),               SCMP_SYS(userfaultfd),       SCMP_SYS(perf_event_open),
+};
+
+/* Refused outright too, but needed by LeakSanitizer in sanitizer builds. */
+static const int sysfilter_denied_unsanitized[] = {
+    SCMP_SYS(ptrace),
+    SCMP_SYS(fork),
+    SCMP_SYS(vfork),
+};
+
+/* Calls that send a signal to the process or thread group named by their
+ * first argument: allowed only when that is the caller's own pid. */
+static const int sysfilter_signals[] = {
+    SCMP_SYS(kill),           SCMP_SYS(tkill),
+    SCMP_SYS(tgkill),         SCMP_SYS(rt_sigqueueinfo),
+    SCMP_SYS(rt_tgsigqueueinfo),
+};
+
+/* A call refused when one argument has one value (F_SETOWN for fcntl...). */
+static const struct sysfilter_arg_rule {
+	int nr;
+	unsigned arg;
+	unsigned value;
+} sysfilter_arg_denied[] = {
+    {SCMP_SYS(fcntl), 1, F_SETOWN},   {SCMP_SYS(fcntl), 1, F_SETOWN_EX},
+    {SCMP_SYS(ioctl), 1, FIOSETOWN},  {SCMP_SYS(ioctl), 1, SIOCSPGRP},
+};
+
+/* The socket families each process may make, in increasing order. */
+static const int sysfilter_families_inet[] = {AF_INET, AF_INET6};
+static const int sysfilter_families_unix[] = {AF_UNIX, AF_INET, AF_INET6};
+
+/* sysfilter_available - see syscall_filter.h. */
+int sysfilter_available(void)
+{
+	__u32 action = SECCOMP_RET_ERRNO;
+
+	return syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action) == 0;
+}
+
+/* sysfilter_deny - refuse nr with EPERM whatever its arguments. */
+static int sysfilter_deny(scmp_filter_ctx ctx, int nr)
+{
+	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+}
+
+/* sysfilter_deny_arg - refuse nr with EPERM when argument arg is value. */
+static int sysfilter_deny_arg(scmp_filter_ctx ctx, int nr, unsigned arg, unsigned value)
+{
+	struct scmp_arg_cmp cmp = SCMP_CMP32(arg, SCMP_CMP_EQ, value);
+
+	return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, &cmp);
+}
+
+/*
+ * sysfilter_families - socket() only for the families of allowed (sorted):
+ * refuse the values below the first, between two, and above the last
+ * (libseccomp takes one comparison per argument in a rule, so the gaps
+ * are listed one value at a time).
+ */
+static int sysfilter_families(scmp_filter_ctx ctx, const int *allowed, size_t n)
+{
+	const int nr = SCMP_SYS(socket);
+	int rc = 0, v;
+	size_t i;
+
+	if (allowed[0] > 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
+				      SCMP_A0_32(SCMP_CMP_LT, (unsigned)allowed[0]));
+	for (i = 0; rc == 0 && i + 1 < n; i++)
+		for (v = allowed[i] + 1; rc == 0 && v < allowed[i + 1]; v++)
+			rc = sysfilter_deny_arg(ctx, nr, 0, (unsigned)v);
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
+				      SCMP_A0_32(SCMP_CMP_GT, (unsigned)allowed[n - 1]));
+	return rc;
+}
+
+/* sysfilter_processes - threads only: no clone without CLONE_THREAD, and
+ * clone3 answers ENOSYS so that the C library uses clone. */
+static int sysfilter_processes(scmp_filter_ctx ctx)
+{
+	int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+				  SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, 0));
+
+	if (rc == 0)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	return rc;
+}
+
+/* sysfilter_rules - add role's rules to ctx. 0 or a negative errno. */
+static int sysfilter_rules(scmp_filter_ctx ctx, enum sysfilter_role role, int unix_sockets)
+{
+	const unsigned pid = (unsigned)getpid();
+	int rc = 0;
+	size_t i;
+
+	for (i = 0; rc == 0 && i < sizeof(sysfilter_denied) / sizeof(sysfilter_denied[0]); i++)
+		rc = sysfilter_deny(ctx, sysfilter_denied[i]);
+	for (i = 0; rc == 0 && !SYSFILTER_SANITIZER &&
+		    i < sizeof(sysfilter_denied_unsanitized) / sizeof(sysfilter_denied_unsanitized[0]);
+	     i++)
+		rc = sysfilter_deny(ctx, sysfilter_denied_unsanitized[i]);
+	if (rc == 0 && !SYSFILTER_SANITIZER)
+		rc = sysfilter_processes(ctx);
+	for (i = 0; rc == 0 && i < sizeof(sysfilter_signals) / sizeof(sysfilter_signals[0]); i++)
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), sysfilter_signals[i], 1,
+				      SCMP_A0_32(SCMP_CMP_NE, pid));
+	for (i = 0; rc == 0 && i < sizeof(sysfilter_arg_denied) / sizeof(sysfilter_arg_denied[0]);
+	     i++)
+		rc = sysfilter_deny_arg(ctx, sysfilter_arg_denied[i].nr, sysfilter_arg_denied[i].arg,
+					sysfilter_arg_denied[i].value);
+	if (rc == 0 && role == SYSFILTER_SESSION)
+		rc = sysfilter_deny(ctx, SCMP_SYS(socketpair));
+	if (rc == 0 && (role == SYSFILTER_WORKER || unix_sockets))
+		rc = sysfilter_families(ctx, sysfilter_families_unix,
+					sizeof(sysfilter_families_unix) / sizeof(int));
+	else if (rc == 0)
+		rc = sysfilter_families(ctx, sysfilter_families_inet,
+					sizeof(sysfilter_families_inet) / sizeof(int));
+	return rc;
+}
+
+/* sysfilter_enter - see syscall_filter.h. */
+int sysfilter_enter(enum sysfilter_role role, int unix_sockets)
+{
+	scmp_filter_ctx ctx;
+	int rc;
+
+	if (!sysfilter_available())
+		return 0;
+	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	rc = sysfilter_rules(ctx, role, unix_sockets);
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0) {
+		errno = -rc;
+		return -1;
+	}
+	return 1;
+}
+
+/* sysfilter_describe - see syscall_filter.h. */
+const char *sysfilter_describe(enum sysfilter_role role, int unix_sockets)
+{
+	static const char *const text[2][2] = {
+	    {"seccomp: Internet sockets only, no socket pairs, signals to itself only, no ptrace, "
+	     "no new processes",
+	     "seccomp: Internet and Unix sockets (saslauthd), no socket pairs, signals to itself "
+	     "only, no ptrace, no new processes"},
+	    {"seccomp: Internet and Unix sockets, signals to itself only, no ptrace, no new "
+	     "processes",
+	     "seccomp: Internet and Unix sockets, signals to itself only, no ptrace, no new "
+	     "processes"},
+	};
+
+	if (SYSFILTER_SANITIZER)
+		return role == SYSFILTER_SESSION
+			   ? "seccomp (sanitizer build: ptrace and new processes left to "
+			     "LeakSanitizer): sockets and signals as in production"
+			   : "seccomp (sanitizer build: ptrace and new processes left to "
+			     "LeakSanitizer): signals to itself only";
+	return text[role == SYSFILTER_WORKER][unix_sockets != 0];
+}
