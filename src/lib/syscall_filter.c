@@ -47,6 +47,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -217,22 +218,16 @@ int sysfilter_enter(enum sysfilter_role role, int unix_sockets)
 /* sysfilter_describe - see syscall_filter.h. */
 const char *sysfilter_describe(enum sysfilter_role role, int unix_sockets)
 {
-	static const char *const text[2][2] = {
-	    {"seccomp: Internet sockets only, no socket pairs, signals to itself only, no ptrace, "
-	     "no new processes",
-	     "seccomp: Internet and Unix sockets (saslauthd), no socket pairs, signals to itself "
-	     "only, no ptrace, no new processes"},
-	    {"seccomp: Internet and Unix sockets, signals to itself only, no ptrace, no new "
-	     "processes",
-	     "seccomp: Internet and Unix sockets, signals to itself only, no ptrace, no new "
-	     "processes"},
-	};
+	static char text[256];
+	const char *sockets = "Internet sockets only, no socket pairs";
 
-	if (SYSFILTER_SANITIZER)
-		return role == SYSFILTER_SESSION
-			   ? "seccomp (sanitizer build: ptrace and new processes left to "
-			     "LeakSanitizer): sockets and signals as in production"
-			   : "seccomp (sanitizer build: ptrace and new processes left to "
-			     "LeakSanitizer): signals to itself only";
-	return text[role == SYSFILTER_WORKER][unix_sockets != 0];
+	if (role == SYSFILTER_WORKER)
+		sockets = "Internet and Unix sockets";
+	else if (unix_sockets)
+		sockets = "Internet and Unix sockets (saslauthd), no socket pairs";
+	snprintf(text, sizeof(text), "seccomp: %s, signals to itself only, %s", sockets,
+		 SYSFILTER_SANITIZER ? "ptrace and new processes left to LeakSanitizer (sanitizer "
+				       "build)"
+				     : "no ptrace, no new processes");
+	return text;
 }

@@ -87,8 +87,7 @@ static void master_child_fds(struct master *m, const int *keep, size_t nkeep)
 }
 
 /* master_child_init - in a new child: forget the master's signals and descriptors. */
-static void master_child_init(struct master *m, const sigset_t *mask, const int *keep,
-                              size_t nkeep)
+static void master_child_init(struct master *m, const sigset_t *mask, const int *keep, size_t nkeep)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
 	size_t i;

@@ -24,7 +24,9 @@ IO_TIMEOUT = 10.0  # seconds, for every socket and every wait
 SPOOL_TRAILER_LEN = 42
 SPOOL_TRAILER_RE = re.compile(rb"\nVSMTPD-SPOOL-1 ([0-9a-f]{16}) ([0-9a-f]{8})\n\Z")
 ID_RE = re.compile(r"^[0-9A-F]{16}$")
-SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
+# A sanitizer that could not run (LeakSanitizer stopped by a seccomp filter) counts too.
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: |"
+                          r"Sanitizer has encountered a fatal error")
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]{16})$")
 # RFC 2034 / RFC 3463: class.subject.detail at the start of the text.
 ESC_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
