@@ -18,6 +18,10 @@
  *    calls, and no pidfd at all (pidfd_open, pidfd_send_signal,
  *    pidfd_getfd); nor F_SETOWN or FIOSETOWN, which name a process to
  *    send SIGIO to;
+ *  - resource limits, priorities, scheduling and CPUs only of itself:
+ *    another process of the same user is open to prlimit, setpriority,
+ *    ioprio_set and sched_set*, and the queue with a file size limit of
+ *    0 would die of SIGXFSZ at its next write;
  *  - no ptrace, process_vm_readv/writev, process_madvise or kcmp;
  *  - no new process (fork, vfork, clone without CLONE_THREAD; clone3,
  *    whose flags a filter cannot read, answers ENOSYS so that the C
@@ -48,6 +52,7 @@
 #include <seccomp.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -79,22 +84,46 @@ static const int sysfilter_denied_unsanitized[] = {
     SCMP_SYS(vfork),
 };
 
-/* Calls that send a signal to the process or thread group named by their
- * first argument: allowed only when that is the caller's own pid. */
-static const int sysfilter_signals[] = {
-    SCMP_SYS(kill),           SCMP_SYS(tkill),
-    SCMP_SYS(tgkill),         SCMP_SYS(rt_sigqueueinfo),
-    SCMP_SYS(rt_tgsigqueueinfo),
+/* How an argument rule compares its argument. */
+enum sysfilter_when {
+	SYSFILTER_IS,     /* refused when the argument is value */
+	SYSFILTER_IS_NOT, /* refused when it is anything but value */
+	SYSFILTER_OTHER,  /* refused when it is anything but the caller's pid */
 };
 
-/* A call refused when one argument has one value (F_SETOWN for fcntl...). */
+/*
+ * Calls refused for one value of one argument. The signals go only to the
+ * caller's own pid (kill(0) and kill(-1), its process group, which is the
+ * daemon's, and everyone, are refused too); F_SETOWN and FIOSETOWN would
+ * name a process to send SIGIO to. The limits, priorities, scheduling and
+ * CPUs of a process of the same user are its to change (prlimit could set
+ * the queue's file size limit to 0, and SIGXFSZ would end it): the
+ * confined process may change only its own (pid 0, PRIO_PROCESS, ...).
+ */
 static const struct sysfilter_arg_rule {
 	int nr;
 	unsigned arg;
+	enum sysfilter_when when;
 	unsigned value;
 } sysfilter_arg_denied[] = {
-    {SCMP_SYS(fcntl), 1, F_SETOWN},   {SCMP_SYS(fcntl), 1, F_SETOWN_EX},
-    {SCMP_SYS(ioctl), 1, FIOSETOWN},  {SCMP_SYS(ioctl), 1, SIOCSPGRP},
+    {SCMP_SYS(kill), 0, SYSFILTER_OTHER, 0},
+    {SCMP_SYS(tkill), 0, SYSFILTER_OTHER, 0},
+    {SCMP_SYS(tgkill), 0, SYSFILTER_OTHER, 0},
+    {SCMP_SYS(rt_sigqueueinfo), 0, SYSFILTER_OTHER, 0},
+    {SCMP_SYS(rt_tgsigqueueinfo), 0, SYSFILTER_OTHER, 0},
+    {SCMP_SYS(fcntl), 1, SYSFILTER_IS, F_SETOWN},
+    {SCMP_SYS(fcntl), 1, SYSFILTER_IS, F_SETOWN_EX},
+    {SCMP_SYS(ioctl), 1, SYSFILTER_IS, FIOSETOWN},
+    {SCMP_SYS(ioctl), 1, SYSFILTER_IS, SIOCSPGRP},
+    {SCMP_SYS(prlimit64), 0, SYSFILTER_IS_NOT, 0},
+    {SCMP_SYS(setpriority), 0, SYSFILTER_IS_NOT, PRIO_PROCESS},
+    {SCMP_SYS(setpriority), 1, SYSFILTER_IS_NOT, 0},
+    {SCMP_SYS(ioprio_set), 0, SYSFILTER_IS_NOT, 1 /* IOPRIO_WHO_PROCESS */},
+    {SCMP_SYS(ioprio_set), 1, SYSFILTER_IS_NOT, 0},
+    {SCMP_SYS(sched_setaffinity), 0, SYSFILTER_IS_NOT, 0},
+    {SCMP_SYS(sched_setscheduler), 0, SYSFILTER_IS_NOT, 0},
+    {SCMP_SYS(sched_setparam), 0, SYSFILTER_IS_NOT, 0},
+    {SCMP_SYS(sched_setattr), 0, SYSFILTER_IS_NOT, 0},
 };
 
 /* The socket families each process may make, in increasing order. */
@@ -121,6 +150,18 @@ static int sysfilter_deny_arg(scmp_filter_ctx ctx, int nr, unsigned arg, unsigne
 	struct scmp_arg_cmp cmp = SCMP_CMP32(arg, SCMP_CMP_EQ, value);
 
 	return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, &cmp);
+}
+
+/* sysfilter_arg_rule - add rule r of sysfilter_arg_denied; pid is ours. */
+static int sysfilter_arg_rule(scmp_filter_ctx ctx, const struct sysfilter_arg_rule *r,
+			      unsigned pid)
+{
+	unsigned value = r->when == SYSFILTER_OTHER ? pid : r->value;
+	struct scmp_arg_cmp cmp = SCMP_CMP32(r->arg, SCMP_CMP_NE, value);
+
+	if (r->when == SYSFILTER_IS)
+		return sysfilter_deny_arg(ctx, r->nr, r->arg, r->value);
+	return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), r->nr, 1, &cmp);
 }
 
 /*
@@ -174,13 +215,9 @@ static int sysfilter_rules(scmp_filter_ctx ctx, enum sysfilter_role role, int un
 		rc = sysfilter_deny(ctx, sysfilter_denied_unsanitized[i]);
 	if (rc == 0 && !SYSFILTER_SANITIZER)
 		rc = sysfilter_processes(ctx);
-	for (i = 0; rc == 0 && i < sizeof(sysfilter_signals) / sizeof(sysfilter_signals[0]); i++)
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), sysfilter_signals[i], 1,
-				      SCMP_A0_32(SCMP_CMP_NE, pid));
 	for (i = 0; rc == 0 && i < sizeof(sysfilter_arg_denied) / sizeof(sysfilter_arg_denied[0]);
 	     i++)
-		rc = sysfilter_deny_arg(ctx, sysfilter_arg_denied[i].nr, sysfilter_arg_denied[i].arg,
-					sysfilter_arg_denied[i].value);
+		rc = sysfilter_arg_rule(ctx, &sysfilter_arg_denied[i], pid);
 	if (rc == 0 && role == SYSFILTER_SESSION)
 		rc = sysfilter_deny(ctx, SCMP_SYS(socketpair));
 	if (rc == 0 && (role == SYSFILTER_WORKER || unix_sockets))
@@ -225,7 +262,10 @@ const char *sysfilter_describe(enum sysfilter_role role, int unix_sockets)
 		sockets = "Internet and Unix sockets";
 	else if (unix_sockets)
 		sockets = "Internet and Unix sockets (saslauthd), no socket pairs";
-	snprintf(text, sizeof(text), "seccomp: %s, signals to itself only, %s", sockets,
+	snprintf(text, sizeof(text),
+		 "seccomp: %s, signals to itself only, no limits or priorities of other "
+		 "processes, %s",
+		 sockets,
 		 SYSFILTER_SANITIZER ? "ptrace and new processes left to LeakSanitizer (sanitizer "
 				       "build)"
 				     : "no ptrace, no new processes");

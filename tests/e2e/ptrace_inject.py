@@ -36,7 +36,7 @@ SYS = {
     "write": 1, "close": 3, "poll": 7, "sendto": 44, "recvfrom": 45, "getpid": 39, "socket": 41,
     "connect": 42, "socketpair": 53, "clone": 56, "fork": 57, "kill": 62, "fcntl": 72,
     "ptrace": 101, "tgkill": 234, "process_vm_readv": 310, "pidfd_open": 434,
-    "io_uring_setup": 425, "unshare": 272,
+    "io_uring_setup": 425, "unshare": 272, "prlimit64": 302, "setpriority": 141,
 }
 
 SCRATCH_BELOW_RSP = 4096  # bytes: far past the 128-byte red zone

@@ -32,6 +32,7 @@ from ptrace_inject import EPERM, Injector
 AF_UNIX, AF_INET = 1, 2
 SOCK_STREAM, SOCK_CLOEXEC = 1, 0o2000000
 F_SETOWN = 8
+RLIMIT_FSIZE, PRIO_PROCESS = 1, 0
 PTRACE_ATTACH = 16
 CLONE_NEWUSER = 0x10000000
 POLLIN = 1
@@ -107,6 +108,11 @@ def test_a_compromised_session_reaches_no_other_process(daemons):
         assert_refused(inj.syscall("tgkill", master, master, signal.SIGTERM), "tgkill(master)")
         assert_refused(inj.syscall("pidfd_open", queue, 0), "pidfd_open(queue)")
         assert_refused(inj.syscall("fcntl", 1, F_SETOWN, queue), "fcntl(F_SETOWN, queue)")
+        # Nor change its limits (RLIMIT_FSIZE 0 would end it at its next write)
+        # or its priority.
+        old = inj.put(bytes(16))
+        assert_refused(inj.syscall("prlimit64", queue, RLIMIT_FSIZE, 0, old), "prlimit(queue)")
+        assert_refused(inj.syscall("setpriority", PRIO_PROCESS, queue, 0), "setpriority(queue)")
 
         # No ptrace, no reading another process's memory.
         assert_refused(inj.syscall("ptrace", PTRACE_ATTACH, queue, 0, 0), "ptrace(ATTACH, queue)")

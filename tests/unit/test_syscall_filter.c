@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ static int threads_work(void)
 /* session_checks - in a filtered session: 0, or the first failed check. */
 static int session_checks(pid_t parent)
 {
+	struct rlimit rl;
 	int sv[2];
 
 	if (sysfilter_enter(SYSFILTER_SESSION, 0) != 1)
@@ -85,6 +87,13 @@ static int session_checks(pid_t parent)
 		return 9;
 	if (!threads_work())
 		return 10;
+	if (!refused(prlimit(parent, RLIMIT_FSIZE, NULL, &rl)) ||
+	    !refused(setpriority(PRIO_PROCESS, (id_t)parent, 0)) ||
+	    !refused(setpriority(PRIO_PGRP, 0, 0)) || !refused(setpriority(PRIO_USER, 0, 0)))
+		return 11;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || setrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+	    setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0)) != 0)
+		return 12;
 	return 0;
 }
 
