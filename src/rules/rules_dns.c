@@ -45,6 +45,7 @@
 #include "rules_dns.h"
 
 #define RULES_DNS_MT "vsmtpd.dns"
+#define RULES_DNS_STATE "vsmtpd.dns.state" /* the registry's reference to the state */
 #define RULES_DNS_IP_MT "vsmtpd.ip" /* rule_objects.c's ip() values */
 #define RULES_DNS_QUOTE_MAX 64      /* bytes of a bad value quoted in an error */
 
@@ -617,7 +618,7 @@ void rules_dns_forked(lua_State *L)
 {
 	struct rules_dns *d;
 
-	lua_getfield(L, LUA_REGISTRYINDEX, RULES_DNS_MT);
+	lua_getfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
 	if ((d = luaL_testudata(L, -1, RULES_DNS_MT)) != NULL)
 		dns_drop_inherited(d);
 	lua_pop(L, 1);
@@ -653,7 +654,7 @@ int rules_dns_open(lua_State *L, const char *servers, unsigned timeout_ms, char 
 	}
 	lua_setmetatable(L, -2);
 	lua_pushvalue(L, -1);
-	lua_setfield(L, LUA_REGISTRYINDEX, RULES_DNS_MT);
+	lua_setfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
 	lua_createtable(L, 0, 2);
 	lua_pushvalue(L, -2);
 	lua_pushcclosure(L, lua_dns_lookup, 1);
