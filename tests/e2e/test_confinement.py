@@ -20,7 +20,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 
 import pytest
