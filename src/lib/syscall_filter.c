@@ -32,6 +32,11 @@
  *    no bpf, userfaultfd or perf_event_open, the usual first steps of an
  *    attack on the kernel itself.
  *
+ * The master builds the sessions' filters once (libseccomp takes about
+ * half a millisecond to make one, too much for every connection), with a
+ * mark where the pid goes; each session puts its pid in place of the
+ * mark and installs the program, which costs a copy.
+ *
  * Everything else is allowed: the filter is a deny list over the calls
  * that reach other processes, not an allow list of everything TLS, SASL,
  * Lua, c-ares and libevent may call. A refused call fails with EPERM
@@ -52,15 +57,28 @@
 #include <seccomp.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <linux/sockios.h>
 
 #include "syscall_filter.h"
+
+/* A pid no process has (pids stop at 2^22): the rules compare with it,
+ * and sysfilter_load() puts the loading process's own pid in its place. */
+#define SYSFILTER_PID_MARK 0x7f5ecc0du
+
+/* A filter made by sysfilter_build(). */
+struct sysfilter_prog {
+	struct sock_filter *insns;
+	size_t len;
+};
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SYSFILTER_SANITIZER 1
@@ -200,10 +218,11 @@ static int sysfilter_processes(scmp_filter_ctx ctx)
 	return rc;
 }
 
-/* sysfilter_rules - add role's rules to ctx. 0 or a negative errno. */
+/* sysfilter_rules - add role's rules to ctx, with SYSFILTER_PID_MARK for
+ * the pid. 0 or a negative errno. */
 static int sysfilter_rules(scmp_filter_ctx ctx, enum sysfilter_role role, int unix_sockets)
 {
-	const unsigned pid = (unsigned)getpid();
+	const unsigned pid = SYSFILTER_PID_MARK;
 	int rc = 0;
 	size_t i;
 
@@ -229,27 +248,107 @@ static int sysfilter_rules(scmp_filter_ctx ctx, enum sysfilter_role role, int un
 	return rc;
 }
 
-/* sysfilter_enter - see syscall_filter.h. */
-int sysfilter_enter(enum sysfilter_role role, int unix_sockets)
+/* sysfilter_export - ctx's program, read back from a memfd (libseccomp
+ * 2.5 exports only to a descriptor). 0 or a negative errno. */
+static int sysfilter_export(scmp_filter_ctx ctx, struct sysfilter_prog *p)
 {
+	int fd = memfd_create("vsmtpd-seccomp", MFD_CLOEXEC), rc;
+	off_t len;
+
+	if (fd < 0)
+		return -errno;
+	rc = seccomp_export_bpf(ctx, fd);
+	if (rc == 0 && ((len = lseek(fd, 0, SEEK_END)) <= 0 ||
+			len % (off_t)sizeof(struct sock_filter) != 0 ||
+			len / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS))
+		rc = -EINVAL;
+	if (rc == 0 && (p->insns = malloc((size_t)len)) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && pread(fd, p->insns, (size_t)len, 0) != len)
+		rc = -EIO;
+	if (rc == 0)
+		p->len = (size_t)len / sizeof(struct sock_filter);
+	close(fd);
+	return rc;
+}
+
+/* sysfilter_build - see syscall_filter.h. */
+struct sysfilter_prog *sysfilter_build(enum sysfilter_role role, int unix_sockets)
+{
+	struct sysfilter_prog *p;
 	scmp_filter_ctx ctx;
 	int rc;
 
-	if (!sysfilter_available())
-		return 0;
-	if ((ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
+	if (!sysfilter_available()) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL || (ctx = seccomp_init(SCMP_ACT_ALLOW)) == NULL) {
+		free(p);
 		errno = ENOMEM;
-		return -1;
+		return NULL;
 	}
 	rc = sysfilter_rules(ctx, role, unix_sockets);
 	if (rc == 0)
-		rc = seccomp_load(ctx);
+		rc = sysfilter_export(ctx, p);
 	seccomp_release(ctx);
 	if (rc < 0) {
+		sysfilter_free(p);
 		errno = -rc;
+		return NULL;
+	}
+	return p;
+}
+
+/* sysfilter_load - see syscall_filter.h. */
+int sysfilter_load(const struct sysfilter_prog *p)
+{
+	struct sock_fprog prog = {.len = (unsigned short)p->len};
+	struct sock_filter *insns;
+	size_t i, marks = 0;
+	int rc;
+
+	if ((insns = malloc(p->len * sizeof(*insns))) == NULL)
+		return -1;
+	/* The pid compared with is this process's: the mark's jumps get it. */
+	for (i = 0; i < p->len; i++) {
+		insns[i] = p->insns[i];
+		if (BPF_CLASS(insns[i].code) == BPF_JMP && BPF_SRC(insns[i].code) == BPF_K &&
+		    insns[i].k == SYSFILTER_PID_MARK) {
+			insns[i].k = (__u32)getpid();
+			marks++;
+		}
+	}
+	prog.filter = insns;
+	if (marks == 0) {
+		free(insns);
+		errno = EINVAL; /* a program without the signal rules */
 		return -1;
 	}
-	return 1;
+	rc = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+	free(insns);
+	return rc < 0 ? -1 : 1;
+}
+
+/* sysfilter_free - see syscall_filter.h. */
+void sysfilter_free(struct sysfilter_prog *p)
+{
+	if (p != NULL)
+		free(p->insns);
+	free(p);
+}
+
+/* sysfilter_enter - see syscall_filter.h. */
+int sysfilter_enter(enum sysfilter_role role, int unix_sockets)
+{
+	struct sysfilter_prog *p = sysfilter_build(role, unix_sockets);
+	int rc;
+
+	if (p == NULL)
+		return errno == ENOSYS ? 0 : -1;
+	rc = sysfilter_load(p);
+	sysfilter_free(p);
+	return rc;
 }
 
 /* sysfilter_describe - see syscall_filter.h. */

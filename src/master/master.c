@@ -246,9 +246,9 @@ static int master_tls_needed(const struct master *m, const struct config *cfg, c
 }
 
 /* master_sandbox_log - say what confines the sessions of cfg, and what the kernel lacks. */
-static void master_sandbox_log(const struct config *cfg, int landlock)
+static void master_sandbox_log(const struct config *cfg, int landlock, int filter)
 {
-	int abi = landlock ? sandbox_abi() : 0, filter = sysfilter_available(), unix_socks = 0;
+	int abi = landlock ? sandbox_abi() : 0, unix_socks = 0;
 	char files[160];
 	size_t i;
 
@@ -268,6 +268,23 @@ static void master_sandbox_log(const struct config *cfg, int landlock)
 		snprintf(files, sizeof(files), "no Landlock");
 	log_info("sessions confined: %s; %s", files,
 	         filter ? sysfilter_describe(SYSFILTER_SESSION, unix_socks) : "no seccomp filter");
+}
+
+/* master_session_filters - make the sessions' seccomp filters, once: 0 or -1. */
+static int master_session_filters(struct master *m)
+{
+	int unix_socks;
+
+	for (unix_socks = 0; unix_socks < 2; unix_socks++) {
+		if (m->session_filter[unix_socks] != NULL)
+			continue;
+		m->session_filter[unix_socks] = sysfilter_build(SYSFILTER_SESSION, unix_socks);
+		if (m->session_filter[unix_socks] == NULL && errno != ENOSYS) {
+			log_err("cannot build the sessions' seccomp filter: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* master_sandbox - (re)build the sessions' ruleset for cfg: 0 or -1. */
@@ -294,6 +311,8 @@ static int master_sandbox(struct master *m, const struct config *cfg)
 				    cfg->sasldb_path);
 		}
 	}
+	if (master_session_filters(m) < 0)
+		return -1;
 	fd = sandbox_prepare(readable, 2);
 
 	if (fd < 0 && errno != EOPNOTSUPP) {
@@ -306,7 +325,7 @@ static int master_sandbox(struct master *m, const struct config *cfg)
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
 	m->sandbox_fd = fd;
-	master_sandbox_log(cfg, fd >= 0);
+	master_sandbox_log(cfg, fd >= 0, m->session_filter[0] != NULL);
 	return 0;
 }
 
@@ -581,6 +600,8 @@ static void master_free(struct master *m)
 	free(m->sessions);
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
+	sysfilter_free(m->session_filter[0]);
+	sysfilter_free(m->session_filter[1]);
 	if (m->cfg != m->boot_cfg)
 		config_free(m->cfg);
 	config_free(m->boot_cfg);

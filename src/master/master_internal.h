@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "rules.h"
+#include "syscall_filter.h"
 #include "tls_server.h"
 
 #define MASTER_ACCEPT_BATCH 64
@@ -73,6 +74,9 @@ struct master {
 	struct master_session *sessions;
 	size_t nsessions, sessions_cap;
 	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
+	/* the sessions' seccomp filters, without and with Unix sockets; NULL
+	 * when the kernel has none */
+	struct sysfilter_prog *session_filter[2];
 
 	int stopping;
 	struct event *grace_ev;

@@ -184,18 +184,21 @@ int master_session_unix(const struct config *cfg, const struct listener_config *
 
 /*
  * master_session_child - in a new session process: confine it (Landlock,
- * then the seccomp filter), then serve the client. The master said at
- * start what sessions get and what the kernel lacks (master_sandbox).
+ * then the seccomp filter the master made), then serve the client. The
+ * master said at start what sessions get and what the kernel lacks
+ * (master_sandbox).
  */
 static void master_session_child(struct master *m, const struct listener_config *lc, int fd,
                                  int channel)
 {
+	const struct sysfilter_prog *filter = m->session_filter[master_session_unix(m->cfg, lc)];
+
 	log_set_role("smtp");
 	if (sandbox_enter(m->sandbox_fd) < 0)
 		fatal("cannot confine the session: %s", strerror(errno));
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
-	if (sysfilter_enter(SYSFILTER_SESSION, master_session_unix(m->cfg, lc)) < 0)
+	if (filter != NULL && sysfilter_load(filter) < 0)
 		fatal("cannot install the session's seccomp filter: %s", strerror(errno));
 	smtpd_session_main(m->cfg, lc, m->rules, m->tls, fd, channel);
 }

@@ -148,6 +148,49 @@ static void test_worker_filter(void **state)
 	assert_int_equal(run_child(worker_checks), 0);
 }
 
+/* loaded_checks - a process that loads the parent's program: it signals
+ * itself, never its parent, and makes no Unix socket. */
+static int loaded_checks(const struct sysfilter_prog *p, pid_t parent)
+{
+	if (sysfilter_load(p) != 1)
+		return 1;
+	if (kill(getpid(), 0) != 0)
+		return 2;
+	if (!refused(kill(parent, 0)))
+		return 3;
+	if (socket_works(AF_UNIX, SOCK_STREAM) || errno != EPERM)
+		return 4;
+	return 0;
+}
+
+/* One program, built once, serves every process that loads it: each gets
+ * its own pid as the one it may signal. */
+static void test_one_program_for_many_processes(void **state)
+{
+	struct sysfilter_prog *p;
+	pid_t parent = getpid(), pid;
+	int i, status;
+
+	if (!sysfilter_available())
+		skip();
+	assert_non_null(p = sysfilter_build(SYSFILTER_SESSION, 0));
+	for (i = 0; i < 3; i++) {
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+				_exit(100);
+			_exit(loaded_checks(p, parent));
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	/* the parent that built it is not confined by it */
+	assert_true(socket_works(AF_UNIX, SOCK_STREAM));
+	sysfilter_free(p);
+}
+
 static void test_descriptions_say_what_is_left(void **state)
 {
 	assert_non_null(strstr(sysfilter_describe(SYSFILTER_SESSION, 0), "Internet sockets only"));
@@ -160,6 +203,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_session_filter),
 	    cmocka_unit_test(test_worker_filter),
+	    cmocka_unit_test(test_one_program_for_many_processes),
 	    cmocka_unit_test(test_descriptions_say_what_is_left),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
