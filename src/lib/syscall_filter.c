@@ -13,8 +13,8 @@
  *    (the rules' DNS through c-ares, SMTP and LMTP for the worker) and
  *    Unix sockets only where a peer needs them (the worker's LMTP,
  *    saslauthd for a session); no socket pairs for sessions;
- *  - signals only to its own pid (the filter is made in the process, so
- *    the pid is a constant of it): kill, tkill, tgkill and the queueing
+ *  - signals only to its own pid (a constant of the program, put in by
+ *    the process that loads it): kill, tkill, tgkill and the queueing
  *    calls, and no pidfd at all (pidfd_open, pidfd_send_signal,
  *    pidfd_getfd); nor F_SETOWN or FIOSETOWN, which name a process to
  *    send SIGIO to;
@@ -32,10 +32,11 @@
  *    no bpf, userfaultfd or perf_event_open, the usual first steps of an
  *    attack on the kernel itself.
  *
- * The master builds the sessions' filters once (libseccomp takes about
- * half a millisecond to make one, too much for every connection), with a
+ * The master builds the sessions' filters once (in a fresh process
+ * libseccomp takes about as long to make one as the kernel takes to load
+ * it, half a millisecond here: too much for every connection), with a
  * mark where the pid goes; each session puts its pid in place of the
- * mark and installs the program, which costs a copy.
+ * mark and installs the program, paying only for the kernel's part.
  *
  * Everything else is allowed: the filter is a deny list over the calls
  * that reach other processes, not an allow list of everything TLS, SASL,
@@ -48,8 +49,8 @@
  * Sanitizer builds leave ptrace and new processes alone: LeakSanitizer
  * stops the process's threads from a clone of its own with ptrace when
  * the process exits. Landlock (a confined process cannot ptrace one
- * outside its domain) and the processes' dumpability still refuse ptrace
- * of the other processes there.
+ * outside its domain) and, when started as root, the processes'
+ * dumpability still refuse ptrace of the other processes there.
  */
 #include <errno.h>
 #include <fcntl.h>
