@@ -17,6 +17,15 @@ enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 /* log_open - start logging; before it, everything goes to stderr. */
 void log_open(enum log_target target, int level, int facility);
 
+/*
+ * log_detach, log_attach - a child that closes the descriptors it
+ * inherited detaches first (the C library forgets its syslog connection)
+ * and attaches after: a connection of its own, made before it confines
+ * itself. Nothing for stderr, whose descriptor every process keeps.
+ */
+void log_detach(void);
+void log_attach(void);
+
 /* log_set_role - name the process in every following line (after a fork). */
 void log_set_role(const char *role);
 

@@ -224,6 +224,14 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 /* rules_free - release a ruleset (NULL is fine). */
 void rules_free(struct rules *r);
 
+/*
+ * rules_forked - in a process just forked from the one that holds r,
+ * before it closes the descriptors it inherited: let go of what belonged
+ * to the parent (the DNS channel and its sockets, which the child makes
+ * again at its first lookup). NULL is fine.
+ */
+void rules_forked(struct rules *r);
+
 /* rules_path - the rules file a ruleset was compiled from (absolute). */
 const char *rules_path(const struct rules *r);
 

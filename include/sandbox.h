@@ -21,6 +21,20 @@ int privileges_lookup(const char *user, const char *group, uid_t *uid, gid_t *gi
 int privileges_drop(const char *user, uid_t uid, gid_t gid);
 
 /*
+ * sandbox_abi - the kernel's Landlock ABI version: 0 without Landlock, 1
+ * (Linux 5.13) and up. The rulesets below handle what the ABI knows.
+ */
+int sandbox_abi(void);
+
+/*
+ * sandbox_scoped - whether Landlock ABI abi scopes signals and abstract
+ * Unix sockets (ABI 6, Linux 6.12): then every ruleset made here also
+ * keeps the confined process from signalling, or connecting to an
+ * abstract socket of, any process outside its own Landlock domain.
+ */
+int sandbox_scoped(int abi);
+
+/*
  * sandbox_prepare - build the Landlock ruleset that denies every file system
  * access but reading the readable files (NULL, missing ones and directories
  * are skipped: the sasldb2 file SMTP AUTH needs, /dev/urandom). Returns its descriptor, or -1 with errno

@@ -6,8 +6,12 @@
  * folders of [delivery] maildir_path and mbox_path, and reads system files
  * (CA certificates, the resolver's configuration, time zones, the shared
  * libraries NSS may load); nothing else: not the TLS keys, the sasldb2
- * file or the configuration either. Landlock confines a thread and
- * the threads it starts later, so this runs before the local delivery
+ * file or the configuration either. Where the kernel has Landlock's
+ * scoping, the same ruleset keeps it from signalling any process outside
+ * it; a seccomp filter (syscall_filter.c) then refuses signals to other
+ * processes, ptrace and new processes, and leaves it Internet and Unix
+ * sockets (SMTP, LMTP over either). Landlock and seccomp confine a thread
+ * and the threads it starts later, so this runs before the local delivery
  * threads exist.
  */
 #include <errno.h>
@@ -19,6 +23,7 @@
 #include "delivery.h"
 #include "log.h"
 #include "sandbox.h"
+#include "syscall_filter.h"
 
 /* folder_holds - whether path is folder or lies beneath it. */
 static int folder_holds(const char *folder, const char *path)
@@ -76,6 +81,37 @@ static void log_confined(const char *maildir, const char *mbox)
 			 "may be granted)");
 }
 
+/*
+ * delivery_sandbox_filter - after Landlock (of ABI abi, 0 without): the
+ * seccomp filter, and one line saying what reaches no further than the
+ * worker itself. 0, or -1 (logged).
+ */
+static int delivery_sandbox_filter(int abi)
+{
+	int rc = sysfilter_enter(SYSFILTER_WORKER, 1);
+
+	if (rc < 0) {
+		log_err("cannot install the delivery worker's seccomp filter: %s", strerror(errno));
+		return -1;
+	}
+	if (rc == 0)
+		log_warn("this kernel has no seccomp filters: the delivery worker can signal and "
+			 "ptrace every process of the vsmtpd user");
+	else if (abi > 0 && !sandbox_scoped(abi))
+		log_warn("this kernel's Landlock (ABI %d) cannot scope signals and abstract Unix "
+			 "sockets (Linux 6.12): the delivery worker relies on its seccomp filter for "
+			 "signals",
+			 abi);
+	if (abi > 0)
+		log_info("delivery worker confinement: Landlock ABI %d (files as above%s); %s", abi,
+			 sandbox_scoped(abi) ? "; signals and abstract Unix sockets scoped" : "",
+			 rc == 1 ? sysfilter_describe(SYSFILTER_WORKER, 1) : "no seccomp filter");
+	else
+		log_info("delivery worker confinement: no Landlock; %s",
+			 rc == 1 ? sysfilter_describe(SYSFILTER_WORKER, 1) : "no seccomp filter");
+	return 0;
+}
+
 /* delivery_sandbox_enter - confine the worker; 0, or -1 when it could not be. */
 int delivery_sandbox_enter(const struct config *cfg)
 {
@@ -124,5 +160,5 @@ int delivery_sandbox_enter(const struct config *cfg)
 			 "worker is not confined");
 	else
 		log_confined(paths[0].path ? maildir : NULL, paths[1].path ? mbox : NULL);
-	return 0;
+	return delivery_sandbox_filter(rc == 1 ? sandbox_abi() : 0);
 }

@@ -23,6 +23,7 @@
 
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_level = LOG_INFO;
+static int log_facility = LOG_MAIL;
 static const char *log_role = "master";
 static pid_t log_pid; /* this process's, set when its role is */
 
@@ -31,10 +32,27 @@ void log_open(enum log_target target, int level, int facility)
 {
 	log_target = target;
 	log_level = level;
-	/* An administrator starting the daemon by hand sees what it logs. */
+	log_facility = facility;
+	/* An administrator starting the daemon by hand sees what it logs.
+	 * LOG_NDELAY connects now: a confined process keeps the connection
+	 * it has, as it may not make a new one. */
 	if (target == LOG_TARGET_SYSLOG)
 		openlog("vsmtpd", LOG_PID | LOG_NDELAY | (isatty(STDERR_FILENO) ? LOG_PERROR : 0),
 			facility);
+}
+
+/* log_detach - forget the syslog connection before its descriptor is closed. */
+void log_detach(void)
+{
+	if (log_target == LOG_TARGET_SYSLOG)
+		closelog();
+}
+
+/* log_attach - connect to syslog again, after log_detach. */
+void log_attach(void)
+{
+	if (log_target == LOG_TARGET_SYSLOG)
+		log_open(log_target, log_level, log_facility);
 }
 
 /* log_set_role - name the process in the lines that follow. */

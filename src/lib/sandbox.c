@@ -5,7 +5,11 @@
  * Landlock-restricted with every file system right handled and none granted.
  * This works without root, which keeps development and production on the
  * same footing. The spool is reached only through descriptors the queue
- * process hands out.
+ * process hands out. Where the kernel's Landlock has scoping (ABI 6, Linux
+ * 6.12), the same ruleset also confines signals and abstract Unix sockets
+ * to the process's own domain: a confined process can then neither signal
+ * nor reach through an abstract socket any process outside it (the
+ * master, the queue, another session).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,10 +66,39 @@ int privileges_drop(const char *user, uid_t uid, gid_t gid)
 	return 0;
 }
 
+/*
+ * The ruleset attribute as Landlock ABI 6 (Linux 6.12) has it: Debian 12's
+ * <linux/landlock.h> knows only handled_access_fs, so the later fields and
+ * the scope flags are named here. The kernel takes the longer struct from
+ * any ABI as long as the fields it does not know are zero.
+ */
+struct sandbox_ruleset_attr {
+	__u64 handled_access_fs;
+	__u64 handled_access_net; /* ABI 4; left 0: the network is not handled */
+	__u64 scoped;             /* ABI 6 */
+};
+#define SANDBOX_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+#define SANDBOX_SCOPE_SIGNAL (1ULL << 1)
+#define SANDBOX_SCOPE_ABI 6
+
 /* landlock_abi - the kernel's Landlock ABI version, or -1. */
 static long landlock_abi(void)
 {
 	return syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+}
+
+/* sandbox_abi - see sandbox.h. */
+int sandbox_abi(void)
+{
+	long abi = landlock_abi();
+
+	return abi < 1 ? 0 : (int)abi;
+}
+
+/* sandbox_scoped - see sandbox.h. */
+int sandbox_scoped(int abi)
+{
+	return abi >= SANDBOX_SCOPE_ABI;
 }
 
 /* landlock_fs_rights - every file system right the kernel's ABI knows. */
@@ -154,7 +187,7 @@ static int sandbox_allow(int ruleset, long abi, const struct sandbox_path *p, in
 /* sandbox_build - a ruleset handling every right, granting paths. */
 static int sandbox_build(const struct sandbox_path *paths, size_t n, int dirs_ok)
 {
-	struct landlock_ruleset_attr attr = {0};
+	struct sandbox_ruleset_attr attr = {0};
 	long abi = landlock_abi();
 	size_t i;
 	int fd;
@@ -171,6 +204,8 @@ static int sandbox_build(const struct sandbox_path *paths, size_t n, int dirs_ok
 			return -1;
 		}
 	attr.handled_access_fs = landlock_fs_rights(abi);
+	if (sandbox_scoped((int)abi))
+		attr.scoped = SANDBOX_SCOPE_ABSTRACT_UNIX_SOCKET | SANDBOX_SCOPE_SIGNAL;
 	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (fd < 0)
 		return -1;

@@ -15,6 +15,8 @@
 
 #include "control.h"
 
+#define CONTROL_ANCESTRY_MAX 64 /* parents followed up from a peer, at most */
+
 /* control_address - the sockaddr for path; -1 when it does not fit. */
 static int control_address(const char *path, struct sockaddr_un *sun)
 {
@@ -122,20 +124,57 @@ static int control_member(uid_t uid, gid_t gid)
 }
 
 /* control_peer_allowed - check the connected peer's credentials. */
-int control_peer_allowed(int fd, const char *admin_group, uid_t *uid)
+int control_peer_allowed(int fd, const char *admin_group, uid_t *uid, pid_t *pid)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct group *gr;
 
+	*uid = (uid_t)-1;
+	*pid = 0;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return 0;
 	*uid = cred.uid;
+	*pid = cred.pid;
 	if (cred.uid == 0 || cred.uid == geteuid())
 		return 1;
 	if (admin_group == NULL || (gr = getgrnam(admin_group)) == NULL)
 		return 0;
 	return cred.gid == gr->gr_gid || control_member(cred.uid, gr->gr_gid);
+}
+
+/* control_parent - the parent of process pid, from /proc; -1 when unknown. */
+static pid_t control_parent(pid_t pid)
+{
+	char path[64], buf[512], *close_paren;
+	ssize_t n;
+	int fd, ppid;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold anything, even ')' */
+	if ((close_paren = strrchr(buf, ')')) == NULL ||
+	    sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return (pid_t)ppid;
+}
+
+/* control_peer_descends - whether pid is a descendant of ancestor. */
+int control_peer_descends(pid_t pid, pid_t ancestor)
+{
+	int depth;
+
+	for (depth = 0; pid > 1 && depth < CONTROL_ANCESTRY_MAX; depth++) {
+		if ((pid = control_parent(pid)) == ancestor)
+			return 1;
+	}
+	return 0;
 }
 
 /* control_close - stop listening and remove the socket file. */

@@ -44,6 +44,35 @@
 #include "tls_server.h"
 #include "smtpd_session.h"
 #include "spool.h"
+#include "syscall_filter.h"
+
+/*
+ * master_own_process - what pid is when it is one of the daemon's own
+ * processes (a session, the queue, the delivery worker, or a process one
+ * of them started), or when it is gone and cannot be told apart from one
+ * that connected and exited; NULL for a process from outside.
+ */
+static const char *master_own_process(const struct master *m, pid_t pid)
+{
+	size_t i;
+
+	if (pid <= 0)
+		return NULL; /* another pid namespace: none of ours, which share this one */
+	if (pid == getpid())
+		return "the master";
+	if (pid == m->queue_pid)
+		return "the queue process";
+	if (pid == m->dlv_pid)
+		return "the delivery worker";
+	for (i = 0; i < m->nsessions; i++)
+		if (m->sessions[i].pid == pid)
+			return "a session process";
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return "a process that has already exited";
+	if (control_peer_descends(pid, getpid()))
+		return "a process started by one of vsmtpd's";
+	return NULL;
+}
 
 /* master_control_cb - a vsmtpctl connection: check it, hand it to the queue. */
 static void master_control_cb(evutil_socket_t lfd, short what, void *arg)
@@ -53,11 +82,19 @@ static void master_control_cb(evutil_socket_t lfd, short what, void *arg)
 	static const char denied[] = "{\"ok\":false,\"error\":\"permission denied\"}\n";
 	struct master *m = arg;
 	struct ipc_msg msg = {.type = IPC_CONTROL_CLIENT};
+	const char *ours;
 	uid_t uid;
-	int fd;
+	pid_t pid;
+	int fd, allowed;
 
 	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
-		if (!control_peer_allowed(fd, m->cfg->admin_group, &uid)) {
+		allowed = control_peer_allowed(fd, m->cfg->admin_group, &uid, &pid);
+		if ((ours = master_own_process(m, pid)) != NULL) {
+			/* Nothing to say to it: the connection just closes. */
+			log_warn("control: refused a connection from pid %d, %s: only vsmtpctl "
+			         "from outside the daemon is served",
+			         (int)pid, ours);
+		} else if (!allowed) {
 			log_warn("control: refused a connection from uid %u", (unsigned)uid);
 			if (write(fd, denied, sizeof(denied) - 1) < 0) {
 				/* it will see the connection close */
@@ -208,6 +245,48 @@ static int master_tls_needed(const struct master *m, const struct config *cfg, c
 	return 0;
 }
 
+/* master_sandbox_log - say what confines the sessions of cfg, and what the kernel lacks. */
+static void master_sandbox_log(const struct config *cfg, int landlock, int filter)
+{
+	int abi = landlock ? sandbox_abi() : 0, unix_socks = 0;
+	char files[160];
+	size_t i;
+
+	for (i = 0; i < cfg->nlisteners; i++)
+		unix_socks |= master_session_unix(cfg, &cfg->listeners[i]);
+	if (!filter)
+		log_warn("this kernel has no seccomp filters: sessions can make Unix sockets and "
+		         "signal every process of the vsmtpd user");
+	else if (abi > 0 && !sandbox_scoped(abi))
+		log_warn("this kernel's Landlock (ABI %d) cannot scope signals and abstract Unix "
+		         "sockets (Linux 6.12): sessions rely on their seccomp filter for both",
+		         abi);
+	if (abi > 0)
+		snprintf(files, sizeof(files), "Landlock ABI %d (no file access%s)", abi,
+		         sandbox_scoped(abi) ? "; signals and abstract Unix sockets scoped" : "");
+	else
+		snprintf(files, sizeof(files), "no Landlock");
+	log_info("sessions confined: %s; %s", files,
+	         filter ? sysfilter_describe(SYSFILTER_SESSION, unix_socks) : "no seccomp filter");
+}
+
+/* master_session_filters - make the sessions' seccomp filters, once: 0 or -1. */
+static int master_session_filters(struct master *m)
+{
+	int unix_socks;
+
+	for (unix_socks = 0; unix_socks < 2; unix_socks++) {
+		if (m->session_filter[unix_socks] != NULL)
+			continue;
+		m->session_filter[unix_socks] = sysfilter_build(SYSFILTER_SESSION, unix_socks);
+		if (m->session_filter[unix_socks] == NULL && errno != ENOSYS) {
+			log_err("cannot build the sessions' seccomp filter: %s", strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* master_sandbox - (re)build the sessions' ruleset for cfg: 0 or -1. */
 static int master_sandbox(struct master *m, const struct config *cfg)
 {
@@ -232,6 +311,8 @@ static int master_sandbox(struct master *m, const struct config *cfg)
 				    cfg->sasldb_path);
 		}
 	}
+	if (master_session_filters(m) < 0)
+		return -1;
 	fd = sandbox_prepare(readable, 2);
 
 	if (fd < 0 && errno != EOPNOTSUPP) {
@@ -244,6 +325,7 @@ static int master_sandbox(struct master *m, const struct config *cfg)
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
 	m->sandbox_fd = fd;
+	master_sandbox_log(cfg, fd >= 0, m->session_filter[0] != NULL);
 	return 0;
 }
 
@@ -518,6 +600,8 @@ static void master_free(struct master *m)
 	free(m->sessions);
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
+	sysfilter_free(m->session_filter[0]);
+	sysfilter_free(m->session_filter[1]);
 	if (m->cfg != m->boot_cfg)
 		config_free(m->cfg);
 	config_free(m->boot_cfg);

@@ -1,6 +1,6 @@
 /*
  * master_child.c - the master's children: forking one with the master's
- * signals and sockets left behind, and supervising the queue process and
+ * signals and descriptors left behind, and supervising the queue process and
  * the delivery worker, restarted after an exit with a backoff that a long
  * enough run resets, and killed when they take too long to stop.
  */
@@ -40,8 +40,54 @@
 
 static void master_delivery_start(struct master *m);
 
-/* master_child_init - in a new child: forget the master's signals and sockets. */
-static void master_child_init(struct master *m, const sigset_t *mask)
+/* master_close_from - close every descriptor from lo up, keeping keep[]
+ * (n of them, sorted). 0 or -1. */
+static int master_close_from(int lo, const int *keep, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (keep[i] < lo)
+			continue;
+		if (keep[i] > lo && close_range((unsigned)lo, (unsigned)keep[i] - 1, 0) < 0)
+			return -1;
+		lo = keep[i] + 1;
+	}
+	return close_range((unsigned)lo, ~0U, 0);
+}
+
+/*
+ * master_child_fds - in a new child: close every descriptor but stdin,
+ * stdout, stderr and keep[] (what the child was made for: its connection,
+ * its channels). Whatever else the master holds stays the master's: its
+ * listeners, the control socket, the queue's control channel, and its
+ * event loop (the epoll instance, shared across fork, and the pipe its
+ * signal handler writes signal numbers into), through which a child could
+ * stop or reload the master.
+ */
+static void master_child_fds(struct master *m, const int *keep, size_t nkeep)
+{
+	int sorted[MASTER_CHILD_KEEP_MAX];
+	size_t i, j;
+
+	if (nkeep > MASTER_CHILD_KEEP_MAX)
+		fatal("%zu descriptors to keep in a child: at most %d", nkeep,
+		      MASTER_CHILD_KEEP_MAX);
+	for (i = 0; i < nkeep; i++) {
+		for (j = i; j > 0 && sorted[j - 1] > keep[i]; j--)
+			sorted[j] = sorted[j - 1];
+		sorted[j] = keep[i];
+	}
+	/* What still holds a descriptor of the master's lets go of it first. */
+	rules_forked(m->rules);
+	log_detach();
+	if (master_close_from(STDERR_FILENO + 1, sorted, nkeep) < 0)
+		fatal("cannot close the master's descriptors: %s", strerror(errno));
+	log_attach();
+}
+
+/* master_child_init - in a new child: forget the master's signals and descriptors. */
+static void master_child_init(struct master *m, const sigset_t *mask, const int *keep, size_t nkeep)
 {
 	static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
 	size_t i;
@@ -51,16 +97,11 @@ static void master_child_init(struct master *m, const sigset_t *mask)
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		signal(sigs[i], SIG_DFL);
 	sigprocmask(SIG_SETMASK, mask, NULL);
-	for (i = 0; i < m->nlisteners; i++)
-		close(m->listeners[i].fd);
-	if (m->queue_ctl >= 0)
-		close(m->queue_ctl);
-	if (m->control_fd >= 0)
-		close(m->control_fd);
+	master_child_fds(m, keep, nkeep);
 }
 
 /* master_fork - fork with signals blocked; in the child, set it up. */
-pid_t master_fork(struct master *m)
+pid_t master_fork(struct master *m, const int *keep, size_t nkeep)
 {
 	sigset_t all, old;
 	pid_t pid;
@@ -69,7 +110,7 @@ pid_t master_fork(struct master *m)
 	sigprocmask(SIG_BLOCK, &all, &old);
 	pid = fork();
 	if (pid == 0)
-		master_child_init(m, &old);
+		master_child_init(m, &old, keep, nkeep);
 	else
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	return pid;
@@ -102,7 +143,7 @@ void master_queue_start(struct master *m)
 	int sp[2];
 	pid_t pid;
 
-	if (ipc_socketpair(sp) < 0 || (pid = master_fork(m)) < 0) {
+	if (ipc_socketpair(sp) < 0 || (pid = master_fork(m, &sp[1], 1)) < 0) {
 		log_err("cannot start the queue process: %s", strerror(errno));
 		tv.tv_sec = m->queue_backoff;
 		evtimer_add(m->queue_restart_ev, &tv);
@@ -110,9 +151,6 @@ void master_queue_start(struct master *m)
 	}
 	if (pid == 0) {
 		log_set_role("queue");
-		close(sp[0]);
-		if (m->sandbox_fd >= 0)
-			close(m->sandbox_fd);
 		queue_main(m->cfg, sp[1]);
 	}
 	close(sp[1]);
@@ -183,7 +221,8 @@ static void master_delivery_start(struct master *m)
 
 	if (m->stopping || m->queue_ctl < 0 || m->dlv_pid > 0)
 		return;
-	if (ipc_socketpair(dlv) < 0 || ipc_socketpair(sess) < 0 || (pid = master_fork(m)) < 0) {
+	if (ipc_socketpair(dlv) < 0 || ipc_socketpair(sess) < 0 ||
+	    (pid = master_fork(m, (const int[]){dlv[0], sess[0]}, 2)) < 0) {
 		log_err("cannot start the delivery worker: %s", strerror(errno));
 		if (dlv[0] >= 0) {
 			close(dlv[0]);
@@ -199,10 +238,6 @@ static void master_delivery_start(struct master *m)
 	}
 	if (pid == 0) {
 		log_set_role("delivery");
-		close(dlv[1]);
-		close(sess[1]);
-		if (m->sandbox_fd >= 0)
-			close(m->sandbox_fd);
 		delivery_main(m->cfg, m->rules, dlv[0], sess[0]);
 	}
 	close(dlv[0]);

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "rules.h"
+#include "syscall_filter.h"
 #include "tls_server.h"
 
 #define MASTER_ACCEPT_BATCH 64
@@ -26,6 +27,7 @@
 #define QUEUE_STABLE_AFTER 60    /* a queue up this long resets the backoff */
 #define QUEUE_STOP_TIMEOUT 30    /* seconds the queue gets to finish flushing */
 #define DELIVERY_STOP_TIMEOUT 10 /* seconds the worker gets to finish its deliveries */
+#define MASTER_CHILD_KEEP_MAX 4  /* descriptors a child keeps of the master's */
 
 struct master;
 
@@ -72,6 +74,9 @@ struct master {
 	struct master_session *sessions;
 	size_t nsessions, sessions_cap;
 	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
+	/* the sessions' seccomp filters, without and with Unix sockets; NULL
+	 * when the kernel has none */
+	struct sysfilter_prog *session_filter[2];
 
 	int stopping;
 	struct event *grace_ev;
@@ -98,13 +103,21 @@ int master_session_remove(struct master *m, pid_t pid);
 const struct listener_config *master_listener_conf(const struct config *cfg,
                                                    const struct listener_config *boot);
 
+/* master_session_unix - whether a session of lc may make Unix sockets
+ * (AUTH through saslauthd). */
+int master_session_unix(const struct config *cfg, const struct listener_config *lc);
+
 /* master_accept_cb - new connections on a listener. */
 void master_accept_cb(evutil_socket_t lfd, short what, void *arg);
 
 /* master_child.c: forking and the queue and delivery processes. */
 
-/* master_fork - fork with signals blocked; in the child, set it up. */
-pid_t master_fork(struct master *m);
+/*
+ * master_fork - fork with signals blocked; in the child, reset the
+ * master's signals and close every descriptor but 0-2 and keep[] (nkeep
+ * of them, at most MASTER_CHILD_KEEP_MAX), the ones it was made for.
+ */
+pid_t master_fork(struct master *m, const int *keep, size_t nkeep);
 
 /* master_queue_settings - tell the queue the settings it takes from the config. */
 void master_queue_settings(struct master *m);

@@ -2,7 +2,8 @@
  * master_listen.c - the master's listeners and session processes: binding
  * each listener address, accepting in batches, enforcing the global and
  * per-client-address session limits before forking (a refused client costs
- * a write and a close), and forking one session process per connection.
+ * a write and a close), and forking one session process per connection,
+ * which confines itself before it reads a byte from its client.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +38,7 @@
 #include "tls_server.h"
 #include "smtpd_session.h"
 #include "spool.h"
+#include "syscall_filter.h"
 
 /* master_split_address - "host:port" or "[v6]:port" into its parts. */
 static int master_split_address(const char *address, char *host, size_t hostlen, char *port,
@@ -173,6 +175,34 @@ const struct listener_config *master_listener_conf(const struct config *cfg,
 	return boot;
 }
 
+/* master_session_unix - whether a session of lc may make Unix sockets:
+ * Cyrus's saslauthd client connects to saslauthd's. */
+int master_session_unix(const struct config *cfg, const struct listener_config *lc)
+{
+	return lc->auth != LISTENER_AUTH_NO && cfg->auth_backend == AUTH_BACKEND_SASLAUTHD;
+}
+
+/*
+ * master_session_child - in a new session process: confine it (Landlock,
+ * then the seccomp filter the master made), then serve the client. The
+ * master said at start what sessions get and what the kernel lacks
+ * (master_sandbox).
+ */
+static void master_session_child(struct master *m, const struct listener_config *lc, int fd,
+                                 int channel)
+{
+	const struct sysfilter_prog *filter = m->session_filter[master_session_unix(m->cfg, lc)];
+
+	log_set_role("smtp");
+	if (sandbox_enter(m->sandbox_fd) < 0)
+		fatal("cannot confine the session: %s", strerror(errno));
+	if (m->sandbox_fd >= 0)
+		close(m->sandbox_fd);
+	if (filter != NULL && sysfilter_load(filter) < 0)
+		fatal("cannot install the session's seccomp filter: %s", strerror(errno));
+	smtpd_session_main(m->cfg, lc, m->rules, m->tls, fd, channel);
+}
+
 /* master_session_start - check the limits and fork a session for fd. */
 static void master_session_start(struct master *m, struct master_listener *l, int fd,
                                  const char *ip)
@@ -220,16 +250,9 @@ static void master_session_start(struct master *m, struct master_listener *l, in
 		return;
 	}
 	close(sp[1]);
-	pid = master_fork(m);
-	if (pid == 0) {
-		log_set_role("smtp");
-		if (sandbox_enter(m->sandbox_fd) < 0)
-			fatal("cannot confine the session: %s", strerror(errno));
-		if (m->sandbox_fd >= 0)
-			close(m->sandbox_fd);
-		smtpd_session_main(cfg, master_listener_conf(cfg, l->conf), m->rules, m->tls, fd,
-		                   sp[0]);
-	}
+	pid = master_fork(m, (const int[]){fd, sp[0], m->sandbox_fd}, m->sandbox_fd >= 0 ? 3 : 2);
+	if (pid == 0)
+		master_session_child(m, master_listener_conf(cfg, l->conf), fd, sp[0]);
 	close(sp[0]);
 	close(fd);
 	if (pid < 0) {

@@ -491,6 +491,13 @@ void rules_free(struct rules *r)
 	free(r);
 }
 
+/* rules_forked - in a new child: drop the parent's DNS channel. */
+void rules_forked(struct rules *r)
+{
+	if (r != NULL && r->L != NULL)
+		rules_dns_forked(r->L);
+}
+
 /* rules_path - r->path. */
 const char *rules_path(const struct rules *r)
 {

@@ -45,6 +45,7 @@
 #include "rules_dns.h"
 
 #define RULES_DNS_MT "vsmtpd.dns"
+#define RULES_DNS_STATE "vsmtpd.dns.state" /* the registry's reference to the state */
 #define RULES_DNS_IP_MT "vsmtpd.ip" /* rule_objects.c's ip() values */
 #define RULES_DNS_QUOTE_MAX 64      /* bytes of a bad value quoted in an error */
 
@@ -89,6 +90,16 @@ struct dns_call {
 
 /* ---- checks and names ------------------------------------------------- */
 
+/* dns_drop_inherited - close a channel inherited across fork(): our copy
+ * of the parent's. */
+static void dns_drop_inherited(struct rules_dns *d)
+{
+	if (d->channel != NULL && d->owner != getpid()) {
+		ares_destroy(d->channel);
+		d->channel = NULL;
+	}
+}
+
 /* dns_channel - this process's channel, created on first use. Returns an
  * ARES_* status. */
 static int dns_channel(struct rules_dns *d)
@@ -98,11 +109,7 @@ static int dns_channel(struct rules_dns *d)
 
 	if (d->channel != NULL && d->owner == pid)
 		return ARES_SUCCESS;
-	if (d->channel != NULL) {
-		/* inherited across fork(): our copy of the parent's; close it */
-		ares_destroy(d->channel);
-		d->channel = NULL;
-	}
+	dns_drop_inherited(d);
 	rc = resolver_channel_open(&d->channel, d->servers, d->nservers, d->timeout_ms, NULL, NULL);
 	if (rc != ARES_SUCCESS) {
 		d->channel = NULL;
@@ -606,6 +613,17 @@ static int lua_dns_gc(lua_State *L)
 	return 0;
 }
 
+/* rules_dns_forked - see rules_dns.h. */
+void rules_dns_forked(lua_State *L)
+{
+	struct rules_dns *d;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
+	if ((d = luaL_testudata(L, -1, RULES_DNS_MT)) != NULL)
+		dns_drop_inherited(d);
+	lua_pop(L, 1);
+}
+
 /* rules_dns_open - read the resolver settings, register `dns`. */
 int rules_dns_open(lua_State *L, const char *servers, unsigned timeout_ms, char *err,
 		   size_t errlen)
@@ -635,6 +653,8 @@ int rules_dns_open(lua_State *L, const char *servers, unsigned timeout_ms, char 
 		lua_setfield(L, -2, "__metatable");
 	}
 	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
 	lua_createtable(L, 0, 2);
 	lua_pushvalue(L, -2);
 	lua_pushcclosure(L, lua_dns_lookup, 1);

@@ -61,4 +61,16 @@ struct lua_State;
 int rules_dns_open(struct lua_State *L, const char *servers, unsigned timeout_ms, char *err,
 		   size_t errlen);
 
+/*
+ * rules_dns_forked - in a child of the process that registered `dns` in
+ * L: close the parent's channel (its sockets are still the parent's
+ * descriptors here), so that the child, once it has closed what it
+ * inherited, never closes a descriptor number that has become its own.
+ * The parent has a channel only when the rules file looked a name up as
+ * it was loaded; Debian 12's c-ares then closes the server's socket once
+ * the query is answered, but a c-ares that keeps it open for the next
+ * query would leave one behind.
+ */
+void rules_dns_forked(struct lua_State *L);
+
 #endif

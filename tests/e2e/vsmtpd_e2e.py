@@ -24,7 +24,9 @@ IO_TIMEOUT = 10.0  # seconds, for every socket and every wait
 SPOOL_TRAILER_LEN = 42
 SPOOL_TRAILER_RE = re.compile(rb"\nVSMTPD-SPOOL-1 ([0-9a-f]{16}) ([0-9a-f]{8})\n\Z")
 ID_RE = re.compile(r"^[0-9A-F]{16}$")
-SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: ")
+# A sanitizer that could not run (LeakSanitizer stopped by a seccomp filter) counts too.
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error: |"
+                          r"Sanitizer has encountered a fatal error")
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]{16})$")
 # RFC 2034 / RFC 3463: class.subject.detail at the start of the text.
 ESC_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)")
@@ -500,12 +502,17 @@ class Daemon:
                 raise
         return self
 
+    def command(self):
+        """The command line that starts the daemon (a subclass may wrap it,
+        as long as the daemon ends up in the same process)."""
+        return [self.binary, "-c", self.conf_path]
+
     def _spawn(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         self.log_path = os.path.join(self.dir, f"vsmtpd-{self.starts}.log")
         with open(self.log_path, "wb") as logf:
-            self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
+            self.proc = subprocess.Popen(self.command(),
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          cwd=self.dir, start_new_session=True)
         self.pgid = self.proc.pid
