@@ -163,10 +163,18 @@ static int sysfilter_deny(scmp_filter_ctx ctx, int nr)
 	return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
 }
 
+/* sysfilter_cmp32 - a comparison of 32-bit argument arg with value
+ * (libseccomp's SCMP_CMP32 leaves a field to the compiler's zeroing, which
+ * clang warns about). */
+static struct scmp_arg_cmp sysfilter_cmp32(unsigned arg, enum scmp_compare op, uint32_t value)
+{
+	return (struct scmp_arg_cmp){.arg = arg, .op = op, .datum_a = value, .datum_b = 0};
+}
+
 /* sysfilter_deny_arg - refuse nr with EPERM when argument arg is value. */
 static int sysfilter_deny_arg(scmp_filter_ctx ctx, int nr, unsigned arg, unsigned value)
 {
-	struct scmp_arg_cmp cmp = SCMP_CMP32(arg, SCMP_CMP_EQ, value);
+	struct scmp_arg_cmp cmp = sysfilter_cmp32(arg, SCMP_CMP_EQ, value);
 
 	return seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, &cmp);
 }
@@ -176,7 +184,7 @@ static int sysfilter_arg_rule(scmp_filter_ctx ctx, const struct sysfilter_arg_ru
 			      unsigned pid)
 {
 	unsigned value = r->when == SYSFILTER_OTHER ? pid : r->value;
-	struct scmp_arg_cmp cmp = SCMP_CMP32(r->arg, SCMP_CMP_NE, value);
+	struct scmp_arg_cmp cmp = sysfilter_cmp32(r->arg, SCMP_CMP_NE, value);
 
 	if (r->when == SYSFILTER_IS)
 		return sysfilter_deny_arg(ctx, r->nr, r->arg, r->value);
@@ -192,18 +200,18 @@ static int sysfilter_arg_rule(scmp_filter_ctx ctx, const struct sysfilter_arg_ru
 static int sysfilter_families(scmp_filter_ctx ctx, const int *allowed, size_t n)
 {
 	const int nr = SCMP_SYS(socket);
+	struct scmp_arg_cmp below = sysfilter_cmp32(0, SCMP_CMP_LT, (uint32_t)allowed[0]);
+	struct scmp_arg_cmp above = sysfilter_cmp32(0, SCMP_CMP_GT, (uint32_t)allowed[n - 1]);
 	int rc = 0, v;
 	size_t i;
 
 	if (allowed[0] > 0)
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
-				      SCMP_A0_32(SCMP_CMP_LT, (unsigned)allowed[0]));
+		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, &below);
 	for (i = 0; rc == 0 && i + 1 < n; i++)
 		for (v = allowed[i] + 1; rc == 0 && v < allowed[i + 1]; v++)
 			rc = sysfilter_deny_arg(ctx, nr, 0, (unsigned)v);
 	if (rc == 0)
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1,
-				      SCMP_A0_32(SCMP_CMP_GT, (unsigned)allowed[n - 1]));
+		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(EPERM), nr, 1, &above);
 	return rc;
 }
 
