@@ -8,13 +8,13 @@ count it measures messages per second (wall clock of smtp-source) and the
 servers' CPU time per 1000 messages, runs the two servers interleaved so
 that noise on a shared machine hits both alike, and prints the medians.
 
-Postfix is set up to put accepted mail on hold, so it only accepts. vsmtpd
-has no hold-on-accept setting: its delivery worker is pointed at a closed
-loopback port with a one-day retry, so each message costs one refused
-connection and a state file, counted in vsmtpd's CPU (a handicap, never a
-help), and the mail stays queued. Both keep their durability: vsmtpd syncs
-each message file and the queue directory before its 250, Postfix's cleanup
-syncs the queue file.
+Both servers put accepted mail on hold, so they only accept and store it:
+Postfix with the HOLD action of a check_client_access restriction at the
+end of DATA, vsmtpd with a rules file the bench writes, whose first rule, at
+connect, calls ctx:hold() (the policy under test, if any, follows it): each
+message is committed into hold/ and never handed to the delivery worker.
+Both keep their durability: vsmtpd syncs each message file and the hold
+directory before its 250, Postfix's cleanup syncs the queue file.
 
 Needs root (Postfix's master must start as root), smtp-source and postfix.
 Run "accept.py --help" for the options; bench/README.md has an overview.
@@ -248,13 +248,51 @@ class ProcMeter:
 # ---------------------------------------------------------------------------
 # The servers
 
+# The rules file of a vsmtpd that holds what it accepts: one action first at
+# connect, then the policy under test (loaded as a module from a copy of its
+# folder, so its lists and modules are found), a hook-form one included.
+HOLD_RULES = """-- Written by bench/accept.py: hold every message on accept, as the
+-- Postfix instance does with its HOLD action, then the policy, if any.
+local policy = {policy}
+if type(policy) ~= "table" then
+  policy = {{}}
+end
+if rawget(_G, "on_connect") ~= nil then -- a hook-form policy: its hook becomes a rule
+  policy.connect = {{ rule "on_connect" (on_connect) }}
+  on_connect = nil
+end
+policy.connect = policy.connect or {{}}
+table.insert(policy.connect, 1, action "bench: hold" (function(ctx)
+  ctx:hold("bench: accepted only")
+end))
+return policy
+"""
+HOLD_POLICY_MODULE = "bench_policy"
+
+
+def hold_rules(directory, policy):
+    """Write into directory the rules of a vsmtpd that holds every message,
+    with the rules file policy (None: none) after the hold; their path."""
+    os.makedirs(directory)
+    if policy is not None:
+        shutil.copytree(os.path.dirname(policy), directory, dirs_exist_ok=True)
+        shutil.copyfile(policy, os.path.join(directory, HOLD_POLICY_MODULE + ".lua"))
+    path = os.path.join(directory, "bench-hold.lua")
+    with open(path, "w") as f:
+        f.write(HOLD_RULES.format(
+            policy='require("%s")' % HOLD_POLICY_MODULE if policy is not None else "{}"))
+    return path
+
+
 class Vsmtpd:
-    """vsmtpd with a rules file: rules=None runs an empty one (no rule at
-    all), else the given file (its lists beside it). options are more
-    "section.key=value" settings for -o."""
+    """vsmtpd with a rules file: rules=None runs no policy, else the given
+    file (its lists beside it). With hold (the default) every message is
+    held on accept (see the module's docstring) by rules written beside
+    the spool; without, rules is run as it is and mail is delivered as the
+    options say. options are more "section.key=value" settings for -o."""
 
     def __init__(self, binary, conf, workdir, meter, name="vsmtpd", rules=None,
-                 options=()):
+                 options=(), hold=True):
         self.name = name
         self.binary = binary
         self.conf = conf
@@ -265,9 +303,12 @@ class Vsmtpd:
         self.meter = meter
         self.proc = None
         self.options = list(options)
+        self.hold = hold
         os.mkdir(self.dir)
         os.chmod(self.dir, 0o755)  # the spool below is made for nobody
-        if rules is None:
+        if hold:
+            self.rules = hold_rules(os.path.join(self.dir, "rules"), rules)
+        elif rules is None:
             self.rules = os.path.join(self.dir, "no-rules.lua")
             with open(self.rules, "w") as f:
                 f.write("-- no rules\n")
@@ -286,12 +327,11 @@ class Vsmtpd:
                "-o", "limits.max_sessions=200",
                "-o", "limits.max_sessions_per_ip=200",
                "-o", "server.control_socket=%s" % os.path.join(self.dir, "control"),
-               # Deliver nowhere (see the module's docstring): a closed port.
+               # Held mail is never delivered; should a message escape the
+               # hold, nothing leaves the machine: a closed port.
                "-o", "delivery.relay_host=127.0.0.1:1",
                "-o", "delivery.local_transport=lmtp",
-               "-o", "delivery.lmtp=127.0.0.1:1",
-               "-o", "delivery.retry_min=1d",
-               "-o", "delivery.retry_max=1d"]
+               "-o", "delivery.lmtp=127.0.0.1:1"]
         for option in self.options:
             cmd += ["-o", option]
         with open(self.logfile, "ab") as logf:
@@ -309,7 +349,8 @@ class Vsmtpd:
         return self.proc is not None and self.proc.poll() is None
 
     def queued(self):
-        return count_files(os.path.join(self.spool, "queue"))
+        """Messages accepted and kept: in hold/ (queue/ without the hold)."""
+        return count_files(os.path.join(self.spool, "hold" if self.hold else "queue"))
 
     def leftovers(self):
         return count_files(os.path.join(self.spool, "incoming"))
@@ -420,7 +461,7 @@ class Postfix:
             "smtpd_client_new_tls_session_rate_limit": "0",
             "default_process_limit": "200",
             # Keep accepted mail in the hold queue: we measure accepting
-            # only (vsmtpd's mail goes nowhere either, see the docstring).
+            # only (vsmtpd holds its mail too, see the docstring).
             "smtpd_end_of_data_restrictions": "check_client_access static:HOLD",
             # in_flow_delay makes smtpd wait up to this long per message when
             # mail arrives faster than qmgr delivers it; with everything on

@@ -161,7 +161,7 @@ class DeliveringVsmtpd(accept.Vsmtpd):
             "delivery.maildir_path=%s/%%d/%%u/Maildir" % mail,
             "delivery.relay_host=[127.0.0.1]:%d" % sink.port,
             "delivery.max_per_destination=%d" % PER_DESTINATION,
-        ])
+        ], hold=False)
 
     def delivered(self, scenario, user):
         if scenario == "relay":

@@ -41,6 +41,7 @@ struct envelope {
 	size_t nrcpts;
 	struct envelope_rcpt *rcpts;
 	char *quarantine;      /* the rules' quarantine queue name, NULL when none */
+	char *hold;            /* ctx:hold()'s reason: committed into hold/; NULL when none */
 	char *vars;            /* the rules' variables: a JSON object text, NULL when none */
 	int postq_done;        /* the postq rules already ran (a copy the worker rewrote) */
 	int faccept;           /* a rule said faccept: the postq and delivery rules are skipped */

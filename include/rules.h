@@ -46,6 +46,7 @@ enum rule_status {
 #define RULE_NAME_MAX 128
 #define RULE_QUARANTINE_MAX 128
 #define RULE_FILE_NAME_MAX 33 /* a queue id, NUL included */
+#define RULE_HOLD_MAX 256     /* a hold reason, NUL included */
 
 /*
  * How a recipient is to be delivered, as the delivery-stage rules chose
@@ -90,6 +91,18 @@ struct rule_verdict {
 	struct rule_reply reply; /* given by the rule, or the status's default */
 	char quarantine[RULE_QUARANTINE_MAX]; /* RULE_QUARANTINE: the queue's name */
 	char rule[RULE_NAME_MAX];             /* the rule that decided, "" for none */
+};
+
+/*
+ * A hold the rules put on a message with ctx:hold([reason]): it is
+ * committed into hold/ instead of queue/ and not delivered until an
+ * administrator releases it. A mark, not a verdict: the rules go on.
+ */
+struct rule_hold {
+	int set;
+	char reason[RULE_HOLD_MAX];  /* the rule's reason, or one naming the rule */
+	char rule[RULE_NAME_MAX];    /* the rule that held it */
+	enum rule_stage stage;       /* the stage it ran at */
 };
 
 /*
@@ -155,6 +168,8 @@ struct rule_ctx {
 	char quarantine[RULE_QUARANTINE_MAX]; /* set by a connect..helo quarantine */
 	void *vars;                 /* connection variables (cJSON objects), engine-owned */
 	void *tx_vars;              /* the transaction's */
+	struct rule_hold hold;      /* ctx:hold() before MAIL: every message of the connection */
+	struct rule_hold tx_hold;   /* ctx:hold() from MAIL on: this message */
 };
 
 struct rules;
@@ -250,10 +265,16 @@ size_t rules_count(const struct rules *r, enum rule_stage stage);
 enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_ctx *ctx,
 			   struct rule_verdict *v);
 
-/* rules_ctx_release - free what the engine keeps in ctx (its variables). */
+/* rules_ctx_release - free what the engine keeps in ctx (its variables, holds). */
 void rules_ctx_release(struct rule_ctx *ctx);
 
-/* rules_tx_end - the transaction is over: forget its variables. */
+/*
+ * rules_hold - the hold the rules put on the transaction's message: the
+ * transaction's own, else the connection's; NULL when none.
+ */
+const struct rule_hold *rules_hold(const struct rule_ctx *ctx);
+
+/* rules_tx_end - the transaction is over: forget its variables and its hold. */
 void rules_tx_end(struct rule_ctx *ctx);
 
 /*

@@ -40,6 +40,7 @@ enum offline_after {
 	OFFLINE_AFTER_BOUNCED,     /* refused with a 5xx: the recipients fail, a bounce */
 	OFFLINE_AFTER_DEFERRED,    /* a 4xx or a rule error: tried again later */
 	OFFLINE_AFTER_DISCARDED,   /* the rules removed every recipient */
+	OFFLINE_AFTER_HELD,        /* ctx:hold() at postq: moved to hold/, not delivered */
 };
 
 /* The transport the delivery stage chose for one recipient. */
@@ -59,6 +60,8 @@ struct offline_step {
 					 * or "" */
 	int refused;               /* the command was refused */
 	enum offline_after after;  /* postq, delivery: what it decided */
+	char hold[RULE_HOLD_MAX];  /* preq and postq: the hold's reason when the
+				    * message would go into hold/, else "" */
 	const struct offline_route *routes; /* delivery: every recipient's route, */
 	size_t nroutes;                     /* valid during the report call only */
 };
@@ -69,6 +72,7 @@ enum offline_outcome {
 	OFFLINE_DISCARDED,   /* accepted, but the rules removed every recipient */
 	OFFLINE_REFUSED,     /* a 5xx ended it */
 	OFFLINE_DEFERRED,    /* a 4xx ended it: the client would try again */
+	OFFLINE_HELD,        /* accepted into hold/ (ctx:hold()), not delivered until released */
 };
 
 typedef void (*offline_report_fn)(void *arg, const struct offline_step *step);
@@ -79,16 +83,17 @@ typedef void (*offline_report_fn)(void *arg, const struct offline_step *step);
  * step. A bad address in tx gives OFFLINE_REFUSED with the parser's reply,
  * as a real session would. When the outcome is OFFLINE_QUEUED, postq and
  * delivery run too and are reported (their steps say in .after what became
- * of the message); the outcome stays what the client saw.
+ * of the message); the outcome stays what the client saw. A message held
+ * on accept (OFFLINE_HELD) goes no further: a release skips the postq rules.
  */
 enum offline_outcome rules_offline_run(struct rules *r, const struct offline_tx *tx,
 				       offline_report_fn report, void *arg,
 				       struct offline_step *final);
 
-/* rules_offline_outcome_name - "queued", "quarantined", ... */
+/* rules_offline_outcome_name - "queued", "quarantined", "held", ... */
 const char *rules_offline_outcome_name(enum offline_outcome o);
 
-/* rules_offline_after_name - "delivered", "quarantined", "bounced", ... */
+/* rules_offline_after_name - "delivered", "quarantined", "held", "bounced", ... */
 const char *rules_offline_after_name(enum offline_after a);
 
 /*

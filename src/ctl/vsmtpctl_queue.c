@@ -507,11 +507,11 @@ static void ctl_print_show(const cJSON *ans)
 		if (ctl_num(state, "worker_failures") > 0)
 			printf("Worker failures: %.0f, the last while %s\n",
 			       ctl_num(state, "worker_failures"), ctl_strd(state, "worker_failure", "?"));
-		if (ctl_str(state, "hold_reason") != NULL)
-			printf("Held:       %s\n", ctl_str(state, "hold_reason"));
 	} else if (cJSON_IsObject(env)) {
 		printf("Attempts:   none yet\n");
 	}
+	if (ctl_str(ans, "hold_reason") != NULL)
+		printf("Held:       %s\n", ctl_str(ans, "hold_reason"));
 	if (cJSON_IsObject(env))
 		ctl_print_show_rcpts(env, state);
 	printf("\n");

@@ -176,6 +176,7 @@ static void ctl_trace_print(void *arg, enum rule_stage stage, const char *rule, 
 struct ctl_run_state {
 	enum offline_after after; /* what postq or delivery decided */
 	char reply[RULE_TEXT_MAX + 32];
+	char hold[RULE_HOLD_MAX]; /* preq: the reason the message is held for */
 };
 
 /* ctl_step_print - one stage's outcome, for rules run; after the delivery
@@ -197,6 +198,8 @@ static void ctl_step_print(void *arg, const struct offline_step *step)
 	if (step->v.rule[0])
 		printf("   (rule \"%s\")", step->v.rule);
 	printf("\n");
+	if (step->stage == RULE_STAGE_PREQ && step->hold[0] != '\0')
+		snprintf(rs->hold, sizeof(rs->hold), "%s", step->hold);
 	for (i = 0; i < step->nroutes; i++) {
 		rules_offline_route_format(step->routes[i].kind, step->routes[i].target, route,
 					   sizeof(route));
@@ -232,12 +235,16 @@ static int ctl_run(struct ctl_rules_args *a, const struct ctl_settings *st)
 	if (rs.after != OFFLINE_AFTER_NONE && rs.after != OFFLINE_AFTER_DELIVERED)
 		printf("result: %s, then %s (%s)\n", rules_offline_outcome_name(out),
 		       rules_offline_after_name(rs.after), rs.reply);
+	else if (out == OFFLINE_HELD)
+		printf("result: held (%s)\n", rs.hold);
 	else
 		printf("result: %s\n", rules_offline_outcome_name(out));
 	rules_free(r);
 	free(message);
-	return out == OFFLINE_QUEUED || out == OFFLINE_QUARANTINED || out == OFFLINE_DISCARDED ? 0
-												: 1;
+	return out == OFFLINE_QUEUED || out == OFFLINE_QUARANTINED || out == OFFLINE_DISCARDED ||
+		       out == OFFLINE_HELD
+		   ? 0
+		   : 1;
 }
 
 /* ---- rules test ------------------------------------------------------ */
@@ -251,6 +258,7 @@ struct ctl_case {
 	int routes_seen;     /* the delivery stage reported its routes */
 	char routes_why[768]; /* the first route that differs */
 	char stopped[RULE_TEXT_MAX + 64]; /* "postq: quarantined ...": what stopped delivery */
+	char hold[RULE_HOLD_MAX];         /* the reason preq or postq held the message for */
 };
 
 /* ctl_case_routes - compare the delivery stage's routes with the case's
@@ -295,6 +303,8 @@ static void ctl_case_step(void *arg, const struct offline_step *step)
 	struct ctl_case *c = arg;
 
 	c->stage_got[step->stage] = rules_status_name(step->v.status);
+	if (step->hold[0] != '\0')
+		snprintf(c->hold, sizeof(c->hold), "%s", step->hold);
 	if (step->stage == RULE_STAGE_DELIVERY && c->routes_idx != 0 &&
 	    step->after == OFFLINE_AFTER_DELIVERED)
 		ctl_case_routes(c, step);
@@ -338,7 +348,7 @@ static size_t ctl_case_rcpts(lua_State *L, int idx, const char **rcpts)
 static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 			const struct ctl_settings *st)
 {
-	const char *rcpts[CTL_MAX_RCPTS], *name, *expect, *reply;
+	const char *rcpts[CTL_MAX_RCPTS], *name, *expect, *reply, *hold;
 	struct offline_tx tx = {.server_name = st->hostname, .rcpts = rcpts};
 	struct ctl_case c = {.L = L};
 	struct offline_step final;
@@ -365,6 +375,7 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 	lua_pop(L, 1);
 	expect = ctl_field(L, idx, "expect");
 	reply = ctl_field(L, idx, "reply");
+	hold = ctl_field(L, idx, "hold_reason");
 	lua_getfield(L, idx, "stages");
 	if (lua_istable(L, -1))
 		for (i = 0; i < RULE_STAGE_COUNT; i++)
@@ -392,6 +403,12 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 	else if (reply != NULL && strncmp(final.reply, reply, strlen(reply)) != 0)
 		snprintf(why, sizeof(why), "expected a reply starting with \"%s\", got \"%s\"", reply,
 			 final.reply);
+	else if (hold != NULL && c.hold[0] == '\0')
+		snprintf(why, sizeof(why), "expected a hold for \"%s\", the message was not held",
+			 hold);
+	else if (hold != NULL && strncmp(c.hold, hold, strlen(hold)) != 0)
+		snprintf(why, sizeof(why), "expected a hold reason starting with \"%s\", got \"%s\"",
+			 hold, c.hold);
 	for (i = 0; i < RULE_STAGE_COUNT && why[0] == '\0'; i++)
 		if (c.stage_expect[i] != NULL &&
 		    (c.stage_got[i] == NULL || strcmp(c.stage_expect[i], c.stage_got[i]) != 0))

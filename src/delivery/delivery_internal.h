@@ -185,7 +185,7 @@ void dlv_ctx_init(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 /*
  * dlv_run_postq - the postq stage, once per message. 1 when the attempt
  * goes on, 0 when the recipients got their outcome from the rules, -1 when
- * the message is no longer this worker's (quarantined, or queued again).
+ * the message is no longer this worker's (quarantined, held, or queued again).
  */
 int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg);
 

@@ -7,8 +7,11 @@
  * attempt and chooses a transport per recipient (ctx:deliver() and
  * friends); its edits to the message are delivered, not kept. A refusing
  * verdict gives the recipients still to deliver their outcome, a failing
- * rule defers them, and a quarantine moves the message away. While a stage
- * runs, the scoreboard says so (see delivery.c).
+ * rule defers them, and a quarantine moves the message away. A hold the
+ * postq rules put on it (ctx:hold) sets it aside in hold/ once the stage
+ * is over, with its state saved first (postq done), so that a release
+ * delivers it without running postq again. While a stage runs, the
+ * scoreboard says so (see delivery.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -158,6 +161,18 @@ void dlv_quarantine(struct dlv_attempt *a, const char *name, const char *stage)
 	dlv_send(a->m->w, "move", a->m->id, "to", "quarantine", "name", name, -1);
 }
 
+/* dlv_hold - the postq rules held the message: its state, then hold/ with the reason. */
+static void dlv_hold(struct dlv_attempt *a, const struct rule_hold *hold)
+{
+	if (dlv_notify_success(a) != 0)
+		log_warn("%s: a success notice owed is lost with the hold", a->m->id);
+	a->postq = 1;
+	dlv_state_save(a, 0);
+	log_notice("%s: held by rule \"%s\" at %s: %s", a->m->id, hold->rule,
+		   rules_stage_name(hold->stage), hold->reason);
+	dlv_send(a->m->w, "move", a->m->id, "to", "hold", "reason", hold->reason, -1);
+}
+
 /*
  * dlv_rewrite - the postq rules changed the message or its envelope: queue
  * the changed copy (marked postq done) and drop this one. 0 when done.
@@ -175,6 +190,8 @@ static int dlv_rewrite(struct dlv_attempt *a, struct message *msg, struct rule_c
 	copy.vars = vars;
 	copy.postq_done = 1;
 	copy.faccept = a->faccept;
+	/* A held copy is committed straight into hold/. */
+	copy.hold = rules_hold(ctx) != NULL ? (char *)rules_hold(ctx)->reason : NULL;
 	snprintf(old, sizeof(old), "%s", a->m->id);
 	err = queue_client_submit(a->m->w->sess_fd, &copy,
 				  text ? text : a->map, text ? len : a->content_len);
@@ -185,6 +202,9 @@ static int dlv_rewrite(struct dlv_attempt *a, struct message *msg, struct rule_c
 		return err;
 	}
 	log_info("%s: changed by the postq rules: queued again as %s", old, copy.id);
+	if (copy.hold != NULL)
+		log_notice("%s: held by rule \"%s\" at postq: %s", copy.id, rules_hold(ctx)->rule,
+			   copy.hold);
 	dlv_send(a->m->w, "done", old, NULL, NULL, NULL, NULL, -1);
 	return 0;
 }
@@ -222,7 +242,7 @@ static int dlv_vars_changed(const struct envelope *env, const struct rule_ctx *c
  * dlv_run_postq - the postq stage, once per message. Returns 1 when the
  * attempt goes on, 0 when the recipients got their outcome from the rules
  * (refused, or deferred by a failing rule), -1 when the message is no longer
- * this worker's (quarantined, or queued again changed).
+ * this worker's (quarantined, held, or queued again changed).
  */
 int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg)
 {
@@ -285,6 +305,10 @@ int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 		return 0;
 	}
 	envelope_clear(&snap);
+	if (rules_hold(ctx) != NULL) {
+		dlv_hold(a, rules_hold(ctx));
+		return -1;
+	}
 	a->postq = 1;
 	return 1;
 }

@@ -146,6 +146,7 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_string(obj, "tls_version", env->tls_version) < 0 ||
 	    json_add_string(obj, "tls_cipher", env->tls_cipher) < 0 ||
 	    json_add_string(obj, "quarantine", env->quarantine) < 0 ||
+	    json_add_string(obj, "hold", env->hold) < 0 ||
 	    json_add_string(obj, "relay", env->relay) < 0 ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
@@ -253,6 +254,7 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_string(obj, "tls_version", &env->tls_version, 0) < 0 ||
 	    json_get_string(obj, "tls_cipher", &env->tls_cipher, 0) < 0 ||
 	    json_get_string(obj, "quarantine", &env->quarantine, 0) < 0 ||
+	    json_get_string(obj, "hold", &env->hold, 0) < 0 ||
 	    json_get_string(obj, "relay", &env->relay, 0) < 0)
 		goto out;
 	vars = cJSON_GetObjectItemCaseSensitive(obj, "vars");
@@ -318,6 +320,7 @@ void envelope_clear(struct envelope *env)
 	free(env->tls_version);
 	free(env->tls_cipher);
 	free(env->quarantine);
+	free(env->hold);
 	free(env->relay);
 	free(env->vars);
 	memset(env, 0, sizeof(*env));

@@ -11,6 +11,11 @@
  * once; requests that arrive meanwhile wait for the next pass. Only then does
  * the main thread tell each session, which sends its 250. The event loop never
  * blocks on the disk, so file creation goes on while a flush runs.
+ *
+ * A message the rules held (ctx:hold(), "hold" in its envelope) takes the
+ * same path into hold/ instead of queue/: the same fdatasync, one fsync of
+ * hold/ per batch, and it is never announced to the delivery worker; a
+ * quarantined one goes into quarantine/<name>/ on its own.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -156,6 +161,17 @@ int queue_quarantine_dir(struct queue *q, const char *name)
 	return fd;
 }
 
+/* queue_hold_reason_ok - a hold reason as ctx:hold() makes them: 1 to 255 printable bytes. */
+int queue_hold_reason_ok(const char *reason)
+{
+	size_t i;
+
+	for (i = 0; reason[i] != '\0'; i++)
+		if ((unsigned char)reason[i] < 0x20 || (unsigned char)reason[i] > 0x7e || i >= 255)
+			return 0;
+	return i > 0;
+}
+
 /*
  * queue_msg_check - validate what the session wrote and append the trailer.
  * Returns 0 or an errno value for the session.
@@ -182,6 +198,10 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 	     envelope_from_json(&env, text, elen) == 0 && strcmp(env.id, m->id) == 0 &&
 	     env.nrcpts > 0;
 	free(text);
+	/* The reason is shown to administrators as it is: printable, bounded. */
+	if (ok && env.hold != NULL && env.quarantine == NULL &&
+	    !(m->held = queue_hold_reason_ok(env.hold)))
+		ok = 0;
 	if (ok && env.quarantine != NULL &&
 	    (m->dest_fd = queue_quarantine_dir(q, env.quarantine)) < 0) {
 		int err = errno;
@@ -463,7 +483,7 @@ static void queue_ctl_cb(evutil_socket_t fd, short what, void *arg)
 static void queue_flush_batch(struct queue *q, struct queue_msg *batch)
 {
 	struct queue_msg *m;
-	int renamed = 0, err = 0;
+	int renamed = 0, held = 0, err = 0, held_err = 0;
 
 	for (m = batch; m != NULL; m = m->next)
 		m->status = fdatasync(m->fd) < 0 ? errno : 0;
@@ -477,6 +497,14 @@ static void queue_flush_batch(struct queue *q, struct queue_msg *batch)
 				m->status = errno;
 			continue;
 		}
+		if (m->held) {
+			/* Never over a message held before with the same id. */
+			if (renameat2(q->incoming_fd, m->id, q->hold_fd, m->id, RENAME_NOREPLACE) < 0)
+				m->status = errno;
+			else
+				held++;
+			continue;
+		}
 		if (renameat(q->incoming_fd, m->id, q->queue_fd, m->id) < 0)
 			m->status = errno;
 		else
@@ -484,10 +512,11 @@ static void queue_flush_batch(struct queue *q, struct queue_msg *batch)
 	}
 	if (renamed > 0 && fsync(q->queue_fd) < 0)
 		err = errno;
-	if (err != 0)
-		for (m = batch; m != NULL; m = m->next)
-			if (m->status == 0)
-				m->status = err;
+	if (held > 0 && fsync(q->hold_fd) < 0)
+		held_err = errno;
+	for (m = batch; m != NULL; m = m->next)
+		if (m->status == 0 && m->dest_fd < 0)
+			m->status = m->held ? held_err : err;
 }
 
 /* queue_flusher - thread: flush batches as the main thread hands them over. */
@@ -540,8 +569,8 @@ static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
 			queue_msg_discard(q, m);
 			continue;
 		}
-		/* A quarantined message is not the worker's business. */
-		if (m->dest_fd < 0)
+		/* A quarantined or held message is not the worker's business. */
+		if (m->dest_fd < 0 && !m->held)
 			queue_dlv_announce(q, m->id, 0);
 		queue_msg_free(m);
 		n++;
@@ -649,6 +678,29 @@ out:
 	return rc;
 }
 
+/*
+ * queue_recover_held - ids go on past those of hold/ too: a message held
+ * on accept never meets a new one of the same id.
+ */
+static int queue_recover_held(int spool_fd, struct queue_recovery *rec)
+{
+	int fd = openat(spool_fd, SPOOL_HOLD, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	uint64_t value;
+	DIR *d;
+
+	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL)
+		if ((value = spool_id_value(de->d_name)) > rec->last_id)
+			rec->last_id = value;
+	closedir(d);
+	return 0;
+}
+
 /* queue_recover - remove incomplete files, check the committed ones. */
 int queue_recover(int spool_fd, struct queue_recovery *rec)
 {
@@ -672,7 +724,7 @@ int queue_recover(int spool_fd, struct queue_recovery *rec)
 		queue_recover_check(fd, spool_fd, de->d_name, rec);
 	}
 	closedir(d);
-	if (queue_recover_states(spool_fd) < 0)
+	if (queue_recover_held(spool_fd, rec) < 0 || queue_recover_states(spool_fd) < 0)
 		return -1;
 	/* Make the removals and moves durable before new mail is accepted. */
 	if (fsync(spool_fd) < 0)

@@ -114,6 +114,11 @@ cJSON *admin_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* admin_status_final - whether a recipient status is an end: sent, failed, none. */
 int admin_status_final(const char *status);
 
+/* admin_hold_reason - why a message is held (its state's reason, else its envelope's
+ * from the rules while in hold/ and not released); NULL when none. */
+const char *admin_hold_reason(const struct admin_msg *m, const struct admin_file *f,
+                              const cJSON *state);
+
 /* admin_list - {"cmd":"list", filters...}. */
 cJSON *admin_list(struct admin_conn *c, const struct admin_cmd *op, const cJSON *req);
 

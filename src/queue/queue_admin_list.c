@@ -154,6 +154,23 @@ static void admin_entry_rcpts(cJSON *e, const struct envelope *env, const cJSON 
 	}
 }
 
+/*
+ * admin_hold_reason - why a message is held: the reason in its state (the
+ * delivery worker died on it, the postq rules held it), else, in hold/, the
+ * one its envelope got from the rules at accept unless it was released
+ * since; NULL when none.
+ */
+const char *admin_hold_reason(const struct admin_msg *m, const struct admin_file *f,
+                              const cJSON *state)
+{
+	if (admin_str(state, "hold_reason") != NULL)
+		return admin_str(state, "hold_reason");
+	if (m->loc == LOC_HOLD && f->valid && f->env.hold != NULL &&
+	    admin_num(state, "released", 0) == 0)
+		return f->env.hold;
+	return NULL;
+}
+
 /* admin_entry - the list entry of an opened message. */
 static cJSON *admin_entry(const struct admin_msg *m, const struct admin_file *f, const char *queue,
                           int64_t arrival, const cJSON *state)
@@ -180,11 +197,11 @@ static cJSON *admin_entry(const struct admin_msg *m, const struct admin_file *f,
 		cJSON_AddStringToObject(e, "last_reply", reply);
 	else
 		cJSON_AddNullToObject(e, "last_reply");
-	/* A message the delivery worker died on, and why the queue held it. */
+	/* A message the delivery worker died on, and why it is held. */
 	if (admin_num(state, "worker_failures", 0) > 0)
 		cJSON_AddNumberToObject(e, "worker_failures", admin_num(state, "worker_failures", 0));
-	if (admin_str(state, "hold_reason") != NULL)
-		cJSON_AddStringToObject(e, "hold_reason", admin_str(state, "hold_reason"));
+	if (admin_hold_reason(m, f, state) != NULL)
+		cJSON_AddStringToObject(e, "hold_reason", admin_hold_reason(m, f, state));
 	return e;
 }
 
@@ -433,6 +450,8 @@ cJSON *admin_show(struct admin_conn *c, const struct admin_cmd *op, const cJSON 
 		cJSON_AddStringToObject(a, "quarantine", m.qname);
 	cJSON_AddNumberToObject(a, "size", f.valid ? (double)f.clen : (double)f.st.st_size);
 	cJSON_AddNumberToObject(a, "arrival", (double)arrival);
+	if (admin_hold_reason(&m, &f, state) != NULL)
+		cJSON_AddStringToObject(a, "hold_reason", admin_hold_reason(&m, &f, state));
 	cJSON_AddItemToObject(a, "envelope", env ? env : cJSON_CreateNull());
 	cJSON_AddItemToObject(a, "state", state ? state : cJSON_CreateNull());
 	/* A corrupt file has no trusted boundary: show its first bytes as they are.

@@ -133,17 +133,37 @@ int admin_hold_one(struct queue *q, const char *id, const char *qname, char *err
 	return 0;
 }
 
-/* admin_state_release - release: the worker failures counted so far are forgotten. */
-static int admin_state_release(struct queue *q, const char *id)
+/* admin_held_on_accept - whether the rules held m on accept (its envelope says so). */
+static int admin_held_on_accept(struct queue *q, const struct admin_msg *m)
+{
+	struct admin_file f;
+	int held;
+
+	held = admin_file_open(q, m, &f) == 0 && f.valid && f.env.hold != NULL;
+	admin_file_close(&f);
+	return held;
+}
+
+/*
+ * admin_state_release - release: the worker failures counted so far are
+ * forgotten; a message the rules held on accept is marked released, so
+ * that they do not hold it again (the postq rules do not run for it, as
+ * for a message released from quarantine).
+ */
+static int admin_state_release(struct queue *q, const char *id, int by_rules)
 {
 	cJSON *st = queue_state_read(q, id);
 	char *text;
 	int err;
 
-	if (st == NULL || !queue_suspect_forget(st)) {
+	if (st == NULL && by_rules && (st = cJSON_CreateObject()) == NULL)
+		return ENOMEM;
+	if (st == NULL || (!queue_suspect_forget(st) && !by_rules)) {
 		cJSON_Delete(st);
 		return 0;
 	}
+	if (by_rules)
+		admin_set_num(st, "released", 1);
 	admin_set_num(st, "next_attempt", 0);
 	text = cJSON_PrintUnformatted(st);
 	cJSON_Delete(st);
@@ -166,7 +186,8 @@ int admin_release_one(struct queue *q, const char *id, const char *qname, char *
 	if (m.loc != LOC_HOLD)
 		return admin_fail(err, errlen, "not held: %s",
 		                  admin_where(&m, where, sizeof(where)));
-	if ((e = admin_state_release(q, id)) != 0)
+	/* The state first: the worker must never see it without "released". */
+	if ((e = admin_state_release(q, id, admin_held_on_accept(q, &m))) != 0)
 		return admin_fail(err, errlen, "cannot rewrite its state: %s", strerror(e));
 	if (admin_move(q, &m, LOC_QUEUE, NULL) < 0)
 		return admin_fail(err, errlen, "cannot move to %s/: %s", SPOOL_QUEUE,

@@ -281,6 +281,28 @@ static void queue_dlv_move(struct queue *q, const char *id, const char *to, cons
 		close(dir);
 }
 
+/* queue_dlv_hold - "move" to hold: the postq rules held it; its state came just before. */
+static void queue_dlv_hold(struct queue *q, const char *id, const char *reason)
+{
+	cJSON *state;
+
+	if (reason == NULL || !queue_hold_reason_ok(reason)) {
+		log_err("%s: the delivery worker asked to hold it without a valid reason", id);
+		return;
+	}
+	if ((state = queue_state_read(q, id)) == NULL)
+		state = cJSON_CreateObject();
+	if (state == NULL) {
+		log_err("%s: out of memory holding it", id);
+		return;
+	}
+	/* Held after the postq rules ran: a release does not run them again. */
+	cJSON_DeleteItemFromObjectCaseSensitive(state, "postq");
+	cJSON_AddNumberToObject(state, "postq", 1);
+	queue_set_aside(q, id, state, reason);
+	cJSON_Delete(state);
+}
+
 /* queue_dlv_op_open - "open" from the worker. */
 static void queue_dlv_op_open(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
 {
@@ -299,12 +321,17 @@ static void queue_dlv_op_done(void *arg, const cJSON *msg, const char *id, int f
 	queue_dlv_done(arg, id);
 }
 
-/* queue_dlv_op_move - "move" from the worker: "to" and maybe "name". */
+/* queue_dlv_op_move - "move" from the worker: "to", and "name" or (hold) "reason". */
 static void queue_dlv_op_move(void *arg, const cJSON *msg, const char *id, int fds[IPC_FDS_MAX])
 {
-	queue_dlv_move(arg, id,
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "to")) ?: "",
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "name")));
+	const char *to = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "to")) ?: "";
+
+	if (strcmp(to, "hold") == 0)
+		queue_dlv_hold(arg, id,
+			       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "reason")));
+	else
+		queue_dlv_move(arg, id, to,
+			       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(msg, "name")));
 }
 
 /* The operations the worker sends; every one names a message. */

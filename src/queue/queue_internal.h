@@ -32,6 +32,7 @@ struct queue_msg {
 	int status;                  /* commit result, set by the flusher */
 	int committing;              /* handed to the flush pipeline */
 	int dest_fd;                 /* quarantine/<name> when the rules said so, else -1 */
+	int held;                    /* ctx:hold(): committed into hold/, not announced */
 	struct queue_client *client; /* NULL once the session has gone */
 	struct queue_msg *next;      /* in the client's list or a batch */
 };
@@ -145,6 +146,15 @@ void queue_suspect_check(struct queue *q);
  * *next put past the backoff of a message the worker died on.
  */
 int queue_suspect_due(struct queue *q, const char *id, struct cJSON *state, int64_t *next);
+
+/*
+ * queue_set_aside - move queue/<id> to hold/ with reason as hold_reason in
+ * state (written durably first). 0, or -1 (logged).
+ */
+int queue_set_aside(struct queue *q, const char *id, struct cJSON *state, const char *reason);
+
+/* queue_hold_reason_ok - whether reason is one ctx:hold() makes: 1 to 255 printable bytes. */
+int queue_hold_reason_ok(const char *reason);
 
 /* queue_suspect_forget - drop the failure count and hold reason from state; 1 if there were any. */
 int queue_suspect_forget(struct cJSON *state);

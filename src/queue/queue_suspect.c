@@ -29,7 +29,8 @@
  *    counted from when that worker connects: the worker starts on the rest
  *    of the queue, which is never blocked behind it.
  *
- * The settings come from the master at start and after each reload.
+ * The settings come from the master at start and after each reload. The
+ * move into hold/ with a reason serves the postq rules' ctx:hold() too.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -108,30 +109,38 @@ static int queue_suspect_store(struct queue *q, const char *id, const cJSON *sta
 }
 
 /*
- * queue_suspect_hold - the count reached the limit: the reason into the
- * state (first, so a held message always has it), then queue/ to hold/.
+ * queue_set_aside - queue/<id> to hold/ with reason in its state (written
+ * first and durably, so a held message always has it). 0, or -1 (logged).
  */
-static void queue_suspect_hold(struct queue *q, const char *id, cJSON *state, unsigned n)
+int queue_set_aside(struct queue *q, const char *id, cJSON *state, const char *reason)
 {
-	const char *last = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "worker_failure"));
-	char reason[SUSPECT_TEXT_MAX + 100];
-	int err;
+	int err = queue_suspect_set(state, "hold_reason", cJSON_CreateString(reason)) < 0
+			  ? ENOMEM
+			  : queue_suspect_store(q, id, state);
 
-	snprintf(reason, sizeof(reason), "the delivery worker died %u time%s working on it, the "
-		 "last time while %s", n, n == 1 ? "" : "s", last ? last : "working on it");
-	err = queue_suspect_set(state, "hold_reason", cJSON_CreateString(reason)) < 0
-		  ? ENOMEM
-		  : queue_suspect_store(q, id, state);
 	if (err != 0) {
 		log_err("%s: cannot record why it is set aside: %s: left in %s/", id, strerror(err),
 			SPOOL_QUEUE);
-		return;
+		return -1;
 	}
 	if (queue_file_move(q->queue_fd, q->hold_fd, id) < 0) {
 		if (errno != ENOENT)
 			log_err("%s: cannot move to %s/: %s", id, SPOOL_HOLD, strerror(errno));
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+/* queue_suspect_hold - the count reached the limit: set it aside in hold/. */
+static void queue_suspect_hold(struct queue *q, const char *id, cJSON *state, unsigned n)
+{
+	const char *last = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "worker_failure"));
+	char reason[SUSPECT_TEXT_MAX + 100];
+
+	snprintf(reason, sizeof(reason), "the delivery worker died %u time%s working on it, the "
+		 "last time while %s", n, n == 1 ? "" : "s", last ? last : "working on it");
+	if (queue_set_aside(q, id, state, reason) < 0)
+		return;
 	log_warn("%s: set aside in %s/ after %u delivery worker failures; \"vsmtpctl queue "
 		 "release %s\" tries it again",
 		 id, SPOOL_HOLD, n, id);

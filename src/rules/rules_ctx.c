@@ -496,11 +496,12 @@ char *rules_tx_vars(const struct rule_ctx *ctx)
 	return text;
 }
 
-/* rules_tx_end - drop the transaction's variables. */
+/* rules_tx_end - drop the transaction's variables and hold. */
 void rules_tx_end(struct rule_ctx *ctx)
 {
 	cJSON_Delete(ctx->tx_vars);
 	ctx->tx_vars = NULL;
+	memset(&ctx->tx_hold, 0, sizeof(ctx->tx_hold));
 }
 
 /* rules_ctx_release - drop everything the engine keeps in ctx. */
@@ -509,6 +510,7 @@ void rules_ctx_release(struct rule_ctx *ctx)
 	rules_tx_end(ctx);
 	cJSON_Delete(ctx->vars);
 	ctx->vars = NULL;
+	memset(&ctx->hold, 0, sizeof(ctx->hold));
 }
 
 /* ---- services outside the sandbox ----------------------------------- */

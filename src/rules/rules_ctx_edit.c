@@ -1,13 +1,15 @@
 /*
  * rules_ctx_edit.c - the ctx methods on the envelope and the message:
- * rewriting the sender, adding, removing and rewriting recipients, and
- * reading and editing the header fields (To included).
+ * rewriting the sender, adding, removing and rewriting recipients,
+ * reading and editing the header fields (To included), and holding the
+ * message (ctx:hold).
  *
  * Envelope methods need a transaction, message methods the message (from
  * the preq stage on); both raise otherwise, naming the method. An edit the
  * message library refuses raises too: a rule never half-edits silently.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -329,6 +331,65 @@ static int lua_ctx_rewrite_to(lua_State *L)
 	return 1;
 }
 
+/* ---- holding -------------------------------------------------------- */
+
+/*
+ * ctx_hold_reason - the reason at idx (nil: one naming the rule) into
+ * hold. Raises on a reason the log, the envelope and vsmtpctl could not
+ * show as it is.
+ */
+static void ctx_hold_reason(lua_State *L, int idx, struct rule_hold *hold)
+{
+	size_t len, i;
+	const char *reason;
+
+	if (lua_isnoneornil(L, idx)) {
+		snprintf(hold->reason, sizeof(hold->reason), "held by rule \"%s\" at %s",
+			 hold->rule, rules_stage_name(hold->stage));
+		return;
+	}
+	reason = luaL_checklstring(L, idx, &len);
+	for (i = 0; i < len; i++)
+		if ((unsigned char)reason[i] < 0x20 || (unsigned char)reason[i] > 0x7e)
+			break;
+	if (len == 0 || len >= sizeof(hold->reason) || i < len)
+		luaL_argerror(L, idx, "a hold reason is 1 to 255 bytes of printable ASCII");
+	memcpy(hold->reason, reason, len + 1);
+}
+
+/*
+ * lua_ctx_hold - ctx:hold([reason]): commit the message into hold/ instead
+ * of queue/. Before MAIL every message of the connection; from MAIL on, this
+ * message; at postq, the queued message moves there. The rules go on.
+ */
+static int lua_ctx_hold(lua_State *L)
+{
+	struct ctx_ud *ud;
+	struct rule_ctx *ctx = ctx_check(L, &ud);
+	const volatile struct rules_running *running = rules_running();
+	struct rule_hold hold = {.set = 1, .stage = ud->stage};
+
+	if (ud->stage == RULE_STAGE_DELIVERY)
+		return luaL_error(L, "hold() works from the connect to the postq stage, not at "
+				     "delivery");
+	if (running->rule != NULL)
+		snprintf(hold.rule, sizeof(hold.rule), "%s", (const char *)running->rule);
+	ctx_hold_reason(L, 2, &hold);
+	if (ctx->env != NULL)
+		ctx->tx_hold = hold;
+	else
+		ctx->hold = hold;
+	return 0;
+}
+
+/* rules_hold - the transaction's hold, else the connection's, else NULL. */
+const struct rule_hold *rules_hold(const struct rule_ctx *ctx)
+{
+	if (ctx->tx_hold.set)
+		return &ctx->tx_hold;
+	return ctx->hold.set ? &ctx->hold : NULL;
+}
+
 const luaL_Reg ctx_edit_methods[] = {
     {"rewrite_mail_from", lua_ctx_rewrite_mail_from},
     {"add_rcpt", lua_ctx_add_rcpt},
@@ -347,5 +408,6 @@ const luaL_Reg ctx_edit_methods[] = {
     {"add_to", lua_ctx_add_to},
     {"remove_to", lua_ctx_remove_to},
     {"rewrite_to", lua_ctx_rewrite_to},
+    {"hold", lua_ctx_hold},
     {NULL, NULL},
 };

@@ -13,7 +13,8 @@
  * a bounce) or defer them (a 4xx code, or a rule error), info changes
  * nothing, the delivery stage cannot change the recipients, and its
  * transport choices (ctx:forward, ctx:maildir, ...) are collected per
- * recipient.
+ * recipient. A message ctx:hold() keeps in hold/ goes no further at preq
+ * (its release skips postq), and stops after postq there.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -38,10 +39,10 @@ const char *rules_offline_outcome_name(enum offline_outcome o)
 	static const char *const names[] = {
 		[OFFLINE_QUEUED] = "queued",       [OFFLINE_QUARANTINED] = "quarantined",
 		[OFFLINE_DISCARDED] = "discarded", [OFFLINE_REFUSED] = "refused",
-		[OFFLINE_DEFERRED] = "deferred",
+		[OFFLINE_DEFERRED] = "deferred",   [OFFLINE_HELD] = "held",
 	};
 
-	return o <= OFFLINE_DEFERRED ? names[o] : "?";
+	return o <= OFFLINE_HELD ? names[o] : "?";
 }
 
 /* rules_offline_after_name - what became of a queued message. */
@@ -54,9 +55,10 @@ const char *rules_offline_after_name(enum offline_after a)
 		[OFFLINE_AFTER_BOUNCED] = "bounced",
 		[OFFLINE_AFTER_DEFERRED] = "deferred",
 		[OFFLINE_AFTER_DISCARDED] = "discarded",
+		[OFFLINE_AFTER_HELD] = "held",
 	};
 
-	return a <= OFFLINE_AFTER_DISCARDED ? names[a] : "?";
+	return a <= OFFLINE_AFTER_HELD ? names[a] : "?";
 }
 
 /* rules_offline_route_format - a route's name, and its target when it has one. */
@@ -469,6 +471,12 @@ static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, offline_r
 	step.stage = RULE_STAGE_POSTQ;
 	rules_run(r, RULE_STAGE_POSTQ, ctx, &step.v);
 	offline_after_verdict(&step, ctx->env);
+	/* As the delivery process: held once the stage went on, with its changes. */
+	if (step.after == OFFLINE_AFTER_NONE && rules_hold(ctx) != NULL) {
+		snprintf(step.hold, sizeof(step.hold), "%s", rules_hold(ctx)->reason);
+		snprintf(step.reply, sizeof(step.reply), "hold: %s", step.hold);
+		step.after = OFFLINE_AFTER_HELD;
+	}
 	if (report != NULL)
 		report(arg, &step);
 	if (step.after == OFFLINE_AFTER_NONE)
@@ -495,8 +503,13 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 	} else if (ctx->env->nrcpts == 0) {
 		snprintf(step->reply, sizeof(step->reply), "250 2.0.0 Ok: discarded");
 		out = OFFLINE_DISCARDED;
+	} else if (step->v.status == RULE_QUARANTINE) {
+		out = OFFLINE_QUARANTINED; /* a quarantine wins over a hold, as in the session */
+	} else if (rules_hold(ctx) != NULL) {
+		snprintf(step->hold, sizeof(step->hold), "%s", rules_hold(ctx)->reason);
+		out = OFFLINE_HELD;
 	} else {
-		out = step->v.status == RULE_QUARANTINE ? OFFLINE_QUARANTINED : OFFLINE_QUEUED;
+		out = OFFLINE_QUEUED;
 	}
 	if (report != NULL)
 		report(arg, step);

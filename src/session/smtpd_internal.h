@@ -74,6 +74,7 @@ struct smtpd_tx {
 	int write_error;          /* errno of the first failed write */
 	int has_mail_reply, has_final_reply; /* a rule's accept code replaces ours */
 	struct rule_reply mail_reply, final_reply;
+	struct rule_hold hold;    /* ctx:hold(): committed into hold/, for the log */
 	size_t wlen;
 	char wbuf[SMTPD_WRITE_BUFFER]; /* last: not zeroed by smtpd_tx_new */
 };

@@ -280,6 +280,14 @@ static int smtpd_preq(struct smtp_session *s)
 		smtpd_reply(s, "451 4.3.0 Error: out of memory");
 		return 1;
 	}
+	/* A hold is a mark the rules leave; a quarantine, kept apart already, wins. */
+	if (rules_hold(&s->rctx) != NULL && tx->env.quarantine == NULL) {
+		tx->hold = *rules_hold(&s->rctx);
+		if (envelope_set(&tx->env.hold, tx->hold.reason) < 0) {
+			smtpd_reply(s, "451 4.3.0 Error: out of memory");
+			return 1;
+		}
+	}
 	/* A faccept skips every later rule: the postq and delivery ones too. */
 	tx->env.faccept = s->rctx.skip_all && tx->env.quarantine == NULL;
 	return 0;
@@ -363,6 +371,9 @@ static void smtpd_committed(struct smtp_session *s, const struct ipc_msg *m)
 		 s->authenticated ? s->authid : "");
 	if (tx->env.quarantine != NULL)
 		log_notice("%s: quarantined in %s", tx->env.id, tx->env.quarantine);
+	if (tx->env.hold != NULL)
+		log_notice("%s: held on accept by rule \"%s\" at %s: %s", tx->env.id, tx->hold.rule,
+			   rules_stage_name(tx->hold.stage), tx->env.hold);
 	if (tx->has_final_reply)
 		smtpd_reply_rule(s, &tx->final_reply);
 	else
