@@ -7,6 +7,23 @@
 #include <sys/types.h>
 
 /*
+ * SANDBOX_ASAN - 1 in AddressSanitizer builds (GCC says so with
+ * __SANITIZE_ADDRESS__, clang through __has_feature), whose LeakSanitizer
+ * reads /proc and ptraces the process's threads when it exits: the test
+ * builds leave it that much. 0 in production builds.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANDBOX_ASAN 1
+#endif
+#endif
+#ifndef SANDBOX_ASAN
+#define SANDBOX_ASAN 0
+#endif
+
+/*
  * privileges_lookup - the uid and gid of user (and group, when not NULL).
  * Returns 0, or -1 with a message in err.
  */

@@ -128,7 +128,7 @@ static __u64 landlock_fs_rights(long abi)
  */
 static int sandbox_allow_proc(int ruleset)
 {
-#ifdef __SANITIZE_ADDRESS__
+#if SANDBOX_ASAN
 	struct landlock_path_beneath_attr rule = {
 		.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR};
 	int rc;

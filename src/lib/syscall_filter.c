@@ -69,6 +69,7 @@
 #include <linux/seccomp.h>
 #include <linux/sockios.h>
 
+#include "sandbox.h"
 #include "syscall_filter.h"
 
 /* A pid no process has (pids stop at 2^22): the rules compare with it,
@@ -81,11 +82,6 @@ struct sysfilter_prog {
 	size_t len;
 };
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SYSFILTER_SANITIZER 1
-#else
-#define SYSFILTER_SANITIZER 0
-#endif
 
 /* Calls refused outright (EPERM), to every confined process. */
 static const int sysfilter_denied[] = {
@@ -237,11 +233,11 @@ static int sysfilter_rules(scmp_filter_ctx ctx, enum sysfilter_role role, int un
 
 	for (i = 0; rc == 0 && i < sizeof(sysfilter_denied) / sizeof(sysfilter_denied[0]); i++)
 		rc = sysfilter_deny(ctx, sysfilter_denied[i]);
-	for (i = 0; rc == 0 && !SYSFILTER_SANITIZER &&
+	for (i = 0; rc == 0 && !SANDBOX_ASAN &&
 		    i < sizeof(sysfilter_denied_unsanitized) / sizeof(sysfilter_denied_unsanitized[0]);
 	     i++)
 		rc = sysfilter_deny(ctx, sysfilter_denied_unsanitized[i]);
-	if (rc == 0 && !SYSFILTER_SANITIZER)
+	if (rc == 0 && !SANDBOX_ASAN)
 		rc = sysfilter_processes(ctx);
 	for (i = 0; rc == 0 && i < sizeof(sysfilter_arg_denied) / sizeof(sysfilter_arg_denied[0]);
 	     i++)
@@ -374,7 +370,7 @@ const char *sysfilter_describe(enum sysfilter_role role, int unix_sockets)
 		 "seccomp: %s, signals to itself only, no limits or priorities of other "
 		 "processes, %s",
 		 sockets,
-		 SYSFILTER_SANITIZER ? "ptrace and new processes left to LeakSanitizer (sanitizer "
+		 SANDBOX_ASAN ? "ptrace and new processes left to LeakSanitizer (sanitizer "
 				       "build)"
 				     : "no ptrace, no new processes");
 	return text;
