@@ -22,13 +22,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sandbox.h"
 #include "syscall_filter.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1 /* the filter leaves ptrace and fork to LeakSanitizer */
-#else
-#define SANITIZED 0
-#endif
+/* In AddressSanitizer builds the filter leaves ptrace and fork to LeakSanitizer. */
+#define SANITIZED SANDBOX_ASAN
 
 /* refused - whether a call's result is the filter's EPERM. */
 static int refused(long rc)
