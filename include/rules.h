@@ -284,6 +284,25 @@ void rules_tx_end(struct rule_ctx *ctx);
  */
 char *rules_tx_vars(const struct rule_ctx *ctx);
 
+/*
+ * rules_restore - bring everything the rules can reach back to what the
+ * rules file left when it was loaded: its locals (upvalues), its tables and
+ * their metatables, its modules, the globals and libraries; tables made
+ * since become garbage. math.random is seeded afresh. So a connection
+ * served after it sees the rules as a freshly forked session process would.
+ * Called by a session process between two connections; cheap when no rule
+ * ran since the last restore (nothing is done), otherwise it compares every
+ * table the rules can reach with its copy (see src/rules/rules_snapshot.c
+ * for the cost). The registry is put back too: no reference taken with
+ * luaL_ref() after the load may be held across it, and it is called
+ * between stages, never from inside a rule call. The delivery worker and
+ * vsmtpctl do not call it: there the file's own state lives on across
+ * messages.
+ * 0, or -1 when the state cannot be restored (out of memory): the caller
+ * must then not serve another connection with r. NULL is fine.
+ */
+int rules_restore(struct rules *r);
+
 /* rules_reseed - seed math.random afresh: call once in each forked process. */
 void rules_reseed(struct rules *r);
 

@@ -422,8 +422,12 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 		return -1;
 	rules_set_global_guard(L, 1);
 	lua_settop(L, 0);
-	rules_shared_keep(L);
+	if (rules_shared_keep(L) < 0) {
+		snprintf(err, errlen, "%s: out of memory recording the loaded rules", r->path);
+		return -1;
+	}
 	lua_gc(L, LUA_GCCOLLECT);
+	r->mem_collected = r->mem.used;
 	return 0;
 }
 

@@ -2,8 +2,10 @@
  * rules_internal.h - what the pieces of the rule engine share: the ruleset
  * itself (src/rules.c), its sandbox (src/rules_sandbox.c), the statuses
  * rules return (src/rules_status.c), the ctx object (src/rules_ctx.c,
- * src/rules_ctx_edit.c and src/rules_ctx_route.c) and the source scanner
- * (src/rules_scan.c). Not for use outside the engine.
+ * src/rules_ctx_edit.c and src/rules_ctx_route.c), the source scanner
+ * (src/rules_scan.c) and the snapshot of the loaded state
+ * (src/rules_snapshot.c, src/rules_shared.c). Not for use outside the
+ * engine.
  */
 #ifndef VSMTPD_RULES_INTERNAL_H
 #define VSMTPD_RULES_INTERNAL_H
@@ -27,6 +29,8 @@ struct rules {
 	uint64_t steps; /* VM instructions of the current rule call, roughly */
 	int killed;     /* the current call ran out of budget: stop it for good */
 	int reseed;     /* the stage running called math.randomseed() */
+	int ran;        /* a rule ran since the load or the last rules_restore() */
+	size_t mem_collected; /* mem.used after the last full collection */
 	struct {
 		uint64_t cpu_deadline_ns;  /* thread CPU time to end by; 0 when not loading */
 		uint64_t wall_deadline_ns; /* CLOCK_MONOTONIC, the same limit from the start */
@@ -68,12 +72,28 @@ void rules_set_global_guard(lua_State *L, int locked);
  * rule shares; once the sandbox is set up, before the file runs. */
 void rules_shared_open(lua_State *L);
 
-/* rules_shared_keep - copy the shared tables as the loaded file left them. */
-void rules_shared_keep(lua_State *L);
+/* rules_shared_keep - record everything the rules can reach, the shared
+ * tables first, as the loaded file left it. 0, or -1 when out of memory. */
+int rules_shared_keep(lua_State *L);
 
 /* rules_shared_restore - after a stage: put back the shared tables it
  * changed, seed math.random afresh if it seeded it. */
 void rules_shared_restore(struct rules *r);
+
+/* What rules_snapshot_put_back() puts back. */
+enum rules_snapshot_scope {
+	RULES_SNAPSHOT_SHARED, /* the tables the sandbox sets up: after each stage */
+	RULES_SNAPSHOT_ALL,    /* everything the rules can reach: between connections */
+};
+
+/* rules_snapshot_take - record everything the rules can reach, walking from
+ * the tables of the array at idx first, then from the registry. 0, or -1
+ * when out of memory. */
+int rules_snapshot_take(lua_State *L, int idx);
+
+/* rules_snapshot_put_back - bring what scope covers back to the records;
+ * how many objects had changed, or -1 when out of memory (logged). */
+long rules_snapshot_put_back(lua_State *L, enum rules_snapshot_scope scope);
 
 /* rules_msgh - the message handler of every protected call into the rules. */
 int rules_msgh(lua_State *L);

@@ -240,6 +240,7 @@ int rules_call(struct rules *r, int rule_idx, int ctx_idx)
 
 	r->steps = 0;
 	r->killed = 0;
+	r->ran = 1;
 	r->mem.exceeded = 0;
 	r->mem.limit = r->mem.used + (size_t)r->limits.memory;
 	lua_pushcfunction(L, rules_msgh);
