@@ -4,7 +4,8 @@
  * this test runs itself on a loopback UDP port (a child process answering
  * from a fixed zone), so that nothing outside the test is needed. Among
  * them: lookups from a process confined like a session (Landlock, no file
- * at all), and a fresh resolver in every forked process.
+ * at all), a fresh resolver in every forked process, and lookups from a
+ * ruleset across rules_restore().
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +34,7 @@
 
 #include "rule_objects.h"
 #include "resolver.h"
+#include "rules.h"
 #include "rules_dns.h"
 #include "sandbox.h"
 
@@ -790,6 +792,48 @@ static void test_confined_lookups(void **state)
 	lua_close(fresh);
 }
 
+static void test_lookups_after_a_restore(void **state)
+{
+	static const char rules_lua[] =
+		"local seen = 0\n"
+		"return { connect = { rule \"dns\" (function(ctx)\n"
+		"  seen = seen + 1\n"
+		"  local r = dns.lookup('v4.test', 'A')\n"
+		"  return status.info(code(450, nil, seen .. ' ' .. table.concat(r, ',')))\n"
+		"end) } }\n";
+	struct rules_limits limits = {.instructions = 1000000, .memory = 4 << 20};
+	struct rules_settings settings = {.hostname = "mx.example.com", .local_domains = "",
+					  .trusted_networks = "", .dns_servers = servers,
+					  .dns_timeout_ms = 2000};
+	char dir[] = "/tmp/vsmtpd-test-dns.XXXXXX", path[64], err[512];
+	struct rule_verdict v;
+	struct rules *r;
+	FILE *fp;
+	int i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/main.lua", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs(rules_lua, fp);
+	fclose(fp);
+	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	/* the channel the first lookup makes outlives the restores */
+	for (i = 0; i < 3; i++) {
+		struct rule_ctx ctx = {.client_ip = "203.0.113.5", .helo = "", .server_name = "mx"};
+
+		rules_run(r, RULE_STAGE_CONNECT, &ctx, &v);
+		assert_int_equal(v.status, RULE_INFO);
+		assert_string_equal(v.reply.text, "1 192.0.2.1,192.0.2.2");
+		assert_int_equal(rules_restore(r), 0);
+		rules_ctx_release(&ctx);
+	}
+	rules_free(r);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -802,6 +846,7 @@ int main(void)
 		cmocka_unit_test(test_mx_txt_ptr),
 		cmocka_unit_test(test_misses_and_failures),
 		cmocka_unit_test(test_confined_lookups),
+		cmocka_unit_test(test_lookups_after_a_restore),
 	};
 
 	return cmocka_run_group_tests(tests, start_responder, stop_responder);
