@@ -109,6 +109,8 @@ struct config {
 	/* [limits] */
 	unsigned max_sessions;
 	unsigned max_sessions_per_ip;
+	unsigned spare_processes;   /* idle session processes kept ready */
+	unsigned max_use;           /* connections one session process serves */
 	uint64_t max_message_size;  /* bytes; SIZE= above it gets 552 at MAIL */
 	unsigned max_recipients;    /* past it RCPT gets 452 4.5.3 */
 	size_t max_command_line;    /* bytes, CRLF included */
@@ -126,6 +128,7 @@ struct config {
 	unsigned timeout_data_grace; /* seconds of a transfer before the rate counts */
 	unsigned timeout_session;   /* the whole session; 0: no limit */
 	unsigned shutdown_grace;    /* SIGTERM: how long running sessions get */
+	unsigned max_idle;          /* an idle session process past spare_processes exits */
 
 	/* [smtp] */
 	enum bare_eol_policy bare_eol;

@@ -32,6 +32,11 @@ enum ipc_type {
 				  * SIZE hint)? Asked at DATA and at the first BDAT */
 	IPC_MSG_SPACE_ANSWER,    /* queue -> session: status for id (ENOSPC: below the
 				  * free space reserve) */
+	IPC_POOL_CONNECTION,     /* master -> session process: serve the client (first
+				  * fd) with this channel to the queue (second fd); a =
+				  * the listener's index */
+	IPC_POOL_DONE,           /* session process -> master: the connection is over,
+				  * the process is ready for the next */
 };
 
 #define IPC_TEXT_MAX 63
@@ -53,6 +58,13 @@ int ipc_socketpair(int fds[2]);
 /* ipc_send - send msg, with passfd attached when it is not -1. 0 or -1. */
 int ipc_send(int fd, const struct ipc_msg *msg, int passfd);
 
+/* ipc_send_fds - send msg with nfds (at most IPC_FDS_MAX) descriptors. 0 or -1. */
+int ipc_send_fds(int fd, const struct ipc_msg *msg, const int *fds, size_t nfds);
+/*
+ * ipc_recv_fds - receive one message and its descriptors into fds (-1 in
+ * unused slots); returns as ipc_recv does.
+ */
+int ipc_recv_fds(int fd, struct ipc_msg *msg, int fds[IPC_FDS_MAX]);
 /*
  * ipc_recv - receive one message; *passfd gets an attached descriptor or -1.
  * Returns 1, 0 at end of file, -1 on error (errno EAGAIN when nothing is

@@ -469,6 +469,8 @@ static struct config *config_new(void)
 	cfg->syslog_facility = LOG_MAIL;
 	cfg->max_sessions = 100;
 	cfg->max_sessions_per_ip = 10;
+	cfg->spare_processes = 4;
+	cfg->max_use = 100;
 	cfg->max_message_size = 25 << 20;
 	cfg->max_recipients = 100;
 	cfg->max_command_line = 2048;
@@ -484,6 +486,7 @@ static struct config *config_new(void)
 	cfg->timeout_data_grace = 0; /* computed: the value of data */
 	cfg->timeout_session = 3600;
 	cfg->shutdown_grace = 30;
+	cfg->max_idle = 60;
 	cfg->bare_eol = BARE_EOL_REJECT;
 	cfg->rules_file = strdup(CONFIG_DEFAULT_RULES);
 	cfg->app_dir = strdup("/var/lib/vsmtpd");

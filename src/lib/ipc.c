@@ -122,29 +122,40 @@ int ipc_send(int fd, const struct ipc_msg *msg, int passfd)
 	return ipc_sendmsg(fd, msg, sizeof(*msg), &passfd, passfd != -1 ? 1 : 0);
 }
 
-/* ipc_recv - receive one record and maybe a descriptor. */
-int ipc_recv(int fd, struct ipc_msg *msg, int *passfd)
+/* ipc_send_fds - send one record with nfds descriptors. */
+int ipc_send_fds(int fd, const struct ipc_msg *msg, const int *fds, size_t nfds)
 {
-	int fds[IPC_FDS_MAX];
-	ssize_t n = ipc_recvmsg(fd, msg, sizeof(*msg), fds);
-	size_t i;
+	return ipc_sendmsg(fd, msg, sizeof(*msg), fds, nfds);
+}
 
-	*passfd = -1;
+/* ipc_recv_fds - receive one record and up to IPC_FDS_MAX descriptors. */
+int ipc_recv_fds(int fd, struct ipc_msg *msg, int fds[IPC_FDS_MAX])
+{
+	ssize_t n = ipc_recvmsg(fd, msg, sizeof(*msg), fds);
+
 	if (n <= 0)
 		return (int)n;
-	*passfd = fds[0];
-	for (i = 1; i < IPC_FDS_MAX; i++)
-		if (fds[i] != -1)
-			close(fds[i]);
 	if ((size_t)n != sizeof(*msg)) {
-		if (*passfd != -1)
-			close(*passfd);
-		*passfd = -1;
+		ipc_fds_close(fds);
 		errno = EBADMSG;
 		return -1;
 	}
 	msg->id[SPOOL_ID_LEN] = '\0';
 	return 1;
+}
+
+/* ipc_recv - receive one record and maybe a descriptor. */
+int ipc_recv(int fd, struct ipc_msg *msg, int *passfd)
+{
+	int fds[IPC_FDS_MAX];
+	int rc = ipc_recv_fds(fd, msg, fds);
+	size_t i;
+
+	*passfd = rc > 0 ? fds[0] : -1;
+	for (i = 1; rc > 0 && i < IPC_FDS_MAX; i++)
+		if (fds[i] != -1)
+			close(fds[i]);
+	return rc;
 }
 
 /* ipc_send_json - send obj as one record of JSON text, with descriptors. */

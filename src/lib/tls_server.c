@@ -150,6 +150,10 @@ static SSL_CTX *tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
 					 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_id_context(ctx, tls_sid_context, sizeof(tls_sid_context) - 1);
+	/* A session process serves connection after connection: a cache of
+	 * sessions would carry one connection's TLS session into the next.
+	 * Tickets, whose keys every process shares, resume without it. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (cfg->tls_ciphers.value[0] != '\0' &&
 	    SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers.value) != 1) {
 		snprintf(err, errlen, "%s: [tls] ciphers: \"%s\" is not an OpenSSL cipher list: %s",

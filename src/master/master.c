@@ -1,15 +1,16 @@
 /*
- * master.c - the master process. The listeners and the session processes
- * are in master_listen.c, the queue and delivery processes in
- * master_child.c; this file holds the control socket, reaping, the
- * graceful stop, reload, signals and start-up.
+ * master.c - the master process. The listeners are in master_listen.c,
+ * the pool of session processes in master_pool.c, the queue and delivery
+ * processes in master_child.c; this file holds the control socket,
+ * reaping, the graceful stop, reload, signals and start-up.
  *
  * Binds every listener, drops root, starts and supervises the queue process
- * and forks one session process per accepted connection. It enforces the
- * global and per-client-address session limits itself, before forking, so a
- * flood of connections costs a write and a close each. Signals: SIGTERM and
- * SIGINT stop gracefully, SIGHUP re-reads the configuration for new
- * sessions, SIGCHLD reaps.
+ * and keeps a pool of session processes, each serving one connection at a
+ * time. It enforces the global and per-client-address session limits
+ * itself, before handing a connection over, so a flood of connections
+ * costs a write and a close each. Signals: SIGTERM and SIGINT stop
+ * gracefully, SIGHUP re-reads the configuration for new connections,
+ * SIGCHLD reaps.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,7 +55,6 @@
  */
 static const char *master_own_process(const struct master *m, pid_t pid)
 {
-	size_t i;
 
 	if (pid <= 0)
 		return NULL; /* another pid namespace: none of ours, which share this one */
@@ -64,9 +64,8 @@ static const char *master_own_process(const struct master *m, pid_t pid)
 		return "the queue process";
 	if (pid == m->dlv_pid)
 		return "the delivery worker";
-	for (i = 0; i < m->nsessions; i++)
-		if (m->sessions[i].pid == pid)
-			return "a session process";
+	if (master_pool_owns(m, pid))
+		return "a session process";
 	if (kill(pid, 0) < 0 && errno == ESRCH)
 		return "a process that has already exited";
 	if (control_peer_descends(pid, getpid()))
@@ -118,7 +117,7 @@ static void master_stop_progress(struct master *m)
 {
 	struct timeval tv = {.tv_sec = QUEUE_STOP_TIMEOUT};
 
-	if (!m->stopping || m->nsessions > 0)
+	if (!m->stopping || m->nworkers > 0)
 		return;
 	if (m->dlv_pid > 0) {
 		master_delivery_stop(m);
@@ -149,16 +148,7 @@ void master_reap(struct master *m)
 			master_delivery_exited(m, status);
 			continue;
 		}
-		if (!master_session_remove(m, pid))
-			continue;
-		if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL &&
-		    WTERMSIG(status) != SIGTERM)
-			log_err("session process %d killed by signal %d", (int)pid,
-			        WTERMSIG(status));
-		else if (WIFEXITED(status) && WEXITSTATUS(status) == RULES_EXIT_OVERRUN)
-			log_err("session process %d: a rule ran past [rules] time_limit; its "
-			        "connection was closed with 421",
-			        (int)pid);
+		master_pool_reaped(m, pid, status);
 	}
 	master_stop_progress(m);
 }
@@ -167,12 +157,10 @@ void master_reap(struct master *m)
 static void master_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct master *m = arg;
-	size_t i;
 
-	if (m->nsessions > 0)
-		log_notice("grace period over: ending %zu sessions", m->nsessions);
-	for (i = 0; i < m->nsessions; i++)
-		kill(m->sessions[i].pid, SIGKILL);
+	if (master_pool_busy(m) > 0)
+		log_notice("grace period over: ending %zu sessions", master_pool_busy(m));
+	master_pool_kill(m);
 }
 
 /* master_stop - SIGTERM / SIGINT: close the listeners, let sessions finish. */
@@ -184,14 +172,13 @@ static void master_stop(struct master *m)
 	if (m->stopping)
 		return;
 	m->stopping = 1;
-	log_info("stopping: %zu sessions get up to %u s to finish", m->nsessions,
+	log_info("stopping: %zu sessions get up to %u s to finish", master_pool_busy(m),
 	         m->cfg->shutdown_grace);
 	for (i = 0; i < m->nlisteners; i++) {
 		event_del(m->listeners[i].ev);
 		close(m->listeners[i].fd);
 	}
-	for (i = 0; i < m->nsessions; i++)
-		kill(m->sessions[i].pid, SIGTERM);
+	master_pool_stop(m);
 	evtimer_del(m->queue_restart_ev);
 	evtimer_del(m->dlv_restart_ev);
 	if (m->control_ev != NULL)
@@ -406,6 +393,7 @@ static void master_reload(struct master *m)
 	m->tls = tls;
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	master_queue_settings(m);
+	master_pool_reload(m);
 	/* The worker runs the postq and delivery rules: a new one takes the new
 	 * ones once the deliveries under way are over. */
 	if (m->dlv_pid > 0) {
@@ -540,7 +528,9 @@ static int master_events(struct master *m)
 	static const int sigs[] = {SIGCHLD, SIGHUP, SIGTERM, SIGINT};
 	size_t i;
 
-	if ((m->base = evloop_new()) == NULL)
+	/* Two priorities: a session process's "ready" (priority 0) is read
+	 * before the connections accepted in the same pass (1). */
+	if ((m->base = evloop_new()) == NULL || event_base_priority_init(m->base, 2) < 0)
 		return -1;
 	for (i = 0; i < m->nlisteners; i++) {
 		struct master_listener *l = &m->listeners[i];
@@ -597,7 +587,7 @@ static void master_free(struct master *m)
 	control_close(m->control_fd, m->boot_cfg->control_socket);
 	if (m->base != NULL)
 		event_base_free(m->base);
-	free(m->sessions);
+	master_pool_free(m);
 	if (m->sandbox_fd >= 0)
 		close(m->sandbox_fd);
 	sysfilter_free(m->session_filter[0]);
@@ -646,6 +636,11 @@ int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
 		return 1;
 	}
 	master_queue_start(&m);
+	if (master_pool_start(&m) < 0) {
+		log_err("cannot set up the session processes");
+		master_free(&m);
+		return 1;
+	}
 	log_info("vsmtpd %s started", VSMTPD_VERSION);
 	event_base_dispatch(m.base);
 	log_info("stopped");

@@ -1,8 +1,9 @@
 /*
  * master_internal.h - what the parts of the master share: its state and the
  * functions that cross between master.c (the control socket, reaping,
- * stopping, reload, signals and start-up), master_listen.c (the listeners,
- * the session limits and the session processes) and master_child.c
+ * stopping, reload, signals and start-up), master_listen.c (the
+ * listeners), master_pool.c (the session processes and the session
+ * limits) and master_child.c
  * (forking, and the supervision of the queue and delivery processes with
  * their restarts).
  */
@@ -39,9 +40,24 @@ struct master_listener {
 	char address[64];
 };
 
-struct master_session {
+/* A session process of the pool (master_pool.c). */
+struct master_worker {
+	struct master *m;
 	pid_t pid;
-	char ip[INET6_ADDRSTRLEN];
+	int fd;              /* the channel to it; -1 once retired (it is ending) */
+	struct event *ev;
+	int unix_socks;      /* its seccomp filter lets it make Unix sockets */
+	unsigned generation; /* the reload it was started after */
+	unsigned uses;       /* connections handed to it */
+	int busy;            /* serving a connection */
+	time_t idle_since;   /* monotonic seconds */
+	char ip[INET6_ADDRSTRLEN]; /* the client it serves, while busy */
+};
+
+/* What the pool logs every few minutes, to size it by. */
+struct master_pool_stats {
+	unsigned long connections, started, waited, refused;
+	unsigned peak_busy;
 };
 
 struct master {
@@ -71,8 +87,12 @@ struct master {
 	int control_fd; /* vsmtpctl's socket, -1 when it could not be made */
 	struct event *control_ev;
 
-	struct master_session *sessions;
-	size_t nsessions, sessions_cap;
+	struct master_worker **workers; /* the session processes */
+	size_t nworkers, workers_cap;
+	unsigned generation;            /* reloads so far */
+	struct event *pool_tick_ev;
+	struct master_pool_stats pool_stats;
+	time_t pool_stats_logged, pool_waited_logged;
 	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
 	/* the sessions' seccomp filters, without and with Unix sockets; NULL
 	 * when the kernel has none */
@@ -93,9 +113,6 @@ void master_reap(struct master *m);
 /* master_listen - bind and listen on one address; the fd or -1 (logged). */
 int master_listen(const char *address, const char *name);
 
-/* master_session_remove - forget a session that has exited. 1 if it was one. */
-int master_session_remove(struct master *m, pid_t pid);
-
 /*
  * master_listener_conf - the current settings of a listener: its sockets
  * stay as they were opened, but a reload may change its tls and auth.
@@ -109,6 +126,43 @@ int master_session_unix(const struct config *cfg, const struct listener_config *
 
 /* master_accept_cb - new connections on a listener. */
 void master_accept_cb(evutil_socket_t lfd, short what, void *arg);
+
+/* master_pool.c: the session processes. */
+
+/* master_pool_start - the tick timer and the first spare processes. 0 or -1. */
+int master_pool_start(struct master *m);
+
+/* master_pool_fill - fork spare processes up to spare_processes idle ones for
+ * each filter a listener needs, within max_sessions processes in all. */
+void master_pool_fill(struct master *m);
+
+/* master_pool_assign - check the limits and hand fd, from listener l, to an
+ * idle session process, forking one when none is ready. */
+void master_pool_assign(struct master *m, struct master_listener *l, int fd, const char *ip);
+
+/* master_pool_reaped - forget the process pid that has exited, logging how
+ * it ended when that says something; 1 if it was a session process. */
+int master_pool_reaped(struct master *m, pid_t pid, int status);
+
+/* master_pool_busy - the connections being served. */
+size_t master_pool_busy(const struct master *m);
+
+/* master_pool_owns - whether pid is one of the session processes. */
+int master_pool_owns(const struct master *m, pid_t pid);
+
+/* master_pool_reload - new configuration and rules: idle processes end now,
+ * busy ones after their connection; new ones start with the new. */
+void master_pool_reload(struct master *m);
+
+/* master_pool_stop - stopping: idle processes end now, busy ones get SIGTERM
+ * and finish their transaction first. */
+void master_pool_stop(struct master *m);
+
+/* master_pool_kill - the grace period is over: end every session process. */
+void master_pool_kill(struct master *m);
+
+/* master_pool_free - forget every process (the master is exiting). */
+void master_pool_free(struct master *m);
 
 /* master_child.c: forking and the queue and delivery processes. */
 

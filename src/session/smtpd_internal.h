@@ -134,6 +134,8 @@ struct smtp_session {
 	int closing;
 	int finished;        /* the summary is logged, the loop told to stop */
 	const char *result;  /* for the summary line */
+	char *summary;       /* where the summary line goes */
+	size_t summary_len;
 
 	unsigned cmd_total[SMTP_VERB_COUNT];
 	unsigned cmd_ok[SMTP_VERB_COUNT];
@@ -167,7 +169,7 @@ void smtpd_error_limits(struct smtp_session *s);
 void smtpd_input_process(struct smtp_session *s);
 /* smtpd_close - stop reading; finish once the last reply is out. */
 void smtpd_close(struct smtp_session *s, const char *result);
-/* smtpd_finish - log the summary line and stop the loop. */
+/* smtpd_finish - write the summary line and stop the loop. */
 void smtpd_finish(struct smtp_session *s);
 /* smtpd_idle_timeout - the client stayed silent too long: 421 and close. */
 void smtpd_idle_timeout(struct smtp_session *s);

@@ -1,9 +1,12 @@
 /*
  * smtpd_session.c - the SMTP server side of one connection (RFC 5321).
  *
- * One process per connection, forked by the master, confined by the sandbox
- * and holding nothing of the spool but the descriptor of the message it is
- * receiving. This file is the connection: the accepted socket, its I/O
+ * Served in a session process of the master's pool (smtpd_worker.c), one
+ * connection at a time, confined by the sandbox and holding nothing of the
+ * spool but the descriptor of the message it is receiving. Everything of a
+ * connection lives in its struct smtp_session and is freed when it ends, so
+ * the next connection the process serves starts from nothing. This file is
+ * the connection: the accepted socket, its I/O
  * callbacks, replies, idle timeouts, the error limits, TLS, and the end of
  * the session with its summary line. The session state (HELO, counters,
  * limits) outlives transactions; the commands are in smtpd_commands.c, the
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,7 +42,6 @@
 #include "evloop.h"
 #include "log.h"
 #include "rules.h"
-#include "sigevent.h"
 #include "smtpd_auth.h"
 #include "smtpd_internal.h"
 #include "smtp_parse.h"
@@ -458,7 +461,8 @@ static void smtpd_tls_flush(struct smtp_session *s)
 	}
 }
 
-/* smtpd_finish - log the summary line and stop the loop. */
+/* smtpd_finish - write the summary line (the worker logs it once the
+ * process is ready for the next connection) and stop the loop. */
 void smtpd_finish(struct smtp_session *s)
 {
 	char counts[512];
@@ -472,7 +476,7 @@ void smtpd_finish(struct smtp_session *s)
 	for (p = counts; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	log_info("disconnect from %s[%s]:%u %s queued=%u%s%s result=%s",
+	snprintf(s->summary, s->summary_len, "disconnect from %s[%s]:%u %s queued=%u%s%s result=%s",
 		 s->helo[0] ? s->helo : "unknown", s->client_ip, s->client_port, counts, s->queued,
 		 s->ids[0] ? " ids=" : "", s->ids, s->result ? s->result : "ok");
 	event_base_loopbreak(s->base);
@@ -566,13 +570,16 @@ static void smtpd_event_cb(struct bufferevent *bev, short what, void *arg)
 	smtpd_finish(s);
 }
 
-/* smtpd_term_cb - SIGTERM: finish the transaction under way, then leave. */
-static void smtpd_term_cb(int signo, void *arg)
+/* smtpd_term_cb - SIGTERM (read from the process's signalfd): finish the
+ * transaction under way, then leave. */
+static void smtpd_term_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_session *s = arg;
+	struct signalfd_siginfo si;
 
-	s->shutdown = 1;
-	if (s->wait == SMTPD_WAIT_NONE)
+	while (read((int)fd, &si, sizeof(si)) == sizeof(si))
+		s->shutdown = 1;
+	if (s->shutdown && s->wait == SMTPD_WAIT_NONE)
 		smtpd_input_process(s);
 }
 
@@ -686,16 +693,41 @@ static void smtpd_greet(struct smtp_session *s)
 	smtpd_deadline_update(s);
 }
 
-/* smtpd_session_main - the session process. */
-void smtpd_session_main(const struct config *cfg, const struct listener_config *listener,
-		       struct rules *rules, struct tls_server *tls, int fd, int queue_fd)
+/* smtpd_session_free - everything of the connection: its socket (and TLS),
+ * its queue channel, its timers, its event loop, AUTH and the rules' context. */
+static void smtpd_session_free(struct smtp_session *s)
+{
+	struct event *evs[] = {s->queue_ev, s->delay_ev, s->term_ev, s->dl.command_ev,
+			       s->dl.data_ev, s->dl.session_ev};
+	size_t i;
+
+	smtpd_tx_free(s, 1);
+	smtpd_auth_free(s->sasl);
+	rules_ctx_release(&s->rctx);
+	smtpd_overrun_fd = -1;
+	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i] != NULL)
+			event_free(evs[i]);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	if (s->base != NULL)
+		event_base_free(s->base);
+	close(s->queue_fd);
+	ERR_clear_error();
+}
+
+/* smtpd_session_serve - one connection, from the greeting to the summary line. */
+int smtpd_session_serve(const struct config *cfg, const struct listener_config *listener,
+			struct rules *rules, struct tls_server *tls, int fd, int queue_fd,
+			int term_fd, char *summary, size_t summary_len)
 {
 	struct smtp_session s = {.cfg = cfg,
 				 .listener = listener,
 				 .rules = rules,
 				 .tls = tls,
-				 .queue_fd = queue_fd};
-	static const int sigs[] = {SIGTERM};
+				 .queue_fd = queue_fd,
+				 .summary = summary,
+				 .summary_len = summary_len};
 	char local[64], remote[64];
 
 	/* Both sockets come non-blocking from the master. Replies are
@@ -710,8 +742,10 @@ void smtpd_session_main(const struct config *cfg, const struct listener_config *
 	    (s.queue_ev = event_new(s.base, queue_fd, EV_READ | EV_PERSIST, smtpd_queue_cb, &s)) ==
 		    NULL ||
 	    (s.delay_ev = evtimer_new(s.base, smtpd_delay_cb, &s)) == NULL ||
-	    (s.term_ev = sigevent_new(s.base, sigs, 1, smtpd_term_cb, &s)) == NULL ||
-	    smtpd_deadline_init(&s) < 0 || event_add(s.queue_ev, NULL) < 0)
+	    (s.term_ev = event_new(s.base, term_fd, EV_READ | EV_PERSIST, smtpd_term_cb, &s)) ==
+		    NULL ||
+	    event_add(s.term_ev, NULL) < 0 || smtpd_deadline_init(&s) < 0 ||
+	    event_add(s.queue_ev, NULL) < 0)
 		fatal("cannot set up the session event loop");
 	log_info("connect from %s:%u on %s", s.client_ip, s.client_port, listener->name);
 	bufferevent_setcb(s.bev, smtpd_read_cb, smtpd_write_cb, smtpd_event_cb, &s);
@@ -735,8 +769,6 @@ void smtpd_session_main(const struct config *cfg, const struct listener_config *
 	}
 
 	event_base_dispatch(s.base);
-	smtpd_tx_free(&s, 1);
-	smtpd_auth_free(s.sasl);
-	rules_ctx_release(&s.rctx);
-	exit(0);
+	smtpd_session_free(&s);
+	return s.shutdown;
 }

@@ -146,13 +146,14 @@ def test_escape_attempt_is_a_rule_error(sandbox, attempt):
         # the session goes on without that recipient
         c.rcpt("after@example.net")
         qid = queued_id(c.data(b"Subject: sandbox\r\n\r\nbody\r\n"))
-        pid = sandbox.session_pid(c.local_port)
         c.quit()
     env = sandbox.message(qid)[1]
     assert [r["address"] for r in env["rcpts"]] == ["before@example.net", "after@example.net"]
-    m = sandbox.wait_log(rf'smtp\[{pid}\]: error: rules: rule "escape" \(\S+main\.lua:\d+\) '
-                         rf'at rcpt failed: (.*)$')
-    assert ESCAPES[attempt] in m[0].group(1), m[0].group(0)
+    lines = sandbox.session_log(c.local_port)
+    m = re.search(r'smtp\[\d+\]: error: rules: rule "escape" \(\S+main\.lua:\d+\) '
+                  r'at rcpt failed: (.*)$', lines, re.M)
+    assert m is not None, lines
+    assert ESCAPES[attempt] in m.group(1), m.group(0)
     # nothing was read, run, created or removed
     assert "top secret" not in sandbox.log()
     assert os.path.exists(sandbox.marker)
@@ -163,12 +164,13 @@ def test_error_object_with_a_bad_tostring_is_logged_with_a_message(sandbox):
     """error(obj) where obj's __tostring returns no string: still a 451, and
     the log says something about it rather than printing a NULL pointer."""
     with sandbox.session() as c:
-        pid = sandbox.session_pid(c.local_port)
         c.mail()
         c.expect("RCPT TO:<badtostring@example.net>", 451, "4.3.0")
         c.quit()
-    m = sandbox.wait_log(rf'smtp\[{pid}\]: error: rules: rule "escape" \(\S+\) at rcpt failed: (.*)$')
-    assert m[0].group(1) and "(null)" not in m[0].group(1), m[0].group(0)
+    lines = sandbox.session_log(c.local_port)
+    m = re.search(r'smtp\[\d+\]: error: rules: rule "escape" \(\S+\) at rcpt failed: (.*)$',
+                  lines, re.M)
+    assert m is not None and m.group(1) and "(null)" not in m.group(1), lines
 
 
 def test_no_global_leaks_into_a_later_connection(sandbox):
@@ -415,16 +417,17 @@ def budget(module_daemons):
 @pytest.mark.parametrize("body", BUDGET_BODIES)
 def test_no_way_around_the_budget_in_a_session(budget, body):
     with budget.session(timeout=30) as c:
-        pid = budget.session_pid(c.local_port)
         c.mail()
         r = c.cmd(f"RCPT TO:<{body}@example.net>")
         assert str(r) == POLICY_ERROR, f"{body}: {r!r}"
         c.rcpt("after@example.net")  # the session goes on
         c.quit()
-    m = budget.wait_log(rf'smtp\[{pid}\]: error: rules: rule "budget" \(\S+main\.lua:\d+\) '
-                        rf'at rcpt failed: (.*)$')
+    lines = budget.session_log(c.local_port, timeout=30)
+    m = re.search(r'smtp\[\d+\]: error: rules: rule "budget" \(\S+main\.lua:\d+\) '
+                  r'at rcpt failed: (.*)$', lines, re.M)
+    assert m is not None, lines
     want = "attempt to index a string value" if body == "gc" else BUDGET_ERROR
-    assert want in m[0].group(1), m[0].group(0)
+    assert want in m.group(1), m.group(0)
     assert "time_limit" not in budget.log()
 
 

@@ -641,6 +641,21 @@ class Daemon:
                           timeout)
         return int(m[-1].group(1))
 
+    def session_log(self, client_port, timeout=IO_TIMEOUT):
+        """The log lines of the session from client_port, once it has ended:
+        the lines of its process from its "connect from" line to its summary
+        (a session process serves many connections, one after another)."""
+        self.session_summary(client_port, timeout)
+        text = self.log()
+        start = re.search(rf"^vsmtpd smtp\[(\d+)\]: info: connect from \S+:{client_port} on .*$",
+                          text, re.M)
+        pid = start.group(1)
+        end = re.search(rf"^vsmtpd smtp\[{pid}\]: info: disconnect from \S+\[[^\]]+\]:"
+                        rf"{client_port} .*$", text[start.start():], re.M)
+        block = text[start.start():start.start() + end.end()]
+        return "\n".join(line for line in block.splitlines()
+                         if line.startswith(f"vsmtpd smtp[{pid}]: "))
+
     def session_summary(self, client_port, timeout=IO_TIMEOUT):
         """The 'disconnect from ...' line of the session from client_port."""
         m = self.wait_log(rf"^vsmtpd smtp\[\d+\]: info: disconnect from \S+\[[^\]]+\]:{client_port} (.*)$",
