@@ -45,6 +45,7 @@ struct master_worker {
 	struct master *m;
 	pid_t pid;
 	int fd;              /* the channel to it; -1 once retired (it is ending) */
+	int retired;         /* the master ended it (not a death of its own) */
 	struct event *ev;
 	int unix_socks;      /* its seccomp filter lets it make Unix sockets */
 	unsigned generation; /* the reload it was started after */
@@ -93,6 +94,8 @@ struct master {
 	struct event *pool_tick_ev;
 	struct master_pool_stats pool_stats;
 	time_t pool_stats_logged, pool_waited_logged;
+	unsigned pool_failures;  /* processes in a row that ended before serving */
+	time_t pool_fill_after;  /* no spares forked before (monotonic seconds) */
 	int sandbox_fd; /* the sessions' Landlock ruleset, -1 without Landlock */
 	/* the sessions' seccomp filters, without and with Unix sockets; NULL
 	 * when the kernel has none */

@@ -87,9 +87,9 @@ static void master_pool_child(struct master *m, int unix_socks, int channel)
 	smtpd_worker_main(m->cfg, lcs, m->nlisteners, m->rules, m->tls, channel);
 }
 
-/* master_pool_retire - close a process's channel: it exits once its
+/* master_pool_close - close a process's channel: it exits once its
  * connection is over (at once when idle). Reaping forgets it. */
-static void master_pool_retire(struct master_worker *w)
+static void master_pool_close(struct master_worker *w)
 {
 	if (w->fd < 0)
 		return;
@@ -99,6 +99,14 @@ static void master_pool_retire(struct master_worker *w)
 	w->fd = -1;
 	w->busy = 0;
 	w->ip[0] = '\0';
+}
+
+/* master_pool_retire - end a process on the master's own account. */
+static void master_pool_retire(struct master_worker *w)
+{
+	if (w->fd >= 0)
+		w->retired = 1;
+	master_pool_close(w);
 }
 
 /* master_pool_reusable - whether a process that finished a connection may
@@ -129,13 +137,14 @@ static void master_pool_cb(evutil_socket_t fd, short what, void *arg)
 		w->busy = 0;
 		w->ip[0] = '\0';
 		w->idle_since = master_now();
+		m->pool_failures = 0;
 		if (!master_pool_reusable(m, w)) {
 			master_pool_retire(w);
 			break;
 		}
 	}
 	if (rc == 0 || (rc < 0 && errno != EAGAIN))
-		master_pool_retire(w); /* gone: SIGCHLD follows */
+		master_pool_close(w); /* gone: SIGCHLD follows */
 	master_pool_fill(m);
 }
 
@@ -232,7 +241,7 @@ void master_pool_fill(struct master *m)
 	size_t live, busy, idle, i;
 	int needed[2] = {0, 0}, v;
 
-	if (m->stopping || m->queue_ctl < 0)
+	if (m->stopping || m->queue_ctl < 0 || master_now() < m->pool_fill_after)
 		return;
 	for (i = 0; i < m->nlisteners; i++)
 		needed[master_pool_filter(m, i)] = 1;
@@ -414,6 +423,23 @@ void master_pool_assign(struct master *m, struct master_listener *l, int fd, con
 		m->pool_stats.peak_busy = busy + 1;
 }
 
+/* master_pool_failed - a process ended before it served anyone (it could
+ * not confine itself, say): the next spares wait, 1 s doubling to a minute,
+ * rather than fork in a loop. A connection still gets a process forked for
+ * it. */
+static void master_pool_failed(struct master *m)
+{
+	unsigned wait = 1u << (m->pool_failures < 6 ? m->pool_failures : 6);
+
+	if (wait > 60)
+		wait = 60;
+	m->pool_failures++;
+	m->pool_fill_after = master_now() + wait;
+	log_err("a session process ended before serving a connection: the next spare "
+		"processes start in %u s",
+		wait);
+}
+
 /* master_pool_reaped - forget the process pid that has exited, logging how
  * it ended when that says something; 1 if it was a session process. */
 int master_pool_reaped(struct master *m, pid_t pid, int status)
@@ -436,7 +462,10 @@ int master_pool_reaped(struct master *m, pid_t pid, int status)
 	else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
 		log_err("session process %d exited with status %d", (int)pid,
 			WEXITSTATUS(status));
-	master_pool_retire(w);
+	if (!w->retired && w->uses == 0 && !m->stopping &&
+	    !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		master_pool_failed(m);
+	master_pool_close(w);
 	free(w);
 	m->workers[i] = m->workers[--m->nworkers];
 	master_pool_fill(m);
@@ -580,7 +609,7 @@ void master_pool_free(struct master *m)
 	size_t i;
 
 	for (i = 0; i < m->nworkers; i++) {
-		master_pool_retire(m->workers[i]);
+		master_pool_close(m->workers[i]);
 		free(m->workers[i]);
 	}
 	free(m->workers);

@@ -384,3 +384,20 @@ def test_stopping_logs_the_pool_counts(daemons):
                   r"(\d+) waited for one, (\d+) refused at the limits", d.log())
     assert m is not None, d.log()
     assert m.groups() == ("1", "1", "0", "1"), m.groups()
+
+
+def test_a_process_that_dies_before_serving_slows_down_the_spares(daemons):
+    """A spare process that ends before its first connection (here killed by
+    SIGSEGV, as if it could not confine itself) is not replaced in a loop:
+    the next spare comes after a pause, and a client is served meanwhile."""
+    d = daemons(pool())
+    e2e.wait_until(lambda: len(session_processes(d)) == 1, what="the spare process")
+    spare = session_processes(d)[0]
+    os.kill(spare, signal.SIGSEGV)
+    d.wait_log(r"error: a session process ended before serving a connection: the next "
+               r"spare processes start in 1 s")
+    with d.client() as c:
+        assert c.greeting.code == 220
+        c.quit()
+    e2e.wait_until(lambda: len(session_processes(d)) >= 1 and spare not in session_processes(d),
+                   what="a new spare process")
