@@ -220,22 +220,38 @@ static struct message *smtpd_preq_load(struct smtpd_tx *tx)
 	return msg;
 }
 
-/* smtpd_preq_store - write a message the rules changed over the file's content. */
+/* smtpd_header_sink - message_write_header into a buffer of the right size. */
+static void smtpd_header_sink(void *arg, const char *data, size_t len)
+{
+	char **p = arg;
+
+	memcpy(*p, data, len);
+	*p += len;
+}
+
+/* smtpd_preq_store - write a message the rules changed over the file's
+ * content: its new header section, then its body straight from where it
+ * was read (no copy of a body that may be megabytes). */
 static int smtpd_preq_store(struct smtpd_tx *tx, const struct message *msg)
 {
-	size_t len;
-	char *buf = message_serialize(msg, &len);
+	size_t hlen = message_header_size(msg), blen;
+	const char *body = message_body(msg, &blen);
+	char *head = malloc(hlen + 1), *p = head;
 	int err;
 
-	if (buf == NULL)
+	if (head == NULL)
 		return ENOMEM;
-	err = io_write_all(tx->fd, buf, len, 0, NULL);
-	free(buf);
+	message_write_header(msg, smtpd_header_sink, &p);
+	err = io_write_all(tx->fd, head, hlen, 0, NULL);
+	free(head);
+	if (err == 0)
+		err = io_write_all(tx->fd, body, blen, (off_t)hlen, NULL);
 	if (err != 0)
 		return err;
-	if (ftruncate(tx->fd, (off_t)len) < 0 || lseek(tx->fd, (off_t)len, SEEK_SET) < 0)
+	if (ftruncate(tx->fd, (off_t)(hlen + blen)) < 0 ||
+	    lseek(tx->fd, (off_t)(hlen + blen), SEEK_SET) < 0)
 		return errno;
-	tx->written = len;
+	tx->written = hlen + blen;
 	return 0;
 }
 

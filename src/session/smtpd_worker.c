@@ -24,6 +24,7 @@
  * with AddressSanitizer, whose leak check runs from them.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -36,6 +37,8 @@
 #include "rules.h"
 #include "sandbox.h"
 #include "smtpd_session.h"
+
+#define SMTPD_WORKER_KEEP (8 << 20) /* bytes of freed memory a process keeps */
 
 /* smtpd_worker_exit - end the process: no exit handlers but under ASan. */
 static void smtpd_worker_exit(int status) __attribute__((noreturn));
@@ -99,6 +102,11 @@ void smtpd_worker_main(const struct config *cfg, const struct listener_config *c
 	char summary[1024];
 	struct ipc_msg msg;
 
+	/* Keep what malloc got: a process that read one big message for the
+	 * preq rules would otherwise map, fault in and give back its pages
+	 * again for every message. */
+	mallopt(M_MMAP_THRESHOLD, SMTPD_WORKER_KEEP);
+	mallopt(M_TRIM_THRESHOLD, SMTPD_WORKER_KEEP);
 	while (smtpd_worker_next(channel, term_fd, &msg, fds)) {
 		if (msg.type != IPC_POOL_CONNECTION || fds[0] < 0 || fds[1] < 0 ||
 		    msg.a >= nlisteners)
