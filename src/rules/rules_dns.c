@@ -613,6 +613,52 @@ static int lua_dns_gc(lua_State *L)
 	return 0;
 }
 
+/* rules_dns_query - see rules_dns.h. */
+enum rules_dns_result rules_dns_query(lua_State *L, const char *name, int type,
+				      unsigned timeout_ms, unsigned char **answer, size_t *len)
+{
+	struct dns_call c = {.nq = 1};
+	struct rules_dns *d;
+	enum rules_dns_result result;
+
+	*answer = NULL;
+	*len = 0;
+	lua_getfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
+	d = luaL_testudata(L, -1, RULES_DNS_MT);
+	lua_pop(L, 1);
+	if (d == NULL || dns_channel(d) != ARES_SUCCESS)
+		return RULES_DNS_FAIL;
+	c.q[0].type = type;
+	ares_query(d->channel, name, ns_c_in, type, dns_callback, &c.q[0]);
+	dns_wait(d, &c, dns_now_ms() + (timeout_ms > 0 && timeout_ms < d->timeout_ms
+						? timeout_ms
+						: d->timeout_ms));
+	switch (c.q[0].status) {
+	case ARES_SUCCESS:
+		*answer = c.q[0].buf;
+		*len = (size_t)c.q[0].len;
+		return RULES_DNS_ANSWER;
+	case ARES_ENOTFOUND:
+		result = RULES_DNS_NXDOMAIN;
+		break;
+	case ARES_ENODATA:
+		result = RULES_DNS_NODATA;
+		break;
+	case ARES_ETIMEOUT:
+	case ARES_ECANCELLED:
+		result = RULES_DNS_TIMEOUT;
+		break;
+	case ARES_ENOMEM:
+		result = RULES_DNS_NOMEM;
+		break;
+	default:
+		result = RULES_DNS_FAIL;
+		break;
+	}
+	free(c.q[0].buf);
+	return result;
+}
+
 /* rules_dns_forked - see rules_dns.h. */
 void rules_dns_forked(lua_State *L)
 {

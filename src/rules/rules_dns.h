@@ -61,6 +61,30 @@ struct lua_State;
 int rules_dns_open(struct lua_State *L, const char *servers, unsigned timeout_ms, char *err,
 		   size_t errlen);
 
+/* What one raw query became (rules_dns_query). */
+enum rules_dns_result {
+	RULES_DNS_ANSWER,   /* an answer, with at least one record of the type */
+	RULES_DNS_NXDOMAIN, /* the name does not exist */
+	RULES_DNS_NODATA,   /* the name exists, with no record of the type */
+	RULES_DNS_TIMEOUT,  /* no answer within the time given */
+	RULES_DNS_FAIL,     /* SERVFAIL, REFUSED, a malformed answer, no server reached */
+	RULES_DNS_NOMEM,
+};
+
+/*
+ * rules_dns_query - one query of type (ns_t_txt, ns_t_a, ...) for name,
+ * through the channel of the `dns` table registered in L and its servers,
+ * synchronously: for the resolver hooks of the libraries that check mail
+ * authentication, called from inside a rule. It waits timeout_ms at most
+ * (0, or more than the configured timeout: the configured timeout). With
+ * RULES_DNS_ANSWER, *answer is the whole DNS message as received
+ * (malloc'ed, *len bytes, the caller frees it); otherwise *answer is NULL.
+ * Nothing is read from a file: the servers were captured when the rules
+ * were loaded.
+ */
+enum rules_dns_result rules_dns_query(struct lua_State *L, const char *name, int type,
+				      unsigned timeout_ms, unsigned char **answer, size_t *len);
+
 /*
  * rules_dns_forked - in a child of the process that registered `dns` in
  * L: close the parent's channel (its sockets are still the parent's
