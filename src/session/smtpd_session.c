@@ -710,8 +710,13 @@ static void smtpd_session_free(struct smtp_session *s)
 			event_free(evs[i]);
 	if (s->bev != NULL)
 		bufferevent_free(s->bev);
-	if (s->base != NULL)
+	/* A bufferevent is freed by a finalizer the loop runs (a TLS one,
+	 * with its SSL and the socket's bufferevent below it, once its
+	 * deferred callbacks are done): let it run before the loop goes. */
+	if (s->base != NULL) {
+		event_base_loop(s->base, EVLOOP_NONBLOCK);
 		event_base_free(s->base);
+	}
 	close(s->queue_fd);
 	ERR_clear_error();
 }

@@ -11,6 +11,7 @@ ending, reload, a killed process, and the counts it logs."""
 import os
 import re
 import signal
+import ssl
 import subprocess
 import time
 
@@ -254,16 +255,24 @@ def open_fds(pid):
 
 
 @pytest.mark.skipif(not e2e.IS_ROOT, reason="reading another user's /proc/PID/fd needs root")
-def test_no_descriptor_survives_a_connection(daemons):
-    d = daemons(pool())
+def test_no_descriptor_survives_a_connection(daemons, certs):
+    settings = pool()
+    settings["tls"] = {"certificate": certs.server.cert, "key": certs.server.key}
+    d = daemons(settings)
     with d.client() as c:
         c.quit()
     ended(d, c)
     pid = pid_of(d, c)
     before = open_fds(pid)
-    for _ in range(3):
+    ctx = ssl.create_default_context(cafile=certs.ca)
+    ctx.check_hostname = False
+    for tls in (False, True, False, True):
         with d.client() as c:
             c.ehlo()
+            if tls:
+                c.expect("STARTTLS", 220)
+                c.sock = ctx.wrap_socket(c.sock)
+                c.ehlo()
             c.send_message(b"Subject: x\r\n\r\nbody\r\n")
             c.quit()
         ended(d, c)
