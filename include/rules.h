@@ -170,6 +170,7 @@ struct rule_ctx {
 	void *tx_vars;              /* the transaction's */
 	struct rule_hold hold;      /* ctx:hold() before MAIL: every message of the connection */
 	struct rule_hold tx_hold;   /* ctx:hold() from MAIL on: this message */
+	void *dkim;                 /* ctx:dkim()'s results for this message, engine-owned */
 };
 
 struct rules;

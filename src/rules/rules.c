@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "rules_dkim.h"
 #include "rules_dns.h"
 #include "rules_internal.h"
 
@@ -384,6 +385,8 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	rules_open_sandbox(L, settings);
 	if (rules_dns_open(L, settings->dns_servers, settings->dns_timeout_ms, err, errlen) < 0)
 		return -1;
+	if ((r->dkim = rules_dkim_open(err, errlen)) == NULL)
+		return -1;
 	lua_pushcfunction(L, rules_open_config);
 	lua_pushlightuserdata(L, (void *)settings);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -491,6 +494,7 @@ void rules_free(struct rules *r)
 		return;
 	if (r->L != NULL)
 		lua_close(r->L);
+	rules_dkim_close(r->dkim);
 	free(r->path);
 	free(r);
 }
