@@ -674,6 +674,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_edit_methods, 0);
 	luaL_setfuncs(L, ctx_route_methods, 0);
 	luaL_setfuncs(L, ctx_dkim_methods, 0);
+	luaL_setfuncs(L, ctx_dkim_sign_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 

@@ -36,8 +36,6 @@
 
 #include <ares.h>
 #include <lauxlib.h>
-#include <opendkim/dkim.h>
-
 #include "rules_dkim.h"
 #include "rules_dns.h"
 #include "rules_internal.h"
@@ -163,6 +161,16 @@ static int dkim_hook_cancel(void *srv, void *qh)
 
 /* ---- the library handle ------------------------------------------------ */
 
+/* The header fields ctx:dkim_sign() signs, those present (RFC 6376 5.4),
+ * and those signed once more than present so that none can be added. */
+static const char *dkim_sign_headers[] = {
+    "from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
+    "references", "mime-version", "content-type", "content-transfer-encoding", "list-id",
+    "list-help", "list-unsubscribe", "list-unsubscribe-post", "list-subscribe", "list-post",
+    "list-owner", "list-archive", NULL,
+};
+static const char *dkim_oversign_headers[] = {"from", NULL};
+
 /* rules_dkim_open - see rules_dkim.h. */
 void *rules_dkim_open(char *err, size_t errlen)
 {
@@ -179,6 +187,14 @@ void *rules_dkim_open(char *err, size_t errlen)
 	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_QUERYMETHOD, &method, sizeof(method)) !=
 		DKIM_STAT_OK) {
 		snprintf(err, errlen, "dkim: cannot set OpenDKIM's options");
+		dkim_close(lib);
+		return NULL;
+	}
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)dkim_sign_headers,
+			 sizeof(char **)) != DKIM_STAT_OK ||
+	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, (void *)dkim_oversign_headers,
+			 sizeof(char **)) != DKIM_STAT_OK) {
+		snprintf(err, errlen, "dkim: cannot set the header fields to sign");
 		dkim_close(lib);
 		return NULL;
 	}
@@ -353,10 +369,9 @@ static int dkim_fill(struct dkim_sig_result *out, DKIM_SIGINFO *sig, const struc
 		   : -1;
 }
 
-/* dkim_feed - the message's header fields and body into a verifying
- * handle; DKIM_STAT_NOSIG when it has no signature. Statuses of single
- * fields are not errors (a malformed field is left out by the library). */
-static DKIM_STAT dkim_feed(DKIM *d, const struct message *msg)
+/* rules_dkim_feed - see rules_dkim.h. Statuses of single fields are not
+ * errors (a malformed field is left out by the library). */
+DKIM_STAT rules_dkim_feed(DKIM *d, const struct message *msg)
 {
 	size_t i, n = message_field_count(msg), len;
 	const char *raw, *body;
@@ -402,7 +417,7 @@ static struct rules_dkim_results *dkim_verify_message(lua_State *L, DKIM_LIB *li
 		dkim_dns_set_query_service(lib, NULL);
 		return NULL;
 	}
-	st = dkim_feed(d, msg);
+	st = rules_dkim_feed(d, msg);
 	if (st == DKIM_STAT_NORESOURCE || st == DKIM_STAT_INTERNAL) {
 		snprintf(err, errlen, "%s", dkim_getresultstr(st));
 	} else if (st == DKIM_STAT_NOSIG || dkim_getsiglist(d, &sigs, &nsigs) != DKIM_STAT_OK) {

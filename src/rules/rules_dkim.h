@@ -9,7 +9,12 @@
 
 #include <stddef.h>
 
+#include <opendkim/dkim.h>
+
 struct rule_ctx;
+struct message;
+struct dkim_config;
+struct rules_dkim_keys;
 
 /*
  * rules_dkim_open - a library handle for one ruleset, made where files can
@@ -23,5 +28,24 @@ void rules_dkim_close(void *lib);
 
 /* rules_dkim_forget - free the transaction's ctx:dkim() results. */
 void rules_dkim_forget(struct rule_ctx *ctx);
+
+/*
+ * rules_dkim_feed - the header fields and body of msg into a signing or
+ * verifying handle, then the end of the message: dkim_eom()'s status, or
+ * the first failure (DKIM_STAT_NOSIG when a message to verify has no
+ * signature).
+ */
+DKIM_STAT rules_dkim_feed(DKIM *d, const struct message *msg);
+
+/*
+ * rules_dkim_keys_load - read and check the n keys of conf (the
+ * [dkim:NAME] sections) into *out (NULL when n is 0 too, then freed with
+ * rules_dkim_keys_free). 0, or -1 with "path: reason" in err.
+ */
+int rules_dkim_keys_load(const struct dkim_config *conf, size_t n, struct rules_dkim_keys **out,
+			 char *err, size_t errlen);
+
+/* rules_dkim_keys_free - wipe and free keys (NULL is fine). */
+void rules_dkim_keys_free(struct rules_dkim_keys *keys);
 
 #endif

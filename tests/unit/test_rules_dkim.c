@@ -23,6 +23,7 @@
 
 #include "helper_dnsmasq.h"
 #include "message.h"
+#include "config.h"
 #include "rules.h"
 
 static struct dnsmasq dns;
@@ -125,6 +126,29 @@ static int teardown(void **state)
 		close(silent_fd);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* load_keys - rules text with the signing keys conf, asking servers with
+ * timeout_ms; NULL with the reason in err. */
+static struct rules *load_keys(const char *text, const char *servers, unsigned timeout_ms,
+			       const struct dkim_config *conf, size_t nconf, char *err,
+			       size_t errlen)
+{
+	struct rules_limits limits = {.instructions = 1000000, .memory = 8 << 20};
+	struct rules_settings settings = {.hostname = "mx.example.com",
+					  .local_domains = "example.com",
+					  .dns_servers = servers,
+					  .dns_timeout_ms = timeout_ms,
+					  .dkim = conf,
+					  .ndkim = nconf};
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/main.lua", dir);
+	assert_non_null(fp = fopen(path, "w"));
+	fputs(text, fp);
+	fclose(fp);
+	return rules_load(path, &limits, &settings, err, errlen);
 }
 
 /* load - the rules above, asking servers with timeout_ms. */
@@ -360,6 +384,155 @@ static void test_unsigned(void **state)
 	rules_free(r);
 }
 
+/* The signing rules: sign with the key named by X-Key, then add a field
+ * the signature does not cover. */
+static const char sign_lua[] =
+	"return { preq = {\n"
+	"  rule \"sign\" (function(ctx)\n"
+	"    if ctx:dkim_sign(ctx:get_header('X-Key')) ~= true then error('not true') end\n"
+	"    return status.next()\n"
+	"  end),\n"
+	"  rule \"after\" (function(ctx)\n"
+	"    ctx:append_header('X-Scanned', 'after the signature')\n"
+	"    return status.next()\n"
+	"  end),\n"
+	"} }\n";
+
+/* dkim_conf - [dkim:name] for file in the test data (paths kept in bufs). */
+static void dkim_conf(struct dkim_config *c, char *path, size_t len, const char *name,
+		      const char *selector, const char *file)
+{
+	snprintf(path, len, "%s/%s", data, file);
+	memset(c, 0, sizeof(*c));
+	c->name = (char *)name;
+	c->domain = (char *)"example.test";
+	c->selector = (char *)selector;
+	c->key.path = path;
+}
+
+/* signed_by - text signed at preq with the key called key, serialized. */
+static char *signed_by(struct rules *r, const char *key)
+{
+	struct rule_ctx ctx = {.client_ip = "192.0.2.1"};
+	struct rule_verdict v;
+	char *text, *out;
+	size_t len;
+
+	assert_true(asprintf(&text, "X-Key: %s\r\n%s", key, plain) > 0);
+	assert_non_null(ctx.msg = message_parse(text, strlen(text)));
+	assert_int_equal(rules_run(r, RULE_STAGE_PREQ, &ctx, &v), RULE_NEXT);
+	assert_non_null(out = message_serialize(ctx.msg, &len));
+	rules_ctx_release(&ctx);
+	message_free(ctx.msg);
+	free(text);
+	return out;
+}
+
+/* python_verifies - whether python3-dkim's verifier accepts text, the keys
+ * given from the test data's records instead of DNS. */
+static int python_verifies(const char *text)
+{
+	char path[300], cmd[1200];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/signed.eml", dir);
+	assert_non_null(fp = fopen(path, "wb"));
+	fputs(text, fp);
+	fclose(fp);
+	snprintf(cmd, sizeof(cmd),
+		 "/usr/bin/python3 -c 'import dkim, sys\n"
+		 "keys = {b\"rsa._domainkey.example.test.\": \"rsa.txt\",\n"
+		 "        b\"ed._domainkey.example.test.\": \"ed25519.txt\"}\n"
+		 "def txt(name, timeout=5):\n"
+		 "    return open(\"%s/\" + keys[name], \"rb\").read().strip()\n"
+		 "msg = open(\"%s\", \"rb\").read()\n"
+		 "sys.exit(0 if dkim.verify(msg, dnsfunc=txt) else 1)'",
+		 data, path);
+	return system(cmd) == 0;
+}
+
+static void test_sign(void **state)
+{
+	struct dkim_config conf[2];
+	char p0[600], p1[600], err[1024], *m, *m2, *res;
+	struct rules *r, *check = load(dns.servers, 2000);
+
+	(void)state;
+	dkim_conf(&conf[0], p0, sizeof(p0), "rsa", "rsa", "rsa.pem");
+	dkim_conf(&conf[1], p1, sizeof(p1), "ed", "ed", "ed25519.pem");
+	if ((r = load_keys(sign_lua, dns.servers, 2000, conf, 2, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	/* RSA: the independent verifier and ctx:dkim() accept it */
+	m = signed_by(r, "rsa");
+	assert_true(strncmp(m, "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;", 53) == 0);
+	assert_non_null(strstr(m, "h=From:"));
+	assert_non_null(strstr(m, "X-Scanned: after the signature"));
+	assert_true(python_verifies(m));
+	res = verify(check, m);
+	assert_string_equal(res, "pass|example.test|rsa|rsa-sha256|relaxed/relaxed||");
+	free(res);
+	free(m);
+	/* Ed25519 */
+	m = signed_by(r, "ed");
+	assert_non_null(strstr(m, "a=ed25519-sha256"));
+	assert_true(python_verifies(m));
+	res = verify(check, m);
+	assert_string_equal(res, "pass|example.test|ed|ed25519-sha256|relaxed/relaxed||");
+	free(res);
+	/* From is signed once more than present: a second From, even on top
+	 * of the others (where the signed one is not looked for), breaks it */
+	assert_true(asprintf(&m2, "From: mallory@example.test\r\n%s", m) > 0);
+	res = verify(check, m2);
+	assert_string_equal(res, "fail|example.test|ed|ed25519-sha256|relaxed/relaxed||"
+				 "signature did not verify");
+	free(res);
+	free(m2);
+	free(m);
+	rules_free(r);
+	rules_free(check);
+}
+
+static void test_sign_errors(void **state)
+{
+	struct dkim_config conf;
+	char p[600], err[1024], *text;
+	struct rules *r;
+
+	(void)state;
+	/* a file that is no key, a missing file, a short RSA key */
+	dkim_conf(&conf, p, sizeof(p), "bad", "bad", "rsa.txt");
+	assert_null(load_keys(sign_lua, dns.servers, 2000, &conf, 1, err, sizeof(err)));
+	assert_non_null(strstr(err, "rsa.txt: not a PEM private key"));
+	dkim_conf(&conf, p, sizeof(p), "bad", "bad", "missing.pem");
+	assert_null(load_keys(sign_lua, dns.servers, 2000, &conf, 1, err, sizeof(err)));
+	assert_non_null(strstr(err, "missing.pem: cannot read the DKIM key"));
+	snprintf(p, sizeof(p), "%s/short.pem", dir);
+	assert_true(asprintf(&text, "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 "
+				    "-out '%s' 2>/dev/null", p) > 0);
+	assert_int_equal(system(text), 0);
+	free(text);
+	conf.key.path = p;
+	assert_null(load_keys(sign_lua, dns.servers, 2000, &conf, 1, err, sizeof(err)));
+	assert_non_null(strstr(err, "short.pem: an RSA key of 1024 bits"));
+	/* an unknown key name is a rule error */
+	dkim_conf(&conf, p, sizeof(p), "rsa", "rsa", "rsa.pem");
+	if ((r = load_keys(sign_lua, dns.servers, 2000, &conf, 1, err, sizeof(err))) == NULL)
+		fail_msg("%s", err);
+	{
+		struct rule_ctx ctx = {.client_ip = "192.0.2.1"};
+		struct rule_verdict v;
+
+		assert_true(asprintf(&text, "X-Key: other\r\n%s", plain) > 0);
+		assert_non_null(ctx.msg = message_parse(text, strlen(text)));
+		assert_int_equal(rules_run(r, RULE_STAGE_PREQ, &ctx, &v), RULE_ERROR);
+		assert_int_equal(message_header_count(ctx.msg, "DKIM-Signature"), 0);
+		rules_ctx_release(&ctx);
+		message_free(ctx.msg);
+		free(text);
+	}
+	rules_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +543,8 @@ int main(void)
 		cmocka_unit_test(test_no_key_and_timeout),
 		cmocka_unit_test(test_two_signatures),
 		cmocka_unit_test(test_unsigned),
+		cmocka_unit_test(test_sign),
+		cmocka_unit_test(test_sign_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
