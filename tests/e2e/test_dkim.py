@@ -4,8 +4,10 @@ session process at preq, the keys served by dnsmasq on loopback.
 Messages are signed by an independent signer, python3-dkim's `dkimsign`
 (Debian package python3-dkim; Ed25519 through python3-nacl), and sent with
 smtplib; a preq rule writes each signature's result into a header field of
-the queued message, read back from the spool. The keys are the unit tests'
-(tests/unit/data/dkim).
+the queued message, read back from the spool. A rule that signs at preq
+with [dkim:NAME] keys makes messages python3-dkim's verifier accepts, and
+a key file that is no key stops the daemon's configuration check. The keys
+are the unit tests' (tests/unit/data/dkim).
 """
 import os
 import re
@@ -144,3 +146,54 @@ def test_dns_timeout_is_a_temperror(module_daemons, silent):
     signed = dkimsign(MESSAGE, "rsa", "example.test", "rsa.pem")
     assert result_of(d, signed) == \
         "temperror d=example.test s=rsa a=rsa-sha256 (key lookup timed out)"
+
+
+SIGN_RULES = r'''
+return {
+  preq = {
+    rule "sign" (function(ctx)
+      ctx:dkim_sign(ctx:get_header("X-Key"))
+      ctx:append_header("X-After", "added after the signature")
+      return status.next()
+    end),
+  },
+}
+'''
+
+
+def dkim_settings(name, selector, key):
+    return {f"dkim:{name}": {"domain": "example.test", "selector": selector,
+                             "key": os.path.join(KEYS, key)}}
+
+
+def python_verifies(content):
+    """python3-dkim's verifier, the keys read from the test data."""
+    import dkim
+    keys = {b"rsa._domainkey.example.test.": "rsa.txt",
+            b"ed._domainkey.example.test.": "ed25519.txt"}
+
+    def txt(name, timeout=5):
+        with open(os.path.join(KEYS, keys[name]), "rb") as f:
+            return f.read().strip()
+    return dkim.verify(content, dnsfunc=txt)
+
+
+def test_signed_in_the_session_verifies(module_daemons):
+    settings = dkim_settings("rsa", "rsa", "rsa.pem")
+    settings.update(dkim_settings("ed", "ed", "ed25519.pem"))
+    d = module_daemons(settings, rules=SIGN_RULES, label="-dkim-sign")
+    for key in ("rsa", "ed"):
+        qid = send(d, ("X-Key: " + key + "\r\n" + MESSAGE).encode())
+        content, _ = d.message(qid)
+        # on top of the message, above the server's own Received:
+        assert content.startswith(b"DKIM-Signature: v=1; a=")
+        assert b"\r\nX-After: added after the signature\r\n" in content
+        assert python_verifies(content), content
+
+
+def test_bad_key_is_refused_at_start(module_daemons):
+    d = module_daemons(dkim_settings("bad", "rsa", "rsa.txt"), rules=SIGN_RULES,
+                       label="-dkim-badkey", start=False)
+    out = subprocess.run([d.binary, "-t", "-c", d.conf_path], capture_output=True, timeout=30)
+    assert out.returncode != 0
+    assert b"rsa.txt: not a PEM private key" in out.stderr + out.stdout
