@@ -21,6 +21,7 @@
 #define CONFIG_MAX_LISTENERS 16
 #define CONFIG_MAX_ADDRESSES 16
 #define CONFIG_MAX_SNI 64
+#define CONFIG_MAX_DKIM 64
 
 
 
@@ -89,6 +90,14 @@ struct sni_config {
 	struct config_file certificate, key;
 };
 
+/* [dkim:NAME]: a DKIM signing key, used by the rules' ctx:dkim_sign("NAME"). */
+struct dkim_config {
+	char *name;     /* 1 to 32 of a-z, 0-9, _ and - */
+	char *domain;   /* d= */
+	char *selector; /* s= */
+	struct config_file key; /* a PEM private key: RSA of 2048 bits or more, or Ed25519 */
+};
+
 struct config {
 	char *path; /* the file this was read from, made absolute */
 
@@ -155,6 +164,10 @@ struct config {
 	unsigned tls_handshake_timeout;     /* seconds */
 	struct sni_config sni[CONFIG_MAX_SNI];
 	size_t nsni;
+
+	/* [dkim:NAME] */
+	struct dkim_config dkim[CONFIG_MAX_DKIM];
+	size_t ndkim;
 
 	/* [auth] */
 	char *auth_mechanisms;        /* uppercased, separated by single spaces */

@@ -170,6 +170,7 @@ struct rule_ctx {
 	void *tx_vars;              /* the transaction's */
 	struct rule_hold hold;      /* ctx:hold() before MAIL: every message of the connection */
 	struct rule_hold tx_hold;   /* ctx:hold() from MAIL on: this message */
+	void *dkim;                 /* ctx:dkim()'s results for this message, engine-owned */
 };
 
 struct rules;
@@ -182,6 +183,7 @@ struct rules_limits {
 };
 
 struct config;
+struct dkim_config;
 /* rules_limits_of - the limits a configuration sets for its rules. */
 struct rules_limits rules_limits_of(const struct config *cfg);
 
@@ -221,6 +223,8 @@ struct rules_settings {
 	int allow_routing_local_parts; /* [rules] allow_routing_local_parts */
 	const char *dns_servers;      /* for `dns`: NULL or "" for the system's resolvers */
 	unsigned dns_timeout_ms;      /* per dns.* call; 0 for the default (5 s) */
+	const struct dkim_config *dkim; /* [dkim:NAME] signing keys, read when the rules load */
+	size_t ndkim;
 };
 
 /*

@@ -35,7 +35,7 @@ static const char *const section_names[SEC_COUNT] = {
     [SEC_SERVER] = "server",     [SEC_LISTENER] = "listener", [SEC_LIMITS] = "limits",
     [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",         [SEC_RULES] = "rules",
     [SEC_TLS] = "tls",           [SEC_SNI] = "sni",           [SEC_AUTH] = "auth",
-    [SEC_DELIVERY] = "delivery",
+    [SEC_DELIVERY] = "delivery", [SEC_DKIM] = "dkim",
 };
 
 /* config_where - the "file:line" or "command line" that a message starts with. */
@@ -248,6 +248,37 @@ static int enter_sni(struct loader *ld, const char *name, int line)
 	return 0;
 }
 
+/* enter_dkim - make [dkim:NAME] the current section, adding it when new. */
+static int enter_dkim(struct loader *ld, const char *name, int line)
+{
+	struct config *cfg = ld->cfg;
+	char shown_name[72];
+	size_t i;
+
+	if (!valid_listener_name(name))
+		return config_fail(ld, "[dkim:%s]: a key name is 1 to %d characters of a-z, 0-9, _ and -",
+		                   config_shown(name, shown_name), LISTENER_NAME_MAX);
+	for (i = 0; i < cfg->ndkim; i++)
+		if (strcmp(cfg->dkim[i].name, name) == 0)
+			break;
+	if (i < cfg->ndkim && !ld->cmdline)
+		return config_fail(ld, "duplicate section [dkim:%s], first on line %d", name,
+		                   ld->dkim_line[i]);
+	if (i == cfg->ndkim) {
+		if (cfg->ndkim == CONFIG_MAX_DKIM)
+			return config_fail(ld, "[dkim:%s] is one too many (at most %d)", name,
+			                   CONFIG_MAX_DKIM);
+		if ((cfg->dkim[i].name = strdup(name)) == NULL)
+			return config_no_memory(ld);
+		ld->dkim_line[i] = line;
+		cfg->ndkim++;
+	}
+	ld->section = SEC_DKIM;
+	ld->dkim = i;
+	snprintf(ld->label, sizeof(ld->label), "[dkim:%s]", name);
+	return 0;
+}
+
 /* enter_section - make name ("server", "listener:smtp") the current section. */
 static int enter_section(struct loader *ld, const char *name)
 {
@@ -279,8 +310,10 @@ static int enter_section(struct loader *ld, const char *name)
 	}
 	if (strncmp(name, "sni:", 4) == 0)
 		return enter_sni(ld, name + 4, line);
+	if (strncmp(name, "dkim:", 5) == 0)
+		return enter_dkim(ld, name + 5, line);
 	for (s = SEC_SERVER; s < SEC_COUNT; s++)
-		if (s != SEC_LISTENER && s != SEC_SNI && strcmp(name, section_names[s]) == 0)
+		if (s != SEC_LISTENER && s != SEC_SNI && s != SEC_DKIM && strcmp(name, section_names[s]) == 0)
 			break;
 	if (s == SEC_COUNT) {
 		if (strcmp(name, "listener") == 0)
@@ -289,6 +322,8 @@ static int enter_section(struct loader *ld, const char *name)
 		if (strcmp(name, "sni") == 0)
 			return config_fail(
 			    ld, "section [sni] needs a host name, as in [sni:mail.example.org]");
+		if (strcmp(name, "dkim") == 0)
+			return config_fail(ld, "section [dkim] needs a key name, as in [dkim:main]");
 		return config_fail(ld, "unknown section [%s]", config_shown(name, shown_name));
 	}
 	if (!ld->cmdline) {
@@ -332,6 +367,8 @@ static int set_key(struct loader *ld, const char *key, const char *value)
 		}
 	} else if (def->section == SEC_SNI) {
 		base = (char *)&ld->cfg->sni[ld->sni];
+	} else if (def->section == SEC_DKIM) {
+		base = (char *)&ld->cfg->dkim[ld->dkim];
 	} else {
 		base = (char *)ld->cfg;
 	}
@@ -659,6 +696,13 @@ void config_free(struct config *cfg)
 	free(cfg->tls_ciphers.where);
 	free(cfg->tls_ciphersuites.value);
 	free(cfg->tls_ciphersuites.where);
+	for (i = 0; i < cfg->ndkim; i++) {
+		free(cfg->dkim[i].name);
+		free(cfg->dkim[i].domain);
+		free(cfg->dkim[i].selector);
+		free(cfg->dkim[i].key.path);
+		free(cfg->dkim[i].key.where);
+	}
 	for (i = 0; i < cfg->nsni; i++) {
 		free(cfg->sni[i].name);
 		free(cfg->sni[i].certificate.path);

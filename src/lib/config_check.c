@@ -63,6 +63,7 @@ static int set_line(const struct loader *ld, enum section section, const char *k
 	size_t k = (size_t)(def - config_keys);
 	int line = section == SEC_LISTENER ? ld->listener_key_lines[i][k]
 	           : section == SEC_SNI    ? ld->sni_key_lines[i][k]
+	           : section == SEC_DKIM   ? ld->dkim_key_lines[i][k]
 	                                   : ld->key_lines[k];
 
 	return line != 0 ? line : fallback;
@@ -103,6 +104,21 @@ static int finish_listener_tls(struct loader *ld, size_t i)
 		    "[listener:%s] kind %s needs a certificate: set [tls] certificate "
 		    "(or tls = none for a submission listener without TLS)",
 		    l->name, l->kind);
+	}
+	return 0;
+}
+
+/* finish_dkim - every [dkim:NAME] has its domain, selector and key. */
+static int finish_dkim(struct loader *ld)
+{
+	const struct dkim_config *d;
+	size_t i;
+
+	for (i = 0; i < ld->cfg->ndkim; i++) {
+		d = &ld->cfg->dkim[i];
+		if (d->domain == NULL || d->selector == NULL || d->key.path == NULL)
+			return config_fail_at(ld, ld->dkim_line[i],
+			                      "[dkim:%s] needs domain, selector and key", d->name);
 	}
 	return 0;
 }
@@ -177,7 +193,7 @@ int config_finish(struct loader *ld)
 			return config_fail_at(ld, ld->listener_line[i],
 			                      "[listener:%s] has no address",
 			                      cfg->listeners[i].name);
-	if (check_addresses_unique(ld) < 0 || finish_tls_auth(ld) < 0)
+	if (check_addresses_unique(ld) < 0 || finish_tls_auth(ld) < 0 || finish_dkim(ld) < 0)
 		return -1;
 	if (cfg->hard_error_limit <= cfg->soft_error_limit) {
 		int hline = ld->key_lines[hard - config_keys],

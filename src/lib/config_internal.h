@@ -35,6 +35,7 @@ enum section {
 	SEC_RULES,
 	SEC_TLS,
 	SEC_SNI,
+	SEC_DKIM,
 	SEC_AUTH,
 	SEC_DELIVERY,
 	SEC_COUNT,
@@ -93,14 +94,17 @@ struct loader {
 	enum section section;
 	size_t listener;               /* the current [listener:NAME], an index */
 	size_t sni;                    /* the current [sni:NAME], an index */
+	size_t dkim;                   /* the current [dkim:NAME], an index */
 	char label[SNI_NAME_MAX + 16]; /* "[server]", "[listener:smtp]" */
 	int section_line[SEC_COUNT];
 	int listener_line[CONFIG_MAX_LISTENERS];
 	int sni_line[CONFIG_MAX_SNI];
+	int dkim_line[CONFIG_MAX_DKIM];
 	bool addresses_overridden[CONFIG_MAX_LISTENERS];
 	int key_lines[CONFIG_KEYS_MAX]; /* where each key of config_keys[] was set */
 	int listener_key_lines[CONFIG_MAX_LISTENERS][CONFIG_KEYS_MAX]; /* the same, per listener */
 	int sni_key_lines[CONFIG_MAX_SNI][CONFIG_KEYS_MAX];            /* and per [sni:NAME] */
+	int dkim_key_lines[CONFIG_MAX_DKIM][CONFIG_KEYS_MAX];          /* and per [dkim:NAME] */
 	char msg[1024];
 };
 

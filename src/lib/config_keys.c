@@ -165,6 +165,7 @@ _Static_assert(sizeof(enum client_tls) == sizeof(int), "enum client_tls is not i
 #define CFG(f) offsetof(struct config, f)
 #define LST(f) offsetof(struct listener_config, f)
 #define SNI(f) offsetof(struct sni_config, f)
+#define DKM(f) offsetof(struct dkim_config, f)
 
 /*
  * Every key: its section, name, parser and field, then on the second line the
@@ -275,6 +276,12 @@ const struct key_def config_keys[] = {
 	{SEC_SNI,      "certificate",         parse_located_file, SNI(certificate),
 	                                      0,   0,                      NULL,        false},
 	{SEC_SNI,      "key",                 parse_located_file, SNI(key),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DKIM,     "domain",              parse_hostname,  DKM(domain),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DKIM,     "selector",            parse_hostname,  DKM(selector),
+	                                      0,   0,                      NULL,        false},
+	{SEC_DKIM,     "key",                 parse_located_file, DKM(key),
 	                                      0,   0,                      NULL,        false},
 	{SEC_AUTH,     "mechanisms",          parse_mechanisms, CFG(auth_mechanisms),
 	                                      0,   0,                      NULL,        false},
@@ -818,5 +825,7 @@ int *config_key_line(struct loader *ld, const struct key_def *def)
 		return &ld->listener_key_lines[ld->listener][k];
 	if (def->section == SEC_SNI)
 		return &ld->sni_key_lines[ld->sni][k];
+	if (def->section == SEC_DKIM)
+		return &ld->dkim_key_lines[ld->dkim][k];
 	return &ld->key_lines[k];
 }

@@ -29,6 +29,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "rules_dkim.h"
 #include "rules_dns.h"
 #include "rules_internal.h"
 
@@ -384,6 +385,9 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	rules_open_sandbox(L, settings);
 	if (rules_dns_open(L, settings->dns_servers, settings->dns_timeout_ms, err, errlen) < 0)
 		return -1;
+	if ((r->dkim = rules_dkim_open(err, errlen)) == NULL ||
+	    rules_dkim_keys_load(settings->dkim, settings->ndkim, &r->dkim_keys, err, errlen) < 0)
+		return -1;
 	lua_pushcfunction(L, rules_open_config);
 	lua_pushlightuserdata(L, (void *)settings);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -479,7 +483,9 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 					  .trusted_networks = cfg->trusted_networks,
 					  .allow_routing_local_parts = cfg->allow_routing_local_parts,
 					  .dns_servers = cfg->rules_dns_servers,
-					  .dns_timeout_ms = cfg->rules_dns_timeout_ms};
+					  .dns_timeout_ms = cfg->rules_dns_timeout_ms,
+					  .dkim = cfg->dkim,
+					  .ndkim = cfg->ndkim};
 
 	return rules_load(cfg->rules_file, &limits, &settings, err, errlen);
 }
@@ -491,6 +497,8 @@ void rules_free(struct rules *r)
 		return;
 	if (r->L != NULL)
 		lua_close(r->L);
+	rules_dkim_close(r->dkim);
+	rules_dkim_keys_free(r->dkim_keys);
 	free(r->path);
 	free(r);
 }

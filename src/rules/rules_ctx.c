@@ -21,6 +21,7 @@
 #include <lauxlib.h>
 
 #include "rule_objects.h"
+#include "rules_dkim.h"
 #include "rules_internal.h"
 #include "smtp_parse.h"
 #include "spool.h"
@@ -496,9 +497,10 @@ char *rules_tx_vars(const struct rule_ctx *ctx)
 	return text;
 }
 
-/* rules_tx_end - drop the transaction's variables and hold. */
+/* rules_tx_end - drop the transaction's variables, hold and DKIM results. */
 void rules_tx_end(struct rule_ctx *ctx)
 {
+	rules_dkim_forget(ctx);
 	cJSON_Delete(ctx->tx_vars);
 	ctx->tx_vars = NULL;
 	memset(&ctx->tx_hold, 0, sizeof(ctx->tx_hold));
@@ -671,6 +673,8 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, methods, 0);
 	luaL_setfuncs(L, ctx_edit_methods, 0);
 	luaL_setfuncs(L, ctx_route_methods, 0);
+	luaL_setfuncs(L, ctx_dkim_methods, 0);
+	luaL_setfuncs(L, ctx_dkim_sign_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 

@@ -42,6 +42,8 @@ struct rules {
 	void *trace_arg;
 	struct rule_ctx *current; /* the context of the stage running, NULL between */
 	unsigned mails_sent;      /* send_mail() calls in the stage running */
+	void *dkim;               /* OpenDKIM's library handle (rules_dkim.c) */
+	struct rules_dkim_keys *dkim_keys; /* [dkim:NAME] signing keys (rules_dkim_sign.c) */
 };
 
 #define RULES_STATUS_MT "vsmtpd.status"
@@ -179,6 +181,10 @@ extern const luaL_Reg ctx_edit_methods[];
 
 /* The ctx methods choosing each recipient's transport (rules_ctx_route.c). */
 extern const luaL_Reg ctx_route_methods[];
+
+/* The ctx methods of DKIM (rules_dkim.c, rules_dkim_sign.c). */
+extern const luaL_Reg ctx_dkim_methods[];
+extern const luaL_Reg ctx_dkim_sign_methods[];
 
 /* rules_status_push_quarantine - push status.quarantine(name); raises on a
  * bad name. Shared by status.quarantine and ctx:quarantine. */

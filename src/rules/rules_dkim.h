@@ -1,0 +1,51 @@
+/*
+ * rules_dkim.h - DKIM in the rules (rules_dkim.c, rules_dkim_sign.c): the
+ * OpenDKIM library handle of a ruleset, with every resolver hook going
+ * through the rules' c-ares channel, and the results of ctx:dkim() kept
+ * with the transaction.
+ */
+#ifndef VSMTPD_RULES_DKIM_H
+#define VSMTPD_RULES_DKIM_H
+
+#include <stddef.h>
+
+#include <opendkim/dkim.h>
+
+struct rule_ctx;
+struct message;
+struct dkim_config;
+struct rules_dkim_keys;
+
+/*
+ * rules_dkim_open - a library handle for one ruleset, made where files can
+ * still be read (the library's initialization reads the system resolver's
+ * configuration, which is then never used). NULL with the reason in err.
+ */
+void *rules_dkim_open(char *err, size_t errlen);
+
+/* rules_dkim_close - free a handle from rules_dkim_open (NULL is fine). */
+void rules_dkim_close(void *lib);
+
+/* rules_dkim_forget - free the transaction's ctx:dkim() results. */
+void rules_dkim_forget(struct rule_ctx *ctx);
+
+/*
+ * rules_dkim_feed - the header fields and body of msg into a signing or
+ * verifying handle, then the end of the message: dkim_eom()'s status, or
+ * the first failure (DKIM_STAT_NOSIG when a message to verify has no
+ * signature).
+ */
+DKIM_STAT rules_dkim_feed(DKIM *d, const struct message *msg);
+
+/*
+ * rules_dkim_keys_load - read and check the n keys of conf (the
+ * [dkim:NAME] sections) into *out (NULL when n is 0 too, then freed with
+ * rules_dkim_keys_free). 0, or -1 with "path: reason" in err.
+ */
+int rules_dkim_keys_load(const struct dkim_config *conf, size_t n, struct rules_dkim_keys **out,
+			 char *err, size_t errlen);
+
+/* rules_dkim_keys_free - wipe and free keys (NULL is fine). */
+void rules_dkim_keys_free(struct rules_dkim_keys *keys);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * rules_dkim_sign.c - DKIM signing keys of a ruleset and ctx:dkim_sign().
+ *
+ * The keys are the [dkim:NAME] sections of the configuration. Their files
+ * are read when the rules are loaded, in the master, as the TLS keys are:
+ * a session process has no path to them, only the copy in memory it
+ * inherits. Each key is checked then with OpenSSL (an RSA key of at least
+ * 2048 bits, RFC 8301, or an Ed25519 key, RFC 8463); a file that cannot
+ * be read or holds anything else stops the load with a message naming the
+ * file. The PEM text is kept (OpenDKIM's dkim_sign() takes it as it is)
+ * and wiped when the ruleset is freed.
+ *
+ * ctx:dkim_sign(name) signs the message as it is at that moment with
+ * relaxed/relaxed canonicalization, over the header fields RFC 6376 5.4
+ * recommends (the list is the library's option, set in rules_dkim.c, From
+ * signed once more than present so that none can be added), and puts the
+ * DKIM-Signature field on top of the message. The field is asked of the
+ * library unwrapped and folded by the message library: with relaxed
+ * header canonicalization the folding is not part of what is signed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <opendkim/dkim.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "config.h"
+#include "rules_dkim.h"
+#include "rules_internal.h"
+
+#define DKIM_KEY_FILE_MAX (64u << 10)
+#define DKIM_RSA_BITS_MIN 2048
+
+/* One signing key. */
+struct dkim_key {
+	char *name, *domain, *selector;
+	char *pem; /* NUL-terminated */
+	size_t pem_len;
+	dkim_alg_t alg;
+};
+
+/* The keys of a ruleset. */
+struct rules_dkim_keys {
+	size_t n;
+	struct dkim_key key[];
+};
+
+/* dkim_read_pem - the file at path, NUL-terminated; NULL with err. */
+static char *dkim_read_pem(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (fp == NULL) {
+		snprintf(err, errlen, "%s: cannot read the DKIM key: %m", path);
+		return NULL;
+	}
+	if ((buf = malloc(DKIM_KEY_FILE_MAX + 1)) == NULL) {
+		fclose(fp);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	n = fread(buf, 1, DKIM_KEY_FILE_MAX + 1, fp);
+	fclose(fp);
+	if (n == 0 || n > DKIM_KEY_FILE_MAX) {
+		OPENSSL_cleanse(buf, n > DKIM_KEY_FILE_MAX ? DKIM_KEY_FILE_MAX : n);
+		free(buf);
+		snprintf(err, errlen, "%s: %s", path,
+			 n == 0 ? "the DKIM key file is empty" : "too big for a DKIM key");
+		return NULL;
+	}
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* dkim_key_alg - the signing algorithm of the PEM key, after checking it;
+ * DKIM_SIGN_UNKNOWN with err. */
+static dkim_alg_t dkim_key_alg(const char *path, const char *pem, size_t len, char *err,
+			       size_t errlen)
+{
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	dkim_alg_t alg = DKIM_SIGN_UNKNOWN;
+
+	BIO_free(bio);
+	if (pkey == NULL)
+		snprintf(err, errlen, "%s: not a PEM private key (an RSA or Ed25519 key, unencrypted)",
+			 path);
+	else if (EVP_PKEY_get_id(pkey) == EVP_PKEY_ED25519)
+		alg = DKIM_SIGN_ED25519SHA256;
+	else if (EVP_PKEY_get_id(pkey) != EVP_PKEY_RSA)
+		snprintf(err, errlen, "%s: a DKIM key is RSA or Ed25519, not %s", path,
+			 OBJ_nid2sn(EVP_PKEY_get_id(pkey)));
+	else if (EVP_PKEY_get_bits(pkey) < DKIM_RSA_BITS_MIN)
+		snprintf(err, errlen, "%s: an RSA key of %d bits; DKIM needs %d or more (RFC 8301)",
+			 path, EVP_PKEY_get_bits(pkey), DKIM_RSA_BITS_MIN);
+	else
+		alg = DKIM_SIGN_RSASHA256;
+	EVP_PKEY_free(pkey);
+	return alg;
+}
+
+/* rules_dkim_keys_free - see rules_dkim.h. */
+void rules_dkim_keys_free(struct rules_dkim_keys *keys)
+{
+	size_t i;
+
+	if (keys == NULL)
+		return;
+	for (i = 0; i < keys->n; i++) {
+		free(keys->key[i].name);
+		free(keys->key[i].domain);
+		free(keys->key[i].selector);
+		if (keys->key[i].pem != NULL)
+			OPENSSL_cleanse(keys->key[i].pem, keys->key[i].pem_len);
+		free(keys->key[i].pem);
+	}
+	free(keys);
+}
+
+/* rules_dkim_keys_load - see rules_dkim.h. */
+int rules_dkim_keys_load(const struct dkim_config *conf, size_t n, struct rules_dkim_keys **out,
+			 char *err, size_t errlen)
+{
+	struct rules_dkim_keys *keys = calloc(1, sizeof(*keys) + n * sizeof(keys->key[0]));
+	struct dkim_key *k;
+	size_t i;
+
+	*out = NULL;
+	if (keys == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		k = &keys->key[i];
+		keys->n = i + 1;
+		if ((k->pem = dkim_read_pem(conf[i].key.path, &k->pem_len, err, errlen)) == NULL ||
+		    (k->alg = dkim_key_alg(conf[i].key.path, k->pem, k->pem_len, err, errlen)) ==
+			DKIM_SIGN_UNKNOWN) {
+			rules_dkim_keys_free(keys);
+			return -1;
+		}
+		k->name = strdup(conf[i].name);
+		k->domain = strdup(conf[i].domain);
+		k->selector = strdup(conf[i].selector);
+		if (k->name == NULL || k->domain == NULL || k->selector == NULL) {
+			snprintf(err, errlen, "out of memory");
+			rules_dkim_keys_free(keys);
+			return -1;
+		}
+	}
+	*out = keys;
+	return 0;
+}
+
+/* dkim_find_key - the key called name, or NULL. */
+static const struct dkim_key *dkim_find_key(const struct rules_dkim_keys *keys, const char *name)
+{
+	size_t i;
+
+	for (i = 0; keys != NULL && i < keys->n; i++)
+		if (strcmp(keys->key[i].name, name) == 0)
+			return &keys->key[i];
+	return NULL;
+}
+
+/* dkim_sign_message - the DKIM-Signature value for msg signed with k, in
+ * a malloc'ed string; NULL with err. */
+static char *dkim_sign_message(DKIM_LIB *lib, const struct dkim_key *k,
+			       const struct message *msg, char *err, size_t errlen)
+{
+	DKIM_STAT st;
+	DKIM *d = dkim_sign(lib, (const unsigned char *)"rules", NULL, (dkim_sigkey_t)k->pem,
+			    (const unsigned char *)k->selector, (const unsigned char *)k->domain,
+			    DKIM_CANON_RELAXED, DKIM_CANON_RELAXED, k->alg, -1, &st);
+	unsigned char *hdr = NULL;
+	size_t len = 0;
+	char *value = NULL;
+
+	if (d == NULL) {
+		snprintf(err, errlen, "%s", dkim_getresultstr(st));
+		return NULL;
+	}
+	st = dkim_set_margin(d, 0);
+	if (st == DKIM_STAT_OK)
+		st = rules_dkim_feed(d, msg);
+	if (st == DKIM_STAT_OK)
+		st = dkim_getsighdr_d(d, strlen(DKIM_SIGNHEADER) + 2, &hdr, &len);
+	if (st != DKIM_STAT_OK)
+		snprintf(err, errlen, "%s", dkim_geterror(d) ? dkim_geterror(d)
+							       : dkim_getresultstr(st));
+	else if ((value = strndup((const char *)hdr, len)) == NULL)
+		snprintf(err, errlen, "out of memory");
+	dkim_free(d);
+	return value;
+}
+
+/* lua_ctx_dkim_sign - ctx:dkim_sign(name): sign with the key [dkim:name]. */
+static int lua_ctx_dkim_sign(lua_State *L)
+{
+	struct rule_ctx *ctx = ctx_check(L, NULL);
+	struct message *msg = ctx_need_msg(L, ctx, "dkim_sign");
+	const char *name = luaL_checkstring(L, 2);
+	struct rules *r = rules_from_state(L);
+	const struct dkim_key *k = dkim_find_key(r->dkim_keys, name);
+	char err[256] = "", *value;
+	int rc;
+
+	if (k == NULL)
+		return luaL_error(L, "dkim_sign: no key \"%s\" (a [dkim:%s] section of the "
+				     "configuration)",
+				  name, name);
+	if ((value = dkim_sign_message(r->dkim, k, msg, err, sizeof(err))) == NULL)
+		return luaL_error(L, "dkim_sign(\"%s\"): %s", name, err);
+	rc = message_header_prepend(msg, DKIM_SIGNHEADER, value);
+	free(value);
+	if (rc < 0)
+		return luaL_error(L, "dkim_sign(\"%s\"): the signature cannot be added", name);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* The ctx method of DKIM signing (rules_ctx_open adds it). */
+const luaL_Reg ctx_dkim_sign_methods[] = {
+    {"dkim_sign", lua_ctx_dkim_sign},
+    {NULL, NULL},
+};
