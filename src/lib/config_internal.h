@@ -137,4 +137,53 @@ const char *config_check_mechanism_word(const char *word);
 /* config_check.c: the checks that span keys, and the computed defaults. */
 int config_finish(struct loader *ld);
 
+/* config_key_text.c: the parsers of the key table for files, text and lists. */
+
+/* parse_hostname - [server] hostname: a domain name. */
+int parse_hostname(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_file - a file; relative to the configuration file's folder, or on
+ * the command line to the working directory. */
+int parse_file(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_located_file - a file (as parse_file) and where it was set. */
+int parse_located_file(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_socket - a unix socket path, which must fit a sockaddr_un. */
+int parse_socket(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/*
+ * parse_path_template - an absolute path in which %d stands for the
+ * recipient's domain, %u for its local part and %% for a '%'; %u must be
+ * there, or every recipient would share one mailbox.
+ */
+int parse_path_template(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_target - where a client connects: see config_target_split. */
+int parse_target(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_optional_file - a file (as parse_file), or empty for none. */
+int parse_optional_file(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_optional_hostname - a domain name, or empty for the default. */
+int parse_optional_hostname(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_text - free text, possibly empty; printable ASCII only. */
+int parse_text(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_located_text - free text (as parse_text) and where it was set. */
+int parse_located_text(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_domains - [rules] local_domains. */
+int parse_domains(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_networks - [rules] trusted_networks. */
+int parse_networks(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_mechanisms - [auth] mechanisms, uppercased, with where they were set. */
+int parse_mechanisms(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
+/* parse_dns_servers - [rules] dns_servers: addresses, each with an optional port. */
+int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
 #endif
