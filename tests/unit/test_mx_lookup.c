@@ -2,8 +2,7 @@
  * test_mx_lookup.c - MX and address lookups for delivery, against a real
  * DNS server: Debian's dnsmasq (package dnsmasq-base), run by this test on
  * a free loopback port as an authoritative-only server for the names under
- * "test" (NXDOMAIN for the others there, REFUSED for every other name, as
- * it has no upstream). A UDP socket that never answers stands for a server
+ * "test" (dnsmasq_helper.c). A UDP socket that never answers stands for a server
  * that times out.
  */
 #include <setjmp.h>
@@ -29,9 +28,10 @@
 
 #include <event2/event.h>
 
+#include "dnsmasq_helper.h"
 #include "mx_lookup.h"
 
-#define WAIT_MS 10000 /* the longest any wait here may take */
+#define WAIT_MS DNSMASQ_WAIT_MS /* the longest any wait here may take */
 
 /* The zone: dnsmasq options without their leading "--". */
 static const char *const zone[] = {
@@ -69,8 +69,6 @@ static const char *const zone[] = {
 
 #define ZONE_SIZE (sizeof(zone) / sizeof(zone[0]))
 
-static char zone_args[ZONE_SIZE][128]; /* the same as options */
-
 struct dns_state {
 	pid_t pid;
 	unsigned port;
@@ -81,145 +79,14 @@ static struct dns_state dns;
 
 /* ---- dnsmasq ------------------------------------------------------------ */
 
-/* now_ms - a monotonic clock. */
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* free_port - a loopback port free right now for both UDP and TCP. */
-static unsigned free_port(void)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	unsigned port = 0;
-	int u, t;
-
-	u = socket(AF_INET, SOCK_DGRAM, 0);
-	t = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (u >= 0 && t >= 0 && bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(u, (struct sockaddr *)&sa, &len) == 0 &&
-	    bind(t, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		port = ntohs(sa.sin_port);
-	close(u);
-	close(t);
-	return port;
-}
-
-/* dns_answers - whether a server answers a query on 127.0.0.1:port within ms. */
-static int dns_answers(unsigned port, int ms)
-{
-	static const unsigned char query[] = {
-		0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
-		5, 'r', 'e', 'a', 'd', 'y', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
-	struct sockaddr_in sa;
-	unsigned char buf[512];
-	struct pollfd p;
-	int fd, ok = 0;
-
-	if ((fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)
-		return 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (sendto(fd, query, sizeof(query), 0, (struct sockaddr *)&sa, sizeof(sa)) ==
-	    (ssize_t)sizeof(query)) {
-		p.fd = fd;
-		p.events = POLLIN;
-		ok = poll(&p, 1, ms) == 1 && recv(fd, buf, sizeof(buf), 0) >= 12;
-	}
-	close(fd);
-	return ok;
-}
-
-/* dnsmasq_spawn - start dnsmasq on port; its pid, or -1. */
-static pid_t dnsmasq_spawn(const char *binary, unsigned port)
-{
-	char *argv[64], portarg[32];
-	size_t n = 0, i;
-	pid_t pid;
-	int fd;
-
-	snprintf(portarg, sizeof(portarg), "--port=%u", port);
-	argv[n++] = (char *)binary;
-	argv[n++] = (char *)"--keep-in-foreground";
-	argv[n++] = (char *)"--no-resolv";
-	argv[n++] = (char *)"--no-hosts";
-	argv[n++] = (char *)"--bind-interfaces";
-	argv[n++] = (char *)"--listen-address=127.0.0.1";
-	argv[n++] = portarg;
-	argv[n++] = (char *)"--conf-file=/dev/null";
-	argv[n++] = (char *)"--pid-file=";
-	argv[n++] = (char *)"--cache-size=0";
-	argv[n++] = (char *)"--local=/test/";
-	for (i = 0; i < ZONE_SIZE && n + 2 < sizeof(argv) / sizeof(argv[0]); i++) {
-		snprintf(zone_args[i], sizeof(zone_args[i]), "--%s", zone[i]);
-		argv[n++] = zone_args[i];
-	}
-	argv[n] = NULL;
-	if ((pid = fork()) != 0)
-		return pid;
-	setsid();
-	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
-		dup2(fd, 0);
-		dup2(fd, 1);
-		dup2(fd, 2);
-	}
-	execv(binary, argv);
-	_exit(127);
-}
-
-/* dnsmasq_stop - SIGTERM, then SIGKILL if it lingers. */
-static void dnsmasq_stop(pid_t pid)
-{
-	long long deadline = now_ms() + 5000;
-	int status;
-
-	kill(pid, SIGTERM);
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return;
-		}
-		usleep(10000);
-	}
-}
-
-/* start_dns - dnsmasq on a free port, answering; retried when the port
- * was taken in between. */
+/* start_dns - dnsmasq on a free port, answering. */
 static int start_dns(void **state)
 {
-	const char *binary = access("/usr/sbin/dnsmasq", X_OK) == 0 ? "/usr/sbin/dnsmasq"
-								      : "/sbin/dnsmasq";
-	long long deadline;
-	int attempt, status;
-
-	if (access(binary, X_OK) != 0) {
-		fprintf(stderr, "dnsmasq is not installed (Debian package dnsmasq-base)\n");
+	(void)state;
+	if ((dns.pid = dnsmasq_start(zone, ZONE_SIZE, NULL, &dns.port)) < 0)
 		return -1;
-	}
-	for (attempt = 0; attempt < 3; attempt++) {
-		if ((dns.port = free_port()) == 0 || (dns.pid = dnsmasq_spawn(binary, dns.port)) < 0)
-			continue;
-		deadline = now_ms() + WAIT_MS;
-		while (now_ms() < deadline && waitpid(dns.pid, &status, WNOHANG) == 0) {
-			if (dns_answers(dns.port, 100)) {
-				snprintf(dns.servers, sizeof(dns.servers), "127.0.0.1:%u", dns.port);
-				return 0;
-			}
-		}
-		dnsmasq_stop(dns.pid);
-	}
-	fprintf(stderr, "dnsmasq did not start\n");
-	return -1;
+	snprintf(dns.servers, sizeof(dns.servers), "127.0.0.1:%u", dns.port);
+	return 0;
 }
 
 static int stop_dns(void **state)
@@ -251,10 +118,10 @@ static void on_result(void *arg, const struct mx_result *res)
 /* run_until - run base until o has its result, within WAIT_MS. */
 static void run_until(struct event_base *base, struct outcome *o)
 {
-	long long deadline = now_ms() + WAIT_MS;
+	long long deadline = dnsmasq_now_ms() + WAIT_MS;
 	struct timeval tick = {0, 50000};
 
-	while (o->calls == 0 && now_ms() < deadline) {
+	while (o->calls == 0 && dnsmasq_now_ms() < deadline) {
 		event_base_loopexit(base, &tick);
 		event_base_dispatch(base);
 	}
@@ -473,16 +340,16 @@ static void test_timeout(void **state)
 	int fd = silent_socket(&port);
 
 	snprintf(servers, sizeof(servers), "127.0.0.1:%u", port);
-	t0 = now_ms();
+	t0 = dnsmasq_now_ms();
 	lookup(servers, 500, 0, "slow.test", &o);
-	took = now_ms() - t0;
+	took = dnsmasq_now_ms() - t0;
 	assert_int_equal(o.res.status, MX_TEMPFAIL);
 	assert_string_equal(o.res.reason, "slow.test: DNS lookup timed out");
 	assert_true(took >= 400);
 	assert_true(took < 2000);
-	t0 = now_ms();
+	t0 = dnsmasq_now_ms();
 	lookup(servers, 500, 1, "relay.test", &o);
-	took = now_ms() - t0;
+	took = dnsmasq_now_ms() - t0;
 	assert_int_equal(o.res.status, MX_TEMPFAIL);
 	assert_string_equal(o.res.reason, "relay.test: DNS lookup timed out");
 	assert_true(took < 2000);
@@ -600,7 +467,7 @@ static void test_free_from_callback_after_deadline(void **state)
 	char servers[64], err[256];
 	unsigned port1, port2;
 	int fd1 = silent_socket(&port1), fd2 = silent_socket(&port2);
-	long long t0 = now_ms();
+	long long t0 = dnsmasq_now_ms();
 
 	snprintf(servers, sizeof(servers), "127.0.0.1:%u 127.0.0.1:%u", port1, port2);
 	f.r = mx_resolver_new(base, servers, 300, err, sizeof(err));
@@ -610,7 +477,7 @@ static void test_free_from_callback_after_deadline(void **state)
 	event_base_loopexit(base, &tv);
 	event_base_dispatch(base);
 	assert_int_equal(f.calls, 1);
-	assert_true(now_ms() - t0 >= 900); /* nothing of the resolver ended the loop early */
+	assert_true(dnsmasq_now_ms() - t0 >= 900); /* nothing of the resolver ended the loop early */
 	event_base_free(base);
 	close(fd1);
 	close(fd2);
