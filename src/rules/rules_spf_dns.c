@@ -61,7 +61,7 @@ static uint64_t spf_dns_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* spf_dns_strdup_at - a string into record i of rr. 0, or -1. */
+/* spf_dns_string_at - a string into record i of rr. 0, or -1. */
 static int spf_dns_string_at(SPF_dns_rr_t *rr, int i, const char *s, size_t len)
 {
 	if (SPF_dns_rr_buf_realloc(rr, i, len + 1) != SPF_E_SUCCESS)
@@ -296,12 +296,14 @@ static void spf_dns_note_follow(struct rules_spf_dns *d, const SPF_dns_rr_t *rr)
 /* spf_dns_note_record - keep the checked domain's SPF record text. */
 static void spf_dns_note_record(struct rules_spf_dns *d, const SPF_dns_rr_t *rr)
 {
+	const char *txt; /* libspf2's txt[1] is allocated longer: index a pointer */
 	int i;
 
-	for (i = 0; rr->herrno == NETDB_SUCCESS && i < rr->num_rr && d->record == NULL; i++)
-		if (strncasecmp(rr->rr[i]->txt, "v=spf1", 6) == 0 &&
-		    (rr->rr[i]->txt[6] == ' ' || rr->rr[i]->txt[6] == '\0'))
-			d->record = strdup(rr->rr[i]->txt);
+	for (i = 0; rr->herrno == NETDB_SUCCESS && i < rr->num_rr && d->record == NULL; i++) {
+		txt = rr->rr[i]->txt;
+		if (strncasecmp(txt, "v=spf1", 6) == 0 && (txt[6] == ' ' || txt[6] == '\0'))
+			d->record = strdup(txt);
+	}
 }
 
 /* spf_dns_void - whether an answer is a void lookup (RFC 7208 §4.6.4). */
