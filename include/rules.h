@@ -171,6 +171,7 @@ struct rule_ctx {
 	struct rule_hold hold;      /* ctx:hold() before MAIL: every message of the connection */
 	struct rule_hold tx_hold;   /* ctx:hold() from MAIL on: this message */
 	void *dkim;                 /* ctx:dkim()'s results for this message, engine-owned */
+	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
 };
 
 struct rules;
@@ -269,7 +270,8 @@ size_t rules_count(const struct rules *r, enum rule_stage stage);
 enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_ctx *ctx,
 			   struct rule_verdict *v);
 
-/* rules_ctx_release - free what the engine keeps in ctx (its variables, holds). */
+/* rules_ctx_release - free what the engine keeps in ctx (its variables, holds,
+ * SPF results). */
 void rules_ctx_release(struct rule_ctx *ctx);
 
 /*
@@ -278,7 +280,8 @@ void rules_ctx_release(struct rule_ctx *ctx);
  */
 const struct rule_hold *rules_hold(const struct rule_ctx *ctx);
 
-/* rules_tx_end - the transaction is over: forget its variables and its hold. */
+/* rules_tx_end - the transaction is over: forget its variables, its hold and
+ * its SPF result. */
 void rules_tx_end(struct rule_ctx *ctx);
 
 /*

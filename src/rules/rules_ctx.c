@@ -11,7 +11,8 @@
  * in one table of {name, when readable, push function}; methods are looked
  * up in luaL_Reg tables, as in rspamd's lua_task.c: the ones that read and
  * edit the envelope and the message are in rules_ctx_edit.c, the delivery
- * stage's transport methods and send_mail() in rules_ctx_route.c.
+ * stage's transport methods and send_mail() in rules_ctx_route.c, the SPF
+ * checks in rules_spf.c.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "rule_objects.h"
 #include "rules_dkim.h"
 #include "rules_internal.h"
+#include "rules_spf.h"
 #include "smtp_parse.h"
 #include "spool.h"
 
@@ -497,10 +499,11 @@ char *rules_tx_vars(const struct rule_ctx *ctx)
 	return text;
 }
 
-/* rules_tx_end - drop the transaction's variables, hold and DKIM results. */
+/* rules_tx_end - drop the transaction's variables, hold, SPF and DKIM results. */
 void rules_tx_end(struct rule_ctx *ctx)
 {
 	rules_dkim_forget(ctx);
+	rules_spf_tx_end(ctx);
 	cJSON_Delete(ctx->tx_vars);
 	ctx->tx_vars = NULL;
 	memset(&ctx->tx_hold, 0, sizeof(ctx->tx_hold));
@@ -510,6 +513,7 @@ void rules_tx_end(struct rule_ctx *ctx)
 void rules_ctx_release(struct rule_ctx *ctx)
 {
 	rules_tx_end(ctx);
+	rules_spf_release(ctx);
 	cJSON_Delete(ctx->vars);
 	ctx->vars = NULL;
 	memset(&ctx->hold, 0, sizeof(ctx->hold));
@@ -675,6 +679,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_route_methods, 0);
 	luaL_setfuncs(L, ctx_dkim_methods, 0);
 	luaL_setfuncs(L, ctx_dkim_sign_methods, 0);
+	luaL_setfuncs(L, ctx_spf_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 

@@ -63,11 +63,12 @@ int rules_dns_open(struct lua_State *L, const char *servers, unsigned timeout_ms
 
 /* What one raw query became (rules_dns_query). */
 enum rules_dns_result {
-	RULES_DNS_ANSWER,   /* an answer, with at least one record of the type */
+	RULES_DNS_ANSWER,   /* NOERROR with at least one answer record (not parsed:
+			     * the caller's parser refuses a malformed one) */
 	RULES_DNS_NXDOMAIN, /* the name does not exist */
 	RULES_DNS_NODATA,   /* the name exists, with no record of the type */
 	RULES_DNS_TIMEOUT,  /* no answer within the time given */
-	RULES_DNS_FAIL,     /* SERVFAIL, REFUSED, a malformed answer, no server reached */
+	RULES_DNS_FAIL,     /* SERVFAIL, REFUSED, a malformed header, no server reached */
 	RULES_DNS_NOMEM,
 };
 

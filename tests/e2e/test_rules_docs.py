@@ -32,6 +32,12 @@ and the files above, the document's vsmtpd.conf among them: "file:
 ../vsmtpd.conf") and their
 output must be the lines that follow, with process ids and the copy's path
 put back.
+
+DNS from the rules (dns.lookup, ctx:spf()) goes to a dnsmasq on loopback
+that serves the records in DNS_RECORDS (the names the examples use): the
+copy's vsmtpd.conf gets a `dns_servers` line for it, so that nothing is
+asked of the machine's resolvers. Names outside example.org and
+example.net are refused by it: a lookup that gets no answer.
 """
 import os
 import re
@@ -41,12 +47,19 @@ import tempfile
 
 import pytest
 
+import dnsserver
 import vsmtpd_e2e as e2e
 
 DOC = os.path.join(e2e.SOURCE_DIR, "docs", "rules.md")
 MARK_RE = re.compile(r"^<!-- (example|fragment|invalid|file|log): (\S+) -->$")
 STAGES = ("connect", "authenticate", "helo", "mail", "rcpt", "preq", "postq", "delivery")
 ETC = "/etc/vsmtpd/"
+
+DNS_RECORDS = [
+    "txt-record=example.org,v=spf1 ip4:192.0.2.0/24 -all",
+    "txt-record=example.net,v=spf1 ~all",
+]
+DNS_LOCAL = ("example.org", "example.net", "in-addr.arpa", "ip6.arpa")
 
 TEST_CONFIG = ('config = { hostname = "mx.example.com", local_domains = "example.com", '
                'trusted_networks = "127.0.0.0/8 ::1 192.0.2.0/24" },')
@@ -131,17 +144,27 @@ def fragment_file(b):
 
 
 @pytest.fixture(scope="module")
-def etc():
+def dns(workspace):
+    server = dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-docs"), DNS_RECORDS, local=DNS_LOCAL)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def etc(dns):
     """A copy of /etc/vsmtpd as the document describes it; its path. Short:
     Lua cuts the file names in its error messages to 60 bytes."""
     root = os.path.realpath(tempfile.mkdtemp(prefix="vsd"))
     try:
-        yield from _etc(root)
+        yield from _etc(root, dns)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _etc(root):
+def _etc(root, dns):
     top = os.path.join(root, "etc", "vsmtpd")
     rules = os.path.join(top, "rules")
     os.makedirs(rules)
@@ -163,6 +186,12 @@ def _etc(root):
             f.write(fragment_file(b))
     for name in ("rules/message.eml", "vsmtpd.conf"):
         assert os.path.exists(os.path.join(top, name)), f"no {name} in the document"
+    with open(os.path.join(top, "vsmtpd.conf")) as f:
+        conf = f.read()
+    assert "\n[rules]\n" in conf and "dns_servers" not in conf
+    with open(os.path.join(top, "vsmtpd.conf"), "w") as f:
+        f.write(conf.replace("\n[rules]\n", f"\n[rules]\ndns_servers = {dns.address}\n"
+                             "dns_timeout = 2s\n", 1))
     yield top + "/"
 
 
@@ -199,7 +228,8 @@ def test_every_status_and_function_is_shown():
              "config.trusted_networks", "require(", "user_exist(", "ip(", "ip4(", "ip6(",
              "net(", "netset(", "networks.", "address(", "fqdn(", "regex(", "ip_list(",
              "domain_list(", "address_list(", "string_list(", "load(", "collectgarbage(",
-             "os.time(", "os.date(", "dns.lookup(", "dns.rlookup(", "send_mail("]
+             "os.time(", "os.date(", "dns.lookup(", "dns.rlookup(", "send_mail(",
+             "ctx:spf(", "ctx:spf_helo("]
     names += [f"ctx:{m}(" for m in (
         "set", "get", "rewrite_mail_from", "add_rcpt", "remove_rcpt", "rewrite_rcpt", "bcc",
         "has_header", "get_header", "get_all_headers", "count_header", "append_header",

@@ -2,7 +2,12 @@
 test cases, and the representative ones behave in the real daemon as their
 comments say: relay control, header tagging and quarantine, aliases, header
 and envelope edits with copies on disk, an added header, list files, local
-accounts. Last, the rule engine's known problems, as expected failures."""
+accounts, SPF. Last, the rule engine's known problems, as expected failures.
+
+DNS from the rules goes to a dnsmasq on loopback serving DNS_RECORDS (what
+the examples' test cases need), named in the vsmtpd.conf vsmtpctl reads
+and in the daemons' configuration: nothing is asked of the machine's
+resolvers."""
 import json
 import os
 import re
@@ -10,6 +15,7 @@ import subprocess
 
 import pytest
 
+import dnsserver
 import vsmtpd_e2e as e2e
 
 EXAMPLES_DIR = os.path.join(e2e.SOURCE_DIR, "rules", "examples")
@@ -32,10 +38,37 @@ def vsmtpctl_binary():
     return os.path.join(os.path.dirname(e2e.vsmtpd_binary()), "vsmtpctl")
 
 
+# The records of spf-reject-fail/main.test.lua, and one the daemon's client
+# (127.0.0.1) passes.
+DNS_RECORDS = [
+    "txt-record=spf-fail.example,v=spf1 ip4:198.51.100.0/24 -all",
+    "txt-record=spf-soft.example,v=spf1 ip4:198.51.100.0/24 ~all",
+    "txt-record=spf-pass.example,v=spf1 ip4:127.0.0.1 -all",
+    "host-record=nospf.example,198.51.100.9",
+]
+DNS_LOCAL = ("spf-fail.example", "spf-soft.example", "spf-pass.example", "nospf.example",
+             "in-addr.arpa", "ip6.arpa")
+
+
 @pytest.fixture(scope="module")
-def ctl_conf(tmp_path_factory):
+def dns(workspace):
+    server = dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-examples"), DNS_RECORDS,
+                               local=DNS_LOCAL)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def dns_settings(dns):
+    return {"dns_servers": dns.address, "dns_timeout": "2s"}
+
+
+@pytest.fixture(scope="module")
+def ctl_conf(tmp_path_factory, dns):
     path = tmp_path_factory.mktemp("ctl") / "vsmtpd.conf"
-    path.write_text(CTL_CONF)
+    path.write_text(CTL_CONF + "".join(f"{k} = {v}\n" for k, v in dns_settings(dns).items()))
     return str(path)
 
 
@@ -314,6 +347,23 @@ def test_local_users_in_the_daemon(daemons):
     qid = e2e.queued_id(c.data(message(["Subject: hi"])))
     c.quit()
     assert rcpts(d.message(qid)[1]) == ["root@example.com", "abuse@example.com"]
+
+
+def test_spf_reject_fail_in_the_daemon(daemons, dns):
+    """In the confined session process: a fail refused at MAIL, a pass
+    queued, 451 when DNS cannot say; no session killed."""
+    d = start_example(daemons, "spf-reject-fail", settings={
+        "rules": dict(trusted_networks="192.0.2.0/24", **dns_settings(dns))})
+    c = d.session()
+    c.expect("MAIL FROM:<alice@spf-fail.example>", 550, "5.7.23",
+             text="5.7.23 SPF: spf-fail.example does not allow mail from 127.0.0.1")
+    c.expect("MAIL FROM:<alice@elsewhere.example>", 451, "4.4.3")
+    c.mail("alice@spf-pass.example")
+    c.rcpt("bob@example.net")
+    e2e.queued_id(c.data(message(["Subject: hi"])))
+    c.quit()
+    d.wait_log(r"SPF fail for spf-fail\.example from 127\.0\.0\.1 \(-all\)")
+    assert "killed by signal" not in d.log()
 
 
 # ---------------------------------------------------------------- refused recipients

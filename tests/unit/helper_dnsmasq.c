@@ -82,9 +82,9 @@ static int dns_answers(unsigned port, int ms)
 
 /* dnsmasq_spawn - start dnsmasq on port; its pid, or -1. */
 static pid_t dnsmasq_spawn(const char *binary, unsigned port, const char *domain,
-			   const char *const *options, size_t nopt)
+			   const char *const *options, size_t nopt, const char *log)
 {
-	char *argv[DNSMASQ_ARGS_MAX], portarg[32], local[300];
+	char *argv[DNSMASQ_ARGS_MAX], portarg[32], local[300], logarg[4200];
 	size_t n = 0, i;
 	pid_t pid;
 	int fd;
@@ -102,6 +102,11 @@ static pid_t dnsmasq_spawn(const char *binary, unsigned port, const char *domain
 	argv[n++] = (char *)"--pid-file=";
 	argv[n++] = (char *)"--cache-size=0";
 	argv[n++] = local;
+	if (log != NULL) {
+		snprintf(logarg, sizeof(logarg), "--log-facility=%s", log);
+		argv[n++] = (char *)"--log-queries";
+		argv[n++] = logarg;
+	}
 	if ((pid = fork()) != 0)
 		return pid;
 	for (i = 0; i < nopt && n + 2 < DNSMASQ_ARGS_MAX; i++)
@@ -152,7 +157,7 @@ int dnsmasq_start(struct dnsmasq *d, const char *domain, const char *const *opti
 	}
 	for (attempt = 0; attempt < 3; attempt++) {
 		if ((d->port = free_port()) == 0 ||
-		    (d->pid = dnsmasq_spawn(binary, d->port, domain, options, n)) < 0)
+		    (d->pid = dnsmasq_spawn(binary, d->port, domain, options, n, d->log)) < 0)
 			continue;
 		deadline = test_now_ms() + DNSMASQ_WAIT_MS;
 		while (test_now_ms() < deadline && waitpid(d->pid, &status, WNOHANG) == 0) {

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 struct dnsmasq {
+	const char *log;  /* set before the start: a file that logs every query, or NULL */
 	pid_t pid;
 	unsigned port;
 	char servers[64]; /* "127.0.0.1:port" */

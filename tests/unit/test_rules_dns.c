@@ -4,8 +4,9 @@
  * this test runs itself on a loopback UDP port (a child process answering
  * from a fixed zone), so that nothing outside the test is needed. Among
  * them: lookups from a process confined like a session (Landlock, no file
- * at all), a fresh resolver in every forked process, and lookups from a
- * ruleset across rules_restore().
+ * at all), a fresh resolver in every forked process, lookups from a
+ * ruleset across rules_restore(), and rules_dns_query()'s raw answers,
+ * parsed here with c-ares' parsers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -28,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ares.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -690,6 +692,127 @@ static void test_misses_and_failures(void **state)
 	lua_close(L);
 }
 
+/* ---- rules_dns_query(): raw answers ------------------------------------ */
+
+/* query - rules_dns_query() with the checks every outcome shares. */
+static enum rules_dns_result query(lua_State *L, const char *name, int type, unsigned ms,
+				   unsigned char **answer, size_t *len)
+{
+	enum rules_dns_result r = rules_dns_query(L, name, type, ms, answer, len);
+
+	if (r == RULES_DNS_ANSWER) {
+		assert_non_null(*answer);
+		assert_true(*len >= 12);
+		assert_int_equal((*answer)[3] & 0x0f, 0); /* NOERROR */
+	} else {
+		assert_null(*answer);
+		assert_int_equal(*len, 0);
+	}
+	return r;
+}
+
+static void test_query_answers(void **state)
+{
+	static const char *const txt_expected[] = {"v=spf1 ", "-all", "hello", ""};
+	static const int txt_starts[] = {1, 0, 1, 1};
+	lua_State *L = new_state(servers, 2000);
+	struct ares_txt_ext *txt = NULL, *t;
+	struct ares_mx_reply *mx = NULL;
+	struct ares_addrttl addrs[4];
+	unsigned char *answer;
+	size_t len;
+	int n = 4, i;
+
+	(void)state;
+	/* TXT: every record, every character-string, in the order sent */
+	assert_int_equal(query(L, "txt.test", T_TXT, 0, &answer, &len), RULES_DNS_ANSWER);
+	assert_int_equal(ares_parse_txt_reply_ext(answer, (int)len, &txt), ARES_SUCCESS);
+	for (t = txt, i = 0; t != NULL; t = t->next, i++) {
+		assert_true(i < 4);
+		assert_int_equal(t->length, strlen(txt_expected[i]));
+		assert_memory_equal(t->txt, txt_expected[i], t->length);
+		assert_int_equal(t->record_start, txt_starts[i]);
+	}
+	assert_int_equal(i, 4);
+	ares_free_data(txt);
+	free(answer);
+
+	/* MX: as the server sent them (sorting is the caller's) */
+	assert_int_equal(query(L, "MX.Test.", T_MX, 0, &answer, &len), RULES_DNS_ANSWER);
+	assert_int_equal(ares_parse_mx_reply(answer, (int)len, &mx), ARES_SUCCESS);
+	assert_non_null(mx);
+	assert_int_equal(mx->priority, 20);
+	assert_string_equal(mx->host, "MX2.Example.TEST");
+	assert_non_null(mx->next);
+	assert_int_equal(mx->next->priority, 10);
+	assert_string_equal(mx->next->host, "mx1.example.test");
+	assert_non_null(mx->next->next);
+	assert_null(mx->next->next->next);
+	ares_free_data(mx);
+	free(answer);
+
+	/* A through a CNAME: the whole message, the chain included */
+	assert_int_equal(query(L, "cname.test", T_A, 0, &answer, &len), RULES_DNS_ANSWER);
+	assert_int_equal(ares_parse_a_reply(answer, (int)len, NULL, addrs, &n), ARES_SUCCESS);
+	assert_int_equal(n, 1);
+	assert_int_equal(addrs[0].ttl, 60);
+	assert_int_equal(ntohl(addrs[0].ipaddr.s_addr), 0xc0000201); /* 192.0.2.1 */
+	free(answer);
+	lua_close(L);
+}
+
+static void test_query_misses_and_failures(void **state)
+{
+	lua_State *L = new_state(servers, 600), *bare = luaL_newstate();
+	struct timespec t0;
+	unsigned char *answer = (unsigned char *)"x";
+	size_t len = 1;
+	long ms;
+
+	(void)state;
+	assert_int_equal(query(L, "nx.test", T_TXT, 0, &answer, &len), RULES_DNS_NXDOMAIN);
+	assert_int_equal(query(L, "v4.test", T_MX, 0, &answer, &len), RULES_DNS_NODATA);
+	assert_int_equal(query(L, "v6.test", T_A, 0, &answer, &len), RULES_DNS_NODATA);
+	assert_int_equal(query(L, "fail.test", T_TXT, 0, &answer, &len), RULES_DNS_FAIL);
+	assert_int_equal(query(L, "refused.test", T_TXT, 0, &answer, &len), RULES_DNS_FAIL);
+	/* an answer section cut short comes as it is: the parser refuses it */
+	assert_int_equal(query(L, "bad.test", T_A, 0, &answer, &len), RULES_DNS_ANSWER);
+	assert_int_equal(ares_parse_a_reply(answer, (int)len, NULL, NULL, NULL), ARES_EBADRESP);
+	free(answer);
+
+	/* a silent server: the time given, when shorter than the configured one */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(query(L, "drop.test", T_TXT, 250, &answer, &len), RULES_DNS_TIMEOUT);
+	ms = elapsed_ms(&t0);
+	if (ms < 200 || ms > 550)
+		fail_msg("a 250 ms query took %ld ms", ms);
+	/* ... and never longer than the configured one */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(query(L, "drop.test", T_A, 60000, &answer, &len), RULES_DNS_TIMEOUT);
+	ms = elapsed_ms(&t0);
+	if (ms < 550 || ms > 1100)
+		fail_msg("the configured 600 ms took %ld ms", ms);
+	/* the channel answers again after a timed-out query */
+	assert_int_equal(query(L, "v4.test", T_A, 0, &answer, &len), RULES_DNS_ANSWER);
+	free(answer);
+	lua_close(L);
+
+	/* no `dns` table registered: no channel, a failure */
+	assert_int_equal(query(bare, "v4.test", T_A, 0, &answer, &len), RULES_DNS_FAIL);
+	lua_close(bare);
+
+	/* nothing listens: refused at once, or a timeout; never an answer */
+	L = new_state(closed_servers, 500);
+	switch (query(L, "v4.test", T_A, 0, &answer, &len)) {
+	case RULES_DNS_FAIL:
+	case RULES_DNS_TIMEOUT:
+		break;
+	default:
+		fail_msg("an answer from a closed port");
+	}
+	lua_close(L);
+}
+
 /* Exit codes of the confined child. */
 enum { CHILD_OK = 0, CHILD_ENTER, CHILD_FILES, CHILD_USED, CHILD_FRESH, CHILD_IDS,
        CHILD_NO_LANDLOCK = 77 };
@@ -845,6 +968,8 @@ int main(void)
 		cmocka_unit_test(test_addresses),
 		cmocka_unit_test(test_mx_txt_ptr),
 		cmocka_unit_test(test_misses_and_failures),
+		cmocka_unit_test(test_query_answers),
+		cmocka_unit_test(test_query_misses_and_failures),
 		cmocka_unit_test(test_confined_lookups),
 		cmocka_unit_test(test_lookups_after_a_restore),
 	};

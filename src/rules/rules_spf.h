@@ -1,0 +1,77 @@
+/*
+ * rules_spf.h - SPF (RFC 7208) for the rules: ctx:spf() and ctx:spf_helo()
+ * (rules_spf.c) over libspf2, whose DNS goes through the rules' own c-ares
+ * channel by a DNS layer of our own (rules_spf_dns.c). Private to the
+ * rule engine.
+ */
+#ifndef VSMTPD_RULES_SPF_H
+#define VSMTPD_RULES_SPF_H
+
+#include <stdint.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <netinet/in.h> /* before libspf2, which needs in_addr */
+#include <spf2/spf.h>
+
+#include "rules.h"
+
+/* RFC 7208 §4.6.4: terms that query DNS, and void lookups, per check. */
+#define RULES_SPF_TERMS_MAX 10
+#define RULES_SPF_VOIDS_MAX 2
+/* The longest one check may wait on DNS in all (RFC 7208 §4.6.4: at least 20 s). */
+#define RULES_SPF_TIME_MS 20000
+/* Names an MX or PTR answer may bring whose addresses are looked up next. */
+#define RULES_SPF_FOLLOW_MAX 10
+#define RULES_SPF_NAME_MAX 256
+
+/* Why a check was stopped by the layer. */
+enum rules_spf_over {
+	RULES_SPF_WITHIN,
+	RULES_SPF_OVER_TERMS, /* an 11th term querying DNS */
+	RULES_SPF_OVER_VOIDS, /* a 3rd void lookup */
+	RULES_SPF_OVER_TIME,  /* RULES_SPF_TIME_MS spent */
+};
+
+struct rules_spf_cached;
+
+/*
+ * The DNS layer of one check: libspf2 calls server.lookup for every query,
+ * server.get_exp for the exp= text. It counts the terms and void lookups of
+ * RFC 7208 §4.6.4 and keeps every answer, so that the check can be replayed
+ * without a query (to name the mechanism that matched).
+ */
+struct rules_spf_dns {
+	SPF_dns_server_t server; /* server.hook points back here */
+	lua_State *L;            /* whose `dns` channel the queries use */
+	SPF_request_t *request;  /* for expanding the exp= text's macros */
+	uint64_t deadline_ms;    /* CLOCK_MONOTONIC */
+	unsigned terms, voids, queries;
+	enum rules_spf_over over;
+	int started;             /* the checked domain's own record was asked for */
+	int replay;              /* answer from what was kept only */
+	int failed;              /* a query had no answer (timeout, SERVFAIL, ...) */
+	char follow[RULES_SPF_FOLLOW_MAX][RULES_SPF_NAME_MAX]; /* MX/PTR names, in order */
+	size_t nfollow, next;
+	char *record;            /* the checked domain's SPF record text */
+	char *explanation;       /* the exp= text, expanded; NULL without one */
+	struct rules_spf_cached *kept;
+};
+
+/* rules_spf_dns_init - a layer for one check with the channel of L. */
+void rules_spf_dns_init(struct rules_spf_dns *d, lua_State *L);
+
+/* rules_spf_dns_free - what the layer holds (not d itself). */
+void rules_spf_dns_free(struct rules_spf_dns *d);
+
+/* The ctx methods ctx:spf() and ctx:spf_helo() (rules_spf.c). */
+extern const luaL_Reg ctx_spf_methods[];
+
+/* rules_spf_tx_end - forget the transaction's MAIL FROM result. */
+void rules_spf_tx_end(struct rule_ctx *ctx);
+
+/* rules_spf_release - forget every result kept in ctx. */
+void rules_spf_release(struct rule_ctx *ctx);
+
+#endif
