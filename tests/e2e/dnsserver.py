@@ -187,6 +187,13 @@ class Dnsmasq:
                 raise RuntimeError(f"dnsmasq did not start:\n{self.log()}")
         return self
 
+    def __enter__(self):
+        """`with Dnsmasq(...) as server:` starts it and stops it at the end."""
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
     def stop(self):
         if self.proc is None:
             return
@@ -230,6 +237,12 @@ class SilentUDP:
         except BlockingIOError:
             pass
         return n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def close(self):
         self.sock.close()

@@ -90,21 +90,14 @@ def header(content, name):
 
 @pytest.fixture(scope="module")
 def dns(workspace):
-    server = dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-dkim"), RECORDS)
-    server.start()
-    try:
+    with dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-dkim"), RECORDS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def silent():
-    s = dnsserver.SilentUDP()
-    try:
+    with dnsserver.SilentUDP() as s:
         yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

@@ -89,21 +89,14 @@ return {
 
 @pytest.fixture(scope="module")
 def dns(workspace):
-    server = dnsserver.Dnsmasq(workspace.new_dir("dnsmasq"), RECORDS)
-    server.start()
-    try:
+    with dnsserver.Dnsmasq(workspace.new_dir("dnsmasq"), RECORDS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def silent():
-    s = dnsserver.SilentUDP()
-    try:
+    with dnsserver.SilentUDP() as s:
         yield s
-    finally:
-        s.close()
 
 
 def dns_settings(servers):

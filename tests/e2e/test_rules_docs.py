@@ -145,12 +145,8 @@ def fragment_file(b):
 
 @pytest.fixture(scope="module")
 def dns(workspace):
-    server = dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-docs"), DNS_RECORDS, local=DNS_LOCAL)
-    server.start()
-    try:
+    with dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-docs"), DNS_RECORDS, local=DNS_LOCAL) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
