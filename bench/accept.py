@@ -559,8 +559,10 @@ def grep_problems(path, words):
 # ---------------------------------------------------------------------------
 # Load
 
-def run_load(server, size, sessions, messages, timeout):
-    """One smtp-source run against server; a dict of what was measured."""
+def run_load(server, size, sessions, messages, timeout, message_file=None):
+    """One smtp-source run against server; a dict of what was measured.
+    With message_file, every message is that file (smtp-source -F) rather
+    than size bytes of smtp-source's own."""
     result = {"ok": False, "error": ""}
     if not server.alive():
         result["error"] = "server not running"
@@ -573,7 +575,8 @@ def run_load(server, size, sessions, messages, timeout):
     t0 = time.monotonic()
     # One message per connection (no -d): the usual case for an MX, and
     # the one that exercises connection handling too.
-    cmd = ["smtp-source", "-4", "-s", str(sessions), "-l", str(size), "-m", str(messages),
+    content = ["-F", message_file] if message_file else ["-l", str(size)]
+    cmd = ["smtp-source", "-4", "-s", str(sessions), *content, "-m", str(messages),
            "-M", HELO_NAME, "-f", SENDER, "-t", RECIPIENT, "127.0.0.1:%d" % server.port]
     try:
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
