@@ -158,6 +158,28 @@ ssize_t message_header_rename(struct message *m, const char *old_name, const cha
 /* message_header_remove - remove every field called name. Returns how many, or -1. */
 ssize_t message_header_remove(struct message *m, const char *name);
 
+/* ---- The author (RFC 5322 3.6.2 From) ---- */
+
+/* What message_from_domain() found. */
+enum message_from {
+	MESSAGE_FROM_ONE,        /* one From field with one mailbox: its domain */
+	MESSAGE_FROM_NONE,       /* no From field */
+	MESSAGE_FROM_FIELDS,     /* more than one From field */
+	MESSAGE_FROM_NO_MAILBOX, /* a From field without a mailbox */
+	MESSAGE_FROM_MAILBOXES,  /* several mailboxes, or a group */
+	MESSAGE_FROM_BAD,        /* a mailbox that cannot be understood */
+	MESSAGE_FROM_LITERAL,    /* the domain is an address literal ("[192.0.2.1]") */
+	MESSAGE_FROM_NOMEM,
+};
+
+/*
+ * message_from_domain - the domain of the single mailbox of the single From
+ * field of m (the RFC5322.From domain of RFC 7489 3.1), lowercased and
+ * without a trailing dot, into out (outlen bytes, 256 for any domain);
+ * MESSAGE_FROM_ONE, or what stood in the way (out is then "").
+ */
+enum message_from message_from_domain(const struct message *m, char *out, size_t outlen);
+
 /* ---- The To: field (RFC 5322 3.4 address-list) ----
  *
  * Addresses given are bare addr-specs ("john@example.com", a quoted local

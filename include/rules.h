@@ -172,6 +172,7 @@ struct rule_ctx {
 	struct rule_hold tx_hold;   /* ctx:hold() from MAIL on: this message */
 	void *dkim;                 /* ctx:dkim()'s results for this message, engine-owned */
 	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
+	void *dmarc;                /* ctx:dmarc()'s result for this message, engine-owned */
 };
 
 struct rules;
@@ -281,7 +282,7 @@ void rules_ctx_release(struct rule_ctx *ctx);
 const struct rule_hold *rules_hold(const struct rule_ctx *ctx);
 
 /* rules_tx_end - the transaction is over: forget its variables, its hold and
- * its SPF result. */
+ * its SPF, DKIM and DMARC results. */
 void rules_tx_end(struct rule_ctx *ctx);
 
 /*

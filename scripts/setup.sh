@@ -7,7 +7,8 @@ set -eu
 
 PACKAGES="
 build-essential cmake pkg-config
-libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc-ares-dev libseccomp-dev libopendkim-dev libspf2-dev
+libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc-ares-dev libseccomp-dev libopendkim-dev libspf2-dev libopendmarc-dev
+publicsuffix
 libsasl2-modules sasl2-bin openssl
 dnsmasq-base python3-dkim python3-nacl
 libcmocka-dev clang libclang-rt-14-dev

@@ -30,6 +30,7 @@
 #include "config.h"
 #include "log.h"
 #include "rules_dkim.h"
+#include "rules_dmarc.h"
 #include "rules_dns.h"
 #include "rules_internal.h"
 
@@ -388,6 +389,7 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	if ((r->dkim = rules_dkim_open(err, errlen)) == NULL ||
 	    rules_dkim_keys_load(settings->dkim, settings->ndkim, &r->dkim_keys, err, errlen) < 0)
 		return -1;
+	rules_dmarc_open();
 	lua_pushcfunction(L, rules_open_config);
 	lua_pushlightuserdata(L, (void *)settings);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {

@@ -450,22 +450,40 @@ static void dkim_push_field(lua_State *L, const char *key, const char *s, int ke
 	lua_setfield(L, -2, key);
 }
 
+/* rules_dkim_verified - see rules_dkim.h. */
+size_t rules_dkim_verified(lua_State *L, struct rule_ctx *ctx)
+{
+	struct message *msg = ctx_need_msg(L, ctx, "dkim");
+	struct rules *r = rules_from_state(L);
+	char err[256] = "";
+
+	if (ctx->dkim == NULL) {
+		if (r->dkim == NULL)
+			luaL_error(L, "dkim: no DKIM library in this ruleset");
+		if ((ctx->dkim = dkim_verify_message(L, r->dkim, msg, err, sizeof(err))) == NULL)
+			luaL_error(L, "dkim: %s", err);
+	}
+	return ((struct rules_dkim_results *)ctx->dkim)->n;
+}
+
+/* rules_dkim_signature - see rules_dkim.h. */
+void rules_dkim_signature(const struct rule_ctx *ctx, size_t i, const char **domain,
+			  const char **result)
+{
+	const struct rules_dkim_results *res = ctx->dkim;
+
+	*domain = res->sig[i].domain;
+	*result = res->sig[i].result;
+}
+
 /* lua_ctx_dkim - ctx:dkim(): every signature's result, in header order. */
 static int lua_ctx_dkim(lua_State *L)
 {
 	struct rule_ctx *ctx = ctx_check(L, NULL);
-	struct message *msg = ctx_need_msg(L, ctx, "dkim");
-	struct rules *r = rules_from_state(L);
 	struct rules_dkim_results *res;
-	char err[256] = "";
 	size_t i;
 
-	if (ctx->dkim == NULL) {
-		if (r->dkim == NULL)
-			return luaL_error(L, "dkim: no DKIM library in this ruleset");
-		if ((ctx->dkim = dkim_verify_message(L, r->dkim, msg, err, sizeof(err))) == NULL)
-			return luaL_error(L, "dkim: %s", err);
-	}
+	rules_dkim_verified(L, ctx);
 	res = ctx->dkim;
 	lua_createtable(L, (int)res->n, 0);
 	for (i = 0; i < res->n; i++) {

@@ -12,6 +12,7 @@
 #include <opendkim/dkim.h>
 
 struct rule_ctx;
+struct lua_State;
 struct message;
 struct dkim_config;
 struct rules_dkim_keys;
@@ -28,6 +29,18 @@ void rules_dkim_close(void *lib);
 
 /* rules_dkim_forget - free the transaction's ctx:dkim() results. */
 void rules_dkim_forget(struct rule_ctx *ctx);
+
+/*
+ * rules_dkim_verified - the number of DKIM signatures of the transaction's
+ * message, verified now when ctx:dkim() has not done it yet (the results
+ * are kept as ctx:dkim() keeps them). Raises like ctx:dkim().
+ */
+size_t rules_dkim_verified(struct lua_State *L, struct rule_ctx *ctx);
+
+/* rules_dkim_signature - the d= domain and the result ("pass", ...) of
+ * the i-th verified signature (i below rules_dkim_verified()'s count). */
+void rules_dkim_signature(const struct rule_ctx *ctx, size_t i, const char **domain,
+			  const char **result);
 
 /*
  * rules_dkim_feed - the header fields and body of msg into a signing or

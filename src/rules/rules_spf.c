@@ -366,21 +366,40 @@ static void spf_need_stage(lua_State *L, enum rule_stage stage, enum rule_stage 
 			   what, rules_stage_name(first), rules_stage_name(stage));
 }
 
+/* spf_mailfrom_kept - the transaction's MAIL FROM result, checked now when
+ * not yet; raises when out of memory. */
+static struct spf_answer *spf_mailfrom_kept(lua_State *L, struct rule_ctx *ctx)
+{
+	struct spf_kept *k = spf_kept_of(L, ctx);
+
+	if (!k->has_mailfrom) {
+		spf_check(L, ctx, SPF_ID_MAILFROM, &k->mailfrom);
+		k->has_mailfrom = 1;
+	}
+	return &k->mailfrom;
+}
+
+/* rules_spf_mailfrom - see rules_spf.h. */
+void rules_spf_mailfrom(lua_State *L, struct rule_ctx *ctx, const char **result,
+			const char **domain)
+{
+	const struct spf_answer *a;
+
+	ctx_need_env(L, ctx, "ctx:spf()");
+	a = spf_mailfrom_kept(L, ctx);
+	*result = a->result;
+	*domain = a->domain;
+}
+
 /* lua_ctx_spf - ctx:spf(): the MAIL FROM identity, once per transaction. */
 static int lua_ctx_spf(lua_State *L)
 {
 	struct ctx_ud *ud;
 	struct rule_ctx *ctx = ctx_check(L, &ud);
-	struct spf_kept *k;
 
 	spf_need_stage(L, ud->stage, RULE_STAGE_MAIL, "ctx:spf()");
 	ctx_need_env(L, ctx, "ctx:spf()");
-	k = spf_kept_of(L, ctx);
-	if (!k->has_mailfrom) {
-		spf_check(L, ctx, SPF_ID_MAILFROM, &k->mailfrom);
-		k->has_mailfrom = 1;
-	}
-	return spf_push(L, &k->mailfrom, SPF_ID_MAILFROM);
+	return spf_push(L, spf_mailfrom_kept(L, ctx), SPF_ID_MAILFROM);
 }
 
 /* lua_ctx_spf_helo - ctx:spf_helo(): the HELO identity, once per HELO name. */

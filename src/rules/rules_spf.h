@@ -68,6 +68,15 @@ void rules_spf_dns_free(struct rules_spf_dns *d);
 /* The ctx methods ctx:spf() and ctx:spf_helo() (rules_spf.c). */
 extern const luaL_Reg ctx_spf_methods[];
 
+/*
+ * rules_spf_mailfrom - ctx:spf()'s result for the transaction, checked now
+ * when it was not yet (and kept, as ctx:spf() keeps it): the result
+ * ("pass", ...) and the domain checked (NULL when there was none). For the
+ * callers of the session stages, mail to preq; raises like ctx:spf().
+ */
+void rules_spf_mailfrom(lua_State *L, struct rule_ctx *ctx, const char **result,
+			const char **domain);
+
 /* rules_spf_tx_end - forget the transaction's MAIL FROM result. */
 void rules_spf_tx_end(struct rule_ctx *ctx);
 

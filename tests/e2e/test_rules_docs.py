@@ -58,6 +58,7 @@ ETC = "/etc/vsmtpd/"
 DNS_RECORDS = [
     "txt-record=example.org,v=spf1 ip4:192.0.2.0/24 -all",
     "txt-record=example.net,v=spf1 ~all",
+    "txt-record=_dmarc.example.org,v=DMARC1; p=quarantine",
 ]
 DNS_LOCAL = ("example.org", "example.net", "in-addr.arpa", "ip6.arpa")
 

@@ -1,0 +1,33 @@
+/*
+ * rules_dmarc.h - DMARC (RFC 7489) in the rules: ctx:dmarc() (rules_dmarc.c)
+ * over OpenDMARC's library, with the public suffix list read when the rules
+ * load and the _dmarc records fetched through the rules' c-ares channel.
+ * Private to the rule engine.
+ */
+#ifndef VSMTPD_RULES_DMARC_H
+#define VSMTPD_RULES_DMARC_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "rules.h"
+
+#ifndef RULES_DMARC_PUBLIC_SUFFIX_LIST
+#define RULES_DMARC_PUBLIC_SUFFIX_LIST "/usr/share/publicsuffix/public_suffix_list.dat"
+#endif
+
+/*
+ * rules_dmarc_open - read the public suffix list into OpenDMARC's library,
+ * for this process and those it forks (called where files can be read:
+ * when the rules are loaded). A list that cannot be read is no load error:
+ * ctx:dmarc() then raises naming the file.
+ */
+void rules_dmarc_open(void);
+
+/* rules_dmarc_forget - free the transaction's ctx:dmarc() result. */
+void rules_dmarc_forget(struct rule_ctx *ctx);
+
+/* The ctx method ctx:dmarc() (rules_ctx_open adds it). */
+extern const luaL_Reg ctx_dmarc_methods[];
+
+#endif
