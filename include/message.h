@@ -158,6 +158,12 @@ ssize_t message_header_rename(struct message *m, const char *old_name, const cha
 /* message_header_remove - remove every field called name. Returns how many, or -1. */
 ssize_t message_header_remove(struct message *m, const char *name);
 
+/*
+ * message_field_remove - remove the field at index (the later fields move
+ * up by one). 0, or -1 with errno ENOENT when index is out of range.
+ */
+int message_field_remove(struct message *m, size_t index);
+
 /* ---- The To: field (RFC 5322 3.4 address-list) ----
  *
  * Addresses given are bare addr-specs ("john@example.com", a quoted local
