@@ -180,6 +180,12 @@ enum message_from {
  */
 enum message_from message_from_domain(const struct message *m, char *out, size_t outlen);
 
+/*
+ * message_field_remove - remove the field at index (the later fields move
+ * up by one). 0, or -1 with errno ENOENT when index is out of range.
+ */
+int message_field_remove(struct message *m, size_t index);
+
 /* ---- The To: field (RFC 5322 3.4 address-list) ----
  *
  * Addresses given are bare addr-specs ("john@example.com", a quoted local

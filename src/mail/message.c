@@ -717,6 +717,21 @@ ssize_t message_header_remove(struct message *m, const char *name)
 	return (ssize_t)len;
 }
 
+/* message_field_remove - remove the field at index. */
+int message_field_remove(struct message *m, size_t index)
+{
+	if (index >= m->count) {
+		errno = ENOENT;
+		return -1;
+	}
+	free(m->fields[index].own);
+	memmove(&m->fields[index], &m->fields[index + 1],
+		(m->count - index - 1) * sizeof(m->fields[0]));
+	m->count--;
+	m->modified = 1;
+	return 0;
+}
+
 /* ---- Serialization ---- */
 
 /* message_header_size - the header section's length, separator included. */

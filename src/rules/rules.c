@@ -444,11 +444,17 @@ struct rules *rules_load(const char *path, const struct rules_limits *limits,
 	struct rules *r = calloc(1, sizeof(*r));
 	int i;
 
-	if (r == NULL || (r->path = strdup(path)) == NULL) {
+	if (r == NULL || (r->path = strdup(path)) == NULL ||
+	    (r->hostname = strdup(settings->hostname ? settings->hostname : "localhost")) == NULL) {
+		if (r != NULL)
+			free(r->path);
 		snprintf(err, errlen, "%s: out of memory", path);
 		free(r);
 		return NULL;
 	}
+	for (i = 0; r->hostname[i] != '\0'; i++)
+		if (r->hostname[i] >= 'A' && r->hostname[i] <= 'Z')
+			r->hostname[i] = (char)(r->hostname[i] - 'A' + 'a');
 	r->limits = *limits;
 	/* Loading is the administrator's own code and lists: no budget then. */
 	r->mem.limit = SIZE_MAX;
@@ -502,6 +508,7 @@ void rules_free(struct rules *r)
 	rules_dkim_close(r->dkim);
 	rules_dkim_keys_free(r->dkim_keys);
 	free(r->path);
+	free(r->hostname);
 	free(r);
 }
 

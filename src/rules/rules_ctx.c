@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 
 #include "rule_objects.h"
+#include "rules_auth_results.h"
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
 #include "rules_internal.h"
@@ -683,6 +684,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_dkim_sign_methods, 0);
 	luaL_setfuncs(L, ctx_spf_methods, 0);
 	luaL_setfuncs(L, ctx_dmarc_methods, 0);
+	luaL_setfuncs(L, ctx_auth_results_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 

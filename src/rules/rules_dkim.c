@@ -65,6 +65,7 @@ struct dkim_pending {
 /* One signature's result, as ctx:dkim() returns it. */
 struct dkim_sig_result {
 	char *domain, *selector, *algorithm, *identity, *reason;
+	char b[RULES_DKIM_B_PREFIX + 1]; /* the start of b=, blanks left out */
 	const char *result, *header_canon, *body_canon;
 };
 
@@ -238,6 +239,27 @@ void rules_dkim_forget(struct rule_ctx *ctx)
 	ctx->dkim = NULL;
 }
 
+/* rules_dkim_kept - see rules_dkim.h. */
+long rules_dkim_kept(const struct rule_ctx *ctx)
+{
+	const struct rules_dkim_results *res = ctx->dkim;
+
+	return res != NULL ? (long)res->n : -1;
+}
+
+/* rules_dkim_view - see rules_dkim.h. */
+void rules_dkim_view(const struct rule_ctx *ctx, size_t i, struct rules_dkim_view *out)
+{
+	const struct dkim_sig_result *s = &((const struct rules_dkim_results *)ctx->dkim)->sig[i];
+
+	out->result = s->result;
+	out->reason = s->reason;
+	out->domain = s->domain;
+	out->selector = s->selector;
+	out->algorithm = s->algorithm;
+	out->b = s->b;
+}
+
 /* A signature algorithm's name. */
 static const struct {
 	dkim_alg_t alg;
@@ -341,6 +363,18 @@ static void dkim_judge(DKIM_SIGINFO *sig, const struct dkim_dns *dns, const char
 		*reason = "invalid signature";
 }
 
+/* dkim_b_prefix - the first RULES_DKIM_B_PREFIX characters of the b= value
+ * b (NULL for none), folding blanks left out, into out. */
+static void dkim_b_prefix(const unsigned char *b, char out[RULES_DKIM_B_PREFIX + 1])
+{
+	size_t n = 0;
+
+	for (; b != NULL && *b != '\0' && n < RULES_DKIM_B_PREFIX; b++)
+		if (*b > ' ' && *b < 0x7f)
+			out[n++] = (char)*b;
+	out[n] = '\0';
+}
+
 /* dkim_fill - one signature's result; -1 when out of memory. */
 static int dkim_fill(struct dkim_sig_result *out, DKIM_SIGINFO *sig, const struct dkim_dns *dns)
 {
@@ -364,6 +398,7 @@ static int dkim_fill(struct dkim_sig_result *out, DKIM_SIGINFO *sig, const struc
 	out->selector = dkim_strdup_or_empty(dkim_sig_getselector(sig));
 	out->identity = dkim_strdup_or_empty(dkim_sig_gettagvalue(sig, 0, (unsigned char *)"i"));
 	out->reason = dkim_strdup_or_empty((const unsigned char *)(reason ? reason : ""));
+	dkim_b_prefix(dkim_sig_gettagvalue(sig, 0, (unsigned char *)"b"), out->b);
 	return out->algorithm && out->domain && out->selector && out->identity && out->reason
 		   ? 0
 		   : -1;

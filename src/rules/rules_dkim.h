@@ -30,6 +30,23 @@ void rules_dkim_close(void *lib);
 /* rules_dkim_forget - free the transaction's ctx:dkim() results. */
 void rules_dkim_forget(struct rule_ctx *ctx);
 
+/* One signature's kept result, read by Authentication-Results
+ * (rules_auth_results.c). Strings are "" when the signature lacks them. */
+struct rules_dkim_view {
+	const char *result, *reason, *domain, *selector, *algorithm;
+	const char *b; /* the first RULES_DKIM_B_PREFIX characters of b= */
+};
+
+/* The characters of b= kept (RFC 6008 section 4: at least 8). */
+#define RULES_DKIM_B_PREFIX 8
+
+/* rules_dkim_kept - how many signatures ctx:dkim() found in this
+ * transaction, or -1 when it has not run. */
+long rules_dkim_kept(const struct rule_ctx *ctx);
+
+/* rules_dkim_view - the result of signature i (< rules_dkim_kept()) into *out. */
+void rules_dkim_view(const struct rule_ctx *ctx, size_t i, struct rules_dkim_view *out);
+
 /*
  * rules_dkim_verified - the number of DKIM signatures of the transaction's
  * message, verified now when ctx:dkim() has not done it yet (the results

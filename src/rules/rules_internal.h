@@ -38,6 +38,7 @@ struct rules {
 	int stage_ref[RULE_STAGE_COUNT]; /* registry refs to the stages' rule arrays */
 	size_t stage_count[RULE_STAGE_COUNT];
 	char *path;     /* the rules file, absolute */
+	char *hostname; /* [server] hostname lowercased, as hostname() gives it */
 	rules_trace_fn trace;
 	void *trace_arg;
 	struct rule_ctx *current; /* the context of the stage running, NULL between */

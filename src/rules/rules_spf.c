@@ -423,6 +423,36 @@ static int lua_ctx_spf_helo(lua_State *L)
 	return spf_push(L, &k->helo, SPF_ID_HELO);
 }
 
+/* spf_view - what Authentication-Results reads of an answer. */
+static void spf_view(const struct spf_answer *a, struct rules_spf_view *out)
+{
+	out->result = a->result;
+	out->domain = a->domain;
+	out->reason = a->reason;
+}
+
+/* rules_spf_mailfrom_kept - see rules_spf.h. */
+int rules_spf_mailfrom_kept(const struct rule_ctx *ctx, struct rules_spf_view *out)
+{
+	const struct spf_kept *k = ctx->spf;
+
+	if (k == NULL || !k->has_mailfrom)
+		return 0;
+	spf_view(&k->mailfrom, out);
+	return 1;
+}
+
+/* rules_spf_helo_kept - see rules_spf.h. */
+int rules_spf_helo_kept(const struct rule_ctx *ctx, struct rules_spf_view *out)
+{
+	const struct spf_kept *k = ctx->spf;
+
+	if (k == NULL || !k->has_helo || strcmp(k->helo_name, ctx->helo != NULL ? ctx->helo : "") != 0)
+		return 0;
+	spf_view(&k->helo, out);
+	return 1;
+}
+
 /* rules_spf_tx_end - see rules_spf.h. */
 void rules_spf_tx_end(struct rule_ctx *ctx)
 {

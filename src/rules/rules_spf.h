@@ -77,6 +77,21 @@ extern const luaL_Reg ctx_spf_methods[];
 void rules_spf_mailfrom(lua_State *L, struct rule_ctx *ctx, const char **result,
 			const char **domain);
 
+/* A kept result, read by Authentication-Results (rules_auth_results.c). */
+struct rules_spf_view {
+	const char *result; /* "pass", ... */
+	const char *domain; /* the domain checked, NULL for none */
+	const char *reason; /* for none, temperror, permerror; else NULL */
+};
+
+/* rules_spf_mailfrom_kept - the transaction's MAIL FROM result into *out:
+ * 1, or 0 when ctx:spf() has not run in this transaction. */
+int rules_spf_mailfrom_kept(const struct rule_ctx *ctx, struct rules_spf_view *out);
+
+/* rules_spf_helo_kept - the result for the current HELO name into *out:
+ * 1, or 0 when ctx:spf_helo() has not run for that name. */
+int rules_spf_helo_kept(const struct rule_ctx *ctx, struct rules_spf_view *out);
+
 /* rules_spf_tx_end - forget the transaction's MAIL FROM result. */
 void rules_spf_tx_end(struct rule_ctx *ctx);
 

@@ -593,6 +593,23 @@ static void test_remove_all_fields_keeps_separator(void **state)
 	message_free(m);
 }
 
+/* test_field_remove_by_index - one field goes, the others keep their order and bytes. */
+static void test_field_remove_by_index(void **state)
+{
+	struct message *m = parse("A: 1\r\n x\r\nB: 2\r\nA: 3\r\n\r\nbody\r\n");
+
+	assert_int_equal(message_field_remove(m, 1), 0);
+	assert_serialized(m, "A: 1\r\n x\r\nA: 3\r\n\r\nbody\r\n");
+	assert_int_equal(message_modified(m), 1);
+	assert_int_equal(message_field_remove(m, 1), 0);
+	assert_int_equal(message_field_remove(m, 0), 0);
+	assert_serialized(m, "\r\nbody\r\n");
+	errno = 0;
+	assert_int_equal(message_field_remove(m, 0), -1);
+	assert_int_equal(errno, ENOENT);
+	message_free(m);
+}
+
 /* assert_name_refused - every edit refuses name with EINVAL and changes nothing. */
 static void assert_name_refused(struct message *m, const char *name)
 {
@@ -1105,6 +1122,7 @@ int main(void)
 	    cmocka_unit_test(test_remove_every_occurrence_returns_count),
 	    cmocka_unit_test(test_remove_absent_returns_zero),
 	    cmocka_unit_test(test_remove_all_fields_keeps_separator),
+	    cmocka_unit_test(test_field_remove_by_index),
 	    cmocka_unit_test(test_bad_names_refused),
 	    cmocka_unit_test(test_values_with_cr_or_lf_refused),
 	    cmocka_unit_test(test_long_value_folded_within_78),
