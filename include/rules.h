@@ -172,6 +172,7 @@ struct rule_ctx {
 	struct rule_hold tx_hold;   /* ctx:hold() from MAIL on: this message */
 	void *dkim;                 /* ctx:dkim()'s results for this message, engine-owned */
 	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
+	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
 };
 
 struct rules;

@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 
 #include "rule_objects.h"
+#include "rules_arc.h"
 #include "rules_dkim.h"
 #include "rules_internal.h"
 #include "rules_spf.h"
@@ -499,10 +500,11 @@ char *rules_tx_vars(const struct rule_ctx *ctx)
 	return text;
 }
 
-/* rules_tx_end - drop the transaction's variables, hold, SPF and DKIM results. */
+/* rules_tx_end - drop the transaction's variables, hold, SPF, DKIM and ARC results. */
 void rules_tx_end(struct rule_ctx *ctx)
 {
 	rules_dkim_forget(ctx);
+	rules_arc_forget(ctx);
 	rules_spf_tx_end(ctx);
 	cJSON_Delete(ctx->tx_vars);
 	ctx->tx_vars = NULL;
@@ -680,6 +682,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_dkim_methods, 0);
 	luaL_setfuncs(L, ctx_dkim_sign_methods, 0);
 	luaL_setfuncs(L, ctx_spf_methods, 0);
+	luaL_setfuncs(L, ctx_arc_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 
