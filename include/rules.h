@@ -173,6 +173,7 @@ struct rule_ctx {
 	void *dkim;                 /* ctx:dkim()'s results for this message, engine-owned */
 	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
 	void *dmarc;                /* ctx:dmarc()'s result for this message, engine-owned */
+	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
 };
 
 struct rules;

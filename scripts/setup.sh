@@ -10,7 +10,7 @@ build-essential cmake pkg-config
 libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc-ares-dev libseccomp-dev libopendkim-dev libspf2-dev libopendmarc-dev
 publicsuffix
 libsasl2-modules sasl2-bin openssl
-dnsmasq-base python3-dkim python3-nacl
+dnsmasq-base python3-dkim python3-nacl python3-authres
 libcmocka-dev clang libclang-rt-14-dev
 python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-hmac-perl
 groff-base

@@ -22,6 +22,7 @@
 #include <lauxlib.h>
 
 #include "rule_objects.h"
+#include "rules_arc.h"
 #include "rules_auth_results.h"
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
@@ -501,11 +502,12 @@ char *rules_tx_vars(const struct rule_ctx *ctx)
 	return text;
 }
 
-/* rules_tx_end - drop the transaction's variables, hold, SPF, DKIM and DMARC results. */
+/* rules_tx_end - drop the transaction's variables, hold, SPF, DKIM, DMARC and ARC results. */
 void rules_tx_end(struct rule_ctx *ctx)
 {
 	rules_dkim_forget(ctx);
 	rules_dmarc_forget(ctx);
+	rules_arc_forget(ctx);
 	rules_spf_tx_end(ctx);
 	cJSON_Delete(ctx->tx_vars);
 	ctx->tx_vars = NULL;
@@ -685,6 +687,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_spf_methods, 0);
 	luaL_setfuncs(L, ctx_dmarc_methods, 0);
 	luaL_setfuncs(L, ctx_auth_results_methods, 0);
+	luaL_setfuncs(L, ctx_arc_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 
