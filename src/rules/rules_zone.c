@@ -67,7 +67,8 @@ struct zone_line {
 /* ---- small parts ------------------------------------------------------ */
 
 /* zone_error - "file:line: message" into the line's err; returns -1. */
-static int zone_error(struct zone_line *l, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int zone_error(struct zone_line *l, const char *fmt,
+							     ...)
 {
 	char msg[512];
 	va_list ap;
@@ -269,7 +270,7 @@ static int zone_parse_txt(struct zone_line *l)
 		if (zone_parse_string(l) < 0)
 			return -1;
 		strings++;
-		if (l->p < l->end && !zone_space(*l->p))
+		if (l->p < l->end && !zone_space(*l->p) && *l->p != '#')
 			return zone_error(l, "TXT: strings are separated by blanks");
 	}
 	return strings > 0 ? 0 : zone_error(l, "TXT needs at least one \"string\"");
