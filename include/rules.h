@@ -226,6 +226,7 @@ struct rules_settings {
 	int allow_routing_local_parts; /* [rules] allow_routing_local_parts */
 	const char *dns_servers;      /* for `dns`: NULL or "" for the system's resolvers */
 	unsigned dns_timeout_ms;      /* per dns.* call; 0 for the default (5 s) */
+	const char *dns_zone; /* NULL, or a zone file answering all DNS instead (offline tests) */
 	const struct dkim_config *dkim; /* [dkim:NAME] signing keys, read when the rules load */
 	size_t ndkim;
 };

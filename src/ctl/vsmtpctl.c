@@ -6,7 +6,7 @@
  *   vsmtpctl [-c FILE] rules check RULES-FILE
  *   vsmtpctl [-c FILE] rules run RULES-FILE --rcpt ADDR... [--ip IP] [--helo NAME]
  *                      [--from ADDR] [--listener NAME] [--tls] [--auth USER]
- *                      [MESSAGE-FILE]
+ *                      [--dns-zone ZONE-FILE] [MESSAGE-FILE]
  *   vsmtpctl [-c FILE] rules test TEST-FILE...
  *   vsmtpctl [-c FILE] queue|quarantine ...
  *
@@ -48,7 +48,8 @@ static const struct ctl_help ctl_help_table[] = {
 	 {"rules check RULES-FILE",
 	  "rules run RULES-FILE --rcpt ADDR [--rcpt ADDR]...\n"
 	  "                          [--ip IP] [--helo NAME] [--from ADDR] [--listener NAME]\n"
-	  "                          [--tls] [--auth USER] [MESSAGE-FILE]",
+	  "                          [--tls] [--auth USER] [--dns-zone ZONE-FILE]\n"
+	  "                          [MESSAGE-FILE]",
 	  "rules test TEST-FILE...", NULL},
 	 "rules: compile a rules file as the daemon does (check), run one transaction\n"
 	 "through it (run), or run the cases of test files, in TAP (test).\n"
@@ -59,6 +60,9 @@ static const struct ctl_help ctl_help_table[] = {
 	 "  --listener NAME     the listener the client came in on (default smtp)\n"
 	 "  --tls               the session is encrypted\n"
 	 "  --auth USER         the client authenticated as USER\n"
+	 "  --dns-zone ZONE-FILE\n"
+	 "                      answer the rules' DNS from the zone file, not the\n"
+	 "                      servers (in a test file: dns_zone = \"ZONE-FILE\")\n"
 	 "  MESSAGE-FILE        the message for the preq stage (default a minimal one)\n",
 	 0},
 	{"queue",

@@ -5,7 +5,7 @@
  *   vsmtpctl [-c FILE] rules check RULES-FILE
  *   vsmtpctl [-c FILE] rules run RULES-FILE --rcpt ADDR... [--ip IP] [--helo NAME]
  *                      [--from ADDR] [--listener NAME] [--tls] [--auth USER]
- *                      [MESSAGE-FILE]
+ *                      [--dns-zone ZONE-FILE] [MESSAGE-FILE]
  *   vsmtpctl [-c FILE] rules test TEST-FILE...
  *
  * Each command is an entry of ctl_rules_commands: its options, how many
@@ -14,7 +14,9 @@
  * never depends on it. The rules are compiled exactly as the daemon
  * compiles them, with the hostname, local domains, trusted networks and
  * limits of the configuration (-c, else /etc/vsmtpd/vsmtpd.conf when it
- * exists, else the defaults). Exit status: 0 accepted / valid / all tests
+ * exists, else the defaults). A DNS zone file (--dns-zone, or dns_zone in a
+ * test file) answers the rules' DNS instead of the configured servers.
+ * Exit status: 0 accepted / valid / all tests
  * passed, 1 refused / invalid / a test failed, 2 usage or environment
  * error, 3 a rule overran its CPU time.
  */
@@ -43,7 +45,16 @@
 #define CTL_RULES_OPTIONS ":h"  /* of a rules command: --help and the long ones */
 
 /* The options of rules run that have no short letter. */
-enum { OPT_IP = CLI_LONG_ONLY, OPT_HELO, OPT_FROM, OPT_RCPT, OPT_LISTENER, OPT_AUTH, OPT_TLS };
+enum {
+	OPT_IP = CLI_LONG_ONLY,
+	OPT_HELO,
+	OPT_FROM,
+	OPT_RCPT,
+	OPT_LISTENER,
+	OPT_AUTH,
+	OPT_TLS,
+	OPT_DNS_ZONE
+};
 
 /* What the rules are compiled with. */
 struct ctl_settings {
@@ -53,6 +64,7 @@ struct ctl_settings {
 	int allow_routing_local_parts;
 	char *dns_servers;
 	unsigned dns_timeout_ms;
+	const char *dns_zone; /* NULL, or the zone file that answers DNS (not owned) */
 	struct rules_limits limits;
 };
 
@@ -99,7 +111,8 @@ static struct rules *ctl_rules_load(const char *path, const struct ctl_settings 
 					  .trusted_networks = st->trusted_networks,
 					  .allow_routing_local_parts = st->allow_routing_local_parts,
 					  .dns_servers = st->dns_servers,
-					  .dns_timeout_ms = st->dns_timeout_ms};
+					  .dns_timeout_ms = st->dns_timeout_ms,
+					  .dns_zone = st->dns_zone};
 	char *abs = realpath(path, NULL), err[1024];
 	struct rules *r;
 
@@ -118,6 +131,7 @@ static struct rules *ctl_rules_load(const char *path, const struct ctl_settings 
 struct ctl_rules_args {
 	struct offline_tx tx; /* rules run's transaction, from its options */
 	const char *rcpts[CTL_MAX_RCPTS];
+	const char *dns_zone; /* rules run --dns-zone */
 	int nargs;            /* the operands: files */
 	char **args;
 };
@@ -216,6 +230,7 @@ static int ctl_run(struct ctl_rules_args *a, const struct ctl_settings *st)
 {
 	struct offline_tx *tx = &a->tx;
 	struct ctl_run_state rs = {.after = OFFLINE_AFTER_NONE};
+	struct ctl_settings with_zone = *st;
 	enum offline_outcome out;
 	struct rules *r;
 	char *message = NULL;
@@ -224,7 +239,8 @@ static int ctl_run(struct ctl_rules_args *a, const struct ctl_settings *st)
 	if (a->nargs == 2 && (message = ctl_read_file(a->args[1], &tx->message_len)) == NULL)
 		return 2;
 	tx->message = message;
-	if ((r = ctl_rules_load(a->args[0], st)) == NULL) {
+	with_zone.dns_zone = a->dns_zone;
+	if ((r = ctl_rules_load(a->args[0], &with_zone)) == NULL) {
 		free(message);
 		return 1;
 	}
@@ -453,14 +469,26 @@ static void ctl_test_settings(lua_State *L, struct ctl_settings *st)
 	lua_pop(L, 2);
 }
 
+/* ctl_beside - name (a file a test file names) relative to the test file
+ * at path, unless it is absolute. */
+static void ctl_beside(const char *path, const char *name, char *out, size_t outlen)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (name[0] == '/' || slash == NULL)
+		snprintf(out, outlen, "%s", name);
+	else
+		snprintf(out, outlen, "%.*s/%s", (int)(slash - path), path, name);
+}
+
 /* ctl_test_file - run one test file; the number of failures, -1 when it
  * cannot run at all. */
 static int ctl_test_file(const char *path, const struct ctl_settings *base, int *number)
 {
 	struct ctl_settings st = *base;
 	lua_State *L = luaL_newstate();
-	const char *rules_name, *slash = strrchr(path, '/');
-	char rules_path[4096];
+	const char *rules_name, *zone_name;
+	char rules_path[4096], zone_path[4096];
 	struct rules *r = NULL;
 	lua_Integer i, n;
 	int failed = -1;
@@ -488,11 +516,18 @@ static int ctl_test_file(const char *path, const struct ctl_settings *base, int 
 		goto out;
 	}
 	ctl_test_settings(L, &st);
-	if (rules_name[0] == '/' || slash == NULL)
-		snprintf(rules_path, sizeof(rules_path), "%s", rules_name);
-	else
-		snprintf(rules_path, sizeof(rules_path), "%.*s/%s", (int)(slash - path), path,
-			 rules_name);
+	ctl_beside(path, rules_name, rules_path, sizeof(rules_path));
+	lua_getfield(L, -1, "dns_zone");
+	zone_name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+	if (zone_name == NULL && !lua_isnil(L, -1)) {
+		fprintf(stderr, "vsmtpctl: %s: dns_zone must be the name of a zone file\n", path);
+		goto out;
+	}
+	lua_pop(L, 1); /* the test file's table keeps the string */
+	if (zone_name != NULL) {
+		ctl_beside(path, zone_name, zone_path, sizeof(zone_path));
+		st.dns_zone = zone_path;
+	}
 	if ((r = ctl_rules_load(rules_path, &st)) == NULL)
 		goto out;
 	printf("# %s (rules %s)\n", path, rules_path);
@@ -554,6 +589,7 @@ static const struct option ctl_run_options[] = {
 	{"listener", required_argument, NULL, OPT_LISTENER},
 	{"auth", required_argument, NULL, OPT_AUTH},
 	{"tls", no_argument, NULL, OPT_TLS},
+	{"dns-zone", required_argument, NULL, OPT_DNS_ZONE},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -604,6 +640,9 @@ static int ctl_run_option(int opt, struct ctl_rules_args *a)
 		break;
 	case OPT_TLS:
 		tx->tls = 1;
+		break;
+	case OPT_DNS_ZONE:
+		a->dns_zone = optarg;
 		break;
 	}
 	return 0;

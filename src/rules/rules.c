@@ -386,6 +386,8 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	rules_open_sandbox(L, settings);
 	if (rules_dns_open(L, settings->dns_servers, settings->dns_timeout_ms, err, errlen) < 0)
 		return -1;
+	if (settings->dns_zone != NULL && rules_dns_zone(L, settings->dns_zone, err, errlen) < 0)
+		return -1;
 	if ((r->dkim = rules_dkim_open(err, errlen)) == NULL ||
 	    rules_dkim_keys_load(settings->dkim, settings->ndkim, &r->dkim_keys, err, errlen) < 0)
 		return -1;

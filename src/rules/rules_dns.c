@@ -16,6 +16,10 @@
  * The channel itself comes from resolver_channel_open() (resolver.c),
  * which also seeds the query ids c-ares draws in a confined process.
  *
+ * With a zone file (rules_dns_zone(), for vsmtpctl's offline runs) no
+ * channel is made: each query gets the message rules_zone.c builds from
+ * the zone, at once, and goes through the same parsers.
+ *
  * A call sends its queries (two for A and AAAA) and then polls the
  * channel's sockets until every answer is in or its deadline passes, when
  * the queries still open are cancelled. No Lua error can be raised while
@@ -43,6 +47,7 @@
 #include "rule_objects.h"
 #include "resolver.h"
 #include "rules_dns.h"
+#include "rules_zone.h"
 
 #define RULES_DNS_MT "vsmtpd.dns"
 #define RULES_DNS_STATE "vsmtpd.dns.state" /* the registry's reference to the state */
@@ -57,6 +62,7 @@ struct rules_dns {
 	ares_channel channel; /* NULL until the first lookup */
 	pid_t owner;          /* the process that created channel */
 	int library;          /* ares_library_init() to undo */
+	struct rules_zone *zone; /* answers from a zone file instead, or NULL */
 };
 
 /* What one query became. */
@@ -232,6 +238,27 @@ static enum dns_outcome dns_outcome_of(int status)
 	}
 }
 
+/* dns_ask_zone - the call's queries answered from the zone, as c-ares
+ * statuses and answers. */
+static void dns_ask_zone(struct rules_dns *d, struct dns_call *c, const char *name)
+{
+	static const int status[] = {
+		[RULES_DNS_ANSWER] = ARES_SUCCESS,    [RULES_DNS_NXDOMAIN] = ARES_ENOTFOUND,
+		[RULES_DNS_NODATA] = ARES_ENODATA,    [RULES_DNS_TIMEOUT] = ARES_ETIMEOUT,
+		[RULES_DNS_FAIL] = ARES_ESERVFAIL,    [RULES_DNS_NOMEM] = ARES_ENOMEM,
+	};
+	enum rules_dns_result res;
+	size_t i, len;
+
+	for (i = 0; i < c->nq; i++) {
+		res = rules_zone_query(d->zone, name, c->q[i].type, &c->q[i].buf, &len);
+		c->q[i].len = (int)len;
+		c->q[i].status = status[res];
+		c->q[i].done = 1;
+		c->q[i].outcome = dns_outcome_of(c->q[i].status);
+	}
+}
+
 /* dns_ask - send the call's queries for name and wait for them. Returns an
  * ARES_* status for a failure to start; the outcomes are in c->q. */
 static int dns_ask(struct rules_dns *d, struct dns_call *c, const char *name)
@@ -240,6 +267,10 @@ static int dns_ask(struct rules_dns *d, struct dns_call *c, const char *name)
 	size_t i;
 	int rc;
 
+	if (d->zone != NULL) {
+		dns_ask_zone(d, c, name);
+		return ARES_SUCCESS;
+	}
 	if ((rc = dns_channel(d)) != ARES_SUCCESS)
 		return rc;
 	deadline = dns_now_ms() + d->timeout_ms;
@@ -610,6 +641,8 @@ static int lua_dns_gc(lua_State *L)
 	if (d->library)
 		ares_library_cleanup();
 	d->library = 0;
+	rules_zone_free(d->zone);
+	d->zone = NULL;
 	return 0;
 }
 
@@ -626,6 +659,8 @@ enum rules_dns_result rules_dns_query(lua_State *L, const char *name, int type,
 	lua_getfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
 	d = luaL_testudata(L, -1, RULES_DNS_MT);
 	lua_pop(L, 1);
+	if (d != NULL && d->zone != NULL)
+		return rules_zone_query(d->zone, name, type, answer, len);
 	if (d == NULL || dns_channel(d) != ARES_SUCCESS)
 		return RULES_DNS_FAIL;
 	c.q[0].type = type;
@@ -668,6 +703,26 @@ void rules_dns_forked(lua_State *L)
 	if ((d = luaL_testudata(L, -1, RULES_DNS_MT)) != NULL)
 		dns_drop_inherited(d);
 	lua_pop(L, 1);
+}
+
+/* rules_dns_zone - read the zone file, answer from it. */
+int rules_dns_zone(lua_State *L, const char *path, char *err, size_t errlen)
+{
+	struct rules_zone *z;
+	struct rules_dns *d;
+
+	lua_getfield(L, LUA_REGISTRYINDEX, RULES_DNS_STATE);
+	d = luaL_testudata(L, -1, RULES_DNS_MT);
+	lua_pop(L, 1);
+	if (d == NULL) {
+		snprintf(err, errlen, "dns: no resolver to give the zone %s", path);
+		return -1;
+	}
+	if ((z = rules_zone_load(path, err, errlen)) == NULL)
+		return -1;
+	rules_zone_free(d->zone);
+	d->zone = z;
+	return 0;
 }
 
 /* rules_dns_open - read the resolver settings, register `dns`. */

@@ -61,6 +61,15 @@ struct lua_State;
 int rules_dns_open(struct lua_State *L, const char *servers, unsigned timeout_ms, char *err,
 		   size_t errlen);
 
+/*
+ * rules_dns_zone - from now on, answer the lookups of the `dns` table
+ * registered in L (by rules_dns_open) and rules_dns_query() from the zone
+ * file at path (rules_zone.h gives its format), read now, instead of
+ * asking servers: for testing rules offline. Returns 0, or -1 with the
+ * reason in err ("zone.txt:3: unknown type ...", "cannot open ...").
+ */
+int rules_dns_zone(struct lua_State *L, const char *path, char *err, size_t errlen);
+
 /* What one raw query became (rules_dns_query). */
 enum rules_dns_result {
 	RULES_DNS_ANSWER,   /* NOERROR with at least one answer record (not parsed:
@@ -81,7 +90,7 @@ enum rules_dns_result {
  * RULES_DNS_ANSWER, *answer is the whole DNS message as received
  * (malloc'ed, *len bytes, the caller frees it); otherwise *answer is NULL.
  * Nothing is read from a file: the servers were captured when the rules
- * were loaded.
+ * were loaded. With a zone (rules_dns_zone), the zone answers at once.
  */
 enum rules_dns_result rules_dns_query(struct lua_State *L, const char *name, int type,
 				      unsigned timeout_ms, unsigned char **answer, size_t *len);

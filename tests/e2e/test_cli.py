@@ -332,6 +332,14 @@ def ctl_rules_test(p, qid):
     assert "not ok" not in p.stdout and re.search(r"^1\.\.[1-9]\d*$", p.stdout, re.M), p.stdout
 
 
+def ctl_rules_run_zone(p, qid):
+    # The example's dns.zone answers: no DNS server is asked.
+    assert p.returncode == 1, p.stderr
+    assert ("mail                         reject     550 5.7.23 SPF: spf-fail.example does not "
+            "allow mail from 203.0.113.5") in p.stdout, p.stdout
+    assert p.stdout.endswith("result: refused\n"), p.stdout
+
+
 def ctl_queue_list(p, qid):
     assert p.returncode == 0, p.stderr
     assert re.search(rf"^{qid}[* ] ", p.stdout, re.M), p.stdout
@@ -368,6 +376,9 @@ VSMTPCTL_EXAMPLES = {
     "vsmtpctl rules run /etc/vsmtpd/rules/main.lua --ip 203.0.113.5 --helo mail.example.net "
     "--from alice@example.net --rcpt bob@example.com": ctl_rules_run,
     f"vsmtpctl rules test {INSTALLED_EXAMPLES}/relay-control/main.test.lua": ctl_rules_test,
+    f"vsmtpctl rules run {INSTALLED_EXAMPLES}/spf-reject-fail/main.lua --dns-zone "
+    f"{INSTALLED_EXAMPLES}/spf-reject-fail/dns.zone --ip 203.0.113.5 --from "
+    "alice@spf-fail.example --rcpt bob@example.com": ctl_rules_run_zone,
     "vsmtpctl queue list": ctl_queue_list,
     f"vsmtpctl queue show {EXAMPLE_ID}": ctl_queue_show,
     f"vsmtpctl queue hold {EXAMPLE_ID}": ctl_done("held"),
