@@ -594,6 +594,12 @@ static struct rules_arc_result *arc_check_message(lua_State *L, const struct mes
 	return r;
 }
 
+/* rules_arc_kept - see rules_arc.h. */
+const struct rules_arc_result *rules_arc_kept(const struct rule_ctx *ctx)
+{
+	return ctx->arc;
+}
+
 /* rules_arc_check - see rules_arc.h. */
 const struct rules_arc_result *rules_arc_check(lua_State *L, struct rule_ctx *ctx,
 					       const struct message *msg)

@@ -101,6 +101,10 @@ struct rules_arc_result {
 	struct arc_set_result set[];
 };
 
+/* rules_arc_kept - the transaction's ctx:arc() result, or NULL when
+ * ctx:arc() has not run in it (for Authentication-Results). */
+const struct rules_arc_result *rules_arc_kept(const struct rule_ctx *ctx);
+
 /* rules_arc_check - ctx:arc()'s result for the message (computed at the
  * first call in the transaction, then kept); raises on failure. */
 const struct rules_arc_result *rules_arc_check(lua_State *L, struct rule_ctx *ctx,

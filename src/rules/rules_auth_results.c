@@ -7,12 +7,12 @@
  * section 5). Fields of other hosts are kept.
  *
  * The results are only read, through the accessors the checks expose
- * (rules_spf.h, rules_dkim.h): nothing is checked anew, no DNS is asked. A
- * method the rules did not call is left out; with none at all the field
- * says "none". The methods are the rows of ar_methods, in the order the
- * field lists them; DMARC (RFC 7489 section 11.2: dmarc=RESULT
- * header.from=DOMAIN) is one more row there, reading its kept result the
- * same way.
+ * (rules_spf.h, rules_dkim.h, rules_dmarc.h, rules_arc.h): nothing is
+ * checked anew, no DNS is asked. A method the rules did not call is left
+ * out; with none at all the field says "none". The methods are the rows of
+ * ar_methods, in the order the field lists them: spf (MAIL FROM, then
+ * HELO), dkim (one per signature), dmarc (RFC 7489 section 11.2:
+ * dmarc=RESULT header.from=DOMAIN) and arc (RFC 8617 section 7.2).
  *
  * The value is "ID; method=result [reason="..."] ptype.property=value
  * ...; ..." (section 2.2), each property value a token when it can be,
@@ -25,12 +25,15 @@
  * the end of the transaction, and a header edit at preq is what is queued.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "rules_auth_results.h"
+#include "rules_arc.h"
 #include "rules_dkim.h"
+#include "rules_dmarc.h"
 #include "rules_internal.h"
 #include "rules_spf.h"
 
@@ -219,10 +222,38 @@ static int ar_dkim(const struct rule_ctx *ctx, const char *method, luaL_Buffer *
 	return (int)n;
 }
 
+/* ar_dmarc - dmarc=RESULT header.from=DOMAIN (ctx:dmarc()); 1 when added. */
+static int ar_dmarc(const struct rule_ctx *ctx, const char *method, luaL_Buffer *b)
+{
+	const char *result, *domain, *reason;
+
+	if (!rules_dmarc_kept(ctx, &result, &domain, &reason))
+		return 0;
+	ar_resinfo(b, method, result, reason);
+	ar_prop(b, "header.from", domain);
+	return 1;
+}
+
+/* ar_arc - arc=RESULT (ctx:arc(), RFC 8617 §7.2), with header.oldest-pass
+ * when an older signature did not verify; 1 when added. */
+static int ar_arc(const struct rule_ctx *ctx, const char *method, luaL_Buffer *b)
+{
+	const struct rules_arc_result *r = rules_arc_kept(ctx);
+	char oldest[16];
+
+	if (r == NULL)
+		return 0;
+	ar_resinfo(b, method, r->result, strcmp(r->result, "pass") != 0 ? r->reason : NULL);
+	if (strcmp(r->result, "pass") == 0 && r->oldest_pass > 0) {
+		snprintf(oldest, sizeof(oldest), "%d", r->oldest_pass);
+		ar_prop(b, "header.oldest-pass", oldest);
+	}
+	return 1;
+}
+
 /*
  * The methods, in the order the field lists them: each adds its resinfos
- * ("; method=result ...") from the results kept in ctx and says how many. DMARC's row goes after
- * DKIM's (dmarc=RESULT header.from=DOMAIN, from its kept result).
+ * ("; method=result ...") from the results kept in ctx and says how many.
  */
 static const struct {
 	const char *method;
@@ -231,6 +262,8 @@ static const struct {
     {"spf", ar_spf_mailfrom},
     {"spf", ar_spf_helo},
     {"dkim", ar_dkim},
+    {"dmarc", ar_dmarc},
+    {"arc", ar_arc},
 };
 
 /* ar_push_value - push the field's value: the id, then every result, or none. */

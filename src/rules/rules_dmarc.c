@@ -478,6 +478,20 @@ static int dmarc_push(lua_State *L, const struct dmarc_result *res)
 	return 1;
 }
 
+/* rules_dmarc_kept - see rules_dmarc.h. */
+int rules_dmarc_kept(const struct rule_ctx *ctx, const char **result, const char **domain,
+		     const char **reason)
+{
+	const struct dmarc_result *res = ctx->dmarc;
+
+	if (res == NULL || res->result == NULL)
+		return 0;
+	*result = res->result;
+	*domain = res->domain;
+	*reason = strcmp(res->result, "pass") != 0 ? res->reason : NULL;
+	return 1;
+}
+
 /* lua_ctx_dmarc - ctx:dmarc(): the message's DMARC result, once per transaction. */
 static int lua_ctx_dmarc(lua_State *L)
 {

@@ -27,6 +27,12 @@ void rules_dmarc_open(void);
 /* rules_dmarc_forget - free the transaction's ctx:dmarc() result. */
 void rules_dmarc_forget(struct rule_ctx *ctx);
 
+/* rules_dmarc_kept - the transaction's ctx:dmarc() result and its From
+ * domain ("" when none), for Authentication-Results: 1, or 0 when
+ * ctx:dmarc() has not run in this transaction. */
+int rules_dmarc_kept(const struct rule_ctx *ctx, const char **result, const char **domain,
+		     const char **reason);
+
 /* The ctx method ctx:dmarc() (rules_ctx_open adds it). */
 extern const luaL_Reg ctx_dmarc_methods[];
 

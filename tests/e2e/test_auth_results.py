@@ -20,6 +20,7 @@ RECORDS = DKIM_RECORDS + [
     "txt-record=example.test,v=spf1 ip4:127.0.0.0/8 -all",
     "host-record=client.test,127.0.0.1",
     "txt-record=client.test,v=spf1 a -all",
+    "txt-record=_dmarc.example.test,v=DMARC1; p=reject",
 ]
 
 RULES = r'''
@@ -29,6 +30,8 @@ return {
       ctx:spf()
       ctx:spf_helo()
       ctx:dkim()
+      ctx:dmarc()
+      ctx:arc()
       ctx:append_header("X-Returned", ctx:add_authentication_results())
       return status.next()
     end),
@@ -50,12 +53,8 @@ MESSAGE = ("Authentication-Results: {host}; spf=pass smtp.mailfrom=example.test;
 
 @pytest.fixture(scope="module")
 def dns(workspace):
-    server = dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-ar"), RECORDS)
-    server.start()
-    try:
+    with dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-ar"), RECORDS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +110,8 @@ def test_one_field_of_ours_on_top_with_the_results(daemon):
     content, _ = daemon.message(qid)
     expected = (f"{e2e.HOSTNAME.lower()}; spf=pass smtp.mailfrom=example.test; "
                 f"spf=pass smtp.helo=client.test; dkim=pass header.d=example.test "
-                f"header.s=rsa header.a=rsa-sha256 header.b={b_prefix(signed)}")
+                f"header.s=rsa header.a=rsa-sha256 header.b={b_prefix(signed)}; "
+                f"dmarc=pass header.from=example.test; arc=none")
     assert ours(content) == [(0, expected)], content[:1500]
     assert content.startswith(b"Authentication-Results: ")
     assert fields(content, "X-Returned") and fields(content, "X-Returned")[0][1] == expected
@@ -123,7 +123,11 @@ def test_failures_and_an_unsigned_message(daemon):
     qid = send(daemon, MESSAGE.format(host="(forged) " + e2e.HOSTNAME).encode(),
                "alice@elsewhere.test")
     content, _ = daemon.message(qid)
-    assert ours(content) == [(0, f"{e2e.HOSTNAME.lower()}; spf=none "
-                                 'reason="Host \'elsewhere.test\' not found." smtp.mailfrom=elsewhere.test; '
-                                 "spf=pass smtp.helo=client.test; dkim=none")], content[:1500]
+    (index, value), = ours(content)
+    assert index == 0
+    head, dmarc = value.split("; dmarc=")
+    assert head == (f"{e2e.HOSTNAME.lower()}; spf=none "
+                    'reason="Host \'elsewhere.test\' not found." smtp.mailfrom=elsewhere.test; '
+                    "spf=pass smtp.helo=client.test; dkim=none"), value
+    assert re.fullmatch(r'fail reason="[^"]+" header\.from=example\.test; arc=none', dmarc), value
     assert len(fields(content, "Authentication-Results")) == 2, content[:1500]
