@@ -13,7 +13,15 @@
 --   * mail for any other domain is relayed only for authenticated sessions
 --     and for clients in [rules] trusted_networks (default: this host);
 --   * everything else is refused with 554 5.7.1 Relay access denied, so the
---     server is no open relay.
+--     server is no open relay;
+--   * mail from outside (neither authenticated nor from a trusted network)
+--     is checked with SPF, DKIM and DMARC when it has arrived, the results
+--     go into an Authentication-Results header on top of it (forged ones
+--     carrying this host's name are removed), and only what the From
+--     domain's DMARC policy asks receivers to reject (p=reject, or sp= for
+--     a subdomain, after pct) is refused, with 550 5.7.1. That is the
+--     choice to change: rules/examples/ has stricter ones (quarantine
+--     p=quarantine failures, refuse SPF -all failures at MAIL).
 --
 -- The rcpt stage ends with a trailing rule, as every stage of a policy
 -- should: a recipient no rule accepted is refused. The trailing rule uses
@@ -73,6 +81,25 @@ return {
 
     rule "trailing" (function(ctx)
       return status.reject(codes.relay_denied)
+    end),
+  },
+
+  preq = {
+    -- Each check looks its records up once and keeps its result for the
+    -- header; a DNS failure is a temperror, which refuses nothing.
+    rule "mail authentication" (function(ctx)
+      if may_relay(ctx) then
+        return status.next()
+      end
+      ctx:spf()
+      ctx:dkim()
+      local dmarc = ctx:dmarc()
+      ctx:add_authentication_results()
+      if dmarc.disposition == "reject" then
+        return status.reject(code(550, "5.7.1", "Rejected by the DMARC policy of "
+                                  .. dmarc.policy_domain))
+      end
+      return status.next()
     end),
   },
 }

@@ -317,7 +317,8 @@ def test_vsmtpd_example(command, workspace):
 
 def ctl_rules_check(p, qid):
     assert p.returncode == 0, p.stderr
-    assert p.stdout.endswith("main.lua: rules are valid\n  rcpt         5 rules\n"), p.stdout
+    assert p.stdout.endswith("main.lua: rules are valid\n  rcpt         5 rules\n"
+                             "  preq         1 rule\n"), p.stdout
 
 
 def ctl_rules_run(p, qid):

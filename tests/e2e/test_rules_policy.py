@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+import dnsserver
 import vsmtpd_e2e as e2e
 from vsmtpd_e2e import HOSTNAME, queued_id
 
@@ -38,6 +39,70 @@ def untrusted(module_daemons):
     """The shipped policy, with loopback not among the trusted networks."""
     return module_daemons(rules=shipped_rules(), label="-untrusted", settings={
         "rules": {"trusted_networks": "192.0.2.0/24", "local_domains": "example.com"}})
+
+
+# The shipped policy's mail authentication: records for a domain whose
+# DMARC policy says reject, one that says quarantine, and the client's
+# HELO name.
+AUTH_RECORDS = [
+    "txt-record=reject.test,v=spf1 ip4:192.0.2.0/24 -all",
+    "txt-record=_dmarc.reject.test,v=DMARC1; p=reject",
+    "txt-record=quarantine.test,v=spf1 ip4:192.0.2.0/24 -all",
+    "txt-record=_dmarc.quarantine.test,v=DMARC1; p=quarantine",
+    "txt-record=pass.test,v=spf1 ip4:127.0.0.0/8 -all",
+    "txt-record=_dmarc.pass.test,v=DMARC1; p=reject",
+]
+
+
+@pytest.fixture(scope="module")
+def authenticating(module_daemons, workspace):
+    """The shipped policy, loopback untrusted, a DNS server with the records."""
+    with dnsserver.Dnsmasq(workspace.new_dir("dnsmasq-policy"), AUTH_RECORDS) as dns:
+        yield module_daemons(rules=shipped_rules(), label="-authenticating", settings={
+            "rules": {"trusted_networks": "192.0.2.0/24", "local_domains": "example.com",
+                      "dns_servers": dns.address, "dns_timeout": "2s"}})
+
+
+def message_from(domain, forged=False):
+    extra = f"Authentication-Results: {HOSTNAME}; spf=pass\r\n" if forged else ""
+    return (f"{extra}From: <someone@{domain}>\r\nTo: <user@example.com>\r\n"
+            f"Subject: from {domain}\r\n\r\nbody\r\n").encode()
+
+
+def test_default_policy_refuses_what_dmarc_p_reject_refuses(authenticating):
+    before = authenticating.queued()
+    with authenticating.session() as c:
+        c.open_data(sender="someone@reject.test", rcpt="user@example.com")
+        c.send(e2e.stuff(message_from("reject.test")) + b".\r\n")
+        r = c.read_reply()
+        assert (r.code, r.text) == (550, "5.7.1 Rejected by the DMARC policy of reject.test"), r
+        c.quit()
+    assert authenticating.queued() == before
+
+
+def test_default_policy_accepts_dmarc_quarantine_and_records_the_results(authenticating):
+    with authenticating.session() as c:
+        qid = c.send_message(message_from("quarantine.test", forged=True),
+                             sender="someone@quarantine.test", rcpts=("user@example.com",))
+        c.quit()
+    content = authenticating.message(qid)[0]
+    first = content.split(b"\r\n")[0].decode()
+    assert first.startswith(f"Authentication-Results: {HOSTNAME.lower()}; spf=fail"), first
+    ours = [l for l in content.split(b"\r\n") if l.startswith(b"Authentication-Results:")]
+    assert len(ours) == 1, content[:600]  # the forged one is gone
+    unfolded = re.sub(rb"\r\n[ \t]+", b" ", content).decode()
+    assert "smtp.mailfrom=quarantine.test; dkim=none; dmarc=fail" in unfolded, unfolded[:600]
+    assert "header.from=quarantine.test" in unfolded
+
+
+def test_default_policy_passes_aligned_mail(authenticating):
+    with authenticating.session() as c:
+        qid = c.send_message(message_from("pass.test"), sender="someone@pass.test",
+                             rcpts=("user@example.com",))
+        c.quit()
+    unfolded = re.sub(rb"\r\n[ \t]+", b" ", authenticating.message(qid)[0]).decode()
+    assert "spf=pass smtp.mailfrom=pass.test; dkim=none; dmarc=pass header.from=pass.test" \
+        in unfolded, unfolded[:600]
 
 
 @pytest.mark.parametrize("rcpt", ["user@example.com", "user@EXAMPLE.COM", "Mixed.Case@Example.Com",

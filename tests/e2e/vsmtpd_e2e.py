@@ -433,7 +433,11 @@ class Daemon:
             "limits": {},
             "timeouts": {},
             "smtp": {},
-            "rules": {"file": self.rules_path, "app_dir": os.path.join(self.dir, "app")},
+            # The rules' DNS goes nowhere unless a test says where: a lookup
+            # fails at once (a closed loopback port), never asks the
+            # machine's resolvers.
+            "rules": {"file": self.rules_path, "app_dir": os.path.join(self.dir, "app"),
+                      "dns_servers": f"127.0.0.1:{CLOSED_PORT}"},
             # Mail stays queued unless a test says where it goes: every
             # destination is a loopback port where nothing listens, so each
             # delivery is deferred and the spool keeps what was accepted.
