@@ -59,9 +59,10 @@ def free_udp_tcp_port():
 
 
 def txt_option(name, text):
-    """dnsmasq's --txt-record for text, cut into character-strings of 255."""
+    """dnsmasq's --txt-record for text (no commas in it), cut into
+    character-strings of 255: dnsmasq separates strings by commas."""
     parts = [text[i:i + 255] for i in range(0, len(text), 255)]
-    return "--txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
+    return "--txt-record=%s,%s" % (name, ",".join(parts))
 
 
 def make_key(directory):
