@@ -12,7 +12,10 @@
  * says "none". The methods are the rows of ar_methods, in the order the
  * field lists them; DMARC (RFC 7489 section 11.2: dmarc=RESULT
  * header.from=DOMAIN) is one more row there, reading its kept result the
- * same way.
+ * same way, and ARC's (arc=RESULT, RFC 8617 10.1, from ctx:arc()'s kept
+ * result) closes the list. The value is also what ctx:arc_seal() puts in
+ * its ARC-Authentication-Results when the rule gives none
+ * (rules_ar_push_value).
  *
  * The value is "ID; method=result [reason="..."] ptype.property=value
  * ...; ..." (section 2.2), each property value a token when it can be,
@@ -25,10 +28,12 @@
  * the end of the transaction, and a header edit at preq is what is queued.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "rules_arc.h"
 #include "rules_auth_results.h"
 #include "rules_dkim.h"
 #include "rules_internal.h"
@@ -219,6 +224,23 @@ static int ar_dkim(const struct rule_ctx *ctx, const char *method, luaL_Buffer *
 	return (int)n;
 }
 
+/* ar_arc - arc=RESULT [header.oldest-pass=N] (ctx:arc(), RFC 8617 10.1);
+ * 1 when added. */
+static int ar_arc(const struct rule_ctx *ctx, const char *method, luaL_Buffer *b)
+{
+	const struct rules_arc_result *r = ctx->arc;
+	char n[16];
+
+	if (r == NULL)
+		return 0;
+	ar_resinfo(b, method, r->result, r->reason);
+	if (strcmp(r->result, "pass") == 0 && r->oldest_pass > 0) {
+		snprintf(n, sizeof(n), "%d", r->oldest_pass);
+		ar_prop(b, "header.oldest-pass", n);
+	}
+	return 1;
+}
+
 /*
  * The methods, in the order the field lists them: each adds its resinfos
  * ("; method=result ...") from the results kept in ctx and says how many. DMARC's row goes after
@@ -231,10 +253,11 @@ static const struct {
     {"spf", ar_spf_mailfrom},
     {"spf", ar_spf_helo},
     {"dkim", ar_dkim},
+    {"arc", ar_arc},
 };
 
-/* ar_push_value - push the field's value: the id, then every result, or none. */
-static const char *ar_push_value(lua_State *L, const struct rule_ctx *ctx, const char *id)
+/* rules_ar_push_value - see rules_auth_results.h. */
+const char *rules_ar_push_value(lua_State *L, const struct rule_ctx *ctx, const char *id)
 {
 	luaL_Buffer b;
 	size_t i;
@@ -292,7 +315,7 @@ static int lua_ctx_add_authentication_results(lua_State *L)
 				  "it is queued",
 				  rules_stage_name(ud->stage));
 	msg = ctx_need_msg(L, ctx, "ctx:add_authentication_results()");
-	value = ar_push_value(L, ctx, id);
+	value = rules_ar_push_value(L, ctx, id);
 	if (message_header_prepend(msg, AR_FIELD, value) < 0)
 		return luaL_error(L, "ctx:add_authentication_results(): %s",
 				  errno == ENOMEM ? "out of memory"
