@@ -340,20 +340,28 @@ static int arc_fill_ams(struct arc_check *c, EVP_MD_CTX *md, int inst)
 	return arc_hash_ams(md, 1, c->msg, arc_tag(&c->ams[inst], "h"), raw, len);
 }
 
-/* arc_fill_as - what the AS of instance inst signs: the sets 1..inst. */
-static int arc_fill_as(struct arc_check *c, EVP_MD_CTX *md, int inst)
+/* arc_hash_sets - the fields of the sets 1..last of c into md, in the
+ * order an ARC-Seal signs them (the b= of last's AS emptied when strip). */
+static int arc_hash_sets(struct arc_check *c, EVP_MD_CTX *md, int verify, int last, int strip)
 {
 	const char *raw;
 	size_t len;
 	int i, kind;
 
-	for (i = 1; i <= inst; i++)
+	for (i = 1; i <= last; i++)
 		for (kind = 0; kind < ARC_KINDS; kind++) {
 			raw = arc_raw(c, c->field[i][kind], &len);
-			if (arc_hash_field(md, 1, raw, len, i == inst && kind == ARC_AS) < 0)
+			if (arc_hash_field(md, verify, raw, len, strip && i == last && kind == ARC_AS) <
+			    0)
 				return -1;
 		}
 	return 0;
+}
+
+/* arc_fill_as - what the AS of instance inst signs: the sets 1..inst. */
+static int arc_fill_as(struct arc_check *c, EVP_MD_CTX *md, int inst)
+{
+	return arc_hash_sets(c, md, 1, inst, 1);
 }
 
 /* arc_check_ams - the AMS of instance inst: body hash, then signature. */
@@ -508,8 +516,10 @@ static int arc_structure(struct arc_check *c, struct rules_arc_result *r)
 				return arc_fail(r, "ARC set %d has no %s", i, arc_names[kind]), -1;
 	if (arc_parse_sigs(c, r) < 0)
 		return -1;
-	if (strcmp(arc_tag(&c->as[r->instances], "cv"), "fail") == 0)
+	if (strcmp(arc_tag(&c->as[r->instances], "cv"), "fail") == 0) {
+		r->sealed_fail = 1;
 		return arc_fail(r, "ARC-Seal %d says the chain failed (cv=fail)", r->instances), -1;
+	}
 	for (i = 1; i <= r->instances; i++) {
 		cv = arc_tag(&c->as[i], "cv");
 		if (strcmp(cv, i == 1 ? "none" : "pass") != 0)
@@ -598,6 +608,31 @@ static struct rules_arc_result *arc_check_message(lua_State *L, const struct mes
 const struct rules_arc_result *rules_arc_kept(const struct rule_ctx *ctx)
 {
 	return ctx->arc;
+}
+
+/* arc_hash_seal - see rules_arc.h. */
+int arc_hash_seal(EVP_MD_CTX *md, const struct message *msg, int last,
+		  const char *const raw[3], const size_t len[3])
+{
+	struct arc_check *c = calloc(1, sizeof(*c));
+	char err[160];
+	int kind, rc = last == 0 ? 0 : -1, i;
+
+	if (c == NULL)
+		return -1;
+	c->msg = msg;
+	if (last > 0 && arc_collect(c, err, sizeof(err)) >= last) {
+		for (rc = 0, i = 1; i <= last; i++)
+			for (kind = 0; kind < ARC_KINDS; kind++)
+				if (c->field[i][kind] < 0)
+					rc = -1;
+		if (rc == 0)
+			rc = arc_hash_sets(c, md, 0, last, 0);
+	}
+	for (kind = 0; kind < ARC_KINDS && rc == 0; kind++)
+		rc = arc_hash_field(md, 0, raw[kind], len[kind], kind == ARC_AS);
+	free(c);
+	return rc;
 }
 
 /* rules_arc_check - see rules_arc.h. */

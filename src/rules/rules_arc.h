@@ -97,6 +97,7 @@ struct rules_arc_result {
 	int instances;      /* N, the newest instance; 0 without ARC */
 	int oldest_pass;    /* with "pass": 0 when every AMS verifies, else the oldest that
 			     * does with all after it */
+	int sealed_fail;    /* with "fail": the newest ARC-Seal says cv=fail */
 	size_t n;
 	struct arc_set_result set[];
 };
@@ -117,6 +118,16 @@ const struct rules_arc_result *rules_arc_check(lua_State *L, struct rule_ctx *ct
  */
 int arc_hash_ams(EVP_MD_CTX *md, int verify, const struct message *msg, const char *h,
 		 const char *ams, size_t ams_len);
+
+/*
+ * arc_hash_seal - into md (initialized for sha256 signing), what a new
+ * ARC-Seal signs: the fields of msg's sets 1..last (0: none), oldest first,
+ * then the new set's raw fields ("Name: value") ARC-Authentication-Results,
+ * ARC-Message-Signature and ARC-Seal (its b= emptied). -1 when a set up to
+ * last is incomplete or out of memory.
+ */
+int arc_hash_seal(EVP_MD_CTX *md, const struct message *msg, int last,
+		  const char *const raw[3], const size_t len[3]);
 
 /* arc_body_hash - the base64 sha256 of msg's canonical body, its first limit
  * bytes (SIZE_MAX: all; the l= tag), into out (at least 48 bytes). 0, -1

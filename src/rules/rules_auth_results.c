@@ -13,6 +13,8 @@
  * ar_methods, in the order the field lists them: spf (MAIL FROM, then
  * HELO), dkim (one per signature), dmarc (RFC 7489 section 11.2:
  * dmarc=RESULT header.from=DOMAIN) and arc (RFC 8617 section 7.2).
+ * The value is also what ctx:arc_seal() puts in its
+ * ARC-Authentication-Results when the rule gives none (rules_ar_push_value).
  *
  * The value is "ID; method=result [reason="..."] ptype.property=value
  * ...; ..." (section 2.2), each property value a token when it can be,
@@ -30,8 +32,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "rules_auth_results.h"
 #include "rules_arc.h"
+#include "rules_auth_results.h"
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
 #include "rules_internal.h"
@@ -266,8 +268,8 @@ static const struct {
     {"arc", ar_arc},
 };
 
-/* ar_push_value - push the field's value: the id, then every result, or none. */
-static const char *ar_push_value(lua_State *L, const struct rule_ctx *ctx, const char *id)
+/* rules_ar_push_value - see rules_auth_results.h. */
+const char *rules_ar_push_value(lua_State *L, const struct rule_ctx *ctx, const char *id)
 {
 	luaL_Buffer b;
 	size_t i;
@@ -325,7 +327,7 @@ static int lua_ctx_add_authentication_results(lua_State *L)
 				  "it is queued",
 				  rules_stage_name(ud->stage));
 	msg = ctx_need_msg(L, ctx, "ctx:add_authentication_results()");
-	value = ar_push_value(L, ctx, id);
+	value = rules_ar_push_value(L, ctx, id);
 	if (message_header_prepend(msg, AR_FIELD, value) < 0)
 		return luaL_error(L, "ctx:add_authentication_results(): %s",
 				  errno == ENOMEM ? "out of memory"

@@ -26,6 +26,16 @@
  */
 ssize_t rules_ar_authserv_id(const char *value, size_t len, char *out, size_t outlen);
 
+struct rule_ctx;
+
+/*
+ * rules_ar_push_value - push the value ctx:add_authentication_results()
+ * would add under the authserv-id id: id, then every result kept in ctx so
+ * far, or "none"; returns it. ctx:arc_seal() makes its
+ * ARC-Authentication-Results of it (rules_arc_seal.c).
+ */
+const char *rules_ar_push_value(lua_State *L, const struct rule_ctx *ctx, const char *id);
+
 /* The ctx method ctx:add_authentication_results() (rules_ctx_open adds it). */
 extern const luaL_Reg ctx_auth_results_methods[];
 

@@ -688,6 +688,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_dmarc_methods, 0);
 	luaL_setfuncs(L, ctx_auth_results_methods, 0);
 	luaL_setfuncs(L, ctx_arc_methods, 0);
+	luaL_setfuncs(L, ctx_arc_seal_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 

@@ -162,9 +162,10 @@ static int dkim_hook_cancel(void *srv, void *qh)
 
 /* ---- the library handle ------------------------------------------------ */
 
-/* The header fields ctx:dkim_sign() signs, those present (RFC 6376 5.4),
- * and those signed once more than present so that none can be added. */
-static const char *dkim_sign_headers[] = {
+/* The header fields ctx:dkim_sign() signs, those present (RFC 6376 5.4)
+ * (see rules_dkim.h), and those signed once more than present so that none
+ * can be added. */
+const char *rules_dkim_sign_headers[] = {
     "from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to",
     "references", "mime-version", "content-type", "content-transfer-encoding", "list-id",
     "list-help", "list-unsubscribe", "list-unsubscribe-post", "list-subscribe", "list-post",
@@ -191,7 +192,7 @@ void *rules_dkim_open(char *err, size_t errlen)
 		dkim_close(lib);
 		return NULL;
 	}
-	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)dkim_sign_headers,
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, (void *)rules_dkim_sign_headers,
 			 sizeof(char **)) != DKIM_STAT_OK ||
 	    dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, (void *)dkim_oversign_headers,
 			 sizeof(char **)) != DKIM_STAT_OK) {

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include <opendkim/dkim.h>
+#include <openssl/evp.h>
 
 struct rule_ctx;
 struct lua_State;
@@ -74,6 +75,18 @@ DKIM_STAT rules_dkim_feed(DKIM *d, const struct message *msg);
  */
 int rules_dkim_keys_load(const struct dkim_config *conf, size_t n, struct rules_dkim_keys **out,
 			 char *err, size_t errlen);
+
+/*
+ * rules_dkim_key - the private key of the [dkim:name] section (for
+ * EVP_PKEY_free), its d= domain and s= selector; NULL when keys has no key
+ * of that name, or out of memory. For ctx:arc_seal() (rules_arc_seal.c).
+ */
+EVP_PKEY *rules_dkim_key(const struct rules_dkim_keys *keys, const char *name,
+			 const char **domain, const char **selector);
+
+/* The header fields ctx:dkim_sign() and ctx:arc_seal() sign when present
+ * (RFC 6376 5.4), NULL-terminated; From is signed once more than present. */
+extern const char *rules_dkim_sign_headers[];
 
 /* rules_dkim_keys_free - wipe and free keys (NULL is fine). */
 void rules_dkim_keys_free(struct rules_dkim_keys *keys);

@@ -171,6 +171,23 @@ static const struct dkim_key *dkim_find_key(const struct rules_dkim_keys *keys, 
 	return NULL;
 }
 
+/* rules_dkim_key - see rules_dkim.h. */
+EVP_PKEY *rules_dkim_key(const struct rules_dkim_keys *keys, const char *name,
+			 const char **domain, const char **selector)
+{
+	const struct dkim_key *k = dkim_find_key(keys, name);
+	BIO *bio;
+	EVP_PKEY *pkey;
+
+	if (k == NULL || (bio = BIO_new_mem_buf(k->pem, (int)k->pem_len)) == NULL)
+		return NULL;
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	*domain = k->domain;
+	*selector = k->selector;
+	return pkey;
+}
+
 /* dkim_sign_message - the DKIM-Signature value for msg signed with k, in
  * a malloc'ed string; NULL with err. */
 static char *dkim_sign_message(DKIM_LIB *lib, const struct dkim_key *k,
