@@ -43,6 +43,7 @@ struct envelope {
 	char *quarantine;      /* the rules' quarantine queue name, NULL when none */
 	char *hold;            /* ctx:hold()'s reason: committed into hold/; NULL when none */
 	char *vars;            /* the rules' variables: a JSON object text, NULL when none */
+	char *dmarc;           /* ctx:dmarc()'s report record: a JSON object text, NULL when none */
 	int postq_done;        /* the postq rules already ran (a copy the worker rewrote) */
 	int faccept;           /* a rule said faccept: the postq and delivery rules are skipped */
 	char *relay;           /* send_mail()'s relay: every recipient goes there, NULL when none */

@@ -37,6 +37,9 @@ enum ipc_type {
 				  * the listener's index */
 	IPC_POOL_DONE,           /* session process -> master: the connection is over,
 				  * the process is ready for the next */
+	IPC_DMARC_RECORD,        /* session -> queue: the DMARC report record (a JSON
+				  * object in the attached memfd) of id, refused at preq;
+				  * no answer */
 };
 
 #define IPC_TEXT_MAX 63

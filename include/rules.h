@@ -295,6 +295,15 @@ void rules_tx_end(struct rule_ctx *ctx);
 char *rules_tx_vars(const struct rule_ctx *ctx);
 
 /*
+ * rules_dmarc_record - what an RFC 7489 aggregate report needs of the
+ * transaction's message, when ctx:dmarc() ran for it: a JSON object text
+ * (source_ip, envelope_from, header_from, result, disposition, the
+ * published policy, the SPF and DKIM results; see docs/spool.md) for the
+ * envelope's "dmarc"; malloc'ed, NULL when ctx:dmarc() did not run.
+ */
+char *rules_dmarc_record(const struct rule_ctx *ctx);
+
+/*
  * rules_restore - bring everything the rules can reach back to what the
  * rules file left when it was loaded: its locals (upvalues), its tables and
  * their metatables, its modules, the globals and libraries; tables made

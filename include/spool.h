@@ -22,6 +22,7 @@
 #define SPOOL_STATE "state"       /* state/<id>: delivery state of a message in queue/ or hold/ */
 #define SPOOL_HOLD "hold"         /* held by the administrator: not delivered until released */
 #define SPOOL_DEAD "dead"         /* failed messages whose bounce could not be sent either */
+#define SPOOL_DMARC "dmarc"       /* dmarc/YYYY-MM-DD.jsonl: DMARC report records, by UTC day */
 #define SPOOL_FOLDER_NAME_MAX 127
 
 /* "\nVSMTPD-SPOOL-1 <content length: 16 hex> <envelope length: 8 hex>\n" */

@@ -1,7 +1,8 @@
 /*
  * vsmtpctl.c - the administrator's tool: its command line and help. The
  * rules commands (check, try and test rules) are vsmtpctl_rules.c's, the
- * queue and quarantine commands vsmtpctl_queue.c's.
+ * queue and quarantine commands vsmtpctl_queue.c's, the DMARC reports
+ * vsmtpctl_dmarc.c's.
  *
  *   vsmtpctl [-c FILE] rules check RULES-FILE
  *   vsmtpctl [-c FILE] rules run RULES-FILE --rcpt ADDR... [--ip IP] [--helo NAME]
@@ -9,6 +10,7 @@
  *                      [--dns-zone ZONE-FILE] [MESSAGE-FILE]
  *   vsmtpctl [-c FILE] rules test TEST-FILE...
  *   vsmtpctl [-c FILE] queue|quarantine ...
+ *   vsmtpctl [-c FILE] dmarc report ...
  *
  * Every level of the command line is read with getopt_long, and each takes
  * -h / --help: the whole help before a command, that command group's after
@@ -27,6 +29,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "vsmtpctl_dmarc.h"
 #include "vsmtpctl_queue.h"
 #include "vsmtpctl_rules.h"
 
@@ -85,6 +88,20 @@ static const struct ctl_help ctl_help_table[] = {
 	 "quarantine: what the rules quarantined: list it (all, or quarantine NAME),\n"
 	 "deliver messages after all (release) or delete them (remove).\n",
 	 1},
+	{"dmarc",
+	 {"dmarc report --org-name NAME --email ADDR [--from DATE] [--to DATE]\n"
+	  "                          [--domain D] [--output DIR]",
+	  NULL},
+	 "dmarc: RFC 7489 aggregate reports, one per policy domain, from the DMARC\n"
+	 "records the daemon keeps in the spool (report).\n"
+	 "  --org-name NAME     who reports (the report's org_name)\n"
+	 "  --email ADDR        the reporter's address; its domain names the report files\n"
+	 "  --from DATE         the first UTC day reported, YYYY-MM-DD (default yesterday)\n"
+	 "  --to DATE           the last UTC day reported (default the --from day)\n"
+	 "  --domain D          only the report for policy domain D\n"
+	 "  --output DIR        write each report to a file in DIR and print its path\n"
+	 "                      (default: the one report to stdout)\n",
+	 0},
 };
 
 #define CTL_NGROUPS (sizeof(ctl_help_table) / sizeof(ctl_help_table[0]))
@@ -165,6 +182,7 @@ static const struct {
 	{"rules", ctl_rules_main},
 	{"queue", ctl_queue_main},
 	{"quarantine", ctl_queue_main},
+	{"dmarc", ctl_dmarc_main},
 };
 
 /* ctl_group_run - the command group argv[0]; the exit status. */

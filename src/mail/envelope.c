@@ -104,6 +104,31 @@ static int json_add_number(cJSON *obj, const char *key, double value)
 	return cJSON_AddNumberToObject(obj, key, value) ? 0 : -1;
 }
 
+/* json_add_object - add key: the object of the JSON text when text is set. */
+static int json_add_object(cJSON *obj, const char *key, const char *text)
+{
+	cJSON *item;
+
+	if (text == NULL)
+		return 0;
+	if (!cJSON_IsObject(item = cJSON_Parse(text))) {
+		cJSON_Delete(item);
+		return -1;
+	}
+	cJSON_AddItemToObject(obj, key, item);
+	return 0;
+}
+
+/* json_get_object - the object at key as JSON text into *field; a missing key is fine. */
+static int json_get_object(const cJSON *obj, const char *key, char **field)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	if (item == NULL)
+		return 0;
+	return cJSON_IsObject(item) && (*field = cJSON_PrintUnformatted(item)) != NULL ? 0 : -1;
+}
+
 /* envelope_rcpt_to_json - one recipient as an object. */
 static cJSON *envelope_rcpt_to_json(const struct envelope_rcpt *r)
 {
@@ -153,15 +178,9 @@ char *envelope_to_json(const struct envelope *env)
 	if ((env->postq_done && cJSON_AddNumberToObject(obj, "postq", 1) == NULL) ||
 	    (env->faccept && cJSON_AddNumberToObject(obj, "faccept", 1) == NULL))
 		goto out;
-	if (env->vars != NULL) {
-		cJSON *vars = cJSON_Parse(env->vars);
-
-		if (!cJSON_IsObject(vars)) {
-			cJSON_Delete(vars);
-			goto out;
-		}
-		cJSON_AddItemToObject(obj, "vars", vars);
-	}
+	if (json_add_object(obj, "vars", env->vars) < 0 ||
+	    json_add_object(obj, "dmarc", env->dmarc) < 0)
+		goto out;
 	for (i = 0; i < env->nrcpts; i++) {
 		if ((r = envelope_rcpt_to_json(&env->rcpts[i])) == NULL)
 			goto out;
@@ -225,7 +244,7 @@ out:
 int envelope_from_json(struct envelope *env, const char *text, size_t len)
 {
 	cJSON *obj = cJSON_ParseWithLength(text, len);
-	const cJSON *rcpts, *r, *id, *vars;
+	const cJSON *rcpts, *r, *id;
 	double received, port, body, utf8, ret, postq, faccept;
 	int rc = -1;
 
@@ -257,11 +276,9 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_string(obj, "hold", &env->hold, 0) < 0 ||
 	    json_get_string(obj, "relay", &env->relay, 0) < 0)
 		goto out;
-	vars = cJSON_GetObjectItemCaseSensitive(obj, "vars");
-	if (vars != NULL) {
-		if (!cJSON_IsObject(vars) || (env->vars = cJSON_PrintUnformatted(vars)) == NULL)
-			goto out;
-	}
+	if (json_get_object(obj, "vars", &env->vars) < 0 ||
+	    json_get_object(obj, "dmarc", &env->dmarc) < 0)
+		goto out;
 	env->received_at = (int64_t)received;
 	env->client_port = (unsigned)port;
 	env->body = (int)body;
@@ -323,5 +340,6 @@ void envelope_clear(struct envelope *env)
 	free(env->hold);
 	free(env->relay);
 	free(env->vars);
+	free(env->dmarc);
 	memset(env, 0, sizeof(*env));
 }

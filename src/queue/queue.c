@@ -59,6 +59,7 @@ static void queue_msg_free(struct queue_msg *m)
 	close(m->fd);
 	if (m->dest_fd >= 0)
 		close(m->dest_fd);
+	free(m->dmarc);
 	free(m);
 }
 
@@ -210,6 +211,13 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 		envelope_clear(&env);
 		return err == EINVAL ? EINVAL : EIO;
 	}
+	/* what a report needs, written once the message is committed */
+	if (ok && env.dmarc != NULL &&
+	    (m->dmarc = queue_dmarc_line(env.dmarc, strlen(env.dmarc), m->id, env.received_at,
+					 env.quarantine != NULL ? "quarantined"
+					 : m->held	       ? "held"
+								: "queued")) == NULL)
+		log_warn("%s: dmarc: the envelope's record is not a JSON object", m->id);
 	envelope_clear(&env);
 	if (!ok)
 		return EINVAL;
@@ -330,7 +338,7 @@ static const struct queue_session_op {
     {IPC_MSG_CREATE, 0, queue_serve_create}, {IPC_MSG_COMMIT, 0, queue_serve_commit},
     {IPC_MSG_ABORT, 0, queue_serve_abort},   {IPC_RULE_USER, 0, queue_serve_user},
     {IPC_RULE_SAVE, 1, queue_serve_save},    {IPC_RULE_FILE, 1, queue_serve_file},
-    {IPC_MSG_SPACE, 0, queue_serve_space},
+    {IPC_MSG_SPACE, 0, queue_serve_space},   {IPC_DMARC_RECORD, 1, queue_serve_dmarc},
 };
 
 /* queue_session_op_of - the table entry of a request type, or NULL. */
@@ -572,6 +580,8 @@ static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
 		/* A quarantined or held message is not the worker's business. */
 		if (m->dest_fd < 0 && !m->held)
 			queue_dlv_announce(q, m->id, 0);
+		if (m->dmarc != NULL)
+			queue_dmarc_append(q, m->dmarc);
 		queue_msg_free(m);
 		n++;
 	}

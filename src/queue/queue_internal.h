@@ -33,6 +33,7 @@ struct queue_msg {
 	int committing;              /* handed to the flush pipeline */
 	int dest_fd;                 /* quarantine/<name> when the rules said so, else -1 */
 	int held;                    /* ctx:hold(): committed into hold/, not announced */
+	char *dmarc;                 /* the DMARC report line to append once committed, or NULL */
 	struct queue_client *client; /* NULL once the session has gone */
 	struct queue_msg *next;      /* in the client's list or a batch */
 };
@@ -182,6 +183,22 @@ void queue_serve_space(struct queue_client *c, struct ipc_msg *m, int passfd);
 
 /* queue_serve_user - IPC_RULE_USER: does an account exist? */
 void queue_serve_user(struct queue_client *c, struct ipc_msg *m, int passfd);
+
+/*
+ * queue_dmarc_line - the DMARC report line of a message (queue_dmarc.c):
+ * the session's record (a JSON object text of len bytes) with id, time
+ * (Unix) and action ("queued", "quarantined", "held", "rejected") set;
+ * malloc'ed, NULL when the record is no JSON object.
+ */
+char *queue_dmarc_line(const char *record, size_t len, const char *id, int64_t when,
+		       const char *action);
+
+/* queue_dmarc_append - append a line to <spool>/dmarc/YYYY-MM-DD.jsonl (today,
+ * UTC), unsynced; a failure is logged, never the session's concern. */
+void queue_dmarc_append(struct queue *q, const char *line);
+
+/* queue_serve_dmarc - IPC_DMARC_RECORD: the record of a message refused at preq. */
+void queue_serve_dmarc(struct queue_client *c, struct ipc_msg *m, int passfd);
 
 /* queue_serve_save - IPC_RULE_SAVE: write() or dump() from a rule. */
 void queue_serve_save(struct queue_client *c, struct ipc_msg *m, int passfd);

@@ -38,6 +38,7 @@
 #include <strings.h>
 
 #include <ares.h>
+#include <cjson/cJSON.h>
 #include <opendmarc/dmarc.h>
 
 #include "resolver.h"
@@ -65,6 +66,7 @@ static int dmarc_psl_error = ENOENT;
 struct dmarc_result {
 	const char *result;      /* "pass", "fail", "none", "temperror", "permerror" */
 	const char *policy;      /* "none", "quarantine", "reject"; NULL without a record */
+	const char *p, *sp;      /* the record's p= and sp= (p= when absent), for reports */
 	const char *disposition; /* what to apply */
 	const char *adkim, *aspf; /* "r" or "s"; NULL without a record */
 	const char *spf_result;  /* ctx:spf()'s result, NULL when not asked */
@@ -312,6 +314,8 @@ static int dmarc_parse(struct dmarc_result *res, char *record, int *adkim, int *
 	}
 	/* sp= applies to a From domain below the one whose record was found */
 	res->policy = dmarc_policy_name(is_org && sp != DMARC_RECORD_P_UNSPECIFIED ? sp : p, lower);
+	res->p = dmarc_policy_name(p, NULL);
+	res->sp = dmarc_policy_name(sp != DMARC_RECORD_P_UNSPECIFIED ? sp : p, NULL);
 	res->pct = pct;
 	res->adkim = *adkim == DMARC_RECORD_A_STRICT ? "s" : "r";
 	res->aspf = *aspf == DMARC_RECORD_A_STRICT ? "s" : "r";
@@ -521,6 +525,97 @@ static int lua_ctx_dmarc(lua_State *L)
 	}
 	res = ctx->dmarc;
 	return dmarc_push(L, res);
+}
+
+/* dmarc_json_string - obj[key] = s when s is set; 0 or -1. */
+static int dmarc_json_string(cJSON *obj, const char *key, const char *s)
+{
+	return s == NULL || cJSON_AddStringToObject(obj, key, s) != NULL ? 0 : -1;
+}
+
+/* dmarc_record_spf - the MAIL FROM SPF result kept for the transaction,
+ * with its scope (RFC 7489 appendix C: mfrom, or helo for the null sender). */
+static int dmarc_record_spf(const struct rule_ctx *ctx, cJSON *obj)
+{
+	struct rules_spf_view v;
+	cJSON *spf;
+	int helo = ctx->env == NULL || ctx->env->mail_from == NULL || ctx->env->mail_from[0] == '\0';
+
+	if (!rules_spf_mailfrom_kept(ctx, &v))
+		return 0;
+	if ((spf = cJSON_AddObjectToObject(obj, "spf")) == NULL)
+		return -1;
+	return dmarc_json_string(spf, "domain", v.domain != NULL ? v.domain : "") < 0 ||
+			       dmarc_json_string(spf, "scope", helo ? "helo" : "mfrom") < 0 ||
+			       dmarc_json_string(spf, "result", v.result) < 0
+		   ? -1
+		   : 0;
+}
+
+/* dmarc_record_dkim - every signature ctx:dkim() verified: domain, selector, result. */
+static int dmarc_record_dkim(const struct rule_ctx *ctx, cJSON *obj)
+{
+	long n = rules_dkim_kept(ctx), i;
+	struct rules_dkim_view v;
+	cJSON *list, *sig;
+
+	if ((list = cJSON_AddArrayToObject(obj, "dkim")) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		rules_dkim_view(ctx, (size_t)i, &v);
+		if ((sig = cJSON_CreateObject()) == NULL)
+			return -1;
+		cJSON_AddItemToArray(list, sig);
+		if (dmarc_json_string(sig, "domain", v.domain) < 0 ||
+		    dmarc_json_string(sig, "selector", v.selector) < 0 ||
+		    dmarc_json_string(sig, "result", v.result) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* dmarc_envelope_domain - the domain of the MAIL FROM address, "" for the null sender. */
+static const char *dmarc_envelope_domain(const struct rule_ctx *ctx)
+{
+	const char *at;
+
+	if (ctx->env == NULL || ctx->env->mail_from == NULL)
+		return "";
+	at = strrchr(ctx->env->mail_from, '@');
+	return at != NULL ? at + 1 : "";
+}
+
+/* rules_dmarc_record - see rules.h. */
+char *rules_dmarc_record(const struct rule_ctx *ctx)
+{
+	const struct dmarc_result *res = ctx->dmarc;
+	cJSON *obj;
+	char *text = NULL;
+
+	if (res == NULL || res->result == NULL || (obj = cJSON_CreateObject()) == NULL)
+		return NULL;
+	if (dmarc_json_string(obj, "source_ip", ctx->client_ip) < 0 ||
+	    dmarc_json_string(obj, "envelope_from", dmarc_envelope_domain(ctx)) < 0 ||
+	    dmarc_json_string(obj, "header_from", res->domain) < 0 ||
+	    dmarc_json_string(obj, "result", res->result) < 0 ||
+	    dmarc_json_string(obj, "disposition", res->disposition) < 0 ||
+	    cJSON_AddBoolToObject(obj, "spf_aligned", res->spf_aligned) == NULL ||
+	    cJSON_AddBoolToObject(obj, "dkim_aligned", res->dkim_aligned) == NULL)
+		goto out;
+	if (res->p != NULL &&
+	    (dmarc_json_string(obj, "policy_domain", res->policy_domain) < 0 ||
+	     dmarc_json_string(obj, "p", res->p) < 0 || dmarc_json_string(obj, "sp", res->sp) < 0 ||
+	     cJSON_AddNumberToObject(obj, "pct", res->pct) == NULL ||
+	     dmarc_json_string(obj, "adkim", res->adkim) < 0 ||
+	     dmarc_json_string(obj, "aspf", res->aspf) < 0 ||
+	     cJSON_AddBoolToObject(obj, "sampled", res->sampled) == NULL))
+		goto out;
+	if (dmarc_record_spf(ctx, obj) < 0 || dmarc_record_dkim(ctx, obj) < 0)
+		goto out;
+	text = cJSON_PrintUnformatted(obj);
+out:
+	cJSON_Delete(obj);
+	return text;
 }
 
 const luaL_Reg ctx_dmarc_methods[] = {

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +79,31 @@ static int smtpd_queue_send(struct smtp_session *s, uint32_t type, const char *i
 	if (s->queue_fd < 0)
 		return -1;
 	return ipc_send(s->queue_fd, &m, -1);
+}
+
+/*
+ * smtpd_dmarc_refused - the preq rules refused the message for good (5xx):
+ * its ctx:dmarc() record, when the rules asked for one, goes to the queue
+ * all the same (in a memfd; no answer), for the aggregate reports.
+ */
+static void smtpd_dmarc_refused(struct smtp_session *s, const struct rule_verdict *v)
+{
+	struct ipc_msg m = {.type = IPC_DMARC_RECORD};
+	char *record;
+	int fd;
+
+	if ((v->status != RULE_DENY && v->status != RULE_REJECT) || v->reply.code < 500 ||
+	    s->queue_fd < 0 || (record = rules_dmarc_record(&s->rctx)) == NULL)
+		return;
+	memcpy(m.id, s->tx->env.id, sizeof(m.id));
+	if ((fd = memfd_create("vsmtpd-dmarc", MFD_CLOEXEC)) < 0 ||
+	    io_write_all(fd, record, strlen(record), 0, NULL) != 0 ||
+	    ipc_send(s->queue_fd, &m, fd) < 0)
+		log_warn("%s: cannot send the DMARC record to the queue: %s", s->tx->env.id,
+			 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	free(record);
 }
 
 /* smtpd_tx_free - end the transaction; the queue drops an uncommitted file. */
@@ -280,6 +306,7 @@ static int smtpd_preq(struct smtp_session *s)
 	    v.status != RULE_REJECT && v.status != RULE_INFO && v.status != RULE_ERROR)
 		err = smtpd_preq_store(tx, msg);
 	message_free(msg);
+	smtpd_dmarc_refused(s, &v);
 	if (smtpd_rules_refused(s, RULE_STAGE_PREQ, &v))
 		return 1;
 	if (err != 0) {
@@ -344,6 +371,8 @@ static void smtpd_message_end(struct smtp_session *s)
 	tx->env.received_at = time(NULL);
 	free(tx->env.vars);
 	tx->env.vars = rules_tx_vars(&s->rctx);
+	free(tx->env.dmarc);
+	tx->env.dmarc = rules_dmarc_record(&s->rctx);
 	if (envelope_set(&tx->env.protocol, smtpd_protocol(s)) < 0 ||
 	    (json = envelope_to_json(&tx->env)) == NULL) {
 		smtpd_reply(s, "451 4.3.0 Error: out of memory");

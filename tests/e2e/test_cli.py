@@ -27,7 +27,7 @@ SHIPPED_RULES = os.path.join(e2e.SOURCE_DIR, "rules", "main.lua")
 EXAMPLES_DIR = os.path.join(e2e.SOURCE_DIR, "rules", "examples")
 INSTALLED_EXAMPLES = "/usr/local/share/doc/vsmtpd/examples"
 EXAMPLE_ID = "000660CD977706E6"
-GROUPS = ("rules", "queue", "quarantine")
+GROUPS = ("rules", "queue", "quarantine", "dmarc")
 # An option as typed: -x or --long-name, not the "-FILE" of "RULES-FILE".
 OPTION_RE = re.compile(r"(?<![\w-])(--?[A-Za-z][A-Za-z-]*)")
 
@@ -372,6 +372,11 @@ def ctl_quarantine_list(p, qid):
     assert (p.returncode, p.stdout, p.stderr) == (0, "Quarantine is empty\n", "")
 
 
+def ctl_dmarc_report(p, qid):
+    # nothing was checked yesterday: no report, no error
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+
+
 VSMTPCTL_EXAMPLES = {
     "vsmtpctl rules check /etc/vsmtpd/rules/main.lua": ctl_rules_check,
     "vsmtpctl rules run /etc/vsmtpd/rules/main.lua --ip 203.0.113.5 --helo mail.example.net "
@@ -387,6 +392,8 @@ VSMTPCTL_EXAMPLES = {
     "vsmtpctl queue flush": ctl_flush,
     "vsmtpctl queue list --queue deferred --min-age 1h --json": ctl_list_old_deferred,
     "vsmtpctl quarantine list": ctl_quarantine_list,
+    "vsmtpctl dmarc report --org-name Example --email dmarc@example.net --domain example.com":
+        ctl_dmarc_report,
 }
 
 
