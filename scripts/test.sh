@@ -29,8 +29,6 @@ build build-release -DCMAKE_BUILD_TYPE=Release
 echo "== build-release: unit tests"
 ctest --test-dir build-release --output-on-failure --no-tests=error -R '^unit\.'
 run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
-# The library leaks LeakSanitizer should not count: tests/lsan.supp says which and why.
-export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 ASAN_OPTIONS=abort_on_error=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suite build-sanitize -DCMAKE_BUILD_TYPE=Debug -DVSMTPD_SANITIZE=ON
 CC=clang run_suite build-fuzz -DCMAKE_BUILD_TYPE=Debug -DVSMTPD_FUZZ=ON

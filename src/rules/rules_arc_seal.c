@@ -45,35 +45,6 @@ struct arc_seal_set {
 static const char *const seal_names[3] = {"ARC-Authentication-Results",
 					  "ARC-Message-Signature", "ARC-Seal"};
 
-/* seal_h_list - the h= list: the names of rules_dkim_sign_headers present
- * in msg, once per field, "from" once more; malloc'ed, NULL when out of
- * memory. */
-static char *seal_h_list(const struct message *msg)
-{
-	size_t i, cap = 64, used = 0, n, k;
-	const char *name;
-	char *out = malloc(cap), *grown;
-
-	for (i = 0; out != NULL && rules_dkim_sign_headers[i] != NULL; i++) {
-		name = rules_dkim_sign_headers[i];
-		n = message_header_count(msg, name) + (strcmp(name, "from") == 0);
-		for (k = 0; k < n; k++) {
-			if (used + strlen(name) + 2 > cap) {
-				cap = 2 * cap + strlen(name);
-				if ((grown = realloc(out, cap)) == NULL) {
-					free(out);
-					return NULL;
-				}
-				out = grown;
-			}
-			used += (size_t)sprintf(out + used, "%s%s", used ? ":" : "", name);
-		}
-	}
-	if (out != NULL)
-		out[used] = '\0';
-	return out;
-}
-
 /* seal_append_b - value with the base64 of what md signed appended; -1
  * when signing fails or out of memory. */
 static int seal_append_b(EVP_MD_CTX *md, char **value)
@@ -148,7 +119,7 @@ out:
  * sign them; NULL, or what failed. */
 static const char *seal_make(struct arc_seal_set *s, EVP_PKEY *pkey, const struct message *msg)
 {
-	char bh[64], *h = seal_h_list(msg);
+	char bh[64], *h = rules_dkim_h_list(msg);
 	long long t = (long long)time(NULL);
 	const char *err = NULL;
 

@@ -88,6 +88,11 @@ EVP_PKEY *rules_dkim_key(const struct rules_dkim_keys *keys, const char *name,
  * (RFC 6376 5.4), NULL-terminated; From is signed once more than present. */
 extern const char *rules_dkim_sign_headers[];
 
+/* rules_dkim_h_list - the h= list of a signature of msg: the names of
+ * rules_dkim_sign_headers present in msg, once per field, "from" once
+ * more; malloc'ed, NULL when out of memory. */
+char *rules_dkim_h_list(const struct message *msg);
+
 /* rules_dkim_keys_free - wipe and free keys (NULL is fine). */
 void rules_dkim_keys_free(struct rules_dkim_keys *keys);
 
