@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "helper_dnsmasq.h"
+#include "helper_mail.h"
 #include "message.h"
 #include "rules.h"
 #include "rules_arc.h"
@@ -48,75 +49,20 @@ static const char rules_lua[] =
 	"  return status.next()\n"
 	"end) } }\n";
 
-/* read_file - a whole file, malloc'ed and NUL-terminated; fails the test. */
-static char *read_file(const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
-/* write_file - text into path; fails the test. */
-static void write_file(const char *path, const char *text, size_t len)
-{
-	FILE *fp = fopen(path, "wb");
-
-	assert_non_null(fp);
-	assert_int_equal(fwrite(text, 1, len, fp), len);
-	fclose(fp);
-}
-
-/* txt_option - "txt-record=name,..." with the record of file cut into
- * character-strings of at most 255 bytes. */
-static void txt_option(char *out, size_t outlen, const char *name, const char *file)
-{
-	char path[600], *rec;
-	size_t len, at, used;
-
-	snprintf(path, sizeof(path), "%s/%s", data, file);
-	rec = read_file(path);
-	len = strlen(rec);
-	while (len > 0 && (rec[len - 1] == '\n' || rec[len - 1] == '\r'))
-		rec[--len] = '\0';
-	used = (size_t)snprintf(out, outlen, "txt-record=%s", name);
-	for (at = 0; at < len; at += 255)
-		used += (size_t)snprintf(out + used, outlen - used, ",%.*s",
-					 (int)(len - at < 255 ? len - at : 255), rec + at);
-	assert_true(used < outlen);
-	free(rec);
-}
-
 static int setup(void **state)
 {
 	const char *td = getenv("VSMTPD_TEST_DATA");
 	const char *opts[2] = {rec1, rec2};
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t slen = sizeof(sa);
 
 	(void)state;
 	snprintf(data, sizeof(data), "%s", td ? td : "tests/unit/data");
 	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-arc-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return -1;
-	txt_option(rec1, sizeof(rec1), "rsa._domainkey.example.test", "dkim/rsa.txt");
-	txt_option(rec2, sizeof(rec2), "hop2._domainkey.forwarder.test", "arc/hop2.txt");
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((silent_fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
-	    bind(silent_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(silent_fd, (struct sockaddr *)&sa, &slen) < 0)
+	test_txt_record(rec1, sizeof(rec1), "rsa._domainkey.example.test", data, "dkim/rsa.txt");
+	test_txt_record(rec2, sizeof(rec2), "hop2._domainkey.forwarder.test", data, "arc/hop2.txt");
+	if ((silent_fd = test_silent_udp(&silent_port)) < 0)
 		return -1;
-	silent_port = ntohs(sa.sin_port);
 	return dnsmasq_start(&dns, "test", opts, 2);
 }
 
@@ -144,7 +90,7 @@ static struct rules *load(const char *servers, unsigned timeout_ms)
 	struct rules *r;
 
 	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	write_file(path, rules_lua, strlen(rules_lua));
+	test_write_file(path, rules_lua, strlen(rules_lua));
 	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
 		fail_msg("%s", err);
 	return r;
@@ -166,16 +112,10 @@ static const char plain[] = "Authentication-Results: mx.example.test; spf=pass "
  * ("selector domain keyfile authserv-id"), malloc'ed. */
 static char *arcsign(const char *text, const char *args)
 {
-	char in[300], out[300], cmd[2048];
+	char cmd[600];
 
-	snprintf(in, sizeof(in), "%s/in.eml", dir);
-	snprintf(out, sizeof(out), "%s/out.eml", dir);
-	write_file(in, text, strlen(text));
-	snprintf(cmd, sizeof(cmd), "cd '%s' && arcsign %s < '%s' > '%s' 2>/dev/null", data, args,
-		 in, out);
-	if (system(cmd) != 0)
-		fail_msg("arcsign failed (Debian packages python3-dkim, python3-authres): %s", cmd);
-	return read_file(out);
+	snprintf(cmd, sizeof(cmd), "arcsign %s 2>/dev/null", args);
+	return test_tool(dir, data, cmd, text, "arcsign (Debian packages python3-dkim, python3-authres)");
 }
 
 /* hop1, hop2 - plain sealed once by example.test; then, with an
@@ -221,18 +161,6 @@ static char *check(struct rules *r, const char *text)
 	return res;
 }
 
-/* replace - text with the first from replaced by to, malloc'ed. */
-static char *replace(const char *text, const char *from, const char *to)
-{
-	const char *at = strstr(text, from);
-	char *out;
-
-	assert_non_null(at);
-	assert_non_null(out = malloc(strlen(text) + strlen(to) + 1));
-	sprintf(out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-	return out;
-}
-
 /* expect - check(r, text) is want. */
 static void expect(struct rules *r, const char *text, const char *want)
 {
@@ -264,17 +192,17 @@ static void test_two_hops(void **state)
 	(void)state;
 	expect(r, m, "pass|2|0||" SET1 "pass:pass;" SET2 "pass:pass");
 	/* the body changed after the last hop */
-	t = replace(m, "stands.", "is off.");
+	t = test_replace(m, "stands.", "is off.");
 	expect(r, t, "fail|2||ARC-Message-Signature 2: body hash did not verify|" SET1
 		     "fail:pass;" SET2 "fail:pass");
 	free(t);
 	/* a signed header field changed */
-	t = replace(m, "Subject: the plan", "Subject: the other plan");
+	t = test_replace(m, "Subject: the plan", "Subject: the other plan");
 	expect(r, t, "fail|2||ARC-Message-Signature 2: signature did not verify|" SET1
 		     "fail:pass;" SET2 "fail:pass");
 	free(t);
 	/* the first hop's ARC-Authentication-Results, which only the seals cover */
-	t = replace(m, "i=1; mx.example.test; spf=pass", "i=1; mx.example.test; spf=fail");
+	t = test_replace(m, "i=1; mx.example.test; spf=pass", "i=1; mx.example.test; spf=fail");
 	expect(r, t, "fail|2||ARC-Seal 2: signature did not verify|" SET1 "pass:fail;" SET2
 		     "pass:fail");
 	free(t);
@@ -307,19 +235,19 @@ static void test_broken_chains(void **state)
 	t = drop_field(m, "ARC-Seal: i=1;");
 	expect(r, t, "fail|2||ARC set 1 has no ARC-Seal|1::::;2::::");
 	free(t);
-	t = replace(m, "ARC-Authentication-Results: i=2;", "ARC-Authentication-Results: i=3;");
+	t = test_replace(m, "ARC-Authentication-Results: i=2;", "ARC-Authentication-Results: i=3;");
 	expect(r, t, "fail|3||ARC set 2 has no ARC-Authentication-Results|1::::;2::::;3::::");
 	free(t);
-	t = replace(m, "ARC-Seal: i=2; cv=pass", "ARC-Seal: i=2; cv=none");
+	t = test_replace(m, "ARC-Seal: i=2; cv=pass", "ARC-Seal: i=2; cv=none");
 	expect(r, t, "fail|2||ARC-Seal 2 has cv=none|" SET1 ":;" SET2 ":");
 	free(t);
-	t = replace(m, "ARC-Seal: i=2; cv=pass", "ARC-Seal: i=2; cv=fail");
+	t = test_replace(m, "ARC-Seal: i=2; cv=pass", "ARC-Seal: i=2; cv=fail");
 	expect(r, t, "fail|2||ARC-Seal 2 says the chain failed (cv=fail)|" SET1 ":;" SET2 ":");
 	free(t);
-	t = replace(m, "ARC-Seal: i=1; cv=none", "ARC-Seal: i=1; i=1; cv=none");
+	t = test_replace(m, "ARC-Seal: i=1; cv=none", "ARC-Seal: i=1; i=1; cv=none");
 	expect(r, t, "fail|0||an ARC-Seal without a valid instance (i=1 to 50)|");
 	free(t);
-	t = replace(m, "ARC-Seal: i=2;", "ARC-Seal: i=1;");
+	t = test_replace(m, "ARC-Seal: i=2;", "ARC-Seal: i=1;");
 	expect(r, t, "fail|0||two ARC-Seal fields of instance 1|");
 	free(t);
 	free(m);
@@ -361,7 +289,7 @@ static char *python_canon(const char *in, size_t len, int is_header, size_t *out
 
 	snprintf(path, sizeof(path), "%s/canon.in", dir);
 	snprintf(outp, sizeof(outp), "%s/canon.out", dir);
-	write_file(path, in, len);
+	test_write_file(path, in, len);
 	snprintf(cmd, sizeof(cmd),
 		 "/usr/bin/python3 -c 'import sys\n"
 		 "from dkim.canonicalization import Relaxed\n"
@@ -375,7 +303,7 @@ static char *python_canon(const char *in, size_t len, int is_header, size_t *out
 		 "open(\"%s\", \"wb\").write(o)'",
 		 path, is_header, outp);
 	assert_int_equal(system(cmd), 0);
-	out = read_file(outp);
+	out = test_read_file(outp, NULL);
 	*outlen = strlen(out);
 	return out;
 }

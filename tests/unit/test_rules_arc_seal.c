@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "helper_dnsmasq.h"
+#include "helper_mail.h"
 #include "message.h"
 #include "rules.h"
 
@@ -57,75 +58,20 @@ static const char check_lua[] =
 	"  return status.next()\n"
 	"end) } }\n";
 
-/* read_file - a whole file, malloc'ed and NUL-terminated; fails the test. */
-static char *read_file(const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
-/* write_file - text into path; fails the test. */
-static void write_file(const char *path, const char *text)
-{
-	FILE *fp = fopen(path, "wb");
-
-	assert_non_null(fp);
-	assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
-	fclose(fp);
-}
-
-/* txt_option - "txt-record=name,..." with the record of file cut into
- * character-strings of at most 255 bytes. */
-static void txt_option(char *out, size_t outlen, const char *name, const char *file)
-{
-	char path[600], *rec;
-	size_t len, at, used;
-
-	snprintf(path, sizeof(path), "%s/%s", data, file);
-	rec = read_file(path);
-	len = strlen(rec);
-	while (len > 0 && (rec[len - 1] == '\n' || rec[len - 1] == '\r'))
-		rec[--len] = '\0';
-	used = (size_t)snprintf(out, outlen, "txt-record=%s", name);
-	for (at = 0; at < len; at += 255)
-		used += (size_t)snprintf(out + used, outlen - used, ",%.*s",
-					 (int)(len - at < 255 ? len - at : 255), rec + at);
-	assert_true(used < outlen);
-	free(rec);
-}
-
 static int setup(void **state)
 {
 	const char *td = getenv("VSMTPD_TEST_DATA");
 	const char *opts[2] = {rec1, rec2};
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t slen = sizeof(sa);
 
 	(void)state;
 	snprintf(data, sizeof(data), "%s", td ? td : "tests/unit/data");
 	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-arcseal-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return -1;
-	txt_option(rec1, sizeof(rec1), "rsa._domainkey.example.test", "dkim/rsa.txt");
-	txt_option(rec2, sizeof(rec2), "hop2._domainkey.forwarder.test", "arc/hop2.txt");
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((silent_fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
-	    bind(silent_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(silent_fd, (struct sockaddr *)&sa, &slen) < 0)
+	test_txt_record(rec1, sizeof(rec1), "rsa._domainkey.example.test", data, "dkim/rsa.txt");
+	test_txt_record(rec2, sizeof(rec2), "hop2._domainkey.forwarder.test", data, "arc/hop2.txt");
+	if ((silent_fd = test_silent_udp(&silent_port)) < 0)
 		return -1;
-	silent_port = ntohs(sa.sin_port);
 	return dnsmasq_start(&dns, "test", opts, 2);
 }
 
@@ -174,7 +120,7 @@ static struct rules *load(const char *text, const char *servers, unsigned timeou
 	key_conf(&conf[1], p[1], sizeof(p[1]), "hop2", "forwarder.test", "arc/hop2.pem");
 	key_conf(&conf[2], p[2], sizeof(p[2]), "ed", "example.test", "dkim/ed25519.pem");
 	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	write_file(path, text);
+	test_write_file(path, text, strlen(text));
 	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
 		fail_msg("%s", err);
 	return r;
@@ -193,19 +139,15 @@ static const char plain[] = "From: Alice <alice@example.test>\r\n"
 /* hop1 - plain sealed once by python3-dkim's arcsign for example.test. */
 static char *hop1(void)
 {
-	char in[300], out[300], cmd[2048];
+	char *text, *sealed;
 
-	snprintf(in, sizeof(in), "%s/in.eml", dir);
-	snprintf(out, sizeof(out), "%s/out.eml", dir);
-	write_file(in, "Authentication-Results: mx.example.test; spf=pass "
-		       "smtp.mailfrom=example.test\r\n");
-	snprintf(cmd, sizeof(cmd),
-		 "printf '%%s' '%s' >> '%s' && cd '%s' && "
-		 "arcsign rsa example.test dkim/rsa.pem mx.example.test < '%s' > '%s' 2>/dev/null",
-		 plain, in, data, in, out);
-	if (system(cmd) != 0)
-		fail_msg("arcsign failed (Debian packages python3-dkim, python3-authres)");
-	return read_file(out);
+	assert_true(asprintf(&text, "Authentication-Results: mx.example.test; spf=pass "
+				    "smtp.mailfrom=example.test\r\n%s",
+			     plain) > 0);
+	sealed = test_tool(dir, data, "arcsign rsa example.test dkim/rsa.pem mx.example.test 2>/dev/null",
+			   text, "arcsign (Debian packages python3-dkim, python3-authres)");
+	free(text);
+	return sealed;
 }
 
 /* tx_var - the transaction variable name of ctx, malloc'ed; NULL when unset. */
@@ -284,7 +226,7 @@ static char *python_arc(const char *text, int alone)
 
 	snprintf(path, sizeof(path), "%s/sealed.eml", dir);
 	snprintf(outp, sizeof(outp), "%s/cv.out", dir);
-	write_file(path, text);
+	test_write_file(path, text, strlen(text));
 	snprintf(cmd, sizeof(cmd),
 		 "/usr/bin/python3 -c 'import dkim\n"
 		 "keys = {b\"rsa._domainkey.example.test.\": \"dkim/rsa.txt\",\n"
@@ -307,7 +249,7 @@ static char *python_arc(const char *text, int alone)
 		 "open(\"%s\", \"w\").write(out)'",
 		 data, path, alone, outp);
 	assert_int_equal(system(cmd), 0);
-	return read_file(outp);
+	return test_read_file(outp, NULL);
 }
 
 /* expect_python - python_arc(text, alone) is want. */

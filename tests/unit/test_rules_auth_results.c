@@ -19,6 +19,7 @@
 
 #include "envelope.h"
 #include "helper_dnsmasq.h"
+#include "helper_mail.h"
 #include "message.h"
 #include "rules.h"
 #include "rules_auth_results.h"
@@ -50,34 +51,11 @@ static const char rules_lua[] =
 	"  end) },\n"
 	"}\n";
 
-/* read_file - a whole file, malloc'ed and NUL-terminated; fails the test. */
-static char *read_file(const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
 /* write_file - text into dir/name; the path in out. */
 static void write_file(const char *name, const char *text, char *out, size_t outlen)
 {
-	FILE *fp;
-
 	snprintf(out, outlen, "%s/%s", dir, name);
-	assert_non_null(fp = fopen(out, "wb"));
-	fputs(text, fp);
-	fclose(fp);
+	test_write_file(out, text, strlen(text));
 }
 
 static int setup(void **state)
@@ -87,23 +65,15 @@ static int setup(void **state)
 	struct rules_settings settings = {.hostname = "Mx.Example.COM", .local_domains = "",
 					  .trusted_networks = "", .dns_timeout_ms = 2000};
 	const char *opts[4];
-	char path[600], err[1024], *rec;
-	size_t len, at, used;
+	char path[600], err[1024];
 
 	(void)state;
 	snprintf(data, sizeof(data), "%s/dkim", td ? td : "tests/unit/data");
 	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-ar-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return -1;
-	snprintf(path, sizeof(path), "%s/rsa.txt", data);
-	rec = read_file(path);
-	len = strcspn(rec, "\r\n");
-	used = (size_t)snprintf(rsa_record, sizeof(rsa_record),
-				"txt-record=rsa._domainkey.example.test");
-	for (at = 0; at < len; at += 255)
-		used += (size_t)snprintf(rsa_record + used, sizeof(rsa_record) - used, ",%.*s",
-					 (int)(len - at < 255 ? len - at : 255), rec + at);
-	free(rec);
+	test_txt_record(rsa_record, sizeof(rsa_record), "rsa._domainkey.example.test", data,
+			"rsa.txt");
 	opts[0] = rsa_record;
 	opts[1] = "txt-record=example.test,v=spf1 ip4:192.0.2.0/24 -all";
 	opts[2] = "txt-record=mail.example.test,v=spf1 ip4:192.0.2.1 -all";
@@ -133,17 +103,9 @@ static int teardown(void **state)
 /* sign - text signed with the RSA key by dkimsign, malloc'ed. */
 static char *sign(const char *text)
 {
-	char in[300], out[300], cmd[2048];
-
-	write_file("in.eml", text, in, sizeof(in));
-	snprintf(out, sizeof(out), "%s/out.eml", dir);
-	snprintf(cmd, sizeof(cmd),
-		 "cd '%s' && dkimsign --hcanon relaxed --bcanon relaxed rsa example.test rsa.pem "
-		 "< '%s' > '%s'",
-		 data, in, out);
-	if (system(cmd) != 0)
-		fail_msg("dkimsign failed (Debian package python3-dkim): %s", cmd);
-	return read_file(out);
+	return test_tool(dir, data,
+			 "dkimsign --hcanon relaxed --bcanon relaxed rsa example.test rsa.pem", text,
+			 "dkimsign (Debian package python3-dkim)");
 }
 
 /* A connection: the client, its HELO name, the sender. */

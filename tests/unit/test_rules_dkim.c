@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "helper_dnsmasq.h"
+#include "helper_mail.h"
 #include "message.h"
 #include "config.h"
 #include "rules.h"
@@ -50,69 +51,22 @@ static const char rules_lua[] =
 	"  return status.next()\n"
 	"end) } }\n";
 
-/* read_file - a whole file, malloc'ed and NUL-terminated; fails the test. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	if (len != NULL)
-		*len = (size_t)n;
-	return buf;
-}
-
-/* txt_option - "txt-record=name,..." with the record of file cut into
- * character-strings of at most 255 bytes. */
-static void txt_option(char *out, size_t outlen, const char *name, const char *file)
-{
-	char path[600];
-	char *rec;
-	size_t len, at, used;
-
-	snprintf(path, sizeof(path), "%s/%s", data, file);
-	rec = read_file(path, &len);
-	while (len > 0 && (rec[len - 1] == '\n' || rec[len - 1] == '\r'))
-		rec[--len] = '\0';
-	used = (size_t)snprintf(out, outlen, "txt-record=%s", name);
-	for (at = 0; at < len; at += 255)
-		used += (size_t)snprintf(out + used, outlen - used, ",%.*s",
-					 (int)(len - at < 255 ? len - at : 255), rec + at);
-	assert_true(used < outlen);
-	free(rec);
-}
-
 static int setup(void **state)
 {
 	const char *td = getenv("VSMTPD_TEST_DATA");
 	const char *opts[2];
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t slen = sizeof(sa);
 
 	(void)state;
 	snprintf(data, sizeof(data), "%s/dkim", td ? td : "tests/unit/data");
 	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-dkim-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return -1;
-	txt_option(rsa_record, sizeof(rsa_record), "rsa._domainkey.example.test", "rsa.txt");
-	txt_option(ed_record, sizeof(ed_record), "ed._domainkey.example.test", "ed25519.txt");
+	test_txt_record(rsa_record, sizeof(rsa_record), "rsa._domainkey.example.test", data, "rsa.txt");
+	test_txt_record(ed_record, sizeof(ed_record), "ed._domainkey.example.test", data, "ed25519.txt");
 	opts[0] = rsa_record;
 	opts[1] = ed_record;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((silent_fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
-	    bind(silent_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(silent_fd, (struct sockaddr *)&sa, &slen) < 0)
+	if ((silent_fd = test_silent_udp(&silent_port)) < 0)
 		return -1;
-	silent_port = ntohs(sa.sin_port);
 	return dnsmasq_start(&dns, "test", opts, 2);
 }
 
@@ -187,20 +141,10 @@ static const char plain[] = "From: Alice <alice@example.test>\r\n"
  * malloc'ed. */
 static char *sign(const char *text, const char *args)
 {
-	char in[300], out[300], cmd[2048];
-	FILE *fp;
-	char *signed_text;
+	char cmd[600];
 
-	snprintf(in, sizeof(in), "%s/in.eml", dir);
-	snprintf(out, sizeof(out), "%s/out.eml", dir);
-	assert_non_null(fp = fopen(in, "wb"));
-	fputs(text, fp);
-	fclose(fp);
-	snprintf(cmd, sizeof(cmd), "cd '%s' && dkimsign %s < '%s' > '%s'", data, args, in, out);
-	if (system(cmd) != 0)
-		fail_msg("dkimsign failed (Debian package python3-dkim): %s", cmd);
-	signed_text = read_file(out, NULL);
-	return signed_text;
+	snprintf(cmd, sizeof(cmd), "dkimsign %s", args);
+	return test_tool(dir, data, cmd, text, "dkimsign (Debian package python3-dkim)");
 }
 
 /* verify - run the rule on text; what it recorded, malloc'ed. */
@@ -224,18 +168,6 @@ static char *verify(struct rules *r, const char *text)
 	res = strndup(at, (size_t)(end - at));
 	free(vars);
 	return res;
-}
-
-/* replace - text with the first from replaced by to, malloc'ed. */
-static char *replace(const char *text, const char *from, const char *to)
-{
-	const char *at = strstr(text, from);
-	char *out;
-
-	assert_non_null(at);
-	assert_non_null(out = malloc(strlen(text) + strlen(to) + 1));
-	sprintf(out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
-	return out;
 }
 
 #define RSA_RELAXED "--hcanon relaxed --bcanon relaxed rsa example.test rsa.pem"
@@ -289,21 +221,21 @@ static void test_tampering(void **state)
 
 	(void)state;
 	/* the body */
-	t = replace(m, "stands.", "is off.");
+	t = test_replace(m, "stands.", "is off.");
 	res = verify(r, t);
 	assert_string_equal(res, "fail|example.test|rsa|rsa-sha256|relaxed/relaxed|@example.test|"
 				 "body hash did not verify");
 	free(res);
 	free(t);
 	/* a signed header field */
-	t = replace(m, "Subject: the plan", "Subject: the other plan");
+	t = test_replace(m, "Subject: the plan", "Subject: the other plan");
 	res = verify(r, t);
 	assert_string_equal(res, "fail|example.test|rsa|rsa-sha256|relaxed/relaxed|@example.test|"
 				 "signature did not verify");
 	free(res);
 	free(t);
 	/* a field the signature does not cover: still good */
-	t = replace(m, "Subject:", "X-Scanned: yes\r\nSubject:");
+	t = test_replace(m, "Subject:", "X-Scanned: yes\r\nSubject:");
 	res = verify(r, t);
 	assert_string_equal(res, "pass|example.test|rsa|rsa-sha256|relaxed/relaxed|@example.test|");
 	free(res);
@@ -346,7 +278,7 @@ static void test_two_signatures(void **state)
 
 	(void)state;
 	/* on top, a good Ed25519 signature of another body: fails, the RSA one passes */
-	other = replace(plain, "stands.", "is off.");
+	other = test_replace(plain, "stands.", "is off.");
 	o = sign(other, "--signalg ed25519-sha256 ed example.test ed25519.seed");
 	assert_non_null(end = strstr(o, "\r\nFrom:"));
 	end[2] = '\0'; /* the DKIM-Signature field alone */

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "helper_dnsmasq.h"
+#include "helper_mail.h"
 #include "message.h"
 #include "rules.h"
 
@@ -83,58 +84,24 @@ static const char *const zone[] = {
 	"txt-record=_dmarc.example.test,v=DMARC1; p=none; sp=reject",
 };
 
-/* read_file - a whole file, malloc'ed and NUL-terminated; fails the test. */
-static char *read_file(const char *path)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (fp == NULL)
-		fail_msg("cannot open %s", path);
-	fseek(fp, 0, SEEK_END);
-	n = ftell(fp);
-	rewind(fp);
-	assert_non_null(buf = malloc((size_t)n + 1));
-	assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-	buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
-
 static int setup(void **state)
 {
 	const char *td = getenv("VSMTPD_TEST_DATA");
 	const char *opts[sizeof(zone) / sizeof(zone[0]) + 1];
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t slen = sizeof(sa);
-	char path[600], *rec;
-	size_t len, at, used, i;
+	size_t i;
 
 	(void)state;
 	snprintf(data, sizeof(data), "%s/dkim", td ? td : "tests/unit/data");
 	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-dmarc-XXXXXX");
 	if (mkdtemp(dir) == NULL)
 		return -1;
-	/* the key record, cut into character-strings of at most 255 bytes */
-	snprintf(path, sizeof(path), "%s/rsa.txt", data);
-	rec = read_file(path);
-	len = strcspn(rec, "\r\n");
-	used = (size_t)snprintf(rsa_record, sizeof(rsa_record),
-				"txt-record=rsa._domainkey.example.com");
-	for (at = 0; at < len; at += 255)
-		used += (size_t)snprintf(rsa_record + used, sizeof(rsa_record) - used, ",%.*s",
-					 (int)(len - at < 255 ? len - at : 255), rec + at);
-	free(rec);
+	test_txt_record(rsa_record, sizeof(rsa_record), "rsa._domainkey.example.com", data,
+			"rsa.txt");
 	for (i = 0; i < sizeof(zone) / sizeof(zone[0]); i++)
 		opts[i] = zone[i];
 	opts[i] = rsa_record;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((silent_fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0 ||
-	    bind(silent_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(silent_fd, (struct sockaddr *)&sa, &slen) < 0)
+	if ((silent_fd = test_silent_udp(&silent_port)) < 0)
 		return -1;
-	silent_port = ntohs(sa.sin_port);
 	return dnsmasq_start(&dns, "com", opts, i + 1);
 }
 
@@ -187,19 +154,10 @@ static char *message(const char *from_fields)
 /* sign - text signed by dkimsign for domain with the RSA key, malloc'ed. */
 static char *sign(const char *text, const char *domain)
 {
-	char in[300], out[300], cmd[2048];
-	FILE *fp;
+	char cmd[300];
 
-	snprintf(in, sizeof(in), "%s/in.eml", dir);
-	snprintf(out, sizeof(out), "%s/out.eml", dir);
-	assert_non_null(fp = fopen(in, "wb"));
-	fputs(text, fp);
-	fclose(fp);
-	snprintf(cmd, sizeof(cmd), "cd '%s' && dkimsign rsa %s rsa.pem < '%s' > '%s'", data,
-		 domain, in, out);
-	if (system(cmd) != 0)
-		fail_msg("dkimsign failed (Debian package python3-dkim): %s", cmd);
-	return read_file(out);
+	snprintf(cmd, sizeof(cmd), "dkimsign rsa %s rsa.pem", domain);
+	return test_tool(dir, data, cmd, text, "dkimsign (Debian package python3-dkim)");
 }
 
 /* run - the preq rule on text from client ip with sender; what it recorded. */
