@@ -50,6 +50,24 @@ struct offline_route {
 	char target[RULE_ROUTE_TARGET_MAX]; /* forward's, lmtp's; "" for the others */
 };
 
+/*
+ * The mail authentication results the rules obtained in the transaction so
+ * far (ctx:spf(), ctx:spf_helo(), ctx:dkim(), ctx:dmarc(), ctx:arc()), as
+ * `rules run` prints them and test cases check them. A field is "" when
+ * its method did not run.
+ */
+#define OFFLINE_AUTH_TEXT_MAX 1024
+struct offline_auth {
+	char spf[16];      /* MAIL FROM: "pass", "fail", ... */
+	char spf_helo[16];
+	char dkim[128];    /* each signature's result, comma-separated; "none" unsigned */
+	char dmarc[16];
+	char arc[16];
+	char text[OFFLINE_AUTH_TEXT_MAX]; /* as Authentication-Results lists them,
+					   * without the authserv-id: "spf=pass
+					   * smtp.mailfrom=example.org; dkim=..." */
+};
+
 /* What one stage (or one recipient's rcpt stage) came to. */
 struct offline_step {
 	enum rule_stage stage;
@@ -64,6 +82,7 @@ struct offline_step {
 				    * message would go into hold/, else "" */
 	const struct offline_route *routes; /* delivery: every recipient's route, */
 	size_t nroutes;                     /* valid during the report call only */
+	struct offline_auth auth; /* mail to preq: the results so far */
 };
 
 enum offline_outcome {

@@ -37,6 +37,7 @@
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
 #include "rules_internal.h"
+#include "rules_offline.h"
 #include "rules_spf.h"
 
 #define AR_FIELD "Authentication-Results"
@@ -283,6 +284,47 @@ const char *rules_ar_push_value(lua_State *L, const struct rule_ctx *ctx, const 
 		luaL_addstring(&b, "; none");
 	luaL_pushresult(&b);
 	return lua_tostring(L, -1);
+}
+
+/* ar_summary_dkim - each signature's result, comma-separated, into out. */
+static void ar_summary_dkim(const struct rule_ctx *ctx, char *out, size_t outlen)
+{
+	long i, n = rules_dkim_kept(ctx);
+	struct rules_dkim_view v;
+	size_t used = 0;
+
+	out[0] = '\0';
+	if (n == 0)
+		snprintf(out, outlen, "none");
+	for (i = 0; i < n && used < outlen; i++) {
+		rules_dkim_view(ctx, (size_t)i, &v);
+		used += (size_t)snprintf(out + used, outlen - used, "%s%s", i ? "," : "", v.result);
+	}
+}
+
+/* rules_ar_summary - see rules_auth_results.h. */
+void rules_ar_summary(struct rules *r, const struct rule_ctx *ctx, struct offline_auth *out)
+{
+	struct rules_spf_view v;
+	const struct rules_arc_result *arc;
+	const char *result, *domain, *reason, *text;
+	int top = lua_gettop(r->L);
+
+	memset(out, 0, sizeof(*out));
+	if (rules_spf_mailfrom_kept(ctx, &v))
+		snprintf(out->spf, sizeof(out->spf), "%s", v.result);
+	if (rules_spf_helo_kept(ctx, &v))
+		snprintf(out->spf_helo, sizeof(out->spf_helo), "%s", v.result);
+	ar_summary_dkim(ctx, out->dkim, sizeof(out->dkim));
+	if (rules_dmarc_kept(ctx, &result, &domain, &reason))
+		snprintf(out->dmarc, sizeof(out->dmarc), "%s", result);
+	if ((arc = rules_arc_kept(ctx)) != NULL)
+		snprintf(out->arc, sizeof(out->arc), "%s", arc->result);
+	/* The field's value under an empty id: "; spf=...; dkim=..." or "; none". */
+	text = rules_ar_push_value(r->L, ctx, "");
+	if (strcmp(text, "; none") != 0)
+		snprintf(out->text, sizeof(out->text), "%s", text + 2);
+	lua_settop(r->L, top);
 }
 
 /* ---- the method ----------------------------------------------------------- */

@@ -36,6 +36,16 @@ struct rule_ctx;
  */
 const char *rules_ar_push_value(lua_State *L, const struct rule_ctx *ctx, const char *id);
 
+struct rules;
+struct offline_auth;
+
+/*
+ * rules_ar_summary - the results kept in ctx so far into *out, for `rules
+ * run` and `rules test` (rules_offline.c): each method's result, and the
+ * text of the field without its authserv-id ("" when nothing ran).
+ */
+void rules_ar_summary(struct rules *r, const struct rule_ctx *ctx, struct offline_auth *out);
+
 /* The ctx method ctx:add_authentication_results() (rules_ctx_open adds it). */
 extern const luaL_Reg ctx_auth_results_methods[];
 

@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "rules_auth_results.h"
 #include "rules_offline.h"
 #include "send_mail.h"
 #include "smtp_parse.h"
@@ -129,6 +130,8 @@ static int offline_stage(struct rules *r, struct rule_ctx *ctx, enum rule_stage 
 	step->rcpt = rcpt;
 	rules_run(r, stage, ctx, &step->v);
 	offline_reply(step, normal, ctx->server_name);
+	if (ctx->env != NULL)
+		rules_ar_summary(r, ctx, &step->auth);
 	if (report != NULL)
 		report(arg, step);
 	return step->refused;
@@ -498,6 +501,7 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 	step->stage = RULE_STAGE_PREQ;
 	rules_run(r, RULE_STAGE_PREQ, ctx, &step->v);
 	offline_reply(step, "250 2.0.0 Ok: queued as " OFFLINE_ID, ctx->server_name);
+	rules_ar_summary(r, ctx, &step->auth);
 	if (step->refused) {
 		out = offline_refusal(step);
 	} else if (ctx->env->nrcpts == 0) {

@@ -163,6 +163,52 @@ return {{
         ["pass", "tampered", "spf fail", "no answer"], r.stdout
 
 
+def test_results_in_rules_run_and_rules_test(tmp_path):
+    """rules run lists the authentication results before the outcome; a
+    test case checks them with results = { ... } and says what differs."""
+    setup_dir(tmp_path)
+    eml = signed_message(tmp_path)
+    r = ctl(tmp_path, "rules", "run", "main.lua", "--dns-zone", "test.zone", "--ip", "192.0.2.7",
+            "--from", "alice@example.test", "--rcpt", "bob@example.com", eml, cwd=str(tmp_path))
+    assert re.search(r"^authentication: spf=pass smtp.mailfrom=example.test; "
+                     r"dkim=pass header.d=example.test ", r.stdout, re.M), r.stdout
+    assert r.stdout.endswith("result: queued\n"), r.stdout
+    # Refused at MAIL: the SPF result is still shown.
+    r = ctl(tmp_path, "rules", "run", "main.lua", "--dns-zone", "test.zone", "--ip",
+            "203.0.113.5", "--from", "alice@example.test", "--rcpt", "bob@example.com",
+            cwd=str(tmp_path))
+    assert "\nauthentication: spf=fail smtp.mailfrom=example.test\nresult: refused\n" in r.stdout
+    with open(eml, newline="") as f:
+        signed = f.read()
+    (tmp_path / "results.test.lua").write_text(f'''
+return {{
+  rules = "main.lua",
+  dns_zone = "test.zone",
+  {{ name = "signed", ip = "192.0.2.7", from = "alice@example.test", rcpt = "bob@example.com",
+    message = {signed!r}, expect = "queued", results = {{ spf = "pass", dkim = "pass" }} }},
+  {{ name = "forged", ip = "203.0.113.5", from = "alice@example.test", rcpt = "bob@example.com",
+    expect = "refused", results = {{ spf = "fail" }} }},
+  {{ name = "wrong", ip = "203.0.113.5", from = "alice@example.test", rcpt = "bob@example.com",
+    expect = "refused", results = {{ spf = "pass" }} }},
+  {{ name = "unchecked", ip = "203.0.113.5", from = "alice@example.test", rcpt = "bob@example.com",
+    expect = "refused", results = {{ dkim = "pass" }} }},
+  {{ name = "typo", ip = "192.0.2.7", from = "alice@example.test", rcpt = "bob@example.com",
+    expect = "queued", results = {{ sfp = "pass" }} }},
+}}
+''')
+    r = ctl(tmp_path, "rules", "test", "results.test.lua", cwd=str(tmp_path))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = re.findall(r"^(?:not )?ok \d+ - .*$", r.stdout, re.M)
+    assert lines == [
+        "ok 1 - signed",
+        "ok 2 - forged",
+        "not ok 3 - wrong: results: spf expected pass, got fail",
+        "not ok 4 - unchecked: results: dkim expected pass, got (not checked)",
+        "not ok 5 - typo: results: keys are spf, spf_helo, dkim, dmarc and arc, each a result "
+        "such as \"pass\"",
+    ], r.stdout
+
+
 def test_a_bad_zone_stops_the_run(tmp_path):
     setup_dir(tmp_path)
     (tmp_path / "bad.zone").write_text("example.test TXT \"v=spf1 -all\"\nexample.test MX ten x\n")
