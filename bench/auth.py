@@ -7,7 +7,9 @@ Starts three throw-away vsmtpd instances as accept.py does (same settings,
 same durability, every message held on accept, spools in one temporary
 directory) and a dnsmasq on a loopback port that answers for example.org:
 its SPF record (v=spf1 ip4:127.0.0.0/8 -all), the DKIM key of the selector
-"bench" and its DMARC record (p=reject). The servers:
+"bench" and its DMARC record (p=reject), with a TTL of --dns-ttl seconds
+(300: vsmtpd keeps the answers that long, as with real records; 0: every
+message asks dnsmasq again). The servers:
 
     vsmtpd         the hold only
     vsmtpd+check   the hold, then rules/auth-check.lua: ctx:spf(),
@@ -97,12 +99,13 @@ def make_message(directory, key, size):
 class Dnsmasq:
     """dnsmasq answering for DOMAIN only, on a free loopback port."""
 
-    def __init__(self, directory, records):
+    def __init__(self, directory, records, ttl):
         self.port = free_udp_tcp_port()
         self.log = os.path.join(directory, "dnsmasq.log")
         argv = [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts",
                 "--bind-interfaces", "--listen-address=127.0.0.1", "--port=%d" % self.port,
-                "--conf-file=/dev/null", "--pid-file=", "--local=/%s/" % DOMAIN] + records
+                "--conf-file=/dev/null", "--pid-file=", "--local=/%s/" % DOMAIN,
+                "--local-ttl=%d" % ttl] + records
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=f,
                                          start_new_session=True)
@@ -128,6 +131,9 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the messages per run")
     ap.add_argument("--run-timeout", type=int, default=300,
                     help="seconds one smtp-source run may take")
+    ap.add_argument("--dns-ttl", type=int, default=300,
+                    help="TTL of the DNS records in seconds (0: nothing may be kept, "
+                    "every message asks the server)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("auth.py: must run as root (as accept.py)")
@@ -156,7 +162,7 @@ def main():
             txt_option(DOMAIN, "v=spf1 ip4:127.0.0.0/8 -all"),
             txt_option("%s._domainkey.%s" % (SELECTOR, DOMAIN), record),
             txt_option("_dmarc." + DOMAIN, "v=DMARC1; p=reject"),
-        ])
+        ], args.dns_ttl)
         common = ["rules.dns_servers=127.0.0.1:%d" % dns.port,
                   "dkim:bench.domain=" + DOMAIN, "dkim:bench.selector=" + SELECTOR,
                   "dkim:bench.key=" + key]

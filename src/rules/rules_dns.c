@@ -20,6 +20,10 @@
  * channel is made: each query gets the message rules_zone.c builds from
  * the zone, at once, and goes through the same parsers.
  *
+ * What the servers answer is kept for its TTL in a cache of the process
+ * (rules_dns_cache.c), which answers the same question again without a
+ * query: dns.lookup and rules_dns_query() share it.
+ *
  * A call sends its queries (two for A and AAAA) and then polls the
  * channel's sockets until every answer is in or its deadline passes, when
  * the queries still open are cancelled. No Lua error can be raised while
@@ -47,6 +51,8 @@
 #include "rule_objects.h"
 #include "resolver.h"
 #include "rules_dns.h"
+#include "rules_dns_cache.h"
+#include "rules_dns_internal.h"
 #include "rules_zone.h"
 
 #define RULES_DNS_MT "vsmtpd.dns"
@@ -63,35 +69,8 @@ struct rules_dns {
 	pid_t owner;          /* the process that created channel */
 	int library;          /* ares_library_init() to undo */
 	struct rules_zone *zone; /* answers from a zone file instead, or NULL */
-};
-
-/* What one query became. */
-enum dns_outcome {
-	DNS_ANSWER,  /* an answer to parse */
-	DNS_EMPTY,   /* NXDOMAIN, or no record of the type */
-	DNS_TIMEOUT, /* no answer in time */
-	DNS_FAIL,    /* the servers failed, or could not be reached */
-	DNS_NOMEM,
-};
-
-/* One query in flight, filled by dns_callback(). */
-struct dns_query {
-	int type; /* ns_t_a, ... */
-	int done;
-	int status;         /* ARES_SUCCESS, ARES_ENOTFOUND, ... */
-	unsigned char *buf; /* the answer when status is ARES_SUCCESS, malloc'ed */
-	int len;
-	enum dns_outcome outcome;
-};
-
-/* One call of dns.lookup / dns.rlookup, from the queries to the results. */
-struct dns_call {
-	struct dns_query q[2];
-	size_t nq;
-	/* what the parsers allocated, freed by dns_call_free() */
-	struct hostent *host;
-	struct ares_mx_reply *mx;
-	struct ares_txt_ext *txt;
+	struct rules_dns_cache *cache; /* this process's answers kept (rules_dns_cache.c) */
+	pid_t cache_owner;             /* the process that made cache */
 };
 
 /* ---- checks and names ------------------------------------------------- */
@@ -144,6 +123,11 @@ static void dns_callback(void *arg, int status, int timeouts, unsigned char *abu
 	(void)timeouts;
 	q->done = 1;
 	q->status = status;
+	if ((status == ARES_ENOTFOUND || status == ARES_ENODATA) && abuf != NULL && alen > 0 &&
+	    (q->neg = malloc((size_t)alen)) != NULL) {
+		memcpy(q->neg, abuf, (size_t)alen);
+		q->neg_len = alen;
+	}
 	if (status == ARES_SUCCESS) {
 		if (abuf == NULL || alen <= 0)
 			q->status = ARES_EBADRESP;
@@ -238,6 +222,54 @@ static enum dns_outcome dns_outcome_of(int status)
 	}
 }
 
+/* dns_cache - this process's cache, made on first use; NULL when out of
+ * memory (then nothing is kept). One inherited across fork() is dropped. */
+static struct rules_dns_cache *dns_cache(struct rules_dns *d)
+{
+	if (d->cache != NULL && d->cache_owner != getpid()) {
+		rules_dns_cache_free(d->cache);
+		d->cache = NULL;
+	}
+	if (d->cache == NULL && (d->cache = rules_dns_cache_new()) != NULL)
+		d->cache_owner = getpid();
+	return d->cache;
+}
+
+/* dns_cached - answer q from the cache when it holds name; 1 when it did. */
+static int dns_cached(struct rules_dns *d, struct dns_query *q, const char *name)
+{
+	static const int status[] = {
+		[RULES_DNS_ANSWER] = ARES_SUCCESS,
+		[RULES_DNS_NXDOMAIN] = ARES_ENOTFOUND,
+		[RULES_DNS_NODATA] = ARES_ENODATA,
+	};
+	enum rules_dns_result res;
+	size_t len;
+
+	if (!rules_dns_cache_get(dns_cache(d), name, q->type, dns_now_ms(), &res, &q->buf, &len))
+		return 0;
+	q->len = (int)len;
+	q->status = status[res];
+	q->done = 1;
+	q->cached = 1;
+	return 1;
+}
+
+/* dns_keep - put what a server answered to q into the cache. */
+static void dns_keep(struct rules_dns *d, const struct dns_query *q, const char *name)
+{
+	uint64_t now = dns_now_ms();
+
+	if (q->status == ARES_SUCCESS)
+		rules_dns_cache_put(d->cache, name, q->type, now, RULES_DNS_ANSWER, q->buf,
+				    (size_t)q->len);
+	else if (q->neg != NULL)
+		rules_dns_cache_put(d->cache, name, q->type, now,
+				    q->status == ARES_ENOTFOUND ? RULES_DNS_NXDOMAIN
+								: RULES_DNS_NODATA,
+				    q->neg, (size_t)q->neg_len);
+}
+
 /* dns_ask_zone - the call's queries answered from the zone, as c-ares
  * statuses and answers. */
 static void dns_ask_zone(struct rules_dns *d, struct dns_call *c, const char *name)
@@ -275,21 +307,26 @@ static int dns_ask(struct rules_dns *d, struct dns_call *c, const char *name)
 		return rc;
 	deadline = dns_now_ms() + d->timeout_ms;
 	for (i = 0; i < c->nq; i++)
-		ares_query(d->channel, name, ns_c_in, c->q[i].type, dns_callback, &c->q[i]);
+		if (!dns_cached(d, &c->q[i], name))
+			ares_query(d->channel, name, ns_c_in, c->q[i].type, dns_callback, &c->q[i]);
 	dns_wait(d, c, deadline);
-	for (i = 0; i < c->nq; i++)
+	for (i = 0; i < c->nq; i++) {
+		if (!c->q[i].cached)
+			dns_keep(d, &c->q[i], name);
 		c->q[i].outcome = dns_outcome_of(c->q[i].status);
+	}
 	return ARES_SUCCESS;
 }
 
-/* dns_call_free - everything the call holds. */
-static void dns_call_free(struct dns_call *c)
+/* dns_call_free - see rules_dns_internal.h. */
+void dns_call_free(struct dns_call *c)
 {
 	size_t i;
 
 	for (i = 0; i < c->nq; i++) {
 		free(c->q[i].buf);
-		c->q[i].buf = NULL;
+		free(c->q[i].neg);
+		c->q[i].buf = c->q[i].neg = NULL;
 	}
 	if (c->host != NULL)
 		ares_free_hostent(c->host);
@@ -300,224 +337,6 @@ static void dns_call_free(struct dns_call *c)
 	c->host = NULL;
 	c->mx = NULL;
 	c->txt = NULL;
-}
-
-/* ---- answers to Lua ---------------------------------------------------- */
-
-/* dns_push_name - a name from an answer: lowercased, no trailing dot. */
-static void dns_push_name(lua_State *L, const char *s)
-{
-	size_t len = strlen(s), i;
-	luaL_Buffer b;
-	char *p;
-
-	if (len > 0 && s[len - 1] == '.')
-		len--;
-	p = luaL_buffinitsize(L, &b, len);
-	for (i = 0; i < len; i++)
-		p[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
-	luaL_pushresultsize(&b, len);
-}
-
-/* dns_append - t[#t + 1] = the value on top (callers check dns_room). */
-static void dns_append(lua_State *L, int t)
-{
-	lua_rawseti(L, t, (lua_Integer)lua_rawlen(L, t) + 1);
-}
-
-/* dns_room - whether t can take one more. */
-static int dns_room(lua_State *L, int t)
-{
-	return lua_rawlen(L, t) < RULES_DNS_ANSWERS_MAX;
-}
-
-/* dns_push_addresses - the A or AAAA records of q. Returns the parser's status. */
-static int dns_push_addresses(lua_State *L, int t, const struct dns_query *q)
-{
-	struct ares_addrttl a4[RULES_DNS_ANSWERS_MAX];
-	struct ares_addr6ttl a6[RULES_DNS_ANSWERS_MAX];
-	char text[INET6_ADDRSTRLEN];
-	int n = RULES_DNS_ANSWERS_MAX, i, rc;
-
-	if (q->type == ns_t_a)
-		rc = ares_parse_a_reply(q->buf, q->len, NULL, a4, &n);
-	else
-		rc = ares_parse_aaaa_reply(q->buf, q->len, NULL, a6, &n);
-	if (rc != ARES_SUCCESS)
-		return rc;
-	for (i = 0; i < n && dns_room(L, t); i++) {
-		if (q->type == ns_t_a)
-			inet_ntop(AF_INET, &a4[i].ipaddr, text, sizeof(text));
-		else
-			inet_ntop(AF_INET6, &a6[i].ip6addr, text, sizeof(text));
-		lua_pushstring(L, text);
-		dns_append(L, t);
-	}
-	return ARES_SUCCESS;
-}
-
-/* dns_mx_before - MX order: preference, then name. */
-static int dns_mx_before(const struct ares_mx_reply *a, const struct ares_mx_reply *b)
-{
-	if (a->priority != b->priority)
-		return a->priority < b->priority;
-	return strcasecmp(a->host, b->host) < 0;
-}
-
-/* dns_push_mx - the best RULES_DNS_ANSWERS_MAX MX records, in order. */
-static int dns_push_mx(lua_State *L, int t, struct dns_call *c, const struct dns_query *q)
-{
-	const struct ares_mx_reply *best[RULES_DNS_ANSWERS_MAX], *mx;
-	size_t n = 0, i, j;
-	int rc;
-
-	if ((rc = ares_parse_mx_reply(q->buf, q->len, &c->mx)) != ARES_SUCCESS)
-		return rc;
-	for (mx = c->mx; mx != NULL; mx = mx->next) {
-		/* insertion into the sorted best list, dropping its last when full */
-		for (i = n; i > 0 && dns_mx_before(mx, best[i - 1]); i--)
-			;
-		if (i == RULES_DNS_ANSWERS_MAX)
-			continue;
-		j = n < RULES_DNS_ANSWERS_MAX ? n++ : n - 1;
-		for (; j > i; j--)
-			best[j] = best[j - 1];
-		best[i] = mx;
-	}
-	for (i = 0; i < n; i++) {
-		lua_createtable(L, 0, 2);
-		lua_pushinteger(L, best[i]->priority);
-		lua_setfield(L, -2, "preference");
-		dns_push_name(L, best[i]->host);
-		lua_setfield(L, -2, "exchange");
-		dns_append(L, t);
-	}
-	return ARES_SUCCESS;
-}
-
-/* dns_push_txt - one string per TXT record, its strings joined. */
-static int dns_push_txt(lua_State *L, int t, struct dns_call *c, const struct dns_query *q)
-{
-	const struct ares_txt_ext *txt, *part;
-	luaL_Buffer b;
-	int rc;
-
-	if ((rc = ares_parse_txt_reply_ext(q->buf, q->len, &c->txt)) != ARES_SUCCESS)
-		return rc;
-	for (txt = c->txt; txt != NULL && dns_room(L, t); txt = part) {
-		luaL_buffinit(L, &b);
-		part = txt;
-		do {
-			luaL_addlstring(&b, (const char *)part->txt, part->length);
-			part = part->next;
-		} while (part != NULL && !part->record_start);
-		luaL_pushresult(&b);
-		dns_append(L, t);
-	}
-	return ARES_SUCCESS;
-}
-
-/* dns_push_ptr - the names of the PTR records. */
-static int dns_push_ptr(lua_State *L, int t, struct dns_call *c, const struct dns_query *q)
-{
-	static const unsigned char any[16];
-	char **alias;
-	int rc;
-
-	/* The address only fills the hostent; the answer is matched by name. */
-	if ((rc = ares_parse_ptr_reply(q->buf, q->len, any, 4, AF_INET, &c->host)) != ARES_SUCCESS)
-		return rc;
-	for (alias = c->host->h_aliases; alias != NULL && *alias != NULL && dns_room(L, t); alias++) {
-		dns_push_name(L, *alias);
-		dns_append(L, t);
-	}
-	if (lua_rawlen(L, t) == 0 && c->host->h_name != NULL && c->host->h_name[0] != '\0') {
-		dns_push_name(L, c->host->h_name);
-		dns_append(L, t);
-	}
-	return ARES_SUCCESS;
-}
-
-/* dns_push_results - (protected) the table of the answers of the call at
- * index 1; a query whose answer does not parse becomes DNS_FAIL. */
-static int dns_push_results(lua_State *L)
-{
-	struct dns_call *c = lua_touserdata(L, 1);
-	size_t i;
-	int t, rc;
-
-	lua_createtable(L, 4, 0);
-	t = lua_gettop(L);
-	for (i = 0; i < c->nq; i++) {
-		struct dns_query *q = &c->q[i];
-
-		if (q->outcome != DNS_ANSWER)
-			continue;
-		switch (q->type) {
-		case ns_t_a:
-		case ns_t_aaaa:
-			rc = dns_push_addresses(L, t, q);
-			break;
-		case ns_t_mx:
-			rc = dns_push_mx(L, t, c, q);
-			break;
-		case ns_t_txt:
-			rc = dns_push_txt(L, t, c, q);
-			break;
-		default:
-			rc = dns_push_ptr(L, t, c, q);
-			break;
-		}
-		if (rc == ARES_ENODATA)
-			q->outcome = DNS_EMPTY;
-		else if (rc == ARES_ENOMEM)
-			q->outcome = DNS_NOMEM;
-		else if (rc != ARES_SUCCESS)
-			q->outcome = DNS_FAIL;
-	}
-	return 1;
-}
-
-/* dns_finish - turn the call's outcomes into the Lua results, free the
- * call; raises (after freeing) on a memory error. */
-static int dns_finish(lua_State *L, struct dns_call *c)
-{
-	const char *reason = NULL;
-	size_t i;
-	int rc;
-
-	for (i = 0; i < c->nq; i++)
-		if (c->q[i].outcome == DNS_NOMEM) {
-			dns_call_free(c);
-			return luaL_error(L, "dns: out of memory");
-		}
-	lua_pushcfunction(L, dns_push_results);
-	lua_pushlightuserdata(L, c);
-	rc = lua_pcall(L, 1, 1, 0);
-	for (i = 0; i < c->nq && rc == LUA_OK; i++)
-		if (c->q[i].outcome == DNS_NOMEM)
-			rc = LUA_ERRMEM;
-	dns_call_free(c);
-	if (rc != LUA_OK) {
-		if (rc != LUA_ERRMEM)
-			return lua_error(L);
-		return luaL_error(L, "dns: out of memory");
-	}
-	for (i = 0; i < c->nq; i++) {
-		if (c->q[i].outcome == DNS_TIMEOUT)
-			reason = "timeout";
-		else if (c->q[i].outcome == DNS_FAIL && reason == NULL)
-			reason = "servfail";
-	}
-	/* An empty table must mean "there is none": when a query failed, only
-	 * what the others found can be given. */
-	if (reason != NULL && lua_rawlen(L, -1) == 0) {
-		lua_pop(L, 1);
-		lua_pushnil(L);
-		lua_pushstring(L, reason);
-		return 2;
-	}
-	return 1;
 }
 
 /* dns_run - ask for name with the call's queries and push the results. */
@@ -643,6 +462,8 @@ static int lua_dns_gc(lua_State *L)
 	d->library = 0;
 	rules_zone_free(d->zone);
 	d->zone = NULL;
+	rules_dns_cache_free(d->cache);
+	d->cache = NULL;
 	return 0;
 }
 
@@ -664,10 +485,14 @@ enum rules_dns_result rules_dns_query(lua_State *L, const char *name, int type,
 	if (d == NULL || dns_channel(d) != ARES_SUCCESS)
 		return RULES_DNS_FAIL;
 	c.q[0].type = type;
-	ares_query(d->channel, name, ns_c_in, type, dns_callback, &c.q[0]);
-	dns_wait(d, &c, dns_now_ms() + (timeout_ms > 0 && timeout_ms < d->timeout_ms
-						? timeout_ms
-						: d->timeout_ms));
+	if (!dns_cached(d, &c.q[0], name)) {
+		ares_query(d->channel, name, ns_c_in, type, dns_callback, &c.q[0]);
+		dns_wait(d, &c, dns_now_ms() + (timeout_ms > 0 && timeout_ms < d->timeout_ms
+							? timeout_ms
+							: d->timeout_ms));
+		dns_keep(d, &c.q[0], name);
+	}
+	free(c.q[0].neg);
 	switch (c.q[0].status) {
 	case ARES_SUCCESS:
 		*answer = c.q[0].buf;
