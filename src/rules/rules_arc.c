@@ -74,25 +74,17 @@ struct arc_outcome {
  * record, parsed into t; -1 when none does. */
 static int arc_txt_key_record(const unsigned char *answer, size_t len, struct arc_tags *t)
 {
-	struct ares_txt_ext *txt = NULL, *p, *q;
+	struct ares_txt_ext *txt = NULL;
+	const struct ares_txt_ext *p, *next;
 	char err[64], *rec;
 	size_t n;
 	int rc = -1;
 
 	if (ares_parse_txt_reply_ext(answer, (int)len, &txt) != ARES_SUCCESS)
 		return -1;
-	for (p = txt; p != NULL && rc < 0; p = q) {
-		n = p->length;
-		for (q = p->next; q != NULL && !q->record_start; q = q->next)
-			n += q->length;
-		if ((rec = malloc(n + 1)) == NULL)
+	for (p = txt; p != NULL && rc < 0; p = next) {
+		if ((rec = rules_dns_txt_join(p, &next, &n)) == NULL)
 			break;
-		n = 0;
-		for (q = p; q != NULL && (q == p || !q->record_start); q = q->next) {
-			memcpy(rec + n, q->txt, q->length);
-			n += q->length;
-		}
-		rec[n] = '\0';
 		if (strlen(rec) == n && arc_tags_parse(rec, n, t, err, sizeof(err)) == 0) {
 			if (arc_tag(t, "p") != NULL)
 				rc = 0;

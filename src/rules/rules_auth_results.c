@@ -27,6 +27,7 @@
  * the end of the transaction, and a header edit at preq is what is queued.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 #include "rules_internal.h"
 #include "rules_offline.h"
 #include "rules_spf.h"
+#include "utf8.h"
 
 #define AR_FIELD "Authentication-Results"
 #define AR_REASON_MAX 200
@@ -123,13 +125,26 @@ ssize_t rules_ar_authserv_id(const char *value, size_t len, char *out, size_t ou
 /* ---- the value ------------------------------------------------------------ */
 
 /* ar_put_quoted - s as a quoted-string, at most max bytes of it; control
- * characters, which a header may not hold, left out. */
+ * characters, which a header may not hold, left out, and a byte that
+ * starts no valid UTF-8 character (a reason can quote a DNS record) shown
+ * as '?'. */
 static void ar_put_quoted(luaL_Buffer *b, const char *s, size_t max)
 {
-	size_t i;
+	size_t i, n, len = strnlen(s, max);
+	uint32_t cp;
 
 	luaL_addchar(b, '"');
-	for (i = 0; s[i] != '\0' && i < max; i++) {
+	for (i = 0; i < len; i += n) {
+		n = 1;
+		if ((unsigned char)s[i] >= 0x80) {
+			if ((n = utf8_char((const unsigned char *)s + i, len - i, &cp)) == 0) {
+				n = 1;
+				luaL_addchar(b, '?');
+			} else {
+				luaL_addlstring(b, s + i, n);
+			}
+			continue;
+		}
 		if ((unsigned char)s[i] < ' ' || s[i] == 0x7f)
 			continue;
 		if (s[i] == '"' || s[i] == '\\')

@@ -188,32 +188,19 @@ static int dmarc_is_record(const char *s)
  * first into *record (malloc'ed); -1 when the answer cannot be read. */
 static int dmarc_txt_records(const unsigned char *buf, size_t len, char **record)
 {
-	struct ares_txt_ext *txt = NULL, *p, *part;
-	size_t total, at;
+	struct ares_txt_ext *txt = NULL;
+	const struct ares_txt_ext *p, *next;
+	size_t total;
 	int found = 0;
 	char *rec;
 
 	if (ares_parse_txt_reply_ext(buf, (int)len, &txt) != ARES_SUCCESS)
 		return -1;
-	for (p = txt; p != NULL; p = part) {
-		total = 0;
-		part = p;
-		do {
-			total += part->length;
-			part = part->next;
-		} while (part != NULL && !part->record_start);
-		if ((rec = malloc(total + 1)) == NULL) {
+	for (p = txt; p != NULL; p = next) {
+		if ((rec = rules_dns_txt_join(p, &next, &total)) == NULL) {
 			found = -1;
 			break;
 		}
-		at = 0;
-		for (part = p; at < total; part = part->next) {
-			memcpy(rec + at, part->txt, part->length);
-			at += part->length;
-		}
-		rec[total] = '\0';
-		while (part != NULL && !part->record_start)
-			part = part->next;
 		/* a NUL inside ends the record: the library reads C strings */
 		if (strlen(rec) == total && dmarc_is_record(rec) && found++ == 0) {
 			*record = rec;

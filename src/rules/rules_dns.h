@@ -107,4 +107,16 @@ enum rules_dns_result rules_dns_query(struct lua_State *L, const char *name, int
  */
 void rules_dns_forked(struct lua_State *L);
 
+struct ares_txt_ext;
+
+/*
+ * rules_dns_txt_join - the TXT record whose first string is p (of a list
+ * ares_parse_txt_reply_ext() made): its strings joined, NUL-terminated, in
+ * a malloc'ed string of *len bytes (a record of one empty string gives "",
+ * and the strings may hold NULs); *next gets the first string of the next
+ * record, NULL after the last. NULL when out of memory (*next is set).
+ */
+char *rules_dns_txt_join(const struct ares_txt_ext *p, const struct ares_txt_ext **next,
+			 size_t *len);
+
 #endif

@@ -234,3 +234,25 @@ int dns_finish(lua_State *L, struct dns_call *c)
 	}
 	return 1;
 }
+
+/* rules_dns_txt_join - see rules_dns.h. */
+char *rules_dns_txt_join(const struct ares_txt_ext *p, const struct ares_txt_ext **next,
+			 size_t *len)
+{
+	const struct ares_txt_ext *part;
+	size_t total = 0, at = 0;
+	char *rec;
+
+	for (part = p; part == p || (part != NULL && !part->record_start); part = part->next)
+		total += part->length;
+	*next = part;
+	if ((rec = malloc(total + 1)) == NULL)
+		return NULL;
+	for (part = p; part != *next; part = part->next) {
+		memcpy(rec + at, part->txt, part->length);
+		at += part->length;
+	}
+	rec[total] = '\0';
+	*len = total;
+	return rec;
+}

@@ -40,9 +40,9 @@
 
 #include <ares.h>
 
-#include "resolver.h"
 #include "rules_dns.h"
 #include "rules_spf.h"
+#include "rules_zone.h"
 
 #define SPF_DNS_ADDRS_MAX 64 /* address records of one answer taken */
 
@@ -124,31 +124,23 @@ static int spf_dns_parse_mx(SPF_dns_rr_t *rr, const unsigned char *buf, int len)
 /* spf_dns_parse_txt - one string per TXT record, its strings joined. */
 static int spf_dns_parse_txt(SPF_dns_rr_t *rr, const unsigned char *buf, int len)
 {
-	struct ares_txt_ext *txt = NULL, *p, *part;
+	struct ares_txt_ext *txt = NULL;
+	const struct ares_txt_ext *p, *next;
 	int rc = ares_parse_txt_reply_ext(buf, len, &txt), i = 0;
-	size_t total, at;
+	size_t total;
+	char *rec;
 
-	for (p = txt; rc == ARES_SUCCESS && p != NULL; p = part, i++) {
-		total = 0;
-		part = p;
-		do {
-			total += part->length;
-			part = part->next;
-		} while (part != NULL && !part->record_start);
-		if (SPF_dns_rr_buf_realloc(rr, i, total + 1) != SPF_E_SUCCESS) {
+	for (p = txt; rc == ARES_SUCCESS && p != NULL; p = next, i++) {
+		if ((rec = rules_dns_txt_join(p, &next, &total)) == NULL ||
+		    SPF_dns_rr_buf_realloc(rr, i, total + 1) != SPF_E_SUCCESS) {
+			free(rec);
 			rc = ARES_ENOMEM;
 			break;
 		}
-		at = 0;
-		for (part = p; at < total; part = part->next) {
-			memcpy(rr->rr[i]->txt + at, part->txt, part->length);
-			at += part->length;
-		}
-		rr->rr[i]->txt[total] = '\0';
 		/* a NUL inside a string ends it: libspf2 reads C strings */
+		memcpy(rr->rr[i]->txt, rec, total + 1);
+		free(rec);
 		rr->num_rr = i + 1;
-		while (part != NULL && !part->record_start)
-			part = part->next;
 	}
 	if (txt != NULL)
 		ares_free_data(txt);
@@ -208,7 +200,7 @@ static SPF_dns_rr_t *spf_dns_ask(struct rules_spf_dns *d, const char *domain, ns
 		d->over = RULES_SPF_OVER_TIME;
 		return SPF_dns_rr_new_init(&d->server, domain, type, 0, TRY_AGAIN);
 	}
-	if (resolver_name_check(domain, strlen(domain)) == 0)
+	if (rules_zone_name_check(domain, strlen(domain)) == 0)
 		return SPF_dns_rr_new_init(&d->server, domain, type, 0, HOST_NOT_FOUND);
 	d->queries++;
 	res = rules_dns_query(d->L, domain, type, (unsigned)(d->deadline_ms - now), &answer, &len);
@@ -384,6 +376,15 @@ static SPF_errcode_t spf_dns_expand(struct rules_spf_dns *d, SPF_response_t *scr
 	return err;
 }
 
+/* spf_dns_is_ascii - whether s is printable US-ASCII and spaces only. */
+static int spf_dns_is_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < ' ' || (unsigned char)*s > '~')
+			return 0;
+	return 1;
+}
+
 /* spf_dns_get_exp - the exp= text of domain, its macros expanded, into
  * *bufp. Not counted (RFC 7208 §6.2); no text unless exactly one TXT
  * record. libspf2's macro compiler stops at a space, so each word of the
@@ -404,7 +405,8 @@ static SPF_errcode_t spf_dns_get_exp(SPF_server_t *spf_server, const char *domai
 	if ((rr = spf_dns_kept(d, domain, ns_t_txt)) == NULL &&
 	    (rr = spf_dns_ask(d, domain, ns_t_txt)) == NULL)
 		return SPF_E_NO_MEMORY;
-	if (rr->herrno != NETDB_SUCCESS || rr->num_rr != 1 ||
+	/* RFC 7208 §6.2: an explanation that is not US-ASCII is ignored */
+	if (rr->herrno != NETDB_SUCCESS || rr->num_rr != 1 || !spf_dns_is_ascii(rr->rr[0]->txt) ||
 	    (text = strdup(rr->rr[0]->txt)) == NULL) {
 		SPF_dns_rr_free(rr);
 		return SPF_E_DNS_ERROR;

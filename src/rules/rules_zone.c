@@ -122,11 +122,66 @@ static size_t zone_name_wire(const char *name, unsigned char *out)
 	return n;
 }
 
+/* rules_zone_name_check - see rules_zone.h. */
+size_t rules_zone_name_check(const char *w, size_t wlen)
+{
+	size_t i, label = 0;
+
+	if (wlen > 0 && w[wlen - 1] == '.')
+		wlen--;
+	if (wlen == 0 || wlen > 253)
+		return 0;
+	for (i = 0; i < wlen; i++) {
+		if (w[i] == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if ((unsigned char)w[i] < 32 || (unsigned char)w[i] > 126 || ++label > 63) {
+			return 0;
+		}
+	}
+	return label > 0 ? wlen : 0;
+}
+
+/* zone_unescape - w (wlen bytes) with its \DDD and \X escapes (as in a
+ * master file: a blank is written \032) decoded into out (outlen bytes);
+ * the decoded length, or -1 when an escape is malformed or it is too long. */
+static ssize_t zone_unescape(const char *w, size_t wlen, char *out, size_t outlen)
+{
+	size_t i, n = 0;
+	unsigned v;
+	int k;
+
+	for (i = 0; i < wlen; i++) {
+		char c = w[i];
+
+		if (c == '\\') {
+			if (++i == wlen)
+				return -1;
+			c = w[i];
+			if (c >= '0' && c <= '9') {
+				for (k = 0, v = 0; k < 3 && i < wlen && w[i] >= '0' && w[i] <= '9'; k++, i++)
+					v = v * 10 + (unsigned)(w[i] - '0');
+				if (k < 3 || v > 255)
+					return -1;
+				i--;
+				c = (char)v;
+			}
+		}
+		if (n == outlen)
+			return -1;
+		out[n++] = c;
+	}
+	return (ssize_t)n;
+}
+
 /* zone_name - the word w (wlen bytes) as a checked, lowercased name
  * without a trailing dot, into out; -1 with an error when it is none. */
 static int zone_name(struct zone_line *l, const char *what, const char *w, size_t wlen, char *out)
 {
-	size_t n = w != NULL ? resolver_name_check(w, wlen) : 0, i;
+	char name[RESOLVER_NAME_MAX + 2];
+	ssize_t len = w != NULL ? zone_unescape(w, wlen, name, sizeof(name)) : -1;
+	size_t n = len > 0 ? rules_zone_name_check(name, (size_t)len) : 0, i;
 
 	if (w == NULL)
 		return zone_error(l, "%s is missing", what);
@@ -134,7 +189,7 @@ static int zone_name(struct zone_line *l, const char *what, const char *w, size_
 		return zone_error(l, "%s: not a domain name: \"%.*s\"", what,
 				  (int)(wlen > 64 ? 64 : wlen), w);
 	for (i = 0; i < n; i++)
-		out[i] = w[i] >= 'A' && w[i] <= 'Z' ? (char)(w[i] - 'A' + 'a') : w[i];
+		out[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] - 'A' + 'a') : name[i];
 	out[n] = '\0';
 	return 0;
 }

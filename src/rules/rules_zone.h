@@ -57,4 +57,15 @@ void rules_zone_free(struct rules_zone *z);
 enum rules_dns_result rules_zone_query(const struct rules_zone *z, const char *name, int type,
 				       unsigned char **answer, size_t *len);
 
+/*
+ * rules_zone_name_check - the length of w (wlen bytes) without one trailing
+ * dot when it is a name DNS may hold, else 0: 1 to 253 bytes of labels of
+ * 1 to 63 characters from space to '~'. Wider than the names the rules may
+ * look up themselves (dns.lookup): DNS allows any byte in a label, and what
+ * an SPF record names or its macros expand to ("%{l}.example.com",
+ * "foo:bar/baz.example.com") is looked up as it is. Zone files hold such
+ * names too.
+ */
+size_t rules_zone_name_check(const char *w, size_t wlen);
+
 #endif

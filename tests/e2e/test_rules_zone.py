@@ -10,6 +10,7 @@ with the file and line.
 import os
 import re
 import subprocess
+import time
 
 import vsmtpd_e2e as e2e
 
@@ -207,6 +208,39 @@ return {{
         "not ok 5 - typo: results: keys are spf, spf_helo, dkim, dmarc and arc, each a result "
         "such as \"pass\"",
     ], r.stdout
+
+
+def test_records_of_one_empty_string(tmp_path):
+    """A TXT record made of one empty string (legal, if useless) as a
+    domain's SPF and DMARC record: both checks answer at once ("none"), as
+    if there were no record, and nothing loops."""
+    setup_dir(tmp_path)
+    (tmp_path / "empty.zone").write_text(
+        'empty.example TXT ""\n'
+        '_dmarc.empty.example TXT ""\n'
+        'odd.example TXT "" "v=spf1 " "-all"\n')
+    (tmp_path / "empty.lua").write_text(r'''
+return {
+  preq = {
+    action "checks" (function(ctx)
+      log("info", "spf " .. ctx:spf().result .. ", dmarc " .. ctx:dmarc().result)
+    end),
+  },
+}
+''')
+    message = "From: a@empty.example\r\nTo: bob@example.com\r\nSubject: x\r\n\r\nHi\r\n"
+    (tmp_path / "m.eml").write_text(message)
+    started = time.monotonic()
+    r = ctl(tmp_path, "rules", "run", "empty.lua", "--dns-zone", "empty.zone", "--ip",
+            "192.0.2.7", "--from", "a@empty.example", "--rcpt", "bob@example.com", "m.eml",
+            cwd=str(tmp_path))
+    assert time.monotonic() - started < 5
+    assert r.returncode == 0 and "spf none, dmarc none" in r.stderr, r.stdout + r.stderr
+    # Strings are joined whatever their lengths: "" "v=spf1 " "-all" is v=spf1 -all.
+    r = ctl(tmp_path, "rules", "run", "empty.lua", "--dns-zone", "empty.zone", "--ip",
+            "192.0.2.7", "--from", "a@odd.example", "--rcpt", "bob@example.com", "m.eml",
+            cwd=str(tmp_path))
+    assert "spf fail" in r.stderr, r.stdout + r.stderr
 
 
 def test_a_bad_zone_stops_the_run(tmp_path):

@@ -111,7 +111,12 @@ static void test_parse_errors(void **state)
 		{"# one\n\na.test AX 1\n", "z.txt:3: unknown type \"AX\" (A, AAAA, MX, TXT, PTR, "
 					   "CNAME, TIMEOUT, SERVFAIL)"},
 		{"a.test\n", "z.txt:1: a.test: the type is missing"},
-		{"bad!name A 192.0.2.1\n", "z.txt:1: the name: not a domain name: \"bad!name\""},
+		{"bad\\1name A 192.0.2.1\n", "z.txt:1: the name: not a domain name: \"bad\\1name\""},
+		{"bad\\009name A 192.0.2.1\n", "z.txt:1: the name: not a domain name: \"bad\\009name\""},
+		{"a.\\256 A 192.0.2.1\n", "z.txt:1: the name: not a domain name: \"a.\\256\""},
+		{"a123456789012345678901234567890123456789012345678901234567890123.test A 192.0.2.1\n",
+		 "z.txt:1: the name: not a domain name: "
+		 "\"a123456789012345678901234567890123456789012345678901234567890123\""},
 		{"a..test A 192.0.2.1\n", "z.txt:1: the name: not a domain name: \"a..test\""},
 		{"a.test TXT \"open\n", "z.txt:1: TXT: a string without its closing quote"},
 		{"a.test TXT bare\n", "z.txt:1: TXT: strings are written in double quotes"},
@@ -167,6 +172,37 @@ static void test_parse_good(void **state)
 	assert_string_equal(parse_error("_dmarc.a.test TXT \"v=DMARC1; p=none\"#c", err,
 					sizeof(err)),
 			    "");
+}
+
+/* Names DNS allows but host names do not: what SPF macros expand to. */
+static void test_names_with_any_character(void **state)
+{
+	const char *text = "space\\032name.test A 192.0.2.1\n"
+			   "foo:bar/baz.test A 192.0.2.2\n"
+			   "%{l}.test TXT \"x\"\n";
+	struct rules_zone *z;
+	unsigned char *answer;
+	size_t len;
+	char err[512];
+
+	(void)state;
+	assert_non_null(z = rules_zone_parse("z.txt", text, strlen(text), err, sizeof(err)));
+	assert_int_equal(rules_zone_query(z, "SPACE name.test", ns_t_a, &answer, &len),
+			 RULES_DNS_ANSWER);
+	free(answer);
+	assert_int_equal(rules_zone_query(z, "foo:bar/baz.test.", ns_t_a, &answer, &len),
+			 RULES_DNS_ANSWER);
+	free(answer);
+	assert_int_equal(rules_zone_query(z, "%{l}.test", ns_t_txt, &answer, &len),
+			 RULES_DNS_ANSWER);
+	free(answer);
+	assert_int_equal(rules_zone_query(z, "space\\032name.test", ns_t_a, &answer, &len),
+			 RULES_DNS_NXDOMAIN);
+	assert_int_equal(rules_zone_name_check("a b.test", 8), 8);
+	assert_int_equal(rules_zone_name_check("a\tb.test", 8), 0);
+	assert_int_equal(rules_zone_name_check("a..test", 7), 0);
+	assert_int_equal(rules_zone_name_check("test.", 5), 4);
+	rules_zone_free(z);
 }
 
 static void test_load_errors(void **state)
@@ -507,6 +543,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_parse_good),
+		cmocka_unit_test(test_names_with_any_character),
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_encode_addresses),
 		cmocka_unit_test(test_encode_mx_txt_ptr),
