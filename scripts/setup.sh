@@ -11,6 +11,7 @@ libevent-dev libssl-dev libsasl2-dev liblua5.4-dev libcjson-dev libinih-dev libc
 publicsuffix
 libsasl2-modules sasl2-bin openssl
 dnsmasq-base python3-dkim python3-nacl python3-authres
+golang-blitiri-go-spf-dev python3-yaml
 libcmocka-dev clang libclang-rt-14-dev
 python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-hmac-perl
 groff-base

@@ -62,6 +62,7 @@ static const char *const spf_over_reasons[] = {
 	[RULES_SPF_OVER_TERMS] = "more than 10 DNS-querying terms (RFC 7208 section 4.6.4)",
 	[RULES_SPF_OVER_VOIDS] = "more than 2 void lookups (RFC 7208 section 4.6.4)",
 	[RULES_SPF_OVER_TIME] = "the DNS lookups took more than 20 seconds",
+	[RULES_SPF_SYNTAX] = "a record is not valid SPF",
 };
 
 /* spf_answer_free - what an answer holds. */
@@ -188,12 +189,14 @@ static void spf_evaluate(struct rules_spf_dns *d, SPF_server_t *server, SPF_requ
 		result = resp->result;
 		/* a record that does not compile leaves no result: permerror;
 		 * libspf2 1.2.10 calls a failed lookup of the record permerror */
-		if (d->failed)
+		if (d->over == RULES_SPF_SYNTAX)
+			result = SPF_RESULT_PERMERROR;
+		else if (d->failed)
 			result = SPF_RESULT_TEMPERROR;
 		else if (result != SPF_RESULT_NONE && result != SPF_RESULT_TEMPERROR)
 			result = SPF_RESULT_PERMERROR;
 		a->result = spf_result_names[result];
-		spf_set(&a->reason, spf_first_error(resp, err));
+		spf_set(&a->reason, d->over == RULES_SPF_SYNTAX ? d->syntax : spf_first_error(resp, err));
 	} else {
 		resp->spf_record_exp = rec;
 		err = SPF_record_interpret(rec, req, resp, 0);
@@ -204,7 +207,8 @@ static void spf_evaluate(struct rules_spf_dns *d, SPF_server_t *server, SPF_requ
 			spf_set(&a->reason, spf_over_reasons[d->over]);
 		} else if (d->over != RULES_SPF_WITHIN) {
 			a->result = "permerror";
-			spf_set(&a->reason, spf_over_reasons[d->over]);
+			spf_set(&a->reason, d->over == RULES_SPF_SYNTAX ? d->syntax
+								  : spf_over_reasons[d->over]);
 		} else if (result == SPF_RESULT_TEMPERROR || result == SPF_RESULT_PERMERROR ||
 			   result == SPF_RESULT_INVALID) {
 			spf_set(&a->reason, spf_first_error(resp, resp->err ? resp->err : err));

@@ -32,6 +32,7 @@ enum rules_spf_over {
 	RULES_SPF_OVER_TERMS, /* an 11th term querying DNS */
 	RULES_SPF_OVER_VOIDS, /* a 3rd void lookup */
 	RULES_SPF_OVER_TIME,  /* RULES_SPF_TIME_MS spent */
+	RULES_SPF_SYNTAX,     /* a record fetched is not valid SPF (rules_spf_syntax.c) */
 };
 
 struct rules_spf_cached;
@@ -54,9 +55,11 @@ struct rules_spf_dns {
 	int failed;              /* a query had no answer (timeout, SERVFAIL, ...) */
 	char follow[RULES_SPF_FOLLOW_MAX][RULES_SPF_NAME_MAX]; /* MX/PTR names, in order */
 	size_t nfollow, next;
+	int follow_ptr;          /* the names to follow came from a PTR answer */
 	char *record;            /* the checked domain's SPF record text */
 	char *explanation;       /* the exp= text, expanded; NULL without one */
 	struct rules_spf_cached *kept;
+	char syntax[256];        /* with RULES_SPF_SYNTAX: what is wrong, and where */
 };
 
 /* rules_spf_dns_init - a layer for one check with the channel of L. */
@@ -97,5 +100,13 @@ void rules_spf_tx_end(struct rule_ctx *ctx);
 
 /* rules_spf_release - forget every result kept in ctx. */
 void rules_spf_release(struct rule_ctx *ctx);
+
+/*
+ * rules_spf_syntax_check - the syntax of an SPF record (rules_spf_syntax.c,
+ * RFC 7208 section 12): 0 when rec (len bytes) is valid or is no SPF
+ * record at all (it does not start with "v=spf1"), -1 with the reason in
+ * why when it is an SPF record with an error (permerror).
+ */
+int rules_spf_syntax_check(const char *rec, size_t len, char *why, size_t whylen);
 
 #endif

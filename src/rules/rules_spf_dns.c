@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -45,6 +46,7 @@
 #include "rules_zone.h"
 
 #define SPF_DNS_ADDRS_MAX 64 /* address records of one answer taken */
+#define SPF_DNS_PTR_MAX 10   /* PTR names of one answer taken */
 
 /* An answer kept for the check. */
 struct rules_spf_cached {
@@ -127,7 +129,7 @@ static int spf_dns_parse_txt(SPF_dns_rr_t *rr, const unsigned char *buf, int len
 	struct ares_txt_ext *txt = NULL;
 	const struct ares_txt_ext *p, *next;
 	int rc = ares_parse_txt_reply_ext(buf, len, &txt), i = 0;
-	size_t total;
+	size_t total, at;
 	char *rec;
 
 	for (p = txt; rc == ARES_SUCCESS && p != NULL; p = next, i++) {
@@ -137,7 +139,11 @@ static int spf_dns_parse_txt(SPF_dns_rr_t *rr, const unsigned char *buf, int len
 			rc = ARES_ENOMEM;
 			break;
 		}
-		/* a NUL inside a string ends it: libspf2 reads C strings */
+		/* libspf2 reads C strings: a NUL inside a record becomes a control
+		 * character, which no valid SPF record holds (rules_spf_syntax.c) */
+		for (at = 0; at < total; at++)
+			if (rec[at] == '\0')
+				rec[at] = '\1';
 		memcpy(rr->rr[i]->txt, rec, total + 1);
 		free(rec);
 		rr->num_rr = i + 1;
@@ -157,8 +163,9 @@ static int spf_dns_parse_ptr(SPF_dns_rr_t *rr, const unsigned char *buf, int len
 
 	/* the address only fills the hostent; the answer is matched by name */
 	rc = ares_parse_ptr_reply(buf, len, any, sizeof(any), AF_INET, &host);
-	for (alias = rc == ARES_SUCCESS ? host->h_aliases : NULL; alias != NULL && *alias != NULL;
-	     alias++, i++) {
+	/* RFC 7208 §4.6.4: of more than 10 names, the first 10 are used */
+	for (alias = rc == ARES_SUCCESS ? host->h_aliases : NULL;
+	     alias != NULL && *alias != NULL && i < SPF_DNS_PTR_MAX; alias++, i++) {
 		if (spf_dns_name_at(rr, i, *alias) < 0) {
 			rc = ARES_ENOMEM;
 			break;
@@ -278,6 +285,7 @@ static void spf_dns_note_follow(struct rules_spf_dns *d, const SPF_dns_rr_t *rr)
 	int i;
 
 	d->nfollow = d->next = 0;
+	d->follow_ptr = rr->rr_type == ns_t_ptr;
 	if (rr->herrno != NETDB_SUCCESS || (rr->rr_type != ns_t_mx && rr->rr_type != ns_t_ptr))
 		return;
 	for (i = 0; i < rr->num_rr && d->nfollow < RULES_SPF_FOLLOW_MAX; i++)
@@ -305,6 +313,27 @@ static int spf_dns_void(const SPF_dns_rr_t *rr)
 	       (rr->herrno == NETDB_SUCCESS && rr->num_rr == 0);
 }
 
+/* spf_dns_bad_record - whether a TXT answer holds an SPF record with a
+ * syntax error; then the check ends (rr answers TRY_AGAIN) with permerror
+ * and the reason in d->syntax. */
+static int spf_dns_bad_record(struct rules_spf_dns *d, const char *domain, SPF_dns_rr_t *rr)
+{
+	char why[128];
+	int i;
+
+	for (i = 0; rr->herrno == NETDB_SUCCESS && i < rr->num_rr; i++)
+		if (rules_spf_syntax_check(rr->rr[i]->txt, strlen(rr->rr[i]->txt), why,
+					   sizeof(why)) < 0) {
+			d->over = RULES_SPF_SYNTAX;
+			snprintf(d->syntax, sizeof(d->syntax), "the SPF record of %.60s: %s", domain,
+				 why);
+			rr->herrno = TRY_AGAIN;
+			rr->num_rr = 0;
+			return 1;
+		}
+	return 0;
+}
+
 /* spf_dns_lookup - libspf2's lookup: counted, asked, kept. Never NULL
  * unless memory ran out (libspf2 then aborts). */
 static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *server, const char *domain, ns_type type,
@@ -312,7 +341,7 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *server, const char *domain
 {
 	struct rules_spf_dns *d = server->hook;
 	SPF_dns_rr_t *rr;
-	int term, top;
+	int term, top, failed;
 
 	(void)should_cache;
 	if (type == ns_t_spf)
@@ -328,10 +357,17 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *server, const char *domain
 		d->over = RULES_SPF_OVER_TERMS;
 		return SPF_dns_rr_new_init(server, domain, type, 0, TRY_AGAIN);
 	}
+	failed = d->failed;
 	if ((rr = spf_dns_kept(d, domain, type)) == NULL) {
 		if ((rr = spf_dns_ask(d, domain, type)) == NULL)
 			return NULL;
 		spf_dns_keep(d, rr);
+	}
+	/* RFC 7208 §5.5: a PTR name whose addresses cannot be had is skipped */
+	if (!top && !term && d->follow_ptr && rr->herrno == TRY_AGAIN &&
+	    d->over == RULES_SPF_WITHIN) {
+		rr->herrno = HOST_NOT_FOUND;
+		d->failed = failed;
 	}
 	if (term && spf_dns_void(rr) && ++d->voids > RULES_SPF_VOIDS_MAX) {
 		d->over = RULES_SPF_OVER_VOIDS;
@@ -339,6 +375,8 @@ static SPF_dns_rr_t *spf_dns_lookup(SPF_dns_server_t *server, const char *domain
 		rr->num_rr = 0;
 		return rr;
 	}
+	if (type == ns_t_txt && spf_dns_bad_record(d, domain, rr))
+		return rr;
 	if (top)
 		spf_dns_note_record(d, rr);
 	if (term)
