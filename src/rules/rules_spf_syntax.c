@@ -46,7 +46,8 @@ static const struct {
 };
 
 /* spf_why - the reason into why; -1. */
-static int spf_why(char *why, size_t whylen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int spf_why(char *why, size_t whylen,
+							     const char *fmt, ...)
 {
 	va_list ap;
 
