@@ -270,6 +270,46 @@ static const char *dmarc_policy_name(int value, const char **lower)
 	return NULL;
 }
 
+/*
+ * dmarc_p_none - RFC 7489 §6.6.3 step 6: a record whose p= or sp= is not
+ * valid but whose rua= names a mailto: address counts as p=none. The
+ * record rewritten so: "v=DMARC1; p=none" and its other tags (malloc'ed),
+ * or NULL when it has no such rua= (then nothing of DMARC applies).
+ */
+static char *dmarc_p_none(const char *record)
+{
+	size_t len = strlen(record), used;
+	char *out = malloc(len + 32), *copy = strdup(record), *tag, *save = NULL, *name;
+	int rua = 0;
+
+	if (out == NULL || copy == NULL) {
+		free(out);
+		free(copy);
+		return NULL;
+	}
+	used = (size_t)snprintf(out, len + 32, "v=DMARC1; p=none");
+	for (tag = strtok_r(copy, ";", &save); tag != NULL; tag = strtok_r(NULL, ";", &save)) {
+		tag += strspn(tag, " \t");
+		name = tag;
+		tag += strcspn(tag, " \t=");
+		if (name == tag || tag[strspn(tag, " \t")] != '=')
+			continue;
+		if ((tag - name == 1 && (name[0] == 'p' || name[0] == 'v')) ||
+		    (tag - name == 2 && strncmp(name, "sp", 2) == 0))
+			continue;
+		if (tag - name == 3 && strncmp(name, "rua", 3) == 0)
+			rua = strncasecmp(tag + strspn(tag, " \t=") , "mailto:", 7) == 0 &&
+			      strchr(tag, '@') != NULL;
+		used += (size_t)snprintf(out + used, len + 32 - used, "; %s", name);
+	}
+	free(copy);
+	if (!rua) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
 /* dmarc_parse - the record of policy_domain, parsed by the library, into
  * res (policy, pct, adkim, aspf); 0, or -1 with res->reason set. */
 static int dmarc_parse(struct dmarc_result *res, char *record, int *adkim, int *aspf,
@@ -279,6 +319,7 @@ static int dmarc_parse(struct dmarc_result *res, char *record, int *adkim, int *
 	DMARC_POLICY_T *pctx = opendmarc_policy_connect_init((u_char *)"0.0.0.0", 0);
 	OPENDMARC_STATUS_T st;
 	int p = 0, sp = 0, pct = 100;
+	char *fallback;
 
 	if (pctx == NULL) {
 		snprintf(res->reason, sizeof(res->reason), "out of memory");
@@ -286,6 +327,13 @@ static int dmarc_parse(struct dmarc_result *res, char *record, int *adkim, int *
 	}
 	st = opendmarc_policy_store_dmarc(pctx, (u_char *)record, (u_char *)res->domain,
 					  is_org ? (u_char *)res->policy_domain : NULL);
+	if ((st == DMARC_PARSE_ERROR_BAD_VALUE || st == DMARC_PARSE_ERROR_NO_REQUIRED_P) &&
+	    (fallback = dmarc_p_none(record)) != NULL) {
+		opendmarc_policy_connect_rset(pctx);
+		st = opendmarc_policy_store_dmarc(pctx, (u_char *)fallback, (u_char *)res->domain,
+						  is_org ? (u_char *)res->policy_domain : NULL);
+		free(fallback);
+	}
 	if (st == DMARC_PARSE_OKAY) {
 		opendmarc_policy_fetch_p(pctx, &p);
 		opendmarc_policy_fetch_sp(pctx, &sp);

@@ -243,6 +243,35 @@ return {
     assert "spf fail" in r.stderr, r.stdout + r.stderr
 
 
+def test_dmarc_record_with_a_bad_policy(tmp_path):
+    """RFC 7489 6.6.3: a bad p= with a rua= counts as p=none; without a
+    rua= the record cannot be used (permerror)."""
+    setup_dir(tmp_path)
+    (tmp_path / "dmarc.zone").write_text(
+        '_dmarc.reports.example TXT "v=DMARC1; p=bogus; rua=mailto:dmarc@reports.example"\n'
+        '_dmarc.silent.example TXT "v=DMARC1; p=bogus"\n'
+        '_dmarc.badsp.example TXT "v=DMARC1; p=reject; sp=maybe; rua=mailto:d@badsp.example"\n')
+    (tmp_path / "dmarc.lua").write_text(r'''
+return {
+  preq = {
+    action "dmarc" (function(ctx)
+      local r = ctx:dmarc()
+      log("info", "dmarc " .. r.result .. " policy " .. tostring(r.policy))
+    end),
+  },
+}
+''')
+    for domain, want in (("reports.example", "dmarc fail policy none"),
+                         ("silent.example", "dmarc permerror policy nil"),
+                         ("badsp.example", "dmarc fail policy none")):
+        (tmp_path / "m.eml").write_text(
+            "From: a@%s\r\nTo: bob@example.com\r\nSubject: x\r\n\r\nHi\r\n" % domain)
+        r = ctl(tmp_path, "rules", "run", "dmarc.lua", "--dns-zone", "dmarc.zone", "--ip",
+                "192.0.2.7", "--from", "a@" + domain, "--rcpt", "bob@example.com", "m.eml",
+                cwd=str(tmp_path))
+        assert want in r.stderr, (domain, r.stdout + r.stderr)
+
+
 def test_a_bad_zone_stops_the_run(tmp_path):
     setup_dir(tmp_path)
     (tmp_path / "bad.zone").write_text("example.test TXT \"v=spf1 -all\"\nexample.test MX ten x\n")
