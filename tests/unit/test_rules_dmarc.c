@@ -76,6 +76,7 @@ static const char *const zone[] = {
 	"txt-record=_dmarc.pct50.example.com,v=DMARC1; p=reject; pct=50",
 	"txt-record=_dmarc.bad.example.com,v=DMARC1; p=bogus",
 	"txt-record=_dmarc.nop.example.com,v=DMARC1; rua=mailto:d@example.com",
+	"txt-record=_dmarc.nopr.example.com,v=DMARC1; adkim=s",
 	"txt-record=_dmarc.two.example.com,v=DMARC1; p=none",
 	"txt-record=_dmarc.two.example.com,v=DMARC1; p=reject",
 	"txt-record=_dmarc.other.example.com,v=spf1 -all",
@@ -342,9 +343,13 @@ static void test_no_record_and_errors(void **state)
 	check(r, GOOD_IP, "b@example.org", "From: a@bad.example.com\r\n", 0,
 	      "permerror|-|none|nil|nil|false|false|bad.example.com|-||"
 	      "_dmarc.bad.example.com: Found DMARC record contained a bad token value");
+	/* RFC 7489 6.6.3: no valid p= but a mailto: rua=: as p=none */
 	check(r, GOOD_IP, "b@example.org", "From: a@nop.example.com\r\n", 0,
-	      "permerror|-|none|nil|nil|false|false|nop.example.com|-||"
-	      "_dmarc.nop.example.com: Found DMARC record lacked a required p= entry");
+	      "fail|none|none|100|true|false|false|nop.example.com|example.org||"
+	      "neither SPF nor DKIM aligned with nop.example.com");
+	check(r, GOOD_IP, "b@example.org", "From: a@nopr.example.com\r\n", 0,
+	      "permerror|-|none|nil|nil|false|false|nopr.example.com|-||"
+	      "_dmarc.nopr.example.com: Found DMARC record lacked a required p= entry");
 	/* the From field */
 	check(r, GOOD_IP, "b@example.org", "", 0,
 	      "permerror|-|none|nil|nil|false|false|-|-||the message has no From field");
