@@ -270,16 +270,12 @@ static const char *dmarc_policy_name(int value, const char **lower)
 	return NULL;
 }
 
-/*
- * dmarc_p_none - RFC 7489 §6.6.3 step 6: a record whose p= or sp= is not
- * valid but whose rua= names a mailto: address counts as p=none. The
- * record rewritten so: "v=DMARC1; p=none" and its other tags (malloc'ed),
- * or NULL when it has no such rua= (then nothing of DMARC applies).
- */
-static char *dmarc_p_none(const char *record)
+/* rules_dmarc_p_none - see rules_dmarc.h. */
+char *rules_dmarc_p_none(const char *record)
 {
-	size_t len = strlen(record), used;
-	char *out = malloc(len + 32), *copy = strdup(record), *tag, *save = NULL, *name;
+	/* each tag of k bytes and its ';' becomes "; " and the k bytes */
+	size_t len = strlen(record), size = 3 * len + 32, used;
+	char *out = malloc(size), *copy = strdup(record), *tag, *save = NULL, *name;
 	int rua = 0;
 
 	if (out == NULL || copy == NULL) {
@@ -287,7 +283,7 @@ static char *dmarc_p_none(const char *record)
 		free(copy);
 		return NULL;
 	}
-	used = (size_t)snprintf(out, len + 32, "v=DMARC1; p=none");
+	used = (size_t)snprintf(out, size, "v=DMARC1; p=none");
 	for (tag = strtok_r(copy, ";", &save); tag != NULL; tag = strtok_r(NULL, ";", &save)) {
 		tag += strspn(tag, " \t");
 		name = tag;
@@ -300,7 +296,7 @@ static char *dmarc_p_none(const char *record)
 		if (tag - name == 3 && strncmp(name, "rua", 3) == 0)
 			rua = strncasecmp(tag + strspn(tag, " \t=") , "mailto:", 7) == 0 &&
 			      strchr(tag, '@') != NULL;
-		used += (size_t)snprintf(out + used, len + 32 - used, "; %s", name);
+		used += (size_t)snprintf(out + used, size - used, "; %s", name);
 	}
 	free(copy);
 	if (!rua) {
@@ -328,7 +324,7 @@ static int dmarc_parse(struct dmarc_result *res, char *record, int *adkim, int *
 	st = opendmarc_policy_store_dmarc(pctx, (u_char *)record, (u_char *)res->domain,
 					  is_org ? (u_char *)res->policy_domain : NULL);
 	if ((st == DMARC_PARSE_ERROR_BAD_VALUE || st == DMARC_PARSE_ERROR_NO_REQUIRED_P) &&
-	    (fallback = dmarc_p_none(record)) != NULL) {
+	    (fallback = rules_dmarc_p_none(record)) != NULL) {
 		opendmarc_policy_connect_rset(pctx);
 		st = opendmarc_policy_store_dmarc(pctx, (u_char *)fallback, (u_char *)res->domain,
 						  is_org ? (u_char *)res->policy_domain : NULL);

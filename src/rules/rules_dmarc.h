@@ -33,6 +33,15 @@ void rules_dmarc_forget(struct rule_ctx *ctx);
 int rules_dmarc_kept(const struct rule_ctx *ctx, const char **result, const char **domain,
 		     const char **reason);
 
+/*
+ * rules_dmarc_p_none - RFC 7489 §6.6.3 step 6: a record whose p= or sp= is
+ * not valid but whose rua= names a mailto: address counts as p=none. The
+ * record rewritten so: "v=DMARC1; p=none" and its tags but v=, p= and sp=
+ * (malloc'ed), or NULL when it has no such rua= (then nothing of DMARC
+ * applies) or memory ran out.
+ */
+char *rules_dmarc_p_none(const char *record);
+
 /* The ctx method ctx:dmarc() (rules_ctx_open adds it). */
 extern const luaL_Reg ctx_dmarc_methods[];
 
