@@ -89,7 +89,7 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 	st->dns_servers = cfg->rules_dns_servers[0] ? strdup(cfg->rules_dns_servers) : NULL;
 	st->dns_timeout_ms = cfg->rules_dns_timeout_ms;
 	st->limits = rules_limits_of(cfg);
-	config_free(cfg);
+	st->cfg = cfg; /* its services: calls go to the real services */
 	return st->local_domains && st->trusted_networks ? 0 : -1;
 }
 
@@ -102,7 +102,9 @@ struct rules *ctl_rules_load(const char *path, const struct ctl_settings *st)
 					  .allow_routing_local_parts = st->allow_routing_local_parts,
 					  .dns_servers = st->dns_servers,
 					  .dns_timeout_ms = st->dns_timeout_ms,
-					  .dns_zone = st->dns_zone};
+					  .dns_zone = st->dns_zone,
+					  .services = st->cfg ? st->cfg->service : NULL,
+					  .nservices = st->cfg ? st->cfg->nservice : 0};
 	char *abs = realpath(path, NULL), err[1024];
 	struct rules *r;
 
@@ -447,5 +449,6 @@ int ctl_rules_main(const char *conf, int argc, char **argv)
 	free(st.local_domains);
 	free(st.trusted_networks);
 	free(st.dns_servers);
+	config_free(st.cfg);
 	return rc;
 }

@@ -7,6 +7,7 @@
 #ifndef VSMTPD_VSMTPCTL_RULES_INTERNAL_H
 #define VSMTPD_VSMTPCTL_RULES_INTERNAL_H
 
+#include "config.h"
 #include "rules.h"
 
 #define CTL_MAX_RCPTS 1000
@@ -21,6 +22,7 @@ struct ctl_settings {
 	unsigned dns_timeout_ms;
 	const char *dns_zone; /* NULL, or the zone file that answers DNS (not owned) */
 	struct rules_limits limits;
+	struct config *cfg; /* the configuration read, kept for its [service:NAME]; NULL */
 };
 
 /* ctl_rules_load - compile a rules file with st; prints why not. */
