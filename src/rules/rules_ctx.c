@@ -27,6 +27,7 @@
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
 #include "rules_internal.h"
+#include "rules_rspamd.h"
 #include "rules_spf.h"
 #include "smtp_parse.h"
 #include "spool.h"
@@ -689,6 +690,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_auth_results_methods, 0);
 	luaL_setfuncs(L, ctx_arc_methods, 0);
 	luaL_setfuncs(L, ctx_arc_seal_methods, 0);
+	luaL_setfuncs(L, ctx_rspamd_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 
