@@ -16,6 +16,7 @@ python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-
 groff-base
 postfix
 dovecot-core dovecot-lmtpd
+rspamd
 "
 
 # ensure_user - the account the shipped config runs vsmtpd as, like a
@@ -56,5 +57,9 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-rec
 # own configuration): no system-wide IMAP service.
 if [ -d /run/systemd/system ] && systemctl is-enabled dovecot.service >/dev/null 2>&1; then
 	$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+fi
+# rspamd likewise: the tests start their own, on a loopback port.
+if [ -d /run/systemd/system ] && systemctl is-enabled rspamd.service >/dev/null 2>&1; then
+	$SUDO systemctl disable --now rspamd.service >/dev/null 2>&1 || true
 fi
 ensure_user

@@ -12,11 +12,15 @@ server that accepts and never answers (tempfail within the timeout), one
 that answers garbage (on_failure = accept: queued, with the error), a
 closed port (on_failure = reject).
 
+Last, the recipe rules/examples/rspamd-preq in the daemon, rspamd's
+answers coming from the small server.
+
 The preq rule calls the service that the message's X-Service field names
 and records the result in an X-Result field, so the queued copy shows it.
 """
 import http.server
 import json
+import os
 import socket
 import threading
 import time
@@ -71,6 +75,7 @@ class FakeRspamd(http.server.ThreadingHTTPServer):
 
     def __init__(self):
         self.requests = []
+        self.next_reply = None  # what /next answers
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(h):
@@ -78,6 +83,8 @@ class FakeRspamd(http.server.ThreadingHTTPServer):
                 self.requests.append((h.path, h.headers, body))
                 if h.path == "/garbage":
                     out = b"this is not rspamd"
+                elif h.path == "/next":
+                    out = json.dumps(self.next_reply).encode()
                 else:
                     out = json.dumps(REPLIES[h.path]).encode()
                 h.send_response(200)
@@ -288,3 +295,41 @@ def test_unix_socket_address_refused(daemons):
     d.start(wait=False)
     assert d.wait_exit() == 1
     assert "rspamd is reached over TCP" in d.log()
+
+
+# ------------------------------------------------- rules/examples/rspamd-preq
+
+@pytest.fixture(scope="module")
+def recipe(module_daemons, fake):
+    with open(os.path.join(e2e.SOURCE_DIR, "rules", "examples", "rspamd-preq", "main.lua")) as f:
+        rules = f.read()
+    settings = {"service:rspamd": {"kind": "rspamd", "address": fake.address, "path": "/next"},
+                "rules": {"trusted_networks": "192.0.2.0/24"}}
+    return module_daemons(settings, rules=rules, label="-recipe")
+
+
+@pytest.mark.parametrize("action,code,esc,text", [
+    ("reject", 550, "5.7.1", "Spam message rejected (score 20.0)"),
+    ("greylist", 451, "4.7.1", "Greylisted"),
+    ("soft reject", 451, "4.7.1", "Greylisted"),
+])
+def test_recipe_refusals(recipe, fake, action, code, esc, text):
+    fake.next_reply = {"action": action, "score": 20.0, "required_score": 15.0}
+    with recipe.session() as c:
+        c.mail()
+        c.rcpt()
+        reply = c.data(message("rspamd"))
+        assert (reply.code, reply.esc) == (code, esc) and text in reply.text, reply
+
+
+@pytest.mark.parametrize("action,tagged", [("add header", True), ("no action", False)])
+def test_recipe_tags_and_adds_rspamd_headers(recipe, fake, action, tagged):
+    fake.next_reply = {"action": action, "score": 7.2, "required_score": 15.0,
+                       "milter": {"add_headers": {"X-Spamd-Result": "default: False [7.20]"}}}
+    with recipe.session() as c:
+        qid = c.send_message(message("rspamd"))
+    content, _ = recipe.message(qid)
+    head = content.split(b"\r\n\r\n", 1)[0].decode()
+    assert "\r\nX-Spamd-Result: default: False [7.20]" in head
+    assert ("\r\nX-Spam: Yes\r\n" in head) == tagged
+    assert ("X-Spam-Score: 7.20 / 15.00" in head) == tagged
