@@ -333,3 +333,29 @@ def test_recipe_tags_and_adds_rspamd_headers(recipe, fake, action, tagged):
     assert "\r\nX-Spamd-Result: default: False [7.20]" in head
     assert ("\r\nX-Spam: Yes\r\n" in head) == tagged
     assert ("X-Spam-Score: 7.20 / 15.00" in head) == tagged
+
+
+# ------------------------------------------------------------------ at postq
+
+POSTQ_RULES = r'''
+return {
+  postq = {
+    rule "rspamd" (function(ctx) return ctx:rspamd("subject").status end),
+  },
+}
+'''
+
+
+def test_postq_in_the_delivery_worker(daemons, fake):
+    """The confined delivery worker calls rspamd too; its changes are made
+    to the queued message, which is queued again."""
+    d = daemons({"service:subject": {"kind": "rspamd", "address": fake.address,
+                                     "path": "/subject"}}, rules=POSTQ_RULES)
+    with d.session() as c:
+        qid = c.send_message(message("subject", extra="X-Old: 1\r\n"))
+    m = d.wait_log(rf"{qid}: changed by the postq rules: queued again as ([0-9A-F]{{16}})$")
+    content, _ = d.message(m[-1].group(1))
+    lines = content.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+    assert lines[0] == "X-Top: first"
+    assert "Subject: *** SPAM *** lunch" in lines and "X-Old: 1" not in lines
+    d.wait_log(rf"{qid}: service subject \(rspamd\): \d+ ms: rewrite subject \(score 8.50")
