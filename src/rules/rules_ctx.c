@@ -23,6 +23,7 @@
 
 #include "rule_objects.h"
 #include "rules_arc.h"
+#include "rules_command.h"
 #include "rules_auth_results.h"
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
@@ -691,6 +692,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_arc_methods, 0);
 	luaL_setfuncs(L, ctx_arc_seal_methods, 0);
 	luaL_setfuncs(L, ctx_rspamd_methods, 0);
+	luaL_setfuncs(L, ctx_command_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 
