@@ -191,6 +191,21 @@ def test_runner_restarted_after_a_crash(daemons, probe):
     assert "exit=0" in f["X-Result"]
 
 
+def test_reload_takes_the_new_command(daemons, probe):
+    """After SIGHUP a new runner runs the service's new program."""
+    d = daemons(services(probe), rules=RULES)
+    e2e.wait_until(lambda: runner_pid(d) is not None, what="the runner")
+    first = runner_pid(d)
+    d.settings["service:exit3"]["command"] = f"/bin/sh {probe} exit 0"
+    d.write_config()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"master\[\d+\]: info: configuration reloaded from ")
+    e2e.wait_until(lambda: runner_pid(d) not in (None, first), 10, what="a new runner")
+    f, _ = fields(d, send(d, "exit3"))
+    assert "exit=0" in f["X-Result"] and "leaving with 0" in f["X-Stdout"]
+    assert "command runner killed" not in d.log() and "command runner exited" not in d.log()
+
+
 POSTQ_RULES = r'''
 return {
   postq = {
