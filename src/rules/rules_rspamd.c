@@ -310,7 +310,9 @@ static int rspamd_exchange(struct rules_service_call *c, const struct rule_ctx *
 	}
 	if (evhttp_make_request(h.evcon, req, EVHTTP_REQ_POST,
 				c->svc->path != NULL ? c->svc->path : "/checkv2") < 0) {
-		req = NULL; /* libevent freed it */
+		/* libevent freed it, or (a connection it could not even begin)
+		 * let go of it: never ours to free now */
+		req = NULL;
 		if (c->error[0] == '\0')
 			snprintf(c->error, sizeof(c->error), "the request could not be made");
 		goto out;
