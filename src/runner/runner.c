@@ -157,6 +157,7 @@ static size_t runner_collect(int fd, char *buf, uint64_t deadline, int *timed_ou
 			*timed_out = 1;
 			return kept;
 		}
+		p.revents = 0; /* a poll a signal interrupts leaves it as it was */
 		if (poll(&p, 1, (int)(deadline - now)) < 0 && errno != EINTR)
 			return kept;
 		if (p.revents == 0)
@@ -298,6 +299,7 @@ void runner_main(const struct config *cfg, int fd)
 	while (!runner_stop) {
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			running--;
+		p.revents = 0;
 		if (poll(&p, 1, -1) < 0 && errno != EINTR)
 			break;
 		if (p.revents & (POLLERR | POLLHUP))
