@@ -316,6 +316,11 @@ static int finish_service(struct loader *ld, size_t i)
 		                      "socket path)",
 		                      s->name);
 	}
+	if (s->kind == SERVICE_RSPAMD && config_service_is_unix(s->address))
+		return config_fail_at(ld, key_line(ld, i, "address"),
+		                      "[service:%s] address: rspamd is reached over TCP "
+		                      "(IPv4:port or [IPv6]:port), not a Unix socket",
+		                      s->name);
 	if (s->kind == SERVICE_RSPAMD && s->path == NULL &&
 	    config_replace_string(ld, &s->path, "/checkv2") < 0)
 		return -1;

@@ -64,6 +64,8 @@ static const char *master_own_process(const struct master *m, pid_t pid)
 		return "the queue process";
 	if (pid == m->dlv_pid)
 		return "the delivery worker";
+	if (pid == m->runner_pid)
+		return "the command runner";
 	if (master_pool_owns(m, pid))
 		return "a session process";
 	if (kill(pid, 0) < 0 && errno == ESRCH)
@@ -130,6 +132,8 @@ static void master_stop_progress(struct master *m)
 		}
 		return;
 	}
+	if (master_runner_stop(m))
+		return;
 	event_base_loopexit(m->base, NULL);
 }
 
@@ -146,6 +150,10 @@ void master_reap(struct master *m)
 		}
 		if (pid == m->dlv_pid) {
 			master_delivery_exited(m, status);
+			continue;
+		}
+		if (pid == m->runner_pid) {
+			master_runner_exited(m, status);
 			continue;
 		}
 		master_pool_reaped(m, pid, status);
@@ -400,6 +408,7 @@ static void master_reload(struct master *m)
 		m->dlv_restart = 1;
 		master_delivery_stop(m);
 	}
+	master_runner_reload(m);
 	log_info("configuration reloaded from %s, rules from %s", cfg->path, cfg->rules_file);
 }
 
@@ -585,6 +594,7 @@ static void master_free(struct master *m)
 	if (m->control_ev != NULL)
 		event_free(m->control_ev);
 	control_close(m->control_fd, m->boot_cfg->control_socket);
+	master_runner_free(m);
 	if (m->base != NULL)
 		event_base_free(m->base);
 	master_pool_free(m);
@@ -614,6 +624,9 @@ int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
 	                   .queue_backoff = 1,
 	                   .dlv_pid = -1,
 	                   .dlv_backoff = 1,
+	                   .runner_pid = -1,
+	                   .runner_fd = {-1, -1},
+	                   .runner_backoff = 1,
 	                   .control_fd = -1,
 	                   .sandbox_fd = -1};
 
@@ -632,6 +645,10 @@ int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
 	}
 	if (master_events(&m) < 0) {
 		log_err("cannot set up the event loop");
+		master_free(&m);
+		return 1;
+	}
+	if (master_runner_init(&m) < 0) {
 		master_free(&m);
 		return 1;
 	}

@@ -1,7 +1,8 @@
 /*
  * master_child.c - the master's children: forking one with the master's
  * signals and descriptors left behind, and supervising the queue process and
- * the delivery worker, restarted after an exit with a backoff that a long
+ * the delivery worker (which keeps the command runner's socket end, as the
+ * sessions do: master_runner.c), restarted after an exit with a backoff that a long
  * enough run resets, and killed when they take too long to stop.
  */
 #include <arpa/inet.h>
@@ -28,6 +29,7 @@
 #include "master_internal.h"
 #include "queue.h"
 #include "rules.h"
+#include "runner_proto.h"
 #include <sys/stat.h>
 
 #include "control.h"
@@ -150,6 +152,7 @@ void master_queue_start(struct master *m)
 		return;
 	}
 	if (pid == 0) {
+		runner_proto_set_fd(-1); /* closed: the queue runs no commands */
 		log_set_role("queue");
 		queue_main(m->cfg, sp[1]);
 	}
@@ -216,13 +219,17 @@ static void master_delivery_start(struct master *m)
 {
 	struct ipc_msg msg = {0};
 	struct timeval tv = {0};
-	int dlv[2] = {-1, -1}, sess[2] = {-1, -1};
-	pid_t pid;
+	int dlv[2] = {-1, -1}, sess[2] = {-1, -1}, keep[3];
+	pid_t pid = -1;
 
 	if (m->stopping || m->queue_ctl < 0 || m->dlv_pid > 0)
 		return;
-	if (ipc_socketpair(dlv) < 0 || ipc_socketpair(sess) < 0 ||
-	    (pid = master_fork(m, (const int[]){dlv[0], sess[0]}, 2)) < 0) {
+	if (ipc_socketpair(dlv) == 0 && ipc_socketpair(sess) == 0) {
+		keep[0] = dlv[0];
+		keep[1] = sess[0];
+		pid = master_fork(m, keep, master_runner_keep(m, keep, 2));
+	}
+	if (pid < 0) {
 		log_err("cannot start the delivery worker: %s", strerror(errno));
 		if (dlv[0] >= 0) {
 			close(dlv[0]);

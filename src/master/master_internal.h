@@ -85,6 +85,13 @@ struct master {
 	int dlv_restart; /* start it again at once when it exits (reload) */
 	struct event *dlv_restart_ev, *dlv_kill_ev;
 
+	pid_t runner_pid; /* the command runner, -1 when not running */
+	int runner_fd[2]; /* its socket pair: its end, the sessions' and worker's; -1 without */
+	time_t runner_started;
+	unsigned runner_backoff;
+	int runner_restart; /* start it again at once when it exits (reload) */
+	struct event *runner_restart_ev;
+
 	int control_fd; /* vsmtpctl's socket, -1 when it could not be made */
 	struct event *control_ev;
 
@@ -105,6 +112,31 @@ struct master {
 	struct event *grace_ev;
 	struct event *signal_ev[4];
 };
+
+/* master_runner.c: the command runner. */
+
+/* master_runner_init - at start: the socket pair and the runner, when the
+ * configuration has a command service. 0 or -1. */
+int master_runner_init(struct master *m);
+
+/* master_runner_start - fork the runner on its end of the socket pair. */
+void master_runner_start(struct master *m);
+
+/* master_runner_keep - append the runner's socket end, when there is one, to
+ * the n descriptors of keep (room for one more): the new count. */
+size_t master_runner_keep(const struct master *m, int *keep, size_t n);
+
+/* master_runner_exited - the runner ended: start it again as the case asks. */
+void master_runner_exited(struct master *m, int status);
+
+/* master_runner_reload - a reload: a new runner takes the new commands. */
+void master_runner_reload(struct master *m);
+
+/* master_runner_stop - vsmtpd stops: end the runner; 1 while it runs. */
+int master_runner_stop(struct master *m);
+
+/* master_runner_free - the socket pair and the timer. */
+void master_runner_free(struct master *m);
 
 /* master.c */
 

@@ -162,6 +162,8 @@ static void master_pool_poll(struct master *m)
  * when it cannot be (logged). */
 static struct master_worker *master_pool_fork(struct master *m, int unix_socks)
 {
+	int keep[3];
+	size_t nkeep = 1;
 	struct master_worker *w, **grown;
 	int sp[2];
 	pid_t pid;
@@ -181,7 +183,10 @@ static struct master_worker *master_pool_fork(struct master *m, int unix_socks)
 		free(w);
 		return NULL;
 	}
-	pid = master_fork(m, (const int[]){sp[1], m->sandbox_fd}, m->sandbox_fd >= 0 ? 2 : 1);
+	keep[0] = sp[1];
+	if (m->sandbox_fd >= 0)
+		keep[nkeep++] = m->sandbox_fd;
+	pid = master_fork(m, keep, master_runner_keep(m, keep, nkeep));
 	if (pid == 0)
 		master_pool_child(m, unix_socks, sp[1]);
 	close(sp[1]);

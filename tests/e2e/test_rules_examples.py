@@ -172,6 +172,8 @@ NEVER_ACCEPTS = {"status-info"}
 NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quarantine",
                  "stage-syntax", "user-functions", "predefined-functions", "tag-and-quarantine",
                  "add-header", "offline-stages", "clamav-quarantine"}
+# Refusals that need a service: tested against it in test_service_*.py.
+NEVER_REFUSES |= {"rspamd-preq"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -14,7 +14,7 @@ SOURCE_DIR = os.environ.get("VSMTPD_SOURCE_DIR") or os.path.dirname(
 SRC = os.path.join(SOURCE_DIR, "src")
 INCLUDE = os.path.join(SOURCE_DIR, "include")
 LAYERS = {"mail": set(), "lib": {"mail"}, "rules": {"mail", "lib"}}
-ROLES = {"session", "queue", "delivery", "ctl"}
+ROLES = {"session", "queue", "delivery", "ctl", "runner"}
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
 
