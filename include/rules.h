@@ -174,6 +174,7 @@ struct rule_ctx {
 	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
 	void *dmarc;                /* ctx:dmarc()'s result for this message, engine-owned */
 	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
+	void *milter;               /* ctx:milter()'s conversations of the connection, engine-owned */
 };
 
 struct rules;

@@ -50,6 +50,17 @@ fail:
 	return -1;
 }
 
+/* milter_buf_add - append len bytes. */
+int milter_buf_add(struct milter_buf *b, const void *data, size_t len)
+{
+	if (milter_reserve(b, len) < 0)
+		return -1;
+	if (len > 0)
+		memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
 /* milter_put - one packet of cmd and the parts. */
 int milter_put(struct milter_buf *b, char cmd, const void *const *parts, const size_t *lens,
 	       size_t n)

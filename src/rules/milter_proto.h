@@ -119,6 +119,9 @@ struct milter_buf {
 /* milter_buf_free - release b's memory and empty it. */
 void milter_buf_free(struct milter_buf *b);
 
+/* milter_buf_add - append len bytes as they are (a body being gathered): 0 or -1. */
+int milter_buf_add(struct milter_buf *b, const void *data, size_t len);
+
 /*
  * milter_put - append one packet: cmd and the n parts (parts[i] of
  * lens[i] bytes, concatenated). 0, or -1 (b->failed set) when out of
