@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rule_objects.h"
 #include "rules_internal.h"
 #include "rules_milter.h"
 #include "rules_service.h"
