@@ -355,3 +355,22 @@ def test_whole_conversation_at_postq(daemon, milters):
     assert [r["address"] for r in env["rcpts"]] == ["added@example.net"]
     assert m.connections == before + 1
     assert re.fullmatch(r"OCHMRTL+NBEQ", m.commands(m.connections)), m.commands(m.connections)
+
+
+def test_recipe_opendkim_milter(module_daemons, opendkim):
+    """rules/examples/opendkim-milter: a trusted client's mail is signed."""
+    import dkim
+    port, record = opendkim
+    with open(os.path.join(e2e.SOURCE_DIR, "rules", "examples", "opendkim-milter",
+                           "main.lua")) as f:
+        rules = f.read()
+    d = module_daemons({"rules": {"trusted_networks": "127.0.0.0/8"},
+                        "service:opendkim": {"kind": "milter", "address": f"127.0.0.1:{port}",
+                                             "timeout": "10s", "on_failure": "accept"}},
+                       rules=rules, label="-milter-recipe")
+    with d.client() as c:
+        c.ehlo("client.example")
+        qid = c.send_message(MESSAGE, sender="alice@example.test", rcpts=("bob@example.net",))
+    content, _ = d.message(qid)
+    assert content.startswith(b"DKIM-Signature: v=1;")
+    assert dkim.verify(content, dnsfunc=lambda name, timeout=5: record), content

@@ -162,7 +162,7 @@ def test_example_tests_pass(name, ctl_conf):
 NEVER_ACCEPTS = {"status-info"}
 NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quarantine",
                  "stage-syntax", "user-functions", "predefined-functions", "tag-and-quarantine",
-                 "add-header", "offline-stages"}
+                 "add-header", "offline-stages", "opendkim-milter"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
