@@ -16,6 +16,7 @@ python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-
 groff-base
 postfix
 dovecot-core dovecot-lmtpd
+opendkim opendkim-tools
 "
 
 # ensure_user - the account the shipped config runs vsmtpd as, like a
@@ -56,5 +57,10 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-rec
 # own configuration): no system-wide IMAP service.
 if [ -d /run/systemd/system ] && systemctl is-enabled dovecot.service >/dev/null 2>&1; then
 	$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+fi
+# OpenDKIM is only a test peer (a signing milter the tests start with
+# their own configuration): no system-wide service.
+if [ -d /run/systemd/system ] && systemctl is-enabled opendkim.service >/dev/null 2>&1; then
+	$SUDO systemctl disable --now opendkim.service >/dev/null 2>&1 || true
 fi
 ensure_user
