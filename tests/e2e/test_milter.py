@@ -374,3 +374,33 @@ def test_recipe_opendkim_milter(module_daemons, opendkim):
     content, _ = d.message(qid)
     assert content.startswith(b"DKIM-Signature: v=1;")
     assert dkim.verify(content, dnsfunc=lambda name, timeout=5: record), content
+
+
+def test_listener_milters(module_daemons, milters):
+    """[listener:NAME] milters: run before the rules of each stage, without a rule."""
+    settings = {f"service:{n}": {"kind": "milter", "address": f"127.0.0.1:{milters[n].port}",
+                                 "timeout": "2s"} for n in ("refuse", "edits")}
+    settings["listener:smtp"] = {"milters": "refuse, edits"}
+    d = module_daemons(settings, label="-milter-listener")
+    with d.client() as c:
+        c.ehlo("client.example")
+        c.mail("alice@example.test")
+        r = c.expect("RCPT TO:<bad@example.net>", 550, "5.7.1")
+        assert r.text.endswith("<bad@example.net>: not here"), r
+        c.rcpt("bob@example.net")
+        qid = e2e.queued_id(c.data(MESSAGE))
+        c.quit()
+    content, env = d.message(qid)
+    assert content.endswith(b"\r\n\r\nreplaced body\r\nin two pieces\r\n")
+    assert env["mail_from"] == "new-sender@example.org"
+    d.wait_log(r"service refuse \(milter\): \d+ ms: reject: 550 5\.7\.1 <bad@example\.net>")
+
+
+def test_listener_milters_must_be_milters(module_daemons, milters):
+    d = module_daemons({"service:clam": {"kind": "clamd", "address": "127.0.0.1:9"},
+                        "listener:smtp": {"milters": "clam"}}, label="-milter-bad",
+                       start=False)
+    out = subprocess.run([d.binary, "-t", "-c", d.conf_path], capture_output=True, timeout=30)
+    assert out.returncode != 0
+    assert b'[listener:smtp] milters: "clam" is not a [service:NAME] of kind milter' in \
+        out.stderr + out.stdout
