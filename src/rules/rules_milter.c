@@ -29,6 +29,9 @@
  * later calls in that connection the same way.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,8 +129,13 @@ static int run_read(struct milter_run *m, struct milter_reply *r)
 	char hdr[4], why[128], *p;
 	uint32_t be, n;
 	size_t used;
+	int one = 1;
 
 	for (;;) {
+		/* A milter may write a reply in several pieces (a modification,
+		 * then the decision): acknowledge at once, so that its Nagle does
+		 * not wait out our delayed acknowledgement (40 ms) for each. */
+		(void)setsockopt(m->c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 		if (read_exact(m->c, hdr, 4) < 0)
 			return -1;
 		memcpy(&be, hdr, 4);
