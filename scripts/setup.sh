@@ -16,7 +16,8 @@ python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-
 groff-base
 postfix
 dovecot-core dovecot-lmtpd
-opendkim opendkim-tools
+clamav-daemon spamd spamassassin
+opendkim opendkim-tools clamav-milter
 "
 
 # ensure_user - the account the shipped config runs vsmtpd as, like a
@@ -58,9 +59,15 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-rec
 if [ -d /run/systemd/system ] && systemctl is-enabled dovecot.service >/dev/null 2>&1; then
 	$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
 fi
-# OpenDKIM is only a test peer (a signing milter the tests start with
-# their own configuration): no system-wide service.
-if [ -d /run/systemd/system ] && systemctl is-enabled opendkim.service >/dev/null 2>&1; then
-	$SUDO systemctl disable --now opendkim.service >/dev/null 2>&1 || true
+# clamd, spamd, OpenDKIM and clamav-milter are test peers too (started by
+# the tests with their own configuration and a signature database they
+# make): no system services, no signature downloads.
+if [ -d /run/systemd/system ]; then
+	for unit in clamav-daemon.service clamav-daemon.socket clamav-freshclam.service spamd.service \
+		opendkim.service clamav-milter.service; do
+		if systemctl is-enabled "$unit" >/dev/null 2>&1; then
+			$SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+		fi
+	done
 fi
 ensure_user
