@@ -2,7 +2,9 @@
 tests with their own configuration.
 
 OpenDKIM (Debian's opendkim, its key made by opendkim-genkey) signs as a
-milter and python3-dkim's verifier accepts the signature. Small milters
+milter and python3-dkim's verifier accepts the signature; clamav-milter, in
+front of a clamd that knows the EICAR string (services.py), tags a clean
+message and has an infected one quarantined. Small milters
 written here, speaking protocol version 6, answer as a test needs: every
 modification at the end of the message, a custom reply refusing one
 recipient, a tempfail, a discard, garbage, and silence; each records the
@@ -22,6 +24,7 @@ import time
 
 import pytest
 
+import services
 import vsmtpd_e2e as e2e
 
 RULES = r'''
@@ -212,6 +215,33 @@ def opendkim(workspace):
 
 
 @pytest.fixture(scope="module")
+def clamav_milter(workspace):
+    """clamav-milter in front of a clamd that knows the EICAR string
+    (services.Clamd): infected messages quarantined, every message tagged."""
+    directory = workspace.new_dir("clamav-milter")
+    clamd = services.Clamd(workspace.new_dir("clamd-milter")).start()
+    port = e2e.free_port()
+    conf = os.path.join(directory, "clamav-milter.conf")
+    with open(conf, "w") as f:
+        f.write(f"MilterSocket inet:{port}@127.0.0.1\nClamdSocket tcp:127.0.0.1:{clamd.port}\n"
+                "Foreground yes\nOnClean Accept\nOnInfected Quarantine\nAddHeader Replace\n"
+                f"LogFile {directory}/clamav-milter.log\nTemporaryDirectory {directory}\n"
+                f"PidFile {directory}/clamav-milter.pid\nReadTimeout 30\n")
+    proc = subprocess.Popen(["clamav-milter", "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(directory, "stderr"), "wb"),
+                            start_new_session=True)
+
+    def listening():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    e2e.wait_until(listening, what="clamav-milter listening")
+    yield port
+    proc.terminate()
+    proc.wait(timeout=30)
+    clamd.stop()
+
+
+@pytest.fixture(scope="module")
 def milters():
     ms = {"edits": Milter(edits, actions=0xff, protocol=0x100000),
           "refuse": Milter(refuse_bad),
@@ -228,13 +258,15 @@ def milters():
 
 
 @pytest.fixture(scope="module")
-def daemon(module_daemons, milters, opendkim):
+def daemon(module_daemons, milters, opendkim, clamav_milter):
     settings = {}
     for name, m in milters.items():
         settings[f"service:{name}"] = {"kind": "milter", "address": f"127.0.0.1:{m.port}",
                                        "timeout": "2s"}
     settings["service:lenient"]["on_failure"] = "accept"
     settings["service:dkim"] = {"kind": "milter", "address": f"127.0.0.1:{opendkim[0]}"}
+    settings["service:clamav"] = {"kind": "milter", "address": f"127.0.0.1:{clamav_milter}",
+                                  "timeout": "20s"}
     return module_daemons(settings, rules=RULES, label="-milter")
 
 
@@ -330,6 +362,31 @@ def test_opendkim_signs(daemon, opendkim):
     content, _ = daemon.message(qid)
     assert content.startswith(b"DKIM-Signature: v=1;") or b"\r\nDKIM-Signature: v=1;" in content
     assert dkim.verify(content, dnsfunc=lambda name, timeout=5: record), content
+
+
+def test_clamav_milter_tags_and_quarantines(daemon):
+    """clamav-milter: a clean message tagged, the EICAR one quarantined
+    (SMFIR_QUARANTINE: the quarantine queue named after the service)."""
+    with daemon.client() as c:
+        c.ehlo("clamav.client.example")
+        qid = c.send_message(MESSAGE, sender="alice@example.test", rcpts=("bob@example.net",))
+        infected = MESSAGE + services.EICAR.decode() + "\r\n"
+        c.mail("alice@example.test")
+        c.rcpt("bob@example.net")
+        r = c.data(infected)
+        assert r.code == 250, r
+        bad = e2e.queued_id(r)
+        c.quit()
+    content, _ = daemon.message(qid)
+    assert b"\r\nX-Virus-Status: Clean\r\n" in content
+    assert b"X-Milter: accept failed=false changes=2" in content
+    path = os.path.join(daemon.spool, "quarantine", "clamav", bad)
+    e2e.wait_until(lambda: os.path.exists(path), what="the infected message quarantined")
+    content, _ = e2e.read_spool_file(path)
+    assert b"X-Milter: quarantine failed=false" in content
+    assert b"X-Virus-Status: Infected (EicarTest.UNOFFICIAL)" in content
+    daemon.wait_log(r"service clamav \(milter\): \d+ ms: quarantine \(quarantined by "
+                    r"clamav-milter\); 3 changes")
 
 
 def test_whole_conversation_at_postq(daemon, milters):
