@@ -6,7 +6,8 @@
  * In a session, a milter gets one connection per SMTP connection, opened
  * at its first call and kept in rule_ctx.milter: the option negotiation,
  * then each call moves the conversation on to the stage the rules are at,
- * sending what the milter has not seen yet: CONNECT, HELO, MAIL, the
+ * sending what the milter has not seen yet: CONNECT, HELO (again when the
+ * client says it again with another name, or after STARTTLS), MAIL, the
  * recipients (at the rcpt stage the one being given, elsewhere all of
  * them), and at preq DATA, the header fields, EOH, the body in chunks and
  * the end of the message, whose modifications are applied
@@ -66,7 +67,8 @@ struct milter_conv {
 	int fd;
 	uint32_t actions, protocol; /* what the milter negotiated */
 	enum milter_step step;
-	int helo_sent;
+	char helo[256];  /* the HELO name sent, "" before HELO */
+	int helo_tls;    /* whether the session had TLS then */
 	int conn_over, tx_over;
 	struct milter_outcome conn_outcome, tx_outcome;
 	char last_rcpt[RULE_ADDRESS_TEXT_MAX]; /* the recipient sent last, and */
@@ -302,8 +304,10 @@ static int run_helo(struct milter_run *m)
 		milter_put_strings(&m->out, MILTER_HELO, &ctx->helo, 1);
 		rc = run_command(m, m->conv->protocol & MILTER_P_NR_HELO, "helo", 0);
 	}
-	if (rc == 0)
-		m->conv->helo_sent = 1;
+	if (rc == 0) {
+		snprintf(m->conv->helo, sizeof(m->conv->helo), "%s", ctx->helo);
+		m->conv->helo_tls = ctx->is_secured;
+	}
 	m->level = rc == 1 && (m->o.action == MILTER_ACCEPT || m->o.action == MILTER_DISCARD)
 			   ? LEVEL_CONNECTION
 			   : LEVEL_COMMAND;
@@ -499,7 +503,10 @@ static int run_advance(struct milter_run *m)
 		return rc;
 	if (conv->step == STEP_OPEN && (rc = run_connect(m)) != 0)
 		return rc;
-	if (!conv->helo_sent && ctx->helo != NULL && ctx->helo[0] != '\0' &&
+	/* HELO again when the client said it again differently or after STARTTLS */
+	if (ctx->helo != NULL && ctx->helo[0] != '\0' && conv->step < STEP_MAIL &&
+	    (strncmp(conv->helo, ctx->helo, sizeof(conv->helo) - 1) != 0 ||
+	     conv->helo_tls != ctx->is_secured) &&
 	    (rc = run_helo(m)) != 0)
 		return rc;
 	if (ctx->env == NULL || m->stage < RULE_STAGE_MAIL)

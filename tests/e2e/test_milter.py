@@ -274,6 +274,7 @@ def test_modifications_applied_and_the_conversation(daemon, milters):
     m = milters["edits"]
     with daemon.client() as c:
         c.ehlo("edits.client.example")
+        c.ehlo("edits.again.example")  # a new name: HELO again
         qid = c.send_message(MESSAGE, sender="alice@example.test",
                              rcpts=("bob@example.net", "gone@example.net"))
         qid2 = c.send_message(MESSAGE, sender="alice@example.test", rcpts=("bob@example.net",))
@@ -291,7 +292,9 @@ def test_modifications_applied_and_the_conversation(daemon, milters):
     assert daemon.message(qid2)[0].endswith(b"in two pieces\r\n")
     # one connection for the SMTP connection; both transactions in it
     assert m.connections == 1
-    assert re.fullmatch(r"OCHMRRTL+NBEMRTL+NBEQ?", m.commands()), m.commands()
+    assert re.fullmatch(r"OCHHMRRTL+NBEMRTL+NBEQ?", m.commands()), m.commands()
+    assert [d for _, c, d in m.seen if c == "H"] == [b"edits.client.example\0",
+                                                      b"edits.again.example\0"]
     assert m.macros("C")["{client_addr}"] == "127.0.0.1"
     assert m.macros("C")["j"] == e2e.HOSTNAME
     assert m.macros("T")["i"] == qid2  # no queue id yet at MAIL, as with Postfix
