@@ -4,7 +4,8 @@ tests with their own configuration.
 OpenDKIM (Debian's opendkim, its key made by opendkim-genkey) signs as a
 milter and python3-dkim's verifier accepts the signature; clamav-milter, in
 front of a clamd that knows the EICAR string (services.py), tags a clean
-message and has an infected one quarantined. Small milters
+message and has an infected one quarantined; rspamd's proxy worker in
+milter mode rejects GTUBE and adds its headers to a clean message. Small milters
 written here, speaking protocol version 6, answer as a test needs: every
 modification at the end of the message, a custom reply refusing one
 recipient, a tempfail, a discard, garbage, and silence; each records the
@@ -241,6 +242,71 @@ def clamav_milter(workspace):
     clamd.stop()
 
 
+RSPAMD_CONF = """.include "$CONFDIR/common.conf"
+options {
+    pidfile = "$RUNDIR/rspamd.pid";
+    .include "$CONFDIR/options.inc"
+    .include(priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/options.inc"
+}
+logging {
+    type = "file";
+    filename = "$LOGDIR/rspamd.log";
+    level = "info";
+}
+worker "rspamd_proxy" {
+    bind_socket = "127.0.0.1:%(port)d";
+    milter = yes;
+    timeout = 60s;
+    upstream "local" {
+        default = yes;
+        self_scan = yes;
+    }
+    count = 1;
+}
+"""
+
+# No DNS (a closed loopback port), no hyperscan (slow to start), and the
+# headers of milter_headers on every message, loopback included.
+RSPAMD_LOCAL = {
+    "options.inc": "disable_hyperscan = true;\ndns {\n nameserver = [\"127.0.0.1:%(closed)d\"];\n"
+                   " timeout = 0.2s;\n retransmits = 0;\n}\n",
+    "milter_headers.conf": "use = [\"x-spamd-result\", \"x-spam-status\"];\n"
+                           "skip_local = false;\nskip_authenticated = false;\n",
+}
+
+
+@pytest.fixture(scope="module")
+def rspamd_proxy(workspace):
+    """Debian's rspamd as a milter: its proxy worker in milter mode scanning
+    by itself, with the packaged rules, its configuration and state in the
+    test's folder."""
+    directory = workspace.new_dir("rspamd-proxy")
+    os.makedirs(os.path.join(directory, "local.d"))
+    port = e2e.free_port()
+    conf = os.path.join(directory, "rspamd.conf")
+    with open(conf, "w") as f:
+        f.write(RSPAMD_CONF % {"port": port})
+    for name, text in RSPAMD_LOCAL.items():
+        with open(os.path.join(directory, "local.d", name), "w") as f:
+            f.write(text % {"closed": e2e.CLOSED_PORT})
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+    proc = subprocess.Popen(
+        ["rspamd", "-f", "-u", user, "-g", group, "-c", conf,
+         *(f"--var={v}={directory}" for v in ("LOCAL_CONFDIR", "DBDIR", "RUNDIR", "LOGDIR"))],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+
+    def listening():
+        assert proc.poll() is None, "rspamd exited"
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    e2e.wait_until(listening, timeout=90, what="rspamd's milter proxy listening")
+    yield port
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def milters():
     ms = {"edits": Milter(edits, actions=0xff, protocol=0x100000),
@@ -390,6 +456,26 @@ def test_clamav_milter_tags_and_quarantines(daemon):
     assert b"X-Virus-Status: Infected (EicarTest.UNOFFICIAL)" in content
     daemon.wait_log(r"service clamav \(milter\): \d+ ms: quarantine \(quarantined by "
                     r"clamav-milter\); 3 changes")
+
+
+def test_rspamd_milter_proxy(module_daemons, rspamd_proxy):
+    """rspamd's proxy in milter mode: GTUBE rejected, a clean message
+    passes with the headers rspamd adds."""
+    d = module_daemons({"service:rspamd": {"kind": "milter",
+                                           "address": f"127.0.0.1:{rspamd_proxy}",
+                                           "timeout": "30s"}},
+                       rules=RULES, label="-milter-rspamd")
+    with d.client() as c:
+        c.ehlo("rspamd.client.example")
+        qid = c.send_message(MESSAGE, sender="alice@example.test", rcpts=("bob@example.net",))
+        c.mail("alice@example.test")
+        c.rcpt("bob@example.net")
+        r = c.data(MESSAGE + services.GTUBE.decode() + "\r\n")
+        assert (r.code, r.esc) == (554, "5.7.1") or (r.code // 100, r.esc) == (5, "5.7.1"), r
+        c.quit()
+    content, _ = d.message(qid)
+    assert b"\r\nX-Spamd-Result: default: False" in content, content
+    assert b"\r\nX-Spam-Status: No" in content, content
 
 
 def test_whole_conversation_at_postq(daemon, milters):
