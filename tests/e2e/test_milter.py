@@ -110,26 +110,34 @@ class Milter:
                              daemon=True).start()
 
     def _serve(self, conn, number):
-        with conn:
-            while True:
-                head = recv_exact(conn, 4)
-                if head is None:
-                    return
-                body = recv_exact(conn, struct.unpack(">I", head)[0])
-                if body is None:
-                    return
-                cmd, data = chr(body[0]), body[1:]
-                self.seen.append((number, cmd, data))
-                if cmd == "O":
-                    conn.sendall(self.optneg)
-                elif cmd == "Q":
-                    return
-                elif cmd not in "DA":
-                    for p in self.answer(cmd, data):
-                        if p is None:  # hang
-                            time.sleep(30)
-                            return
-                        conn.sendall(p)
+        try:
+            self._talk(conn, number)
+        except OSError:  # vsmtpd gave up on this milter: it closed the connection
+            pass
+        finally:
+            conn.close()
+
+    def _talk(self, conn, number):
+        """Read commands and answer them until QUIT or the end."""
+        while True:
+            head = recv_exact(conn, 4)
+            if head is None:
+                return
+            body = recv_exact(conn, struct.unpack(">I", head)[0])
+            if body is None:
+                return
+            cmd, data = chr(body[0]), body[1:]
+            self.seen.append((number, cmd, data))
+            if cmd == "O":
+                conn.sendall(self.optneg)
+            elif cmd == "Q":
+                return
+            elif cmd not in "DA":
+                for p in self.answer(cmd, data):
+                    if p is None:  # hang
+                        time.sleep(30)
+                        return
+                    conn.sendall(p)
 
     def commands(self, number=None):
         """The commands received, macros left out."""
