@@ -40,10 +40,15 @@ struct milter_outcome {
 	unsigned changes;         /* modifications applied */
 };
 
+/* What one end of message may change: a milter that sends more fails. */
+#define MILTER_CHANGES_MAX 10000
+#define MILTER_CHANGE_BYTES_MAX (100u * 1024u * 1024u)
+
 /* The changes of one end of message, gathered while the replies come in. */
 struct milter_edits {
 	struct milter_buf body;   /* REPLBODY pieces */
 	int replace_body;
+	size_t bytes;             /* of every change so far */
 };
 
 /* milter_action_name - "continue", "accept", ... */

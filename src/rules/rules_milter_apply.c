@@ -10,7 +10,8 @@
  * Header values keep the milter's folding (message_field_insert_raw), so a
  * signature computed over its own field stays valid. Recipients are
  * compared as ctx:remove_rcpt compares them. ESMTP arguments of a changed
- * sender or an added recipient are not kept.
+ * sender or an added recipient are not kept. One end of message may make at
+ * most MILTER_CHANGES_MAX changes of MILTER_CHANGE_BYTES_MAX bytes in all.
  *
  * Statuses follow Postfix: a reject refuses the command (550 5.7.1
  * "Command rejected"), at connect it ends the session (554); a tempfail
@@ -127,9 +128,19 @@ int milter_apply(lua_State *L, struct rule_ctx *ctx, uint32_t actions, int leads
 		 char *err, size_t errlen)
 {
 	char addr[RULE_ADDRESS_TEXT_MAX];
-	size_t i;
+	size_t i, n;
 	int rc = 0;
 
+	n = r->code == MILTER_R_REPLBODY ? r->len
+	    : r->name != NULL           ? strlen(r->name) + strlen(r->value)
+	    : r->addr != NULL           ? strlen(r->addr)
+				        : 0;
+	if (o->changes >= MILTER_CHANGES_MAX || n > MILTER_CHANGE_BYTES_MAX - e->bytes) {
+		snprintf(err, errlen, "the milter's changes pass %d changes or %u MB",
+			 MILTER_CHANGES_MAX, MILTER_CHANGE_BYTES_MAX >> 20);
+		return -1;
+	}
+	e->bytes += n;
 	for (i = 0; i < sizeof(milter_needs) / sizeof(milter_needs[0]); i++)
 		if (milter_needs[i].code == r->code && !(actions & milter_needs[i].needs)) {
 			snprintf(err, errlen, "the milter sent %s without asking for it",

@@ -325,7 +325,10 @@ def milters():
           "silent": Milter(lambda c, d: [None]),
           "lenient": Milter(lambda c, d: [None]),
           # asks for no modification but sends one
-          "rogue": Milter(edits, actions=0)}
+          "rogue": Milter(edits, actions=0),
+          # more changes than one message may get
+          "flood": Milter(lambda c, d: [packet("h", b"X-Flood\0 x\0")] * 10001 + [packet("c")]
+                          if c == "E" else [packet("c")])}
     yield ms
     for m in ms.values():
         m.close()
@@ -410,11 +413,11 @@ def test_tempfail_and_discard(daemon, milters):
 
 
 def test_failures_follow_on_failure(daemon, milters):
-    for name in ("garbage", "silent", "rogue"):
+    for name in ("garbage", "silent", "rogue", "flood"):
         start = time.monotonic()
         with daemon.client() as c:
             r = c.cmd(f"EHLO {name}.client.example", esc=False)
-            if name == "rogue":  # fails only at the end of the message
+            if name in ("rogue", "flood"):  # fails only at the end of the message
                 assert r.code == 250
                 c.mail("alice@example.test")
                 c.rcpt("bob@example.net")
@@ -423,6 +426,8 @@ def test_failures_follow_on_failure(daemon, milters):
                 or (r.code, r.esc) == (451, "4.7.1"), r
         assert time.monotonic() - start < 10
         daemon.wait_log(rf"service {name} \(milter\): \d+ ms: failed: .*on_failure=tempfail")
+    daemon.wait_log(r"service rogue \(milter\): .*the milter sent addheader without asking")
+    daemon.wait_log(r"service flood \(milter\): .*changes pass 10000 changes or 100 MB")
     # on_failure = accept: the message goes on, the result says it failed
     with daemon.client() as c:
         c.ehlo("lenient.client.example")
