@@ -66,10 +66,12 @@ return {
 
 
 def packet(code, data=b""):
+    """A reply packet: length, code, data."""
     return struct.pack(">I", len(data) + 1) + code.encode() + data
 
 
 def recv_exact(conn, n):
+    """n bytes from conn, or None at the end."""
     out = b""
     while len(out) < n:
         try:
@@ -176,6 +178,7 @@ def edits(cmd, data):
 
 
 def refuse_bad(cmd, data):
+    """A custom reply refusing bad@example.net, continue otherwise."""
     if cmd == "R" and b"bad@" in data:
         return [packet("y", b"550 5.7.1 <bad@example.net>: not here\0")]
     return [packet("c")]
@@ -193,6 +196,7 @@ MESSAGE = ("From: Alice <alice@example.test>\r\n"
 
 
 def opendkim_key(directory):
+    """A key made by opendkim-genkey: its path and its DNS record's text."""
     subprocess.run(["opendkim-genkey", "-D", directory, "-d", "example.test", "-s", "sel"],
                    check=True, timeout=60, capture_output=True)
     with open(os.path.join(directory, "sel.txt")) as f:
@@ -348,6 +352,7 @@ def daemon(module_daemons, milters, opendkim, clamav_milter):
 
 
 def test_modifications_applied_and_the_conversation(daemon, milters):
+    """Every modification applied; the conversation as a milter sees it."""
     m = milters["edits"]
     with daemon.client() as c:
         c.ehlo("edits.client.example")
@@ -384,6 +389,7 @@ def test_modifications_applied_and_the_conversation(daemon, milters):
 
 
 def test_custom_reply_refuses_one_recipient(daemon, milters):
+    """A custom reply at RCPT refuses that recipient, with its text."""
     with daemon.client() as c:
         c.ehlo("refuse.client.example")
         c.mail("alice@example.test")
@@ -397,6 +403,8 @@ def test_custom_reply_refuses_one_recipient(daemon, milters):
 
 
 def test_tempfail_and_discard(daemon, milters):
+    """A tempfail refuses the message for now; a discard accepts it into
+    the quarantine queue "discard"."""
     with daemon.client() as c:
         c.ehlo("tempfail.client.example")
         c.mail("alice@example.test")
@@ -413,6 +421,8 @@ def test_tempfail_and_discard(daemon, milters):
 
 
 def test_failures_follow_on_failure(daemon, milters):
+    """Garbage, silence, a change not asked for, too many changes: the
+    service's on_failure (tempfail; accept for "lenient"), within the timeout."""
     for name in ("garbage", "silent", "rogue", "flood"):
         start = time.monotonic()
         with daemon.client() as c:
@@ -436,6 +446,7 @@ def test_failures_follow_on_failure(daemon, milters):
 
 
 def test_opendkim_signs(daemon, opendkim):
+    """OpenDKIM's signature, inserted with its folding, verifies."""
     import dkim
     _, record = opendkim
     with daemon.client() as c:
@@ -492,6 +503,7 @@ def test_rspamd_milter_proxy(module_daemons, rspamd_proxy):
 
 
 def test_whole_conversation_at_postq(daemon, milters):
+    """At postq one call holds the whole conversation, on its own connection."""
     m = milters["edits"]
     before = m.connections
     with daemon.client() as c:
@@ -556,6 +568,7 @@ def test_listener_milters(module_daemons, milters):
 
 
 def test_listener_milters_must_be_milters(module_daemons, milters):
+    """A listener's milters must be services of kind milter."""
     d = module_daemons({"service:clam": {"kind": "clamd", "address": "127.0.0.1:9"},
                         "listener:smtp": {"milters": "clam"}}, label="-milter-bad",
                        start=False)
