@@ -63,10 +63,12 @@ def _stop(proc):
 
 
 class Clamd:
-    """clamd on 127.0.0.1:<port> and on a Unix socket (unix_path)."""
+    """clamd on 127.0.0.1:<port> and on a Unix socket (unix_path);
+    stream_max: its StreamMaxLength ("64K"), clamd's default when None."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, stream_max=None):
         self.dir = directory
+        self.stream_max = stream_max
         self.binary = shutil.which("clamd") or "/usr/sbin/clamd"
         if not os.access(self.binary, os.X_OK):
             raise RuntimeError("clamd is not installed (Debian package clamav-daemon)")
@@ -93,6 +95,8 @@ class Clamd:
                     f"TemporaryDirectory {self.dir}\n"
                     "SelfCheck 0\n"
                     "LogTime yes\n")
+            if self.stream_max:
+                f.write(f"StreamMaxLength {self.stream_max}\n")
         with open(self.log_path, "wb") as logf:
             self.proc = subprocess.Popen([self.binary, "-c", conf], stdin=subprocess.DEVNULL,
                                          stdout=logf, stderr=logf, start_new_session=True)

@@ -54,7 +54,7 @@ return {
 
 @pytest.fixture(scope="module")
 def clamd(workspace):
-    c = services.Clamd(workspace.new_dir("clamd")).start()
+    c = services.Clamd(workspace.new_dir("clamd"), stream_max="64K").start()
     yield c
     c.stop()
 
@@ -181,6 +181,15 @@ def test_failure_tempfail(d, name, what):
     assert took < TIMEOUT_MS / 1000 + 2, took
     assert len(d.queued()) == before  # nothing queued
     d.wait_log(rf"service {name} \(clamd\): \d+ ms: failed: {what}; on_failure=tempfail$")
+
+
+def test_stream_over_clamds_limit_is_a_failure(d):
+    """clamd answers ERROR past its StreamMaxLength and closes: the call
+    fails with clamd's words, on_failure decides (tempfail here)."""
+    r, _ = send(d, "clamav@example.com", (b"y" * 70 + b"\r\n") * 1500, expect_code=451)
+    assert "clamav is unavailable" in r.text, r
+    d.wait_log(r"service clamav \(clamd\): \d+ ms: failed: clamd: INSTREAM size limit exceeded\. "
+               r"ERROR; on_failure=tempfail$")
 
 
 def test_failure_accept_lets_it_through(d):
