@@ -71,6 +71,8 @@ struct listener_config {
 	enum listener_auth auth;
 	char *addresses[CONFIG_MAX_ADDRESSES];     /* "127.0.0.1:25", "[::1]:25" */
 	size_t naddresses;
+	char *milters;  /* [service:NAME]s of kind milter run before each stage's rules:
+	                 * "name1 name2", NULL for none */
 };
 
 /* A file named by a setting, with "file:line" of that setting for messages

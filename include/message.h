@@ -226,6 +226,33 @@ ssize_t message_to_remove(struct message *m, const char *addr);
  */
 ssize_t message_to_rewrite(struct message *m, const char *old_addr, const char *new_addr);
 
+/* ---- Edits with the writer's folding, and the body (message_raw.c) ---- */
+
+/*
+ * message_field_insert_raw - insert the field "name:" sep value at
+ * position pos (0 the top; past the last field it is appended). value may
+ * hold line breaks (CRLF or LF), each followed by a blank: they are kept,
+ * written with the message's line ending, so that a field signed as
+ * folded stays as signed. No line may pass 998 characters. 0 or -1
+ * (EINVAL, ENOMEM).
+ */
+int message_field_insert_raw(struct message *m, size_t pos, const char *name, const char *sep,
+			     const char *value);
+
+/*
+ * message_field_set_raw - give the field at index the value sep value as
+ * message_field_insert_raw() writes it, its name kept as spelled. 0 or -1
+ * (ENOENT, EINVAL, ENOMEM).
+ */
+int message_field_set_raw(struct message *m, size_t index, const char *sep, const char *value);
+
+/*
+ * message_body_replace - the body becomes a copy of the len bytes at body
+ * (the header is kept; a separator is added when there was none). 0 or -1
+ * (ENOMEM).
+ */
+int message_body_replace(struct message *m, const char *body, size_t len);
+
 /* ---- Writing the message back ---- */
 
 /* message_size - the length of the serialized message. */

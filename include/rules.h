@@ -174,6 +174,7 @@ struct rule_ctx {
 	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
 	void *dmarc;                /* ctx:dmarc()'s result for this message, engine-owned */
 	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
+	void *milter;               /* ctx:milter()'s conversations of the connection, engine-owned */
 };
 
 struct rules;
@@ -278,6 +279,17 @@ size_t rules_count(const struct rules *r, enum rule_stage stage);
  */
 enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_ctx *ctx,
 			   struct rule_verdict *v);
+
+/*
+ * rules_run_milters - run the milters of a listener ([listener:NAME]
+ * milters: service names separated by single spaces) at stage (connect to
+ * preq), in order, each as a rule calling ctx:milter(name) would; the
+ * first whose status is not next decides v (v->rule "milter NAME").
+ * Nothing runs for a ctx with skip_all set. Returns v->status; the
+ * stage's rules run after them when it is RULE_NEXT.
+ */
+enum rule_status rules_run_milters(struct rules *r, enum rule_stage stage, struct rule_ctx *ctx,
+				   const char *names, struct rule_verdict *v);
 
 /* rules_ctx_release - free what the engine keeps in ctx (its variables, holds,
  * SPF results). */

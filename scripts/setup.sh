@@ -19,6 +19,7 @@ postfix
 dovecot-core dovecot-lmtpd
 clamav-daemon spamd spamassassin
 rspamd
+opendkim opendkim-tools clamav-milter
 "
 
 # ensure_user - the account the shipped config runs vsmtpd as, like a
@@ -60,12 +61,12 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-rec
 if [ -d /run/systemd/system ] && systemctl is-enabled dovecot.service >/dev/null 2>&1; then
 	$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
 fi
-# clamd, spamd and rspamd are test peers too (started by the tests with
-# their own configuration and a signature database they make): no system
-# services, no signature downloads.
+# clamd, spamd, rspamd, OpenDKIM and clamav-milter are test peers too
+# (started by the tests with their own configuration and a signature
+# database they make): no system services, no signature downloads.
 if [ -d /run/systemd/system ]; then
 	for unit in clamav-daemon.service clamav-daemon.socket clamav-freshclam.service spamd.service \
-		rspamd.service; do
+		rspamd.service opendkim.service clamav-milter.service; do
 		if systemctl is-enabled "$unit" >/dev/null 2>&1; then
 			$SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
 		fi

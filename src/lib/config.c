@@ -685,6 +685,7 @@ void config_free(struct config *cfg)
 		free(cfg->listeners[i].kind);
 		for (j = 0; j < cfg->listeners[i].naddresses; j++)
 			free(cfg->listeners[i].addresses[j]);
+		free(cfg->listeners[i].milters);
 	}
 	free(cfg->path);
 	free(cfg->hostname);

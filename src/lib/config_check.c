@@ -178,6 +178,35 @@ static int finish_tls_auth(struct loader *ld)
 	return 0;
 }
 
+/* finish_milters - every name in a listener's milters is a milter service. */
+static int finish_milters(struct loader *ld)
+{
+	const struct config *cfg = ld->cfg;
+	char name[64];
+	const char *p, *end;
+	size_t i, k, len;
+
+	for (i = 0; i < cfg->nlisteners; i++) {
+		for (p = cfg->listeners[i].milters; p != NULL && *p != '\0'; p = *end ? end + 1 : end) {
+			end = strchr(p, ' ');
+			end = end ? end : p + strlen(p);
+			len = (size_t)(end - p) < sizeof(name) ? (size_t)(end - p) : sizeof(name) - 1;
+			memcpy(name, p, len);
+			name[len] = '\0';
+			for (k = 0; k < cfg->nservice; k++)
+				if (strcmp(cfg->service[k].name, name) == 0)
+					break;
+			if (k == cfg->nservice || cfg->service[k].kind != SERVICE_MILTER)
+				return config_fail_at(ld, set_line(ld, SEC_LISTENER, "milters", i,
+				                                   ld->listener_line[i]),
+				                      "[listener:%s] milters: \"%s\" is not a "
+				                      "[service:NAME] of kind milter",
+				                      cfg->listeners[i].name, name);
+		}
+	}
+	return 0;
+}
+
 /* config_finish - the checks that span keys, and the computed defaults. */
 int config_finish(struct loader *ld)
 {
@@ -195,7 +224,7 @@ int config_finish(struct loader *ld)
 			                      "[listener:%s] has no address",
 			                      cfg->listeners[i].name);
 	if (check_addresses_unique(ld) < 0 || finish_tls_auth(ld) < 0 || finish_dkim(ld) < 0 ||
-	    config_finish_services(ld) < 0)
+	    config_finish_services(ld) < 0 || finish_milters(ld) < 0)
 		return -1;
 	if (cfg->hard_error_limit <= cfg->soft_error_limit) {
 		int hline = ld->key_lines[hard - config_keys],

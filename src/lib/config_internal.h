@@ -219,6 +219,9 @@ int parse_networks(struct loader *ld, const struct key_def *def, void *field, co
 /* parse_mechanisms - [auth] mechanisms, uppercased, with where they were set. */
 int parse_mechanisms(struct loader *ld, const struct key_def *def, void *field, const char *value);
 
+/* parse_milters - [listener:NAME] milters: service names. */
+int parse_milters(struct loader *ld, const struct key_def *def, void *field, const char *value);
+
 /* parse_dns_servers - [rules] dns_servers: addresses, each with an optional port. */
 int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field, const char *value);
 

@@ -254,6 +254,23 @@ int parse_mechanisms(struct loader *ld, const struct key_def *def, void *field,
 	return config_replace_string(ld, &ld->cfg->auth_mechanisms_where, at);
 }
 
+/* check_milter_word - a service name (whether it is a milter is checked
+ * once the whole file is read). */
+static const char *check_milter_word(const char *word)
+{
+	return config_valid_name(word) ? NULL : "is not a service name (1 to 32 of a-z, 0-9, _ and -)";
+}
+
+/* parse_milters - [listener:NAME] milters: service names. */
+int parse_milters(struct loader *ld, const struct key_def *def, void *field, const char *value)
+{
+	if (word_list(ld, def, field, value, check_milter_word, false) < 0)
+		return -1;
+	if (**(char **)field == '\0')
+		return config_bad_value(ld, def, value, "names no milter");
+	return 0;
+}
+
 /* parse_dns_servers - [rules] dns_servers: addresses, each with an optional port. */
 int parse_dns_servers(struct loader *ld, const struct key_def *def, void *field,
                              const char *value)

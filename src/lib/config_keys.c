@@ -190,6 +190,8 @@ const struct key_def config_keys[] = {
 	                                      0,   0,                      tls_levels,  false},
 	{SEC_LISTENER, "auth",                parse_choice,    LST(auth),
 	                                      0,   0,                      auth_levels, false},
+	{SEC_LISTENER, "milters",             parse_milters,   LST(milters),
+	                                      0,   0,                      NULL,        false},
 	{SEC_LIMITS,   "max_sessions",        parse_count,     CFG(max_sessions),
 	                                      1,   UINT_MAX,               NULL,        false},
 	{SEC_LIMITS,   "max_sessions_per_ip", parse_count,     CFG(max_sessions_per_ip),

@@ -375,6 +375,7 @@ void message_free(struct message *m)
 		free(m->fields[i].own);
 	free(m->fields);
 	free(m->buf);
+	free(m->body_own);
 	free(m);
 }
 
@@ -536,11 +537,11 @@ static int terminate_last(struct message *m)
 }
 
 /*
- * insert_field - put the new raw field at position pos. A body that starts
+ * message_insert_field - put the new raw field at position pos. A body that starts
  * with a blank only followed the header section because there was no field
  * for it to continue; now there is one, so an empty line must keep it body.
  */
-static int insert_field(struct message *m, size_t pos, char *raw, size_t len, size_t name_len)
+int message_insert_field(struct message *m, size_t pos, char *raw, size_t len, size_t name_len)
 {
 	struct field *f;
 
@@ -574,7 +575,7 @@ int message_add_field(struct message *m, int at_top, const char *name, const cha
 	raw = message_fold_field(name, strlen(name), value, strlen(value), m->eol, 1, &len);
 	if (!raw)
 		return -1;
-	if (insert_field(m, at_top ? 0 : m->count, raw, len, strlen(name)) < 0) {
+	if (message_insert_field(m, at_top ? 0 : m->count, raw, len, strlen(name)) < 0) {
 		free(raw);
 		return -1;
 	}

@@ -1,6 +1,6 @@
 /*
- * message_internal.h - what message.c, message_addrlist.c and message_to.c
- * share: the message and its fields, the byte helpers and field edits of
+ * message_internal.h - what message.c, message_addrlist.c, message_to.c and
+ * message_raw.c share: the message and its fields, the byte helpers and field edits of
  * message.c, the growth step of their arrays, and the address list of a
  * field value as the tokenizer splits it into items.
  */
@@ -31,6 +31,7 @@ struct message {
 	const char *body;
 	size_t body_len;
 	const char *eol; /* the line ending of the lines written by edits */
+	char *body_own;  /* the body once replaced (message_raw.c) */
 	int modified;
 };
 
@@ -91,6 +92,7 @@ char *message_fold_field(const char *name, size_t name_len, const char *v, size_
 int message_field_is(const struct field *f, const char *name, size_t len);
 void message_field_replace(struct field *f, char *raw, size_t len, size_t name_len);
 int message_add_field(struct message *m, int at_top, const char *name, const char *value);
+int message_insert_field(struct message *m, size_t pos, char *raw, size_t len, size_t name_len);
 
 /* message_addrlist.c: the tokenizer and what it tells of the items. */
 int al_parse(struct al_list *l, const char *s, size_t n);

@@ -29,6 +29,7 @@
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
 #include "rules_internal.h"
+#include "rules_milter.h"
 #include "rules_rspamd.h"
 #include "rules_spamd.h"
 #include "rules_spf.h"
@@ -513,6 +514,7 @@ void rules_tx_end(struct rule_ctx *ctx)
 	rules_dmarc_forget(ctx);
 	rules_arc_forget(ctx);
 	rules_spf_tx_end(ctx);
+	rules_milter_tx_end(ctx);
 	cJSON_Delete(ctx->tx_vars);
 	ctx->tx_vars = NULL;
 	memset(&ctx->tx_hold, 0, sizeof(ctx->tx_hold));
@@ -522,6 +524,7 @@ void rules_tx_end(struct rule_ctx *ctx)
 void rules_ctx_release(struct rule_ctx *ctx)
 {
 	rules_tx_end(ctx);
+	rules_milter_release(ctx);
 	rules_spf_release(ctx);
 	cJSON_Delete(ctx->vars);
 	ctx->vars = NULL;
@@ -693,6 +696,7 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_auth_results_methods, 0);
 	luaL_setfuncs(L, ctx_arc_methods, 0);
 	luaL_setfuncs(L, ctx_arc_seal_methods, 0);
+	luaL_setfuncs(L, ctx_milter_methods, 0);
 	luaL_setfuncs(L, ctx_clamd_methods, 0);
 	luaL_setfuncs(L, ctx_spamd_methods, 0);
 	luaL_setfuncs(L, ctx_rspamd_methods, 0);

@@ -155,6 +155,10 @@ void smtpd_reply_rule(struct smtp_session *s, const struct rule_reply *r);
 /* smtpd_rules - run a stage's rules for the session. */
 enum rule_status smtpd_rules(struct smtp_session *s, enum rule_stage stage,
 			     struct rule_verdict *v);
+
+/* smtpd_rules_used - whether anything runs at stage: rules, or the
+ * listener's milters ([listener:NAME] milters, before the rules). */
+int smtpd_rules_used(const struct smtp_session *s, enum rule_stage stage);
 /* smtpd_rules_refused - act on a verdict that refuses: 1 when the command is refused. */
 int smtpd_rules_refused(struct smtp_session *s, enum rule_stage stage,
 			const struct rule_verdict *v);

@@ -120,7 +120,18 @@ enum rule_status smtpd_rules(struct smtp_session *s, enum rule_stage stage,
 		memset(v, 0, sizeof(*v));
 		return v->status = RULE_NEXT;
 	}
+	if (s->listener->milters != NULL &&
+	    rules_run_milters(s->rules, stage, &s->rctx, s->listener->milters, v) != RULE_NEXT)
+		return v->status;
 	return rules_run(s->rules, stage, &s->rctx, v);
+}
+
+/* smtpd_rules_used - whether anything runs at stage: rules, or the
+ * listener's milters. */
+int smtpd_rules_used(const struct smtp_session *s, enum rule_stage stage)
+{
+	return s->rules != NULL && (rules_stage_used(s->rules, stage) ||
+				    (s->listener->milters != NULL && stage <= RULE_STAGE_PREQ));
 }
 
 /*

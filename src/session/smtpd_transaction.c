@@ -292,7 +292,7 @@ static int smtpd_preq(struct smtp_session *s)
 	struct message *msg = NULL;
 	int err = 0;
 
-	if (s->rules != NULL && rules_stage_used(s->rules, RULE_STAGE_PREQ) && !s->rctx.skip_all) {
+	if (smtpd_rules_used(s, RULE_STAGE_PREQ) && !s->rctx.skip_all) {
 		if ((msg = smtpd_preq_load(tx)) == NULL) {
 			log_err("%s: cannot read the message back for the rules", tx->env.id);
 			smtpd_reply(s, "451 4.3.0 Error: queue file read error");
@@ -627,7 +627,7 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args)
 	smtp_address_format(&rcpt.to, to, sizeof(to));
 	/* A refused RCPT leaves the envelope as it was, whatever the rules
 	 * changed before refusing: keep a copy to go back to. */
-	if (s->rules != NULL && rules_stage_used(s->rules, RULE_STAGE_RCPT) &&
+	if (smtpd_rules_used(s, RULE_STAGE_RCPT) &&
 	    envelope_copy_rcpts(&before, &s->tx->env) < 0) {
 		envelope_clear(&before);
 		smtpd_reply(s, "451 4.3.0 Error: out of memory");

@@ -171,7 +171,7 @@ def test_example_tests_pass(name, ctl_conf):
 NEVER_ACCEPTS = {"status-info"}
 NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quarantine",
                  "stage-syntax", "user-functions", "predefined-functions", "tag-and-quarantine",
-                 "add-header", "offline-stages", "clamav-quarantine"}
+                 "add-header", "offline-stages", "clamav-quarantine", "opendkim-milter"}
 # Refusals that need a service: tested against it in test_service_*.py.
 NEVER_REFUSES |= {"rspamd-preq"}
 
