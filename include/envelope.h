@@ -47,6 +47,8 @@ struct envelope {
 	int postq_done;        /* the postq rules already ran (a copy the worker rewrote) */
 	int faccept;           /* a rule said faccept: the postq and delivery rules are skipped */
 	char *relay;           /* send_mail()'s relay: every recipient goes there, NULL when none */
+	char *delegated_from;  /* came back from a delegate rule's filter: the original's id */
+	unsigned delegated_rule; /* that rule's index in the postq stage (from 1), 0 when none */
 };
 
 /* envelope_add_rcpt - append a recipient (copies the strings); 0 or -1. */

@@ -40,6 +40,7 @@ enum rule_status {
 	RULE_INFO,       /* reply with the code, nothing changes */
 	RULE_QUARANTINE, /* normal reply; the message goes to quarantine/<name> */
 	RULE_ERROR,      /* a rule failed: 451 4.3.0, never an accept */
+	RULE_DELEGATE,   /* postq: a delegate rule; send the message to its filter, stop here */
 };
 
 #define RULE_TEXT_MAX 512
@@ -47,6 +48,7 @@ enum rule_status {
 #define RULE_QUARANTINE_MAX 128
 #define RULE_FILE_NAME_MAX 33 /* a queue id, NUL included */
 #define RULE_HOLD_MAX 256     /* a hold reason, NUL included */
+#define RULE_SERVICE_NAME_MAX 33 /* a [service:NAME] name, NUL included */
 
 /*
  * How a recipient is to be delivered, as the delivery-stage rules chose
@@ -91,6 +93,8 @@ struct rule_verdict {
 	struct rule_reply reply; /* given by the rule, or the status's default */
 	char quarantine[RULE_QUARANTINE_MAX]; /* RULE_QUARANTINE: the queue's name */
 	char rule[RULE_NAME_MAX];             /* the rule that decided, "" for none */
+	unsigned delegate_rule;               /* RULE_DELEGATE: the rule's index, from 1 */
+	char delegate_service[RULE_SERVICE_NAME_MAX]; /* RULE_DELEGATE: its [service:NAME] */
 };
 
 /*
@@ -174,6 +178,13 @@ struct rule_ctx {
 	void *spf;                  /* ctx:spf() / ctx:spf_helo() results kept, engine-owned */
 	void *dmarc;                /* ctx:dmarc()'s result for this message, engine-owned */
 	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
+
+	/*
+	 * postq of a message that came back from a delegate rule's filter: the
+	 * rule's index (from 1); the stage starts there and runs its function.
+	 * 0 for any other message.
+	 */
+	unsigned delegated_rule;
 };
 
 struct rules;

@@ -389,6 +389,12 @@ static void offline_after_verdict(struct offline_step *step, const struct envelo
 	} else if (step->refused) {
 		offline_code_text(step);
 		step->after = v->reply.code >= 500 ? OFFLINE_AFTER_BOUNCED : OFFLINE_AFTER_DEFERRED;
+	} else if (v->status == RULE_DELEGATE) {
+		/* The worker would send it to the filter; it stays queued till it is back. */
+		snprintf(step->reply, sizeof(step->reply), "sent to service %s; postq goes on at "
+							  "rule %u when it comes back",
+			 v->delegate_service, v->delegate_rule);
+		step->after = OFFLINE_AFTER_DEFERRED;
 	} else if (v->status == RULE_QUARANTINE) {
 		snprintf(step->reply, sizeof(step->reply), "quarantine/%s", v->quarantine);
 		step->after = OFFLINE_AFTER_QUARANTINED;

@@ -1,0 +1,137 @@
+/*
+ * rules_delegate.c - delegate "name" ("service", fn): a content filter
+ * round trip at postq.
+ *
+ * A delegate rule is declared like a rule, with the name of a
+ * [service:NAME] of kind delegate before its function. When a postq run
+ * reaches one for a message that has not been through that rule's filter,
+ * the stage stops with the verdict RULE_DELEGATE (the rule's index and
+ * service): the delivery worker sends the message to the filter and keeps
+ * the original queued. The copy the filter sends back carries the index in
+ * its envelope (delegated_rule); its postq run starts at that rule and
+ * calls its function, which sees the message as it came back. The rules
+ * before it already ran on the original, and are not run twice.
+ *
+ * Other stages have no queued message to hold on to while the filter works
+ * (connect..preq run while the client waits; delivery runs at every
+ * attempt on a copy that is not kept), so a delegate rule anywhere but in
+ * postq is refused when the rules load.
+ */
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "log.h"
+#include "rules_internal.h"
+
+/* lua_delegate_body - the second call of delegate "name" ("service", fn). */
+static int lua_delegate_body(lua_State *L)
+{
+	size_t len;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L, "delegate \"%s\": write delegate \"name\" (\"service\", "
+				     "function(ctx) ... end)",
+				  lua_tostring(L, lua_upvalueindex(1)));
+	lua_tolstring(L, 1, &len);
+	if (len == 0 || len >= RULE_SERVICE_NAME_MAX)
+		return luaL_error(L, "delegate \"%s\": the service name must be 1 to %d bytes",
+				  lua_tostring(L, lua_upvalueindex(1)), RULE_SERVICE_NAME_MAX - 1);
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	lua_createtable(L, 0, 5);
+	lua_pushliteral(L, "delegate");
+	lua_setfield(L, -2, "kind");
+	lua_pushvalue(L, lua_upvalueindex(1));
+	lua_setfield(L, -2, "name");
+	lua_pushvalue(L, lua_upvalueindex(2));
+	lua_setfield(L, -2, "where");
+	lua_pushvalue(L, 1);
+	lua_setfield(L, -2, "service");
+	lua_pushvalue(L, 2);
+	lua_setfield(L, -2, "fn");
+	luaL_setmetatable(L, RULES_RULE_MT);
+	return 1;
+}
+
+/* lua_delegate - delegate "name": wait for the service and the function. */
+int lua_delegate(lua_State *L)
+{
+	char where[256];
+	size_t len;
+
+	if (lua_type(L, 1) != LUA_TSTRING)
+		return luaL_error(L, "delegate without a name: write delegate \"name\" (\"service\", "
+				     "function(ctx) ... end)");
+	lua_tolstring(L, 1, &len);
+	if (len == 0 || len >= RULE_NAME_MAX)
+		return luaL_error(L, "delegate name must be 1 to %d bytes", RULE_NAME_MAX - 1);
+	rules_where(L, 1, where, sizeof(where));
+	lua_pushvalue(L, 1);
+	lua_pushstring(L, where);
+	lua_pushcclosure(L, lua_delegate_body, 2);
+	return 1;
+}
+
+/*
+ * rules_delegate_check - the rule at idx, item i of stage: a delegate rule
+ * outside postq is an error (0 or -1 with err naming its file:line).
+ */
+int rules_delegate_check(lua_State *L, int idx, enum rule_stage stage, char *err, size_t errlen)
+{
+	int is;
+
+	lua_getfield(L, idx, "kind");
+	is = strcmp(lua_tostring(L, -1), "delegate") == 0;
+	lua_pop(L, 1);
+	if (!is || stage == RULE_STAGE_POSTQ)
+		return 0;
+	lua_getfield(L, idx, "name");
+	lua_getfield(L, idx, "where");
+	snprintf(err, errlen, "%s: delegate \"%s\" at stage \"%s\": delegate works at postq only "
+			      "(the message must be queued while the filter has it)",
+		 lua_tostring(L, -1), lua_tostring(L, -2), rules_stage_name(stage));
+	lua_pop(L, 2);
+	return -1;
+}
+
+/*
+ * rules_delegate_start - where a postq run starts for ctx: at the delegate
+ * rule the message came back from (its function runs), else at 1. stage is
+ * the stage's array at idx, n rules long. A returned copy whose rule is no
+ * longer a delegate rule (the rules were reloaded) starts over at 1.
+ */
+lua_Integer rules_delegate_start(lua_State *L, int idx, lua_Integer n, struct rule_ctx *ctx)
+{
+	lua_Integer i = (lua_Integer)ctx->delegated_rule;
+	int is = 0;
+
+	if (i == 0)
+		return 1;
+	if (i <= n) {
+		lua_rawgeti(L, idx, i);
+		lua_getfield(L, -1, "kind");
+		is = strcmp(lua_tostring(L, -1), "delegate") == 0;
+		lua_pop(L, 2);
+	}
+	if (is)
+		return i;
+	log_warn("rules: the message came back from postq rule %lld, which is no longer a "
+		 "delegate rule: postq runs from the start",
+		 (long long)i);
+	ctx->delegated_rule = 0;
+	return 1;
+}
+
+/*
+ * rules_delegate_verdict - the delegate rule at -1 (item i) was reached by
+ * a message that has not been through its filter: stop the stage with
+ * RULE_DELEGATE.
+ */
+void rules_delegate_verdict(lua_State *L, lua_Integer i, struct rule_verdict *v)
+{
+	v->status = RULE_DELEGATE;
+	v->delegate_rule = (unsigned)i;
+	lua_getfield(L, -1, "service");
+	snprintf(v->delegate_service, sizeof(v->delegate_service), "%s", lua_tostring(L, -1));
+	lua_pop(L, 1);
+}
