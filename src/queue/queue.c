@@ -60,6 +60,7 @@ static void queue_msg_free(struct queue_msg *m)
 	if (m->dest_fd >= 0)
 		close(m->dest_fd);
 	free(m->dmarc);
+	queue_delegation_forget(m);
 	free(m);
 }
 
@@ -183,7 +184,7 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 	char trailer[SPOOL_TRAILER_LEN];
 	struct stat st;
 	char *text;
-	int ok;
+	int ok, merge;
 
 	if (fstat(m->fd, &st) < 0)
 		return errno;
@@ -218,6 +219,15 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 					 : m->held	       ? "held"
 								: "queued")) == NULL)
 		log_warn("%s: dmarc: the envelope's record is not a JSON object", m->id);
+	/* a filter's returned copy takes its original's envelope */
+	if (ok && env.delegated_from != NULL &&
+	    (merge = queue_delegation_merge(q, m, &env, clen, &elen)) != 0) {
+		envelope_clear(&env);
+		if (merge != ENOENT)
+			return merge;
+		m->duplicate = 1;
+		return 0;
+	}
 	envelope_clear(&env);
 	if (!ok)
 		return EINVAL;
@@ -255,6 +265,14 @@ static void queue_msg_commit(struct queue *q, struct queue_client *c, const stru
 	if ((err = queue_msg_check(q, m, req->a, req->b)) != 0) {
 		log_err("%s: refusing commit: %s", m->id, strerror(err));
 		queue_reply(c, IPC_MSG_COMMITTED, err, m->id, -1);
+		queue_msg_discard(q, m);
+		return;
+	}
+	if (m->duplicate) {
+		log_notice("%s: a second return of a delegation whose message came back "
+			   "already: dropped",
+			   m->id);
+		queue_reply(c, IPC_MSG_COMMITTED, 0, m->id, -1);
 		queue_msg_discard(q, m);
 		return;
 	}
@@ -577,6 +595,8 @@ static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
 			queue_msg_discard(q, m);
 			continue;
 		}
+		if (m->delegated_from != NULL)
+			queue_delegation_committed(q, m);
 		/* A quarantined or held message is not the worker's business. */
 		if (m->dest_fd < 0 && !m->held)
 			queue_dlv_announce(q, m->id, 0);
@@ -629,7 +649,10 @@ static void queue_recover_check(int queue_fd, int spool_fd, const char *name,
 	uint64_t clen, value;
 	int fd = openat(queue_fd, name, O_RDONLY | O_CLOEXEC);
 
+	if (fd < 0 && errno == ENOENT)
+		return; /* an original its returned copy, read before it, removed */
 	if (fd >= 0 && spool_message_read(fd, &env, &clen) == 0 && strcmp(env.id, name) == 0) {
+		queue_delegation_recover(queue_fd, &env);
 		rec->queued++;
 		value = spool_id_value(name);
 		if (value > rec->last_id)
