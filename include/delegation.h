@@ -8,9 +8,11 @@
  *
  * (version, queue id, the rule's index in the postq stage, and the first
  * 128 bits of an HMAC-SHA256 of the rest under the spool's delegation key).
- * The filter sends it back to a listener of kind delegation, which takes
- * only mail whose token verifies: nobody without the key can make vsmtpd
- * take mail as "returned". The key is 32 random bytes the master reads
+ * The filter sends it back to a listener of kind delegation; its session
+ * checks the token's form and hands it to the queue with the message, and
+ * the queue takes the message only when the MAC verifies: nobody without
+ * the key, a session process included (it wipes the key it inherited),
+ * can make vsmtpd take mail as "returned". The key is 32 random bytes the master reads
  * from (or writes once to) <spool>/delegation.key at start, before it
  * forks, so a restart between the send and the return changes nothing.
  */
@@ -54,12 +56,21 @@ int delegation_key_ready(void);
 int delegation_token_make(const struct delegation_token *t, char *buf, size_t len);
 
 /*
- * delegation_token_parse - check the field value text (len bytes; blanks
- * around it and folding are allowed) and fill *t. 0 when it is well-formed
- * and its HMAC verifies under the key, else -1 with why ("malformed",
- * "bad signature", "no key") in *why.
+ * delegation_token_parse - read the field value text (len bytes; blanks
+ * around it and folding are allowed) into *t, and its canonical form (the
+ * token without blanks) into buf (DELEGATION_TOKEN_MAX bytes). 0 when it is
+ * well-formed, -1 when not. The MAC is not checked: no key needed.
  */
-int delegation_token_parse(const char *text, size_t len, struct delegation_token *t,
-			   const char **why);
+int delegation_token_parse(const char *text, size_t len, struct delegation_token *t, char *buf);
+
+/*
+ * delegation_token_verify - delegation_token_parse, then the MAC under the
+ * key. 0, or -1 with why ("malformed", "bad signature", "no key").
+ */
+int delegation_token_verify(const char *text, size_t len, struct delegation_token *t,
+			    const char **why);
+
+/* delegation_key_forget - wipe the key from this process (a session holds none). */
+void delegation_key_forget(void);
 
 #endif

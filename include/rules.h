@@ -180,10 +180,13 @@ struct rule_ctx {
 	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
 
 	/*
-	 * postq of a message that came back from a delegate rule's filter: the
-	 * rule's index (from 1); the stage starts there and runs its function.
-	 * 0 for any other message.
+	 * postq of a message queued again at a delegate rule: the rule's index
+	 * (from 1) the stage starts at, 0 for the first rule. delegated_rule
+	 * is that index too when the message came back from the rule's
+	 * filter: the rule's function runs; otherwise the rule stops the
+	 * stage with RULE_DELEGATE (the message goes to the filter).
 	 */
+	unsigned postq_start;
 	unsigned delegated_rule;
 };
 

@@ -37,6 +37,13 @@ void delegation_key_set(const unsigned char key[DELEGATION_KEY_LEN])
 	delegation_have_key = 1;
 }
 
+/* delegation_key_forget - no key in this process from now on. */
+void delegation_key_forget(void)
+{
+	OPENSSL_cleanse(delegation_key, sizeof(delegation_key));
+	delegation_have_key = 0;
+}
+
 /* delegation_key_ready - whether a key is there. */
 int delegation_key_ready(void)
 {
@@ -172,16 +179,13 @@ static int delegation_blank(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* delegation_token_parse - check a token and read it. */
-int delegation_token_parse(const char *text, size_t len, struct delegation_token *t,
-			   const char **why)
+/* delegation_token_parse - read a token's form. */
+int delegation_token_parse(const char *text, size_t len, struct delegation_token *t, char *buf)
 {
-	char mac[DELEGATION_MAC_HEX + 1];
 	const char *p, *end = text + len, *rule_at, *mac_at;
 	unsigned long rule = 0;
 	size_t i;
 
-	*why = "malformed";
 	while (text < end && delegation_blank(*text))
 		text++;
 	while (end > text && delegation_blank(end[-1]))
@@ -210,12 +214,28 @@ int delegation_token_parse(const char *text, size_t len, struct delegation_token
 		if (!((mac_at[i] >= '0' && mac_at[i] <= '9') || (mac_at[i] >= 'a' && mac_at[i] <= 'f')))
 			return -1;
 	t->rule = (unsigned)rule;
+	memcpy(buf, text, (size_t)(end - text));
+	buf[end - text] = '\0';
+	return 0;
+}
+
+/* delegation_token_verify - read a token and check its MAC. */
+int delegation_token_verify(const char *text, size_t len, struct delegation_token *t,
+			    const char **why)
+{
+	char canon[DELEGATION_TOKEN_MAX], mac[DELEGATION_MAC_HEX + 1];
+	size_t clen;
+
+	*why = "malformed";
+	if (delegation_token_parse(text, len, t, canon) < 0)
+		return -1;
 	if (!delegation_have_key) {
 		*why = "no key";
 		return -1;
 	}
-	if (delegation_mac(text, (size_t)(mac_at - 1 - text), mac) < 0 ||
-	    CRYPTO_memcmp(mac, mac_at, DELEGATION_MAC_HEX) != 0) {
+	clen = strlen(canon);
+	if (delegation_mac(canon, clen - DELEGATION_MAC_HEX - 1, mac) < 0 ||
+	    CRYPTO_memcmp(mac, canon + clen - DELEGATION_MAC_HEX, DELEGATION_MAC_HEX) != 0) {
 		*why = "bad signature";
 		return -1;
 	}

@@ -174,6 +174,8 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_string(obj, "hold", env->hold) < 0 ||
 	    json_add_string(obj, "relay", env->relay) < 0 ||
 	    json_add_string(obj, "delegated_from", env->delegated_from) < 0 ||
+	    json_add_string(obj, "delegation_token", env->delegation_token) < 0 ||
+	    (env->postq_start && json_add_number(obj, "postq_start", env->postq_start) < 0) ||
 	    (env->delegated_rule && json_add_number(obj, "delegated_rule", env->delegated_rule) < 0) ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
@@ -247,7 +249,7 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 {
 	cJSON *obj = cJSON_ParseWithLength(text, len);
 	const cJSON *rcpts, *r, *id;
-	double received, port, body, utf8, ret, postq, faccept, drule;
+	double received, port, body, utf8, ret, postq, faccept, drule, pstart;
 	int rc = -1;
 
 	if (obj == NULL || !cJSON_IsObject(obj))
@@ -265,6 +267,8 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_number(obj, "faccept", 0, &faccept) < 0 ||
 	    json_get_number(obj, "delegated_rule", 0, &drule) < 0 || drule < 0 || drule > 1e6 ||
 	    json_get_string(obj, "delegated_from", &env->delegated_from, 0) < 0 ||
+	    json_get_string(obj, "delegation_token", &env->delegation_token, 0) < 0 ||
+	    json_get_number(obj, "postq_start", 0, &pstart) < 0 || pstart < 0 || pstart > 1e6 ||
 	    json_get_string(obj, "listener", &env->listener, 0) < 0 ||
 	    json_get_string(obj, "client_ip", &env->client_ip, 0) < 0 ||
 	    json_get_string(obj, "helo", &env->helo, 0) < 0 ||
@@ -291,6 +295,7 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	env->postq_done = postq != 0;
 	env->faccept = faccept != 0;
 	env->delegated_rule = (unsigned)drule;
+	env->postq_start = (unsigned)pstart;
 	rcpts = cJSON_GetObjectItemCaseSensitive(obj, "rcpts");
 	if (!cJSON_IsArray(rcpts) || cJSON_GetArraySize(rcpts) == 0)
 		goto out;
@@ -345,6 +350,7 @@ void envelope_clear(struct envelope *env)
 	free(env->hold);
 	free(env->relay);
 	free(env->delegated_from);
+	free(env->delegation_token);
 	free(env->vars);
 	free(env->dmarc);
 	memset(env, 0, sizeof(*env));

@@ -219,8 +219,11 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 					 : m->held	       ? "held"
 								: "queued")) == NULL)
 		log_warn("%s: dmarc: the envelope's record is not a JSON object", m->id);
+	/* only the queue marks a returned copy, once its token verified */
+	if (ok && (env.delegated_from != NULL || env.delegated_rule != 0))
+		ok = 0;
 	/* a filter's returned copy takes its original's envelope */
-	if (ok && env.delegated_from != NULL &&
+	if (ok && env.delegation_token != NULL &&
 	    (merge = queue_delegation_merge(q, m, &env, clen, &elen)) != 0) {
 		envelope_clear(&env);
 		if (merge != ENOENT)

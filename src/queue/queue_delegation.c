@@ -3,9 +3,12 @@
  *
  * The delivery worker sent a message to a content filter and left it in
  * queue/; the filter sent it back to a delegation listener, whose session
- * checked its token and names the original in the envelope it wrote
- * (delegated_from, delegated_rule). Here, at the commit:
+ * checked the form of its token and passes it in the envelope it wrote
+ * (delegation_token). Here, at the commit:
  *
+ * - the token's MAC is checked under the spool's key (sessions hold no
+ *   key): a token that does not verify is refused (EACCES: the filter gets
+ *   550 5.7.1).
  * - the envelope is the original's, not the filter's: the filter gives
  *   the message (with its header fields), while the sender, the recipients
  *   with their DSN parameters, the client and the rules' variables stay as
@@ -27,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "delegation.h"
 #include "log.h"
 #include "queue_internal.h"
 #include "spool.h"
@@ -87,16 +91,21 @@ int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct en
 			   uint64_t clen, uint64_t *elen)
 {
 	struct envelope orig = {0};
+	struct delegation_token t;
+	const char *why;
 	uint64_t olen;
 	char *json;
 	size_t jlen;
 	int fd, err;
 
-	if (!spool_id_valid(env->delegated_from) || env->delegated_rule == 0)
-		return EINVAL;
-	if (queue_delegation_claimed(env->delegated_from))
+	if (delegation_token_verify(env->delegation_token, strlen(env->delegation_token), &t,
+				    &why) < 0) {
+		log_notice("%s: refused: its %s token: %s", m->id, DELEGATION_HEADER, why);
+		return EACCES;
+	}
+	if (queue_delegation_claimed(t.id))
 		return ENOENT;
-	fd = openat(q->queue_fd, env->delegated_from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(q->queue_fd, t.id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return errno == ENOENT ? ENOENT : EIO;
 	err = spool_message_read(fd, &orig, &olen) < 0 ? EIO : 0;
@@ -104,8 +113,9 @@ int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct en
 	if (err == 0) {
 		snprintf(orig.id, sizeof(orig.id), "%s", m->id);
 		orig.postq_done = 0;
-		orig.delegated_rule = env->delegated_rule;
-		if (envelope_set(&orig.delegated_from, env->delegated_from) < 0 ||
+		orig.delegated_rule = t.rule;
+		orig.postq_start = t.rule;
+		if (envelope_set(&orig.delegated_from, t.id) < 0 ||
 		    (json = envelope_to_json(&orig)) == NULL) {
 			err = ENOMEM;
 		} else {
@@ -120,7 +130,7 @@ int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct en
 	}
 	envelope_clear(&orig);
 	if (err == 0)
-		err = queue_delegation_claim(m, env->delegated_from);
+		err = queue_delegation_claim(m, t.id);
 	return err;
 }
 

@@ -160,9 +160,10 @@ int queue_set_aside(struct queue *q, const char *id, struct cJSON *state, const 
 
 /*
  * queue_delegation_merge - m came back from a filter (env, the session's
- * envelope, names the original): write the original's envelope, marked,
- * over env at clen and set *elen. 0; ENOENT when the original is gone or
- * being replaced already (a second return: drop m); another errno value.
+ * envelope, has its token): write the original's envelope, marked, over
+ * env at clen and set *elen. 0; EACCES when the token does not verify;
+ * ENOENT when the original is gone or being replaced already (a second
+ * return: drop m); another errno value.
  */
 int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct envelope *env,
 			   uint64_t clen, uint64_t *elen);

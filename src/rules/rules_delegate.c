@@ -8,9 +8,11 @@
  * the stage stops with the verdict RULE_DELEGATE (the rule's index and
  * service): the delivery worker sends the message to the filter and keeps
  * the original queued. The copy the filter sends back carries the index in
- * its envelope (delegated_rule); its postq run starts at that rule and
- * calls its function, which sees the message as it came back. The rules
- * before it already ran on the original, and are not run twice.
+ * its envelope (postq_start, delegated_rule); its postq run starts at that
+ * rule and calls its function, which sees the message as it came back.
+ * The rules before it already ran on the original, and are not run twice.
+ * A message the rules before it changed is queued again first, with
+ * postq_start alone: its run starts at the rule, which sends it.
  *
  * Other stages have no queued message to hold on to while the filter works
  * (connect..preq run while the client waits; delivery runs at every
@@ -95,14 +97,15 @@ int rules_delegate_check(lua_State *L, int idx, enum rule_stage stage, char *err
 }
 
 /*
- * rules_delegate_start - where a postq run starts for ctx: at the delegate
- * rule the message came back from (its function runs), else at 1. stage is
- * the stage's array at idx, n rules long. A returned copy whose rule is no
- * longer a delegate rule (the rules were reloaded) starts over at 1.
+ * rules_delegate_start - where a postq run starts for ctx: at its
+ * postq_start, a delegate rule (whose function runs when the message came
+ * back from it), else at 1. stage is the stage's array at idx, n rules
+ * long. A message whose rule is no longer a delegate rule (the rules were
+ * reloaded) starts over at 1.
  */
 lua_Integer rules_delegate_start(lua_State *L, int idx, lua_Integer n, struct rule_ctx *ctx)
 {
-	lua_Integer i = (lua_Integer)ctx->delegated_rule;
+	lua_Integer i = (lua_Integer)ctx->postq_start;
 	int is = 0;
 
 	if (i == 0)
@@ -115,9 +118,10 @@ lua_Integer rules_delegate_start(lua_State *L, int idx, lua_Integer n, struct ru
 	}
 	if (is)
 		return i;
-	log_warn("rules: the message came back from postq rule %lld, which is no longer a "
+	log_warn("rules: the message was queued again at postq rule %lld, which is no longer a "
 		 "delegate rule: postq runs from the start",
 		 (long long)i);
+	ctx->postq_start = 0;
 	ctx->delegated_rule = 0;
 	return 1;
 }

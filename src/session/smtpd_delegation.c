@@ -6,12 +6,13 @@
  * mail: it is a queued message on its way through the postq rules. So no
  * rule runs on this listener (the rules ran on the message before it went
  * out, and go on from the delegate rule once it is back), and a message is
- * taken only when its X-Vsmtpd-Delegation field verifies under the spool's
- * key (see include/delegation.h): anything else gets 550 5.7.1, so nobody
- * can inject mail past the rules through this port. The field is removed,
- * and the envelope names the original and the rule; the queue gives the
- * copy the original's envelope and removes the original once the copy is
- * committed (src/queue/queue_delegation.c).
+ * taken only with one well-formed X-Vsmtpd-Delegation field (see
+ * include/delegation.h). The field is removed and its token goes to the
+ * queue in the envelope; the queue checks its MAC (a session holds no key),
+ * gives the copy the original's envelope and removes the original once the
+ * copy is committed (src/queue/queue_delegation.c). A token that does not
+ * verify is refused with EACCES, and the filter gets 550 5.7.1: nobody can
+ * inject mail past the rules through this port.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@
 
 /* smtpd_delegation_token - the message's one token field, checked; 0 or -1 with why. */
 static int smtpd_delegation_token(const struct message *msg, struct delegation_token *t,
-				  const char **why)
+				  char *canon, const char **why)
 {
 	size_t len;
 	char *value;
@@ -42,7 +43,8 @@ static int smtpd_delegation_token(const struct message *msg, struct delegation_t
 		*why = "out of memory";
 		return -1;
 	}
-	rc = delegation_token_parse(value, len, t, why);
+	if ((rc = delegation_token_parse(value, len, t, canon)) < 0)
+		*why = "malformed " DELEGATION_HEADER " field";
 	free(value);
 	return rc;
 }
@@ -56,6 +58,7 @@ int smtpd_delegation_check(struct smtp_session *s)
 {
 	struct smtpd_tx *tx = s->tx;
 	struct delegation_token t;
+	char canon[DELEGATION_TOKEN_MAX];
 	struct message *msg;
 	const char *why = NULL;
 	int err;
@@ -65,7 +68,7 @@ int smtpd_delegation_check(struct smtp_session *s)
 		smtpd_reply(s, "451 4.3.0 Error: queue file read error");
 		return 1;
 	}
-	if (smtpd_delegation_token(msg, &t, &why) < 0) {
+	if (smtpd_delegation_token(msg, &t, canon, &why) < 0) {
 		message_free(msg);
 		log_notice("%s: refused on delegation listener %s from %s: %s", tx->env.id,
 			   s->listener->name, s->client_ip, why);
@@ -74,14 +77,13 @@ int smtpd_delegation_check(struct smtp_session *s)
 	}
 	if (message_header_remove(msg, DELEGATION_HEADER) < 0 ||
 	    (err = smtpd_preq_store(tx, msg)) != 0 ||
-	    envelope_set(&tx->env.delegated_from, t.id) < 0) {
+	    envelope_set(&tx->env.delegation_token, canon) < 0) {
 		message_free(msg);
 		log_err("%s: cannot store the returned message", tx->env.id);
 		smtpd_reply(s, "451 4.3.0 Error: queue file write error");
 		return 1;
 	}
 	message_free(msg);
-	tx->env.delegated_rule = t.rule;
-	log_info("%s: came back from the filter for %s (postq rule %u)", tx->env.id, t.id, t.rule);
+	log_info("%s: back from the filter for %s (postq rule %u)?", tx->env.id, t.id, t.rule);
 	return 0;
 }

@@ -215,6 +215,8 @@ static void smtpd_storage_reply(struct smtp_session *s, int err)
 {
 	if (err == EFBIG)
 		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+	else if (err == EACCES) /* a delegation token the queue did not verify */
+		smtpd_reply(s, "550 5.7.1 Not a message this server delegated (bad signature)");
 	else if (err == ENOSPC || err == EDQUOT)
 		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
 	else
