@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "data_filter.h" /* enum bare_eol_policy */
 #include "log.h"         /* enum log_target */
@@ -22,6 +23,7 @@
 #define CONFIG_MAX_ADDRESSES 16
 #define CONFIG_MAX_SNI 64
 #define CONFIG_MAX_DKIM 64
+#define CONFIG_MAX_SERVICES 64
 
 
 
@@ -99,6 +101,29 @@ struct dkim_config {
 	struct config_file key; /* a PEM private key: RSA of 2048 bits or more, or Ed25519 */
 };
 
+/* [service:NAME] kind: the protocol vsmtpd speaks to the service. */
+enum service_kind { SERVICE_CLAMD, SERVICE_SPAMD, SERVICE_RSPAMD, SERVICE_MILTER,
+                    SERVICE_COMMAND, SERVICE_DELEGATE };
+
+/* [service:NAME] on_failure: what a call that fails means. */
+enum service_failure { SERVICE_FAIL_TEMPFAIL, SERVICE_FAIL_ACCEPT, SERVICE_FAIL_REJECT };
+
+/* [service:NAME]: an outside service the rules call (ctx:clamd("NAME"), ...). */
+struct service_config {
+	char *name;              /* 1 to 32 of a-z, 0-9, _ and - */
+	enum service_kind kind;
+	char *address;           /* "127.0.0.1:3310", "[::1]:11333", "/run/clamav/clamd.ctl"; NULL for command */
+	unsigned connect_timeout_ms;
+	unsigned timeout_ms;     /* the whole call */
+	enum service_failure on_failure;
+	uint64_t max_size;       /* 0: no limit */
+	char *password;          /* rspamd */
+	char *path;              /* rspamd: "/checkv2" */
+	char *user;              /* spamd */
+	char **argv;             /* command: NULL-terminated, argv[0] absolute */
+	char *where;             /* "file:line" of the section, for messages */
+};
+
 struct config {
 	char *path; /* the file this was read from, made absolute */
 
@@ -169,6 +194,10 @@ struct config {
 	/* [dkim:NAME] */
 	struct dkim_config dkim[CONFIG_MAX_DKIM];
 	size_t ndkim;
+
+	/* [service:NAME] */
+	struct service_config service[CONFIG_MAX_SERVICES];
+	size_t nservice;
 
 	/* [auth] */
 	char *auth_mechanisms;        /* uppercased, separated by single spaces */
@@ -247,6 +276,24 @@ int config_parse_size(const char *text, uint64_t *bytes);
 int config_target_split(const char *text, char *host, size_t hostlen, unsigned *port,
 			const char **path, int *bracketed);
 int config_parse_duration(const char *text, uint64_t *ms);
+
+/* config_service_kind_name - "clamd", "spamd", ... */
+const char *config_service_kind_name(enum service_kind kind);
+
+/* config_service_failure_name - "tempfail", "accept" or "reject". */
+const char *config_service_failure_name(enum service_failure f);
+
+/*
+ * config_service_is_unix - whether a [service:NAME] address is a Unix
+ * socket path (else it is IP:port or [IPv6]:port).
+ */
+int config_service_is_unix(const char *address);
+
+/*
+ * config_service_sockaddr - the socket address of a [service:NAME] address
+ * as parse_service_address accepts it: 0, or -1 when it is no such address.
+ */
+int config_service_sockaddr(const char *address, struct sockaddr_storage *ss, socklen_t *len);
 
 /*
  * config_backoff - seconds to wait before attempt n + 1 (n >= 1): retry_min,

@@ -201,6 +201,7 @@ struct rules_limits {
 
 struct config;
 struct dkim_config;
+struct service_config;
 /* rules_limits_of - the limits a configuration sets for its rules. */
 struct rules_limits rules_limits_of(const struct config *cfg);
 
@@ -243,6 +244,9 @@ struct rules_settings {
 	const char *dns_zone; /* NULL, or a zone file answering all DNS instead (offline tests) */
 	const struct dkim_config *dkim; /* [dkim:NAME] signing keys, read when the rules load */
 	size_t ndkim;
+	/* [service:NAME]: kept as pointers, the configuration outlives the rules */
+	const struct service_config *services;
+	size_t nservices;
 };
 
 /*
@@ -280,7 +284,9 @@ size_t rules_count(const struct rules *r, enum rule_stage stage);
 
 /*
  * rules_run - run the stage's rules against ctx; fills *v. Rules that fail
- * are logged with their name, file and line and give RULE_ERROR. A ctx with
+ * are logged with their name, file and line and give RULE_ERROR; a rule
+ * whose error is a status (raised by a failed service call) gives that
+ * status. A ctx with
  * skip_all set runs nothing (RULE_NEXT, or RULE_QUARANTINE when ctx holds a
  * quarantine name). Returns v->status.
  */

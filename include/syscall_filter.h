@@ -25,8 +25,8 @@ struct sysfilter_prog;
  * sysfilter_build - make role's filter (see sysfilter_enter) without
  * installing it, for processes to load later: the master makes the
  * sessions' at start. unix_sockets: for a session, also let it make Unix
- * sockets (Cyrus's saslauthd client connects to saslauthd's socket); the
- * worker always may. Returns it, or NULL with errno: ENOSYS when the
+ * sockets (Cyrus's saslauthd client connects to saslauthd's socket, the
+ * rules to a [service:NAME] at a Unix socket); the worker always may. Returns it, or NULL with errno: ENOSYS when the
  * kernel has no seccomp filters, another errno on failure.
  */
 struct sysfilter_prog *sysfilter_build(enum sysfilter_role role, int unix_sockets);

@@ -66,6 +66,7 @@ struct ctl_settings {
 	unsigned dns_timeout_ms;
 	const char *dns_zone; /* NULL, or the zone file that answers DNS (not owned) */
 	struct rules_limits limits;
+	struct config *cfg; /* the configuration read, kept for its [service:NAME]; NULL */
 };
 
 /* ctl_settings_load - the configuration's settings, or the defaults. */
@@ -99,7 +100,7 @@ static int ctl_settings_load(const char *conf, struct ctl_settings *st)
 	st->dns_servers = cfg->rules_dns_servers[0] ? strdup(cfg->rules_dns_servers) : NULL;
 	st->dns_timeout_ms = cfg->rules_dns_timeout_ms;
 	st->limits = rules_limits_of(cfg);
-	config_free(cfg);
+	st->cfg = cfg; /* its services: calls go to the real services */
 	return st->local_domains && st->trusted_networks ? 0 : -1;
 }
 
@@ -112,7 +113,9 @@ static struct rules *ctl_rules_load(const char *path, const struct ctl_settings 
 					  .allow_routing_local_parts = st->allow_routing_local_parts,
 					  .dns_servers = st->dns_servers,
 					  .dns_timeout_ms = st->dns_timeout_ms,
-					  .dns_zone = st->dns_zone};
+					  .dns_zone = st->dns_zone,
+					  .services = st->cfg ? st->cfg->service : NULL,
+					  .nservices = st->cfg ? st->cfg->nservice : 0};
 	char *abs = realpath(path, NULL), err[1024];
 	struct rules *r;
 
@@ -743,5 +746,6 @@ int ctl_rules_main(const char *conf, int argc, char **argv)
 	free(st.local_domains);
 	free(st.trusted_networks);
 	free(st.dns_servers);
+	config_free(st.cfg);
 	return rc;
 }

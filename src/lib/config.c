@@ -1,8 +1,9 @@
 /*
  * config.c - load vsmtpd.conf: defaults, the INI file and the command-line
  * overrides; the key table and its parsers are in config_keys.c, the
- * syntax of values in config_values.c and the checks that tie keys
- * together in config_check.c.
+ * syntax of values in config_values.c, the checks that tie keys
+ * together in config_check.c and the [service:NAME] sections in
+ * config_service.c.
  *
  * inih parses the file, reading it through line_reader(). The reader counts
  * lines (the Debian inih is built without INI_HANDLER_LINENO, so the handler
@@ -35,7 +36,7 @@ static const char *const section_names[SEC_COUNT] = {
     [SEC_SERVER] = "server",     [SEC_LISTENER] = "listener", [SEC_LIMITS] = "limits",
     [SEC_TIMEOUTS] = "timeouts", [SEC_SMTP] = "smtp",         [SEC_RULES] = "rules",
     [SEC_TLS] = "tls",           [SEC_SNI] = "sni",           [SEC_AUTH] = "auth",
-    [SEC_DELIVERY] = "delivery", [SEC_DKIM] = "dkim",
+    [SEC_DELIVERY] = "delivery", [SEC_DKIM] = "dkim",         [SEC_SERVICE] = "service",
 };
 
 /* config_where - the "file:line" or "command line" that a message starts with. */
@@ -157,8 +158,8 @@ int config_replace_string(struct loader *ld, char **slot, const char *value)
 	return 0;
 }
 
-/* valid_listener_name - whether name is 1 to 32 of [a-z0-9_-]. */
-static bool valid_listener_name(const char *name)
+/* config_valid_name - whether name is 1 to 32 of [a-z0-9_-]. */
+bool config_valid_name(const char *name)
 {
 	size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-");
 
@@ -255,7 +256,7 @@ static int enter_dkim(struct loader *ld, const char *name, int line)
 	char shown_name[72];
 	size_t i;
 
-	if (!valid_listener_name(name))
+	if (!config_valid_name(name))
 		return config_fail(ld, "[dkim:%s]: a key name is 1 to %d characters of a-z, 0-9, _ and -",
 		                   config_shown(name, shown_name), LISTENER_NAME_MAX);
 	for (i = 0; i < cfg->ndkim; i++)
@@ -290,7 +291,7 @@ static int enter_section(struct loader *ld, const char *name)
 	if (strncmp(name, "listener:", 9) == 0) {
 		const char *lname = name + 9;
 
-		if (!valid_listener_name(lname))
+		if (!config_valid_name(lname))
 			return config_fail(
 			    ld, "[%s]: a listener name is 1 to %d characters of a-z, 0-9, _ and -",
 			    config_shown(name, shown_name), LISTENER_NAME_MAX);
@@ -312,8 +313,11 @@ static int enter_section(struct loader *ld, const char *name)
 		return enter_sni(ld, name + 4, line);
 	if (strncmp(name, "dkim:", 5) == 0)
 		return enter_dkim(ld, name + 5, line);
+	if (strncmp(name, "service:", 8) == 0)
+		return config_enter_service(ld, name + 8, line);
 	for (s = SEC_SERVER; s < SEC_COUNT; s++)
-		if (s != SEC_LISTENER && s != SEC_SNI && s != SEC_DKIM && strcmp(name, section_names[s]) == 0)
+		if (s != SEC_LISTENER && s != SEC_SNI && s != SEC_DKIM && s != SEC_SERVICE &&
+		    strcmp(name, section_names[s]) == 0)
 			break;
 	if (s == SEC_COUNT) {
 		if (strcmp(name, "listener") == 0)
@@ -324,6 +328,9 @@ static int enter_section(struct loader *ld, const char *name)
 			    ld, "section [sni] needs a host name, as in [sni:mail.example.org]");
 		if (strcmp(name, "dkim") == 0)
 			return config_fail(ld, "section [dkim] needs a key name, as in [dkim:main]");
+		if (strcmp(name, "service") == 0)
+			return config_fail(ld,
+			                   "section [service] needs a name, as in [service:clamav]");
 		return config_fail(ld, "unknown section [%s]", config_shown(name, shown_name));
 	}
 	if (!ld->cmdline) {
@@ -369,6 +376,8 @@ static int set_key(struct loader *ld, const char *key, const char *value)
 		base = (char *)&ld->cfg->sni[ld->sni];
 	} else if (def->section == SEC_DKIM) {
 		base = (char *)&ld->cfg->dkim[ld->dkim];
+	} else if (def->section == SEC_SERVICE) {
+		base = (char *)&ld->cfg->service[ld->service];
 	} else {
 		base = (char *)ld->cfg;
 	}
@@ -703,6 +712,7 @@ void config_free(struct config *cfg)
 		free(cfg->dkim[i].key.path);
 		free(cfg->dkim[i].key.where);
 	}
+	config_free_services(cfg);
 	for (i = 0; i < cfg->nsni; i++) {
 		free(cfg->sni[i].name);
 		free(cfg->sni[i].certificate.path);

@@ -64,6 +64,7 @@ static int set_line(const struct loader *ld, enum section section, const char *k
 	int line = section == SEC_LISTENER ? ld->listener_key_lines[i][k]
 	           : section == SEC_SNI    ? ld->sni_key_lines[i][k]
 	           : section == SEC_DKIM   ? ld->dkim_key_lines[i][k]
+	           : section == SEC_SERVICE ? ld->service_key_lines[i][k]
 	                                   : ld->key_lines[k];
 
 	return line != 0 ? line : fallback;
@@ -207,7 +208,8 @@ int config_finish(struct loader *ld)
 			return config_fail_at(ld, ld->listener_line[i],
 			                      "[listener:%s] has no address",
 			                      cfg->listeners[i].name);
-	if (check_addresses_unique(ld) < 0 || finish_tls_auth(ld) < 0 || finish_dkim(ld) < 0)
+	if (check_addresses_unique(ld) < 0 || finish_tls_auth(ld) < 0 || finish_dkim(ld) < 0 ||
+	    config_finish_services(ld) < 0)
 		return -1;
 	if (cfg->hard_error_limit <= cfg->soft_error_limit) {
 		int hline = ld->key_lines[hard - config_keys],

@@ -4,7 +4,8 @@
  * and the functions that cross between config.c (loading and reporting),
  * config_keys.c (the key table and its per-key parsers), config_values.c
  * (the syntax of values: numbers, sizes, durations, domains, paths,
- * addresses) and config_check.c (the checks that tie keys together).
+ * addresses), config_check.c (the checks that tie keys together) and
+ * config_service.c (the [service:NAME] sections).
  */
 #ifndef VSMTPD_CONFIG_INTERNAL_H
 #define VSMTPD_CONFIG_INTERNAL_H
@@ -38,6 +39,7 @@ enum section {
 	SEC_DKIM,
 	SEC_AUTH,
 	SEC_DELIVERY,
+	SEC_SERVICE,
 	SEC_COUNT,
 };
 
@@ -58,7 +60,8 @@ struct key_def {
 	const char *key;
 	key_parser parse;
 	size_t offset; /* in struct config, struct listener_config for [listener:NAME],
-	                  struct sni_config for [sni:NAME] */
+	                  struct sni_config for [sni:NAME], struct dkim_config for
+	                  [dkim:NAME], struct service_config for [service:NAME] */
 	uint64_t min;  /* bounds of a number, size or duration */
 	uint64_t max;
 	const struct choice *choices; /* the words parse_choice() accepts */
@@ -95,16 +98,19 @@ struct loader {
 	size_t listener;               /* the current [listener:NAME], an index */
 	size_t sni;                    /* the current [sni:NAME], an index */
 	size_t dkim;                   /* the current [dkim:NAME], an index */
+	size_t service;                /* the current [service:NAME], an index */
 	char label[SNI_NAME_MAX + 16]; /* "[server]", "[listener:smtp]" */
 	int section_line[SEC_COUNT];
 	int listener_line[CONFIG_MAX_LISTENERS];
 	int sni_line[CONFIG_MAX_SNI];
 	int dkim_line[CONFIG_MAX_DKIM];
+	int service_line[CONFIG_MAX_SERVICES];
 	bool addresses_overridden[CONFIG_MAX_LISTENERS];
 	int key_lines[CONFIG_KEYS_MAX]; /* where each key of config_keys[] was set */
 	int listener_key_lines[CONFIG_MAX_LISTENERS][CONFIG_KEYS_MAX]; /* the same, per listener */
 	int sni_key_lines[CONFIG_MAX_SNI][CONFIG_KEYS_MAX];            /* and per [sni:NAME] */
 	int dkim_key_lines[CONFIG_MAX_DKIM][CONFIG_KEYS_MAX];          /* and per [dkim:NAME] */
+	int service_key_lines[CONFIG_MAX_SERVICES][CONFIG_KEYS_MAX];   /* and per [service:NAME] */
 	char msg[1024];
 };
 
@@ -136,6 +142,36 @@ const char *config_check_mechanism_word(const char *word);
 
 /* config_check.c: the checks that span keys, and the computed defaults. */
 int config_finish(struct loader *ld);
+
+/* config.c: whether name is 1 to 32 of a-z, 0-9, _ and - (listeners, keys, services). */
+bool config_valid_name(const char *name);
+
+/* config_service.c: the [service:NAME] sections. */
+
+/* config_enter_service - make [service:NAME] the current section, adding it
+ * (with its defaults) when new. */
+int config_enter_service(struct loader *ld, const char *name, int line);
+
+/* config_finish_services - every service has its kind and what the kind needs. */
+int config_finish_services(struct loader *ld);
+
+/* config_free_services - release what the [service:NAME] sections hold. */
+void config_free_services(struct config *cfg);
+
+/* parse_service_address - [service:NAME] address: IPv4:port, [IPv6]:port or
+ * an absolute Unix socket path. */
+int parse_service_address(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value);
+
+/* parse_service_path - [service:NAME] path: an HTTP path, "/" and printable
+ * characters without blanks. */
+int parse_service_path(struct loader *ld, const struct key_def *def, void *field,
+                       const char *value);
+
+/* parse_service_command - [service:NAME] command: an absolute program path
+ * then its arguments, split on blanks, into a NULL-terminated argv. */
+int parse_service_command(struct loader *ld, const struct key_def *def, void *field,
+                          const char *value);
 
 /* config_key_text.c: the parsers of the key table for files, text and lists. */
 

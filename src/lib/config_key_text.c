@@ -283,5 +283,7 @@ int *config_key_line(struct loader *ld, const struct key_def *def)
 		return &ld->sni_key_lines[ld->sni][k];
 	if (def->section == SEC_DKIM)
 		return &ld->dkim_key_lines[ld->dkim][k];
+	if (def->section == SEC_SERVICE)
+		return &ld->service_key_lines[ld->service][k];
 	return &ld->key_lines[k];
 }

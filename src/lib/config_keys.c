@@ -121,6 +121,19 @@ static const struct choice mx_tls_levels[] = {
     {NULL, 0},
 };
 
+static const struct choice service_kinds[] = {
+    {"clamd", SERVICE_CLAMD},     {"spamd", SERVICE_SPAMD},     {"rspamd", SERVICE_RSPAMD},
+    {"milter", SERVICE_MILTER},   {"command", SERVICE_COMMAND}, {"delegate", SERVICE_DELEGATE},
+    {NULL, 0},
+};
+
+static const struct choice service_failures[] = {
+    {"tempfail", SERVICE_FAIL_TEMPFAIL},
+    {"accept", SERVICE_FAIL_ACCEPT},
+    {"reject", SERVICE_FAIL_REJECT},
+    {NULL, 0},
+};
+
 static const struct choice booleans[] = {
     {"no", 0},
     {"yes", 1},
@@ -137,11 +150,15 @@ _Static_assert(sizeof(enum auth_backend) == sizeof(int), "enum auth_backend is n
 _Static_assert(sizeof(enum local_transport) == sizeof(int),
                "enum local_transport is not int-sized");
 _Static_assert(sizeof(enum client_tls) == sizeof(int), "enum client_tls is not int-sized");
+_Static_assert(sizeof(enum service_kind) == sizeof(int), "enum service_kind is not int-sized");
+_Static_assert(sizeof(enum service_failure) == sizeof(int),
+               "enum service_failure is not int-sized");
 
 #define CFG(f) offsetof(struct config, f)
 #define LST(f) offsetof(struct listener_config, f)
 #define SNI(f) offsetof(struct sni_config, f)
 #define DKM(f) offsetof(struct dkim_config, f)
+#define SVC(f) offsetof(struct service_config, f)
 
 /*
  * Every key: its section, name, parser and field, then on the second line the
@@ -335,6 +352,26 @@ const struct key_def config_keys[] = {
 	                                      0,   1u << 30,               NULL,        false},
 	{SEC_DELIVERY, "max_worker_failures", parse_count,     CFG(max_worker_failures),
 	                                      1,   100,                    NULL,        false},
+	{SEC_SERVICE,  "kind",                parse_choice,    SVC(kind),
+	                                      0,   0,                      service_kinds, false},
+	{SEC_SERVICE,  "address",             parse_service_address, SVC(address),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVICE,  "connect_timeout",     parse_ms,        SVC(connect_timeout_ms),
+	                                      10,  3600000,                NULL,        false},
+	{SEC_SERVICE,  "timeout",             parse_ms,        SVC(timeout_ms),
+	                                      10,  3600000,                NULL,        false},
+	{SEC_SERVICE,  "on_failure",          parse_choice,    SVC(on_failure),
+	                                      0,   0,                      service_failures, false},
+	{SEC_SERVICE,  "max_size",            parse_size64,    SVC(max_size),
+	                                      0,   MAX_MESSAGE_SIZE_LIMIT, NULL,        false},
+	{SEC_SERVICE,  "password",            parse_text,      SVC(password),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVICE,  "path",                parse_service_path, SVC(path),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVICE,  "user",                parse_text,      SVC(user),
+	                                      0,   0,                      NULL,        false},
+	{SEC_SERVICE,  "command",             parse_service_command, SVC(argv),
+	                                      0,   0,                      NULL,        false},
 };
 /* clang-format on */
 

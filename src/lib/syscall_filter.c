@@ -10,9 +10,10 @@
  * that refuses those calls:
  *
  *  - sockets only of the families the process needs: Internet sockets
- *    (the rules' DNS through c-ares, SMTP and LMTP for the worker) and
- *    Unix sockets only where a peer needs them (the worker's LMTP,
- *    saslauthd for a session); no socket pairs for sessions;
+ *    (the rules' DNS through c-ares, the rules' services, SMTP and LMTP
+ *    for the worker) and Unix sockets only where a peer needs them (the
+ *    worker's LMTP and services, saslauthd or a [service:NAME] at a Unix
+ *    socket for a session); no socket pairs for sessions;
  *  - signals only to its own pid (a constant of the program, put in by
  *    the process that loads it): kill, tkill, tgkill and the queueing
  *    calls, and no pidfd at all (pidfd_open, pidfd_send_signal,
@@ -365,7 +366,7 @@ const char *sysfilter_describe(enum sysfilter_role role, int unix_sockets)
 	if (role == SYSFILTER_WORKER)
 		sockets = "Internet and Unix sockets";
 	else if (unix_sockets)
-		sockets = "Internet and Unix sockets (saslauthd), no socket pairs";
+		sockets = "Internet and Unix sockets (saslauthd, services), no socket pairs";
 	snprintf(text, sizeof(text),
 		 "seccomp: %s, signals to itself only, no limits or priorities of other "
 		 "processes, %s",

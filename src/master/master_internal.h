@@ -124,7 +124,7 @@ const struct listener_config *master_listener_conf(const struct config *cfg,
                                                    const struct listener_config *boot);
 
 /* master_session_unix - whether a session of lc may make Unix sockets
- * (AUTH through saslauthd). */
+ * (AUTH through saslauthd, a [service:NAME] at a Unix socket). */
 int master_session_unix(const struct config *cfg, const struct listener_config *lc);
 
 /* master_accept_cb - new connections on a listener. */

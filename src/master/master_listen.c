@@ -124,9 +124,15 @@ const struct listener_config *master_listener_conf(const struct config *cfg,
 }
 
 /* master_session_unix - whether a session of lc may make Unix sockets:
- * Cyrus's saslauthd client connects to saslauthd's. */
+ * Cyrus's saslauthd client connects to saslauthd's, and the rules call a
+ * [service:NAME] at a Unix socket path (any listener's rules may). */
 int master_session_unix(const struct config *cfg, const struct listener_config *lc)
 {
+	size_t i;
+
+	for (i = 0; i < cfg->nservice; i++)
+		if (config_service_is_unix(cfg->service[i].address))
+			return 1;
 	return lc->auth != LISTENER_AUTH_NO && cfg->auth_backend == AUTH_BACKEND_SASLAUTHD;
 }
 

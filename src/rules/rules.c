@@ -7,7 +7,9 @@
  * memory and CPU time for every rule call and of CPU time for the load. A
  * rule answers with a status (rules_status.c). A rule that fails in any way
  * yields RULE_ERROR, which the caller answers with 451 4.3.0: never a
- * crash, never an accept.
+ * crash, never an accept. The one error that is no failure is a status
+ * raised as the error value (a service call that failed, under its
+ * on_failure: rules_service.c): that status is the rule's.
  *
  * Loading runs the file's top level in the master (at start, and on SIGHUP
  * inside its event loop: no connection is accepted meanwhile), in vsmtpd -t
@@ -396,6 +398,8 @@ static int rules_run_file(struct rules *r, const struct rules_settings *settings
 	    rules_dkim_keys_load(settings->dkim, settings->ndkim, &r->dkim_keys, err, errlen) < 0)
 		return -1;
 	rules_dmarc_open();
+	r->services = settings->services;
+	r->nservices = settings->nservices;
 	lua_pushcfunction(L, rules_open_config);
 	lua_pushlightuserdata(L, (void *)settings);
 	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
@@ -499,7 +503,9 @@ struct rules *rules_load_config(const struct config *cfg, char *err, size_t errl
 					  .dns_servers = cfg->rules_dns_servers,
 					  .dns_timeout_ms = cfg->rules_dns_timeout_ms,
 					  .dkim = cfg->dkim,
-					  .ndkim = cfg->ndkim};
+					  .ndkim = cfg->ndkim,
+					  .services = cfg->service,
+					  .nservices = cfg->nservice};
 
 	return rules_load(cfg->rules_file, &limits, &settings, err, errlen);
 }
@@ -586,7 +592,12 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx, lu
 	rules_running_set(stage, name, where);
 	rc = rules_call(r, rule_idx, ctx_idx);
 	rules_running_set(stage, NULL, NULL);
-	if (rc != LUA_OK) {
+	if (rc != LUA_OK && (st = luaL_testudata(L, -1, RULES_STATUS_MT)) != NULL) {
+		/* A raised status (a service call that failed): the rule's status. */
+		rules_verdict_from(st, v);
+		rules_trace_call(r, stage, name, where, rules_status_name(st->status));
+		decided = st->status != RULE_NEXT;
+	} else if (rc != LUA_OK) {
 		char msg[1024];
 
 		rules_fail(r, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)",

@@ -45,6 +45,8 @@ struct rules {
 	unsigned mails_sent;      /* send_mail() calls in the stage running */
 	void *dkim;               /* OpenDKIM's library handle (rules_dkim.c) */
 	struct rules_dkim_keys *dkim_keys; /* [dkim:NAME] signing keys (rules_dkim_sign.c) */
+	const struct service_config *services; /* [service:NAME], the configuration's */
+	size_t nservices;
 };
 
 #define RULES_STATUS_MT "vsmtpd.status"
@@ -198,6 +200,12 @@ extern const luaL_Reg ctx_route_methods[];
 /* The ctx methods of DKIM (rules_dkim.c, rules_dkim_sign.c). */
 extern const luaL_Reg ctx_dkim_methods[];
 extern const luaL_Reg ctx_dkim_sign_methods[];
+
+/* rules_status_push_reply - push a status userdata from C, with the reply
+ * code, enhanced code and text (code 0: none, the status's default). The
+ * caller passes a reply its status may carry, as status.*() would check. */
+void rules_status_push_reply(lua_State *L, enum rule_status status, int code,
+			     const char *enhanced, const char *text);
 
 /* rules_status_push_quarantine - push status.quarantine(name); raises on a
  * bad name. Shared by status.quarantine and ctx:quarantine. */

@@ -600,7 +600,8 @@ int rules_open_config(lua_State *L)
 }
 
 /* rules_msgh - the message handler: keep the error, add nothing (Lua
- * already prefixes errors raised in rules with file:line). An error object
+ * already prefixes errors raised in rules with file:line); a status raised
+ * as the error (a failed service call) is kept as it is. Another error object
  * that is no string is described by its __tostring, which runs under the
  * budget like the rule; once the budget is spent, the budget's error
  * replaces it and no metamethod runs. */
@@ -612,8 +613,8 @@ int rules_msgh(lua_State *L)
 		rules_push_spent(L, r);
 		return 1;
 	}
-	if (lua_type(L, 1) == LUA_TSTRING)
-		return 1;
+	if (lua_type(L, 1) == LUA_TSTRING || luaL_testudata(L, 1, RULES_STATUS_MT) != NULL)
+		return 1; /* a raised status stays one: rules_run_one uses it */
 	if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
 		return 1;
 	lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));

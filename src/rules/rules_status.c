@@ -162,6 +162,20 @@ static struct rules_status *rules_status_new(lua_State *L, enum rule_status stat
 	return st;
 }
 
+/* rules_status_push_reply - see rules_internal.h. */
+void rules_status_push_reply(lua_State *L, enum rule_status status, int code,
+			     const char *enhanced, const char *text)
+{
+	struct rules_status *st = rules_status_new(L, status);
+
+	if (code == 0)
+		return;
+	st->has_reply = 1;
+	st->reply.code = code;
+	snprintf(st->reply.enhanced, sizeof(st->reply.enhanced), "%s", enhanced ? enhanced : "");
+	snprintf(st->reply.text, sizeof(st->reply.text), "%s", text ? text : "");
+}
+
 /* rules_status_with_code - a status whose code is optional (or required). */
 static int rules_status_with_code(lua_State *L, enum rule_status status, int required)
 {

@@ -192,7 +192,7 @@ static void test_one_program_for_many_processes(void **state)
 static void test_descriptions_say_what_is_left(void **state)
 {
 	assert_non_null(strstr(sysfilter_describe(SYSFILTER_SESSION, 0), "Internet sockets only"));
-	assert_non_null(strstr(sysfilter_describe(SYSFILTER_SESSION, 1), "Unix sockets (saslauthd)"));
+	assert_non_null(strstr(sysfilter_describe(SYSFILTER_SESSION, 1), "Unix sockets (saslauthd, services)"));
 	assert_non_null(strstr(sysfilter_describe(SYSFILTER_WORKER, 0), "Internet and Unix sockets"));
 }
 
