@@ -23,6 +23,7 @@
 
 #include <lauxlib.h>
 
+#include "config.h"
 #include "log.h"
 #include "rules_internal.h"
 
@@ -80,13 +81,34 @@ int lua_delegate(lua_State *L)
  */
 int rules_delegate_check(lua_State *L, int idx, enum rule_stage stage, char *err, size_t errlen)
 {
+	const struct rules *r = rules_from_state(L);
+	const char *service;
+	size_t i;
 	int is;
 
+	idx = lua_absindex(L, idx);
 	lua_getfield(L, idx, "kind");
 	is = strcmp(lua_tostring(L, -1), "delegate") == 0;
 	lua_pop(L, 1);
-	if (!is || stage == RULE_STAGE_POSTQ)
+	if (!is)
 		return 0;
+	if (stage == RULE_STAGE_POSTQ) {
+		lua_getfield(L, idx, "service");
+		service = lua_tostring(L, -1);
+		for (i = 0; i < r->nservices; i++)
+			if (strcmp(r->services[i].name, service) == 0)
+				break;
+		lua_getfield(L, idx, "name");
+		lua_getfield(L, idx, "where");
+		if (i == r->nservices || r->services[i].kind != SERVICE_DELEGATE)
+			snprintf(err, errlen, "%s: delegate \"%s\": %s \"%s\" (declare [service:%s] "
+					      "with kind = delegate)",
+				 lua_tostring(L, -1), lua_tostring(L, -2),
+				 i == r->nservices ? "no such service" : "not a delegate service",
+				 service, service);
+		lua_pop(L, 3);
+		return i == r->nservices || r->services[i].kind != SERVICE_DELEGATE ? -1 : 0;
+	}
 	lua_getfield(L, idx, "name");
 	lua_getfield(L, idx, "where");
 	snprintf(err, errlen, "%s: delegate \"%s\" at stage \"%s\": delegate works at postq only "
