@@ -84,6 +84,7 @@ int smtpd_delegation_check(struct smtp_session *s)
 		return 1;
 	}
 	message_free(msg);
-	log_info("%s: back from the filter for %s (postq rule %u)?", tx->env.id, t.id, t.rule);
+	log_info("%s: returned by a filter for %s (postq rule %u), if its token verifies",
+		 tx->env.id, t.id, t.rule);
 	return 0;
 }

@@ -1,0 +1,297 @@
+"""Delegate rules: a content filter round trip at postq.
+
+The daemon under test ("main") has a postq delegate rule whose service is a
+second vsmtpd ("filter") acting as the content filter: its preq rules add
+X-Filtered to every message and X-Virus-Infected to the ones carrying the
+word "infected" in their Subject (a stand-in for a virus scanner), and it relays everything to main's delegation listener.
+Main then runs the delegate rule's function on the message as it came back:
+an infected one is quarantined, a clean one delivered into a maildir with
+the filter's header field and without the delegation token.
+
+The durability cases: the filter stopped while it holds the message (main
+keeps the original queued and sends it again after the service's timeout;
+one delivery in the end, however many copies come back), and main killed
+between the commit of the returned copy and the removal of the original
+(the recovery removes the original: one delivery). Mail sent to the
+delegation listener without a valid token is refused.
+
+Everything is on loopback; every wait has a deadline.
+"""
+import json
+import os
+import re
+import signal
+import time
+
+import vsmtpd_e2e as e2e
+
+LOCAL_DOMAIN = "example.org"
+RCPT = "bob@example.org"
+WAIT = 20.0  # seconds: two daemons' deliveries, with retries in them
+TIMEOUT_S = 3  # the delegate service's timeout: the original is sent again after it
+
+MAIN_RULES = """
+return {
+  postq = {
+    action "before the filter" (function(ctx)
+      log("info", "postq before the filter ran for " .. ctx.message_id)
+    end),
+    delegate "check email for virus" ("filter", function(ctx)
+      log("info", "delegate function ran for " .. ctx.message_id)
+      if ctx:has_header("X-Virus-Infected") then
+        return status.quarantine("virus_queue")
+      end
+      return status.next()
+    end),
+    action "after the filter" (function(ctx)
+      ctx:append_header("X-After-Filter", "yes")
+    end),
+  },
+}
+"""
+
+FILTER_RULES = """
+return {
+  preq = {
+    action "scan" (function(ctx)
+      ctx:append_header("X-Filtered", "by the test filter")
+      if (ctx:get_header("Subject") or ""):find("infected", 1, true) then
+        ctx:append_header("X-Virus-Infected", "Eicar-Test-Signature")
+      end
+    end),
+  },
+}
+"""
+
+
+def main_daemon(daemons, filter_port):
+    """main: a smtp listener, a delegation listener, the filter as a service."""
+    back = e2e.free_port()
+    settings = {"delivery": {"local_transport": "maildir", "retry_min": "1s",
+                             "retry_max": "2s"},
+                "rules": {"local_domains": LOCAL_DOMAIN},
+                "listener:back": {"address": f"127.0.0.1:{back}", "kind": "delegation"},
+                "service:filter": {"kind": "delegate", "address": f"127.0.0.1:{filter_port}",
+                                   "timeout": f"{TIMEOUT_S}s"}}
+    d = daemons(settings=settings, start=False, rules=MAIN_RULES, label="-main")
+    d.back_port = back
+    d.mail = os.path.join(d.dir, "mail")
+    os.mkdir(d.mail, 0o755)
+    if e2e.IS_ROOT:
+        _, _, uid, gid = e2e.run_user()
+        os.chown(d.mail, uid, gid)
+    d.settings["delivery"]["maildir_path"] = f"{d.mail}/%d/%u/Maildir"
+    d.write_config()
+    return d
+
+
+def filter_daemon(daemons, back_port, port=None):
+    """The filter: a vsmtpd whose preq rules mark the mail, relaying it back to main."""
+    settings = {"delivery": {"relay_host": f"127.0.0.1:{back_port}", "retry_min": "1s",
+                             "retry_max": "1s"},
+                "server": {"hostname": "filter.test.example"}}
+    addresses = f"127.0.0.1:{port}" if port else None
+    d = daemons(settings=settings, start=False, rules=FILTER_RULES, label="-filter",
+                addresses=addresses)
+    return d
+
+
+def pair(daemons):
+    """A started (main, filter) pair."""
+    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
+    main = main_daemon(daemons, filt.port)
+    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
+    filt.write_config()
+    filt.start()
+    main.start()
+    return main, filt
+
+
+def body(subject, text="Hello."):
+    return (f"From: Alice <alice@example.org>\r\nTo: Bob <{RCPT}>\r\n"
+            f"Subject: {subject}\r\n\r\n{text}\r\n").encode()
+
+
+def send(d, subject, text="Hello."):
+    with d.session() as c:
+        qid = c.send_message(e2e.stuff(body(subject, text)), "alice@example.org", (RCPT,))
+        c.quit()
+    return qid
+
+
+def delivered(d):
+    """The messages in RCPT's maildir: a list of (subject, data)."""
+    new = os.path.join(d.mail, LOCAL_DOMAIN, "bob", "Maildir", "new")
+    found = []
+    for name in sorted(os.listdir(new)) if os.path.isdir(new) else []:
+        with open(os.path.join(new, name), "rb") as f:
+            data = f.read()
+        m = re.search(rb"^Subject: (.*?)\r?$", data, re.M)
+        found.append((m.group(1).decode() if m else "", data))
+    return found
+
+
+def copies(d, subject):
+    return [data for s, data in delivered(d) if s == subject]
+
+
+def wait_delivered(d, subject):
+    return e2e.wait_until(lambda: copies(d, subject), WAIT, interval=0.05,
+                          what=f"{subject!r} in the maildir of {RCPT}")[0]
+
+
+def spool(d, sub):
+    path = os.path.join(d.spool, sub)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def test_clean_message_comes_back_with_the_filters_header(daemons):
+    main, _ = pair(daemons)
+    qid = send(main, "clean")
+    data = wait_delivered(main, "clean")
+    assert b"\nX-Filtered: by the test filter\n" in data, data
+    assert b"X-Virus-Infected" not in data
+    assert b"X-Vsmtpd-Delegation" not in data, data
+    # the rules went on after the delegate rule, once, on the returned copy
+    assert data.count(b"X-After-Filter: yes") == 1, data
+    main.wait_log(rf"info: {qid}: service filter \(delegate\): \d+ ms: sent to ")
+    main.wait_log(rf"info: {qid}: came back from the filter as [0-9A-F]{{16}}: removed")
+    # the rules before the delegate rule ran on the original only
+    log = main.log()
+    assert len(re.findall(r"postq before the filter ran", log)) == 1, log
+    assert len(re.findall(r"delegate function ran", log)) == 1, log
+    e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    time.sleep(0.5)
+    assert len(copies(main, "clean")) == 1
+
+
+def test_infected_message_is_quarantined(daemons):
+    main, _ = pair(daemons)
+    send(main, "infected")
+    path = os.path.join(main.spool, "quarantine", "virus_queue")
+    files = e2e.wait_until(lambda: os.path.isdir(path) and os.listdir(path), WAIT,
+                           what="a message in quarantine/virus_queue")
+    content, envelope = e2e.read_spool_file(os.path.join(path, files[0]))
+    assert b"\r\nX-Virus-Infected: Eicar-Test-Signature\r\n" in content, content
+    assert envelope["rcpts"][0]["address"] == RCPT
+    assert envelope["mail_from"] == "alice@example.org"
+    e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    assert not copies(main, "infected")
+
+
+def back_session(main):
+    c = e2e.SMTPClient(main.back_port)
+    c.ehlo()
+    return c
+
+
+def test_forged_returns_are_refused(daemons):
+    main, _ = pair(daemons)
+    forged = {
+        "no token": body("no token"),
+        "bad mac": b"X-Vsmtpd-Delegation: 1.000660CD977706E6.1." + b"0" * 32 + b"\r\n"
+                   + body("bad mac"),
+        "malformed": b"X-Vsmtpd-Delegation: hello\r\n" + body("malformed"),
+    }
+    for what, content in forged.items():
+        with back_session(main) as c:
+            c.expect("MAIL FROM:<alice@example.org>", 250)
+            c.expect(f"RCPT TO:<{RCPT}>", 250)
+            c.expect("DATA", 354)
+            c.send(e2e.stuff(content) + b".\r\n")
+            r = c.read_reply()
+            assert r.code == 550 and r.esc == "5.7.1", (what, r)
+            c.quit()
+    assert not spool(main, "queue")
+    e2e.wait_until(lambda: not spool(main, "incoming"), WAIT, what="no incoming file left")
+
+
+def test_filter_stopped_midway_sends_again_and_delivers_once(daemons):
+    # The filter takes the message, then cannot pass it on (its relay is a
+    # closed port) and is killed: main's original waits, is sent again after
+    # the service's timeout, and comes back once the filter is back.
+    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
+    main = main_daemon(daemons, filt.port)
+    filt.start()
+    main.start()
+    qid = send(main, "midway")
+    filt.wait_log(r"info: [0-9A-F]{16}: .*status=deferred")
+    state_path = os.path.join(main.spool, "state", qid)
+    e2e.wait_until(lambda: os.path.exists(state_path), WAIT, what="the original's state")
+    with open(state_path) as f:
+        state = json.load(f)
+    assert state["delegated"]["service"] == "filter" and state["delegated"]["rule"] == 2, state
+    assert qid in spool(main, "queue")
+    filt.kill_all()
+    # The filter comes back, keeping its spool (its copy is sent too) and
+    # now relaying to main: every copy that comes back past the first is dropped.
+    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
+    filt.write_config()
+    filt.start()
+    wait_delivered(main, "midway")
+    e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    e2e.wait_until(lambda: not spool(filt, "queue"), WAIT, what="the filter's empty queue")
+    time.sleep(1.0)
+    assert len(copies(main, "midway")) == 1
+
+
+def test_filter_down_defers_then_delivers(daemons):
+    # Nothing listens at the filter's address: the recipients are deferred
+    # (on_failure tempfail), and the message goes once the filter is up.
+    port = e2e.free_port()
+    main = main_daemon(daemons, port)
+    main.start()
+    qid = send(main, "filter down")
+    main.wait_log(rf"warning: {qid}: service filter \(delegate\): \d+ ms: failed: .*"
+                  r"on_failure=tempfail")
+    state_path = os.path.join(main.spool, "state", qid)
+    e2e.wait_until(lambda: os.path.exists(state_path), WAIT, what="the state")
+    with open(state_path) as f:
+        state = json.load(f)
+    assert state["rcpts"][0]["status"] == "deferred", state
+    assert state["rcpts"][0]["reply"].startswith("451 4.7.1 filter is unavailable"), state
+    filt = filter_daemon(daemons, back_port=main.back_port, port=port)
+    filt.start()
+    data = wait_delivered(main, "filter down")
+    assert b"X-Filtered: by the test filter" in data
+
+
+def write_spool_file(path, content, envelope):
+    env = json.dumps(envelope, separators=(",", ":")).encode()
+    trailer = b"\nVSMTPD-SPOOL-1 %016x %08x\n" % (len(content), len(env))
+    with open(path, "wb") as f:
+        f.write(content + env + trailer)
+
+
+def test_crash_between_return_and_removal_delivers_once(daemons):
+    # The state a SIGKILL leaves between the commit of the returned copy and
+    # the removal of the original: both in queue/. The restart removes the
+    # original and delivers the returned copy, once.
+    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
+    main = main_daemon(daemons, filt.port)
+    filt.start()
+    main.start()
+    qid = send(main, "crash")
+    main.wait_log(rf"info: {qid}: service filter \(delegate\): \d+ ms: sent to ")
+    main.kill_all()
+    filt.kill_all()
+    content, envelope = main.message(qid)
+    returned_id = "%016X" % (int(qid, 16) + 1)
+    returned = dict(envelope, id=returned_id, delegated_from=qid, delegated_rule=2,
+                    postq_start=2)
+    write_spool_file(os.path.join(main.queue_dir(), returned_id),
+                     content.replace(b"\r\n\r\n", b"\r\nX-Filtered: by the test filter\r\n\r\n",
+                                     1), returned)
+    if e2e.IS_ROOT:
+        _, _, uid, gid = e2e.run_user()
+        os.chown(os.path.join(main.queue_dir(), returned_id), uid, gid)
+    assert sorted(spool(main, "queue")) == sorted([qid, returned_id])
+    main.start()
+    main.wait_log(rf"notice: {qid}: came back from the filter as {returned_id} before a "
+                  r"restart: removed")
+    data = wait_delivered(main, "crash")
+    assert b"X-Filtered: by the test filter" in data
+    assert data.count(b"X-After-Filter: yes") == 1
+    e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    time.sleep(TIMEOUT_S + 1)
+    assert len(copies(main, "crash")) == 1
