@@ -62,7 +62,7 @@ int lua_delegate(lua_State *L)
 	char where[256];
 	size_t len;
 
-	if (lua_type(L, 1) != LUA_TSTRING)
+	if (lua_type(L, 1) != LUA_TSTRING || lua_gettop(L) != 1)
 		return luaL_error(L, "delegate without a name: write delegate \"name\" (\"service\", "
 				     "function(ctx) ... end)");
 	lua_tolstring(L, 1, &len);
