@@ -36,7 +36,7 @@ return {
     action "before the filter" (function(ctx)
       log("info", "postq before the filter ran for " .. ctx.message_id)
     end),
-    delegate "check email for virus" ("filter", function(ctx)
+    delegate "check email for virus" ("clamsmtpd", function(ctx)
       log("info", "delegate function ran for " .. ctx.message_id)
       if ctx:has_header("X-Virus-Infected") then
         return status.quarantine("virus_queue")
@@ -64,16 +64,16 @@ return {
 """
 
 
-def main_daemon(daemons, filter_port):
+def main_daemon(daemons, filter_port, rules=MAIN_RULES):
     """main: a smtp listener, a delegation listener, the filter as a service."""
     back = e2e.free_port()
     settings = {"delivery": {"local_transport": "maildir", "retry_min": "1s",
                              "retry_max": "2s"},
                 "rules": {"local_domains": LOCAL_DOMAIN},
                 "listener:back": {"address": f"127.0.0.1:{back}", "kind": "delegation"},
-                "service:filter": {"kind": "delegate", "address": f"127.0.0.1:{filter_port}",
+                "service:clamsmtpd": {"kind": "delegate", "address": f"127.0.0.1:{filter_port}",
                                    "timeout": f"{TIMEOUT_S}s"}}
-    d = daemons(settings=settings, start=False, rules=MAIN_RULES, label="-main")
+    d = daemons(settings=settings, start=False, rules=rules, label="-main")
     d.back_port = back
     d.mail = os.path.join(d.dir, "mail")
     os.mkdir(d.mail, 0o755)
@@ -96,10 +96,10 @@ def filter_daemon(daemons, back_port, port=None):
     return d
 
 
-def pair(daemons):
+def pair(daemons, rules=MAIN_RULES):
     """A started (main, filter) pair."""
     filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
-    main = main_daemon(daemons, filt.port)
+    main = main_daemon(daemons, filt.port, rules)
     filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
     filt.write_config()
     filt.start()
@@ -154,7 +154,7 @@ def test_clean_message_comes_back_with_the_filters_header(daemons):
     assert b"X-Vsmtpd-Delegation" not in data, data
     # the rules went on after the delegate rule, once, on the returned copy
     assert data.count(b"X-After-Filter: yes") == 1, data
-    main.wait_log(rf"info: {qid}: service filter \(delegate\): \d+ ms: sent to ")
+    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ")
     main.wait_log(rf"info: {qid}: came back from the filter as [0-9A-F]{{16}}: removed")
     # the rules before the delegate rule ran on the original only
     log = main.log()
@@ -176,6 +176,21 @@ def test_infected_message_is_quarantined(daemons):
     assert envelope["rcpts"][0]["address"] == RCPT
     assert envelope["mail_from"] == "alice@example.org"
     e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    assert not copies(main, "infected")
+
+
+def test_the_recipe_quarantines_what_the_filter_marks(daemons):
+    with open(os.path.join(e2e.SOURCE_DIR, "rules", "examples", "delegate-virus-filter",
+                           "main.lua")) as f:
+        main, _ = pair(daemons, f.read())
+    send(main, "infected")
+    send(main, "clean")
+    data = wait_delivered(main, "clean")
+    assert b"X-Filtered: by the test filter" in data
+    path = os.path.join(main.spool, "quarantine", "virus_queue")
+    files = e2e.wait_until(lambda: os.path.isdir(path) and os.listdir(path), WAIT,
+                           what="a message in quarantine/virus_queue")
+    assert b"Subject: infected" in e2e.read_spool_file(os.path.join(path, files[0]))[0]
     assert not copies(main, "infected")
 
 
@@ -220,7 +235,7 @@ def test_filter_stopped_midway_sends_again_and_delivers_once(daemons):
     e2e.wait_until(lambda: os.path.exists(state_path), WAIT, what="the original's state")
     with open(state_path) as f:
         state = json.load(f)
-    assert state["delegated"]["service"] == "filter" and state["delegated"]["rule"] == 2, state
+    assert state["delegated"]["service"] == "clamsmtpd" and state["delegated"]["rule"] == 2, state
     assert qid in spool(main, "queue")
     filt.kill_all()
     # The filter comes back, keeping its spool (its copy is sent too) and
@@ -242,14 +257,14 @@ def test_filter_down_defers_then_delivers(daemons):
     main = main_daemon(daemons, port)
     main.start()
     qid = send(main, "filter down")
-    main.wait_log(rf"warning: {qid}: service filter \(delegate\): \d+ ms: failed: .*"
+    main.wait_log(rf"warning: {qid}: service clamsmtpd \(delegate\): \d+ ms: failed: .*"
                   r"on_failure=tempfail")
     state_path = os.path.join(main.spool, "state", qid)
     e2e.wait_until(lambda: os.path.exists(state_path), WAIT, what="the state")
     with open(state_path) as f:
         state = json.load(f)
     assert state["rcpts"][0]["status"] == "deferred", state
-    assert state["rcpts"][0]["reply"].startswith("451 4.7.1 filter is unavailable"), state
+    assert state["rcpts"][0]["reply"].startswith("451 4.7.1 clamsmtpd is unavailable"), state
     filt = filter_daemon(daemons, back_port=main.back_port, port=port)
     filt.start()
     data = wait_delivered(main, "filter down")
@@ -272,7 +287,7 @@ def test_crash_between_return_and_removal_delivers_once(daemons):
     filt.start()
     main.start()
     qid = send(main, "crash")
-    main.wait_log(rf"info: {qid}: service filter \(delegate\): \d+ ms: sent to ")
+    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ")
     main.kill_all()
     filt.kill_all()
     content, envelope = main.message(qid)

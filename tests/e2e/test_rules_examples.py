@@ -28,6 +28,12 @@ CTL_CONF = """[server]
 hostname = mx.example.com
 [listener:smtp]
 address = 127.0.0.1:2525
+[listener:filtered]
+address = 127.0.0.1:10026
+kind = delegation
+[service:clamsmtpd]
+kind = delegate
+address = 127.0.0.1:10025
 [rules]
 local_domains = example.com
 trusted_networks = 192.0.2.0/24
@@ -162,7 +168,7 @@ def test_example_tests_pass(name, ctl_conf):
 NEVER_ACCEPTS = {"status-info"}
 NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quarantine",
                  "stage-syntax", "user-functions", "predefined-functions", "tag-and-quarantine",
-                 "add-header", "offline-stages"}
+                 "add-header", "offline-stages", "delegate-virus-filter"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
