@@ -287,7 +287,9 @@ int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 	char *before, *after;
 	int changed;
 
-	if (a->postq || a->released || a->env.postq_done || a->env.faccept ||
+	/* A copy held before a delegate rule still owes the rule its filter. */
+	if (a->postq || (a->released && a->env.postq_start == 0) || a->env.postq_done ||
+	    a->env.faccept ||
 	    !rules_stage_used(a->m->w->rules, RULE_STAGE_POSTQ)) {
 		a->postq = 1;
 		return 1;

@@ -113,6 +113,9 @@ int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct en
 	if (err == 0) {
 		snprintf(orig.id, sizeof(orig.id), "%s", m->id);
 		orig.postq_done = 0;
+		/* a hold the original was released from is over */
+		free(orig.hold);
+		orig.hold = NULL;
 		orig.delegated_rule = t.rule;
 		orig.postq_start = t.rule;
 		if (envelope_set(&orig.delegated_from, t.id) < 0 ||

@@ -310,3 +310,42 @@ def test_crash_between_return_and_removal_delivers_once(daemons):
     e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
     time.sleep(TIMEOUT_S + 1)
     assert len(copies(main, "crash")) == 1
+
+
+CHANGING_RULES = """
+return {
+  postq = {
+    action "before the filter" (function(ctx)
+      ctx:set("tag", "kept")
+      if (ctx:get_header("Subject") or ""):find("review", 1, true) then
+        ctx:hold("review before the filter")
+      end
+    end),
+    delegate "check email for virus" ("clamsmtpd", function(ctx)
+      ctx:append_header("X-Tag", ctx:get("tag") or "lost")
+      return status.next()
+    end),
+  },
+}
+"""
+
+
+def test_changes_and_a_hold_before_the_rule_are_kept_across_the_round_trip(daemons):
+    # A variable set (and a hold) before the delegate rule: the message is
+    # queued again to start at the rule, goes to the filter from there, and
+    # the function sees the variable. A held copy waits in hold/; once
+    # released, it still goes through the filter.
+    main, _ = pair(daemons, CHANGING_RULES)
+    send(main, "tagged")
+    data = wait_delivered(main, "tagged")
+    assert b"\nX-Tag: kept\n" in data and b"X-Filtered: by the test filter" in data, data
+    send(main, "please review")
+    held = e2e.wait_until(lambda: spool(main, "hold"), WAIT, what="a message in hold/")[0]
+    assert not copies(main, "please review")
+    r = main.vsmtpctl("queue", "release", held)
+    assert r.returncode == 0, r
+    data = wait_delivered(main, "please review")
+    assert b"\nX-Tag: kept\n" in data and b"X-Filtered: by the test filter" in data, data
+    e2e.wait_until(lambda: not spool(main, "queue") and not spool(main, "hold"), WAIT,
+                   what="an empty queue")
+    assert len(copies(main, "please review")) == 1
