@@ -139,6 +139,7 @@ static void test_postq_stops_at_the_rule_then_resumes_there(void **state)
 	struct rules *r = load(POSTQ, err, sizeof(err));
 	struct rule_verdict v;
 	struct message *msg;
+	char *value;
 
 	(void)state;
 	if (r == NULL)
@@ -158,7 +159,9 @@ static void test_postq_stops_at_the_rule_then_resumes_there(void **state)
 	assert_int_equal(v.status, RULE_NEXT);
 	assert_int_equal(message_header_count(msg, "X-Before"), 0);
 	assert_int_equal(message_header_count(msg, "X-After"), 1);
-	assert_string_equal(message_header_get(msg, "X-Function", 0, NULL), "yes");
+	assert_non_null(value = message_header_get(msg, "X-Function", 0, NULL));
+	assert_string_equal(value, "yes");
+	free(value);
 	message_free(msg);
 	/* queued again at the rule (changed before it): sent from there */
 	msg = postq(r, 2, 0, 0, &v);
