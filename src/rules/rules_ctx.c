@@ -24,9 +24,11 @@
 #include "rule_objects.h"
 #include "rules_arc.h"
 #include "rules_auth_results.h"
+#include "rules_clamd.h"
 #include "rules_dkim.h"
 #include "rules_dmarc.h"
 #include "rules_internal.h"
+#include "rules_spamd.h"
 #include "rules_spf.h"
 #include "smtp_parse.h"
 #include "spool.h"
@@ -689,6 +691,8 @@ void rules_ctx_open(lua_State *L)
 	luaL_setfuncs(L, ctx_auth_results_methods, 0);
 	luaL_setfuncs(L, ctx_arc_methods, 0);
 	luaL_setfuncs(L, ctx_arc_seal_methods, 0);
+	luaL_setfuncs(L, ctx_clamd_methods, 0);
+	luaL_setfuncs(L, ctx_spamd_methods, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, CTX_METHODS_KEY);
 }
 
