@@ -467,15 +467,21 @@ static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_repo
 	offline_routes_forget(&rt);
 }
 
-/* offline_after_queue - postq, then delivery unless postq decided. */
-static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, offline_report_fn report,
-				void *arg)
+/* offline_after_queue - postq (past delegate rules when their filters
+ * send the message back), then delivery unless postq decided. */
+static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, int returned,
+				offline_report_fn report, void *arg)
 {
 	struct offline_step step;
 
 	memset(&step, 0, sizeof(step));
 	step.stage = RULE_STAGE_POSTQ;
 	rules_run(r, RULE_STAGE_POSTQ, ctx, &step.v);
+	/* Each delegate rule's filter sends it back as it is: postq goes on there. */
+	while (returned && step.v.status == RULE_DELEGATE) {
+		ctx->postq_start = ctx->delegated_rule = step.v.delegate_rule;
+		rules_run(r, RULE_STAGE_POSTQ, ctx, &step.v);
+	}
 	offline_after_verdict(&step, ctx->env);
 	/* As the delivery process: held once the stage went on, with its changes. */
 	if (step.after == OFFLINE_AFTER_NONE && rules_hold(ctx) != NULL) {
@@ -521,7 +527,7 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 		report(arg, step);
 	/* The queued message, with what preq changed, goes on offline. */
 	if (out == OFFLINE_QUEUED)
-		offline_after_queue(r, ctx, report, arg);
+		offline_after_queue(r, ctx, tx->returned, report, arg);
 	ctx->msg = NULL;
 	message_free(msg);
 	return out;

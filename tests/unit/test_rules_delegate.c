@@ -209,6 +209,11 @@ static void test_offline_run_says_where_it_goes(void **state)
 	assert_int_equal(last.after, OFFLINE_AFTER_DEFERRED);
 	assert_string_equal(last.reply, "sent to service filter; postq goes on at rule 2 when it "
 					"comes back");
+	/* returned: the filter sends it back as it is, postq goes on to delivery */
+	tx.returned = 1;
+	assert_int_equal(rules_offline_run(r, &tx, record, NULL, NULL), OFFLINE_QUEUED);
+	assert_int_equal(last.stage, RULE_STAGE_DELIVERY);
+	assert_int_equal(last.after, OFFLINE_AFTER_DELIVERED);
 	rules_free(r);
 }
 

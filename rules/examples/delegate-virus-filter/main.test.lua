@@ -1,9 +1,10 @@
 -- vsmtpctl rules test main.test.lua
 --
 -- Offline, the postq run stops at the delegate rule: the message would go
--- to clamsmtpd and stay queued until it comes back. What the function does
--- with the returned copy is tested with a real filter in
--- tests/e2e/test_delegate.py.
+-- to clamsmtpd and stay queued until it comes back. With returned = true
+-- the case's message is what clamsmtpd sends back, and postq goes on with
+-- the rule's function. tests/e2e/test_delegate.py runs this file with a
+-- real filter.
 return {
   rules = "main.lua",
   config = { hostname = "mx.example.com", local_domains = "example.com",
@@ -14,5 +15,20 @@ return {
     message = "From: alice@example.org\r\nSubject: invoice\r\n\r\nhello\r\n",
     expect = "queued", reply = "250 2.0.0 Ok: queued as",
     stages = { preq = "next", postq = "delegate" },
+  },
+  {
+    name = "back from clamsmtpd with a virus: quarantined",
+    ip = "203.0.113.5", from = "alice@example.org", rcpt = "bob@example.com",
+    returned = true,
+    message = "From: alice@example.org\r\nSubject: invoice\r\n"
+      .. "X-Virus-Infected: Eicar-Test-Signature\r\n\r\nX5O!P%@AP\r\n",
+    expect = "queued", stages = { postq = "quarantine" },
+  },
+  {
+    name = "back from clamsmtpd clean: delivered",
+    ip = "203.0.113.5", from = "alice@example.org", rcpt = "bob@example.com",
+    returned = true,
+    message = "From: alice@example.org\r\nSubject: invoice\r\n\r\nhello\r\n",
+    expect = "queued", stages = { postq = "next", delivery = "next" },
   },
 }
