@@ -1,13 +1,14 @@
 /*
  * delegation.h - the token of a delegate rule's round trip.
  *
- * A postq delegate rule sends the message to a content filter over SMTP
- * with a header field naming the queued original and the rule:
+ * A postq or delivery delegate rule sends the message to a content filter
+ * over SMTP with a header field naming the queued original and the rule:
  *
- *   X-Vsmtpd-Delegation: 1.000660CD977706E6.3.<32 hex digits>
+ *   X-Vsmtpd-Delegation: 1.000660CD977706E6.p3.<32 hex digits>
  *
- * (version, queue id, the rule's index in the postq stage, and the first
- * 128 bits of an HMAC-SHA256 of the rest under the spool's delegation key).
+ * (version, queue id, the stage, p for postq or d for delivery, with the
+ * rule's index in it, and the first 128 bits of an HMAC-SHA256 of the rest
+ * under the spool's delegation key).
  * The filter sends it back to a listener of kind delegation; its session
  * checks the token's form and hands it to the queue with the message, and
  * the queue takes the message only when the MAC verifies: nobody without
@@ -27,13 +28,16 @@
 #define DELEGATION_KEY_FILE "delegation.key"
 #define DELEGATION_KEY_LEN 32
 #define DELEGATION_RULE_MAX 100000 /* the largest rule index a token carries */
-/* "1." id "." rule "." mac, NUL included */
-#define DELEGATION_TOKEN_MAX (2 + SPOOL_ID_LEN + 1 + 6 + 1 + 32 + 1)
+/* "1." id "." stage rule "." mac, NUL included */
+#define DELEGATION_TOKEN_MAX (2 + SPOOL_ID_LEN + 1 + 1 + 6 + 1 + 32 + 1)
+#define DELEGATION_POSTQ 'p'
+#define DELEGATION_DELIVERY 'd'
 
 /* What a token says. */
 struct delegation_token {
 	char id[SPOOL_ID_LEN + 1]; /* the original's queue id */
-	unsigned rule;             /* the delegate rule's index in the postq stage, from 1 */
+	char stage;                /* DELEGATION_POSTQ or DELEGATION_DELIVERY */
+	unsigned rule;             /* the delegate rule's index in that stage, from 1 */
 };
 
 /*
@@ -68,7 +72,7 @@ int delegation_token_parse(const char *text, size_t len, struct delegation_token
  * key. 0, or -1 with why ("malformed", "bad signature", "no key").
  */
 int delegation_token_verify(const char *text, size_t len, struct delegation_token *t,
-			    const char **why);
+                            const char **why);
 
 /* delegation_key_forget - wipe the key from this process (a session holds none). */
 void delegation_key_forget(void);

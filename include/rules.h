@@ -40,7 +40,7 @@ enum rule_status {
 	RULE_INFO,       /* reply with the code, nothing changes */
 	RULE_QUARANTINE, /* normal reply; the message goes to quarantine/<name> */
 	RULE_ERROR,      /* a rule failed: 451 4.3.0, never an accept */
-	RULE_DELEGATE,   /* postq: a delegate rule; send the message to its filter, stop here */
+	RULE_DELEGATE,   /* postq, delivery: a delegate rule; send the message to its filter */
 };
 
 #define RULE_TEXT_MAX 512
@@ -184,10 +184,14 @@ struct rule_ctx {
 	 * (from 1) the stage starts at, 0 for the first rule. delegated_rule
 	 * is that index too when the message came back from the rule's
 	 * filter: the rule's function runs; otherwise the rule stops the
-	 * stage with RULE_DELEGATE (the message goes to the filter).
+	 * stage with RULE_DELEGATE (the message goes to the filter). A message
+	 * back from a delivery delegate rule has delegated_delivery set and
+	 * delegated_rule that rule's index in the delivery stage, which runs
+	 * from the start as always.
 	 */
 	unsigned postq_start;
 	unsigned delegated_rule;
+	int delegated_delivery;
 };
 
 struct rules;

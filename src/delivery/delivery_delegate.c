@@ -45,8 +45,7 @@ static unsigned long dlv_delegate_ms(const struct dlv_attempt *a)
 }
 
 /* dlv_delegate_service - the [service:NAME] of kind delegate, or NULL. */
-static const struct service_config *dlv_delegate_service(const struct config *cfg,
-							  const char *name)
+static const struct service_config *dlv_delegate_service(const struct config *cfg, const char *name)
 {
 	size_t i;
 
@@ -58,7 +57,7 @@ static const struct service_config *dlv_delegate_service(const struct config *cf
 
 /* dlv_delegate_defer - every recipient still to deliver gets reply (deferred or failed). */
 static void dlv_delegate_defer(struct dlv_attempt *a, int failed, const char *enhanced,
-			       const char *reply)
+                               const char *reply)
 {
 	size_t i;
 
@@ -74,6 +73,35 @@ static void dlv_delegate_defer(struct dlv_attempt *a, int failed, const char *en
 		dr->remote_said = 0;
 		dr->at = time(NULL);
 	}
+}
+
+/*
+ * dlv_delegate_delivery - RULE_DELEGATE at delivery: send the message as it
+ * is queued (this attempt's edits are not kept, and would come back baked
+ * in). Only when no recipient has a final outcome yet: the copy that comes
+ * back replaces the original with all its recipients. As dlv_run_delivery.
+ */
+int dlv_delegate_delivery(struct dlv_attempt *a, const struct rule_verdict *v)
+{
+	struct message *msg;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < a->env.nrcpts; i++)
+		if (a->rcpts[i].status != RCPT_PENDING && a->rcpts[i].status != RCPT_DEFERRED)
+			break;
+	if (i < a->env.nrcpts) {
+		log_err(
+		    "%s: delegate rule \"%s\" at delivery: <%s> has its outcome already, from "
+		    "an attempt that did not reach the rule: the message cannot go to the filter",
+		    a->m->id, v->rule, a->env.rcpts[i].address);
+		return -1;
+	}
+	if ((msg = message_parse(a->content, a->content_len)) == NULL)
+		return -1;
+	rc = dlv_delegate_send(a, msg, v, RULE_STAGE_DELIVERY);
+	message_free(msg);
+	return rc;
 }
 
 /* dlv_delegate_done - the filter's answer to the message. */
@@ -92,10 +120,10 @@ static void dlv_delegate_done(struct dlv_job *job)
 	if (bad == NULL) {
 		next = time(NULL) + (int64_t)(svc->timeout_ms + 999) / 1000;
 		log_info("%s: service %s (delegate): %lu ms: sent to %s (%s); waiting for it to "
-			 "come back, else sent again in %u s",
-			 a->m->id, svc->name, dlv_delegate_ms(a), job->remote[0] ? job->remote
-										: svc->address,
-			 job->results[0].reply, (svc->timeout_ms + 999) / 1000);
+		         "come back, else sent again in %u s",
+		         a->m->id, svc->name, dlv_delegate_ms(a),
+		         job->remote[0] ? job->remote : svc->address, job->results[0].reply,
+		         (svc->timeout_ms + 999) / 1000);
 		if (a->m->withdrawn) {
 			/* it came back already: the queue has removed it */
 			dlv_attempt_wait(a, 0);
@@ -107,25 +135,27 @@ static void dlv_delegate_done(struct dlv_job *job)
 		return;
 	}
 	snprintf(line, sizeof(line), "failed: %s; on_failure=%s", bad->reply,
-		 config_service_failure_name(svc->on_failure));
+	         config_service_failure_name(svc->on_failure));
 	log_warn("%s: service %s (delegate): %lu ms: %s", a->m->id, svc->name, dlv_delegate_ms(a),
-		 line);
+	         line);
 	if (svc->on_failure == SERVICE_FAIL_REJECT) {
 		snprintf(line, sizeof(line), "550 5.7.1 Rejected: %s is unavailable (%.400s)",
-			 svc->name, bad->reply);
+		         svc->name, bad->reply);
 		dlv_delegate_defer(a, 1, "5.7.1", line);
 	} else {
-		snprintf(line, sizeof(line), "451 4.7.1 %s is unavailable, try again later (%.400s)",
-			 svc->name, bad->reply);
+		snprintf(line, sizeof(line),
+		         "451 4.7.1 %s is unavailable, try again later (%.400s)", svc->name,
+		         bad->reply);
 		dlv_delegate_defer(a, 0, "4.7.1", line);
 	}
 	dlv_attempt_end(a);
 }
 
 /* dlv_delegate_content - the message with the token field first, into a->edited. */
-static int dlv_delegate_content(struct dlv_attempt *a, struct message *msg, unsigned rule)
+static int dlv_delegate_content(struct dlv_attempt *a, struct message *msg, char stage,
+                                unsigned rule)
 {
-	struct delegation_token t = {.rule = rule};
+	struct delegation_token t = {.stage = stage, .rule = rule};
 	char token[DELEGATION_TOKEN_MAX];
 
 	snprintf(t.id, sizeof(t.id), "%s", a->m->id);
@@ -143,13 +173,14 @@ static int dlv_delegate_content(struct dlv_attempt *a, struct message *msg, unsi
 	return 0;
 }
 
-/* dlv_delegate_send - RULE_DELEGATE: send the message to the rule's filter. */
-int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct rule_verdict *v)
+/* dlv_delegate_send - RULE_DELEGATE at stage: send the message to the rule's filter. */
+int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct rule_verdict *v,
+                      enum rule_stage stage)
 {
 	const struct config *cfg = a->m->w->cfg;
 	const struct service_config *svc = dlv_delegate_service(cfg, v->delegate_service);
 	int64_t life = a->env.mail_from && a->env.mail_from[0] ? cfg->max_queue_lifetime
-							      : cfg->bounce_queue_lifetime;
+	                                                       : cfg->bounce_queue_lifetime;
 	struct timespec ts;
 	struct dlv_job *job;
 	size_t i, n = a->env.nrcpts;
@@ -157,16 +188,18 @@ int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct r
 
 	if (svc == NULL) {
 		log_err("%s: delegate rule \"%s\": no [service:%s] of kind delegate", a->m->id,
-			v->rule, v->delegate_service);
+		        v->rule, v->delegate_service);
 		return -1;
 	}
 	if (time(NULL) - a->env.received_at >= life) {
 		snprintf(reply, sizeof(reply),
-			 "451 4.4.7 service %s did not send the message back in time", svc->name);
+		         "451 4.4.7 service %s did not send the message back in time", svc->name);
 		dlv_delegate_defer(a, 0, "4.4.7", reply);
 		return 0;
 	}
-	if (dlv_delegate_content(a, msg, v->delegate_rule) < 0)
+	if (dlv_delegate_content(
+	        a, msg, stage == RULE_STAGE_DELIVERY ? DELEGATION_DELIVERY : DELEGATION_POSTQ,
+	        v->delegate_rule) < 0)
 		return -1;
 	a->jobs = calloc(1, sizeof(*a->jobs));
 	a->crcpts = calloc(n, sizeof(*a->crcpts));
@@ -180,7 +213,7 @@ int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct r
 	job = &a->jobs[0];
 	job->kind = DLV_RELAY;
 	snprintf(job->target, sizeof(job->target), "%s%s",
-		 config_service_is_unix(svc->address) ? "unix:" : "", svc->address);
+	         config_service_is_unix(svc->address) ? "unix:" : "", svc->address);
 	job->msg.mail_from = a->env.mail_from ? a->env.mail_from : "";
 	job->msg.rcpts = a->crcpts;
 	job->msg.nrcpts = n;
@@ -196,6 +229,7 @@ int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct r
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	a->delegate_start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	a->delegate_rule = v->delegate_rule;
+	a->delegate_stage = stage;
 	dlv_transport_submit(a->m->w->t, job);
 	return 1;
 }

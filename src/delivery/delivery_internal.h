@@ -137,6 +137,7 @@ struct dlv_attempt {
 	/* a delegate rule's filter has it (delivery_delegate.c) */
 	const struct service_config *delegate_svc;
 	unsigned delegate_rule;
+	enum rule_stage delegate_stage;
 	int64_t delegate_start_ms, delegate_sent_at;
 };
 
@@ -206,12 +207,16 @@ void dlv_quarantine(struct dlv_attempt *a, const char *name, const char *stage);
 /* ---- delivery_delegate.c: a delegate rule's filter ---- */
 
 /*
- * dlv_delegate_send - the postq rules stopped at a delegate rule (v): send
- * msg to its filter. 1 when the job is under way (its end concludes the
- * attempt), 0 when the recipients have their outcome (deferred past the
- * queue lifetime), -1 on failure (no such service, out of memory).
+ * dlv_delegate_send - the rules of stage stopped at a delegate rule (v):
+ * send msg to its filter. 1 when the job is under way (its end concludes
+ * the attempt), 0 when the recipients have their outcome (deferred past
+ * the queue lifetime), -1 on failure (no such service, out of memory).
  */
-int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct rule_verdict *v);
+int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct rule_verdict *v,
+		      enum rule_stage stage);
+
+/* dlv_delegate_delivery - the delivery rules stopped at a delegate rule: as dlv_delegate_send. */
+int dlv_delegate_delivery(struct dlv_attempt *a, const struct rule_verdict *v);
 
 /* ---- delivery_route.c: transports per recipient, jobs ---- */
 

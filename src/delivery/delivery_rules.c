@@ -105,6 +105,7 @@ void dlv_ctx_init(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 		ctx->tx_vars = cJSON_Parse(env->vars);
 	ctx->postq_start = env->postq_start;
 	ctx->delegated_rule = env->delegated_rule;
+	ctx->delegated_delivery = env->delegated_delivery;
 }
 
 /* dlv_verdict_reply - the reply a refusing verdict carries, as text. */
@@ -263,7 +264,7 @@ static int dlv_postq_delegate(struct dlv_attempt *a, struct rule_ctx *ctx, struc
 			envelope_clear(snap);
 			return -1;
 		}
-	} else if ((rc = dlv_delegate_send(a, msg, v)) >= 0) {
+	} else if ((rc = dlv_delegate_send(a, msg, v, RULE_STAGE_POSTQ)) >= 0) {
 		envelope_clear(snap);
 		return rc == 1 ? 2 : 0;
 	}
@@ -363,7 +364,7 @@ int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message
 	struct envelope snap = {0};
 	struct rule_verdict v;
 	char *before, *after;
-	int changed;
+	int changed, rc;
 
 	if (!rules_stage_used(a->m->w->rules, RULE_STAGE_DELIVERY) || a->faccept ||
 	    a->env.faccept)
@@ -402,6 +403,11 @@ int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message
 	case RULE_DENY:
 	case RULE_REJECT:
 		dlv_refuse_pending(a, &v, "delivery");
+		return 0;
+	case RULE_DELEGATE:
+		if ((rc = dlv_delegate_delivery(a, &v)) >= 0)
+			return rc == 1 ? 2 : 0;
+		dlv_rule_error(a, "delivery");
 		return 0;
 	default:
 		break;

@@ -164,6 +164,7 @@ static char *dlv_state_text(const struct dlv_attempt *a, int64_t next)
 	if (a->delegate_sent_at != 0 &&
 	    ((r = cJSON_AddObjectToObject(s, "delegated")) == NULL ||
 	     cJSON_AddStringToObject(r, "service", a->delegate_svc->name) == NULL ||
+	     cJSON_AddStringToObject(r, "stage", rules_stage_name(a->delegate_stage)) == NULL ||
 	     cJSON_AddNumberToObject(r, "rule", a->delegate_rule) == NULL ||
 	     cJSON_AddNumberToObject(r, "sent_at", (double)a->delegate_sent_at) == NULL))
 		goto out;

@@ -122,10 +122,10 @@ int delegation_key_load(const char *spool_dir, char *err, size_t errlen)
 	}
 	if (fd < 0)
 		snprintf(err, errlen, "cannot open %s/%s: %s", spool_dir, DELEGATION_KEY_FILE,
-			 strerror(errno));
+		         strerror(errno));
 	else if (delegation_key_read(fd, key) < 0)
 		snprintf(err, errlen, "%s/%s: not a key of %d bytes (remove it: a new one is made)",
-			 spool_dir, DELEGATION_KEY_FILE, DELEGATION_KEY_LEN);
+		         spool_dir, DELEGATION_KEY_FILE, DELEGATION_KEY_LEN);
 	else
 		rc = 0;
 	if (rc == 0)
@@ -137,7 +137,7 @@ int delegation_key_load(const char *spool_dir, char *err, size_t errlen)
 	return rc;
 }
 
-/* delegation_mac - the hex MAC of the token's signed part "1.<id>.<rule>". */
+/* delegation_mac - the hex MAC of the token's signed part "1.<id>.<stage><rule>". */
 static int delegation_mac(const char *signed_part, size_t len, char hex[DELEGATION_MAC_HEX + 1])
 {
 	static const char digits[] = "0123456789abcdef";
@@ -145,8 +145,8 @@ static int delegation_mac(const char *signed_part, size_t len, char hex[DELEGATI
 	unsigned int mdlen = 0;
 	size_t i;
 
-	if (HMAC(EVP_sha256(), delegation_key, DELEGATION_KEY_LEN, (const unsigned char *)signed_part,
-		 len, md, &mdlen) == NULL ||
+	if (HMAC(EVP_sha256(), delegation_key, DELEGATION_KEY_LEN,
+	         (const unsigned char *)signed_part, len, md, &mdlen) == NULL ||
 	    mdlen < DELEGATION_MAC_HEX / 2)
 		return -1;
 	for (i = 0; i < DELEGATION_MAC_HEX / 2; i++) {
@@ -157,16 +157,17 @@ static int delegation_mac(const char *signed_part, size_t len, char hex[DELEGATI
 	return 0;
 }
 
-/* delegation_token_make - "1.<id>.<rule>.<mac>". */
+/* delegation_token_make - "1.<id>.<stage><rule>.<mac>". */
 int delegation_token_make(const struct delegation_token *t, char *buf, size_t len)
 {
 	char part[DELEGATION_TOKEN_MAX], mac[DELEGATION_MAC_HEX + 1];
 	int n;
 
 	if (!delegation_have_key || !spool_id_valid(t->id) || t->rule < 1 ||
-	    t->rule > DELEGATION_RULE_MAX)
+	    t->rule > DELEGATION_RULE_MAX ||
+	    (t->stage != DELEGATION_POSTQ && t->stage != DELEGATION_DELIVERY))
 		return -1;
-	n = snprintf(part, sizeof(part), "1.%s.%u", t->id, t->rule);
+	n = snprintf(part, sizeof(part), "1.%s.%c%u", t->id, t->stage, t->rule);
 	if (n < 0 || (size_t)n >= sizeof(part) || delegation_mac(part, (size_t)n, mac) < 0)
 		return -1;
 	n = snprintf(buf, len, "%s.%s", part, mac);
@@ -190,15 +191,18 @@ int delegation_token_parse(const char *text, size_t len, struct delegation_token
 		text++;
 	while (end > text && delegation_blank(end[-1]))
 		end--;
-	/* "1." + 16 hex id + "." + 1..6 digits + "." + 32 hex */
-	if (end - text < 2 + SPOOL_ID_LEN + 1 + 1 + 1 + DELEGATION_MAC_HEX ||
+	/* "1." + 16 hex id + "." + stage letter + 1..6 digits + "." + 32 hex */
+	if (end - text < 2 + SPOOL_ID_LEN + 1 + 2 + 1 + DELEGATION_MAC_HEX ||
 	    end - text > DELEGATION_TOKEN_MAX - 1 || text[0] != '1' || text[1] != '.')
 		return -1;
 	memcpy(t->id, text + 2, SPOOL_ID_LEN);
 	t->id[SPOOL_ID_LEN] = '\0';
 	if (!spool_id_valid(t->id) || text[2 + SPOOL_ID_LEN] != '.')
 		return -1;
-	rule_at = text + 2 + SPOOL_ID_LEN + 1;
+	t->stage = text[2 + SPOOL_ID_LEN + 1];
+	if (t->stage != DELEGATION_POSTQ && t->stage != DELEGATION_DELIVERY)
+		return -1;
+	rule_at = text + 2 + SPOOL_ID_LEN + 2;
 	mac_at = end - DELEGATION_MAC_HEX;
 	if (mac_at - 1 <= rule_at || mac_at[-1] != '.' || mac_at - 1 - rule_at > 6 ||
 	    rule_at[0] == '0')
@@ -211,7 +215,8 @@ int delegation_token_parse(const char *text, size_t len, struct delegation_token
 	if (rule < 1 || rule > DELEGATION_RULE_MAX)
 		return -1;
 	for (i = 0; i < DELEGATION_MAC_HEX; i++)
-		if (!((mac_at[i] >= '0' && mac_at[i] <= '9') || (mac_at[i] >= 'a' && mac_at[i] <= 'f')))
+		if (!((mac_at[i] >= '0' && mac_at[i] <= '9') ||
+		      (mac_at[i] >= 'a' && mac_at[i] <= 'f')))
 			return -1;
 	t->rule = (unsigned)rule;
 	memcpy(buf, text, (size_t)(end - text));
@@ -221,7 +226,7 @@ int delegation_token_parse(const char *text, size_t len, struct delegation_token
 
 /* delegation_token_verify - read a token and check its MAC. */
 int delegation_token_verify(const char *text, size_t len, struct delegation_token *t,
-			    const char **why)
+                            const char **why)
 {
 	char canon[DELEGATION_TOKEN_MAX], mac[DELEGATION_MAC_HEX + 1];
 	size_t clen;

@@ -88,7 +88,7 @@ void queue_delegation_forget(struct queue_msg *m)
 
 /* queue_delegation_merge - the original's envelope, marked, over m's. */
 int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct envelope *env,
-			   uint64_t clen, uint64_t *elen)
+                           uint64_t clen, uint64_t *elen)
 {
 	struct envelope orig = {0};
 	struct delegation_token t;
@@ -99,7 +99,7 @@ int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct en
 	int fd, err;
 
 	if (delegation_token_verify(env->delegation_token, strlen(env->delegation_token), &t,
-				    &why) < 0) {
+	                            &why) < 0) {
 		log_notice("%s: refused: its %s token: %s", m->id, DELEGATION_HEADER, why);
 		return EACCES;
 	}
@@ -112,12 +112,14 @@ int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct en
 	close(fd);
 	if (err == 0) {
 		snprintf(orig.id, sizeof(orig.id), "%s", m->id);
-		orig.postq_done = 0;
 		/* a hold the original was released from is over */
 		free(orig.hold);
 		orig.hold = NULL;
 		orig.delegated_rule = t.rule;
-		orig.postq_start = t.rule;
+		orig.delegated_delivery = t.stage == DELEGATION_DELIVERY;
+		/* back at postq: its run starts at the rule; at delivery: postq is over */
+		orig.postq_done = orig.delegated_delivery;
+		orig.postq_start = orig.delegated_delivery ? 0 : t.rule;
 		if (envelope_set(&orig.delegated_from, t.id) < 0 ||
 		    (json = envelope_to_json(&orig)) == NULL) {
 			err = ENOMEM;
@@ -142,7 +144,7 @@ void queue_delegation_committed(struct queue *q, struct queue_msg *m)
 {
 	if (unlinkat(q->queue_fd, m->delegated_from, 0) < 0 && errno != ENOENT)
 		log_err("%s: cannot remove from %s/: %s", m->delegated_from, SPOOL_QUEUE,
-			strerror(errno));
+		        strerror(errno));
 	queue_state_remove(q, m->delegated_from);
 	queue_dlv_withdraw(q, m->delegated_from);
 	log_info("%s: came back from the filter as %s: removed", m->delegated_from, m->id);
@@ -156,8 +158,8 @@ void queue_delegation_recover(int queue_fd, const struct envelope *env)
 		return;
 	if (unlinkat(queue_fd, env->delegated_from, 0) == 0)
 		log_notice("%s: came back from the filter as %s before a restart: removed",
-			   env->delegated_from, env->id);
+		           env->delegated_from, env->id);
 	else if (errno != ENOENT)
 		log_err("%s: cannot remove from %s/: %s", env->delegated_from, SPOOL_QUEUE,
-			strerror(errno));
+		        strerror(errno));
 }

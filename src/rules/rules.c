@@ -581,7 +581,9 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx, lu
 	name = lua_tostring(L, -3);
 	where = lua_tostring(L, -2);
 	kind = lua_tostring(L, -1);
-	if (strcmp(kind, "delegate") == 0 && (lua_Integer)r->current->delegated_rule != i) {
+	if (strcmp(kind, "delegate") == 0 &&
+	    ((lua_Integer)r->current->delegated_rule != i ||
+	     r->current->delegated_delivery != (stage == RULE_STAGE_DELIVERY))) {
 		/* not through this filter yet: the worker sends it there */
 		lua_pop(L, 3);
 		rules_delegate_verdict(L, i, v);

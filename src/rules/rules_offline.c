@@ -391,9 +391,9 @@ static void offline_after_verdict(struct offline_step *step, const struct envelo
 		step->after = v->reply.code >= 500 ? OFFLINE_AFTER_BOUNCED : OFFLINE_AFTER_DEFERRED;
 	} else if (v->status == RULE_DELEGATE) {
 		/* The worker would send it to the filter; it stays queued till it is back. */
-		snprintf(step->reply, sizeof(step->reply), "sent to service %s; postq goes on at "
-							  "rule %u when it comes back",
-			 v->delegate_service, v->delegate_rule);
+		snprintf(step->reply, sizeof(step->reply), "sent to service %s; %s goes on at rule %u "
+							  "when it comes back",
+			 v->delegate_service, rules_stage_name(step->stage), v->delegate_rule);
 		step->after = OFFLINE_AFTER_DEFERRED;
 	} else if (v->status == RULE_QUARANTINE) {
 		snprintf(step->reply, sizeof(step->reply), "quarantine/%s", v->quarantine);
@@ -422,8 +422,8 @@ static int offline_same_rcpts(const struct envelope *a, const struct envelope *b
 }
 
 /* offline_delivery - the delivery stage, with the transport choices. */
-static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_report_fn report,
-			     void *arg)
+static void offline_delivery(struct rules *r, struct rule_ctx *ctx, int returned,
+			     offline_report_fn report, void *arg)
 {
 	struct offline_routes rt = {.env = ctx->env};
 	struct offline_route *list = NULL;
@@ -443,6 +443,14 @@ static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_repo
 	ctx->route = offline_route_choose;
 	ctx->route_arg = &rt;
 	rules_run(r, RULE_STAGE_DELIVERY, ctx, &step.v);
+	/* The copy back from a delegate rule's filter runs the whole stage again. */
+	while (returned && step.v.status == RULE_DELEGATE) {
+		offline_routes_forget(&rt);
+		rt = (struct offline_routes){.env = ctx->env};
+		ctx->delegated_rule = step.v.delegate_rule;
+		ctx->delegated_delivery = 1;
+		rules_run(r, RULE_STAGE_DELIVERY, ctx, &step.v);
+	}
 	ctx->route = NULL;
 	ctx->route_arg = NULL;
 	/* As the delivery process: recipients are changed at postq, not here. */
@@ -492,7 +500,7 @@ static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, int retur
 	if (report != NULL)
 		report(arg, &step);
 	if (step.after == OFFLINE_AFTER_NONE)
-		offline_delivery(r, ctx, report, arg);
+		offline_delivery(r, ctx, returned, report, arg);
 }
 
 /* offline_preq - the message stage and the final reply. */

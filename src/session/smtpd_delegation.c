@@ -26,17 +26,16 @@
 
 /* smtpd_delegation_token - the message's one token field, checked; 0 or -1 with why. */
 static int smtpd_delegation_token(const struct message *msg, struct delegation_token *t,
-				  char *canon, const char **why)
+                                  char *canon, const char **why)
 {
 	size_t len;
 	char *value;
 	int rc;
 
 	if (message_header_count(msg, DELEGATION_HEADER) != 1) {
-		*why = message_header_count(msg, DELEGATION_HEADER) == 0 ? "no " DELEGATION_HEADER
-									    " field"
-									  : "more than one "
-									    DELEGATION_HEADER " field";
+		*why = message_header_count(msg, DELEGATION_HEADER) == 0
+		           ? "no " DELEGATION_HEADER " field"
+		           : "more than one " DELEGATION_HEADER " field";
 		return -1;
 	}
 	if ((value = message_header_get(msg, DELEGATION_HEADER, 0, &len)) == NULL) {
@@ -71,7 +70,7 @@ int smtpd_delegation_check(struct smtp_session *s)
 	if (smtpd_delegation_token(msg, &t, canon, &why) < 0) {
 		message_free(msg);
 		log_notice("%s: refused on delegation listener %s from %s: %s", tx->env.id,
-			   s->listener->name, s->client_ip, why);
+		           s->listener->name, s->client_ip, why);
 		smtpd_reply(s, "550 5.7.1 Not a message this server delegated (%s)", why);
 		return 1;
 	}
@@ -84,7 +83,7 @@ int smtpd_delegation_check(struct smtp_session *s)
 		return 1;
 	}
 	message_free(msg);
-	log_info("%s: returned by a filter for %s (postq rule %u), if its token verifies",
-		 tx->env.id, t.id, t.rule);
+	log_info("%s: returned by a filter for %s (%s rule %u), if its token verifies",
+	         tx->env.id, t.id, t.stage == DELEGATION_DELIVERY ? "delivery" : "postq", t.rule);
 	return 0;
 }

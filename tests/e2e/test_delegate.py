@@ -349,3 +349,40 @@ def test_changes_and_a_hold_before_the_rule_are_kept_across_the_round_trip(daemo
     e2e.wait_until(lambda: not spool(main, "queue") and not spool(main, "hold"), WAIT,
                    what="an empty queue")
     assert len(copies(main, "please review")) == 1
+
+
+DELIVERY_RULES = """
+return {
+  delivery = {
+    action "before the filter" (function(ctx)
+      ctx:append_header("X-Attempt", "this attempt only")
+    end),
+    delegate "scan at delivery" ("clamsmtpd", function(ctx)
+      if ctx:has_header("X-Virus-Infected") then
+        return status.quarantine("virus_queue")
+      end
+      ctx:maildir_all()
+      return status.next()
+    end),
+  },
+}
+"""
+
+
+def test_a_delivery_delegate_rule_sends_the_queued_message(daemons):
+    # At delivery the filter gets the message as queued (not this attempt's
+    # edits); the copy that comes back runs the whole stage at its attempts,
+    # the rule its function: a clean message is delivered with the filter's
+    # field and one X-Attempt, an infected one quarantined.
+    main, _ = pair(daemons, DELIVERY_RULES)
+    qid = send(main, "at delivery")
+    data = wait_delivered(main, "at delivery")
+    assert b"X-Filtered: by the test filter" in data, data
+    assert data.count(b"X-Attempt: this attempt only") == 1, data
+    main.wait_log(rf"info: {qid}: came back from the filter as [0-9A-F]{{16}}: removed")
+    send(main, "infected at delivery")
+    path = os.path.join(main.spool, "quarantine", "virus_queue")
+    e2e.wait_until(lambda: os.path.isdir(path) and os.listdir(path), WAIT,
+                   what="a message in quarantine/virus_queue")
+    e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    assert len(copies(main, "at delivery")) == 1

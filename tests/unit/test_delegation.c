@@ -48,10 +48,10 @@ static void use_key(unsigned char byte)
 	delegation_key_set(key);
 }
 
-/* make - the token for id and rule under the current key. */
+/* make - the token for id and postq rule under the current key. */
 static void make(const char *id, unsigned rule, char *buf)
 {
-	struct delegation_token t = {.rule = rule};
+	struct delegation_token t = {.stage = DELEGATION_POSTQ, .rule = rule};
 
 	snprintf(t.id, sizeof(t.id), "%s", id);
 	assert_int_equal(delegation_token_make(&t, buf, DELEGATION_TOKEN_MAX), 0);
@@ -72,12 +72,23 @@ static void test_a_token_verifies_and_names_the_message_and_rule(void **state)
 	(void)state;
 	use_key(7);
 	make("000660CD977706E6", 3, token);
-	assert_int_equal(strncmp(token, "1.000660CD977706E6.3.", 21), 0);
-	assert_int_equal(strlen(token), 21 + 32);
+	assert_int_equal(strncmp(token, "1.000660CD977706E6.p3.", 22), 0);
+	assert_int_equal(strlen(token), 22 + 32);
 	assert_int_equal(verify(token, &t, &why), 0);
 	assert_null(why);
 	assert_string_equal(t.id, "000660CD977706E6");
+	assert_int_equal(t.stage, DELEGATION_POSTQ);
 	assert_int_equal(t.rule, 3);
+	/* a delivery rule's */
+	t.stage = DELEGATION_DELIVERY;
+	assert_int_equal(delegation_token_make(&t, token, sizeof(token)), 0);
+	assert_int_equal(strncmp(token, "1.000660CD977706E6.d3.", 22), 0);
+	t.stage = 0;
+	assert_int_equal(verify(token, &t, &why), 0);
+	assert_int_equal(t.stage, DELEGATION_DELIVERY);
+	t.stage = 'x';
+	assert_int_equal(delegation_token_make(&t, token, sizeof(token)), -1);
+	make("000660CD977706E6", 3, token);
 	/* as a header field value may come: blanks and folding around it */
 	snprintf(folded, sizeof(folded), " \t%s\r\n ", token);
 	assert_int_equal(verify(folded, &t, &why), 0);
@@ -98,13 +109,18 @@ static void test_a_changed_token_or_another_key_is_a_bad_signature(void **state)
 	make("000660CD977706E6", 3, token);
 	/* another message, another rule, another MAC: each a digit away */
 	for (i = 2; i < strlen(token); i++) {
-		if (token[i] == '.')
+		if (token[i] == '.' || token[i] == 'p')
 			continue;
 		snprintf(bad, sizeof(bad), "%s", token);
 		bad[i] = bad[i] == '1' ? '2' : '1';
 		assert_int_equal(verify(bad, &t, &why), -1);
 		assert_string_equal(why, "bad signature");
 	}
+	/* the stage is signed too */
+	snprintf(bad, sizeof(bad), "%s", token);
+	bad[19] = 'd';
+	assert_int_equal(verify(bad, &t, &why), -1);
+	assert_string_equal(why, "bad signature");
 	use_key(8);
 	assert_int_equal(verify(token, &t, &why), -1);
 	assert_string_equal(why, "bad signature");
@@ -113,22 +129,26 @@ static void test_a_changed_token_or_another_key_is_a_bad_signature(void **state)
 static void test_malformed_tokens(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"1",
-		"2.000660CD977706E6.3.0123456789abcdef0123456789abcdef",
-		"1.000660cd977706e6.3.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E.3.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6.0.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6.03.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6.1000000.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6.100001.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6..0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6.3.0123456789ABCDEF0123456789abcdef",
-		"1.000660CD977706E6.3.0123456789abcdef0123456789abcde",
-		"1.000660CD977706E6.3.0123456789abcdef0123456789abcdefa",
-		"1.000660CD977706E6.3x0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6 3.0123456789abcdef0123456789abcdef",
-		"1.000660CD977706E6.3.0123456789abcdef 0123456789abcdef",
+	    "",
+	    "1",
+	    "2.000660CD977706E6.p3.0123456789abcdef0123456789abcdef",
+	    "1.000660cd977706e6.p3.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E.p3.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.3.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.x3.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.P3.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p0.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p03.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p1000000.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p100001.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6..0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p3.0123456789ABCDEF0123456789abcdef",
+	    "1.000660CD977706E6.p3.0123456789abcdef0123456789abcde",
+	    "1.000660CD977706E6.p3.0123456789abcdef0123456789abcdefa",
+	    "1.000660CD977706E6.p3x0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6 p3.0123456789abcdef0123456789abcdef",
+	    "1.000660CD977706E6.p3.0123456789abcdef 0123456789abcdef",
 	};
 	char canon[DELEGATION_TOKEN_MAX];
 	struct delegation_token t;
@@ -147,7 +167,7 @@ static void test_malformed_tokens(void **state)
 static void test_without_a_key_the_form_is_read_but_nothing_verifies(void **state)
 {
 	char token[DELEGATION_TOKEN_MAX], canon[DELEGATION_TOKEN_MAX];
-	struct delegation_token t = {.rule = 1};
+	struct delegation_token t = {.stage = DELEGATION_POSTQ, .rule = 1};
 	const char *why;
 
 	(void)state;
@@ -207,12 +227,14 @@ static void test_the_envelope_keeps_the_delegation_marks(void **state)
 	assert_int_equal(envelope_add_rcpt(&env, "b@example.org", 0, NULL, NULL), 0);
 	assert_int_equal(envelope_set(&env.delegated_from, "000660CD977706E6"), 0);
 	env.delegated_rule = 4;
+	env.delegated_delivery = 1;
 	env.postq_start = 4;
 	assert_int_equal(envelope_set(&env.delegation_token, "1.000660CD977706E6.4.x"), 0);
 	assert_non_null(json = envelope_to_json(&env));
 	assert_int_equal(envelope_from_json(&back, json, strlen(json)), 0);
 	assert_string_equal(back.delegated_from, "000660CD977706E6");
 	assert_int_equal(back.delegated_rule, 4);
+	assert_int_equal(back.delegated_delivery, 1);
 	assert_int_equal(back.postq_start, 4);
 	assert_string_equal(back.delegation_token, "1.000660CD977706E6.4.x");
 	free(json);
@@ -222,13 +244,15 @@ static void test_the_envelope_keeps_the_delegation_marks(void **state)
 	free(env.delegation_token);
 	env.delegated_from = env.delegation_token = NULL;
 	env.delegated_rule = env.postq_start = 0;
+	env.delegated_delivery = 0;
 	assert_non_null(json = envelope_to_json(&env));
 	assert_null(strstr(json, "delegat"));
 	assert_null(strstr(json, "postq_start"));
 	free(json);
 	envelope_clear(&env);
 	/* out of range */
-	json = "{\"id\":\"A\",\"mail_from\":\"\",\"rcpts\":[{\"address\":\"b@x\"}],\"postq_start\":-1}";
+	json = "{\"id\":\"A\",\"mail_from\":\"\",\"rcpts\":[{\"address\":\"b@x\"}],\"postq_start\":"
+	       "-1}";
 	assert_int_equal(envelope_from_json(&back, json, strlen(json)), -1);
 	envelope_clear(&back);
 	json = "{\"id\":\"A\",\"mail_from\":\"\",\"rcpts\":[{\"address\":\"b@x\"}],"
@@ -240,12 +264,12 @@ static void test_the_envelope_keeps_the_delegation_marks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_a_token_verifies_and_names_the_message_and_rule),
-		cmocka_unit_test(test_a_changed_token_or_another_key_is_a_bad_signature),
-		cmocka_unit_test(test_malformed_tokens),
-		cmocka_unit_test(test_without_a_key_the_form_is_read_but_nothing_verifies),
-		cmocka_unit_test(test_the_key_is_made_once_and_read_back),
-		cmocka_unit_test(test_the_envelope_keeps_the_delegation_marks),
+	    cmocka_unit_test(test_a_token_verifies_and_names_the_message_and_rule),
+	    cmocka_unit_test(test_a_changed_token_or_another_key_is_a_bad_signature),
+	    cmocka_unit_test(test_malformed_tokens),
+	    cmocka_unit_test(test_without_a_key_the_form_is_read_but_nothing_verifies),
+	    cmocka_unit_test(test_the_key_is_made_once_and_read_back),
+	    cmocka_unit_test(test_the_envelope_keeps_the_delegation_marks),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
