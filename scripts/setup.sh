@@ -16,6 +16,7 @@ python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl libdigest-
 groff-base
 postfix
 dovecot-core dovecot-lmtpd
+clamav-daemon spamd spamassassin
 "
 
 # ensure_user - the account the shipped config runs vsmtpd as, like a
@@ -56,5 +57,15 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-rec
 # own configuration): no system-wide IMAP service.
 if [ -d /run/systemd/system ] && systemctl is-enabled dovecot.service >/dev/null 2>&1; then
 	$SUDO systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+fi
+# clamd and spamd are test peers too (started by the tests with their own
+# configuration and a signature database they make): no system services,
+# no signature downloads.
+if [ -d /run/systemd/system ]; then
+	for unit in clamav-daemon.service clamav-daemon.socket clamav-freshclam.service spamd.service; do
+		if systemctl is-enabled "$unit" >/dev/null 2>&1; then
+			$SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+		fi
+	done
 fi
 ensure_user

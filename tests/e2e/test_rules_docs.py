@@ -33,6 +33,10 @@ and the files above, the document's vsmtpd.conf among them: "file:
 output must be the lines that follow, with process ids and the copy's path
 put back.
 
+The services the examples call (docs/rules.md, Services) are real ones,
+started for the module on loopback (tests/e2e/services.py): the copy's
+vsmtpd.conf gets a [service:NAME] section for each name of SERVICES.
+
 DNS from the rules (dns.lookup, ctx:spf()) goes to a dnsmasq on loopback
 that serves the records in DNS_RECORDS (the names the examples use): the
 copy's vsmtpd.conf gets a `dns_servers` line for it, so that nothing is
@@ -48,6 +52,7 @@ import tempfile
 import pytest
 
 import dnsserver
+import services
 import vsmtpd_e2e as e2e
 
 DOC = os.path.join(e2e.SOURCE_DIR, "docs", "rules.md")
@@ -151,17 +156,28 @@ def dns(workspace):
 
 
 @pytest.fixture(scope="module")
-def etc(dns):
+def live_services(workspace):
+    """The services the document's examples call: {name: [service:NAME] keys}."""
+    clamd = services.Clamd(workspace.new_dir("clamd-docs")).start()
+    spamd = services.Spamd(workspace.new_dir("spamd-docs")).start()
+    yield {"clamav": {"kind": "clamd", "address": f"127.0.0.1:{clamd.port}"},
+           "spamassassin": {"kind": "spamd", "address": f"127.0.0.1:{spamd.port}"}}
+    clamd.stop()
+    spamd.stop()
+
+
+@pytest.fixture(scope="module")
+def etc(dns, live_services):
     """A copy of /etc/vsmtpd as the document describes it; its path. Short:
     Lua cuts the file names in its error messages to 60 bytes."""
     root = os.path.realpath(tempfile.mkdtemp(prefix="vsd"))
     try:
-        yield from _etc(root, dns)
+        yield from _etc(root, dns, live_services)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _etc(root, dns):
+def _etc(root, dns, live_services):
     top = os.path.join(root, "etc", "vsmtpd")
     rules = os.path.join(top, "rules")
     os.makedirs(rules)
@@ -186,9 +202,13 @@ def _etc(root, dns):
     with open(os.path.join(top, "vsmtpd.conf")) as f:
         conf = f.read()
     assert "\n[rules]\n" in conf and "dns_servers" not in conf
+    conf = conf.replace("\n[rules]\n", f"\n[rules]\ndns_servers = {dns.address}\n"
+                        "dns_timeout = 2s\n", 1)
+    for name, keys in live_services.items():
+        assert f"[service:{name}]" not in conf
+        conf += f"\n[service:{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
     with open(os.path.join(top, "vsmtpd.conf"), "w") as f:
-        f.write(conf.replace("\n[rules]\n", f"\n[rules]\ndns_servers = {dns.address}\n"
-                             "dns_timeout = 2s\n", 1))
+        f.write(conf)
     yield top + "/"
 
 

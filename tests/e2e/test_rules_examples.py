@@ -17,6 +17,7 @@ import subprocess
 import pytest
 
 import dnsserver
+import services
 import vsmtpd_e2e as e2e
 
 EXAMPLES_DIR = os.path.join(e2e.SOURCE_DIR, "rules", "examples")
@@ -68,9 +69,17 @@ def dns_settings(dns):
 
 
 @pytest.fixture(scope="module")
-def ctl_conf(tmp_path_factory):
+def clamd(workspace):
+    """clamd for clamav-quarantine, with the EICAR signature only."""
+    c = services.Clamd(workspace.new_dir("clamd-examples")).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def ctl_conf(tmp_path_factory, clamd):
     path = tmp_path_factory.mktemp("ctl") / "vsmtpd.conf"
-    path.write_text(CTL_CONF)
+    path.write_text(CTL_CONF + f"[service:clamav]\nkind = clamd\naddress = 127.0.0.1:{clamd.port}\n")
     return str(path)
 
 
@@ -168,7 +177,8 @@ def test_example_tests_pass(name, ctl_conf):
 NEVER_ACCEPTS = {"status-info"}
 NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quarantine",
                  "stage-syntax", "user-functions", "predefined-functions", "tag-and-quarantine",
-                 "add-header", "offline-stages", "delegate-virus-filter"}
+                 "add-header", "offline-stages", "clamav-quarantine",
+                 "delegate-virus-filter"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -228,6 +238,26 @@ def test_tag_and_quarantine_in_the_daemon(daemons):
     assert envelope["quarantine"] == "virus"
     assert b"X-Virus-Status: Infected" in content
     d.wait_log(rf"{virus}: quarantined in virus")
+
+
+def test_clamav_quarantine_in_the_daemon(daemons, clamd):
+    """The infected message goes to quarantine/virus_queue/ at postq, the
+    clean one stays queued for delivery."""
+    d = start_example(daemons, "clamav-quarantine", settings={
+        "service:clamav": {"kind": "clamd", "address": clamd.unix_path}})
+    with d.client() as c:
+        c.ehlo()
+        bad = c.send_message(message(["From: alice@example.org", "Subject: invoice"],
+                                     services.EICAR.decode()),
+                             "alice@example.org", ["bob@example.com"])
+        good = c.send_message(message(["From: alice@example.org", "Subject: invoice"]),
+                              "alice@example.org", ["bob@example.com"])
+    path = os.path.join(d.spool, "quarantine", "virus_queue", bad)
+    e2e.wait_until(lambda: os.path.exists(path), what=path)
+    d.wait_log(rf"{bad}: service clamav \(clamd\): \d+ ms: infected \({services.EICAR_VIRUS}\)$")
+    d.wait_log(rf"{good}: service clamav \(clamd\): \d+ ms: clean$")
+    d.wait_log(rf"{good}: to=<bob@example.com>, .*status=deferred")
+    assert good in d.queued() and bad not in d.queued()
 
 
 def test_rewrite_recipient_in_the_daemon(daemons):

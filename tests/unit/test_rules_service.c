@@ -1,7 +1,8 @@
 /*
  * test_rules_service.c - the call layer of the rules' services
  * (rules_service.c) against small servers in threads of the test: a refused
- * connection, a server that never answers (the deadline), a server that
+ * connection, an IPv6 address, a connection attempt that times out, a
+ * server that never answers (the deadline), a server that
  * resets, a whole exchange over a Unix socket with the message sent in
  * framed pieces; what a failed call means for each on_failure; and the
  * engine making a status raised as a rule's error the rule's status.
@@ -109,6 +110,68 @@ static void test_deadline(void **state)
 	assert_true(rules_service_ms(&c) >= 190);
 	rules_service_close(&c);
 	assert_int_equal(c.fd, -1);
+	close(fd);
+}
+
+/* test_ipv6 - an [IPv6]:port address. */
+static void test_ipv6(void **state)
+{
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	socklen_t len = sizeof(sin6);
+	struct rules_service_call c;
+	struct service_config svc;
+	char address[64];
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+
+	(void)state;
+	assert_true(fd >= 0);
+	if (bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) < 0) {
+		close(fd);
+		skip(); /* no ::1 on this machine */
+	}
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin6, &len), 0);
+	snprintf(address, sizeof(address), "[::1]:%u", ntohs(sin6.sin6_port));
+	svc = service("av", address, 1000, SERVICE_FAIL_TEMPFAIL);
+	rules_service_start(&c, &svc);
+	assert_int_equal(rules_service_connect(&c), 0);
+	rules_service_close(&c);
+	close(fd);
+}
+
+/* test_connect_timeout - a listener whose queue is full drops the
+ * connection attempt: connect gives up after connect_timeout. */
+static void test_connect_timeout(void **state)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sin);
+	struct rules_service_call c;
+	struct service_config svc;
+	char address[64], want[128];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), fill[4], i;
+	uint64_t t0;
+
+	(void)state;
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(fd, 0), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	for (i = 0; i < 4; i++) { /* fill the accept queue, never accepted */
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		(void)connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
+	}
+	usleep(100000);
+	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sin.sin_port));
+	svc = service("av", address, 5000, SERVICE_FAIL_TEMPFAIL);
+	svc.connect_timeout_ms = 300;
+	t0 = now_ms();
+	rules_service_start(&c, &svc);
+	assert_int_equal(rules_service_connect(&c), -1);
+	snprintf(want, sizeof(want), "connect to %s: timeout after 300 ms", address);
+	assert_string_equal(c.error, want);
+	assert_true(now_ms() - t0 >= 290 && now_ms() - t0 < 2000);
+	assert_int_equal(c.fd, -1);
+	for (i = 0; i < 4; i++)
+		close(fill[i]);
 	close(fd);
 }
 
@@ -396,6 +459,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_refused),       cmocka_unit_test(test_deadline),
+	    cmocka_unit_test(test_ipv6),          cmocka_unit_test(test_connect_timeout),
 	    cmocka_unit_test(test_reset),         cmocka_unit_test(test_unix_exchange),
 	    cmocka_unit_test(test_on_failure),    cmocka_unit_test(test_raised_status),
 	};
