@@ -118,7 +118,8 @@ static void dlv_delegate_done(struct dlv_job *job)
 		if (job->results[k].outcome != MTA_SENT)
 			bad = &job->results[k];
 	if (bad == NULL) {
-		next = time(NULL) + (int64_t)(svc->timeout_ms + 999) / 1000;
+		a->delegate_sent_at = time(NULL);
+		next = a->delegate_sent_at + (int64_t)(svc->timeout_ms + 999) / 1000;
 		log_info("%s: service %s (delegate): %lu ms: sent to %s (%s); waiting for it to "
 		         "come back, else sent again in %u s",
 		         a->m->id, svc->name, dlv_delegate_ms(a),
@@ -129,7 +130,6 @@ static void dlv_delegate_done(struct dlv_job *job)
 			dlv_attempt_wait(a, 0);
 			return;
 		}
-		a->delegate_sent_at = time(NULL);
 		dlv_state_save(a, next);
 		dlv_attempt_wait(a, next);
 		return;

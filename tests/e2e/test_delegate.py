@@ -8,12 +8,15 @@ Main then runs the delegate rule's function on the message as it came back:
 an infected one is quarantined, a clean one delivered into a maildir with
 the filter's header field and without the delegation token.
 
-The durability cases: the filter stopped while it holds the message (main
-keeps the original queued and sends it again after the service's timeout;
-one delivery in the end, however many copies come back), and main killed
+The durability cases: the filter down (deferred, then delivered), killed
+while it holds the message, with or without its queue (main keeps the
+original queued and sends it again after the service's timeout; one
+delivery in the end, however many copies come back), and main killed
 between the commit of the returned copy and the removal of the original
 (the recovery removes the original: one delivery). Mail sent to the
-delegation listener without a valid token is refused.
+delegation listener without a valid token is refused. Changes and a hold
+made before the rule are kept across the round trip, and a delivery-stage
+delegate rule sends the queued message.
 
 Everything is on loopback; every wait has a deadline.
 """
@@ -221,10 +224,12 @@ def test_forged_returns_are_refused(daemons):
     e2e.wait_until(lambda: not spool(main, "incoming"), WAIT, what="no incoming file left")
 
 
-def test_filter_stopped_midway_sends_again_and_delivers_once(daemons):
-    # The filter takes the message, then cannot pass it on (its relay is a
-    # closed port) and is killed: main's original waits, is sent again after
-    # the service's timeout, and comes back once the filter is back.
+def test_filter_killed_midway_sends_again_and_delivers_once(daemons):
+    # The filter takes the message, cannot pass it on (its relay is a closed
+    # port) and is killed. Main's original waits, goes to the filter again
+    # after the service's timeout; the filter, back, now holds two copies and
+    # sends both back once it relays to main: the second is dropped, the
+    # message delivered once.
     filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
     main = main_daemon(daemons, filt.port)
     filt.start()
@@ -235,19 +240,50 @@ def test_filter_stopped_midway_sends_again_and_delivers_once(daemons):
     e2e.wait_until(lambda: os.path.exists(state_path), WAIT, what="the original's state")
     with open(state_path) as f:
         state = json.load(f)
-    assert state["delegated"]["service"] == "clamsmtpd" and state["delegated"]["rule"] == 2, state
+    delegated = state["delegated"]
+    assert delegated["service"] == "clamsmtpd" and delegated["rule"] == 2, state
+    assert delegated["stage"] == "postq", state
+    assert state["next_attempt"] - delegated["sent_at"] == TIMEOUT_S, state
     assert qid in spool(main, "queue")
     filt.kill_all()
-    # The filter comes back, keeping its spool (its copy is sent too) and
-    # now relaying to main: every copy that comes back past the first is dropped.
+    filt.start()
+    sent = rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to "
+    main.wait_log(sent, WAIT, count=2)
+    assert qid in spool(main, "queue")
     filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
     filt.write_config()
-    filt.start()
+    filt.signal(signal.SIGHUP)
     wait_delivered(main, "midway")
+    main.wait_log(r"notice: [0-9A-F]{16}: a second return of a delegation whose message came "
+                  r"back already: dropped", WAIT)
     e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
     e2e.wait_until(lambda: not spool(filt, "queue"), WAIT, what="the filter's empty queue")
     time.sleep(1.0)
     assert len(copies(main, "midway")) == 1
+
+
+def test_a_filter_that_lost_the_message_gets_it_again(daemons):
+    # The filter is killed and loses its queue: main sends the message again
+    # after the service's timeout, and it comes back once.
+    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
+    main = main_daemon(daemons, filt.port)
+    filt.start()
+    main.start()
+    qid = send(main, "lost")
+    filt.wait_log(r"info: [0-9A-F]{16}: .*status=deferred")
+    filt.kill_all()
+    for name in spool(filt, "queue"):
+        os.unlink(os.path.join(filt.spool, "queue", name))
+    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
+    filt.write_config()
+    filt.start()
+    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ", WAIT,
+                  count=2)
+    data = wait_delivered(main, "lost")
+    assert b"X-Filtered: by the test filter" in data
+    e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
+    time.sleep(1.0)
+    assert len(copies(main, "lost")) == 1
 
 
 def test_filter_down_defers_then_delivers(daemons):
