@@ -422,3 +422,42 @@ def test_a_delivery_delegate_rule_sends_the_queued_message(daemons):
                    what="a message in quarantine/virus_queue")
     e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
     assert len(copies(main, "at delivery")) == 1
+
+
+PARTIAL_RULES = """
+return {
+  delivery = {
+    rule "first attempts go without the filter" (function(ctx)
+      ctx:maildir("bob@example.org")
+      ctx:forward("carol@example.net", "127.0.0.1:1")
+      if os.time() - ctx.mail_timestamp < 3 then
+        return status.accept()
+      end
+      return status.next()
+    end),
+    delegate "scan at delivery" ("clamsmtpd", function(ctx)
+      return status.next()
+    end),
+  },
+}
+"""
+
+
+def test_a_delivery_delegate_rule_reached_after_a_partial_delivery_defers(daemons):
+    # An attempt that did not reach the rule delivered one recipient; a later
+    # one reaches it: the filter's copy would bring that recipient back, so
+    # the message does not go to the filter and the recipient left is
+    # deferred as by a rule error.
+    main, _ = pair(daemons, PARTIAL_RULES)
+    with main.session() as c:
+        qid = c.send_message(e2e.stuff(body("partial")), "alice@example.org",
+                             (RCPT, "carol@example.net"))
+        c.quit()
+    wait_delivered(main, "partial")
+    main.wait_log(rf"error: {qid}: delegate rule \"scan at delivery\" at delivery: "
+                  rf"<{RCPT}> has its outcome already", WAIT)
+    main.wait_log(rf"info: {qid}: delivery rules \(no rule\) refused delivery: 451 4\.3\.0 "
+                  r"error in the delivery rules", WAIT)
+    assert qid in spool(main, "queue")
+    assert "service clamsmtpd" not in main.log()
+    assert len(copies(main, "partial")) == 1
