@@ -9,8 +9,11 @@
 -- While the filter has it, the message stays queued; a filter that loses
 -- it gets it again after the service's timeout.
 --
--- The configuration it needs (clamsmtpd's own: Listen 127.0.0.1:10025,
--- OutAddress 127.0.0.1:10026, Header: X-Virus-Infected):
+-- The configuration it needs; in clamsmtpd.conf: "Listen: 127.0.0.1:10025",
+-- "OutAddress: 10026" (where it sends the message on) and "Action: pass"
+-- (an infected message is passed on with an X-Virus-Infected field;
+-- clamsmtpd's default, drop, would never send it back, and vsmtpd would
+-- send it again after each timeout until its queue lifetime ends):
 --
 --   [service:clamsmtpd]
 --   kind = delegate
