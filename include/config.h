@@ -32,6 +32,7 @@ enum listener_kind {
 	LISTENER_SMTP,        /* port 25: mail from other servers */
 	LISTENER_SUBMISSION,  /* port 587: clients, STARTTLS and AUTH */
 	LISTENER_SUBMISSIONS, /* port 465: clients, TLS from the first byte */
+	LISTENER_DELEGATION,  /* mail coming back from delegate rules' filters: no TLS, no AUTH */
 };
 
 /* A listener's TLS security level; UNSET until config_load's defaults. */
@@ -65,7 +66,7 @@ enum client_tls {
 
 struct listener_config {
 	char *name;                                /* "smtp" in [listener:smtp] */
-	char *kind;                                /* "smtp", "submission", "submissions" */
+	char *kind;                                /* "smtp", "submission", "submissions", "delegation" */
 	enum listener_kind kind_id;                /* the same */
 	enum listener_tls tls;
 	enum listener_auth auth;

@@ -47,6 +47,11 @@ struct envelope {
 	int postq_done;        /* the postq rules already ran (a copy the worker rewrote) */
 	int faccept;           /* a rule said faccept: the postq and delivery rules are skipped */
 	char *relay;           /* send_mail()'s relay: every recipient goes there, NULL when none */
+	char *delegated_from;  /* came back from a delegate rule's filter: the original's id */
+	unsigned delegated_rule; /* that rule's index in its stage (from 1), 0 when none */
+	int delegated_delivery; /* that rule is a delivery rule (else a postq one) */
+	unsigned postq_start;  /* postq starts at this rule (from 1): a delegate rule; 0: at 1 */
+	char *delegation_token; /* session to queue only: the token of a returned copy */
 };
 
 /* envelope_add_rcpt - append a recipient (copies the strings); 0 or -1. */

@@ -40,6 +40,7 @@ enum rule_status {
 	RULE_INFO,       /* reply with the code, nothing changes */
 	RULE_QUARANTINE, /* normal reply; the message goes to quarantine/<name> */
 	RULE_ERROR,      /* a rule failed: 451 4.3.0, never an accept */
+	RULE_DELEGATE,   /* postq, delivery: a delegate rule; send the message to its filter */
 };
 
 #define RULE_TEXT_MAX 512
@@ -47,6 +48,7 @@ enum rule_status {
 #define RULE_QUARANTINE_MAX 128
 #define RULE_FILE_NAME_MAX 33 /* a queue id, NUL included */
 #define RULE_HOLD_MAX 256     /* a hold reason, NUL included */
+#define RULE_SERVICE_NAME_MAX 33 /* a [service:NAME] name, NUL included */
 
 /*
  * How a recipient is to be delivered, as the delivery-stage rules chose
@@ -91,6 +93,8 @@ struct rule_verdict {
 	struct rule_reply reply; /* given by the rule, or the status's default */
 	char quarantine[RULE_QUARANTINE_MAX]; /* RULE_QUARANTINE: the queue's name */
 	char rule[RULE_NAME_MAX];             /* the rule that decided, "" for none */
+	unsigned delegate_rule;               /* RULE_DELEGATE: the rule's index, from 1 */
+	char delegate_service[RULE_SERVICE_NAME_MAX]; /* RULE_DELEGATE: its [service:NAME] */
 };
 
 /*
@@ -175,6 +179,20 @@ struct rule_ctx {
 	void *dmarc;                /* ctx:dmarc()'s result for this message, engine-owned */
 	void *arc;                  /* ctx:arc()'s result for this message, engine-owned */
 	void *milter;               /* ctx:milter()'s conversations of the connection, engine-owned */
+
+	/*
+	 * postq of a message queued again at a delegate rule: the rule's index
+	 * (from 1) the stage starts at, 0 for the first rule. delegated_rule
+	 * is that index too when the message came back from the rule's
+	 * filter: the rule's function runs; otherwise the rule stops the
+	 * stage with RULE_DELEGATE (the message goes to the filter). A message
+	 * back from a delivery delegate rule has delegated_delivery set and
+	 * delegated_rule that rule's index in the delivery stage, which runs
+	 * from the start as always.
+	 */
+	unsigned postq_start;
+	unsigned delegated_rule;
+	int delegated_delivery;
 };
 
 struct rules;

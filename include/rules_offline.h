@@ -30,6 +30,7 @@ struct offline_tx {
 	int tls;                   /* the session is encrypted (TLSv1.3) */
 	const char *authid;        /* the client authenticated as this user; NULL: it did not */
 	const char *auth_mechanism; /* with this mechanism, default "PLAIN" */
+	int returned; /* delegate rules' filters send the message back as it is: postq goes on */
 };
 
 /* What became of a queued message in postq and delivery. */

@@ -193,7 +193,9 @@ static int ctl_case_run(lua_State *L, int idx, int number, struct rules *r,
 	tx.authid = ctl_field(L, idx, "auth");
 	lua_getfield(L, idx, "tls");
 	tx.tls = lua_toboolean(L, -1);
-	lua_pop(L, 1);
+	lua_getfield(L, idx, "returned");
+	tx.returned = lua_toboolean(L, -1);
+	lua_pop(L, 2);
 	tx.nrcpts = ctl_case_rcpts(L, idx, rcpts);
 	lua_getfield(L, idx, "message");
 	if (lua_isstring(L, -1)) {

@@ -286,6 +286,12 @@ static void dlv_attempt_close(struct dlv_attempt *a, int gone, int64_t next)
 		event_base_loopexit(w->base, NULL);
 }
 
+/* dlv_attempt_wait - over with nothing to record (a delegate rule's filter has it). */
+void dlv_attempt_wait(struct dlv_attempt *a, int64_t next)
+{
+	dlv_attempt_close(a, 0, next);
+}
+
 /* dlv_attempt_conclude - the outcomes of an attempt: state, notices, removal. */
 static void dlv_attempt_conclude(struct dlv_attempt *a)
 {
@@ -413,6 +419,8 @@ static void dlv_attempt_start(struct dlv_msg *m, int fd, int state_fd)
 		rules_ctx_release(&ctx);
 		message_free(msg);
 	}
+	if (go == 2)
+		return; /* a delegate rule's filter has it: dlv_delegate_done goes on */
 	if (go < 0) {
 		dlv_attempt_close(a, 1, 0);
 		return;

@@ -134,6 +134,11 @@ struct dlv_attempt {
 	struct mta_result *results; /* parallel to crcpts */
 	int64_t started;
 	struct cJSON *kept;   /* the state's members the queue owns, carried over */
+	/* a delegate rule's filter has it (delivery_delegate.c) */
+	const struct service_config *delegate_svc;
+	unsigned delegate_rule;
+	enum rule_stage delegate_stage;
+	int64_t delegate_start_ms, delegate_sent_at;
 };
 
 /* The worker process; one instance, in delivery_main's frame. */
@@ -163,6 +168,9 @@ void dlv_send(struct dlv_worker *w, const char *op, const char *id, const char *
 /* dlv_attempt_end - every job of a is back (or there were none): conclude the attempt. */
 void dlv_attempt_end(struct dlv_attempt *a);
 
+/* dlv_attempt_wait - the attempt is over with nothing to record: next attempt at next. */
+void dlv_attempt_wait(struct dlv_attempt *a, int64_t next);
+
 /* ---- delivery_state.c: the message file and its delivery state ---- */
 
 /* dlv_json_int - the number member key of obj, def when absent. */
@@ -185,7 +193,8 @@ void dlv_ctx_init(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 /*
  * dlv_run_postq - the postq stage, once per message. 1 when the attempt
  * goes on, 0 when the recipients got their outcome from the rules, -1 when
- * the message is no longer this worker's (quarantined, held, or queued again).
+ * the message is no longer this worker's (quarantined, held, or queued again),
+ * 2 when a delegate rule's filter has it (the job's end concludes the attempt).
  */
 int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg);
 
@@ -194,6 +203,20 @@ int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message
 
 /* dlv_quarantine - the rules of stage kept the message in quarantine name: move it. */
 void dlv_quarantine(struct dlv_attempt *a, const char *name, const char *stage);
+
+/* ---- delivery_delegate.c: a delegate rule's filter ---- */
+
+/*
+ * dlv_delegate_send - the rules of stage stopped at a delegate rule (v):
+ * send msg to its filter. 1 when the job is under way (its end concludes
+ * the attempt), 0 when the recipients have their outcome (deferred past
+ * the queue lifetime), -1 on failure (no such service, out of memory).
+ */
+int dlv_delegate_send(struct dlv_attempt *a, struct message *msg, const struct rule_verdict *v,
+		      enum rule_stage stage);
+
+/* dlv_delegate_delivery - the delivery rules stopped at a delegate rule: as dlv_delegate_send. */
+int dlv_delegate_delivery(struct dlv_attempt *a, const struct rule_verdict *v);
 
 /* ---- delivery_route.c: transports per recipient, jobs ---- */
 

@@ -103,6 +103,9 @@ void dlv_ctx_init(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 	ctx->service_arg = a;
 	if (env->vars != NULL)
 		ctx->tx_vars = cJSON_Parse(env->vars);
+	ctx->postq_start = env->postq_start;
+	ctx->delegated_rule = env->delegated_rule;
+	ctx->delegated_delivery = env->delegated_delivery;
 }
 
 /* dlv_verdict_reply - the reply a refusing verdict carries, as text. */
@@ -175,9 +178,11 @@ static void dlv_hold(struct dlv_attempt *a, const struct rule_hold *hold)
 
 /*
  * dlv_rewrite - the postq rules changed the message or its envelope: queue
- * the changed copy (marked postq done) and drop this one. 0 when done.
+ * the changed copy (marked postq done, or to start postq at delegate rule
+ * start when not 0) and drop this one. 0 when done.
  */
-static int dlv_rewrite(struct dlv_attempt *a, struct message *msg, struct rule_ctx *ctx)
+static int dlv_rewrite(struct dlv_attempt *a, struct message *msg, struct rule_ctx *ctx,
+		       unsigned start)
 {
 	struct envelope copy = a->env;
 	char old[SPOOL_ID_LEN + 1], *text = NULL, *vars;
@@ -188,7 +193,11 @@ static int dlv_rewrite(struct dlv_attempt *a, struct message *msg, struct rule_c
 		return ENOMEM;
 	vars = rules_tx_vars(ctx);
 	copy.vars = vars;
-	copy.postq_done = 1;
+	copy.postq_done = start == 0;
+	copy.postq_start = start;
+	copy.delegated_from = NULL; /* the queue's mark of a returned copy, never the worker's */
+	copy.delegated_rule = 0;
+	copy.delegation_token = NULL;
 	copy.faccept = a->faccept;
 	/* A held copy is committed straight into hold/. */
 	copy.hold = rules_hold(ctx) != NULL ? (char *)rules_hold(ctx)->reason : NULL;
@@ -239,10 +248,38 @@ static int dlv_vars_changed(const struct envelope *env, const struct rule_ctx *c
 }
 
 /*
+ * dlv_postq_delegate - postq stopped at a delegate rule (v). The sender,
+ * recipients, variables or a hold changed before it are kept by queueing
+ * the copy to start at the rule (it is sent from there); otherwise the
+ * message goes to the filter now. Returns as dlv_run_postq, 2 when the
+ * filter job is under way.
+ */
+static int dlv_postq_delegate(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg,
+			      const struct rule_verdict *v, struct envelope *snap, int changed)
+{
+	int rc;
+
+	if (changed || dlv_vars_changed(&a->env, ctx) || rules_hold(ctx) != NULL) {
+		if (dlv_rewrite(a, msg, ctx, v->delegate_rule) == 0) {
+			envelope_clear(snap);
+			return -1;
+		}
+	} else if ((rc = dlv_delegate_send(a, msg, v, RULE_STAGE_POSTQ)) >= 0) {
+		envelope_clear(snap);
+		return rc == 1 ? 2 : 0;
+	}
+	envelope_swap_rcpts(&a->env, snap);
+	envelope_clear(snap);
+	dlv_rule_error(a, "postq");
+	return 0;
+}
+
+/*
  * dlv_run_postq - the postq stage, once per message. Returns 1 when the
  * attempt goes on, 0 when the recipients got their outcome from the rules
  * (refused, or deferred by a failing rule), -1 when the message is no longer
- * this worker's (quarantined, held, or queued again changed).
+ * this worker's (quarantined, held, or queued again changed), 2 when it
+ * went to a delegate rule's filter (delivery_delegate.c ends the attempt).
  */
 int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *msg)
 {
@@ -251,7 +288,9 @@ int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 	char *before, *after;
 	int changed;
 
-	if (a->postq || a->released || a->env.postq_done || a->env.faccept ||
+	/* A copy held before a delegate rule still owes the rule its filter. */
+	if (a->postq || (a->released && a->env.postq_start == 0) || a->env.postq_done ||
+	    a->env.faccept ||
 	    !rules_stage_used(a->m->w->rules, RULE_STAGE_POSTQ)) {
 		a->postq = 1;
 		return 1;
@@ -294,8 +333,10 @@ int dlv_run_postq(struct dlv_attempt *a, struct rule_ctx *ctx, struct message *m
 		dlv_send(a->m->w, "done", a->m->id, NULL, NULL, NULL, NULL, -1);
 		return -1;
 	}
+	if (v.status == RULE_DELEGATE)
+		return dlv_postq_delegate(a, ctx, msg, &v, &snap, changed);
 	if (changed || message_modified(msg) || dlv_vars_changed(&a->env, ctx)) {
-		if (dlv_rewrite(a, msg, ctx) == 0) {
+		if (dlv_rewrite(a, msg, ctx, 0) == 0) {
 			envelope_clear(&snap);
 			return -1;
 		}
@@ -323,7 +364,7 @@ int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message
 	struct envelope snap = {0};
 	struct rule_verdict v;
 	char *before, *after;
-	int changed;
+	int changed, rc;
 
 	if (!rules_stage_used(a->m->w->rules, RULE_STAGE_DELIVERY) || a->faccept ||
 	    a->env.faccept)
@@ -362,6 +403,11 @@ int dlv_run_delivery(struct dlv_attempt *a, struct rule_ctx *ctx, struct message
 	case RULE_DENY:
 	case RULE_REJECT:
 		dlv_refuse_pending(a, &v, "delivery");
+		return 0;
+	case RULE_DELEGATE:
+		if ((rc = dlv_delegate_delivery(a, &v)) >= 0)
+			return rc == 1 ? 2 : 0;
+		dlv_rule_error(a, "delivery");
 		return 0;
 	default:
 		break;

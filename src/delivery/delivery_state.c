@@ -160,6 +160,14 @@ static char *dlv_state_text(const struct dlv_attempt *a, int64_t next)
 		goto out;
 	for (r = a->kept ? a->kept->child : NULL; r != NULL; r = r->next)
 		cJSON_AddItemToObject(s, r->string, cJSON_Duplicate(r, 1));
+	/* waiting for a delegate rule's filter to send it back */
+	if (a->delegate_sent_at != 0 &&
+	    ((r = cJSON_AddObjectToObject(s, "delegated")) == NULL ||
+	     cJSON_AddStringToObject(r, "service", a->delegate_svc->name) == NULL ||
+	     cJSON_AddStringToObject(r, "stage", rules_stage_name(a->delegate_stage)) == NULL ||
+	     cJSON_AddNumberToObject(r, "rule", a->delegate_rule) == NULL ||
+	     cJSON_AddNumberToObject(r, "sent_at", (double)a->delegate_sent_at) == NULL))
+		goto out;
 	for (i = 0; i < a->env.nrcpts; i++) {
 		const struct dlv_rcpt *dr = &a->rcpts[i];
 		char reply[DLV_STATE_REPLY_MAX];

@@ -79,7 +79,21 @@ static int finish_listener_tls(struct loader *ld, size_t i)
 
 	l->kind_id = strcmp(l->kind, "submissions") == 0  ? LISTENER_SUBMISSIONS
 	             : strcmp(l->kind, "submission") == 0 ? LISTENER_SUBMISSION
+	             : strcmp(l->kind, "delegation") == 0 ? LISTENER_DELEGATION
 	                                                  : LISTENER_SMTP;
+	if (l->kind_id == LISTENER_DELEGATION) {
+		/* a filter on the same host sends back what it was given: nothing to secure */
+		if ((l->tls != LISTENER_TLS_UNSET && l->tls != LISTENER_TLS_NONE) ||
+		    (l->auth != LISTENER_AUTH_UNSET && l->auth != LISTENER_AUTH_NO))
+			return config_fail_at(ld, line,
+			                      "[listener:%s] a delegation listener has no TLS and no "
+			                      "AUTH (the returned mail is checked by its token): "
+			                      "leave tls and auth out",
+			                      l->name);
+		l->tls = LISTENER_TLS_NONE;
+		l->auth = LISTENER_AUTH_NO;
+		return 0;
+	}
 	if (l->kind_id == LISTENER_SUBMISSIONS && l->tls != LISTENER_TLS_UNSET &&
 	    l->tls != LISTENER_TLS_ENCRYPT)
 		return config_fail_at(

@@ -539,10 +539,10 @@ static int parse_seconds(struct loader *ld, const struct key_def *def, void *fie
 static int parse_kind(struct loader *ld, const struct key_def *def, void *field, const char *value)
 {
 	if (strcmp(value, "smtp") == 0 || strcmp(value, "submission") == 0 ||
-	    strcmp(value, "submissions") == 0)
+	    strcmp(value, "submissions") == 0 || strcmp(value, "delegation") == 0)
 		return config_replace_string(ld, field, value);
-	return config_bad_value(ld, def, value,
-	                        "is not a listener kind: smtp, submission or submissions");
+	return config_bad_value(ld, def, value, "is not a listener kind: smtp, submission, "
+	                                        "submissions or delegation");
 }
 
 /* parse_addresses - [listener:NAME] address: add each host:port of the list. */

@@ -324,6 +324,17 @@ static int finish_service(struct loader *ld, size_t i)
 	if (s->kind == SERVICE_RSPAMD && s->path == NULL &&
 	    config_replace_string(ld, &s->path, "/checkv2") < 0)
 		return -1;
+	if (s->kind == SERVICE_DELEGATE) {
+		/* the filter sends the message back to a delegation listener */
+		for (k = 0; k < ld->cfg->nlisteners; k++)
+			if (strcmp(ld->cfg->listeners[k].kind, "delegation") == 0)
+				break;
+		if (k == ld->cfg->nlisteners)
+			return config_fail_at(ld, ld->service_line[i],
+			                      "[service:%s] kind delegate: the filter sends mail back "
+			                      "to a [listener:NAME] with kind = delegation; declare one",
+			                      s->name);
+	}
 	return 0;
 }
 

@@ -173,6 +173,11 @@ char *envelope_to_json(const struct envelope *env)
 	    json_add_string(obj, "quarantine", env->quarantine) < 0 ||
 	    json_add_string(obj, "hold", env->hold) < 0 ||
 	    json_add_string(obj, "relay", env->relay) < 0 ||
+	    json_add_string(obj, "delegated_from", env->delegated_from) < 0 ||
+	    json_add_string(obj, "delegation_token", env->delegation_token) < 0 ||
+	    (env->postq_start && json_add_number(obj, "postq_start", env->postq_start) < 0) ||
+	    (env->delegated_rule && json_add_number(obj, "delegated_rule", env->delegated_rule) < 0) ||
+	    json_add_string(obj, "delegated_stage", env->delegated_delivery ? "delivery" : NULL) < 0 ||
 	    (rcpts = cJSON_AddArrayToObject(obj, "rcpts")) == NULL)
 		goto out;
 	if ((env->postq_done && cJSON_AddNumberToObject(obj, "postq", 1) == NULL) ||
@@ -245,7 +250,8 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 {
 	cJSON *obj = cJSON_ParseWithLength(text, len);
 	const cJSON *rcpts, *r, *id;
-	double received, port, body, utf8, ret, postq, faccept;
+	double received, port, body, utf8, ret, postq, faccept, drule, pstart;
+	char *dstage = NULL;
 	int rc = -1;
 
 	if (obj == NULL || !cJSON_IsObject(obj))
@@ -261,6 +267,11 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	    json_get_number(obj, "ret", 0, &ret) < 0 ||
 	    json_get_number(obj, "postq", 0, &postq) < 0 ||
 	    json_get_number(obj, "faccept", 0, &faccept) < 0 ||
+	    json_get_number(obj, "delegated_rule", 0, &drule) < 0 || drule < 0 || drule > 1e6 ||
+	    json_get_string(obj, "delegated_from", &env->delegated_from, 0) < 0 ||
+	    json_get_string(obj, "delegation_token", &env->delegation_token, 0) < 0 ||
+	    json_get_string(obj, "delegated_stage", &dstage, 0) < 0 ||
+	    json_get_number(obj, "postq_start", 0, &pstart) < 0 || pstart < 0 || pstart > 1e6 ||
 	    json_get_string(obj, "listener", &env->listener, 0) < 0 ||
 	    json_get_string(obj, "client_ip", &env->client_ip, 0) < 0 ||
 	    json_get_string(obj, "helo", &env->helo, 0) < 0 ||
@@ -286,6 +297,9 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	env->ret = (int)ret;
 	env->postq_done = postq != 0;
 	env->faccept = faccept != 0;
+	env->delegated_rule = (unsigned)drule;
+	env->postq_start = (unsigned)pstart;
+	env->delegated_delivery = dstage != NULL && strcmp(dstage, "delivery") == 0;
 	rcpts = cJSON_GetObjectItemCaseSensitive(obj, "rcpts");
 	if (!cJSON_IsArray(rcpts) || cJSON_GetArraySize(rcpts) == 0)
 		goto out;
@@ -296,6 +310,7 @@ int envelope_from_json(struct envelope *env, const char *text, size_t len)
 	}
 	rc = 0;
 out:
+	free(dstage);
 	cJSON_Delete(obj);
 	return rc;
 }
@@ -339,6 +354,8 @@ void envelope_clear(struct envelope *env)
 	free(env->quarantine);
 	free(env->hold);
 	free(env->relay);
+	free(env->delegated_from);
+	free(env->delegation_token);
 	free(env->vars);
 	free(env->dmarc);
 	memset(env, 0, sizeof(*env));

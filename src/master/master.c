@@ -29,6 +29,7 @@
 
 #include <event2/event.h>
 
+#include "delegation.h"
 #include "evloop.h"
 #include "ipc.h"
 #include "log.h"
@@ -629,6 +630,7 @@ int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
 	                   .runner_backoff = 1,
 	                   .control_fd = -1,
 	                   .sandbox_fd = -1};
+	char err[256];
 
 	log_open(cfg->log_target, cfg->log_level, cfg->syslog_facility);
 	signal(SIGPIPE, SIG_IGN);
@@ -636,6 +638,12 @@ int master_main(struct config *cfg, struct rules *rules, struct tls_server *tls,
 	tzset();
 	master_raise_nofile();
 	if (master_open_listeners(&m) < 0 || master_privileges(&m) < 0) {
+		master_free(&m);
+		return 1;
+	}
+	/* the key of delegate rules' tokens: every process it forks holds it */
+	if (delegation_key_load(cfg->spool_dir, err, sizeof(err)) < 0) {
+		log_err("%s", err);
 		master_free(&m);
 		return 1;
 	}

@@ -16,8 +16,9 @@
  * same path into hold/ instead of queue/: the same fdatasync, one fsync of
  * hold/ per batch, and it is never announced to the delivery worker; a
  * quarantined one goes into quarantine/<name>/ on its own.
+ *
+ * Recovery at start is in queue_recover.c.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -60,6 +61,7 @@ static void queue_msg_free(struct queue_msg *m)
 	if (m->dest_fd >= 0)
 		close(m->dest_fd);
 	free(m->dmarc);
+	queue_delegation_forget(m);
 	free(m);
 }
 
@@ -183,7 +185,7 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 	char trailer[SPOOL_TRAILER_LEN];
 	struct stat st;
 	char *text;
-	int ok;
+	int ok, merge;
 
 	if (fstat(m->fd, &st) < 0)
 		return errno;
@@ -218,6 +220,18 @@ static int queue_msg_check(struct queue *q, struct queue_msg *m, uint64_t clen, 
 					 : m->held	       ? "held"
 								: "queued")) == NULL)
 		log_warn("%s: dmarc: the envelope's record is not a JSON object", m->id);
+	/* only the queue marks a returned copy, once its token verified */
+	if (ok && (env.delegated_from != NULL || env.delegated_rule != 0))
+		ok = 0;
+	/* a filter's returned copy takes its original's envelope */
+	if (ok && env.delegation_token != NULL &&
+	    (merge = queue_delegation_merge(q, m, &env, clen, &elen)) != 0) {
+		envelope_clear(&env);
+		if (merge != ENOENT)
+			return merge;
+		m->duplicate = 1;
+		return 0;
+	}
 	envelope_clear(&env);
 	if (!ok)
 		return EINVAL;
@@ -255,6 +269,14 @@ static void queue_msg_commit(struct queue *q, struct queue_client *c, const stru
 	if ((err = queue_msg_check(q, m, req->a, req->b)) != 0) {
 		log_err("%s: refusing commit: %s", m->id, strerror(err));
 		queue_reply(c, IPC_MSG_COMMITTED, err, m->id, -1);
+		queue_msg_discard(q, m);
+		return;
+	}
+	if (m->duplicate) {
+		log_notice("%s: a second return of a delegation whose message came back "
+			   "already: dropped",
+			   m->id);
+		queue_reply(c, IPC_MSG_COMMITTED, 0, m->id, -1);
 		queue_msg_discard(q, m);
 		return;
 	}
@@ -577,6 +599,8 @@ static void queue_done_cb(evutil_socket_t fd, short what, void *arg)
 			queue_msg_discard(q, m);
 			continue;
 		}
+		if (m->delegated_from != NULL)
+			queue_delegation_committed(q, m);
 		/* A quarantined or held message is not the worker's business. */
 		if (m->dest_fd < 0 && !m->held)
 			queue_dlv_announce(q, m->id, 0);
@@ -600,146 +624,6 @@ static void queue_signal_cb(int signo, void *arg)
 	q->stopping = 1;
 	if (!q->flushing)
 		event_base_loopexit(q->base, NULL);
-}
-
-/* queue_recover_incoming - remove every file left in incoming/. */
-static int queue_recover_incoming(int spool_fd, struct queue_recovery *rec)
-{
-	DIR *d;
-	struct dirent *de;
-	int fd = openat(spool_fd, SPOOL_INCOMING, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0 || (d = fdopendir(fd)) == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (unlinkat(fd, de->d_name, 0) == 0)
-			rec->incomplete++;
-	}
-	closedir(d);
-	return 0;
-}
-
-/* queue_recover_check - verify one committed file; move it aside if broken. */
-static void queue_recover_check(int queue_fd, int spool_fd, const char *name,
-				struct queue_recovery *rec)
-{
-	struct envelope env = {0};
-	uint64_t clen, value;
-	int fd = openat(queue_fd, name, O_RDONLY | O_CLOEXEC);
-
-	if (fd >= 0 && spool_message_read(fd, &env, &clen) == 0 && strcmp(env.id, name) == 0) {
-		rec->queued++;
-		value = spool_id_value(name);
-		if (value > rec->last_id)
-			rec->last_id = value;
-	} else {
-		int cfd = openat(spool_fd, SPOOL_CORRUPT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-		log_err("%s: not a complete message file: moved to %s/", name, SPOOL_CORRUPT);
-		if (cfd < 0 || renameat(queue_fd, name, cfd, name) < 0)
-			log_err("%s: cannot move to %s/: %s", name, SPOOL_CORRUPT, strerror(errno));
-		if (cfd >= 0)
-			close(cfd);
-		rec->corrupt++;
-	}
-	envelope_clear(&env);
-	if (fd >= 0)
-		close(fd);
-}
-
-/*
- * queue_recover_states - remove state files whose message is neither in
- * queue/ nor in hold/ (it was delivered, or removed, just before a crash)
- * and the temporary files of interrupted state writes.
- */
-static int queue_recover_states(int spool_fd)
-{
-	int state = openat(spool_fd, SPOOL_STATE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int queued = openat(spool_fd, SPOOL_QUEUE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int held = openat(spool_fd, SPOOL_HOLD, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	DIR *d = NULL;
-	int rc = -1;
-
-	if (state < 0 || queued < 0 || held < 0 || (d = fdopendir(state)) == NULL)
-		goto out;
-	state = -1; /* now d's */
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (spool_id_valid(de->d_name) &&
-		    (faccessat(queued, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
-		     faccessat(held, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) == 0))
-			continue;
-		unlinkat(dirfd(d), de->d_name, 0);
-	}
-	rc = 0;
-out:
-	if (d != NULL)
-		closedir(d);
-	if (state >= 0)
-		close(state);
-	if (queued >= 0)
-		close(queued);
-	if (held >= 0)
-		close(held);
-	return rc;
-}
-
-/*
- * queue_recover_held - ids go on past those of hold/ too: a message held
- * on accept never meets a new one of the same id.
- */
-static int queue_recover_held(int spool_fd, struct queue_recovery *rec)
-{
-	int fd = openat(spool_fd, SPOOL_HOLD, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	struct dirent *de;
-	uint64_t value;
-	DIR *d;
-
-	if (fd < 0 || (d = fdopendir(fd)) == NULL) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL)
-		if ((value = spool_id_value(de->d_name)) > rec->last_id)
-			rec->last_id = value;
-	closedir(d);
-	return 0;
-}
-
-/* queue_recover - remove incomplete files, check the committed ones. */
-int queue_recover(int spool_fd, struct queue_recovery *rec)
-{
-	DIR *d;
-	struct dirent *de;
-	int fd;
-
-	memset(rec, 0, sizeof(*rec));
-	if (queue_recover_incoming(spool_fd, rec) < 0)
-		return -1;
-	fd = openat(spool_fd, SPOOL_QUEUE, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || (d = fdopendir(fd)) == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (!spool_id_valid(de->d_name)) {
-			log_warn("%s/%s: not a message file name: left alone", SPOOL_QUEUE, de->d_name);
-			continue;
-		}
-		queue_recover_check(fd, spool_fd, de->d_name, rec);
-	}
-	closedir(d);
-	if (queue_recover_held(spool_fd, rec) < 0 || queue_recover_states(spool_fd) < 0)
-		return -1;
-	/* Make the removals and moves durable before new mail is accepted. */
-	if (fsync(spool_fd) < 0)
-		return -1;
-	return 0;
 }
 
 /* queue_open_dirs - open the spool and its working directories. */

@@ -34,6 +34,8 @@ struct queue_msg {
 	int dest_fd;                 /* quarantine/<name> when the rules said so, else -1 */
 	int held;                    /* ctx:hold(): committed into hold/, not announced */
 	char *dmarc;                 /* the DMARC report line to append once committed, or NULL */
+	char *delegated_from;        /* a filter's returned copy: the original it replaces */
+	int duplicate;               /* a second return of one delegation: dropped, answered 0 */
 	struct queue_client *client; /* NULL once the session has gone */
 	struct queue_msg *next;      /* in the client's list or a batch */
 };
@@ -153,6 +155,27 @@ int queue_suspect_due(struct queue *q, const char *id, struct cJSON *state, int6
  * state (written durably first). 0, or -1 (logged).
  */
 int queue_set_aside(struct queue *q, const char *id, struct cJSON *state, const char *reason);
+
+/* ---- queue_delegation.c: the copies delegate rules' filters send back ---- */
+
+/*
+ * queue_delegation_merge - m came back from a filter (env, the session's
+ * envelope, has its token): write the original's envelope, marked, over
+ * env at clen and set *elen. 0; EACCES when the token does not verify;
+ * ENOENT when the original is gone or being replaced already (a second
+ * return: drop m); another errno value.
+ */
+int queue_delegation_merge(struct queue *q, struct queue_msg *m, const struct envelope *env,
+			   uint64_t clen, uint64_t *elen);
+
+/* queue_delegation_committed - m is durable in queue/: remove its original and state. */
+void queue_delegation_committed(struct queue *q, struct queue_msg *m);
+
+/* queue_delegation_forget - m will not replace its original after all (or did). */
+void queue_delegation_forget(struct queue_msg *m);
+
+/* queue_delegation_recover - at start: the original of the returned copy env goes. */
+void queue_delegation_recover(int queue_fd, const struct envelope *env);
 
 /* queue_hold_reason_ok - whether reason is one ctx:hold() makes: 1 to 255 printable bytes. */
 int queue_hold_reason_ok(const char *reason);

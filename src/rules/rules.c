@@ -255,6 +255,10 @@ static int rules_add_stage(struct rules *r, int stage, int idx, int line, char *
 			lua_pop(L, 2);
 			return -1;
 		}
+		if (rules_delegate_check(L, -1, (enum rule_stage)stage, err, errlen) < 0) {
+			lua_pop(L, 2);
+			return -1;
+		}
 		lua_rawseti(L, -2, i);
 	}
 	lua_pushnil(L);
@@ -562,8 +566,8 @@ static void rules_trace_call(struct rules *r, enum rule_stage stage, const char 
 		r->trace(r->trace_arg, stage, name, where, result);
 }
 
-/* rules_run_one - run the rule at -1; 1 when the stage is decided. */
-static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx,
+/* rules_run_one - run the rule at -1, item i; 1 when the stage is decided. */
+static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx, lua_Integer i,
 			 struct rule_verdict *v)
 {
 	lua_State *L = r->L;
@@ -577,6 +581,16 @@ static int rules_run_one(struct rules *r, enum rule_stage stage, int ctx_idx,
 	name = lua_tostring(L, -3);
 	where = lua_tostring(L, -2);
 	kind = lua_tostring(L, -1);
+	if (strcmp(kind, "delegate") == 0 &&
+	    ((lua_Integer)r->current->delegated_rule != i ||
+	     r->current->delegated_delivery != (stage == RULE_STAGE_DELIVERY))) {
+		/* not through this filter yet: the worker sends it there */
+		lua_pop(L, 3);
+		rules_delegate_verdict(L, i, v);
+		rules_trace_call(r, stage, name, where, "delegate");
+		snprintf(v->rule, sizeof(v->rule), "%s", name);
+		return 1;
+	}
 	rules_running_set(stage, name, where);
 	rc = rules_call(r, rule_idx, ctx_idx);
 	rules_running_set(stage, NULL, NULL);
@@ -644,9 +658,10 @@ enum rule_status rules_run(struct rules *r, enum rule_stage stage, struct rule_c
 	r->mails_sent = 0;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, r->stage_ref[stage]);
 	n = (lua_Integer)lua_rawlen(L, -1);
-	for (i = 1; i <= n; i++) {
+	i = stage == RULE_STAGE_POSTQ ? rules_delegate_start(L, lua_gettop(L), n, ctx) : 1;
+	for (; i <= n; i++) {
 		lua_rawgeti(L, -1, i);
-		if (rules_run_one(r, stage, ctx_idx, v)) {
+		if (rules_run_one(r, stage, ctx_idx, i, v)) {
 			lua_pop(L, 1);
 			break;
 		}

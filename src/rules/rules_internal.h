@@ -126,6 +126,18 @@ int lua_rule(lua_State *L);
 /* lua_action - the action "name" (fn) global. */
 int lua_action(lua_State *L);
 
+/* lua_delegate - the delegate "name" ("service", fn) global (rules_delegate.c). */
+int lua_delegate(lua_State *L);
+
+/* rules_delegate_check - a delegate rule (at idx) outside postq: -1 with err. */
+int rules_delegate_check(lua_State *L, int idx, enum rule_stage stage, char *err, size_t errlen);
+
+/* rules_delegate_start - the first rule a postq run for ctx runs (see rules_delegate.c). */
+lua_Integer rules_delegate_start(lua_State *L, int idx, lua_Integer n, struct rule_ctx *ctx);
+
+/* rules_delegate_verdict - stop the stage at the delegate rule at -1, item i. */
+void rules_delegate_verdict(lua_State *L, lua_Integer i, struct rule_verdict *v);
+
 /* rules_open_status - the status table, code() and the common codes. */
 void rules_open_status(lua_State *L);
 

@@ -392,6 +392,12 @@ static void offline_after_verdict(struct offline_step *step, const struct envelo
 	} else if (step->refused) {
 		offline_code_text(step);
 		step->after = v->reply.code >= 500 ? OFFLINE_AFTER_BOUNCED : OFFLINE_AFTER_DEFERRED;
+	} else if (v->status == RULE_DELEGATE) {
+		/* The worker would send it to the filter; it stays queued till it is back. */
+		snprintf(step->reply, sizeof(step->reply), "sent to service %s; %s goes on at rule %u "
+							  "when it comes back",
+			 v->delegate_service, rules_stage_name(step->stage), v->delegate_rule);
+		step->after = OFFLINE_AFTER_DEFERRED;
 	} else if (v->status == RULE_QUARANTINE) {
 		snprintf(step->reply, sizeof(step->reply), "quarantine/%s", v->quarantine);
 		step->after = OFFLINE_AFTER_QUARANTINED;
@@ -419,8 +425,8 @@ static int offline_same_rcpts(const struct envelope *a, const struct envelope *b
 }
 
 /* offline_delivery - the delivery stage, with the transport choices. */
-static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_report_fn report,
-			     void *arg)
+static void offline_delivery(struct rules *r, struct rule_ctx *ctx, int returned,
+			     offline_report_fn report, void *arg)
 {
 	struct offline_routes rt = {.env = ctx->env};
 	struct offline_route *list = NULL;
@@ -440,6 +446,14 @@ static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_repo
 	ctx->route = offline_route_choose;
 	ctx->route_arg = &rt;
 	rules_run(r, RULE_STAGE_DELIVERY, ctx, &step.v);
+	/* The copy back from a delegate rule's filter runs the whole stage again. */
+	while (returned && step.v.status == RULE_DELEGATE) {
+		offline_routes_forget(&rt);
+		rt = (struct offline_routes){.env = ctx->env};
+		ctx->delegated_rule = step.v.delegate_rule;
+		ctx->delegated_delivery = 1;
+		rules_run(r, RULE_STAGE_DELIVERY, ctx, &step.v);
+	}
 	ctx->route = NULL;
 	ctx->route_arg = NULL;
 	/* As the delivery process: recipients are changed at postq, not here. */
@@ -464,15 +478,21 @@ static void offline_delivery(struct rules *r, struct rule_ctx *ctx, offline_repo
 	offline_routes_forget(&rt);
 }
 
-/* offline_after_queue - postq, then delivery unless postq decided. */
-static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, offline_report_fn report,
-				void *arg)
+/* offline_after_queue - postq (past delegate rules when their filters
+ * send the message back), then delivery unless postq decided. */
+static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, int returned,
+				offline_report_fn report, void *arg)
 {
 	struct offline_step step;
 
 	memset(&step, 0, sizeof(step));
 	step.stage = RULE_STAGE_POSTQ;
 	rules_run(r, RULE_STAGE_POSTQ, ctx, &step.v);
+	/* Each delegate rule's filter sends it back as it is: postq goes on there. */
+	while (returned && step.v.status == RULE_DELEGATE) {
+		ctx->postq_start = ctx->delegated_rule = step.v.delegate_rule;
+		rules_run(r, RULE_STAGE_POSTQ, ctx, &step.v);
+	}
 	offline_after_verdict(&step, ctx->env);
 	/* As the delivery process: held once the stage went on, with its changes. */
 	if (step.after == OFFLINE_AFTER_NONE && rules_hold(ctx) != NULL) {
@@ -483,7 +503,7 @@ static void offline_after_queue(struct rules *r, struct rule_ctx *ctx, offline_r
 	if (report != NULL)
 		report(arg, &step);
 	if (step.after == OFFLINE_AFTER_NONE)
-		offline_delivery(r, ctx, report, arg);
+		offline_delivery(r, ctx, returned, report, arg);
 }
 
 /* offline_preq - the message stage and the final reply. */
@@ -519,7 +539,7 @@ static enum offline_outcome offline_preq(struct rules *r, struct rule_ctx *ctx,
 		report(arg, step);
 	/* The queued message, with what preq changed, goes on offline. */
 	if (out == OFFLINE_QUEUED)
-		offline_after_queue(r, ctx, report, arg);
+		offline_after_queue(r, ctx, tx->returned, report, arg);
 	ctx->msg = NULL;
 	message_free(msg);
 	return out;

@@ -541,6 +541,8 @@ void rules_open_sandbox(lua_State *L, const struct rules_settings *settings)
 	lua_setglobal(L, "rule");
 	lua_pushcfunction(L, lua_action);
 	lua_setglobal(L, "action");
+	lua_pushcfunction(L, lua_delegate);
+	lua_setglobal(L, "delegate");
 	rules_push_lower(L, settings->hostname ? settings->hostname : "localhost");
 	lua_pushcclosure(L, lua_hostname, 1);
 	lua_setglobal(L, "hostname");

@@ -20,13 +20,13 @@
 static const char *const status_names[] = {
 	[RULE_NEXT] = "next",     [RULE_ACCEPT] = "accept", [RULE_FACCEPT] = "faccept",
 	[RULE_DENY] = "deny",     [RULE_REJECT] = "reject", [RULE_INFO] = "info",
-	[RULE_QUARANTINE] = "quarantine", [RULE_ERROR] = "error",
+	[RULE_QUARANTINE] = "quarantine", [RULE_ERROR] = "error", [RULE_DELEGATE] = "delegate",
 };
 
 /* rules_status_name - the status's name. */
 const char *rules_status_name(enum rule_status status)
 {
-	return status <= RULE_ERROR ? status_names[status] : "?";
+	return status <= RULE_DELEGATE ? status_names[status] : "?";
 }
 
 /* ---- codes and statuses ---------------------------------------------- */

@@ -222,5 +222,15 @@ void smtpd_cmd_rcpt(struct smtp_session *s, const char *args);
 void smtpd_cmd_data(struct smtp_session *s, const char *args);
 /* smtpd_cmd_bdat - BDAT (RFC 3030): a chunk of exactly the given size. */
 void smtpd_cmd_bdat(struct smtp_session *s, const char *args);
+struct message;
+/* smtpd_preq_load - read the message back from its file (for the rules). */
+struct message *smtpd_preq_load(struct smtpd_tx *tx);
+/* smtpd_preq_store - write a changed message over the file's content; 0 or an errno value. */
+int smtpd_preq_store(struct smtpd_tx *tx, const struct message *msg);
+
+/* smtpd_delegation.c: a delegation listener's returned mail. */
+
+/* smtpd_delegation_check - check the token and mark the envelope: 1 when refused (replied). */
+int smtpd_delegation_check(struct smtp_session *s);
 
 #endif

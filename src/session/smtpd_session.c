@@ -116,7 +116,8 @@ void smtpd_reply_rule(struct smtp_session *s, const struct rule_reply *r)
 enum rule_status smtpd_rules(struct smtp_session *s, enum rule_stage stage,
 			     struct rule_verdict *v)
 {
-	if (s->rules == NULL) {
+	/* Mail back from a filter went through the rules before it went out. */
+	if (s->rules == NULL || s->listener->kind_id == LISTENER_DELEGATION) {
 		memset(v, 0, sizeof(*v));
 		return v->status = RULE_NEXT;
 	}

@@ -215,6 +215,8 @@ static void smtpd_storage_reply(struct smtp_session *s, int err)
 {
 	if (err == EFBIG)
 		smtpd_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
+	else if (err == EACCES) /* a delegation token the queue did not verify */
+		smtpd_reply(s, "550 5.7.1 Not a message this server delegated (bad signature)");
 	else if (err == ENOSPC || err == EDQUOT)
 		smtpd_reply(s, "452 4.3.1 Insufficient system storage");
 	else
@@ -222,7 +224,7 @@ static void smtpd_storage_reply(struct smtp_session *s, int err)
 }
 
 /* smtpd_preq_load - read the message back from its file for the preq rules. */
-static struct message *smtpd_preq_load(struct smtpd_tx *tx)
+struct message *smtpd_preq_load(struct smtpd_tx *tx)
 {
 	struct message *msg;
 	size_t off = 0, len = (size_t)tx->written;
@@ -258,7 +260,7 @@ static void smtpd_header_sink(void *arg, const char *data, size_t len)
 /* smtpd_preq_store - write a message the rules changed over the file's
  * content: its new header section, then its body straight from where it
  * was read (no copy of a body that may be megabytes). */
-static int smtpd_preq_store(struct smtpd_tx *tx, const struct message *msg)
+int smtpd_preq_store(struct smtpd_tx *tx, const struct message *msg)
 {
 	size_t hlen = message_header_size(msg), blen;
 	const char *body = message_body(msg, &blen);
@@ -292,6 +294,8 @@ static int smtpd_preq(struct smtp_session *s)
 	struct message *msg = NULL;
 	int err = 0;
 
+	if (s->listener->kind_id == LISTENER_DELEGATION)
+		return smtpd_delegation_check(s);
 	if (smtpd_rules_used(s, RULE_STAGE_PREQ) && !s->rctx.skip_all) {
 		if ((msg = smtpd_preq_load(tx)) == NULL) {
 			log_err("%s: cannot read the message back for the rules", tx->env.id);

@@ -35,6 +35,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "rules.h"
+#include "delegation.h"
 #include "sandbox.h"
 #include "smtpd_session.h"
 
@@ -107,6 +108,8 @@ void smtpd_worker_main(const struct config *cfg, const struct listener_config *c
 	 * again for every message. */
 	mallopt(M_MMAP_THRESHOLD, SMTPD_WORKER_KEEP);
 	mallopt(M_TRIM_THRESHOLD, SMTPD_WORKER_KEEP);
+	/* Returned mail's tokens are checked by the queue: no key here. */
+	delegation_key_forget();
 	while (smtpd_worker_next(channel, term_fd, &msg, fds)) {
 		if (msg.type != IPC_POOL_CONNECTION || fds[0] < 0 || fds[1] < 0 ||
 		    msg.a >= nlisteners)

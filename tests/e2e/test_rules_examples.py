@@ -29,6 +29,12 @@ CTL_CONF = """[server]
 hostname = mx.example.com
 [listener:smtp]
 address = 127.0.0.1:2525
+[listener:filtered]
+address = 127.0.0.1:10026
+kind = delegation
+[service:clamsmtpd]
+kind = delegate
+address = 127.0.0.1:10025
 [rules]
 local_domains = example.com
 trusted_networks = 192.0.2.0/24
@@ -171,7 +177,8 @@ def test_example_tests_pass(name, ctl_conf):
 NEVER_ACCEPTS = {"status-info"}
 NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quarantine",
                  "stage-syntax", "user-functions", "predefined-functions", "tag-and-quarantine",
-                 "add-header", "offline-stages", "clamav-quarantine", "opendkim-milter"}
+                 "add-header", "offline-stages", "clamav-quarantine", "opendkim-milter",
+                 "delegate-virus-filter"}
 # Refusals that need a service: tested against it in test_service_*.py.
 NEVER_REFUSES |= {"rspamd-preq"}
 

@@ -528,8 +528,11 @@ static void test_bad_values(void **state)
 	     "[::1]:25)"},
 	    {"[listener:x]\naddress = ,\n", 2, "[listener:x] address: \",\" holds no address"},
 	    {"[listener:x]\naddress = 127.0.0.1:25\nkind = lmtp\n", 3,
-	     "[listener:x] kind: \"lmtp\" is not a listener kind: smtp, submission or "
-	     "submissions"},
+	     "[listener:x] kind: \"lmtp\" is not a listener kind: smtp, submission, "
+	     "submissions or delegation"},
+	    {"[listener:x]\naddress = 127.0.0.1:25\nkind = delegation\ntls = may\n", 4,
+	     "[listener:x] a delegation listener has no TLS and no AUTH (the returned mail is "
+	     "checked by its token): leave tls and auth out"},
 	    {"[listener:x]\naddress = 127.0.0.1:25\ntls = maybe\n", 3,
 	     "[listener:x] tls: \"maybe\" is not one of none, may, encrypt"},
 	    {"[listener:x]\naddress = 127.0.0.1:25\nauth = optional\n", 3,
@@ -711,8 +714,14 @@ static void test_listeners(void **state)
 	              "address = [::]:25\n"
 	              "address = 127.0.0.1:2525, [::1]:2525 192.0.2.7:26,192.0.2.8:26\n"
 	              "[listener:b_2]\n"
-	              "address = 127.0.0.2:25\n");
-	assert_int_equal(cfg->nlisteners, 2);
+	              "address = 127.0.0.2:25\n"
+	              "[listener:back]\n"
+	              "kind = delegation\n"
+	              "address = 127.0.0.1:10026\n");
+	assert_int_equal(cfg->nlisteners, 3);
+	assert_int_equal(cfg->listeners[2].kind_id, LISTENER_DELEGATION);
+	assert_int_equal(cfg->listeners[2].tls, LISTENER_TLS_NONE);
+	assert_int_equal(cfg->listeners[2].auth, LISTENER_AUTH_NO);
 	assert_string_equal(cfg->listeners[0].name, "a");
 	assert_int_equal(cfg->listeners[0].naddresses, 6);
 	assert_string_equal(cfg->listeners[0].addresses[0], "0.0.0.0:25");

@@ -129,7 +129,10 @@ static void test_every_key(void **state)
 	                      "command = /usr/bin/check  --fast\t-x\n"
 	                      "[service:filter]\n"
 	                      "kind = delegate\n"
-	                      "address = 127.0.0.1:10025\n");
+	                      "address = 127.0.0.1:10025\n"
+	                      "[listener:back]\n"
+	                      "kind = delegation\n"
+	                      "address = 127.0.0.1:10026\n");
 	assert_int_equal(cfg->nservice, 7);
 	assert_string_equal(cfg->service[0].address, "/run/clamav/clamd.ctl");
 	assert_int_equal(cfg->service[0].connect_timeout_ms, 250);
@@ -171,6 +174,9 @@ static void test_errors(void **state)
 	expect_error(MINIMAL "[service:a]\nkind = clamav\n", 4,
 	             "[service:a] kind: \"clamav\" is not one of clamd, spamd, rspamd, milter, "
 	             "command, delegate");
+	expect_error(MINIMAL "[service:f]\nkind = delegate\naddress = 127.0.0.1:10025\n", 3,
+	             "[service:f] kind delegate: the filter sends mail back to a [listener:NAME] "
+	             "with kind = delegation; declare one");
 	expect_error(MINIMAL "[service:a]\nkind = clamd\n", 3,
 	             "[service:a] needs address (IPv4:port, [IPv6]:port or a Unix socket path)");
 	expect_error(MINIMAL "[service:a]\nkind = clamd\naddress = localhost:3310\n", 5,

@@ -47,7 +47,17 @@ static void write_file(const char *path, const char *data, size_t len)
 }
 
 /* write_message - a committed message file for id under dir/sub. */
+static void write_message_from(const char *dir, const char *sub, const char *id,
+			       const char *content, const char *from);
+
 static void write_message(const char *dir, const char *sub, const char *id, const char *content)
+{
+	write_message_from(dir, sub, id, content, NULL);
+}
+
+/* write_message_from - the same, for a copy a delegate rule's filter sent back for from. */
+static void write_message_from(const char *dir, const char *sub, const char *id,
+			       const char *content, const char *from)
 {
 	struct envelope env = {0};
 	char path[512], trailer[SPOOL_TRAILER_LEN];
@@ -57,6 +67,10 @@ static void write_message(const char *dir, const char *sub, const char *id, cons
 	strcpy(env.id, id);
 	assert_int_equal(envelope_set(&env.mail_from, "a@example.org"), 0);
 	assert_int_equal(envelope_add_rcpt(&env, "b@example.com", 0, NULL, NULL), 0);
+	if (from != NULL) {
+		assert_int_equal(envelope_set(&env.delegated_from, from), 0);
+		env.delegated_rule = env.postq_start = 1;
+	}
 	json = envelope_to_json(&env);
 	assert_non_null(json);
 	spool_trailer_format(trailer, strlen(content), (uint32_t)strlen(json));
@@ -294,6 +308,35 @@ static void test_recovery_moves_a_broken_committed_file_aside(void **state)
 	remove_tree(dir);
 }
 
+/* A crash between the commit of a filter's returned copy and the removal
+ * of its original: the original goes at recovery, before or after the copy
+ * in the directory's order; its state goes with it. */
+static void test_recovery_removes_the_original_of_a_returned_copy(void **state)
+{
+	char *dir = make_spool(), path[512];
+	struct queue_recovery rec;
+	int spool_fd;
+
+	write_message(dir, SPOOL_QUEUE, "000660CD977706E6", "original\r\n");
+	write_message_from(dir, SPOOL_QUEUE, "000660CD977706F0", "back\r\n", "000660CD977706E6");
+	write_message(dir, SPOOL_QUEUE, "000660CD97770710", "other\r\n");
+	write_message_from(dir, SPOOL_QUEUE, "000660CD97770700", "back\r\n", "000660CD977706F1");
+	snprintf(path, sizeof(path), "%s/%s/000660CD977706E6", dir, SPOOL_STATE);
+	write_file(path, "{}", 2);
+
+	spool_fd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_int_equal(queue_recover(spool_fd, &rec), 0);
+	assert_int_equal(rec.corrupt, 0);
+	assert_int_equal(count_entries(dir, SPOOL_QUEUE), 3);
+	snprintf(path, sizeof(path), "%s/%s/000660CD977706E6", dir, SPOOL_QUEUE);
+	assert_int_equal(access(path, F_OK), -1);
+	snprintf(path, sizeof(path), "%s/%s/000660CD977706F0", dir, SPOOL_QUEUE);
+	assert_int_equal(access(path, F_OK), 0);
+	assert_int_equal(count_entries(dir, SPOOL_STATE), 0);
+	close(spool_fd);
+	remove_tree(dir);
+}
+
 /* An answer of the wrong kind puts the channel out of step: it is shut, and
  * every later request fails at once instead of taking a stale answer. */
 static void test_a_stray_answer_shuts_the_queue_channel(void **state)
@@ -330,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_truncated_file_is_not_a_message),
 		cmocka_unit_test(test_recovery_removes_incomplete_and_keeps_committed),
 		cmocka_unit_test(test_recovery_moves_a_broken_committed_file_aside),
+		cmocka_unit_test(test_recovery_removes_the_original_of_a_returned_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
