@@ -67,7 +67,7 @@ static void dlv_delegate_defer(struct dlv_attempt *a, int failed, const char *en
 		if (dr->status != RCPT_PENDING && dr->status != RCPT_DEFERRED)
 			continue;
 		dr->status = failed ? RCPT_FAILED : RCPT_DEFERRED;
-		snprintf(dr->reply, sizeof(dr->reply), "%s", reply);
+		snprintf(dr->reply, sizeof(dr->reply), "%.*s", (int)sizeof(dr->reply) - 1, reply);
 		snprintf(dr->enhanced, sizeof(dr->enhanced), "%s", enhanced);
 		dr->remote[0] = '\0';
 		dr->remote_said = 0;
