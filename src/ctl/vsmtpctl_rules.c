@@ -104,7 +104,10 @@ struct rules *ctl_rules_load(const char *path, const struct ctl_settings *st)
 					  .dns_timeout_ms = st->dns_timeout_ms,
 					  .dns_zone = st->dns_zone,
 					  .services = st->cfg ? st->cfg->service : NULL,
-					  .nservices = st->cfg ? st->cfg->nservice : 0};
+					  .nservices = st->cfg ? st->cfg->nservice : 0,
+					  /* the signing keys, read now (run as a user who may) */
+					  .dkim = st->cfg ? st->cfg->dkim : NULL,
+					  .ndkim = st->cfg ? st->cfg->ndkim : 0};
 	char *abs = realpath(path, NULL), err[1024];
 	struct rules *r;
 

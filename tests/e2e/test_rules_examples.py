@@ -25,6 +25,7 @@ EXAMPLES = sorted(name for name in os.listdir(EXAMPLES_DIR)
                   if os.path.isdir(os.path.join(EXAMPLES_DIR, name)))
 
 # What vsmtpctl reads when no -c is given would depend on the machine.
+DATA = os.path.join(e2e.SOURCE_DIR, "tests", "unit", "data")
 CTL_CONF = """[server]
 hostname = mx.example.com
 [listener:smtp]
@@ -35,12 +36,20 @@ kind = delegation
 [service:clamsmtpd]
 kind = delegate
 address = 127.0.0.1:10025
+[dkim:example_com]
+domain = example.com
+selector = rsa
+key = %(data)s/dkim/rsa.pem
+[dkim:forwarder]
+domain = lists.example.com
+selector = hop2
+key = %(data)s/arc/hop2.pem
 [rules]
 local_domains = example.com
 trusted_networks = 192.0.2.0/24
 dns_servers = 127.0.0.1:9
 dns_timeout = 1s
-"""
+""" % {"data": DATA}
 
 
 def vsmtpctl_binary():
@@ -181,6 +190,9 @@ NEVER_REFUSES = {"hooks-logging", "status-accept", "status-next", "status-quaran
                  "delegate-virus-filter"}
 # Refusals that need a service: tested against it in test_service_*.py.
 NEVER_REFUSES |= {"rspamd-preq"}
+# Signing and sealing refuse nothing but a key that cannot sign, which
+# vsmtpd checks when it loads the keys.
+NEVER_REFUSES |= {"dkim-sign-submission", "arc-forwarder"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -398,6 +410,69 @@ def test_spf_reject_fail_in_the_daemon(daemons, dns):
     c.quit()
     d.wait_log(r"SPF fail for spf-fail\.example from 127\.0\.0\.1 \(-all\)")
     assert "killed by signal" not in d.log()
+
+
+def dkim_dnsfunc(keys):
+    """python3-dkim's DNS: the key records from the test data, by name."""
+    def txt(name, timeout=5):
+        with open(os.path.join(DATA, keys[name]), "rb") as f:
+            return f.read().strip()
+    return txt
+
+
+def test_dkim_sign_submission_in_the_daemon(daemons):
+    """The trusted network's mail is signed with the key of its domain, and
+    the signature verifies in python3-dkim; another domain's is not."""
+    import dkim
+    d = start_example(daemons, "dkim-sign-submission", settings={
+        "rules": {"trusted_networks": "127.0.0.0/8"},
+        "dkim:example_com": {"domain": "example.com", "selector": "rsa",
+                             "key": os.path.join(DATA, "dkim", "rsa.pem")}})
+    c = d.session()
+    c.mail("alice@example.com")
+    c.rcpt("bob@example.net")
+    signed = e2e.queued_id(c.data(message(["From: Alice <alice@example.com>",
+                                           "To: bob@example.net", "Subject: signed"])))
+    c.mail("carol@other.example")
+    c.rcpt("bob@example.net")
+    unsigned = e2e.queued_id(c.data(message(["From: carol@other.example", "Subject: not"])))
+    c.quit()
+    content, _ = d.message(signed)
+    assert content.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;"), content
+    assert b" d=example.com;" in content and b" s=rsa;" in content
+    assert dkim.verify(content, dnsfunc=dkim_dnsfunc(
+        {b"rsa._domainkey.example.com.": "dkim/rsa.txt"})), content
+    assert b"DKIM-Signature" not in d.message(unsigned)[0]
+
+
+def test_arc_forwarder_in_the_daemon(daemons, dns):
+    """Mail to the list is sealed: python3-dkim's arc_verify says pass and
+    the ARC-Authentication-Results carry this host's results; mail for the
+    host itself is not sealed."""
+    import dkim
+    d = start_example(daemons, "arc-forwarder", settings={
+        "rules": dict(local_domains="example.com lists.example.com", **dns_settings(dns)),
+        "dkim:forwarder": {"domain": "lists.example.com", "selector": "hop2",
+                           "key": os.path.join(DATA, "arc", "hop2.pem")}})
+    c = d.session()
+    c.mail("alice@spf-pass.example")
+    c.rcpt("members@lists.example.com")
+    sealed = e2e.queued_id(c.data(message(["From: Alice <alice@spf-pass.example>",
+                                           "To: members@lists.example.com",
+                                           "Subject: to the list"])))
+    c.mail("alice@spf-pass.example")
+    c.rcpt("bob@example.com")
+    direct = e2e.queued_id(c.data(message(["From: alice@spf-pass.example", "Subject: direct"])))
+    c.quit()
+    content, _ = d.message(sealed)
+    assert content.startswith(b"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=lists.example.com;")
+    unfolded = re.sub(rb"\r\n[ \t]+", b" ", content)
+    assert re.search(rb"\r\nARC-Authentication-Results: i=1; mx\.test\.example; "
+                     rb"spf=pass smtp\.mailfrom=spf-pass\.example;", unfolded), content
+    cv, _, why = dkim.arc_verify(content, dnsfunc=dkim_dnsfunc(
+        {b"hop2._domainkey.lists.example.com.": "arc/hop2.txt"}))
+    assert cv == b"pass", (why, content)
+    assert b"ARC-Seal" not in d.message(direct)[0]
 
 
 # ---------------------------------------------------------------- refused recipients
