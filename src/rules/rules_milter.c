@@ -182,6 +182,17 @@ static void set_reply(struct milter_outcome *o, const struct milter_reply *r)
 			o->reply.text[i] = '?';
 }
 
+/* The replies that decide the call by themselves, and their action. */
+static const struct {
+	char code; /* enum milter_reply_code */
+	enum milter_action action;
+} run_verdicts[] = {
+	{MILTER_R_ACCEPT, MILTER_ACCEPT},
+	{MILTER_R_REJECT, MILTER_REJECT},
+	{MILTER_R_TEMPFAIL, MILTER_TEMPFAIL},
+	{MILTER_R_DISCARD, MILTER_DISCARD},
+};
+
 /*
  * run_decide - what a reply to cmd says: 0 go on, 1 the milter decided
  * (m->o), 2 skip the rest of the body (when allowed), -1 a reply out of place.
@@ -189,6 +200,13 @@ static void set_reply(struct milter_outcome *o, const struct milter_reply *r)
 static int run_decide(struct milter_run *m, const struct milter_reply *r, const char *cmd,
 		      int allow_skip)
 {
+	size_t i;
+
+	for (i = 0; i < sizeof(run_verdicts) / sizeof(run_verdicts[0]); i++)
+		if (run_verdicts[i].code == r->code) {
+			m->o.action = run_verdicts[i].action;
+			return 1;
+		}
 	switch (r->code) {
 	case MILTER_R_CONTINUE:
 		return 0;
@@ -196,18 +214,6 @@ static int run_decide(struct milter_run *m, const struct milter_reply *r, const 
 		if (!allow_skip)
 			break;
 		return 2;
-	case MILTER_R_ACCEPT:
-		m->o.action = MILTER_ACCEPT;
-		return 1;
-	case MILTER_R_REJECT:
-		m->o.action = MILTER_REJECT;
-		return 1;
-	case MILTER_R_TEMPFAIL:
-		m->o.action = MILTER_TEMPFAIL;
-		return 1;
-	case MILTER_R_DISCARD:
-		m->o.action = MILTER_DISCARD;
-		return 1;
 	case MILTER_R_REPLYCODE:
 		set_reply(&m->o, r);
 		return 1;

@@ -14,9 +14,13 @@ there holds the test's settings:
   every message, including those from loopback (skip_local = false).
 
 `Rspamd(folder)` is a context manager; `address` is "127.0.0.1:port".
+`Rspamd(folder, milter=True)` runs the proxy worker in milter mode instead,
+scanning by itself (self_scan), with milter_headers adding X-Spamd-Result
+and X-Spam-Status; it is ready when its port takes connections.
 rspamd takes a few seconds to load, so tests start one per module.
 """
 import os
+import socket
 import subprocess
 import time
 import urllib.request
@@ -34,12 +38,25 @@ logging {
     filename = "$LOGDIR/rspamd.log";
     level = "info";
 }
-worker "normal" {
+%(worker)s
+"""
+
+WORKER = """worker "normal" {
     bind_socket = "127.0.0.1:%(port)d";
     .include "$CONFDIR/worker-normal.inc"
     count = 1;
-}
-"""
+}"""
+
+MILTER_WORKER = """worker "rspamd_proxy" {
+    bind_socket = "127.0.0.1:%(port)d";
+    milter = yes;
+    timeout = 60s;
+    upstream "local" {
+        default = yes;
+        self_scan = yes;
+    }
+    count = 1;
+}"""
 
 OPTIONS = """disable_hyperscan = true;
 dns {
@@ -49,17 +66,21 @@ dns {
 }
 """
 
-MILTER_HEADERS = """use = ["x-spamd-result", "x-rspamd-server", "x-spam-status"];
+MILTER_HEADERS = """use = [%(use)s];
 skip_local = false;
 skip_authenticated = false;
 """
+
+HEADERS = '"x-spamd-result", "x-rspamd-server", "x-spam-status"'
+MILTER_MODE_HEADERS = '"x-spamd-result", "x-spam-status"'
 
 START_TIMEOUT = 90
 
 
 class Rspamd:
-    def __init__(self, directory):
+    def __init__(self, directory, milter=False):
         self.dir = directory
+        self.milter = milter
         self.port = e2e.free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log_path = os.path.join(directory, "rspamd.log")
@@ -68,13 +89,19 @@ class Rspamd:
         os.makedirs(local, exist_ok=True)
         self.conf = os.path.join(directory, "rspamd.conf")
         with open(self.conf, "w") as f:
-            f.write(CONF % {"port": self.port})
+            worker = MILTER_WORKER if milter else WORKER
+            f.write(CONF % {"worker": worker % {"port": self.port}})
         with open(os.path.join(local, "options.inc"), "w") as f:
             f.write(OPTIONS % {"closed": e2e.CLOSED_PORT})
         with open(os.path.join(local, "milter_headers.conf"), "w") as f:
-            f.write(MILTER_HEADERS)
+            f.write(MILTER_HEADERS % {"use": MILTER_MODE_HEADERS if milter else HEADERS})
 
     def ping(self):
+        """Whether rspamd answers: the normal worker's /ping, or a
+        connection to the milter proxy."""
+        if self.milter:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
         try:
             with urllib.request.urlopen(f"http://{self.address}/ping", timeout=1) as r:
                 return r.read().strip() == b"pong"

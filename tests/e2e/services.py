@@ -5,10 +5,15 @@ servers that misbehave: one that takes connections and never answers, one
 that resets them, one that answers garbage.
 
 Each starter returns an object with stop(); the tests start each once per
-module. clamd gets a signature database made here: an .ndb signature of
-the EICAR test string (no freshclam, no download), so it starts in a
-fraction of a second.
+module (bad_servers() gives a fixture's several misbehaving servers). And
+what the tests of the services share about the daemon: a message sent and
+timed (send_timed), the variables its rules recorded (tx_vars).
+
+clamd gets a signature database made here: an .ndb signature of the EICAR
+test string (no freshclam, no download), so it starts in a fraction of a
+second.
 """
+import json
 import os
 import shutil
 import signal
@@ -190,3 +195,37 @@ class BadServer:
         for conn in self.held:
             conn.close()
         self.thread.join(5)
+
+
+def bad_servers(*modes):
+    """The body of a module fixture: {mode: BadServer(mode)} started for
+    each mode, stopped after."""
+    servers = {mode: BadServer(mode).start() for mode in modes}
+    yield servers
+    for s in servers.values():
+        s.stop()
+
+
+def send_timed(d, rcpt, message, expect_code=250):
+    """Send message to rcpt through daemon d, expecting expect_code at the
+    end of the data; the final reply and the seconds it took."""
+    with d.client() as c:
+        c.ehlo()
+        c.mail("alice@example.org")
+        c.expect(f"RCPT TO:<{rcpt}>", 250)
+        c.expect("DATA", 354)
+        t0 = time.monotonic()
+        c.send(e2e.stuff(message) + b".\r\n")
+        r = c.read_reply()
+        took = time.monotonic() - t0
+        c.quit()
+    assert r.code == expect_code, r
+    return r, took
+
+
+def tx_vars(d, qid, where="queue"):
+    """The variables the rules set on message qid, in the spool folder
+    where (queue, or a quarantine's "quarantine/NAME")."""
+    _, env = e2e.read_spool_file(os.path.join(d.spool, where, qid))
+    v = env.get("vars") or {}
+    return json.loads(v) if isinstance(v, str) else v

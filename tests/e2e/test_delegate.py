@@ -78,14 +78,7 @@ def main_daemon(daemons, filter_port, rules=MAIN_RULES):
                                    "timeout": f"{TIMEOUT_S}s"}}
     d = daemons(settings=settings, start=False, rules=rules, label="-main")
     d.back_port = back
-    d.mail = os.path.join(d.dir, "mail")
-    os.mkdir(d.mail, 0o755)
-    if e2e.IS_ROOT:
-        _, _, uid, gid = e2e.run_user()
-        os.chown(d.mail, uid, gid)
-    d.settings["delivery"]["maildir_path"] = f"{d.mail}/%d/%u/Maildir"
-    d.write_config()
-    return d
+    return d.deliver_to_maildirs()
 
 
 def filter_daemon(daemons, back_port, port=None):
@@ -99,15 +92,37 @@ def filter_daemon(daemons, back_port, port=None):
     return d
 
 
-def pair(daemons, rules=MAIN_RULES):
-    """A started (main, filter) pair."""
+def pair(daemons, rules=MAIN_RULES, relay=True):
+    """A started (main, filter) pair; with relay=False the filter cannot pass
+    mail back (its relay is a closed port) until relay_back()."""
     filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
     main = main_daemon(daemons, filt.port, rules)
-    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
-    filt.write_config()
+    if relay:
+        relay_back(filt, main)
     filt.start()
     main.start()
     return main, filt
+
+
+def relay_back(filt, main):
+    """The filter's relay is main's delegation listener (its configuration
+    written; the caller starts or reloads it)."""
+    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
+    filt.write_config()
+
+
+def send_held(main, filt, subject):
+    """A message main sends to the filter, which cannot pass it back; its
+    queue id at main once the filter deferred it."""
+    qid = send(main, subject)
+    filt.wait_log(r"info: [0-9A-F]{16}: .*status=deferred")
+    return qid
+
+
+def wait_sent(main, qid, timeout=e2e.IO_TIMEOUT, count=1):
+    """Wait until main has sent qid to the filter count times."""
+    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ", timeout,
+                  count=count)
 
 
 def body(subject, text="Hello."):
@@ -157,7 +172,7 @@ def test_clean_message_comes_back_with_the_filters_header(daemons):
     assert b"X-Vsmtpd-Delegation" not in data, data
     # the rules went on after the delegate rule, once, on the returned copy
     assert data.count(b"X-After-Filter: yes") == 1, data
-    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ")
+    wait_sent(main, qid)
     main.wait_log(rf"info: {qid}: came back from the filter as [0-9A-F]{{16}}: removed")
     # the rules before the delegate rule ran on the original only
     log = main.log()
@@ -230,12 +245,8 @@ def test_filter_killed_midway_sends_again_and_delivers_once(daemons):
     # after the service's timeout; the filter, back, now holds two copies and
     # sends both back once it relays to main: the second is dropped, the
     # message delivered once.
-    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
-    main = main_daemon(daemons, filt.port)
-    filt.start()
-    main.start()
-    qid = send(main, "midway")
-    filt.wait_log(r"info: [0-9A-F]{16}: .*status=deferred")
+    main, filt = pair(daemons, relay=False)
+    qid = send_held(main, filt, "midway")
     state_path = os.path.join(main.spool, "state", qid)
     e2e.wait_until(lambda: os.path.exists(state_path), WAIT, what="the original's state")
     with open(state_path) as f:
@@ -247,11 +258,9 @@ def test_filter_killed_midway_sends_again_and_delivers_once(daemons):
     assert qid in spool(main, "queue")
     filt.kill_all()
     filt.start()
-    sent = rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to "
-    main.wait_log(sent, WAIT, count=2)
+    wait_sent(main, qid, WAIT, count=2)
     assert qid in spool(main, "queue")
-    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
-    filt.write_config()
+    relay_back(filt, main)
     filt.signal(signal.SIGHUP)
     wait_delivered(main, "midway")
     main.wait_log(r"notice: [0-9A-F]{16}: a second return of a delegation whose message came "
@@ -265,20 +274,14 @@ def test_filter_killed_midway_sends_again_and_delivers_once(daemons):
 def test_a_filter_that_lost_the_message_gets_it_again(daemons):
     # The filter is killed and loses its queue: main sends the message again
     # after the service's timeout, and it comes back once.
-    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
-    main = main_daemon(daemons, filt.port)
-    filt.start()
-    main.start()
-    qid = send(main, "lost")
-    filt.wait_log(r"info: [0-9A-F]{16}: .*status=deferred")
+    main, filt = pair(daemons, relay=False)
+    qid = send_held(main, filt, "lost")
     filt.kill_all()
     for name in spool(filt, "queue"):
         os.unlink(os.path.join(filt.spool, "queue", name))
-    filt.settings["delivery"]["relay_host"] = f"127.0.0.1:{main.back_port}"
-    filt.write_config()
+    relay_back(filt, main)
     filt.start()
-    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ", WAIT,
-                  count=2)
+    wait_sent(main, qid, WAIT, count=2)
     data = wait_delivered(main, "lost")
     assert b"X-Filtered: by the test filter" in data
     e2e.wait_until(lambda: not spool(main, "queue"), WAIT, what="an empty queue")
@@ -318,12 +321,9 @@ def test_crash_between_return_and_removal_delivers_once(daemons):
     # The state a SIGKILL leaves between the commit of the returned copy and
     # the removal of the original: both in queue/. The restart removes the
     # original and delivers the returned copy, once.
-    filt = filter_daemon(daemons, back_port=e2e.CLOSED_PORT)
-    main = main_daemon(daemons, filt.port)
-    filt.start()
-    main.start()
+    main, filt = pair(daemons, relay=False)
     qid = send(main, "crash")
-    main.wait_log(rf"info: {qid}: service clamsmtpd \(delegate\): \d+ ms: sent to ")
+    wait_sent(main, qid)
     main.kill_all()
     filt.kill_all()
     content, envelope = main.message(qid)

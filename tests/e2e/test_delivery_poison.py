@@ -48,14 +48,7 @@ def poison_daemon(daemons, stage, failures=None):
     settings = {"delivery": delivery,
                 "rules": {"local_domains": LOCAL_DOMAIN, "time_limit": "300ms"}}
     d = daemons(settings=settings, start=False, rules=POISON % stage)
-    d.mail = os.path.join(d.dir, "mail")
-    os.mkdir(d.mail, 0o755)
-    if e2e.IS_ROOT:
-        _, _, uid, gid = e2e.run_user()
-        os.chown(d.mail, uid, gid)
-    d.settings["delivery"]["maildir_path"] = f"{d.mail}/%d/%u/Maildir"
-    d.write_config()
-    return d.start()
+    return d.deliver_to_maildirs().start()
 
 
 def send(d, subject):

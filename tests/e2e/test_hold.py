@@ -52,14 +52,7 @@ def hold_daemon(daemons, rules, label=""):
                              "retry_max": "2s"},
                 "rules": {"local_domains": LOCAL_DOMAIN}}
     d = daemons(settings=settings, start=False, rules=rules, label=label)
-    d.mail = os.path.join(d.dir, "mail")
-    os.mkdir(d.mail, 0o755)
-    if e2e.IS_ROOT:
-        _, _, uid, gid = e2e.run_user()
-        os.chown(d.mail, uid, gid)
-    d.settings["delivery"]["maildir_path"] = f"{d.mail}/%d/%u/Maildir"
-    d.write_config()
-    return d.start()
+    return d.deliver_to_maildirs().start()
 
 
 def body(subject):

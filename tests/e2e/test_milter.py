@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+import rspamd_server
 import services
 import vsmtpd_e2e as e2e
 
@@ -254,69 +255,13 @@ def clamav_milter(workspace):
     clamd.stop()
 
 
-RSPAMD_CONF = """.include "$CONFDIR/common.conf"
-options {
-    pidfile = "$RUNDIR/rspamd.pid";
-    .include "$CONFDIR/options.inc"
-    .include(priority=1,duplicate=merge) "$LOCAL_CONFDIR/local.d/options.inc"
-}
-logging {
-    type = "file";
-    filename = "$LOGDIR/rspamd.log";
-    level = "info";
-}
-worker "rspamd_proxy" {
-    bind_socket = "127.0.0.1:%(port)d";
-    milter = yes;
-    timeout = 60s;
-    upstream "local" {
-        default = yes;
-        self_scan = yes;
-    }
-    count = 1;
-}
-"""
-
-# No DNS (a closed loopback port), no hyperscan (slow to start), and the
-# headers of milter_headers on every message, loopback included.
-RSPAMD_LOCAL = {
-    "options.inc": "disable_hyperscan = true;\ndns {\n nameserver = [\"127.0.0.1:%(closed)d\"];\n"
-                   " timeout = 0.2s;\n retransmits = 0;\n}\n",
-    "milter_headers.conf": "use = [\"x-spamd-result\", \"x-spam-status\"];\n"
-                           "skip_local = false;\nskip_authenticated = false;\n",
-}
-
-
 @pytest.fixture(scope="module")
 def rspamd_proxy(workspace):
     """Debian's rspamd as a milter: its proxy worker in milter mode scanning
     by itself, with the packaged rules, its configuration and state in the
-    test's folder."""
-    directory = workspace.new_dir("rspamd-proxy")
-    os.makedirs(os.path.join(directory, "local.d"))
-    port = e2e.free_port()
-    conf = os.path.join(directory, "rspamd.conf")
-    with open(conf, "w") as f:
-        f.write(RSPAMD_CONF % {"port": port})
-    for name, text in RSPAMD_LOCAL.items():
-        with open(os.path.join(directory, "local.d", name), "w") as f:
-            f.write(text % {"closed": e2e.CLOSED_PORT})
-    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-    group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
-    proc = subprocess.Popen(
-        ["rspamd", "-f", "-u", user, "-g", group, "-c", conf,
-         *(f"--var={v}={directory}" for v in ("LOCAL_CONFDIR", "DBDIR", "RUNDIR", "LOGDIR"))],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-
-    def listening():
-        assert proc.poll() is None, "rspamd exited"
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-    e2e.wait_until(listening, timeout=90, what="rspamd's milter proxy listening")
-    yield port
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    test's folder (rspamd_server.Rspamd)."""
+    with rspamd_server.Rspamd(workspace.new_dir("rspamd-proxy"), milter=True) as rspamd:
+        yield rspamd.port
 
 
 @pytest.fixture(scope="module")
@@ -388,16 +333,23 @@ def test_modifications_applied_and_the_conversation(daemon, milters):
     daemon.wait_log(r"service edits \(milter\): \d+ ms: continue; 9 changes")
 
 
-def test_custom_reply_refuses_one_recipient(daemon, milters):
-    """A custom reply at RCPT refuses that recipient, with its text."""
-    with daemon.client() as c:
-        c.ehlo("refuse.client.example")
+def send_refused_bad(d, helo):
+    """MESSAGE to bad@ and bob@example.net, from a client saying helo, where
+    the milter "refuse" answers bad@ with a custom 550; its queue id."""
+    with d.client() as c:
+        c.ehlo(helo)
         c.mail("alice@example.test")
         r = c.expect("RCPT TO:<bad@example.net>", 550, "5.7.1")
         assert r.text.endswith("<bad@example.net>: not here"), r
         c.rcpt("bob@example.net")
         qid = e2e.queued_id(c.data(MESSAGE))
         c.quit()
+    return qid
+
+
+def test_custom_reply_refuses_one_recipient(daemon, milters):
+    """A custom reply at RCPT refuses that recipient, with its text."""
+    qid = send_refused_bad(daemon, "refuse.client.example")
     _, env = daemon.message(qid)
     assert [r["address"] for r in env["rcpts"]] == ["bob@example.net"]
 
@@ -553,14 +505,7 @@ def test_listener_milters(module_daemons, milters):
                                  "timeout": "2s"} for n in ("refuse", "edits")}
     settings["listener:smtp"] = {"milters": "refuse, edits"}
     d = module_daemons(settings, label="-milter-listener")
-    with d.client() as c:
-        c.ehlo("client.example")
-        c.mail("alice@example.test")
-        r = c.expect("RCPT TO:<bad@example.net>", 550, "5.7.1")
-        assert r.text.endswith("<bad@example.net>: not here"), r
-        c.rcpt("bob@example.net")
-        qid = e2e.queued_id(c.data(MESSAGE))
-        c.quit()
+    qid = send_refused_bad(d, "client.example")
     content, env = d.message(qid)
     assert content.endswith(b"\r\n\r\nreplaced body\r\nin two pieces\r\n")
     assert env["mail_from"] == "new-sender@example.org"

@@ -8,10 +8,8 @@ by the recipient's local part ("clamav@example.com" scans with
 does, and otherwise returns the result's status; a recipient "postq-NAME"
 scans at postq instead, in the delivery worker. Each call logs one line.
 """
-import json
 import os
 import re
-import time
 
 import pytest
 
@@ -61,10 +59,7 @@ def clamd(workspace):
 
 @pytest.fixture(scope="module")
 def bad():
-    servers = {mode: services.BadServer(mode).start() for mode in ("hang", "reset", "garbage")}
-    yield servers
-    for s in servers.values():
-        s.stop()
+    yield from services.bad_servers("hang", "reset", "garbage")
 
 
 @pytest.fixture(scope="module")
@@ -100,32 +95,14 @@ def message(body):
 
 def send(d, rcpt, body, expect_code=250):
     """Send one message to rcpt; the final reply and the seconds it took."""
-    with d.client() as c:
-        c.ehlo()
-        c.mail("alice@example.org")
-        c.expect(f"RCPT TO:<{rcpt}>", 250)
-        c.expect("DATA", 354)
-        t0 = time.monotonic()
-        c.send(e2e.stuff(message(body)) + b".\r\n")
-        r = c.read_reply()
-        took = time.monotonic() - t0
-        c.quit()
-    assert r.code == expect_code, r
-    return r, took
-
-
-def vars_of(d, qid, where="queue"):
-    path = os.path.join(d.spool, where, qid)
-    _, env = e2e.read_spool_file(path)
-    v = env.get("vars") or {}
-    return json.loads(v) if isinstance(v, str) else v
+    return services.send_timed(d, rcpt, message(body), expect_code)
 
 
 def test_clean_message_is_queued(d):
     r, _ = send(d, "clamav@example.com", b"nothing to see here")
     qid = e2e.queued_id(r)
     assert qid in d.queued()
-    v = vars_of(d, qid)
+    v = services.tx_vars(d, qid)
     assert v["clean"] == "true" and v["virus"] == "nil" and v["failed"] == "false", v
     d.wait_log(rf"^vsmtpd smtp\[\d+\]: info: {qid}: service clamav \(clamd\): \d+ ms: clean$")
 
@@ -136,7 +113,7 @@ def test_infected_message_is_quarantined(d):
     path = os.path.join(d.spool, "quarantine", "virus", qid)
     e2e.wait_until(lambda: os.path.exists(path), what=path)
     assert qid not in d.queued()
-    v = vars_of(d, qid, os.path.join("quarantine", "virus"))
+    v = services.tx_vars(d, qid, os.path.join("quarantine", "virus"))
     assert v["clean"] == "false" and v["virus"] == services.EICAR_VIRUS, v
     d.wait_log(rf"{qid}: service clamav \(clamd\): \d+ ms: infected \({services.EICAR_VIRUS}\)$")
 
@@ -163,7 +140,7 @@ def test_too_big_is_skipped(d):
     r, _ = send(d, "small@example.com", (b"x" * 70 + b"\r\n") * 30 + services.EICAR)
     qid = e2e.queued_id(r)
     assert qid in d.queued()
-    v = vars_of(d, qid)
+    v = services.tx_vars(d, qid)
     assert v["clean"] == "nil" and v["virus"] == "nil" and v["failed"] == "false", v
     d.wait_log(rf"{qid}: service small \(clamd\): \d+ ms: skipped: \d+ bytes, more than max_size 1024$")
 
@@ -199,7 +176,7 @@ def test_failure_accept_lets_it_through(d):
         qid = e2e.queued_id(r)
         assert qid in d.queued()
         assert took < TIMEOUT_MS / 1000 + 2, took
-        v = vars_of(d, qid)
+        v = services.tx_vars(d, qid)
         assert v["failed"] == "true" and what in v["error"] and v["clean"] == "nil", v
         d.wait_log(rf"warning: {qid}: service {name} \(clamd\): \d+ ms: failed: .*; "
                    r"on_failure=accept$")

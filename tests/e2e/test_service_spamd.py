@@ -7,10 +7,7 @@ by the recipient's local part ("sa@example.com" checks with [service:sa];
 "report-sa" asks for the report too), refuses spam with 550 and records
 the result in the message's variables otherwise.
 """
-import json
-import os
 import re
-import time
 
 import pytest
 
@@ -54,10 +51,7 @@ def spamd(workspace):
 
 @pytest.fixture(scope="module")
 def bad():
-    servers = {mode: services.BadServer(mode).start() for mode in ("hang", "garbage")}
-    yield servers
-    for s in servers.values():
-        s.stop()
+    yield from services.bad_servers("hang", "garbage")
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +77,7 @@ def message(body):
 
 def send(d, rcpt, body, expect_code=250):
     """Send one message to rcpt; the final reply and the seconds it took."""
-    with d.client() as c:
-        c.ehlo()
-        c.mail("alice@example.org")
-        c.expect(f"RCPT TO:<{rcpt}>", 250)
-        c.expect("DATA", 354)
-        t0 = time.monotonic()
-        c.send(e2e.stuff(message(body)) + b".\r\n")
-        r = c.read_reply()
-        took = time.monotonic() - t0
-        c.quit()
-    assert r.code == expect_code, r
-    return r, took
-
-
-def vars_of(d, qid):
-    _, env = e2e.read_spool_file(os.path.join(d.queue_dir(), qid))
-    v = env.get("vars") or {}
-    return json.loads(v) if isinstance(v, str) else v
+    return services.send_timed(d, rcpt, message(body), expect_code)
 
 
 def test_gtube_is_refused(d):
@@ -114,7 +91,7 @@ def test_gtube_is_refused(d):
 def test_ham_is_queued_with_its_score(d):
     r, _ = send(d, "sa@example.com", b"Dear Bob, see you on Monday. Alice")
     qid = e2e.queued_id(r)
-    v = vars_of(d, qid)
+    v = services.tx_vars(d, qid)
     assert v["is_spam"] == "false" and float(v["score"]) < 5 and v["threshold"] == "5.0", v
     assert v["report"] == "" and v["failed"] == "false", v
     d.wait_log(rf"{qid}: service sa \(spamd\): \d+ ms: not spam, score -?\d+\.\d / 5\.0$")
@@ -123,7 +100,7 @@ def test_ham_is_queued_with_its_score(d):
 def test_report(d):
     r, _ = send(d, "report-sa@example.com", b"Dear Bob, see you on Monday. Alice")
     qid = e2e.queued_id(r)
-    v = vars_of(d, qid)
+    v = services.tx_vars(d, qid)
     assert "Content analysis details" in v["report"], v
     for name in v["symbols"].split():
         assert re.search(rf"^\s*-?[\d.]+ {name}\b", v["report"], re.M), (name, v["report"])
@@ -147,7 +124,7 @@ def test_failure_accept_within_the_timeout(d):
     r, took = send(d, "hang-acc@example.com", services.GTUBE)
     qid = e2e.queued_id(r)
     assert took < TIMEOUT_MS / 1000 + 2, took
-    v = vars_of(d, qid)
+    v = services.tx_vars(d, qid)
     assert v["failed"] == "true" and v["error"] == "read: timeout after 1000 ms", v
     assert v["is_spam"] == "nil", v
     d.wait_log(rf"warning: {qid}: service hang-acc \(spamd\): \d+ ms: failed: read: timeout "

@@ -467,6 +467,19 @@ class Daemon:
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.conf_path)
 
+    def deliver_to_maildirs(self):
+        """Local mail into maildirs under <its folder>/mail (self.mail), a
+        folder the daemon's user's when run as root; the configuration
+        written. Returns self."""
+        self.mail = os.path.join(self.dir, "mail")
+        os.mkdir(self.mail, 0o755)
+        if IS_ROOT:
+            _, _, uid, gid = run_user()
+            os.chown(self.mail, uid, gid)
+        self.settings["delivery"]["maildir_path"] = f"{self.mail}/%d/%u/Maildir"
+        self.write_config()
+        return self
+
     def write_rules(self, text, name="main.lua"):
         """Write a file of the rules folder atomically, readable by the daemon."""
         os.makedirs(self.rules_dir, exist_ok=True)

@@ -1,9 +1,11 @@
 /*
- * helper_mail.c - the helpers the mail authentication unit tests share
- * (see helper_mail.h). Compiled into each test that names it in
- * CMakeLists.txt (VSMTPD_TESTS_HELPERS_<test>).
+ * helper_mail.c - the helpers the mail authentication unit tests share,
+ * and the scratch folder of many others (see helper_mail.h). Compiled
+ * into each test that names it in CMakeLists.txt
+ * (VSMTPD_TESTS_HELPERS_<test>).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +20,27 @@
 #include <cmocka.h>
 
 #include "helper_mail.h"
+
+char test_dir[64];
+
+/* test_dir_setup - see helper_mail.h. */
+int test_dir_setup(void **state)
+{
+	(void)state;
+	snprintf(test_dir, sizeof(test_dir), "/tmp/vsmtpd-%s.XXXXXX", program_invocation_short_name);
+	assert_non_null(mkdtemp(test_dir));
+	return 0;
+}
+
+/* test_dir_teardown - see helper_mail.h. */
+int test_dir_teardown(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", test_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
 
 /* test_read_file - see helper_mail.h. */
 char *test_read_file(const char *path, size_t *len)

@@ -1,6 +1,8 @@
 /*
- * helper_mail.h - what the unit tests of mail authentication share: whole
- * files read and written, DKIM key records as dnsmasq options, messages
+ * helper_mail.h - what the unit tests of mail authentication share (and
+ * the scratch folder that many other tests use too): a folder made for
+ * the tests of a program and removed after them, whole files read and
+ * written, DKIM key records as dnsmasq options, messages
  * passed through an independent tool (python3-dkim's dkimsign, arcsign),
  * text edits, and a DNS server that never answers. Every function fails
  * the running cmocka test on error.
@@ -9,6 +11,17 @@
 #define VSMTPD_TEST_HELPER_MAIL_H
 
 #include <stddef.h>
+
+/* test_dir - the scratch folder test_dir_setup made. */
+extern char test_dir[64];
+
+/* test_dir_setup - a cmocka group setup: a new folder
+ * /tmp/vsmtpd-<program>.XXXXXX in test_dir. */
+int test_dir_setup(void **state);
+
+/* test_dir_teardown - a cmocka group teardown: test_dir and all in it
+ * removed; -1 when that failed. */
+int test_dir_teardown(void **state);
 
 /* test_read_file - a whole file, malloc'ed and NUL-terminated; its length
  * in *len when len is not NULL. */

@@ -19,25 +19,7 @@
 
 #include "delegation.h"
 #include "envelope.h"
-
-static char dir[256];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-delegation.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[300];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
+#include "helper_mail.h"
 
 /* use_key - a key of one repeated byte. */
 static void use_key(unsigned char byte)
@@ -194,24 +176,24 @@ static void test_the_key_is_made_once_and_read_back(void **state)
 
 	(void)state;
 	delegation_key_forget();
-	assert_int_equal(delegation_key_load(dir, err, sizeof(err)), 0);
-	snprintf(path, sizeof(path), "%s/%s", dir, DELEGATION_KEY_FILE);
+	assert_int_equal(delegation_key_load(test_dir, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/%s", test_dir, DELEGATION_KEY_FILE);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, DELEGATION_KEY_LEN);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	make("000660CD977706E6", 1, token);
 	/* a restart reads the same key: the token still verifies */
 	delegation_key_forget();
-	assert_int_equal(delegation_key_load(dir, err, sizeof(err)), 0);
+	assert_int_equal(delegation_key_load(test_dir, err, sizeof(err)), 0);
 	assert_int_equal(verify(token, &t, &why), 0);
 	/* a key file of the wrong size is an error, not a new key */
 	assert_non_null(fp = fopen(path, "w"));
 	fputs("short", fp);
 	fclose(fp);
-	assert_int_equal(delegation_key_load(dir, err, sizeof(err)), -1);
+	assert_int_equal(delegation_key_load(test_dir, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "not a key of 32 bytes"));
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/none", dir);
+	snprintf(path, sizeof(path), "%s/none", test_dir);
 	assert_int_equal(delegation_key_load(path, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "cannot open"));
 }
@@ -272,5 +254,5 @@ int main(void)
 	    cmocka_unit_test(test_the_envelope_keeps_the_delegation_marks),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -4,8 +4,6 @@
  * a fake clamd in a thread of the test that checks the INSTREAM framing
  * and answers as told; the stages where ctx:clamd refuses to run.
  */
-#include <netinet/in.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +18,8 @@
 
 #include "rules_clamd.h"
 #include "config.h"
+#include "helper_mail.h"
+#include "helper_rules.h"
 #include "rules_internal.h"
 
 /* parse - rules_clamd_parse on a C string (len bytes of it, NUL included). */
@@ -63,41 +63,22 @@ static void test_parse(void **state)
 
 /* The fake clamd: what it answers, what it got. */
 struct fake {
-	int lfd;
 	const char *answer; /* sent with its NUL */
 	size_t got;         /* bytes of stream received */
 	int chunks, framing_ok;
 };
 
-/* fake_main - one INSTREAM request: check it, count the data, answer. */
-static void *fake_main(void *arg)
+/* serve - one INSTREAM request: check it, count the data, answer. */
+static void serve(int fd, void *arg)
 {
 	struct fake *f = arg;
-	int fd = accept(f->lfd, NULL, NULL);
-	char cmd[10], buf[65536];
-	unsigned char len[4];
-	size_t n;
+	char cmd[10];
 
-	if (fd < 0)
-		return NULL;
-	f->framing_ok = recv(fd, cmd, 10, MSG_WAITALL) == 10 && memcmp(cmd, "zINSTREAM", 10) == 0;
-	while (f->framing_ok && recv(fd, len, 4, MSG_WAITALL) == 4) {
-		n = (size_t)len[0] << 24 | (size_t)len[1] << 16 | (size_t)len[2] << 8 | len[3];
-		if (n == 0)
-			break;
-		if (n > sizeof(buf) || recv(fd, buf, n, MSG_WAITALL) != (ssize_t)n) {
-			f->framing_ok = 0;
-			break;
-		}
-		f->got += n;
-		f->chunks++;
-	}
+	f->framing_ok = recv(fd, cmd, 10, MSG_WAITALL) == 10 && memcmp(cmd, "zINSTREAM", 10) == 0 &&
+	                test_read_frames(fd, 65536, &f->got, &f->chunks) == 0;
 	(void)send(fd, f->answer, strlen(f->answer) + 1, MSG_NOSIGNAL);
-	close(fd);
-	return NULL;
 }
 
-static char dir[64];
 static char address[32];
 static struct service_config svc[1];
 
@@ -107,20 +88,11 @@ static struct rules *load(const char *text)
 	struct rules_limits limits = {.instructions = 200000, .memory = 4 << 20};
 	struct rules_settings settings = {.hostname = "mx.example.com", .local_domains = "",
 	                                  .trusted_networks = "", .services = svc, .nservices = 1};
-	char path[128], err[1024];
-	struct rules *r;
-	FILE *fp;
 
 	svc[0] = (struct service_config){.name = "av", .kind = SERVICE_CLAMD, .address = address,
 	                                 .connect_timeout_ms = 2000, .timeout_ms = 2000,
 	                                 .on_failure = SERVICE_FAIL_ACCEPT};
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(text, fp);
-	fclose(fp);
-	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
-	return r;
+	return test_rules_load_ok(test_dir, text, &limits, &settings);
 }
 
 /* RULES - records the result in the transaction's variables. */
@@ -137,22 +109,16 @@ static struct rules *load(const char *text)
 static const char *scan(const char *answer, size_t body, struct fake *f)
 {
 	static char out[256];
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t slen = sizeof(sin);
+	struct test_server srv;
 	struct rule_ctx ctx = {.client_ip = "192.0.2.1", .helo = ""};
 	struct rule_verdict v;
 	struct rules *r;
 	char *text, *vars;
-	pthread_t t;
 
 	memset(f, 0, sizeof(*f));
 	f->answer = answer;
-	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(f->lfd, 1), 0);
-	assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sin, &slen), 0);
-	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sin.sin_port));
-	assert_int_equal(pthread_create(&t, NULL, fake_main, f), 0);
+	test_server_start_tcp(&srv, serve, f);
+	snprintf(address, sizeof(address), "%s", srv.address);
 	r = load(RULES);
 	text = calloc(1, body + 32);
 	strcpy(text, "Subject: scan me\r\n\r\n");
@@ -161,9 +127,7 @@ static const char *scan(const char *answer, size_t body, struct fake *f)
 	assert_int_equal(rules_run(r, RULE_STAGE_PREQ, &ctx, &v), RULE_NEXT);
 	assert_non_null(vars = rules_tx_vars(&ctx));
 	snprintf(out, sizeof(out), "%s", vars);
-	shutdown(f->lfd, SHUT_RDWR); /* wakes the fake when no call came */
-	pthread_join(t, NULL);
-	close(f->lfd);
+	test_server_stop(&srv);
 	free(vars);
 	free(text);
 	message_free(ctx.msg);
@@ -204,23 +168,6 @@ static void test_stages(void **state)
 	rules_free(r);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-clamd.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,5 +176,5 @@ int main(void)
 	    cmocka_unit_test(test_stages),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

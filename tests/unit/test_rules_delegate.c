@@ -20,17 +20,18 @@
 
 #include "config.h"
 #include "envelope.h"
+#include "helper_mail.h"
+#include "helper_rules.h"
 #include "message.h"
 #include "rules.h"
 #include "rules_offline.h"
 
-static char dir[256];
 static struct service_config services[] = {
     {.name = "filter", .kind = SERVICE_DELEGATE, .address = "127.0.0.1:10025", .timeout_ms = 30000},
     {.name = "av", .kind = SERVICE_CLAMD, .address = "127.0.0.1:3310", .timeout_ms = 30000},
 };
 
-/* load - compile text as dir/main.lua; NULL with err. */
+/* load - compile text as main.lua; NULL with err. */
 static struct rules *load(const char *text, char *err, size_t errlen)
 {
 	struct rules_limits limits = {.instructions = 200000, .memory = 4 << 20};
@@ -38,14 +39,8 @@ static struct rules *load(const char *text, char *err, size_t errlen)
 	                                  .local_domains = "example.com",
 	                                  .services = services,
 	                                  .nservices = 2};
-	char path[512];
-	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(text, fp);
-	fclose(fp);
-	return rules_load(path, &limits, &settings, err, errlen);
+	return test_rules_load(test_dir, text, &limits, &settings, err, errlen);
 }
 
 static const char *const POSTQ =
@@ -57,23 +52,6 @@ static const char *const POSTQ =
     "  end),\n"
     "  action \"after\" (function(ctx) ctx:append_header(\"X-After\", \"1\") end),\n"
     "} }\n";
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-delegate.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[300];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
 
 static void test_load_errors(void **state)
 {
@@ -283,5 +261,5 @@ int main(void)
 	    cmocka_unit_test(test_offline_run_says_where_it_goes),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -23,6 +23,7 @@
 
 #include "helper_dnsmasq.h"
 #include "helper_mail.h"
+#include "helper_rules.h"
 #include "message.h"
 #include "config.h"
 #include "rules.h"
@@ -95,14 +96,8 @@ static struct rules *load_keys(const char *text, const char *servers, unsigned t
 					  .dns_timeout_ms = timeout_ms,
 					  .dkim = conf,
 					  .ndkim = nconf};
-	char path[512];
-	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(text, fp);
-	fclose(fp);
-	return rules_load(path, &limits, &settings, err, errlen);
+	return test_rules_load(dir, text, &limits, &settings, err, errlen);
 }
 
 /* load - the rules above, asking servers with timeout_ms. */
@@ -113,17 +108,8 @@ static struct rules *load(const char *servers, unsigned timeout_ms)
 					  .local_domains = "example.com",
 					  .dns_servers = servers,
 					  .dns_timeout_ms = timeout_ms};
-	char path[512], err[1024];
-	struct rules *r;
-	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(rules_lua, fp);
-	fclose(fp);
-	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
-	return r;
+	return test_rules_load_ok(dir, rules_lua, &limits, &settings);
 }
 
 static const char plain[] = "From: Alice <alice@example.test>\r\n"

@@ -17,29 +17,20 @@
 #include <cmocka.h>
 
 #include "envelope.h"
+#include "helper_mail.h"
+#include "helper_rules.h"
 #include "rules.h"
 #include "rules_offline.h"
 
-static char dir[256];
-
-/* load_ok - compile text as dir/main.lua, failing the test with the error. */
+/* load_ok - compile text as main.lua, failing the test with the error. */
 static struct rules *load_ok(const char *text)
 {
 	struct rules_limits limits = {.instructions = 200000, .memory = 4 << 20};
 	struct rules_settings settings = {.hostname = "mx.example.com",
 					  .local_domains = "example.com",
 					  .trusted_networks = "192.0.2.0/24"};
-	char path[512], err[1024];
-	struct rules *r;
-	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(text, fp);
-	fclose(fp);
-	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
-	return r;
+	return test_rules_load_ok(test_dir, text, &limits, &settings);
 }
 
 /* The steps an offline run reported. */
@@ -77,21 +68,6 @@ static enum offline_outcome run(struct rules *r, const char *subject, struct ste
 	tx.message_len = strlen(message);
 	memset(s, 0, sizeof(*s));
 	return rules_offline_run(r, &tx, record, s, final);
-}
-
-static int setup(void **state)
-{
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-hold.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 static void test_the_mark_is_the_connections_before_mail_the_transactions_after(void **state)
@@ -242,5 +218,5 @@ int main(void)
 		cmocka_unit_test(test_offline_held_at_postq_stops_before_delivery),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -25,19 +25,18 @@
 
 #include <cmocka.h>
 
+#include "helper_mail.h"
 #include "rules.h"
 #include "rules_internal.h"
 #include "rules_offline.h"
 
-static char dir[256];
-
-/* write_file - dir/name with text; returns the path (static buffer). */
+/* write_file - name in the scratch folder with text; returns the path (static buffer). */
 static const char *write_file(const char *name, const char *text)
 {
 	static char path[512];
 	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	snprintf(path, sizeof(path), "%s/%s", test_dir, name);
 	assert_non_null(fp = fopen(path, "w"));
 	fputs(text, fp);
 	fclose(fp);
@@ -60,7 +59,7 @@ static struct rules *load_path(const char *path)
 	return r;
 }
 
-/* load_ok - compile text as dir/main.lua. */
+/* load_ok - compile text as main.lua in the scratch folder. */
 static struct rules *load_ok(const char *text)
 {
 	return load_path(write_file("main.lua", text));
@@ -98,23 +97,6 @@ static void expect_restored(struct rules *r, const char *first, const char *seco
 #define PROBE(body)                                                                     \
 	"return { connect = { rule \"probe\" (function(ctx)\n" body                     \
 	"\n  return status.info(code(450, \"4.0.0\", report))\nend) } }\n"
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-restore.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[300];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
 
 static void test_a_local_counter_starts_again(void **state)
 {
@@ -418,7 +400,7 @@ static void test_restore_cost(void **state)
 		      write_file("array.lua", "local big = {}\n"
 					      "for i = 1, 100000 do big[i] = \"v\" .. i end\n" PROBE(
 						      "  local report = big[5]")));
-	snprintf(path, sizeof(path), "%s/domains.txt", dir);
+	snprintf(path, sizeof(path), "%s/domains.txt", test_dir);
 	assert_non_null(fp = fopen(path, "w"));
 	for (i = 1; i <= 100000; i++)
 		fprintf(fp, "d%d.example\n", i);
@@ -447,5 +429,5 @@ int main(void)
 		cmocka_unit_test(test_restore_cost),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,25 +23,10 @@
 
 #include <cmocka.h>
 
+#include "helper_mail.h"
+#include "helper_rules.h"
 #include "rules_internal.h"
 #include "rules_service.h"
-
-static char dir[64];
-
-/* listen_tcp - a listening socket on 127.0.0.1, its port in *port. */
-static int listen_tcp(unsigned *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(fd, 4), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-	*port = ntohs(sin.sin_port);
-	return fd;
-}
 
 /* now_ms - the monotonic clock in milliseconds. */
 static uint64_t now_ms(void)
@@ -72,7 +56,7 @@ static void test_refused(void **state)
 	struct service_config svc;
 	char address[64], want[128];
 	unsigned port;
-	int fd = listen_tcp(&port);
+	int fd = test_listen_tcp(&port, 4);
 
 	(void)state;
 	close(fd);
@@ -93,7 +77,7 @@ static void test_deadline(void **state)
 	struct service_config svc;
 	char address[64], buf[16];
 	unsigned port;
-	int fd = listen_tcp(&port);
+	int fd = test_listen_tcp(&port, 4);
 	uint64_t t0;
 
 	(void)state;
@@ -144,23 +128,21 @@ static void test_ipv6(void **state)
 static void test_connect_timeout(void **state)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sin);
 	struct rules_service_call c;
 	struct service_config svc;
 	char address[64], want[128];
-	int fd = socket(AF_INET, SOCK_STREAM, 0), fill[4], i;
+	unsigned port;
+	int fd = test_listen_tcp(&port, 0), fill[4], i;
 	uint64_t t0;
 
 	(void)state;
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(fd, 0), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+	sin.sin_port = htons((uint16_t)port);
 	for (i = 0; i < 4; i++) { /* fill the accept queue, never accepted */
 		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 		(void)connect(fill[i], (struct sockaddr *)&sin, sizeof(sin));
 	}
 	usleep(100000);
-	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sin.sin_port));
+	snprintf(address, sizeof(address), "127.0.0.1:%u", port);
 	svc = service("av", address, 5000, SERVICE_FAIL_TEMPFAIL);
 	svc.connect_timeout_ms = 300;
 	t0 = now_ms();
@@ -179,47 +161,29 @@ static void test_connect_timeout(void **state)
 enum server_mode { SERVER_RESET, SERVER_UNFRAME };
 
 struct server {
-	int lfd;
+	struct test_server t;
 	enum server_mode mode;
 	size_t got; /* SERVER_UNFRAME: bytes of message received */
 };
 
-/* server_main - take one connection: reset it, or read 4-byte-length
- * frames up to an empty one and answer "got N\n", then close. */
-static void *server_main(void *arg)
+/* serve - reset the connection, or read 4-byte-length frames up to an
+ * empty one and answer "got N\n". */
+static void serve(int fd, void *arg)
 {
 	struct server *s = arg;
-	int fd = accept(s->lfd, NULL, NULL);
-	unsigned char len[4];
 	char buf[4096], reply[64];
-	size_t n, k;
-	ssize_t r;
+	int frames = 0;
 
-	if (fd < 0)
-		return NULL;
 	if (s->mode == SERVER_RESET) {
 		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 		(void)recv(fd, buf, sizeof(buf), 0);
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-		close(fd);
-		return NULL;
+		return;
 	}
-	for (;;) {
-		if (recv(fd, len, 4, MSG_WAITALL) != 4)
-			break;
-		n = (size_t)len[0] << 24 | (size_t)len[1] << 16 | (size_t)len[2] << 8 | len[3];
-		if (n == 0)
-			break;
-		for (k = 0; k < n; k += (size_t)r)
-			if ((r = recv(fd, buf, n - k < sizeof(buf) ? n - k : sizeof(buf), 0)) <= 0)
-				break;
-		s->got += n;
-	}
+	(void)test_read_frames(fd, SIZE_MAX, &s->got, &frames);
 	snprintf(reply, sizeof(reply), "got %zu\n", s->got);
 	(void)send(fd, reply, strlen(reply), MSG_NOSIGNAL);
-	close(fd);
-	return NULL;
 }
 
 /* frame - rules_service_send_message's fn: a 4-byte length, then the piece. */
@@ -239,25 +203,20 @@ static void test_reset(void **state)
 	struct server s = {.mode = SERVER_RESET};
 	struct rules_service_call c;
 	struct service_config svc;
-	char address[64], buf[16];
-	unsigned port;
-	pthread_t t;
+	char buf[16];
 	ssize_t n;
 
 	(void)state;
-	s.lfd = listen_tcp(&port);
-	assert_int_equal(pthread_create(&t, NULL, server_main, &s), 0);
-	snprintf(address, sizeof(address), "127.0.0.1:%u", port);
-	svc = service("av", address, 2000, SERVICE_FAIL_TEMPFAIL);
+	test_server_start_tcp(&s.t, serve, &s);
+	svc = service("av", s.t.address, 2000, SERVICE_FAIL_TEMPFAIL);
 	rules_service_start(&c, &svc);
 	assert_int_equal(rules_service_connect(&c), 0);
 	assert_int_equal(rules_service_write(&c, "x", 1), 0);
-	pthread_join(t, NULL);
+	test_server_stop(&s.t);
 	n = rules_service_read(&c, buf, sizeof(buf));
 	assert_int_equal(n, -1);
 	assert_string_equal(c.error, "read: Connection reset by peer");
 	rules_service_close(&c);
-	close(s.lfd);
 }
 
 /* test_unix_exchange - a message of several pieces over a Unix socket,
@@ -271,15 +230,14 @@ static void test_unix_exchange(void **state)
 	size_t body = 150000, len, size;
 	char *text, *answer, want[64];
 	struct message *m;
-	pthread_t t;
-	int pieces = 0;
+	int pieces = 0, lfd;
 
 	(void)state;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/svc.sock", dir);
-	s.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_int_equal(bind(s.lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	assert_int_equal(listen(s.lfd, 1), 0);
-	assert_int_equal(pthread_create(&t, NULL, server_main, &s), 0);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/svc.sock", test_dir);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	test_server_start(&s.t, lfd, serve, &s);
 	text = malloc(body + 64);
 	len = (size_t)sprintf(text, "Subject: big\r\n\r\n");
 	memset(text + len, 'a', body);
@@ -298,11 +256,10 @@ static void test_unix_exchange(void **state)
 	assert_string_equal(answer, want);
 	assert_int_equal(len, strlen(want));
 	rules_service_close(&c);
-	pthread_join(t, NULL);
+	test_server_stop(&s.t);
 	free(answer);
 	message_free(m);
 	free(text);
-	close(s.lfd);
 	unlink(sun.sun_path);
 }
 
@@ -310,7 +267,7 @@ static void test_unix_exchange(void **state)
 static struct service_config services[4];
 static char refused[64];
 
-/* load - compile text as dir/main.lua with the services. */
+/* load - compile text as main.lua with the services. */
 static struct rules *load(const char *text)
 {
 	struct rules_limits limits = {.instructions = 200000, .memory = 4 << 20};
@@ -319,11 +276,8 @@ static struct rules *load(const char *text)
 	                                  .trusted_networks = "192.0.2.0/24",
 	                                  .services = services,
 	                                  .nservices = 4};
-	char path[512], err[1024];
-	struct rules *r;
-	FILE *fp;
 	unsigned port;
-	int fd = listen_tcp(&port);
+	int fd = test_listen_tcp(&port, 4);
 
 	close(fd);
 	snprintf(refused, sizeof(refused), "127.0.0.1:%u", port);
@@ -332,13 +286,7 @@ static struct rules *load(const char *text)
 	services[2] = service("acc", refused, 1000, SERVICE_FAIL_ACCEPT);
 	services[3] = service("sa", refused, 1000, SERVICE_FAIL_ACCEPT);
 	services[3].kind = SERVICE_SPAMD;
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(text, fp);
-	fclose(fp);
-	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
-	return r;
+	return test_rules_load_ok(test_dir, text, &limits, &settings);
 }
 
 /* call_refused - a Lua function: a clamd call to the service named by
@@ -438,23 +386,6 @@ static void test_raised_status(void **state)
 	rules_free(r);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-service.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[300];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -464,5 +395,5 @@ int main(void)
 	    cmocka_unit_test(test_on_failure),    cmocka_unit_test(test_raised_status),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }

@@ -4,8 +4,6 @@
  * REPORT), and ctx:spamd against a fake spamd in a thread of the test that
  * records the request and answers as told.
  */
-#include <netinet/in.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +17,8 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "helper_mail.h"
+#include "helper_rules.h"
 #include "rules_internal.h"
 #include "rules_spamd.h"
 
@@ -101,38 +101,29 @@ static void test_parse(void **state)
 
 /* The fake spamd: its answer, and the request it got. */
 struct fake {
-	int lfd;
 	const char *answer;
 	char request[4096];
 };
 
-/* fake_main - read the request to its end, answer, close. */
-static void *fake_main(void *arg)
+/* serve - read the request to its end, answer. */
+static void serve(int fd, void *arg)
 {
 	struct fake *f = arg;
-	int fd = accept(f->lfd, NULL, NULL);
 	size_t used = 0;
 	ssize_t n;
 
-	if (fd < 0)
-		return NULL;
 	while (used < sizeof(f->request) - 1 &&
 	       (n = recv(fd, f->request + used, sizeof(f->request) - 1 - used, 0)) > 0)
 		used += (size_t)n;
 	f->request[used] = '\0';
 	(void)send(fd, f->answer, strlen(f->answer), MSG_NOSIGNAL);
-	close(fd);
-	return NULL;
 }
-
-static char dir[64];
 
 /* check - run text's preq rule against a fake answering answer; what the
  * rule recorded (static), the request in f. */
 static const char *check(const char *text, const char *answer, const char *user, struct fake *f)
 {
 	static char out[1024];
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct rules_limits limits = {.instructions = 200000, .memory = 4 << 20};
 	struct service_config svc = {.name = "sa", .kind = SERVICE_SPAMD, .connect_timeout_ms = 2000,
 	                             .timeout_ms = 2000, .user = (char *)user};
@@ -140,36 +131,22 @@ static const char *check(const char *text, const char *answer, const char *user,
 	                                  .trusted_networks = "", .services = &svc, .nservices = 1};
 	struct rule_ctx ctx = {.client_ip = "192.0.2.1", .helo = ""};
 	static const char msg[] = "Subject: hi\r\n\r\nhello\r\n";
-	socklen_t slen = sizeof(sin);
-	char path[128], err[1024], address[32], *vars;
+	struct test_server srv;
 	struct rule_verdict v;
 	struct rules *r;
-	pthread_t t;
-	FILE *fp;
+	char *vars;
 
 	memset(f, 0, sizeof(*f));
 	f->answer = answer;
-	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	assert_int_equal(listen(f->lfd, 1), 0);
-	assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sin, &slen), 0);
-	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sin.sin_port));
-	svc.address = address;
-	assert_int_equal(pthread_create(&t, NULL, fake_main, f), 0);
-	snprintf(path, sizeof(path), "%s/main.lua", dir);
-	assert_non_null(fp = fopen(path, "w"));
-	fputs(text, fp);
-	fclose(fp);
-	if ((r = rules_load(path, &limits, &settings, err, sizeof(err))) == NULL)
-		fail_msg("%s", err);
+	test_server_start_tcp(&srv, serve, f);
+	svc.address = srv.address;
+	r = test_rules_load_ok(test_dir, text, &limits, &settings);
 	assert_non_null(ctx.msg = message_parse(msg, strlen(msg)));
 	v.status = RULE_ERROR;
 	rules_run(r, RULE_STAGE_PREQ, &ctx, &v);
 	vars = rules_tx_vars(&ctx);
 	snprintf(out, sizeof(out), "%s %s", rules_status_name(v.status), vars ? vars : "{}");
-	shutdown(f->lfd, SHUT_RDWR); /* wakes the fake when no call came */
-	pthread_join(t, NULL);
-	close(f->lfd);
+	test_server_stop(&srv);
 	free(vars);
 	message_free(ctx.msg);
 	rules_ctx_release(&ctx);
@@ -209,23 +186,6 @@ static void test_ctx_spamd(void **state)
 	                    "error {}");
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/vsmtpd-test-spamd.XXXXXX");
-	assert_non_null(mkdtemp(dir));
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,5 +193,5 @@ int main(void)
 	    cmocka_unit_test(test_ctx_spamd),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, test_dir_setup, test_dir_teardown);
 }
