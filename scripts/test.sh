@@ -32,9 +32,10 @@ ctest --test-dir build-release --output-on-failure --no-tests=error -R '^unit\.'
 run_suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=abort_on_error=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	run_suite build-sanitize -DCMAKE_BUILD_TYPE=Debug -DVSMTPD_SANITIZE=ON
-# The clang build runs its unit tests and the fuzzers: the end-to-end tests
-# already ran against two builds of the same daemon above.
+# The clang build runs its unit tests and the fuzzers, as many at once as
+# there are CPUs (each fuzzer is one process): the end-to-end tests already
+# ran against two builds of the same daemon above.
 CC=clang build build-fuzz -DCMAKE_BUILD_TYPE=Debug -DVSMTPD_FUZZ=ON
 echo "== build-fuzz: unit tests and fuzzers"
-ctest --test-dir build-fuzz --output-on-failure --no-tests=error -R '^(unit|fuzz)\.'
+ctest --test-dir build-fuzz --output-on-failure --no-tests=error -R '^(unit|fuzz)\.' -j"$jobs"
 echo "== all suites passed"

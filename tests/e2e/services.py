@@ -148,7 +148,8 @@ class Spamd:
 class BadServer:
     """A TCP server on 127.0.0.1:<port> that misbehaves with every client:
     mode "hang" takes the connection and never answers, "reset" reads a
-    little then resets it, "garbage" answers `answer` and closes."""
+    little then resets it, "garbage" answers `answer`, then reads until the
+    client closes (2 s at most) and closes."""
 
     def __init__(self, mode, answer=b"HELLO? 42\r\n"):
         self.mode = mode
@@ -181,6 +182,12 @@ class BadServer:
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 else:
                     conn.sendall(self.answer)
+                    # Take what the client still sends before closing: a
+                    # close with unread data resets the connection, and the
+                    # client could read the reset before the answer.
+                    conn.shutdown(socket.SHUT_WR)
+                    while conn.recv(65536):
+                        pass
             except OSError:
                 pass
             conn.close()
