@@ -306,15 +306,17 @@ class MilterPostfix(accept.Postfix):
                 f.write("%s = %s\n" % (key, value))
 
 
-def marked(server, marker):
-    """Whether a message server held carries the field marker."""
+def unmarked(server, marker):
+    """How many of the messages server held lack the field marker, of how many."""
     hold = os.path.join(server.queue, "hold") if isinstance(server, accept.Postfix) \
         else os.path.join(server.spool, "hold")
+    missing = total = 0
     for root, _, files in os.walk(hold):
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
-                return marker in f.read()
-    return False
+                missing += marker not in f.read()
+            total += 1
+    return missing, total
 
 
 def print_table(servers, sessions, results, filt, repeat):
@@ -419,9 +421,10 @@ def main():
                         "%s %.2f" % (rep + 1, args.repeat, server.name, n, count, r["rate"],
                                      r["cpu_per_k"], filt.name, r["filter_per_k"]))
         for server in servers:
-            if "+" in server.name and not marked(server, filt.marker):
-                raise BenchError("%s held a message without %s" % (
-                    server.name, filt.marker.decode().rstrip(":")))
+            missing, total = unmarked(server, filt.marker) if "+" in server.name else (0, 1)
+            if missing or not total:
+                raise BenchError("%s held %d of %d messages without %s" % (
+                    server.name, missing, total, filt.marker.decode().rstrip(":")))
         print_table(servers, sessions, results, filt, args.repeat)
         status = accept.report_problems(servers, [])
     except BenchError as e:
