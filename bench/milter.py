@@ -121,6 +121,7 @@ class Filter:
         self.meter = meter
 
     def ready(self):
+        """Whether the daemon takes connections."""
         return listening(self.port)
 
     def start(self):
@@ -138,6 +139,7 @@ class Filter:
         raise BenchError("%s did not start; see %s" % (self.name, self.log))
 
     def stop(self):
+        """Stop the daemon and whatever it left running."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -279,9 +281,10 @@ class Rspamd(Filter):
 
     def ready(self):
         """Both workers up: the normal one answers its ping, the proxy listens."""
+        # No proxy from the environment: straight to loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/ping" % self.http,
-                                        timeout=1) as r:
+            with opener.open("http://127.0.0.1:%d/ping" % self.http, timeout=1) as r:
                 return r.read().strip() == b"pong" and listening(self.port)
         except OSError:
             return False
@@ -300,6 +303,7 @@ class MilterPostfix(accept.Postfix):
         self.name = "postfix+milter"
 
     def _configure(self):
+        """accept.py's main.cf, then the milter settings."""
         super()._configure()
         with open(os.path.join(self.etc, "main.cf"), "a") as f:
             for key, value in self.settings.items():
@@ -322,6 +326,7 @@ def unmarked(server, marker):
 def print_table(servers, sessions, results, filt, repeat):
     """One line per sessions and server: medians, shares and v/p."""
     def med(name, n, key):
+        """The median of key over the runs of server name with n sessions."""
         return accept.median_of(results[(name, n)], key)
     print()
     print("%4s  %-14s %6s %6s %11s %11s %6s" % ("sess", "server", "msg/s", "share",
@@ -347,6 +352,7 @@ def print_table(servers, sessions, results, filt, repeat):
 
 
 def main():
+    """Start the filter and the servers, measure, print the table; the exit status."""
     ap = argparse.ArgumentParser(description="What a milter (OpenDKIM signing), or rspamd "
                                  "at preq, costs vsmtpd and Postfix, against each alone.")
     accept.add_common_arguments(ap, "the spools")
@@ -370,6 +376,7 @@ def main():
     sessions = [int(x) for x in args.sessions.split(",")]
 
     def on_signal(signo, frame):
+        """SIGTERM and SIGHUP end the run as Ctrl-C does, through the cleanup."""
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
