@@ -14,8 +14,8 @@
  * this file does not know, or a header the message library could not take
  * as it is makes the whole reply an error (the call then fails as the
  * service's on_failure says), never a half-applied change. Header values
- * come folded from rspamd's milter_headers module; line breaks are dropped
- * here and the message library folds again when it writes the field.
+ * come folded from rspamd's milter_headers module; each fold becomes one
+ * space here and the message library folds again when it writes the field.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +59,10 @@ static int rspamd_name_ok(const char *name)
 	return i > 0 && i <= 200;
 }
 
-/* rspamd_unfold - a malloc'ed copy of v without CR and LF; NULL when v holds
- * another control character (a tab is fine) or memory ran out. */
+/* rspamd_unfold - a malloc'ed copy of v unfolded: a line break and the
+ * blanks after it become one space (rspamd folds with "\n\t"), other line
+ * breaks are dropped; NULL when v holds another control character (a tab
+ * is fine) or memory ran out. */
 static char *rspamd_unfold(const char *v)
 {
 	char *out = malloc(strlen(v) + 1), *o = out;
@@ -70,8 +72,14 @@ static char *rspamd_unfold(const char *v)
 	for (; *v != '\0'; v++) {
 		unsigned char c = (unsigned char)*v;
 
-		if (c == '\r' || c == '\n')
+		if (c == '\r' || c == '\n') {
+			if (v[1] == ' ' || v[1] == '\t') {
+				while (v[1] == ' ' || v[1] == '\t')
+					v++;
+				*o++ = ' ';
+			}
 			continue;
+		}
 		if ((c < 0x20 && c != '\t') || c == 0x7f) {
 			free(out);
 			return NULL;
