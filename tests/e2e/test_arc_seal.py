@@ -18,17 +18,9 @@ import vsmtpd_e2e as e2e
 DATA = os.path.join(e2e.SOURCE_DIR, "tests", "unit", "data")
 
 
-def txt_record(name, path):
-    """A dnsmasq txt-record option, the key record cut into character-strings
-    of at most 255 bytes."""
-    with open(os.path.join(DATA, path)) as f:
-        text = f.read().strip()
-    return "txt-record=" + name + "," + ",".join(text[i:i + 255] for i in range(0, len(text), 255))
-
-
 RECORDS = [
-    txt_record("rsa._domainkey.example.test", "dkim/rsa.txt"),
-    txt_record("hop2._domainkey.forwarder.test", "arc/hop2.txt"),
+    dnsserver.key_record("rsa._domainkey.example.test", os.path.join(DATA, "dkim", "rsa.txt")),
+    dnsserver.key_record("hop2._domainkey.forwarder.test", os.path.join(DATA, "arc", "hop2.txt")),
 ]
 
 SEAL_RULES = r'''
@@ -69,13 +61,9 @@ def send(daemon, content):
 def arc_cv(content):
     """python3-dkim's arc_verify of content: its cv and reason."""
     import dkim
-    keys = {b"rsa._domainkey.example.test.": "dkim/rsa.txt",
-            b"hop2._domainkey.forwarder.test.": "arc/hop2.txt"}
-
-    def txt(name, timeout=5):
-        with open(os.path.join(DATA, keys[name]), "rb") as f:
-            return f.read().strip()
-    cv, _, why = dkim.arc_verify(content, dnsfunc=txt)
+    cv, _, why = dkim.arc_verify(content, dnsfunc=dnsserver.key_dnsfunc({
+        b"rsa._domainkey.example.test.": os.path.join(DATA, "dkim", "rsa.txt"),
+        b"hop2._domainkey.forwarder.test.": os.path.join(DATA, "arc", "hop2.txt")}))
     return cv, why
 
 

@@ -22,17 +22,9 @@ import vsmtpd_e2e as e2e
 KEYS = os.path.join(e2e.SOURCE_DIR, "tests", "unit", "data", "dkim")
 
 
-def txt_record(name, path):
-    """A dnsmasq txt-record option, the key record cut into character-strings
-    of at most 255 bytes."""
-    with open(os.path.join(KEYS, path)) as f:
-        text = f.read().strip()
-    return "txt-record=" + name + "," + ",".join(text[i:i + 255] for i in range(0, len(text), 255))
-
-
 RECORDS = [
-    txt_record("rsa._domainkey.example.test", "rsa.txt"),
-    txt_record("ed._domainkey.example.test", "ed25519.txt"),
+    dnsserver.key_record("rsa._domainkey.example.test", os.path.join(KEYS, "rsa.txt")),
+    dnsserver.key_record("ed._domainkey.example.test", os.path.join(KEYS, "ed25519.txt")),
 ]
 
 VERIFY_RULES = r'''
@@ -162,13 +154,9 @@ def dkim_settings(name, selector, key):
 def python_verifies(content):
     """python3-dkim's verifier, the keys read from the test data."""
     import dkim
-    keys = {b"rsa._domainkey.example.test.": "rsa.txt",
-            b"ed._domainkey.example.test.": "ed25519.txt"}
-
-    def txt(name, timeout=5):
-        with open(os.path.join(KEYS, keys[name]), "rb") as f:
-            return f.read().strip()
-    return dkim.verify(content, dnsfunc=txt)
+    return dkim.verify(content, dnsfunc=dnsserver.key_dnsfunc({
+        b"rsa._domainkey.example.test.": os.path.join(KEYS, "rsa.txt"),
+        b"ed._domainkey.example.test.": os.path.join(KEYS, "ed25519.txt")}))
 
 
 def test_signed_in_the_session_verifies(module_daemons):

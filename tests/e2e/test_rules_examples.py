@@ -412,14 +412,6 @@ def test_spf_reject_fail_in_the_daemon(daemons, dns):
     assert "killed by signal" not in d.log()
 
 
-def dkim_dnsfunc(keys):
-    """python3-dkim's DNS: the key records from the test data, by name."""
-    def txt(name, timeout=5):
-        with open(os.path.join(DATA, keys[name]), "rb") as f:
-            return f.read().strip()
-    return txt
-
-
 def test_dkim_sign_submission_in_the_daemon(daemons):
     """The trusted network's mail is signed with the key of its domain, and
     the signature verifies in python3-dkim; another domain's is not."""
@@ -440,8 +432,8 @@ def test_dkim_sign_submission_in_the_daemon(daemons):
     content, _ = d.message(signed)
     assert content.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;"), content
     assert b" d=example.com;" in content and b" s=rsa;" in content
-    assert dkim.verify(content, dnsfunc=dkim_dnsfunc(
-        {b"rsa._domainkey.example.com.": "dkim/rsa.txt"})), content
+    assert dkim.verify(content, dnsfunc=dnsserver.key_dnsfunc(
+        {b"rsa._domainkey.example.com.": os.path.join(DATA, "dkim", "rsa.txt")})), content
     assert b"DKIM-Signature" not in d.message(unsigned)[0]
 
 
@@ -469,8 +461,8 @@ def test_arc_forwarder_in_the_daemon(daemons, dns):
     unfolded = re.sub(rb"\r\n[ \t]+", b" ", content)
     assert re.search(rb"\r\nARC-Authentication-Results: i=1; mx\.test\.example; "
                      rb"spf=pass smtp\.mailfrom=spf-pass\.example;", unfolded), content
-    cv, _, why = dkim.arc_verify(content, dnsfunc=dkim_dnsfunc(
-        {b"hop2._domainkey.lists.example.com.": "arc/hop2.txt"}))
+    cv, _, why = dkim.arc_verify(content, dnsfunc=dnsserver.key_dnsfunc(
+        {b"hop2._domainkey.lists.example.com.": os.path.join(DATA, "arc", "hop2.txt")}))
     assert cv == b"pass", (why, content)
     assert b"ARC-Seal" not in d.message(direct)[0]
 
