@@ -106,6 +106,24 @@ def create_cost_us(directory, n=300):
 # ---------------------------------------------------------------------------
 # CPU accounting
 
+def run_setup(args, prefix="vsmtpd-bench."):
+    """What every benchmark does before it starts its servers: SIGTERM and
+    SIGHUP end the run as Ctrl-C does (through the caller's cleanup), a
+    temporary directory under args.workdir that the daemons' users can
+    reach, and a meter class: CPU accounting by cgroup where one can be
+    made (unless --no-cgroup), else from /proc. Returns (workdir, meter_class)."""
+    def on_signal(signo, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    workdir = tempfile.mkdtemp(prefix=prefix, dir=args.workdir)
+    os.chmod(workdir, 0o755)  # the daemons' users must reach their spools
+    cg_root = None if args.no_cgroup else find_cgroup2_root()
+    if cg_root:
+        return workdir, lambda name: CgroupMeter(cg_root, name)
+    return workdir, lambda name: ProcMeter(None, name)
+
+
 def find_cgroup2_root():
     """The writable cgroup v2 hierarchy, or None.
 
@@ -722,18 +740,7 @@ def main():
                  "(use --workdir, --scale or fewer --repeat)"
                  % (args.workdir, st.f_bavail * st.f_frsize / 1e9, need / 1e9))
 
-    # SIGTERM and SIGHUP end the run like Ctrl-C does, through the cleanup
-    # below.
-    def on_signal(signo, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    workdir = tempfile.mkdtemp(prefix="vsmtpd-bench.", dir=args.workdir)
-    os.chmod(workdir, 0o755)  # the daemons' users must reach their spools
-    cg_root = None if args.no_cgroup else find_cgroup2_root()
-    meter_class = (lambda name: CgroupMeter(cg_root, name)) if cg_root else \
-        (lambda name: ProcMeter(None, name))
+    workdir, meter_class = run_setup(args, "vsmtpd-bench.")
     servers = []
     meters = []
     failures = []

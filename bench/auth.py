@@ -28,11 +28,9 @@ dnsmasq, openssl and dkimsign.
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -144,16 +142,7 @@ def main():
         sys.exit("auth.py: no vsmtpd binary at %s (use --vsmtpd or VSMTPD_BIN)" % args.vsmtpd)
     sessions = [int(x) for x in args.sessions.split(",")]
 
-    def on_signal(signo, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    workdir = tempfile.mkdtemp(prefix="vsmtpd-bench.", dir=args.workdir)
-    os.chmod(workdir, 0o755)
-    cg_root = None if args.no_cgroup else accept.find_cgroup2_root()
-    meter_class = (lambda name: accept.CgroupMeter(cg_root, name)) if cg_root else \
-        (lambda name: accept.ProcMeter(None, name))
+    workdir, meter_class = accept.run_setup(args, "vsmtpd-bench.")
     servers, meters, dns = [], [], None
     try:
         key, record = make_key(workdir)

@@ -30,10 +30,8 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -453,18 +451,7 @@ def main():
     args = parse_arguments()
     check_environment(args)
 
-    # SIGTERM and SIGHUP end the run like Ctrl-C does, through the cleanup
-    # below.
-    def on_signal(signo, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    workdir = tempfile.mkdtemp(prefix="vsmtpd-delivery.", dir=args.workdir)
-    os.chmod(workdir, 0o755)  # the daemons' users must reach their spools
-    cg_root = None if args.no_cgroup else accept.find_cgroup2_root()
-    meter_class = (lambda name: accept.CgroupMeter(cg_root, name)) if cg_root else \
-        (lambda name: accept.ProcMeter(None, name))
+    workdir, meter_class = accept.run_setup(args, "vsmtpd-delivery.")
     servers = []
     sinks = []
     meters = []

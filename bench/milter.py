@@ -57,7 +57,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import urllib.request
@@ -375,17 +374,7 @@ def main():
                  % args.vsmtpd)
     sessions = [int(x) for x in args.sessions.split(",")]
 
-    def on_signal(signo, frame):
-        """SIGTERM and SIGHUP end the run as Ctrl-C does, through the cleanup."""
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    workdir = tempfile.mkdtemp(prefix="vsmtpd-bench.", dir=args.workdir)
-    os.chmod(workdir, 0o755)
-    cg_root = None if args.no_cgroup else accept.find_cgroup2_root()
-    meter_class = (lambda name: accept.CgroupMeter(cg_root, name)) if cg_root else \
-        (lambda name: accept.ProcMeter(None, name))
+    workdir, meter_class = accept.run_setup(args, "vsmtpd-bench.")
     servers, meters, filt = [], [], None
     status = 1
     try:

@@ -31,7 +31,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 
 SCRIPT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -391,16 +390,7 @@ def main():
                  "(use --workdir or a shorter --duration)"
                  % (args.workdir, st.f_bavail * st.f_frsize / 1e9, need / 1e9))
 
-    def on_signal(signo, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-
-    workdir = tempfile.mkdtemp(prefix="vsmtpd-starttls.", dir=args.workdir)
-    os.chmod(workdir, 0o755)  # the daemons' users must reach their spools
-    cg_root = None if args.no_cgroup else accept.find_cgroup2_root()
-    meter_class = (lambda name: accept.CgroupMeter(cg_root, name)) if cg_root else \
-        (lambda name: accept.ProcMeter(None, name))
+    workdir, meter_class = accept.run_setup(args, "vsmtpd-starttls.")
     servers = []
     meters = []
     failures = []
